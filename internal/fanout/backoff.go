@@ -1,0 +1,99 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/aws/smithy-go"
+)
+
+// Backoff is a bounded exponential backoff with jitter. The SDK's adaptive
+// retryer handles throttling of single requests; this covers the errors it
+// does not retry, such as a quota of concurrent copies being full.
+type Backoff struct {
+	Initial  time.Duration // first pause; default 1s
+	Max      time.Duration // longest pause; default 60s
+	Attempts int           // tries in all, including the first; default 8
+}
+
+func (b Backoff) withDefaults() Backoff {
+	if b.Initial <= 0 {
+		b.Initial = time.Second
+	}
+	if b.Max <= 0 {
+		b.Max = time.Minute
+	}
+	if b.Attempts <= 0 {
+		b.Attempts = 8
+	}
+	return b
+}
+
+// Pause is the pause before retry n (1-based), jittered between half and
+// all of the exponential value.
+func (b Backoff) Pause(n int) time.Duration {
+	b = b.withDefaults()
+	d := b.Initial
+	for i := 1; i < n && d < b.Max; i++ {
+		d *= 2
+	}
+	d = min(d, b.Max)
+	return d/2 + rand.N(d/2+1)
+}
+
+// Retry calls fn until it succeeds, returns an error retryable rejects,
+// the attempts run out or ctx ends. onRetry, when set, hears about each
+// retry before its pause.
+func (b Backoff) Retry(ctx context.Context, retryable func(error) bool, onRetry func(attempt int, err error, pause time.Duration), fn func(context.Context) error) error {
+	b = b.withDefaults()
+	var err error
+	for attempt := 1; ; attempt++ {
+		if err = fn(ctx); err == nil || !retryable(err) {
+			return err
+		}
+		if attempt >= b.Attempts {
+			return fmt.Errorf("gave up after %d attempts: %w", attempt, err)
+		}
+		pause := b.Pause(attempt)
+		if onRetry != nil {
+			onRetry(attempt, err, pause)
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// ErrorCode is the AWS API error code of err, or "".
+func ErrorCode(err error) string {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode()
+	}
+	return ""
+}
+
+// IsCode reports whether err is an AWS API error with one of codes.
+func IsCode(err error, codes ...string) bool {
+	code := ErrorCode(err)
+	if code == "" {
+		return false
+	}
+	for _, c := range codes {
+		if code == c {
+			return true
+		}
+	}
+	return false
+}
+
+// QuotaFull reports whether err says a quota of concurrent operations is
+// full (ResourceLimitExceeded): worth waiting for, unlike most errors.
+func QuotaFull(err error) bool { return IsCode(err, "ResourceLimitExceeded") }

@@ -1,0 +1,107 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Kind says when an undo runs.
+type Kind int
+
+const (
+	// Cleanup undoes run as the run ends, whatever its outcome: temporary
+	// shares, grants, transit copies.
+	Cleanup Kind = iota
+	// Rollback undoes run only when the run failed and asked for rollback:
+	// the copies this run made.
+	Rollback
+)
+
+// Entry is one change a run made and how to undo it.
+type Entry struct {
+	Kind Kind
+	What string // e.g. "grant amicrypt-copy-ami-1-222222222222 on arn:aws:kms:…"
+	Undo func(context.Context) error
+}
+
+// Undone is the outcome of undoing one Entry.
+type Undone struct {
+	Entry
+	Err error
+}
+
+// Ledger records the changes of a run so they can be undone in reverse
+// order, from any goroutine. Undo funcs must be idempotent enough to be
+// called after a partial failure.
+type Ledger struct {
+	mu      sync.Mutex
+	entries []*Entry
+}
+
+// Add records a change. It returns a function that forgets the entry, for a
+// change that was undone (or handed over) by other means.
+func (l *Ledger) Add(kind Kind, what string, undo func(context.Context) error) (forget func()) {
+	e := &Entry{Kind: kind, What: what, Undo: undo}
+	l.mu.Lock()
+	l.entries = append(l.entries, e)
+	l.mu.Unlock()
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for i, x := range l.entries {
+			if x == e {
+				l.entries = append(l.entries[:i], l.entries[i+1:]...)
+				return
+			}
+		}
+	}
+}
+
+// Pending lists the recorded entries of kind, oldest first.
+func (l *Ledger) Pending(kind Kind) []Entry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []Entry
+	for _, e := range l.entries {
+		if e.Kind == kind {
+			out = append(out, *e)
+		}
+	}
+	return out
+}
+
+// Unwind undoes every entry of kind, newest first, and removes those that
+// succeeded. Failed undos stay recorded and are reported. Give it a context
+// that is not the cancelled one of an interrupted run.
+func (l *Ledger) Unwind(ctx context.Context, kind Kind) ([]Undone, error) {
+	l.mu.Lock()
+	var todo []*Entry
+	for i := len(l.entries) - 1; i >= 0; i-- {
+		if l.entries[i].Kind == kind {
+			todo = append(todo, l.entries[i])
+		}
+	}
+	l.mu.Unlock()
+
+	var done []Undone
+	var errs []error
+	for _, e := range todo {
+		err := e.Undo(ctx)
+		done = append(done, Undone{Entry: *e, Err: err})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("undoing %s: %w", e.What, err))
+			continue
+		}
+		l.mu.Lock()
+		for i, x := range l.entries {
+			if x == e {
+				l.entries = append(l.entries[:i], l.entries[i+1:]...)
+				break
+			}
+		}
+		l.mu.Unlock()
+	}
+	return done, errors.Join(errs...)
+}
