@@ -141,6 +141,11 @@ func (w *BatchWaiter[S]) deliver(d Dest, polled []string, statuses map[string]S)
 		asked[id] = true
 	}
 	var progress []func()
+	type final struct {
+		wt  *waiter[S]
+		out outcome[S]
+	}
+	var finals []final
 	for wt := range set {
 		if !asked[wt.id] {
 			continue // arrived during the poll; the next one covers it
@@ -149,13 +154,13 @@ func (w *BatchWaiter[S]) deliver(d Dest, polled []string, statuses map[string]S)
 		status, found := statuses[wt.id]
 		switch {
 		case found && w.Terminal(status):
-			wt.done <- outcome[S]{status: status}
+			finals = append(finals, final{wt, outcome[S]{status: status}})
 			delete(set, wt)
 			continue
 		case !found:
 			wt.missing++
 			if wt.missing > missingLimit {
-				wt.done <- outcome[S]{err: fmt.Errorf("%s in %s: %w after %d polls", wt.id, d, ErrNotFound, wt.missing)}
+				finals = append(finals, final{wt, outcome[S]{err: fmt.Errorf("%s in %s: %w after %d polls", wt.id, d, ErrNotFound, wt.missing)}})
 				delete(set, wt)
 				continue
 			}
@@ -167,7 +172,7 @@ func (w *BatchWaiter[S]) deliver(d Dest, polled []string, statuses map[string]S)
 			}
 		}
 		if w.MaxPolls > 0 && wt.polls >= w.MaxPolls {
-			wt.done <- outcome[S]{status: status, err: fmt.Errorf("%s in %s: %w after %d polls", wt.id, d, ErrWaitTimeout, wt.polls)}
+			finals = append(finals, final{wt, outcome[S]{status: status, err: fmt.Errorf("%s in %s: %w after %d polls", wt.id, d, ErrWaitTimeout, wt.polls)}})
 			delete(set, wt)
 		}
 	}
@@ -176,8 +181,13 @@ func (w *BatchWaiter[S]) deliver(d Dest, polled []string, statuses map[string]S)
 		delete(w.dests, d)
 	}
 	w.mu.Unlock()
+	// Progress first, so a waiter never hears of its resource after Wait
+	// has returned.
 	for _, p := range progress {
 		p()
+	}
+	for _, f := range finals {
+		f.wt.done <- f.out
 	}
 	return empty
 }
