@@ -233,3 +233,24 @@ type WorldVolume struct {
 	Encrypted  bool   `json:"encrypted,omitempty" hcl:"encrypted,optional"`
 	KmsKey     string `json:"kms_key,omitempty" hcl:"kms_key,optional"` // key ARN when encrypted
 }
+
+// Platform helpers the EC2 side may call, all with the emulator lock held
+// (platform files: emulator.go, iam.go, kms.go, audit.go, faults.go):
+//
+//	e.now() time.Time; e.latency(op, sizeGiB, crossRegion) time.Duration
+//	e.faultFires(kind, action) bool      // filters by the call being handled
+//	e.authorizeKeyUse(KeyUse) (KeyInfo, *APIError)
+//	e.defaultEBSKey(account, region) KeyInfo  // alias/aws/ebs, created lazily
+//	e.keyInfoByARN(arn) (KeyInfo, bool)
+//	e.accountExists(id) bool; e.accountByAlias("amazon") (string, bool)
+//	e.regionEnabled(region) bool; e.regionKnown(region) bool
+//	e.ebsByDefault(account, region) bool  // the world's setting
+//	e.iamAllowed(c, "ec2:CopyImage") bool // the caller's IAM deny list
+//	e.principalAllowed(principalIAM, action) bool
+//	e.liveGrants() []GrantInfo            // live KMS grants, for the checker
+//	e.auditEntries(AuditFilter) []AuditEntry; e.callCounts(AuditFilter) []CallCount
+//	e.opts.Limits.ConcurrentImageCopies / ConcurrentSnapshotCopies (defaults 50 / 20)
+//
+// The checker may implement, for GET /_emu/check (lock held):
+//
+//	func (e *Emulator) checkHTTP(q url.Values) (any, error)

@@ -1,0 +1,366 @@
+package awsemu
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+const (
+	ec2Namespace = "http://ec2.amazonaws.com/doc/2016-11-15/"
+	stsNamespace = "https://sts.amazonaws.com/doc/2011-06-15/"
+	maxBodyBytes = 8 << 20
+	adminPrefix  = "/_emu/"
+)
+
+// authError is a credential problem, reported with each service's own code.
+type authError int
+
+const (
+	authMissing authError = iota
+	authUnknownKey
+	authBadSignature
+	authBadToken
+	authExpired
+	authRegion
+)
+
+func (k authError) apiError(service string) *APIError {
+	switch service {
+	case "kms":
+		switch k {
+		case authMissing:
+			return &APIError{400, "MissingAuthenticationTokenException", "Missing Authentication Token"}
+		case authExpired:
+			return &APIError{400, "ExpiredTokenException", "The security token included in the request is expired"}
+		default:
+			return &APIError{400, "UnrecognizedClientException", "The security token included in the request is invalid."}
+		}
+	case "sts":
+		switch k {
+		case authMissing:
+			return &APIError{403, "MissingAuthenticationToken", "Request is missing Authentication Token"}
+		case authExpired:
+			return &APIError{400, "ExpiredToken", "The security token included in the request is expired"}
+		case authBadSignature:
+			return &APIError{403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."}
+		default:
+			return &APIError{403, "InvalidClientTokenId", "The security token included in the request is invalid."}
+		}
+	default: // ec2
+		switch k {
+		case authMissing:
+			return &APIError{401, "MissingAuthenticationToken", "Request is missing Authentication Token"}
+		case authExpired:
+			return &APIError{400, "RequestExpired", "Request has expired."}
+		default:
+			return &APIError{401, "AuthFailure", "AWS was not able to validate the provided access credentials"}
+		}
+	}
+}
+
+// serveHTTP is the one endpoint of every service and region.
+func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, adminPrefix) {
+		e.serveAdmin(w, r)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes))
+	if err != nil {
+		http.Error(w, "reading request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	auth, authErr := parseSigV4(r.Header.Get("Authorization"))
+	service := auth.Service
+	if authErr != nil {
+		service = guessService(r)
+	}
+	action, params, aerr := parseAction(service, r, body)
+	if aerr != nil {
+		e.writeError(w, service, "", aerr)
+		return
+	}
+	if service != "ec2" && service != "kms" && service != "sts" {
+		http.Error(w, "awsemu serves ec2, kms and sts; got signing service "+service, http.StatusBadRequest)
+		return
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := &Call{
+		RequestID: e.nextRequestID(),
+		Time:      e.now(),
+		Service:   service,
+		Region:    auth.Region,
+		Action:    action,
+		Params:    params,
+		Body:      body,
+	}
+	if authErr != nil {
+		e.finish(w, c, nil, authMissing.apiError(service))
+		return
+	}
+	if kind, ok := e.authenticate(c, r, body, auth); !ok {
+		e.finish(w, c, nil, kind.apiError(service))
+		return
+	}
+	if apiErr := e.admit(c); apiErr != nil {
+		e.finish(w, c, nil, apiErr)
+		return
+	}
+	e.cur = c
+	var out any
+	var apiErr *APIError
+	switch service {
+	case "ec2":
+		out, apiErr = e.handleEC2(c)
+	case "kms":
+		out, apiErr = e.handleKMS(c)
+	case "sts":
+		out, apiErr = e.handleSTS(c)
+	}
+	e.cur = nil
+	e.finish(w, c, out, apiErr)
+}
+
+// authenticate resolves the caller from the access key, checks the
+// signature and, for session credentials, the token and its expiry.
+func (e *Emulator) authenticate(c *Call, r *http.Request, body []byte, auth sigV4Auth) (authError, bool) {
+	var secret string
+	if u, ok := e.iam.keys[auth.AccessKey]; ok {
+		secret = u.Secret
+		c.Account, c.Principal, c.PrincipalIAM = u.Account, u.ARN, u.ARN
+		if r.Header.Get("X-Amz-Security-Token") != "" {
+			return authBadToken, false
+		}
+	} else if s, ok := e.sts.Sessions[auth.AccessKey]; ok {
+		secret = s.SecretAccessKey
+		c.Account, c.Principal, c.PrincipalIAM = s.Account, s.ARN, s.RoleARN
+		if r.Header.Get("X-Amz-Security-Token") != s.SessionToken {
+			return authBadToken, false
+		}
+		if !verifySigV4(r, body, auth, secret) {
+			return authBadSignature, false
+		}
+		if !e.now().Before(s.Expiration) {
+			return authExpired, false
+		}
+	} else {
+		return authUnknownKey, false
+	}
+	if !verifySigV4(r, body, auth, secret) {
+		return authBadSignature, false
+	}
+	// Calls to a region that is not enabled (opt-in) fail authentication,
+	// as on AWS; STS is served from every known region.
+	if !e.regionEnabled(c.Region) && !(c.Service == "sts" && e.regionKnown(c.Region)) {
+		return authRegion, false
+	}
+	return 0, true
+}
+
+// guessService names the service of an unsigned request from its shape.
+func guessService(r *http.Request) string {
+	if strings.HasPrefix(r.Header.Get("X-Amz-Target"), "TrentService.") {
+		return "kms"
+	}
+	_ = r.ParseForm()
+	switch r.Form.Get("Action") {
+	case "AssumeRole", "GetCallerIdentity", "GetSessionToken":
+		return "sts"
+	}
+	return "ec2"
+}
+
+// parseAction extracts the action and, for Query protocols, the form.
+func parseAction(service string, r *http.Request, body []byte) (string, url.Values, *APIError) {
+	if service == "kms" {
+		target := r.Header.Get("X-Amz-Target")
+		op, ok := strings.CutPrefix(target, "TrentService.")
+		if !ok || op == "" {
+			return "", nil, &APIError{400, "UnknownOperationException", ""}
+		}
+		return op, nil, nil
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return "", nil, Errf("MalformedQueryString", "the request body is not a valid form: %v", err)
+	}
+	for k, v := range r.URL.Query() {
+		form[k] = append(form[k], v...)
+	}
+	action := form.Get("Action")
+	if action == "" {
+		if service == "sts" {
+			return "", form, &APIError{400, "InvalidAction", "Could not find operation  for version NO_VERSION_SPECIFIED"}
+		}
+		return "", form, &APIError{400, "MissingAction", "The request must contain the parameter Action"}
+	}
+	return action, form, nil
+}
+
+// finish records the call and writes the response.
+func (e *Emulator) finish(w http.ResponseWriter, c *Call, out any, apiErr *APIError) {
+	status := http.StatusOK
+	if apiErr != nil {
+		if apiErr.HTTPStatus == 0 {
+			apiErr.HTTPStatus = 400
+		}
+		status = apiErr.HTTPStatus
+	}
+	e.record(c, apiErr, status)
+	if apiErr != nil {
+		e.writeError(w, c.Service, c.RequestID, apiErr)
+		return
+	}
+	var buf bytes.Buffer
+	switch c.Service {
+	case "kms":
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		if out == nil {
+			out = struct{}{}
+		}
+		if err := json.NewEncoder(&buf).Encode(out); err != nil {
+			e.writeError(w, c.Service, c.RequestID, &APIError{500, "KMSInternalException", err.Error()})
+			return
+		}
+	case "sts":
+		w.Header().Set("Content-Type", "text/xml")
+		if err := writeSTSEnvelope(&buf, c.Action, c.RequestID, out); err != nil {
+			e.writeError(w, c.Service, c.RequestID, &APIError{500, "InternalFailure", err.Error()})
+			return
+		}
+	default:
+		w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
+		if err := writeEC2Envelope(&buf, c.Action, c.RequestID, out); err != nil {
+			e.writeError(w, c.Service, c.RequestID, &APIError{500, "InternalError", err.Error()})
+			return
+		}
+	}
+	w.Header().Set("X-Amzn-RequestId", c.RequestID)
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// writeError writes an error body in the service's wire format.
+func (e *Emulator) writeError(w http.ResponseWriter, service, requestID string, apiErr *APIError) {
+	status := apiErr.HTTPStatus
+	if status == 0 {
+		status = 400
+	}
+	w.Header().Set("X-Amzn-RequestId", requestID)
+	switch service {
+	case "kms":
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		w.Header().Set("X-Amzn-ErrorType", apiErr.Code)
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(map[string]string{"__type": apiErr.Code, "message": apiErr.Message})
+	case "sts":
+		w.Header().Set("Content-Type", "text/xml")
+		w.WriteHeader(status)
+		errType := "Sender"
+		if status >= 500 {
+			errType = "Receiver"
+		}
+		_ = xml.NewEncoder(w).Encode(stsErrorResponse{
+			Xmlns:     stsNamespace,
+			Error:     stsError{Type: errType, Code: apiErr.Code, Message: apiErr.Message},
+			RequestID: requestID,
+		})
+	default:
+		w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, xml.Header)
+		_ = xml.NewEncoder(w).Encode(ec2ErrorResponse{
+			Errors:    []ec2Error{{Code: apiErr.Code, Message: apiErr.Message}},
+			RequestID: requestID,
+		})
+	}
+}
+
+type ec2ErrorResponse struct {
+	XMLName   xml.Name   `xml:"Response"`
+	Errors    []ec2Error `xml:"Errors>Error"`
+	RequestID string     `xml:"RequestID"`
+}
+
+type ec2Error struct {
+	Code    string `xml:"Code"`
+	Message string `xml:"Message"`
+}
+
+type stsErrorResponse struct {
+	XMLName   xml.Name `xml:"ErrorResponse"`
+	Xmlns     string   `xml:"xmlns,attr"`
+	Error     stsError `xml:"Error"`
+	RequestID string   `xml:"RequestId"`
+}
+
+type stsError struct {
+	Type    string `xml:"Type"`
+	Code    string `xml:"Code"`
+	Message string `xml:"Message"`
+}
+
+// RawXML is a handler result written verbatim inside the response element.
+type RawXML string
+
+// writeEC2Envelope writes <ActionResponse xmlns=…><requestId/>children</ActionResponse>.
+func writeEC2Envelope(buf *bytes.Buffer, action, requestID string, out any) error {
+	buf.WriteString(xml.Header)
+	buf.WriteString("<" + action + "Response xmlns=\"" + ec2Namespace + "\">")
+	buf.WriteString("<requestId>" + requestID + "</requestId>")
+	if err := writeChildren(buf, out); err != nil {
+		return err
+	}
+	buf.WriteString("</" + action + "Response>")
+	return nil
+}
+
+// writeSTSEnvelope writes <ActionResponse><ActionResult>…</ActionResult><ResponseMetadata/></ActionResponse>.
+func writeSTSEnvelope(buf *bytes.Buffer, action, requestID string, out any) error {
+	buf.WriteString("<" + action + "Response xmlns=\"" + stsNamespace + "\">")
+	buf.WriteString("<" + action + "Result>")
+	if err := writeChildren(buf, out); err != nil {
+		return err
+	}
+	buf.WriteString("</" + action + "Result>")
+	buf.WriteString("<ResponseMetadata><RequestId>" + requestID + "</RequestId></ResponseMetadata>")
+	buf.WriteString("</" + action + "Response>")
+	return nil
+}
+
+// writeChildren marshals out and writes only its children: the value is
+// encoded under a placeholder element whose tags are then cut off.
+func writeChildren(buf *bytes.Buffer, out any) error {
+	switch v := out.(type) {
+	case nil:
+		return nil
+	case RawXML:
+		buf.WriteString(string(v))
+		return nil
+	}
+	var tmp bytes.Buffer
+	if err := xml.NewEncoder(&tmp).EncodeElement(out, xml.StartElement{Name: xml.Name{Local: "x"}}); err != nil {
+		return err
+	}
+	s := tmp.String()
+	start := strings.IndexByte(s, '>')
+	if start < 0 {
+		return errors.New("marshalling response: no element")
+	}
+	if strings.HasSuffix(s, "/>") && start == len(s)-1 {
+		return nil // <x/>: no children
+	}
+	inner, ok := strings.CutSuffix(s[start+1:], "</x>")
+	if !ok {
+		return errors.New("marshalling response: unexpected shape")
+	}
+	buf.WriteString(inner)
+	return nil
+}

@@ -1,0 +1,307 @@
+package awsemu
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options configure an Emulator. The zero value is usable: the default
+// world, real-time latencies (TimeScale 1), no request limits, no faults.
+type Options struct {
+	// World is the world to serve; nil means the embedded default world.
+	World *World
+	// TimeScale multiplies every emulated duration: 0.001 makes one emulated
+	// second last one millisecond. Zero means 1 (Start uses 0.001).
+	TimeScale float64
+	// Latency overrides the latency model per LatencyOp constant.
+	Latency map[string]LatencySpec
+	// CrossRegionFactor multiplies copies between regions (default 3).
+	CrossRegionFactor float64
+	// GrantDelay is the emulated time a new KMS grant takes to take effect
+	// (AWS: usually seconds, up to about five minutes). Scaled by TimeScale.
+	GrantDelay time.Duration
+	// SlowGrantDelay is the grant delay when FaultSlowGrant fires (default 5m).
+	SlowGrantDelay time.Duration
+	// Faults injects failures; nil means none.
+	Faults *FaultProfile
+	// Limits are quotas and request rates.
+	Limits Limits
+	// StatePath, when set, is where the emulator loads its state at start and
+	// saves it after changes and on Close, so a server survives restarts.
+	StatePath string
+	// Now replaces the wall clock (for tests); the emulator clock is Now()
+	// plus whatever Advance added.
+	Now func() time.Time
+	// Logf receives diagnostics (state file errors); nil discards them.
+	Logf func(format string, args ...any)
+}
+
+// LatencySpec is the duration model of one operation, in emulated time.
+type LatencySpec struct {
+	Base   time.Duration `json:"base"`
+	PerGiB time.Duration `json:"per_gib"`
+}
+
+// Limits are service quotas and request rate limits.
+type Limits struct {
+	// ConcurrentImageCopies per destination account-region (0: default 50).
+	ConcurrentImageCopies int `json:"concurrent_image_copies"`
+	// ConcurrentSnapshotCopies per destination account-region (0: default 20).
+	ConcurrentSnapshotCopies int `json:"concurrent_snapshot_copies"`
+	// Request rates: token buckets per account-region, one for
+	// Describe*/List*/Get* calls and one for the others. A zero rate means
+	// unlimited. Rates are per wall-clock second.
+	DescribeRate  float64 `json:"describe_rate"`
+	DescribeBurst int     `json:"describe_burst"`
+	MutateRate    float64 `json:"mutate_rate"`
+	MutateBurst   int     `json:"mutate_burst"`
+}
+
+// defaultLatency is the latency model in emulated time, chosen to keep the
+// proportions users see on AWS: seconds for API-side work, minutes for a few
+// GiB of snapshot data, a slower first copy across regions.
+func defaultLatency() map[string]LatencySpec {
+	return map[string]LatencySpec{
+		LatencyInstanceStart: {Base: 30 * time.Second},
+		LatencyInstanceStop:  {Base: 20 * time.Second},
+		LatencyInstanceTerm:  {Base: 15 * time.Second},
+		LatencySnapshot:      {Base: 30 * time.Second, PerGiB: 15 * time.Second},
+		LatencySnapshotCopy:  {Base: 45 * time.Second, PerGiB: 20 * time.Second},
+		LatencyImageRegister: {Base: 5 * time.Second},
+		LatencyGrant:         {},
+	}
+}
+
+// Emulator is the local AWS. All state is guarded by mu; handlers run with it
+// held.
+type Emulator struct {
+	mu   sync.Mutex
+	opts Options
+
+	world   *World
+	latencyModel map[string]LatencySpec
+	offset  time.Duration // added by Advance
+	rng     *rand.Rand
+	seq     uint64 // request IDs
+
+	iam    *iamState
+	kms    *kmsState
+	sts    *stsState
+	ec2    *ec2State
+	faults *faultState
+	limits *limiter
+	audit  []AuditEntry
+	cur    *Call // the call being handled (lock held)
+
+	dirty   bool
+	stopped chan struct{}
+	saverWG sync.WaitGroup
+	closed  bool
+}
+
+// New builds an emulator from opts: it loads the world, then the state file
+// when one exists, and seeds the rest.
+func New(opts Options) (*Emulator, error) {
+	if opts.TimeScale <= 0 {
+		opts.TimeScale = 1
+	}
+	if opts.CrossRegionFactor <= 0 {
+		opts.CrossRegionFactor = 3
+	}
+	if opts.SlowGrantDelay <= 0 {
+		opts.SlowGrantDelay = 5 * time.Minute
+	}
+	if opts.Limits.ConcurrentImageCopies <= 0 {
+		opts.Limits.ConcurrentImageCopies = 50
+	}
+	if opts.Limits.ConcurrentSnapshotCopies <= 0 {
+		opts.Limits.ConcurrentSnapshotCopies = 20
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	w := opts.World
+	if w == nil {
+		var err error
+		if w, err = DefaultWorld(); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Emulator{
+		opts:     opts,
+		world:    w,
+		latencyModel: defaultLatency(),
+		stopped:  make(chan struct{}),
+	}
+	for op, spec := range opts.Latency {
+		e.latencyModel[op] = spec
+	}
+	if opts.GrantDelay > 0 {
+		e.latencyModel[LatencyGrant] = LatencySpec{Base: opts.GrantDelay}
+	}
+	seed := uint64(1)
+	if opts.Faults != nil && opts.Faults.Seed != 0 {
+		seed = uint64(opts.Faults.Seed)
+	}
+	e.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	e.faults = newFaultState(opts.Faults)
+	e.limits = newLimiter(opts.Limits)
+	e.iam = newIAMState(w)
+
+	loaded := false
+	if opts.StatePath != "" {
+		var err error
+		if loaded, err = e.loadState(opts.StatePath); err != nil {
+			return nil, err
+		}
+	}
+	if !loaded {
+		e.kms = newKMSState()
+		e.sts = newSTSState()
+		if err := e.seedKMS(w); err != nil {
+			return nil, err
+		}
+		e.seedEC2(w)
+	}
+	if opts.StatePath != "" {
+		e.saverWG.Add(1)
+		go e.saver()
+	}
+	return e, nil
+}
+
+// Close stops background work and saves the state file, if any.
+func (e *Emulator) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	close(e.stopped)
+	e.mu.Unlock()
+	e.saverWG.Wait()
+	if e.opts.StatePath == "" {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.saveStateLocked(e.opts.StatePath)
+}
+
+// Handler serves every AWS service of the emulator, and /_emu/ admin calls.
+func (e *Emulator) Handler() http.Handler { return http.HandlerFunc(e.serveHTTP) }
+
+// now is the emulator clock. Caller holds mu or accepts a racy read of offset.
+func (e *Emulator) now() time.Time { return e.opts.Now().Add(e.offset).UTC() }
+
+// Now is the emulator clock.
+func (e *Emulator) Now() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.now()
+}
+
+// Advance moves the emulator clock forward by d (wall time), e.g. to expire
+// session credentials or finish copies in a test without waiting.
+func (e *Emulator) Advance(d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.offset += d
+	e.dirty = true
+}
+
+// latency is the duration of op: (base + perGiB×sizeGiB) × cross-region
+// factor when crossRegion × time scale.
+func (e *Emulator) latency(op string, sizeGiB int, crossRegion bool) time.Duration {
+	spec := e.latencyModel[op]
+	d := float64(spec.Base) + float64(spec.PerGiB)*float64(sizeGiB)
+	if crossRegion {
+		d *= e.opts.CrossRegionFactor
+	}
+	return time.Duration(d * e.opts.TimeScale)
+}
+
+// scaled converts an emulated duration to emulator-clock time.
+func (e *Emulator) scaled(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * e.opts.TimeScale)
+}
+
+// nextRequestID returns a fresh request ID shaped like AWS's (lock held).
+func (e *Emulator) nextRequestID() string {
+	e.seq++
+	hi, lo := e.rng.Uint64(), e.rng.Uint64()
+	return fmt.Sprintf("%08x-%04x-4%03x-a%03x-%012x", uint32(hi>>32), uint16(hi>>16), uint16(hi)&0xfff, uint16(lo>>48)&0xfff, lo&0xffffffffffff)
+}
+
+// accountExists reports whether id is an account of the world.
+func (e *Emulator) accountExists(id string) bool {
+	_, ok := e.iam.accounts[id]
+	return ok
+}
+
+// accountByAlias returns the account ID with that alias ("amazon").
+func (e *Emulator) accountByAlias(alias string) (string, bool) {
+	for _, a := range e.world.Accounts {
+		if a.Alias == alias {
+			return a.ID, true
+		}
+	}
+	return "", false
+}
+
+// regionEnabled reports whether region is enabled in the world.
+func (e *Emulator) regionEnabled(region string) bool {
+	for _, r := range e.world.Regions {
+		if r == region {
+			return true
+		}
+	}
+	return false
+}
+
+// regionKnown reports whether region is enabled or known but not enabled.
+func (e *Emulator) regionKnown(region string) bool {
+	if e.regionEnabled(region) {
+		return true
+	}
+	for _, r := range e.world.Disabled {
+		if r == region {
+			return true
+		}
+	}
+	return false
+}
+
+// Regions lists the enabled regions, then the known disabled ones.
+func (e *Emulator) regions() (enabled, disabled []string) {
+	return append([]string(nil), e.world.Regions...), append([]string(nil), e.world.Disabled...)
+}
+
+// ebsByDefault reports whether the account encrypts new EBS volumes by
+// default in region.
+func (e *Emulator) ebsByDefault(account, region string) bool {
+	a, ok := e.iam.accounts[account]
+	if !ok {
+		return false
+	}
+	for _, r := range a.EBSEncryptionByDefault {
+		if r == "*" || strings.EqualFold(r, region) {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Emulator) logf(format string, args ...any) {
+	if e.opts.Logf != nil {
+		e.opts.Logf(format, args...)
+	}
+}

@@ -1,0 +1,453 @@
+package awsemu
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// kmsState is every KMS key, alias and grant. Exported fields only: the
+// state file stores it with encoding/json.
+type kmsState struct {
+	Keys    map[string]*kmsKey   `json:"keys"`    // by key ARN
+	Aliases map[string]*kmsAlias `json:"aliases"` // by alias ARN
+	Grants  map[string]*kmsGrant `json:"grants"`  // by grant ID
+
+	grantsByKey map[string]map[string]*kmsGrant // key ARN -> grant ID -> grant; rebuilt on load
+}
+
+type kmsKey struct {
+	ARN          string    `json:"arn"`
+	KeyID        string    `json:"key_id"`
+	Account      string    `json:"account"`
+	Region       string    `json:"region"`
+	Manager      string    `json:"manager"` // AWS or CUSTOMER
+	State        string    `json:"state"`   // Enabled, Disabled, PendingDeletion
+	KeySpec      string    `json:"key_spec"`
+	KeyUsage     string    `json:"key_usage"`
+	Description  string    `json:"description,omitempty"`
+	Policy       string    `json:"policy"`
+	MultiRegion  bool      `json:"multi_region,omitempty"`
+	Material     []byte    `json:"material"` // AES-256 key
+	Created      time.Time `json:"created"`
+	DeletionDate time.Time `json:"deletion_date,omitzero"`
+
+	policy *keyPolicy // parsed Policy, cached
+}
+
+type kmsAlias struct {
+	Name    string    `json:"name"` // alias/x
+	ARN     string    `json:"arn"`
+	Account string    `json:"account"`
+	Region  string    `json:"region"`
+	KeyARN  string    `json:"key_arn"`
+	Created time.Time `json:"created"`
+}
+
+type kmsGrant struct {
+	GrantID           string            `json:"grant_id"`
+	Token             string            `json:"token"`
+	KeyARN            string            `json:"key_arn"`
+	Name              string            `json:"name,omitempty"`
+	GranteePrincipal  string            `json:"grantee_principal"`
+	RetiringPrincipal string            `json:"retiring_principal,omitempty"`
+	IssuingAccount    string            `json:"issuing_account"` // arn:aws:iam::ACCT:root
+	IssuedBy          string            `json:"issued_by"`       // principal that created it
+	Operations        []string          `json:"operations"`
+	Constraints       *grantConstraints `json:"constraints,omitempty"`
+	Created           time.Time         `json:"created"`
+	EffectiveAt       time.Time         `json:"effective_at"`
+}
+
+type grantConstraints struct {
+	EncryptionContextSubset map[string]string `json:"EncryptionContextSubset,omitempty"`
+	EncryptionContextEquals map[string]string `json:"EncryptionContextEquals,omitempty"`
+}
+
+func newKMSState() *kmsState {
+	s := &kmsState{}
+	s.ensure()
+	return s
+}
+
+// ensure makes the maps usable and rebuilds the indexes (after a load).
+func (s *kmsState) ensure() {
+	if s.Keys == nil {
+		s.Keys = map[string]*kmsKey{}
+	}
+	if s.Aliases == nil {
+		s.Aliases = map[string]*kmsAlias{}
+	}
+	if s.Grants == nil {
+		s.Grants = map[string]*kmsGrant{}
+	}
+	s.grantsByKey = map[string]map[string]*kmsGrant{}
+	for _, g := range s.Grants {
+		s.indexGrant(g)
+	}
+}
+
+func (s *kmsState) indexGrant(g *kmsGrant) {
+	m, ok := s.grantsByKey[g.KeyARN]
+	if !ok {
+		m = map[string]*kmsGrant{}
+		s.grantsByKey[g.KeyARN] = m
+	}
+	m[g.GrantID] = g
+}
+
+func (s *kmsState) deleteGrant(g *kmsGrant) {
+	delete(s.Grants, g.GrantID)
+	delete(s.grantsByKey[g.KeyARN], g.GrantID)
+}
+
+func keyARN(region, account, id string) string {
+	return "arn:aws:kms:" + region + ":" + account + ":key/" + id
+}
+
+func aliasARN(region, account, name string) string {
+	return "arn:aws:kms:" + region + ":" + account + ":" + name
+}
+
+// stableUUID derives a UUID-shaped ID from seed, so world keys keep their
+// IDs across restarts without a state file.
+func stableUUID(seed string) string {
+	sum := sha256.Sum256([]byte(seed))
+	h := hex.EncodeToString(sum[:16])
+	return h[0:8] + "-" + h[8:12] + "-4" + h[13:16] + "-a" + h[17:20] + "-" + h[20:32]
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return b
+}
+
+func randomUUID() string {
+	h := hex.EncodeToString(randomBytes(16))
+	return h[0:8] + "-" + h[8:12] + "-4" + h[13:16] + "-a" + h[17:20] + "-" + h[20:32]
+}
+
+// seedKMS creates the world's customer keys and every account-region's
+// alias/aws/ebs.
+func (e *Emulator) seedKMS(w *World) error {
+	epoch := e.now().Add(-90 * 24 * time.Hour)
+	for _, a := range w.Accounts {
+		for _, region := range w.Regions {
+			e.ensureAWSManagedEBSKey(a.ID, region, epoch)
+		}
+		for i, wk := range a.Keys {
+			id := wk.ID
+			if id == "" {
+				id = stableUUID(fmt.Sprintf("%s|%s|%d|%s", a.ID, wk.Region, i, strings.Join(wk.Aliases, ",")))
+				if wk.MultiRegion {
+					id = "mrk-" + strings.ReplaceAll(id, "-", "")
+				}
+			}
+			policy := wk.Policy
+			if policy == "" {
+				policy = defaultKeyPolicy(a.ID)
+			}
+			k := &kmsKey{
+				ARN: keyARN(wk.Region, a.ID, id), KeyID: id, Account: a.ID, Region: wk.Region,
+				Manager: "CUSTOMER", State: orDefaultState(wk.State), KeySpec: "SYMMETRIC_DEFAULT",
+				KeyUsage: "ENCRYPT_DECRYPT", Policy: policy, MultiRegion: wk.MultiRegion,
+				Material: randomBytes(32), Created: epoch,
+			}
+			if k.State == "PendingDeletion" {
+				k.DeletionDate = e.now().Add(30 * 24 * time.Hour)
+			}
+			if _, dup := e.kms.Keys[k.ARN]; dup {
+				return fmt.Errorf("world: account %s declares key %s twice", a.ID, k.ARN)
+			}
+			e.kms.Keys[k.ARN] = k
+			for _, name := range wk.Aliases {
+				al := &kmsAlias{Name: name, ARN: aliasARN(wk.Region, a.ID, name), Account: a.ID, Region: wk.Region, KeyARN: k.ARN, Created: epoch}
+				if _, dup := e.kms.Aliases[al.ARN]; dup {
+					return fmt.Errorf("world: account %s declares alias %s twice in %s", a.ID, name, wk.Region)
+				}
+				e.kms.Aliases[al.ARN] = al
+			}
+		}
+	}
+	return nil
+}
+
+func orDefaultState(s string) string {
+	if s == "" {
+		return "Enabled"
+	}
+	return s
+}
+
+// ensureAWSManagedEBSKey returns alias/aws/ebs of the account-region,
+// creating it when missing.
+func (e *Emulator) ensureAWSManagedEBSKey(account, region string, created time.Time) *kmsKey {
+	aARN := aliasARN(region, account, "alias/aws/ebs")
+	if al, ok := e.kms.Aliases[aARN]; ok {
+		if k, ok := e.kms.Keys[al.KeyARN]; ok {
+			return k
+		}
+	}
+	id := stableUUID("aws/ebs|" + account + "|" + region)
+	k := &kmsKey{
+		ARN: keyARN(region, account, id), KeyID: id, Account: account, Region: region,
+		Manager: "AWS", State: "Enabled", KeySpec: "SYMMETRIC_DEFAULT", KeyUsage: "ENCRYPT_DECRYPT",
+		Description: "Default key that protects my EBS volumes when no other key is defined",
+		Policy:      awsManagedEBSPolicy(account, region), Material: randomBytes(32), Created: created,
+	}
+	e.kms.Keys[k.ARN] = k
+	e.kms.Aliases[aARN] = &kmsAlias{Name: "alias/aws/ebs", ARN: aARN, Account: account, Region: region, KeyARN: k.ARN, Created: created}
+	e.dirty = true
+	return k
+}
+
+func (k *kmsKey) info() KeyInfo {
+	return KeyInfo{ARN: k.ARN, KeyID: k.KeyID, Account: k.Account, Region: k.Region, Manager: k.Manager, State: k.State, KeySpec: k.KeySpec, MultiReg: k.MultiRegion}
+}
+
+func (k *kmsKey) parsedPolicy() *keyPolicy {
+	if k.policy == nil {
+		p, err := parsePolicy(k.Policy)
+		if err != nil {
+			p = &keyPolicy{} // an unparsable stored policy allows nothing
+		}
+		k.policy = p
+	}
+	return k.policy
+}
+
+// resolveKey finds the key that ref names in region, as account sees it:
+// key ID or alias name in the caller's own account, key ARN or alias ARN in
+// any account. Keys past their deletion date are deleted here.
+func (e *Emulator) resolveKey(ref, account, region string) (*kmsKey, *APIError) {
+	if ref == "" {
+		return nil, Errf("ValidationException", "1 validation error detected: Value null at 'keyId' failed to satisfy constraint: Member must not be null")
+	}
+	var k *kmsKey
+	switch {
+	case strings.HasPrefix(ref, "arn:"):
+		f := strings.SplitN(ref, ":", 6)
+		if len(f) != 6 || f[2] != "kms" || (!strings.HasPrefix(f[5], "key/") && !strings.HasPrefix(f[5], "alias/")) {
+			return nil, Errf("NotFoundException", "Invalid arn %s", ref)
+		}
+		if f[3] != region {
+			return nil, Errf("NotFoundException", "Invalid arn %s", f[3])
+		}
+		if strings.HasPrefix(f[5], "alias/") {
+			al, ok := e.kms.Aliases[ref]
+			if !ok {
+				return nil, Errf("NotFoundException", "Alias %s is not found.", ref)
+			}
+			k = e.kms.Keys[al.KeyARN]
+		} else {
+			k = e.kms.Keys[ref]
+		}
+	case strings.HasPrefix(ref, "alias/"):
+		if ref == "alias/aws/ebs" && e.accountExists(account) && e.regionEnabled(region) {
+			e.ensureAWSManagedEBSKey(account, region, e.now())
+		}
+		aARN := aliasARN(region, account, ref)
+		al, ok := e.kms.Aliases[aARN]
+		if !ok {
+			return nil, Errf("NotFoundException", "Alias %s is not found.", aARN)
+		}
+		k = e.kms.Keys[al.KeyARN]
+	default:
+		k = e.kms.Keys[keyARN(region, account, ref)]
+	}
+	if k == nil {
+		return nil, Errf("NotFoundException", "Key '%s' does not exist", e.describeRef(ref, account, region))
+	}
+	if k.State == "PendingDeletion" && !k.DeletionDate.IsZero() && !e.now().Before(k.DeletionDate) {
+		e.deleteKey(k)
+		return nil, Errf("NotFoundException", "Key '%s' does not exist", k.ARN)
+	}
+	return k, nil
+}
+
+func (e *Emulator) describeRef(ref, account, region string) string {
+	if strings.HasPrefix(ref, "arn:") {
+		return ref
+	}
+	return keyARN(region, account, ref)
+}
+
+func (e *Emulator) deleteKey(k *kmsKey) {
+	delete(e.kms.Keys, k.ARN)
+	for arn, al := range e.kms.Aliases {
+		if al.KeyARN == k.ARN {
+			delete(e.kms.Aliases, arn)
+		}
+	}
+	for _, g := range e.kms.grantsByKey[k.ARN] {
+		e.kms.deleteGrant(g)
+	}
+	e.dirty = true
+}
+
+// keyStateError is the error of using a key that is not enabled.
+func keyStateError(k *kmsKey) *APIError {
+	switch k.State {
+	case "Disabled":
+		return Errf("DisabledException", "%s is disabled.", k.ARN)
+	case "PendingDeletion":
+		return Errf("KMSInvalidStateException", "%s is pending deletion.", k.ARN)
+	}
+	return nil
+}
+
+// keyAccess is one request to use a key.
+type keyAccess struct {
+	Account      string
+	Principal    string
+	PrincipalIAM string
+	Action       string // KMS operation without prefix: "Decrypt"
+	ViaService   string
+	GrantTokens  []string
+}
+
+// keyAllowed decides a key use: the caller's IAM must not deny it, no key
+// policy Deny may match, and an Allow statement or an effective grant must.
+func (e *Emulator) keyAllowed(k *kmsKey, a keyAccess) *APIError {
+	iamAction := "kms:" + a.Action
+	if !e.principalAllowed(a.PrincipalIAM, iamAction) {
+		return Errf("AccessDeniedException", "User: %s is not authorized to perform: %s on resource: %s with an explicit deny in an identity-based policy", a.Principal, iamAction, k.ARN)
+	}
+	allowed, denied := k.parsedPolicy().evaluate(policyRequest{
+		Account: a.Account, Principal: a.Principal, PrincipalIAM: a.PrincipalIAM, Action: iamAction, ViaService: a.ViaService,
+	})
+	if denied {
+		return Errf("AccessDeniedException", "User: %s is not authorized to perform: %s on resource: %s with an explicit deny in a resource-based policy", a.Principal, iamAction, k.ARN)
+	}
+	if allowed || e.grantAllows(k, a) {
+		return nil
+	}
+	return Errf("AccessDeniedException", "User: %s is not authorized to perform: %s on resource: %s because no resource-based policy allows the %s action", a.Principal, iamAction, k.ARN, iamAction)
+}
+
+// grantAllows reports whether a grant on k lets a's principal perform its
+// action: effective after its propagation delay, or at once when the caller
+// presents the grant token. A grant to an account root covers the account.
+func (e *Emulator) grantAllows(k *kmsKey, a keyAccess) bool {
+	now := e.now()
+	for _, g := range e.kms.grantsByKey[k.ARN] {
+		if g.GranteePrincipal != a.PrincipalIAM && g.GranteePrincipal != a.Principal && g.GranteePrincipal != rootARN(a.Account) {
+			continue
+		}
+		if !containsString(g.Operations, a.Action) {
+			continue
+		}
+		if now.Before(g.EffectiveAt) && !containsString(a.GrantTokens, g.Token) {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// authorizeKeyUse lets EC2 check a key use on a caller's behalf (see KeyUse
+// in contract.go). Lock held.
+func (e *Emulator) authorizeKeyUse(u KeyUse) (KeyInfo, *APIError) {
+	var k *kmsKey
+	if u.KeyRef == "" {
+		k = e.ensureAWSManagedEBSKey(u.Account, u.Region, e.now())
+	} else {
+		var err *APIError
+		if k, err = e.resolveKey(u.KeyRef, u.Account, u.Region); err != nil {
+			return KeyInfo{}, err
+		}
+	}
+	if err := keyStateError(k); err != nil {
+		return k.info(), err
+	}
+	principal := u.PrincipalIAM
+	if principal == "" {
+		principal = rootARN(u.Account)
+	}
+	for _, op := range u.Ops {
+		if err := e.keyAllowed(k, keyAccess{
+			Account: u.Account, Principal: principal, PrincipalIAM: principal, Action: op,
+			ViaService: "ec2." + u.Region + ".amazonaws.com",
+		}); err != nil {
+			return k.info(), err
+		}
+	}
+	return k.info(), nil
+}
+
+// defaultEBSKey is the account's AWS-managed alias/aws/ebs key in region.
+func (e *Emulator) defaultEBSKey(account, region string) KeyInfo {
+	return e.ensureAWSManagedEBSKey(account, region, e.now()).info()
+}
+
+// keyInfoByARN describes the key with that ARN.
+func (e *Emulator) keyInfoByARN(arn string) (KeyInfo, bool) {
+	k, ok := e.kms.Keys[arn]
+	if !ok {
+		return KeyInfo{}, false
+	}
+	return k.info(), true
+}
+
+// GrantInfo is a live KMS grant, for the invariant checker and tests.
+type GrantInfo struct {
+	GrantID           string    `json:"grant_id"`
+	KeyARN            string    `json:"key_arn"`
+	KeyAccount        string    `json:"key_account"`
+	Region            string    `json:"region"`
+	Name              string    `json:"name,omitempty"`
+	GranteePrincipal  string    `json:"grantee_principal"`
+	RetiringPrincipal string    `json:"retiring_principal,omitempty"`
+	IssuedBy          string    `json:"issued_by"`
+	Operations        []string  `json:"operations"`
+	Created           time.Time `json:"created"`
+	EffectiveAt       time.Time `json:"effective_at"`
+}
+
+// liveGrants lists every grant not yet retired or revoked, oldest first
+// (lock held).
+func (e *Emulator) liveGrants() []GrantInfo {
+	out := make([]GrantInfo, 0, len(e.kms.Grants))
+	for _, g := range e.kms.Grants {
+		k := e.kms.Keys[g.KeyARN]
+		gi := GrantInfo{
+			GrantID: g.GrantID, KeyARN: g.KeyARN, Name: g.Name, GranteePrincipal: g.GranteePrincipal,
+			RetiringPrincipal: g.RetiringPrincipal, IssuedBy: g.IssuedBy, Operations: append([]string(nil), g.Operations...),
+			Created: g.Created, EffectiveAt: g.EffectiveAt,
+		}
+		if k != nil {
+			gi.KeyAccount, gi.Region = k.Account, k.Region
+		}
+		out = append(out, gi)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].GrantID < out[j].GrantID
+	})
+	return out
+}
+
+// Grants lists the live KMS grants.
+func (e *Emulator) Grants() []GrantInfo {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.liveGrants()
+}
