@@ -82,11 +82,11 @@ type Emulator struct {
 	mu   sync.Mutex
 	opts Options
 
-	world   *World
+	world        *World
 	latencyModel map[string]LatencySpec
-	offset  time.Duration // added by Advance
-	rng     *rand.Rand
-	seq     uint64 // request IDs
+	offset       time.Duration // added by Advance
+	rng          *rand.Rand
+	seq          uint64 // request IDs
 
 	iam    *iamState
 	kms    *kmsState
@@ -135,10 +135,10 @@ func New(opts Options) (*Emulator, error) {
 		return nil, err
 	}
 	e := &Emulator{
-		opts:     opts,
-		world:    w,
+		opts:         opts,
+		world:        w,
 		latencyModel: defaultLatency(),
-		stopped:  make(chan struct{}),
+		stopped:      make(chan struct{}),
 	}
 	for op, spec := range opts.Latency {
 		e.latencyModel[op] = spec

@@ -1,0 +1,473 @@
+package awsemu
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/smithy-go"
+)
+
+// errCode is the API error code of err, or "" when err is nil.
+func errCode(t *testing.T, err error) string {
+	t.Helper()
+	if err == nil {
+		return ""
+	}
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		t.Fatalf("not an API error: %v", err)
+	}
+	return ae.ErrorCode()
+}
+
+func wantCode(t *testing.T, what string, err error, code string) {
+	t.Helper()
+	if got := errCode(t, err); got != code {
+		t.Fatalf("%s: got error code %q (%v), want %q", what, got, err, code)
+	}
+}
+
+func kmsClient(ctx context.Context, srv *Server, account, region string) *kms.Client {
+	return kms.NewFromConfig(srv.Config(ctx, account, region), func(o *kms.Options) { o.RetryMaxAttempts = 1 })
+}
+
+// keyARNOf resolves an alias for the account through DescribeKey.
+func keyARNOf(t *testing.T, ctx context.Context, c *kms.Client, ref string) string {
+	t.Helper()
+	out, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(ref)})
+	if err != nil {
+		t.Fatalf("DescribeKey %s: %v", ref, err)
+	}
+	return aws.ToString(out.KeyMetadata.Arn)
+}
+
+func TestKMSDescribeKeyResolution(t *testing.T) {
+	ctx := context.Background()
+	srv := Start(t, Options{})
+	build := kmsClient(ctx, srv, "111111111111", "us-east-1")
+	target := kmsClient(ctx, srv, "222222222222", "us-east-1")
+	buildKey := keyARNOf(t, ctx, build, "alias/amicrypt-build")
+	buildKeyWest := keyARNOf(t, ctx, kmsClient(ctx, srv, "111111111111", "us-west-2"), "alias/amicrypt-build")
+	buildKeyID := buildKey[strings.LastIndexByte(buildKey, '/')+1:]
+
+	tests := []struct {
+		name        string
+		client      *kms.Client
+		ref         string
+		wantCode    string
+		wantManager types.KeyManagerType
+		wantARN     string
+	}{
+		{"own alias name", build, "alias/amicrypt-build", "", types.KeyManagerTypeCustomer, buildKey},
+		{"own key ID", build, buildKeyID, "", types.KeyManagerTypeCustomer, buildKey},
+		{"own key ARN", build, buildKey, "", types.KeyManagerTypeCustomer, buildKey},
+		{"own alias ARN", build, "arn:aws:kms:us-east-1:111111111111:alias/amicrypt-build", "", types.KeyManagerTypeCustomer, buildKey},
+		{"AWS managed ebs key", build, "alias/aws/ebs", "", types.KeyManagerTypeAws, ""},
+		{"unknown alias", build, "alias/nope", "NotFoundException", "", ""},
+		{"unknown key ID", build, "0b6c6e2e-0000-4000-a000-000000000000", "NotFoundException", "", ""},
+		{"key of another region", build, buildKeyWest, "NotFoundException", "", ""},
+		{"other account by alias name resolves in the caller's account", target, "alias/amicrypt-build", "NotFoundException", "", ""},
+		{"other account by key ID resolves in the caller's account", target, buildKeyID, "NotFoundException", "", ""},
+		{"other account by key ARN without permission", target, buildKey, "AccessDeniedException", "", ""},
+		{"other account's AWS managed key", target, "arn:aws:kms:us-east-1:111111111111:alias/aws/ebs", "AccessDeniedException", "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := tc.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(tc.ref)})
+			wantCode(t, "DescribeKey", err, tc.wantCode)
+			if err != nil {
+				return
+			}
+			m := out.KeyMetadata
+			if m.KeyManager != tc.wantManager || m.KeyState != types.KeyStateEnabled || m.KeySpec != types.KeySpecSymmetricDefault || !m.Enabled {
+				t.Fatalf("metadata: manager %s state %s spec %s", m.KeyManager, m.KeyState, m.KeySpec)
+			}
+			if tc.wantARN != "" && aws.ToString(m.Arn) != tc.wantARN {
+				t.Fatalf("ARN %s, want %s", aws.ToString(m.Arn), tc.wantARN)
+			}
+			if !strings.HasPrefix(aws.ToString(m.Arn), "arn:aws:kms:us-east-1:") {
+				t.Fatalf("ARN %s is not in us-east-1", aws.ToString(m.Arn))
+			}
+		})
+	}
+}
+
+func TestKMSAWSManagedKeyRules(t *testing.T) {
+	ctx := context.Background()
+	srv := Start(t, Options{})
+	build := kmsClient(ctx, srv, "111111111111", "eu-west-1")
+	ebsKey := keyARNOf(t, ctx, build, "alias/aws/ebs")
+	tests := []struct {
+		name string
+		call func() error
+		want string
+	}{
+		{"CreateGrant for an external principal", func() error {
+			_, err := build.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(ebsKey), GranteePrincipal: aws.String("arn:aws:iam::222222222222:root"), Operations: []types.GrantOperation{types.GrantOperationDecrypt}})
+			return err
+		}, "AccessDeniedException"},
+		{"PutKeyPolicy", func() error {
+			_, err := build.PutKeyPolicy(ctx, &kms.PutKeyPolicyInput{KeyId: aws.String(ebsKey), Policy: aws.String(defaultKeyPolicy("111111111111"))})
+			return err
+		}, "AccessDeniedException"},
+		{"ScheduleKeyDeletion", func() error {
+			_, err := build.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(ebsKey)})
+			return err
+		}, "AccessDeniedException"},
+		{"DisableKey", func() error {
+			_, err := build.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(ebsKey)})
+			return err
+		}, "AccessDeniedException"},
+		{"direct Encrypt (only EC2 may use it)", func() error {
+			_, err := build.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String("alias/aws/ebs"), Plaintext: []byte("x")})
+			return err
+		}, "AccessDeniedException"},
+		{"GetKeyPolicy is allowed to the account", func() error {
+			out, err := build.GetKeyPolicy(ctx, &kms.GetKeyPolicyInput{KeyId: aws.String(ebsKey)})
+			if err == nil && !strings.Contains(aws.ToString(out.Policy), "kms:ViaService") {
+				t.Errorf("policy of alias/aws/ebs lacks the kms:ViaService condition: %s", aws.ToString(out.Policy))
+			}
+			return err
+		}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { wantCode(t, tc.name, tc.call(), tc.want) })
+	}
+
+	// EC2 acting for the owner may use it; for another account it may not.
+	emu := srv.Emulator()
+	emu.mu.Lock()
+	defer emu.mu.Unlock()
+	uses := []struct {
+		name    string
+		use     KeyUse
+		want    string
+		wantARN string
+	}{
+		{"own account through EC2, default key", KeyUse{Account: "111111111111", PrincipalIAM: "arn:aws:iam::111111111111:user/packer", Region: "eu-west-1", Ops: []string{OpDecrypt, OpCreateGrant, OpGenerateDataKeyWithoutPlaintext}}, "", ebsKey},
+		{"own account through EC2, alias", KeyUse{Account: "111111111111", PrincipalIAM: "arn:aws:iam::111111111111:user/packer", Region: "eu-west-1", KeyRef: "alias/aws/ebs", Ops: []string{OpDecrypt}}, "", ebsKey},
+		{"another account through EC2", KeyUse{Account: "222222222222", PrincipalIAM: "arn:aws:iam::222222222222:user/admin", Region: "eu-west-1", KeyRef: ebsKey, Ops: []string{OpDescribeKey}}, "AccessDeniedException", ""},
+	}
+	for _, u := range uses {
+		info, err := emu.authorizeKeyUse(u.use)
+		got := ""
+		if err != nil {
+			got = err.Code
+		}
+		if got != u.want {
+			t.Errorf("%s: got %q (%v), want %q", u.name, got, err, u.want)
+		}
+		if u.wantARN != "" && (info.ARN != u.wantARN || info.Manager != "AWS") {
+			t.Errorf("%s: key %+v, want %s managed by AWS", u.name, info, u.wantARN)
+		}
+	}
+}
+
+func TestKMSGrantsCrossAccountAndPropagation(t *testing.T) {
+	ctx := context.Background()
+	// 10 emulated minutes at 0.001 is 600ms of emulator clock.
+	srv := Start(t, Options{GrantDelay: 10 * time.Minute})
+	emu := srv.Emulator()
+	build := kmsClient(ctx, srv, "111111111111", "us-east-1")
+	target := kmsClient(ctx, srv, "222222222222", "us-east-1")
+	buildKey := keyARNOf(t, ctx, build, "alias/amicrypt-build")
+
+	_, err := build.CreateGrant(ctx, &kms.CreateGrantInput{
+		KeyId: aws.String(buildKey), GranteePrincipal: aws.String("222222222222"), DryRun: aws.Bool(true),
+		Operations: []types.GrantOperation{types.GrantOperationDecrypt},
+	})
+	wantCode(t, "CreateGrant DryRun", err, "DryRunOperationException")
+	if n := len(emu.Grants()); n != 0 {
+		t.Fatalf("a dry run created %d grants", n)
+	}
+	_, err = build.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(buildKey), GranteePrincipal: aws.String("222222222222"), Operations: []types.GrantOperation{"Fly"}})
+	wantCode(t, "CreateGrant bad operation", err, "ValidationException")
+	_, err = target.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(buildKey), GranteePrincipal: aws.String("222222222222"), Operations: []types.GrantOperation{types.GrantOperationDecrypt}})
+	wantCode(t, "CreateGrant by an account without permission", err, "AccessDeniedException")
+
+	grant, err := build.CreateGrant(ctx, &kms.CreateGrantInput{
+		KeyId: aws.String(buildKey), GranteePrincipal: aws.String("arn:aws:iam::222222222222:root"),
+		RetiringPrincipal: aws.String("arn:aws:iam::111111111111:root"), Name: aws.String("amicrypt-copy"),
+		Operations: []types.GrantOperation{types.GrantOperationDescribeKey, types.GrantOperationDecrypt, types.GrantOperationCreateGrant, types.GrantOperationReEncryptFrom, types.GrantOperationGenerateDataKeyWithoutPlaintext},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not yet effective: the grant is still propagating.
+	_, err = target.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(buildKey)})
+	wantCode(t, "DescribeKey before the grant takes effect", err, "AccessDeniedException")
+	// With the grant token, it is effective at once.
+	_, err = target.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(buildKey), GrantTokens: []string{aws.ToString(grant.GrantToken)}})
+	wantCode(t, "DescribeKey with the grant token", err, "")
+	// EC2 on 222's behalf, before and after propagation.
+	use := KeyUse{Account: "222222222222", PrincipalIAM: "arn:aws:iam::222222222222:role/amicrypt-copy", Region: "us-east-1", KeyRef: buildKey, Ops: []string{OpDecrypt, OpCreateGrant, OpReEncryptFrom}}
+	emu.mu.Lock()
+	_, aerr := emu.authorizeKeyUse(use)
+	emu.mu.Unlock()
+	if aerr == nil || aerr.Code != "AccessDeniedException" {
+		t.Fatalf("authorizeKeyUse before propagation: %v", aerr)
+	}
+	emu.Advance(time.Second)
+	_, err = target.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(buildKey)})
+	wantCode(t, "DescribeKey after the grant takes effect", err, "")
+	emu.mu.Lock()
+	_, aerr = emu.authorizeKeyUse(use)
+	emu.mu.Unlock()
+	if aerr != nil {
+		t.Fatalf("authorizeKeyUse after propagation: %v", aerr)
+	}
+	// Operations outside the grant stay denied.
+	_, err = target.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(buildKey), Plaintext: []byte("x")})
+	wantCode(t, "Encrypt not granted", err, "AccessDeniedException")
+
+	lg, err := build.ListGrants(ctx, &kms.ListGrantsInput{KeyId: aws.String("alias/amicrypt-build")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lg.Grants) != 1 || aws.ToString(lg.Grants[0].GranteePrincipal) != "arn:aws:iam::222222222222:root" || aws.ToString(lg.Grants[0].IssuingAccount) != "arn:aws:iam::111111111111:root" {
+		t.Fatalf("ListGrants: %+v", lg.Grants)
+	}
+	_, err = kmsClient(ctx, srv, "333333333333", "us-east-1").RetireGrant(ctx, &kms.RetireGrantInput{KeyId: aws.String(buildKey), GrantId: grant.GrantId})
+	wantCode(t, "RetireGrant by a stranger", err, "AccessDeniedException")
+	_, err = target.RetireGrant(ctx, &kms.RetireGrantInput{KeyId: aws.String(buildKey), GrantId: grant.GrantId})
+	wantCode(t, "RetireGrant by the grantee", err, "")
+	if n := len(emu.Grants()); n != 0 {
+		t.Fatalf("%d grants left after RetireGrant", n)
+	}
+	_, err = target.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(buildKey)})
+	wantCode(t, "DescribeKey after retirement", err, "AccessDeniedException")
+
+	// RevokeGrant by the key's account; a second revoke finds nothing.
+	g2, err := build.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(buildKey), GranteePrincipal: aws.String("333333333333"), Operations: []types.GrantOperation{types.GrantOperationDecrypt}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = build.RevokeGrant(ctx, &kms.RevokeGrantInput{KeyId: aws.String(buildKey), GrantId: g2.GrantId})
+	wantCode(t, "RevokeGrant", err, "")
+	_, err = build.RevokeGrant(ctx, &kms.RevokeGrantInput{KeyId: aws.String(buildKey), GrantId: g2.GrantId})
+	wantCode(t, "RevokeGrant twice", err, "NotFoundException")
+}
+
+func TestKMSSlowGrantFault(t *testing.T) {
+	ctx := context.Background()
+	srv := Start(t, Options{Faults: &FaultProfile{Rules: []FaultRule{{Kind: FaultSlowGrant, Action: "CreateGrant", Nth: []int{1}}}}})
+	build := kmsClient(ctx, srv, "111111111111", "us-east-1")
+	key := keyARNOf(t, ctx, build, "alias/amicrypt-build")
+	for i := range 2 {
+		if _, err := build.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(key), GranteePrincipal: aws.String("222222222222"), Operations: []types.GrantOperation{types.GrantOperationDescribeKey}}); err != nil {
+			t.Fatalf("grant %d: %v", i, err)
+		}
+	}
+	grants := srv.Emulator().Grants()
+	if len(grants) != 2 {
+		t.Fatalf("%d grants", len(grants))
+	}
+	var slow, fast int
+	for _, g := range grants {
+		if d := g.EffectiveAt.Sub(g.Created); d >= 300*time.Millisecond { // 5 emulated minutes × 0.001
+			slow++
+		} else if d == 0 {
+			fast++
+		}
+	}
+	if slow != 1 || fast != 1 {
+		t.Fatalf("want one slow and one immediate grant, got %+v", grants)
+	}
+}
+
+func TestKMSKeyPolicyCrossAccountAndIAMDeny(t *testing.T) {
+	ctx := context.Background()
+	w, err := DefaultWorld()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range w.Accounts {
+		if w.Accounts[i].ID == "333333333333" {
+			w.Accounts[i].Users = append(w.Accounts[i].Users, WorldUser{Name: "limited", AccessKey: "AKIA3333333333LIMITED", SecretKey: "s", Deny: []string{"kms:Decrypt", "kms:Re*"}})
+		}
+	}
+	srv := Start(t, Options{World: w})
+	build := kmsClient(ctx, srv, "111111111111", "us-east-1")
+	key := keyARNOf(t, ctx, build, "alias/amicrypt-build")
+	policy := `{"Version":"2012-10-17","Statement":[
+	 {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111111111111:root"},"Action":"kms:*","Resource":"*"},
+	 {"Effect":"Allow","Principal":{"AWS":["333333333333"]},"Action":["kms:Describe*","kms:Decrypt","kms:Encrypt"],"Resource":"*"},
+	 {"Effect":"Deny","Principal":"*","Action":"kms:ScheduleKeyDeletion","Resource":"*"}]}`
+	_, err = build.PutKeyPolicy(ctx, &kms.PutKeyPolicyInput{KeyId: aws.String(key), Policy: aws.String(policy)})
+	wantCode(t, "PutKeyPolicy", err, "")
+	_, err = build.PutKeyPolicy(ctx, &kms.PutKeyPolicyInput{KeyId: aws.String(key), Policy: aws.String(`{"Statement":"nope"}`)})
+	wantCode(t, "PutKeyPolicy malformed", err, "MalformedPolicyDocumentException")
+
+	admin333 := kmsClient(ctx, srv, "333333333333", "us-east-1")
+	limitedCfg := srv.Config(ctx, "333333333333", "us-east-1")
+	limitedCfg.Credentials = aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		return aws.Credentials{AccessKeyID: "AKIA3333333333LIMITED", SecretAccessKey: "s"}, nil
+	})
+	limited := kms.NewFromConfig(limitedCfg)
+
+	enc, err := admin333.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(key), Plaintext: []byte("secret"), EncryptionContext: map[string]string{"a": "b"}})
+	wantCode(t, "Encrypt by a principal of an allowed account", err, "")
+	tests := []struct {
+		name string
+		call func() error
+		want string
+	}{
+		{"Decrypt by the allowed account", func() error {
+			out, err := admin333.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, EncryptionContext: map[string]string{"a": "b"}})
+			if err == nil && string(out.Plaintext) != "secret" {
+				t.Errorf("plaintext %q", out.Plaintext)
+			}
+			return err
+		}, ""},
+		{"Decrypt denied by the user's IAM", func() error {
+			_, err := limited.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, EncryptionContext: map[string]string{"a": "b"}})
+			return err
+		}, "AccessDeniedException"},
+		{"DescribeKey by the limited user (not denied)", func() error {
+			_, err := limited.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(key)})
+			return err
+		}, ""},
+		{"GenerateDataKey not in the policy", func() error {
+			_, err := admin333.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String(key), KeySpec: types.DataKeySpecAes256})
+			return err
+		}, "AccessDeniedException"},
+		{"account 222 not in the policy", func() error {
+			_, err := kmsClient(ctx, srv, "222222222222", "us-east-1").DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(key)})
+			return err
+		}, "AccessDeniedException"},
+		{"explicit Deny statement wins over root allow", func() error {
+			_, err := build.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(key)})
+			return err
+		}, "AccessDeniedException"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { wantCode(t, tc.name, tc.call(), tc.want) })
+	}
+}
+
+func TestKMSCryptoAndKeyLifecycle(t *testing.T) {
+	ctx := context.Background()
+	srv := Start(t, Options{})
+	c := kmsClient(ctx, srv, "222222222222", "eu-central-1")
+	created, err := c.CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String("test key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := aws.ToString(created.KeyMetadata.Arn)
+	if created.KeyMetadata.KeyManager != types.KeyManagerTypeCustomer || !strings.HasPrefix(key, "arn:aws:kms:eu-central-1:222222222222:key/") {
+		t.Fatalf("CreateKey: %+v", created.KeyMetadata)
+	}
+	_, err = c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/test"), TargetKeyId: created.KeyMetadata.KeyId})
+	wantCode(t, "CreateAlias", err, "")
+	_, err = c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/test"), TargetKeyId: created.KeyMetadata.KeyId})
+	wantCode(t, "CreateAlias twice", err, "AlreadyExistsException")
+	_, err = c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/aws/mine"), TargetKeyId: created.KeyMetadata.KeyId})
+	wantCode(t, "CreateAlias alias/aws/", err, "NotAuthorizedException")
+
+	aliases, err := c.ListAliases(ctx, &kms.ListAliasesInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, a := range aliases.Aliases {
+		names = append(names, aws.ToString(a.AliasName))
+	}
+	if strings.Join(names, ",") != "alias/amicrypt-target,alias/aws/ebs,alias/test" {
+		t.Fatalf("ListAliases: %v", names)
+	}
+	keys, err := c.ListKeys(ctx, &kms.ListKeysInput{Limit: aws.Int32(2)})
+	if err != nil || len(keys.Keys) != 2 || !keys.Truncated {
+		t.Fatalf("ListKeys page 1: %v %+v", err, keys)
+	}
+	keys2, err := c.ListKeys(ctx, &kms.ListKeysInput{Marker: keys.NextMarker})
+	if err != nil || len(keys2.Keys) != 1 || keys2.Truncated {
+		t.Fatalf("ListKeys page 2: %v %+v", err, keys2)
+	}
+	pol, err := c.GetKeyPolicy(ctx, &kms.GetKeyPolicyInput{KeyId: aws.String("alias/test")})
+	if err != nil || !strings.Contains(aws.ToString(pol.Policy), "arn:aws:iam::222222222222:root") {
+		t.Fatalf("GetKeyPolicy: %v %v", err, pol)
+	}
+
+	// Envelope encryption: GenerateDataKey, Decrypt its blob, ReEncrypt it.
+	dk, err := c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String("alias/test"), KeySpec: types.DataKeySpecAes256, EncryptionContext: map[string]string{"aws:ebs:id": "vol-1"}})
+	if err != nil || len(dk.Plaintext) != 32 || aws.ToString(dk.KeyId) != key {
+		t.Fatalf("GenerateDataKey: %v %+v", err, dk)
+	}
+	if !bytes.Contains(dk.CiphertextBlob, []byte(key)) {
+		t.Fatal("the ciphertext blob does not name its key")
+	}
+	dec, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: dk.CiphertextBlob, EncryptionContext: map[string]string{"aws:ebs:id": "vol-1"}})
+	if err != nil || !bytes.Equal(dec.Plaintext, dk.Plaintext) {
+		t.Fatalf("Decrypt: %v", err)
+	}
+	_, err = c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: dk.CiphertextBlob, EncryptionContext: map[string]string{"aws:ebs:id": "vol-2"}})
+	wantCode(t, "Decrypt with another context", err, "InvalidCiphertextException")
+	_, err = c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: []byte("garbage")})
+	wantCode(t, "Decrypt garbage", err, "InvalidCiphertextException")
+	_, err = c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: dk.CiphertextBlob, KeyId: aws.String("alias/amicrypt-target"), EncryptionContext: map[string]string{"aws:ebs:id": "vol-1"}})
+	wantCode(t, "Decrypt naming another key", err, "IncorrectKeyException")
+	wp, err := c.GenerateDataKeyWithoutPlaintext(ctx, &kms.GenerateDataKeyWithoutPlaintextInput{KeyId: aws.String(key), NumberOfBytes: aws.Int32(16)})
+	if err != nil || len(wp.CiphertextBlob) == 0 {
+		t.Fatalf("GenerateDataKeyWithoutPlaintext: %v", err)
+	}
+	re, err := c.ReEncrypt(ctx, &kms.ReEncryptInput{CiphertextBlob: dk.CiphertextBlob, SourceEncryptionContext: map[string]string{"aws:ebs:id": "vol-1"}, DestinationKeyId: aws.String("alias/amicrypt-target")})
+	if err != nil || aws.ToString(re.SourceKeyId) != key {
+		t.Fatalf("ReEncrypt: %v", err)
+	}
+	dec2, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: re.CiphertextBlob})
+	if err != nil || !bytes.Equal(dec2.Plaintext, dk.Plaintext) || aws.ToString(dec2.KeyId) == key {
+		t.Fatalf("Decrypt after ReEncrypt: %v", err)
+	}
+
+	// Key states.
+	steps := []struct {
+		name string
+		call func() error
+		want string
+	}{
+		{"DisableKey", func() error { _, err := c.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(key)}); return err }, ""},
+		{"Encrypt with a disabled key", func() error {
+			_, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(key), Plaintext: []byte("x")})
+			return err
+		}, "DisabledException"},
+		{"DescribeKey of a disabled key", func() error {
+			out, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(key)})
+			if err == nil && out.KeyMetadata.KeyState != types.KeyStateDisabled {
+				t.Errorf("state %s", out.KeyMetadata.KeyState)
+			}
+			return err
+		}, ""},
+		{"EnableKey", func() error { _, err := c.EnableKey(ctx, &kms.EnableKeyInput{KeyId: aws.String(key)}); return err }, ""},
+		{"ScheduleKeyDeletion too soon", func() error {
+			_, err := c.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(key), PendingWindowInDays: aws.Int32(3)})
+			return err
+		}, "ValidationException"},
+		{"ScheduleKeyDeletion", func() error {
+			out, err := c.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(key), PendingWindowInDays: aws.Int32(7)})
+			if err == nil && out.KeyState != types.KeyStatePendingDeletion {
+				t.Errorf("state %s", out.KeyState)
+			}
+			return err
+		}, ""},
+		{"Encrypt with a key pending deletion", func() error {
+			_, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(key), Plaintext: []byte("x")})
+			return err
+		}, "KMSInvalidStateException"},
+		{"EnableKey pending deletion", func() error { _, err := c.EnableKey(ctx, &kms.EnableKeyInput{KeyId: aws.String(key)}); return err }, "KMSInvalidStateException"},
+		{"deleted after the window", func() error {
+			srv.Emulator().Advance(8 * 24 * time.Hour)
+			_, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(key)})
+			return err
+		}, "NotFoundException"},
+	}
+	for _, s := range steps {
+		wantCode(t, s.name, s.call(), s.want)
+	}
+}
