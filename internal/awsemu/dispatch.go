@@ -78,7 +78,7 @@ func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	auth, authErr := parseSigV4(r.Header.Get("Authorization"))
 	service := auth.Service
 	if authErr != nil {
-		service = guessService(r)
+		service = guessService(r, body)
 	}
 	action, params, aerr := parseAction(service, r, body)
 	if aerr != nil {
@@ -165,12 +165,12 @@ func (e *Emulator) authenticate(c *Call, r *http.Request, body []byte, auth sigV
 }
 
 // guessService names the service of an unsigned request from its shape.
-func guessService(r *http.Request) string {
+func guessService(r *http.Request, body []byte) string {
 	if strings.HasPrefix(r.Header.Get("X-Amz-Target"), "TrentService.") {
 		return "kms"
 	}
-	_ = r.ParseForm()
-	switch r.Form.Get("Action") {
+	form, _ := url.ParseQuery(string(body))
+	switch form.Get("Action") {
 	case "AssumeRole", "GetCallerIdentity", "GetSessionToken":
 		return "sts"
 	}

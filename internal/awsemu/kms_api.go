@@ -830,4 +830,3 @@ func (e *Emulator) kmsReEncrypt(c *Call, req *kmsRequest) (any, *APIError) {
 		"SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT", "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
 	}, nil
 }
-
