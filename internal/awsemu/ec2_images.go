@@ -1,0 +1,1283 @@
+package awsemu
+
+// ec2_images.go: AMIs. DescribeImages, CreateImage, RegisterImage, CopyImage,
+// DeregisterImage, image attributes, deprecation, deregistration protection.
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// ec2Image is one AMI (EBS-backed).
+type ec2Image struct {
+	ID          string `json:"id"`
+	Owner       string `json:"owner"`
+	Region      string `json:"region"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+
+	Public      bool     `json:"public,omitempty"`
+	LaunchUsers []string `json:"launch_users,omitempty"`
+	LaunchOrgs  []string `json:"launch_orgs,omitempty"`
+	LaunchOUs   []string `json:"launch_ous,omitempty"`
+
+	Architecture       string       `json:"architecture"`
+	VirtualizationType string       `json:"virtualization_type"`
+	RootDeviceName     string       `json:"root_device_name"`
+	EnaSupport         bool         `json:"ena_support,omitempty"`
+	SriovNetSupport    string       `json:"sriov_net_support,omitempty"`
+	BootMode           string       `json:"boot_mode,omitempty"`
+	TpmSupport         string       `json:"tpm_support,omitempty"`
+	ImdsSupport        string       `json:"imds_support,omitempty"`
+	Mappings           []ec2Mapping `json:"mappings"`
+
+	Created time.Time `json:"created"`
+	// ReadyAt is the earliest time the image can be available; it also
+	// waits for every backing snapshot to complete.
+	ReadyAt time.Time `json:"ready_at"`
+	// State is pending, available or failed; pending moves on when read.
+	State       string    `json:"state"`
+	FailAt      time.Time `json:"fail_at,omitempty"`
+	FailCode    string    `json:"fail_code,omitempty"`
+	FailMessage string    `json:"fail_message,omitempty"`
+
+	DeprecationTime *time.Time `json:"deprecation_time,omitempty"`
+	DeregProtection string     `json:"dereg_protection,omitempty"` // "", enabled, enabled-with-cooldown
+
+	SourceImageID    string `json:"source_image_id,omitempty"`
+	SourceRegion     string `json:"source_region,omitempty"`
+	SourceInstanceID string `json:"source_instance_id,omitempty"`
+
+	Action    string    `json:"action,omitempty"` // how it was made
+	Principal string    `json:"principal,omitempty"`
+	Hidden    time.Time `json:"hidden_until,omitempty"`
+	Seeded    bool      `json:"seeded,omitempty"`
+}
+
+// ec2Mapping is one block device mapping of an image.
+type ec2Mapping struct {
+	DeviceName          string `json:"device_name"`
+	VirtualName         string `json:"virtual_name,omitempty"`
+	NoDevice            bool   `json:"no_device,omitempty"`
+	SnapshotID          string `json:"snapshot_id,omitempty"`
+	SizeGiB             int    `json:"size_gib,omitempty"`
+	VolumeType          string `json:"volume_type,omitempty"`
+	DeleteOnTermination bool   `json:"delete_on_termination,omitempty"`
+	Encrypted           bool   `json:"encrypted,omitempty"`
+	KmsKeyARN           string `json:"kms_key_arn,omitempty"`
+	Iops                int    `json:"iops,omitempty"`
+	Throughput          int    `json:"throughput,omitempty"`
+	// HasEbs is false for ephemeral and NoDevice mappings.
+	HasEbs bool `json:"has_ebs,omitempty"`
+}
+
+// refreshImage moves a pending image on (lock held).
+func (e *Emulator) refreshImage(img *ec2Image) {
+	if img.State != "pending" {
+		return
+	}
+	now := e.now()
+	if !img.FailAt.IsZero() {
+		if !now.Before(img.FailAt) {
+			img.State = "failed"
+		}
+		return
+	}
+	for _, m := range img.Mappings {
+		if m.SnapshotID == "" {
+			continue
+		}
+		snap, ok := e.ec2.Snapshots[m.SnapshotID]
+		if !ok {
+			img.State, img.FailCode = "failed", "Client.InvalidSnapshot.NotFound"
+			img.FailMessage = fmt.Sprintf("Client.InvalidSnapshot.NotFound: The snapshot '%s' does not exist.", m.SnapshotID)
+			return
+		}
+		e.refreshSnapshot(snap)
+		switch snap.State {
+		case "error":
+			img.State, img.FailCode = "failed", "Server.InternalError"
+			img.FailMessage = "Server.InternalError: " + snap.FailMessage
+			return
+		case "pending":
+			return
+		}
+	}
+	if !now.Before(img.ReadyAt) {
+		img.State = "available"
+	}
+}
+
+// canLaunch reports whether account may see and use the image.
+func (img *ec2Image) canLaunch(account string) bool {
+	return img.Owner == account || img.Public || contains(img.LaunchUsers, account)
+}
+
+// visibleImage reports whether the caller sees the image now (rule 3.4 and
+// the just-created NotFound fault of rule 3.14).
+func (e *Emulator) visibleImage(img *ec2Image, c *Call) bool {
+	return img.Region == c.Region && img.canLaunch(c.Account) && !e.now().Before(img.Hidden)
+}
+
+var amiIDPattern = regexp.MustCompile(`^ami-[0-9a-f]{8}([0-9a-f]{9})?$`)
+
+func malformedID(id, prefix string) *APIError {
+	code := map[string]string{"ami": "InvalidAMIID.Malformed", "snap": "InvalidSnapshotID.Malformed",
+		"i": "InvalidInstanceID.Malformed", "vol": "InvalidVolumeID.Malformed"}[prefix]
+	return Errf(code, "Invalid id: \"%s\" (expecting \"%s-...\")", id, prefix)
+}
+
+func imageNotFound(ids ...string) *APIError {
+	if len(ids) == 1 {
+		return Errf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", ids[0])
+	}
+	return Errf("InvalidAMIID.NotFound", "The image ids '[%s]' do not exist", strings.Join(ids, ", "))
+}
+
+// findImage returns an image the caller may use in region, or NotFound.
+func (e *Emulator) findImage(c *Call, id, region string) (*ec2Image, *APIError) {
+	if !amiIDPattern.MatchString(id) {
+		return nil, malformedID(id, "ami")
+	}
+	img, ok := e.ec2.Images[id]
+	if !ok || img.Region != region || !img.canLaunch(c.Account) {
+		return nil, imageNotFound(id)
+	}
+	e.refreshImage(img)
+	return img, nil
+}
+
+// ownImage returns an image the caller owns; a visible image of another
+// account gives AuthFailure.
+func (e *Emulator) ownImage(c *Call, id string) (*ec2Image, *APIError) {
+	img, err := e.findImage(c, id, c.Region)
+	if err != nil {
+		return nil, err
+	}
+	if img.Owner != c.Account {
+		return nil, Errf("AuthFailure", "Not authorized for image:%s", id)
+	}
+	return img, nil
+}
+
+var amiNamePattern = regexp.MustCompile(`^[A-Za-z0-9()\[\] ./\-'@_]{3,128}$`)
+
+// checkAMIName applies rule 3.11: syntax, then uniqueness per account-region.
+func (e *Emulator) checkAMIName(c *Call, name string) *APIError {
+	if name == "" {
+		return Errf("MissingParameter", "The request must contain the parameter Name")
+	}
+	if !amiNamePattern.MatchString(name) {
+		return Errf("InvalidAMIName.Malformed", "AMI names must be between 3 and 128 characters long, and may contain letters, numbers, '(', ')', '.', '-', '/' , '[', ']', ' ', '@', ''' and '_' (got %q)", name)
+	}
+	for _, img := range e.ec2.Images {
+		if img.Owner == c.Account && img.Region == c.Region && img.Name == name {
+			return Errf("InvalidAMIName.Duplicate", "AMI name %s is already in use by AMI %s", name, img.ID)
+		}
+	}
+	return nil
+}
+
+// imageUsesAWSManagedKey reports whether a snapshot behind img is encrypted
+// under an AWS managed key.
+func (e *Emulator) imageUsesAWSManagedKey(img *ec2Image) bool {
+	for _, m := range img.Mappings {
+		if snap, ok := e.ec2.Snapshots[m.SnapshotID]; ok && snap.Encrypted && snap.KeyManager == "AWS" {
+			return true
+		}
+	}
+	return false
+}
+
+func (img *ec2Image) encrypted() bool {
+	for _, m := range img.Mappings {
+		if m.Encrypted {
+			return true
+		}
+	}
+	return false
+}
+
+// record remembers how an image was made, for the invariant checker.
+func (e *Emulator) recordRegistration(c *Call, img *ec2Image) {
+	r := ec2Registration{ImageID: img.ID, Action: c.Action, Account: c.Account, Region: c.Region,
+		Principal: c.Principal, Time: e.now()}
+	for _, m := range img.Mappings {
+		if !m.HasEbs || m.SnapshotID == "" && m.KmsKeyARN == "" {
+			continue
+		}
+		if !m.Encrypted {
+			r.Unencrypted = append(r.Unencrypted, m.SnapshotID)
+		} else if a := arnAccount(m.KmsKeyARN); a != "" && a != img.Owner {
+			r.ForeignKeys = append(r.ForeignKeys, m.KmsKeyARN)
+		}
+	}
+	e.ec2.Registrations = append(e.ec2.Registrations, r)
+	c.Note("imageId", img.ID)
+}
+
+// hideIfFault makes a new resource invisible for a moment when the
+// NotFound-after-create fault fires (rule 3.14).
+func (e *Emulator) hideIfFault(action string) time.Time {
+	if e.faultFires(FaultNotFoundAfterNew, action) {
+		return e.now().Add(e.scaled(5 * time.Second))
+	}
+	return time.Time{}
+}
+
+// ---- XML shapes ----
+
+type xmlTag struct {
+	Key   string `xml:"key"`
+	Value string `xml:"value"`
+}
+
+type xmlStateReason struct {
+	Code    string `xml:"code"`
+	Message string `xml:"message"`
+}
+
+type xmlEbs struct {
+	SnapshotID          string `xml:"snapshotId,omitempty"`
+	VolumeSize          int    `xml:"volumeSize,omitempty"`
+	DeleteOnTermination bool   `xml:"deleteOnTermination"`
+	VolumeType          string `xml:"volumeType,omitempty"`
+	Iops                int    `xml:"iops,omitempty"`
+	Throughput          int    `xml:"throughput,omitempty"`
+	Encrypted           bool   `xml:"encrypted"`
+	KmsKeyID            string `xml:"kmsKeyId,omitempty"`
+}
+
+type xmlBlockDeviceMapping struct {
+	DeviceName  string  `xml:"deviceName"`
+	VirtualName string  `xml:"virtualName,omitempty"`
+	Ebs         *xmlEbs `xml:"ebs,omitempty"`
+	NoDevice    *string `xml:"noDevice,omitempty"`
+}
+
+type xmlImage struct {
+	ImageID                  string                  `xml:"imageId"`
+	ImageLocation            string                  `xml:"imageLocation"`
+	ImageState               string                  `xml:"imageState"`
+	ImageOwnerID             string                  `xml:"imageOwnerId"`
+	CreationDate             string                  `xml:"creationDate"`
+	IsPublic                 bool                    `xml:"isPublic"`
+	Architecture             string                  `xml:"architecture"`
+	ImageType                string                  `xml:"imageType"`
+	ImageOwnerAlias          string                  `xml:"imageOwnerAlias,omitempty"`
+	Name                     string                  `xml:"name"`
+	Description              string                  `xml:"description,omitempty"`
+	RootDeviceType           string                  `xml:"rootDeviceType"`
+	RootDeviceName           string                  `xml:"rootDeviceName"`
+	BlockDeviceMapping       []xmlBlockDeviceMapping `xml:"blockDeviceMapping>item"`
+	VirtualizationType       string                  `xml:"virtualizationType"`
+	TagSet                   []xmlTag                `xml:"tagSet>item,omitempty"`
+	Hypervisor               string                  `xml:"hypervisor"`
+	EnaSupport               bool                    `xml:"enaSupport"`
+	SriovNetSupport          string                  `xml:"sriovNetSupport,omitempty"`
+	StateReason              *xmlStateReason         `xml:"stateReason,omitempty"`
+	BootMode                 string                  `xml:"bootMode,omitempty"`
+	TpmSupport               string                  `xml:"tpmSupport,omitempty"`
+	ImdsSupport              string                  `xml:"imdsSupport,omitempty"`
+	DeprecationTime          string                  `xml:"deprecationTime,omitempty"`
+	DeregistrationProtection string                  `xml:"deregistrationProtection,omitempty"`
+	PlatformDetails          string                  `xml:"platformDetails"`
+	UsageOperation           string                  `xml:"usageOperation"`
+	SourceImageID            string                  `xml:"sourceImageId,omitempty"`
+	SourceImageRegion        string                  `xml:"sourceImageRegion,omitempty"`
+	SourceInstanceID         string                  `xml:"sourceInstanceId,omitempty"`
+}
+
+func mappingsXML(ms []ec2Mapping) []xmlBlockDeviceMapping {
+	out := make([]xmlBlockDeviceMapping, 0, len(ms))
+	for _, m := range ms {
+		x := xmlBlockDeviceMapping{DeviceName: m.DeviceName, VirtualName: m.VirtualName}
+		if m.NoDevice {
+			empty := ""
+			x.NoDevice = &empty
+		}
+		if m.HasEbs {
+			x.Ebs = &xmlEbs{SnapshotID: m.SnapshotID, VolumeSize: m.SizeGiB, DeleteOnTermination: m.DeleteOnTermination,
+				VolumeType: m.VolumeType, Iops: m.Iops, Throughput: m.Throughput, Encrypted: m.Encrypted, KmsKeyID: m.KmsKeyARN}
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+func (e *Emulator) imageXML(img *ec2Image, account string) xmlImage {
+	x := xmlImage{
+		ImageID: img.ID, ImageLocation: img.Owner + "/" + img.Name, ImageState: img.State, ImageOwnerID: img.Owner,
+		CreationDate: ec2Time(img.Created), IsPublic: img.Public, Architecture: img.Architecture, ImageType: "machine",
+		ImageOwnerAlias: e.ec2.Aliases[img.Owner], Name: img.Name, Description: img.Description,
+		RootDeviceType: "ebs", RootDeviceName: img.RootDeviceName, BlockDeviceMapping: mappingsXML(img.Mappings),
+		VirtualizationType: img.VirtualizationType, TagSet: e.tagSet(img.ID, account), Hypervisor: "xen",
+		EnaSupport: img.EnaSupport, SriovNetSupport: img.SriovNetSupport, BootMode: img.BootMode,
+		TpmSupport: img.TpmSupport, ImdsSupport: img.ImdsSupport,
+		PlatformDetails: "Linux/UNIX", UsageOperation: "RunInstances",
+		SourceImageID: img.SourceImageID, SourceImageRegion: img.SourceRegion, SourceInstanceID: img.SourceInstanceID,
+	}
+	if x.ImageOwnerAlias != "" {
+		x.ImageLocation = x.ImageOwnerAlias + "/" + img.Name
+	}
+	if img.State == "failed" {
+		x.StateReason = &xmlStateReason{Code: img.FailCode, Message: img.FailMessage}
+	}
+	if img.DeprecationTime != nil {
+		x.DeprecationTime = ec2Time(*img.DeprecationTime)
+	}
+	x.DeregistrationProtection = "disabled"
+	if img.DeregProtection != "" {
+		x.DeregistrationProtection = img.DeregProtection
+	}
+	return x
+}
+
+// ---- DescribeImages ----
+
+type describeImagesOutput struct {
+	ImagesSet []xmlImage `xml:"imagesSet>item"`
+	NextToken string     `xml:"nextToken,omitempty"`
+}
+
+func (e *Emulator) ec2DescribeImages(c *Call, p ec2Params) (any, *APIError) {
+	ids := p.list("ImageId")
+	owners := p.list("Owner")
+	execBy := p.list("ExecutableBy")
+	filters := p.filters()
+	includeDeprecated, err := p.boolean("IncludeDeprecated")
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if !amiIDPattern.MatchString(id) {
+			return nil, malformedID(id, "ami")
+		}
+	}
+	if len(ids) > 0 {
+		var missing []string
+		for _, id := range ids {
+			img, ok := e.ec2.Images[id]
+			if !ok || !e.visibleImage(img, c) {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) > 0 {
+			return nil, imageNotFound(missing...)
+		}
+	}
+	now := e.now()
+	var found []*ec2Image
+	for _, img := range e.ec2.Images {
+		if !e.visibleImage(img, c) {
+			continue
+		}
+		if len(ids) > 0 && !contains(ids, img.ID) {
+			continue
+		}
+		if len(owners) > 0 && !e.ownerMatches(owners, img.Owner, c.Account) {
+			continue
+		}
+		if len(execBy) > 0 && !executableBy(execBy, img, c.Account) {
+			continue
+		}
+		if len(ids) == 0 && !includeDeprecated && img.Owner != c.Account &&
+			img.DeprecationTime != nil && !now.Before(*img.DeprecationTime) {
+			continue
+		}
+		e.refreshImage(img)
+		ok, ferr := matchFilters(filters, func(name string) ([]string, bool) { return e.imageFilterValues(img, c.Account, name) })
+		if ferr != nil {
+			return nil, ferr
+		}
+		if ok {
+			found = append(found, img)
+		}
+	}
+	sort.Slice(found, func(i, j int) bool { return found[i].ID < found[j].ID })
+	from, to, next, err := paginate(p, len(found))
+	if err != nil {
+		return nil, err
+	}
+	out := describeImagesOutput{NextToken: next, ImagesSet: []xmlImage{}}
+	for _, img := range found[from:to] {
+		out.ImagesSet = append(out.ImagesSet, e.imageXML(img, c.Account))
+	}
+	return out, nil
+}
+
+// ownerMatches implements the Owner.N parameter: self, amazon, account IDs.
+func (e *Emulator) ownerMatches(owners []string, owner, caller string) bool {
+	for _, o := range owners {
+		switch o {
+		case "self":
+			if owner == caller {
+				return true
+			}
+		case owner:
+			return true
+		default:
+			if e.ec2.Aliases[owner] == o {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// executableBy implements ExecutableBy.N: self, all, account IDs.
+func executableBy(execBy []string, img *ec2Image, caller string) bool {
+	for _, x := range execBy {
+		switch x {
+		case "all":
+			if img.Public {
+				return true
+			}
+		case "self":
+			if img.Owner == caller || contains(img.LaunchUsers, caller) {
+				return true
+			}
+		default:
+			if contains(img.LaunchUsers, x) || img.Owner == x {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (e *Emulator) imageFilterValues(img *ec2Image, account, name string) ([]string, bool) {
+	if v, ok, handled := e.tagFilterValues(img.ID, account, name); handled {
+		return v, ok
+	}
+	switch name {
+	case "name":
+		return []string{img.Name}, true
+	case "image-id":
+		return []string{img.ID}, true
+	case "state":
+		return []string{img.State}, true
+	case "owner-id":
+		return []string{img.Owner}, true
+	case "owner-alias":
+		return []string{e.ec2.Aliases[img.Owner]}, true
+	case "is-public":
+		return []string{fmt.Sprint(img.Public)}, true
+	case "architecture":
+		return []string{img.Architecture}, true
+	case "description":
+		return []string{img.Description}, true
+	case "virtualization-type":
+		return []string{img.VirtualizationType}, true
+	case "root-device-type":
+		return []string{"ebs"}, true
+	case "root-device-name":
+		return []string{img.RootDeviceName}, true
+	case "image-type":
+		return []string{"machine"}, true
+	case "hypervisor":
+		return []string{"xen"}, true
+	case "ena-support":
+		return []string{fmt.Sprint(img.EnaSupport)}, true
+	case "boot-mode":
+		return []string{img.BootMode}, true
+	case "platform":
+		return nil, true
+	case "source-image-id":
+		return []string{img.SourceImageID}, true
+	case "block-device-mapping.snapshot-id", "block-device-mapping.encrypted", "block-device-mapping.device-name",
+		"block-device-mapping.volume-size", "block-device-mapping.volume-type", "block-device-mapping.delete-on-termination":
+		var out []string
+		for _, m := range img.Mappings {
+			switch name {
+			case "block-device-mapping.snapshot-id":
+				out = append(out, m.SnapshotID)
+			case "block-device-mapping.encrypted":
+				out = append(out, fmt.Sprint(m.Encrypted))
+			case "block-device-mapping.device-name":
+				out = append(out, m.DeviceName)
+			case "block-device-mapping.volume-size":
+				out = append(out, fmt.Sprint(m.SizeGiB))
+			case "block-device-mapping.volume-type":
+				out = append(out, m.VolumeType)
+			default:
+				out = append(out, fmt.Sprint(m.DeleteOnTermination))
+			}
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// ---- CreateImage ----
+
+type imageIDOutput struct {
+	ImageID string `xml:"imageId"`
+}
+
+func (e *Emulator) ec2CreateImage(c *Call, p ec2Params) (any, *APIError) {
+	instID, err := p.required("InstanceId")
+	if err != nil {
+		return nil, err
+	}
+	name := p.str("Name")
+	if err := e.checkAMIName(c, name); err != nil {
+		return nil, err
+	}
+	specs, err := p.tagSpecs("image", "snapshot")
+	if err != nil {
+		return nil, err
+	}
+	inst, err := e.ownInstance(c, instID)
+	if err != nil {
+		return nil, err
+	}
+	if inst.State != "running" && inst.State != "stopped" {
+		return nil, Errf("IncorrectInstanceState", "The instance '%s' is not in a state from which it can be imaged.", instID)
+	}
+	reqMappings, err := parseBlockDeviceMappings(p)
+	if err != nil {
+		return nil, err
+	}
+	now := e.now()
+	img := &ec2Image{
+		ID: e.ec2.newID("ami"), Owner: c.Account, Region: c.Region, Name: name, Description: p.str("Description"),
+		Architecture: inst.Architecture, VirtualizationType: inst.VirtualizationType, RootDeviceName: inst.RootDeviceName,
+		EnaSupport: inst.EnaSupport, SriovNetSupport: inst.SriovNetSupport, BootMode: inst.BootMode,
+		TpmSupport: inst.TpmSupport, ImdsSupport: inst.ImdsSupport,
+		Created: now, ReadyAt: now.Add(e.latency(LatencyImageRegister, 0, false)), State: "pending",
+		SourceInstanceID: inst.ID, Action: c.Action, Principal: c.Principal, Hidden: e.hideIfFault(c.Action),
+	}
+	snapTags := tagsFor(specs, "snapshot")
+	for _, att := range inst.Attachments {
+		vol, ok := e.ec2.Volumes[att.VolumeID]
+		if !ok {
+			continue
+		}
+		m := ec2Mapping{DeviceName: att.DeviceName, SizeGiB: vol.SizeGiB, VolumeType: vol.VolumeType,
+			DeleteOnTermination: att.DeleteOnTermination, Encrypted: vol.Encrypted, KmsKeyARN: vol.KmsKeyARN,
+			Iops: vol.Iops, Throughput: vol.Throughput, HasEbs: true}
+		if r, ok := reqMappings[att.DeviceName]; ok {
+			if r.NoDevice {
+				continue
+			}
+			if r.Ebs != nil && r.Ebs.VolumeSize > m.SizeGiB {
+				m.SizeGiB = r.Ebs.VolumeSize
+			}
+			if r.Ebs != nil && r.Ebs.DeleteOnTermination != nil {
+				m.DeleteOnTermination = *r.Ebs.DeleteOnTermination
+			}
+		}
+		snap := e.snapshotVolume(c, vol, fmt.Sprintf("Created by CreateImage(%s) for %s", inst.ID, img.ID))
+		if len(snapTags) > 0 {
+			e.ec2.setTags(snap.ID, c.Account, snapTags)
+		}
+		m.SnapshotID = snap.ID
+		img.Mappings = append(img.Mappings, m)
+		c.Note("snapshotId."+att.DeviceName, snap.ID)
+	}
+	sort.Slice(img.Mappings, func(i, j int) bool { return img.Mappings[i].DeviceName < img.Mappings[j].DeviceName })
+	e.ec2.Images[img.ID] = img
+	if t := tagsFor(specs, "image"); len(t) > 0 {
+		e.ec2.setTags(img.ID, c.Account, t)
+	}
+	e.recordRegistration(c, img)
+	return imageIDOutput{ImageID: img.ID}, nil
+}
+
+// ---- RegisterImage ----
+
+func (e *Emulator) ec2RegisterImage(c *Call, p ec2Params) (any, *APIError) {
+	name := p.str("Name")
+	if err := e.checkAMIName(c, name); err != nil {
+		return nil, err
+	}
+	if p.str("ImageLocation") != "" {
+		return nil, Errf("InvalidParameterCombination", "awsemu registers EBS-backed AMIs only; ImageLocation (instance store) is not supported")
+	}
+	specs, err := p.tagSpecs("image")
+	if err != nil {
+		return nil, err
+	}
+	root, err := p.required("RootDeviceName")
+	if err != nil {
+		return nil, err
+	}
+	reqMappings, err := parseBlockDeviceMappings(p)
+	if err != nil {
+		return nil, err
+	}
+	ena, _, err := p.optBool("EnaSupport")
+	if err != nil {
+		return nil, err
+	}
+	now := e.now()
+	img := &ec2Image{
+		ID: e.ec2.newID("ami"), Owner: c.Account, Region: c.Region, Name: name, Description: p.str("Description"),
+		Architecture: orDefault(p.str("Architecture"), "i386"), VirtualizationType: orDefault(p.str("VirtualizationType"), "paravirtual"),
+		RootDeviceName: root, EnaSupport: ena, SriovNetSupport: p.str("SriovNetSupport"), BootMode: p.str("BootMode"),
+		TpmSupport: p.str("TpmSupport"), ImdsSupport: p.str("ImdsSupport"),
+		Created: now, ReadyAt: now.Add(e.latency(LatencyImageRegister, 0, false)), State: "pending",
+		Action: c.Action, Principal: c.Principal,
+	}
+	rootMapped := false
+	for _, dev := range sortedKeys(reqMappings) {
+		r := reqMappings[dev]
+		m := ec2Mapping{DeviceName: dev, VirtualName: r.VirtualName, NoDevice: r.NoDevice}
+		if r.Ebs != nil && !r.NoDevice {
+			m.HasEbs = true
+			m.VolumeType = orDefault(r.Ebs.VolumeType, "gp2")
+			m.DeleteOnTermination = r.Ebs.DeleteOnTermination == nil || *r.Ebs.DeleteOnTermination
+			m.Iops, m.Throughput, m.SizeGiB = r.Ebs.Iops, r.Ebs.Throughput, r.Ebs.VolumeSize
+			if r.Ebs.SnapshotID != "" {
+				snap, err := e.findSnapshot(c, r.Ebs.SnapshotID, c.Region)
+				if err != nil {
+					return nil, err
+				}
+				if snap.State == "error" {
+					return nil, Errf("IncorrectState", "Snapshot %s is in state error and can't be registered.", snap.ID)
+				}
+				if m.SizeGiB == 0 {
+					m.SizeGiB = snap.SizeGiB
+				}
+				if m.SizeGiB < snap.SizeGiB {
+					return nil, Errf("InvalidBlockDeviceMapping", "Volume of size %dGB is smaller than snapshot '%s', expect size >= %dGB", m.SizeGiB, snap.ID, snap.SizeGiB)
+				}
+				m.SnapshotID, m.Encrypted, m.KmsKeyARN = snap.ID, snap.Encrypted, snap.KmsKeyARN
+			} else if m.SizeGiB == 0 {
+				return nil, Errf("InvalidBlockDeviceMapping", "The block device mapping for %s needs a snapshot ID or a volume size.", dev)
+			}
+			if dev == root && m.SnapshotID != "" {
+				rootMapped = true
+			}
+		}
+		img.Mappings = append(img.Mappings, m)
+	}
+	if !rootMapped {
+		return nil, Errf("InvalidBlockDeviceMapping", "The root device %s needs a block device mapping with a snapshot ID.", root)
+	}
+	e.ec2.Images[img.ID] = img
+	img.Hidden = e.hideIfFault(c.Action)
+	if t := tagsFor(specs, "image"); len(t) > 0 {
+		e.ec2.setTags(img.ID, c.Account, t)
+	}
+	e.recordRegistration(c, img)
+	return imageIDOutput{ImageID: img.ID}, nil
+}
+
+// reqMapping is one BlockDeviceMapping.N of a request.
+type reqMapping struct {
+	DeviceName  string
+	VirtualName string
+	NoDevice    bool
+	Ebs         *reqEbs
+}
+
+type reqEbs struct {
+	SnapshotID          string
+	VolumeSize          int
+	VolumeType          string
+	DeleteOnTermination *bool
+	Encrypted           *bool
+	KmsKeyID            string
+	Iops, Throughput    int
+}
+
+// parseBlockDeviceMappings reads BlockDeviceMapping.N.* keyed by device.
+func parseBlockDeviceMappings(p ec2Params) (map[string]reqMapping, *APIError) {
+	out := map[string]reqMapping{}
+	for _, n := range p.indices("BlockDeviceMapping") {
+		pre := fmt.Sprintf("BlockDeviceMapping.%d.", n)
+		r := reqMapping{DeviceName: p.str(pre + "DeviceName"), VirtualName: p.str(pre + "VirtualName"), NoDevice: p.has(pre + "NoDevice")}
+		if r.DeviceName == "" {
+			return nil, Errf("MissingParameter", "The request must contain the parameter %sDeviceName", pre)
+		}
+		if len(p.indicesPrefix(pre+"Ebs.")) > 0 {
+			ebs := &reqEbs{SnapshotID: p.str(pre + "Ebs.SnapshotId"), VolumeType: p.str(pre + "Ebs.VolumeType"), KmsKeyID: p.str(pre + "Ebs.KmsKeyId")}
+			var err *APIError
+			if ebs.VolumeSize, err = p.integer(pre+"Ebs.VolumeSize", 0); err != nil {
+				return nil, err
+			}
+			if ebs.Iops, err = p.integer(pre+"Ebs.Iops", 0); err != nil {
+				return nil, err
+			}
+			if ebs.Throughput, err = p.integer(pre+"Ebs.Throughput", 0); err != nil {
+				return nil, err
+			}
+			if v, given, err := p.optBool(pre + "Ebs.DeleteOnTermination"); err != nil {
+				return nil, err
+			} else if given {
+				ebs.DeleteOnTermination = &v
+			}
+			if v, given, err := p.optBool(pre + "Ebs.Encrypted"); err != nil {
+				return nil, err
+			} else if given {
+				ebs.Encrypted = &v
+			}
+			if ebs.KmsKeyID != "" && (ebs.Encrypted == nil || !*ebs.Encrypted) {
+				return nil, kmsKeyNeedsEncrypted()
+			}
+			r.Ebs = ebs
+		}
+		out[r.DeviceName] = r
+	}
+	return out, nil
+}
+
+// indicesPrefix lists parameter names starting with prefix.
+func (p ec2Params) indicesPrefix(prefix string) []string {
+	var out []string
+	for k := range p.v {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func kmsKeyNeedsEncrypted() *APIError {
+	return Errf("InvalidParameterDependency", "The parameter KmsKeyId requires the parameter Encrypted to be set.")
+}
+
+// ---- CopyImage ----
+
+func (e *Emulator) ec2CopyImage(c *Call, p ec2Params) (any, *APIError) {
+	tokenKey, earlier, err := e.clientToken(c, p)
+	if err != nil {
+		return nil, err
+	}
+	if earlier != "" {
+		return imageIDOutput{ImageID: earlier}, nil
+	}
+	srcID, err := p.required("SourceImageId")
+	if err != nil {
+		return nil, err
+	}
+	srcRegion, err := p.required("SourceRegion")
+	if err != nil {
+		return nil, err
+	}
+	if !e.regionEnabled(srcRegion) {
+		return nil, Errf("InvalidParameterValue", "Invalid value '%s' for SourceRegion: the region is unknown or not enabled for this account.", srcRegion)
+	}
+	encrypted, encGiven, err := p.optBool("Encrypted")
+	if err != nil {
+		return nil, err
+	}
+	keyRef := p.str("KmsKeyId")
+	if keyRef != "" && !encrypted {
+		return nil, kmsKeyNeedsEncrypted()
+	}
+	copyTags, err := p.boolean("CopyImageTags")
+	if err != nil {
+		return nil, err
+	}
+	name := p.str("Name")
+	if err := e.checkAMIName(c, name); err != nil {
+		return nil, err
+	}
+	specs, err := p.tagSpecs("image", "snapshot")
+	if err != nil {
+		return nil, err
+	}
+	src, err := e.findImage(c, srcID, srcRegion)
+	if err != nil {
+		return nil, err
+	}
+	if src.State != "available" {
+		return nil, Errf("IncorrectState", "Image %s is in state %s; only available images can be copied.", src.ID, src.State)
+	}
+	var srcSnaps []*ec2Snapshot
+	for _, m := range src.Mappings {
+		if m.SnapshotID == "" {
+			continue
+		}
+		snap, ok := e.ec2.Snapshots[m.SnapshotID]
+		if !ok || (src.Owner != c.Account && !src.Public && !snap.canRestore(c.Account)) {
+			return nil, snapshotNotFound(m.SnapshotID)
+		}
+		if snap.Encrypted && encGiven && !encrypted {
+			return nil, unencryptedCopy(snap.ID)
+		}
+		srcSnaps = append(srcSnaps, snap)
+	}
+	if n := e.imageCopiesInFlight(c.Account, c.Region); n >= e.opts.Limits.ConcurrentImageCopies {
+		return nil, Errf("ResourceLimitExceeded", "You have reached your quota of %d concurrent AMI copies in %s. Wait for copies in progress to finish.", e.opts.Limits.ConcurrentImageCopies, c.Region)
+	}
+
+	now := e.now()
+	cross := srcRegion != c.Region
+	img := &ec2Image{
+		ID: e.ec2.newID("ami"), Owner: c.Account, Region: c.Region, Name: name, Description: p.str("Description"),
+		Architecture: src.Architecture, VirtualizationType: src.VirtualizationType, RootDeviceName: src.RootDeviceName,
+		EnaSupport: src.EnaSupport, SriovNetSupport: src.SriovNetSupport, BootMode: src.BootMode,
+		TpmSupport: src.TpmSupport, ImdsSupport: src.ImdsSupport,
+		Created: now, ReadyAt: now.Add(e.latency(LatencyImageRegister, 0, false)), State: "pending",
+		SourceImageID: src.ID, SourceRegion: srcRegion, Action: c.Action, Principal: c.Principal,
+		Hidden: e.hideIfFault(c.Action),
+	}
+	fails := e.faultFires(FaultCopyFails, c.Action)
+	snapTags := tagsFor(specs, "snapshot")
+	for _, m := range src.Mappings {
+		nm := m
+		if m.SnapshotID == "" {
+			img.Mappings = append(img.Mappings, nm)
+			continue
+		}
+		snap := e.ec2.Snapshots[m.SnapshotID]
+		plan, kerr := e.planCopy(c, snap, srcRegion, encrypted, keyRef)
+		if kerr != nil {
+			// Rule 3.4: the copy is accepted and fails later.
+			img.FailAt = now.Add(e.latency(LatencySnapshotCopy, 0, cross))
+			img.FailCode = "Client.InvalidKMSKey.InvalidState"
+			img.FailMessage = kerr.Message
+			nm.SnapshotID = ""
+			nm.Encrypted, nm.KmsKeyARN = plan.encrypted, plan.keyARN
+			img.Mappings = append(img.Mappings, nm)
+			continue
+		}
+		cp := e.newSnapshotCopy(c, snap, srcRegion, plan, fmt.Sprintf("Copied for DestinationAmi %s from SourceAmi %s for SourceSnapshot %s. Task created on %s.", img.ID, src.ID, snap.ID, now.Format("2006-01-02,15:04:05")))
+		cp.ImageCopy = img.ID
+		if fails {
+			cp.Fails, cp.FailMessage = true, "Internal error on copy"
+		}
+		if len(snapTags) > 0 {
+			e.ec2.setTags(cp.ID, c.Account, snapTags)
+		}
+		nm.SnapshotID, nm.Encrypted, nm.KmsKeyARN = cp.ID, cp.Encrypted, cp.KmsKeyARN
+		img.Mappings = append(img.Mappings, nm)
+		c.Note("snapshotId."+m.DeviceName, cp.ID)
+		if cp.KmsKeyARN != "" {
+			c.Note("kmsKeyArn", cp.KmsKeyARN)
+		}
+	}
+	if !img.FailAt.IsZero() {
+		// No snapshot of a copy that fails on its key survives it.
+		for _, m := range img.Mappings {
+			if s, ok := e.ec2.Snapshots[m.SnapshotID]; ok && s.ImageCopy == img.ID {
+				delete(e.ec2.Snapshots, s.ID)
+			}
+		}
+		for i := range img.Mappings {
+			img.Mappings[i].SnapshotID = ""
+		}
+		c.Note("failure", img.FailMessage)
+	}
+	e.ec2.Images[img.ID] = img
+	tags := map[string]string{}
+	if copyTags && src.Owner == c.Account {
+		// Rule 3.6: only the tags the caller's account wrote are visible.
+		for k, v := range e.ec2.Tags[src.ID][c.Account] {
+			tags[k] = v
+		}
+	} else if copyTags {
+		for k, v := range e.ec2.Tags[src.ID][c.Account] {
+			tags[k] = v
+		}
+	}
+	for k, v := range tagsFor(specs, "image") {
+		tags[k] = v
+	}
+	if len(tags) > 0 {
+		e.ec2.setTags(img.ID, c.Account, tags)
+	}
+	e.recordRegistration(c, img)
+	e.rememberToken(tokenKey, p, img.ID)
+	return imageIDOutput{ImageID: img.ID}, nil
+}
+
+func (e *Emulator) imageCopiesInFlight(account, region string) int {
+	n := 0
+	for _, img := range e.ec2.Images {
+		if img.Action == "CopyImage" && img.Owner == account && img.Region == region && img.State == "pending" {
+			e.refreshImage(img)
+			if img.State == "pending" {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func unencryptedCopy(snapID string) *APIError {
+	return Errf("InvalidRequest", "Snapshot %s is encrypted. Creating an unencrypted copy from an encrypted snapshot is not supported.", snapID)
+}
+
+// ---- DeregisterImage ----
+
+type deregisterImageOutput struct {
+	Return  bool                   `xml:"return"`
+	Deleted []xmlDeleteSnapshotRet `xml:"deleteSnapshotResultSet>item,omitempty"`
+}
+
+type xmlDeleteSnapshotRet struct {
+	SnapshotID string `xml:"snapshotId"`
+	ReturnCode string `xml:"returnCode"`
+}
+
+func (e *Emulator) ec2DeregisterImage(c *Call, p ec2Params) (any, *APIError) {
+	id, err := p.required("ImageId")
+	if err != nil {
+		return nil, err
+	}
+	deleteSnaps, err := p.boolean("DeleteAssociatedSnapshots")
+	if err != nil {
+		return nil, err
+	}
+	img, err := e.ownImage(c, id)
+	if err != nil {
+		return nil, err
+	}
+	if img.DeregProtection != "" {
+		return nil, Errf("OperationNotPermitted", "Image %s has deregistration protection enabled. Disable it before you deregister the image.", id)
+	}
+	delete(e.ec2.Images, id)
+	out := deregisterImageOutput{Return: true}
+	if deleteSnaps {
+		for _, m := range img.Mappings {
+			snap, ok := e.ec2.Snapshots[m.SnapshotID]
+			switch {
+			case !ok:
+				continue
+			case snap.Owner != c.Account:
+				out.Deleted = append(out.Deleted, xmlDeleteSnapshotRet{snap.ID, "missing-permissions"})
+			case e.snapshotUser(snap.ID) != "":
+				out.Deleted = append(out.Deleted, xmlDeleteSnapshotRet{snap.ID, "skipped"})
+			default:
+				delete(e.ec2.Snapshots, snap.ID)
+				out.Deleted = append(out.Deleted, xmlDeleteSnapshotRet{snap.ID, "success"})
+				c.Note("deletedSnapshot."+snap.ID, "success")
+			}
+		}
+	}
+	c.Note("imageId", id)
+	return out, nil
+}
+
+// ---- image attributes ----
+
+type xmlLaunchPermission struct {
+	Group                 string `xml:"group,omitempty"`
+	UserID                string `xml:"userId,omitempty"`
+	OrganizationArn       string `xml:"organizationArn,omitempty"`
+	OrganizationalUnitArn string `xml:"organizationalUnitArn,omitempty"`
+}
+
+type describeImageAttributeOutput struct {
+	ImageID                  string                   `xml:"imageId"`
+	LaunchPermission         *[]xmlLaunchPermission   `xml:"launchPermission>item,omitempty"`
+	Description              *ec2ValueString          `xml:"description,omitempty"`
+	BlockDeviceMapping       *[]xmlBlockDeviceMapping `xml:"blockDeviceMapping>item,omitempty"`
+	BootMode                 *ec2ValueString          `xml:"bootMode,omitempty"`
+	TpmSupport               *ec2ValueString          `xml:"tpmSupport,omitempty"`
+	ImdsSupport              *ec2ValueString          `xml:"imdsSupport,omitempty"`
+	SriovNetSupport          *ec2ValueString          `xml:"sriovNetSupport,omitempty"`
+	DeregistrationProtection *ec2ValueString          `xml:"deregistrationProtection,omitempty"`
+	LastLaunchedTime         *ec2ValueString          `xml:"lastLaunchedTime,omitempty"`
+	Kernel                   *ec2ValueString          `xml:"kernel,omitempty"`
+	Ramdisk                  *ec2ValueString          `xml:"ramdisk,omitempty"`
+	ProductCodes             *[]struct{}              `xml:"productCodes>item,omitempty"`
+}
+
+func launchPermissionsXML(img *ec2Image) []xmlLaunchPermission {
+	var out []xmlLaunchPermission
+	if img.Public {
+		out = append(out, xmlLaunchPermission{Group: "all"})
+	}
+	for _, u := range img.LaunchUsers {
+		out = append(out, xmlLaunchPermission{UserID: u})
+	}
+	for _, o := range img.LaunchOrgs {
+		out = append(out, xmlLaunchPermission{OrganizationArn: o})
+	}
+	for _, o := range img.LaunchOUs {
+		out = append(out, xmlLaunchPermission{OrganizationalUnitArn: o})
+	}
+	return out
+}
+
+func (e *Emulator) ec2DescribeImageAttribute(c *Call, p ec2Params) (any, *APIError) {
+	id, err := p.required("ImageId")
+	if err != nil {
+		return nil, err
+	}
+	attr, err := p.required("Attribute")
+	if err != nil {
+		return nil, err
+	}
+	img, err := e.ownImage(c, id)
+	if err != nil {
+		return nil, err
+	}
+	out := describeImageAttributeOutput{ImageID: id}
+	val := func(s string) *ec2ValueString { return &ec2ValueString{Value: s} }
+	switch attr {
+	case "launchPermission":
+		lp := launchPermissionsXML(img)
+		out.LaunchPermission = &lp
+	case "description":
+		out.Description = val(img.Description)
+	case "blockDeviceMapping":
+		m := mappingsXML(img.Mappings)
+		out.BlockDeviceMapping = &m
+	case "bootMode":
+		out.BootMode = val(img.BootMode)
+	case "tpmSupport":
+		out.TpmSupport = val(img.TpmSupport)
+	case "imdsSupport":
+		out.ImdsSupport = val(img.ImdsSupport)
+	case "sriovNetSupport":
+		out.SriovNetSupport = val(img.SriovNetSupport)
+	case "deregistrationProtection":
+		out.DeregistrationProtection = val(orDefault(img.DeregProtection, "disabled"))
+	case "lastLaunchedTime":
+		out.LastLaunchedTime = val("")
+	case "kernel":
+		out.Kernel = val("")
+	case "ramdisk":
+		out.Ramdisk = val("")
+	case "productCodes":
+		out.ProductCodes = &[]struct{}{}
+	default:
+		return nil, Errf("InvalidParameterValue", "Value (%s) for parameter attribute is invalid. Unknown attribute.", attr)
+	}
+	return out, nil
+}
+
+// permissionChange is what a Modify*Attribute call adds or removes.
+type permissionChange struct {
+	Users, Groups, Orgs, OUs []string
+}
+
+func (pc permissionChange) empty() bool {
+	return len(pc.Users)+len(pc.Groups)+len(pc.Orgs)+len(pc.OUs) == 0
+}
+
+// readPermissions reads Name.Add.N.{UserId,Group,…} or Name.Remove.N.
+func readPermissions(p ec2Params, prefix string) permissionChange {
+	var pc permissionChange
+	for _, n := range p.indices(prefix) {
+		pre := fmt.Sprintf("%s.%d.", prefix, n)
+		if v := p.str(pre + "UserId"); v != "" {
+			pc.Users = append(pc.Users, v)
+		}
+		if v := p.str(pre + "Group"); v != "" {
+			pc.Groups = append(pc.Groups, v)
+		}
+		if v := p.str(pre + "OrganizationArn"); v != "" {
+			pc.Orgs = append(pc.Orgs, v)
+		}
+		if v := p.str(pre + "OrganizationalUnitArn"); v != "" {
+			pc.OUs = append(pc.OUs, v)
+		}
+	}
+	return pc
+}
+
+var accountIDPattern = regexp.MustCompile(`^[0-9]{12}$`)
+
+func (e *Emulator) ec2ModifyImageAttribute(c *Call, p ec2Params) (any, *APIError) {
+	id, err := p.required("ImageId")
+	if err != nil {
+		return nil, err
+	}
+	img, err := e.ownImage(c, id)
+	if err != nil {
+		return nil, err
+	}
+	if p.has("Description.Value") || (p.str("Attribute") == "description" && p.has("Value")) {
+		img.Description = orDefault(p.str("Description.Value"), p.str("Value"))
+		return nil, nil
+	}
+	if p.has("ImdsSupport.Value") {
+		img.ImdsSupport = p.str("ImdsSupport.Value")
+		return nil, nil
+	}
+	add := readPermissions(p, "LaunchPermission.Add")
+	remove := readPermissions(p, "LaunchPermission.Remove")
+	legacy := permissionChange{Users: p.list("UserId"), Groups: p.list("UserGroup"),
+		Orgs: p.list("OrganizationArn"), OUs: p.list("OrganizationalUnitArn")}
+	if !legacy.empty() {
+		switch p.str("OperationType") {
+		case "add":
+			add = legacy
+		case "remove":
+			remove = legacy
+		default:
+			return nil, Errf("InvalidParameterValue", "Value (%s) for parameter OperationType is invalid. Expected 'add' or 'remove'.", p.str("OperationType"))
+		}
+	}
+	if add.empty() && remove.empty() {
+		return nil, Errf("MissingParameter", "The request must contain the parameter LaunchPermission, Description or ImdsSupport")
+	}
+	for _, u := range append(append([]string{}, add.Users...), remove.Users...) {
+		if !accountIDPattern.MatchString(u) {
+			return nil, Errf("InvalidAMIAttributeItemValue", "Invalid attribute item value \"%s\" for userId item type.", u)
+		}
+	}
+	for _, g := range append(append([]string{}, add.Groups...), remove.Groups...) {
+		if g != "all" {
+			return nil, Errf("InvalidAMIAttributeItemValue", "Invalid attribute item value \"%s\" for group item type.", g)
+		}
+	}
+	if !add.empty() {
+		if e.imageUsesAWSManagedKey(img) {
+			return nil, Errf("InvalidParameter", "Snapshots encrypted with the AWS Managed CMK can't be shared. Specify another snapshot.")
+		}
+		if len(add.Groups) > 0 && img.encrypted() {
+			return nil, Errf("InvalidParameter", "Encrypted AMIs can't be made public. Image %s has encrypted snapshots.", img.ID)
+		}
+	}
+	for _, u := range add.Users {
+		if u != img.Owner && !contains(img.LaunchUsers, u) {
+			img.LaunchUsers = append(img.LaunchUsers, u)
+		}
+		c.Note("launchPermission.add."+u, id)
+	}
+	img.LaunchOrgs = appendUnique(img.LaunchOrgs, add.Orgs...)
+	img.LaunchOUs = appendUnique(img.LaunchOUs, add.OUs...)
+	if len(add.Groups) > 0 {
+		img.Public = true
+		c.Note("launchPermission.add.all", id)
+	}
+	img.LaunchUsers = removeAll(img.LaunchUsers, remove.Users...)
+	img.LaunchOrgs = removeAll(img.LaunchOrgs, remove.Orgs...)
+	img.LaunchOUs = removeAll(img.LaunchOUs, remove.OUs...)
+	for _, u := range remove.Users {
+		c.Note("launchPermission.remove."+u, id)
+	}
+	if len(remove.Groups) > 0 {
+		img.Public = false
+	}
+	return nil, nil
+}
+
+func (e *Emulator) ec2ResetImageAttribute(c *Call, p ec2Params) (any, *APIError) {
+	id, err := p.required("ImageId")
+	if err != nil {
+		return nil, err
+	}
+	img, err := e.ownImage(c, id)
+	if err != nil {
+		return nil, err
+	}
+	if p.str("Attribute") != "launchPermission" {
+		return nil, Errf("InvalidParameterValue", "Value (%s) for parameter attribute is invalid. Only launchPermission can be reset.", p.str("Attribute"))
+	}
+	img.Public, img.LaunchUsers, img.LaunchOrgs, img.LaunchOUs = false, nil, nil, nil
+	return ec2Return{Return: true}, nil
+}
+
+func (e *Emulator) ec2EnableImageDeprecation(c *Call, p ec2Params) (any, *APIError) {
+	id, err := p.required("ImageId")
+	if err != nil {
+		return nil, err
+	}
+	at, err := p.required("DeprecateAt")
+	if err != nil {
+		return nil, err
+	}
+	img, err := e.ownImage(c, id)
+	if err != nil {
+		return nil, err
+	}
+	t, perr := time.Parse(time.RFC3339, at)
+	if perr != nil {
+		return nil, Errf("InvalidParameterValue", "Value (%s) for parameter DeprecateAt is invalid. Expected a UTC timestamp like 2025-01-02T15:04:00Z.", at)
+	}
+	t = t.UTC().Truncate(time.Minute)
+	img.DeprecationTime = &t
+	return ec2Return{Return: true}, nil
+}
+
+func (e *Emulator) ec2DisableImageDeprecation(c *Call, p ec2Params) (any, *APIError) {
+	id, err := p.required("ImageId")
+	if err != nil {
+		return nil, err
+	}
+	img, err := e.ownImage(c, id)
+	if err != nil {
+		return nil, err
+	}
+	img.DeprecationTime = nil
+	return ec2Return{Return: true}, nil
+}
+
+type stringReturn struct {
+	Return string `xml:"return"`
+}
+
+func (e *Emulator) ec2EnableImageDeregistrationProtection(c *Call, p ec2Params) (any, *APIError) {
+	id, err := p.required("ImageId")
+	if err != nil {
+		return nil, err
+	}
+	cooldown, err := p.boolean("WithCooldown")
+	if err != nil {
+		return nil, err
+	}
+	img, err := e.ownImage(c, id)
+	if err != nil {
+		return nil, err
+	}
+	img.DeregProtection = "enabled"
+	if cooldown {
+		img.DeregProtection = "enabled-with-cooldown"
+	}
+	return stringReturn{Return: "true"}, nil
+}
+
+func (e *Emulator) ec2DisableImageDeregistrationProtection(c *Call, p ec2Params) (any, *APIError) {
+	id, err := p.required("ImageId")
+	if err != nil {
+		return nil, err
+	}
+	img, err := e.ownImage(c, id)
+	if err != nil {
+		return nil, err
+	}
+	img.DeregProtection = ""
+	return stringReturn{Return: "true"}, nil
+}
+
+// ---- small helpers ----
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func appendUnique(list []string, vs ...string) []string {
+	for _, v := range vs {
+		if !contains(list, v) {
+			list = append(list, v)
+		}
+	}
+	return list
+}
+
+func removeAll(list []string, vs ...string) []string {
+	out := list[:0:0]
+	for _, x := range list {
+		if !contains(vs, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

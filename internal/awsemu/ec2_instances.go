@@ -1,0 +1,962 @@
+package awsemu
+
+// ec2_instances.go: RunInstances and the instance life cycle
+// (pending → running, stopping → stopped, shutting-down → terminated).
+
+import (
+	"encoding/base64"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// ec2Instance is one EC2 instance.
+type ec2Instance struct {
+	ID             string   `json:"id"`
+	Owner          string   `json:"owner"`
+	Region         string   `json:"region"`
+	ReservationID  string   `json:"reservation_id"`
+	ImageID        string   `json:"image_id"`
+	InstanceType   string   `json:"instance_type"`
+	KeyName        string   `json:"key_name,omitempty"`
+	SubnetID       string   `json:"subnet_id"`
+	VpcID          string   `json:"vpc_id"`
+	AZ             string   `json:"az"`
+	SecurityGroups []string `json:"security_groups"`
+	PrivateIP      string   `json:"private_ip"`
+	PublicIP       string   `json:"public_ip,omitempty"`
+	UserData       string   `json:"user_data,omitempty"`
+	IAMProfileARN  string   `json:"iam_profile_arn,omitempty"`
+	ClientToken    string   `json:"client_token,omitempty"`
+	LaunchIndex    int      `json:"launch_index"`
+	HTTPTokens     string   `json:"http_tokens"`
+
+	RootDeviceName     string `json:"root_device_name"`
+	Architecture       string `json:"architecture"`
+	VirtualizationType string `json:"virtualization_type"`
+	EnaSupport         bool   `json:"ena_support,omitempty"`
+	SriovNetSupport    string `json:"sriov_net_support,omitempty"`
+	BootMode           string `json:"boot_mode,omitempty"`
+	TpmSupport         string `json:"tpm_support,omitempty"`
+	ImdsSupport        string `json:"imds_support,omitempty"`
+
+	Attachments []ec2Attachment `json:"attachments"`
+
+	Launched time.Time `json:"launched"`
+	// State moves to Next at TransitionAt when read.
+	State        string    `json:"state"`
+	Next         string    `json:"next,omitempty"`
+	TransitionAt time.Time `json:"transition_at,omitempty"`
+	// LaunchFails: the launch could not use a key (aws-behaviour.md 3.5).
+	LaunchFails   bool   `json:"launch_fails,omitempty"`
+	ReasonCode    string `json:"reason_code,omitempty"`
+	ReasonMessage string `json:"reason_message,omitempty"`
+	Reason        string `json:"reason,omitempty"`
+
+	Principal string    `json:"principal,omitempty"`
+	Hidden    time.Time `json:"hidden_until,omitempty"`
+}
+
+type ec2Attachment struct {
+	DeviceName          string    `json:"device_name"`
+	VolumeID            string    `json:"volume_id"`
+	DeleteOnTermination bool      `json:"delete_on_termination"`
+	AttachTime          time.Time `json:"attach_time"`
+}
+
+type ec2Reservation struct {
+	ID        string   `json:"id"`
+	Owner     string   `json:"owner"`
+	Region    string   `json:"region"`
+	Groups    []string `json:"groups"`
+	Instances []string `json:"instances"`
+}
+
+var instanceStateCodes = map[string]int{
+	"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48, "stopping": 64, "stopped": 80,
+}
+
+// refreshInstance applies a due state transition (lock held).
+func (e *Emulator) refreshInstance(inst *ec2Instance) {
+	if inst.Next == "" || e.now().Before(inst.TransitionAt) {
+		return
+	}
+	inst.State, inst.Next = inst.Next, ""
+	switch inst.State {
+	case "terminated":
+		if inst.LaunchFails {
+			inst.ReasonCode = "Client.InternalError"
+			inst.ReasonMessage = "Client.InternalError: Client error on launch"
+			inst.Reason = "Client.InternalError: Client error on launch"
+		}
+		for _, att := range inst.Attachments {
+			v, ok := e.ec2.Volumes[att.VolumeID]
+			if !ok {
+				continue
+			}
+			if att.DeleteOnTermination {
+				delete(e.ec2.Volumes, v.ID)
+				delete(e.ec2.Tags, v.ID)
+			} else {
+				v.InstanceID, v.Device = "", ""
+			}
+		}
+		inst.PublicIP = ""
+	case "stopped":
+		inst.PublicIP = ""
+	}
+}
+
+// transition starts a state change that completes after d.
+func (e *Emulator) transition(inst *ec2Instance, now, next string, d time.Duration) {
+	inst.State, inst.Next, inst.TransitionAt = now, next, e.now().Add(d)
+}
+
+var instanceIDPattern = regexp.MustCompile(`^i-[0-9a-f]{8}([0-9a-f]{9})?$`)
+
+func instanceNotFound(ids ...string) *APIError {
+	if len(ids) == 1 {
+		return Errf("InvalidInstanceID.NotFound", "The instance ID '%s' does not exist", ids[0])
+	}
+	return Errf("InvalidInstanceID.NotFound", "The instance IDs '%s' do not exist", strings.Join(ids, ", "))
+}
+
+func (e *Emulator) visibleInstance(inst *ec2Instance, c *Call) bool {
+	return inst.Owner == c.Account && inst.Region == c.Region && !e.now().Before(inst.Hidden)
+}
+
+func (e *Emulator) ownInstance(c *Call, id string) (*ec2Instance, *APIError) {
+	if !instanceIDPattern.MatchString(id) {
+		return nil, malformedID(id, "i")
+	}
+	inst, ok := e.ec2.Instances[id]
+	if !ok || inst.Owner != c.Account || inst.Region != c.Region {
+		return nil, instanceNotFound(id)
+	}
+	e.refreshInstance(inst)
+	return inst, nil
+}
+
+// ---- XML ----
+
+type xmlInstanceState struct {
+	Code int    `xml:"code"`
+	Name string `xml:"name"`
+}
+
+type xmlGroup struct {
+	GroupID   string `xml:"groupId"`
+	GroupName string `xml:"groupName"`
+}
+
+type xmlInstanceEbs struct {
+	VolumeID            string `xml:"volumeId"`
+	Status              string `xml:"status"`
+	AttachTime          string `xml:"attachTime"`
+	DeleteOnTermination bool   `xml:"deleteOnTermination"`
+}
+
+type xmlInstanceBDM struct {
+	DeviceName string         `xml:"deviceName"`
+	Ebs        xmlInstanceEbs `xml:"ebs"`
+}
+
+type xmlPlacement struct {
+	AvailabilityZone string `xml:"availabilityZone"`
+	GroupName        string `xml:"groupName"`
+	Tenancy          string `xml:"tenancy"`
+}
+
+type xmlIAMProfile struct {
+	Arn string `xml:"arn"`
+	ID  string `xml:"id"`
+}
+
+type xmlMetadataOptions struct {
+	State                   string `xml:"state"`
+	HTTPTokens              string `xml:"httpTokens"`
+	HTTPPutResponseHopLimit int    `xml:"httpPutResponseHopLimit"`
+	HTTPEndpoint            string `xml:"httpEndpoint"`
+	InstanceMetadataTags    string `xml:"instanceMetadataTags"`
+}
+
+type xmlInstance struct {
+	InstanceID         string             `xml:"instanceId"`
+	ImageID            string             `xml:"imageId"`
+	InstanceState      xmlInstanceState   `xml:"instanceState"`
+	PrivateDNSName     string             `xml:"privateDnsName"`
+	DNSName            string             `xml:"dnsName"`
+	Reason             string             `xml:"reason"`
+	KeyName            string             `xml:"keyName,omitempty"`
+	AmiLaunchIndex     int                `xml:"amiLaunchIndex"`
+	InstanceType       string             `xml:"instanceType"`
+	LaunchTime         string             `xml:"launchTime"`
+	Placement          xmlPlacement       `xml:"placement"`
+	Monitoring         ec2StateOnly       `xml:"monitoring"`
+	SubnetID           string             `xml:"subnetId,omitempty"`
+	VpcID              string             `xml:"vpcId,omitempty"`
+	PrivateIPAddress   string             `xml:"privateIpAddress,omitempty"`
+	IPAddress          string             `xml:"ipAddress,omitempty"`
+	SourceDestCheck    bool               `xml:"sourceDestCheck"`
+	GroupSet           []xmlGroup         `xml:"groupSet>item"`
+	StateReason        *xmlStateReason    `xml:"stateReason,omitempty"`
+	Architecture       string             `xml:"architecture"`
+	RootDeviceType     string             `xml:"rootDeviceType"`
+	RootDeviceName     string             `xml:"rootDeviceName"`
+	BlockDeviceMapping []xmlInstanceBDM   `xml:"blockDeviceMapping>item"`
+	VirtualizationType string             `xml:"virtualizationType"`
+	ClientToken        string             `xml:"clientToken,omitempty"`
+	TagSet             []xmlTag           `xml:"tagSet>item,omitempty"`
+	Hypervisor         string             `xml:"hypervisor"`
+	IAMInstanceProfile *xmlIAMProfile     `xml:"iamInstanceProfile,omitempty"`
+	EbsOptimized       bool               `xml:"ebsOptimized"`
+	EnaSupport         bool               `xml:"enaSupport"`
+	MetadataOptions    xmlMetadataOptions `xml:"metadataOptions"`
+	BootMode           string             `xml:"bootMode,omitempty"`
+	PlatformDetails    string             `xml:"platformDetails"`
+	UsageOperation     string             `xml:"usageOperation"`
+	CurrentBootMode    string             `xml:"currentInstanceBootMode,omitempty"`
+}
+
+type ec2StateOnly struct {
+	State string `xml:"state"`
+}
+
+func (e *Emulator) instanceXML(inst *ec2Instance, account string) xmlInstance {
+	x := xmlInstance{
+		InstanceID: inst.ID, ImageID: inst.ImageID,
+		InstanceState: xmlInstanceState{Code: instanceStateCodes[inst.State], Name: inst.State},
+		Reason:        inst.Reason, KeyName: inst.KeyName, AmiLaunchIndex: inst.LaunchIndex,
+		InstanceType: inst.InstanceType, LaunchTime: ec2Time(inst.Launched),
+		Placement:  xmlPlacement{AvailabilityZone: inst.AZ, Tenancy: "default"},
+		Monitoring: ec2StateOnly{State: "disabled"}, SourceDestCheck: true,
+		Architecture: inst.Architecture, RootDeviceType: "ebs", RootDeviceName: inst.RootDeviceName,
+		VirtualizationType: inst.VirtualizationType, ClientToken: inst.ClientToken,
+		TagSet: e.tagSet(inst.ID, account), Hypervisor: "xen", EnaSupport: inst.EnaSupport,
+		MetadataOptions: xmlMetadataOptions{State: "applied", HTTPTokens: inst.HTTPTokens, HTTPPutResponseHopLimit: 2,
+			HTTPEndpoint: "enabled", InstanceMetadataTags: "disabled"},
+		BootMode: inst.BootMode, PlatformDetails: "Linux/UNIX", UsageOperation: "RunInstances",
+		GroupSet: []xmlGroup{}, BlockDeviceMapping: []xmlInstanceBDM{},
+	}
+	if inst.State != "terminated" {
+		x.SubnetID, x.VpcID, x.PrivateIPAddress = inst.SubnetID, inst.VpcID, inst.PrivateIP
+		x.PrivateDNSName = "ip-" + strings.ReplaceAll(inst.PrivateIP, ".", "-") + "." + inst.Region + ".compute.internal"
+		x.IPAddress = inst.PublicIP
+		if inst.PublicIP != "" {
+			x.DNSName = "ec2-" + strings.ReplaceAll(inst.PublicIP, ".", "-") + "." + inst.Region + ".compute.amazonaws.com"
+		}
+		for _, g := range inst.SecurityGroups {
+			name := ""
+			if sg, ok := e.ec2.SecurityGroups[g]; ok {
+				name = sg.Name
+			}
+			x.GroupSet = append(x.GroupSet, xmlGroup{GroupID: g, GroupName: name})
+		}
+		for _, att := range inst.Attachments {
+			if _, ok := e.ec2.Volumes[att.VolumeID]; !ok {
+				continue
+			}
+			x.BlockDeviceMapping = append(x.BlockDeviceMapping, xmlInstanceBDM{DeviceName: att.DeviceName,
+				Ebs: xmlInstanceEbs{VolumeID: att.VolumeID, Status: "attached", AttachTime: ec2Time(att.AttachTime),
+					DeleteOnTermination: att.DeleteOnTermination}})
+		}
+	}
+	if inst.ReasonCode != "" {
+		x.StateReason = &xmlStateReason{Code: inst.ReasonCode, Message: inst.ReasonMessage}
+	}
+	if inst.IAMProfileARN != "" {
+		x.IAMInstanceProfile = &xmlIAMProfile{Arn: inst.IAMProfileARN, ID: uniqueID("AIPA", inst.IAMProfileARN)}
+	}
+	if inst.BootMode != "" {
+		x.CurrentBootMode = "uefi"
+		if inst.BootMode == "legacy-bios" {
+			x.CurrentBootMode = "legacy-bios"
+		}
+	}
+	return x
+}
+
+type reservationXML struct {
+	ReservationID string        `xml:"reservationId"`
+	OwnerID       string        `xml:"ownerId"`
+	GroupSet      []xmlGroup    `xml:"groupSet>item"`
+	InstancesSet  []xmlInstance `xml:"instancesSet>item"`
+}
+
+func (e *Emulator) reservationXML(r *ec2Reservation, account string, include func(*ec2Instance) bool) reservationXML {
+	x := reservationXML{ReservationID: r.ID, OwnerID: r.Owner, GroupSet: []xmlGroup{}, InstancesSet: []xmlInstance{}}
+	for _, id := range r.Instances {
+		inst, ok := e.ec2.Instances[id]
+		if !ok || (include != nil && !include(inst)) {
+			continue
+		}
+		x.InstancesSet = append(x.InstancesSet, e.instanceXML(inst, account))
+	}
+	return x
+}
+
+// ---- RunInstances ----
+
+var instanceTypePattern = regexp.MustCompile(`^[a-z][a-z0-9-]*\.[a-z0-9]+$`)
+
+func (e *Emulator) ec2RunInstances(c *Call, p ec2Params) (any, *APIError) {
+	tokenKey, earlier, err := e.clientToken(c, p)
+	if err != nil {
+		return nil, err
+	}
+	if earlier != "" {
+		r := e.ec2.Reservations[earlier]
+		for _, id := range r.Instances {
+			e.refreshInstance(e.ec2.Instances[id])
+		}
+		return e.reservationXML(r, c.Account, nil), nil
+	}
+	imageID, err := p.required("ImageId")
+	if err != nil {
+		return nil, err
+	}
+	minCount, err := p.integer("MinCount", 1)
+	if err != nil {
+		return nil, err
+	}
+	maxCount, err := p.integer("MaxCount", 1)
+	if err != nil {
+		return nil, err
+	}
+	if minCount < 1 || maxCount < minCount {
+		return nil, Errf("InvalidParameterValue", "MinCount (%d) must be at least 1 and at most MaxCount (%d).", minCount, maxCount)
+	}
+	if maxCount > 20 {
+		return nil, Errf("InstanceLimitExceeded", "You have requested more instances (%d) than your current instance limit of 20 allows for the specified instance type.", maxCount)
+	}
+	instanceType := orDefault(p.str("InstanceType"), "m1.small")
+	if !instanceTypePattern.MatchString(instanceType) {
+		return nil, Errf("InvalidParameterValue", "Invalid value '%s' for InstanceType.", instanceType)
+	}
+	specs, err := p.tagSpecs("instance", "volume", "network-interface")
+	if err != nil {
+		return nil, err
+	}
+	userData := p.str("UserData")
+	if userData != "" {
+		if _, derr := base64.StdEncoding.DecodeString(userData); derr != nil {
+			return nil, Errf("InvalidParameterValue", "Invalid BASE64 encoding of user data.")
+		}
+	}
+	img, err := e.findImage(c, imageID, c.Region)
+	if err != nil {
+		return nil, err
+	}
+	if img.State != "available" {
+		return nil, Errf("InvalidAMIID.Unavailable", "AMI '%s' is %s, and cannot be run", img.ID, img.State)
+	}
+	keyName := p.str("KeyName")
+	if keyName != "" && e.keyPairByName(c.Account, c.Region, keyName) == nil {
+		return nil, Errf("InvalidKeyPair.NotFound", "The key pair '%s' does not exist", keyName)
+	}
+	subnet, groups, err := e.launchNetwork(c, p)
+	if err != nil {
+		return nil, err
+	}
+	reqMappings, err := parseBlockDeviceMappings(p)
+	if err != nil {
+		return nil, err
+	}
+	mappings, err := launchMappings(img, reqMappings)
+	if err != nil {
+		return nil, err
+	}
+	profile := p.str("IamInstanceProfile.Arn")
+	if name := p.str("IamInstanceProfile.Name"); profile == "" && name != "" {
+		profile = "arn:aws:iam::" + c.Account + ":instance-profile/" + name
+	}
+	httpTokens := p.str("MetadataOptions.HttpTokens")
+	if httpTokens == "" {
+		httpTokens = "optional"
+		if img.ImdsSupport == "v2.0" {
+			httpTokens = "required"
+		}
+	}
+	// Resolve every volume spec before anything is created.
+	type volPlan struct {
+		m    ec2Mapping
+		spec volumeSpec
+	}
+	var plans []volPlan
+	for _, m := range mappings {
+		spec := volumeSpec{size: m.SizeGiB, volumeType: m.VolumeType, iops: m.Iops, throughput: m.Throughput, keyRef: m.KmsKeyARN}
+		if m.Encrypted {
+			t := true
+			spec.encrypted = &t
+		}
+		if m.SnapshotID != "" {
+			snap, ok := e.ec2.Snapshots[m.SnapshotID]
+			if !ok {
+				return nil, snapshotNotFound(m.SnapshotID)
+			}
+			spec.snapshot = snap
+		}
+		plans = append(plans, volPlan{m, spec})
+	}
+
+	now := e.now()
+	res := &ec2Reservation{ID: e.ec2.newID("r"), Owner: c.Account, Region: c.Region, Groups: []string{}}
+	e.ec2.Reservations[res.ID] = res
+	for i := 0; i < maxCount; i++ {
+		inst := &ec2Instance{
+			ID: e.ec2.newID("i"), Owner: c.Account, Region: c.Region, ReservationID: res.ID, ImageID: img.ID,
+			InstanceType: instanceType, KeyName: keyName, SubnetID: subnet.ID, VpcID: subnet.VpcID, AZ: subnet.AZ,
+			SecurityGroups: groups, UserData: userData, IAMProfileARN: profile, ClientToken: p.str("ClientToken"),
+			LaunchIndex: i, HTTPTokens: httpTokens, RootDeviceName: img.RootDeviceName, Architecture: img.Architecture,
+			VirtualizationType: img.VirtualizationType, EnaSupport: img.EnaSupport, SriovNetSupport: img.SriovNetSupport,
+			BootMode: img.BootMode, TpmSupport: img.TpmSupport, ImdsSupport: img.ImdsSupport,
+			Launched: now, Principal: c.Principal, Attachments: []ec2Attachment{},
+		}
+		inst.PrivateIP = subnet.nextIP(e.ec2)
+		if subnet.DefaultForAZ {
+			inst.PublicIP = publicIP(inst.ID)
+		}
+		var vols []*ec2Volume
+		for _, vp := range plans {
+			v, kerr := e.newVolume(c, subnet.AZ, vp.spec)
+			if kerr != nil {
+				inst.LaunchFails = true
+				c.Note("failure."+inst.ID, kerr.Message)
+				break
+			}
+			v.InstanceID, v.Device, v.DeleteOnTermination, v.AttachTime = inst.ID, vp.m.DeviceName, vp.m.DeleteOnTermination, now
+			vols = append(vols, v)
+		}
+		if inst.LaunchFails {
+			// Rule 3.5: accepted, then pending → terminated.
+			e.transition(inst, "pending", "terminated", e.latency(LatencyInstanceStart, 0, false))
+		} else {
+			e.transition(inst, "pending", "running", e.latency(LatencyInstanceStart, 0, false))
+			volTags := tagsFor(specs, "volume")
+			for _, v := range vols {
+				e.ec2.Volumes[v.ID] = v
+				inst.Attachments = append(inst.Attachments, ec2Attachment{DeviceName: v.Device, VolumeID: v.ID,
+					DeleteOnTermination: v.DeleteOnTermination, AttachTime: now})
+				if len(volTags) > 0 {
+					e.ec2.setTags(v.ID, c.Account, volTags)
+				}
+				c.Note("volumeId."+v.Device, v.ID)
+				if v.KmsKeyARN != "" {
+					c.Note("kmsKeyArn", v.KmsKeyARN)
+				}
+			}
+		}
+		inst.Hidden = e.hideIfFault(c.Action)
+		e.ec2.Instances[inst.ID] = inst
+		res.Instances = append(res.Instances, inst.ID)
+		if t := tagsFor(specs, "instance"); len(t) > 0 {
+			e.ec2.setTags(inst.ID, c.Account, t)
+		}
+		c.Note("instanceId."+fmt.Sprint(i), inst.ID)
+	}
+	e.rememberToken(tokenKey, p, res.ID)
+	return e.reservationXML(res, c.Account, nil), nil
+}
+
+// launchNetwork resolves the subnet and security groups of a launch.
+func (e *Emulator) launchNetwork(c *Call, p ec2Params) (*ec2Subnet, []string, *APIError) {
+	subnetID := orDefault(p.str("SubnetId"), p.str("NetworkInterface.1.SubnetId"))
+	groupIDs := append(p.list("SecurityGroupId"), p.list("NetworkInterface.1.SecurityGroupId")...)
+	groupNames := p.list("SecurityGroup")
+	var subnet *ec2Subnet
+	if subnetID != "" {
+		s, ok := e.ec2.Subnets[subnetID]
+		if !ok || s.Owner != c.Account || s.Region != c.Region {
+			return nil, nil, Errf("InvalidSubnetID.NotFound", "The subnet ID '%s' does not exist", subnetID)
+		}
+		subnet = s
+	} else {
+		az := p.str("Placement.AvailabilityZone")
+		if az != "" && !contains(availabilityZones(c.Region), az) {
+			return nil, nil, Errf("InvalidParameterValue", "Invalid availability zone: [%s]", az)
+		}
+		subnet = e.defaultSubnet(c.Account, c.Region, az)
+		if subnet == nil {
+			return nil, nil, Errf("VPCIdNotSpecified", "No default VPC for this user. GroupName is only supported for EC2-Classic and default VPC.")
+		}
+	}
+	var groups []string
+	for _, g := range groupIDs {
+		sg, ok := e.ec2.SecurityGroups[g]
+		if !ok || sg.Owner != c.Account || sg.Region != c.Region {
+			return nil, nil, Errf("InvalidGroup.NotFound", "The security group '%s' does not exist", g)
+		}
+		if sg.VpcID != subnet.VpcID {
+			return nil, nil, Errf("InvalidParameter", "Security group %s and subnet %s belong to different networks.", g, subnet.ID)
+		}
+		groups = appendUnique(groups, g)
+	}
+	for _, name := range groupNames {
+		sg := e.securityGroupByName(c.Account, c.Region, subnet.VpcID, name)
+		if sg == nil {
+			return nil, nil, Errf("InvalidGroup.NotFound", "The security group '%s' does not exist in VPC '%s'", name, subnet.VpcID)
+		}
+		groups = appendUnique(groups, sg.ID)
+	}
+	if len(groups) == 0 {
+		if sg := e.securityGroupByName(c.Account, c.Region, subnet.VpcID, "default"); sg != nil {
+			groups = []string{sg.ID}
+		}
+	}
+	return subnet, groups, nil
+}
+
+// launchMappings merges the image's block devices with the request's.
+func launchMappings(img *ec2Image, req map[string]reqMapping) ([]ec2Mapping, *APIError) {
+	var out []ec2Mapping
+	seen := map[string]bool{}
+	for _, m := range img.Mappings {
+		seen[m.DeviceName] = true
+		r, ok := req[m.DeviceName]
+		if ok && r.NoDevice {
+			continue
+		}
+		if !m.HasEbs {
+			continue
+		}
+		if ok && r.Ebs != nil {
+			if r.Ebs.SnapshotID != "" && r.Ebs.SnapshotID != m.SnapshotID {
+				return nil, Errf("InvalidBlockDeviceMapping", "The snapshot of device %s can't be changed at launch.", m.DeviceName)
+			}
+			if r.Ebs.VolumeSize != 0 {
+				if r.Ebs.VolumeSize < m.SizeGiB {
+					return nil, Errf("InvalidBlockDeviceMapping", "Volume of size %dGB is smaller than snapshot '%s', expect size >= %dGB", r.Ebs.VolumeSize, m.SnapshotID, m.SizeGiB)
+				}
+				m.SizeGiB = r.Ebs.VolumeSize
+			}
+			if r.Ebs.VolumeType != "" {
+				m.VolumeType = r.Ebs.VolumeType
+			}
+			if r.Ebs.DeleteOnTermination != nil {
+				m.DeleteOnTermination = *r.Ebs.DeleteOnTermination
+			}
+			if r.Ebs.Iops != 0 {
+				m.Iops = r.Ebs.Iops
+			}
+			if r.Ebs.Throughput != 0 {
+				m.Throughput = r.Ebs.Throughput
+			}
+			if r.Ebs.Encrypted != nil && *r.Ebs.Encrypted {
+				m.Encrypted = true
+			}
+			m.KmsKeyARN = r.Ebs.KmsKeyID
+		} else {
+			// The volume keeps the snapshot's encryption and key.
+			m.KmsKeyARN = ""
+		}
+		out = append(out, m)
+	}
+	for _, dev := range sortedKeys(req) {
+		r := req[dev]
+		if seen[dev] || r.NoDevice || r.Ebs == nil {
+			continue
+		}
+		if r.Ebs.SnapshotID == "" && r.Ebs.VolumeSize == 0 {
+			return nil, Errf("InvalidBlockDeviceMapping", "The block device mapping for %s needs a snapshot ID or a volume size.", dev)
+		}
+		m := ec2Mapping{DeviceName: dev, HasEbs: true, SnapshotID: r.Ebs.SnapshotID, SizeGiB: r.Ebs.VolumeSize,
+			VolumeType: r.Ebs.VolumeType, Iops: r.Ebs.Iops, Throughput: r.Ebs.Throughput, KmsKeyARN: r.Ebs.KmsKeyID,
+			DeleteOnTermination: r.Ebs.DeleteOnTermination != nil && *r.Ebs.DeleteOnTermination}
+		m.Encrypted = r.Ebs.Encrypted != nil && *r.Ebs.Encrypted
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func publicIP(seed string) string {
+	h := 0
+	for _, b := range []byte(seed) {
+		h = h*31 + int(b)
+	}
+	if h < 0 {
+		h = -h
+	}
+	return fmt.Sprintf("54.%d.%d.%d", 64+h%64, (h/64)%256, 1+(h/16384)%254)
+}
+
+// ---- DescribeInstances ----
+
+type describeInstancesOutput struct {
+	ReservationSet []reservationXML `xml:"reservationSet>item"`
+	NextToken      string           `xml:"nextToken,omitempty"`
+}
+
+func (e *Emulator) ec2DescribeInstances(c *Call, p ec2Params) (any, *APIError) {
+	ids := p.list("InstanceId")
+	filters := p.filters()
+	var missing []string
+	for _, id := range ids {
+		if !instanceIDPattern.MatchString(id) {
+			return nil, malformedID(id, "i")
+		}
+		if inst, ok := e.ec2.Instances[id]; !ok || !e.visibleInstance(inst, c) {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, instanceNotFound(missing...)
+	}
+	matched := map[string]bool{}
+	var resIDs []string
+	for _, inst := range e.ec2.Instances {
+		if !e.visibleInstance(inst, c) || (len(ids) > 0 && !contains(ids, inst.ID)) {
+			continue
+		}
+		e.refreshInstance(inst)
+		ok, ferr := matchFilters(filters, func(name string) ([]string, bool) { return e.instanceFilterValues(inst, c.Account, name) })
+		if ferr != nil {
+			return nil, ferr
+		}
+		if ok {
+			if !matched[inst.ReservationID] {
+				resIDs = append(resIDs, inst.ReservationID)
+			}
+			matched[inst.ID], matched[inst.ReservationID] = true, true
+		}
+	}
+	sort.Strings(resIDs)
+	from, to, next, err := paginate(p, len(resIDs))
+	if err != nil {
+		return nil, err
+	}
+	out := describeInstancesOutput{NextToken: next, ReservationSet: []reservationXML{}}
+	for _, rid := range resIDs[from:to] {
+		out.ReservationSet = append(out.ReservationSet, e.reservationXML(e.ec2.Reservations[rid], c.Account,
+			func(inst *ec2Instance) bool { return matched[inst.ID] }))
+	}
+	return out, nil
+}
+
+func (e *Emulator) instanceFilterValues(inst *ec2Instance, account, name string) ([]string, bool) {
+	if v, ok, handled := e.tagFilterValues(inst.ID, account, name); handled {
+		return v, ok
+	}
+	switch name {
+	case "instance-id":
+		return []string{inst.ID}, true
+	case "instance-state-name":
+		return []string{inst.State}, true
+	case "instance-state-code":
+		return []string{fmt.Sprint(instanceStateCodes[inst.State])}, true
+	case "image-id":
+		return []string{inst.ImageID}, true
+	case "key-name":
+		return []string{inst.KeyName}, true
+	case "subnet-id":
+		return []string{inst.SubnetID}, true
+	case "vpc-id":
+		return []string{inst.VpcID}, true
+	case "instance-type":
+		return []string{inst.InstanceType}, true
+	case "availability-zone":
+		return []string{inst.AZ}, true
+	case "reservation-id":
+		return []string{inst.ReservationID}, true
+	case "client-token":
+		return []string{inst.ClientToken}, true
+	case "private-ip-address":
+		return []string{inst.PrivateIP}, true
+	case "ip-address":
+		return []string{inst.PublicIP}, true
+	case "instance.group-id", "group-id":
+		return inst.SecurityGroups, true
+	case "instance.group-name", "group-name":
+		var names []string
+		for _, g := range inst.SecurityGroups {
+			if sg, ok := e.ec2.SecurityGroups[g]; ok {
+				names = append(names, sg.Name)
+			}
+		}
+		return names, true
+	case "block-device-mapping.volume-id":
+		var vols []string
+		for _, a := range inst.Attachments {
+			vols = append(vols, a.VolumeID)
+		}
+		return vols, true
+	case "iam-instance-profile.arn":
+		return []string{inst.IAMProfileARN}, true
+	}
+	return nil, false
+}
+
+// ---- DescribeInstanceStatus ----
+
+type xmlStatusDetail struct {
+	Name   string `xml:"name"`
+	Status string `xml:"status"`
+}
+
+type xmlStatusSummary struct {
+	Status  string            `xml:"status"`
+	Details []xmlStatusDetail `xml:"details>item"`
+}
+
+type xmlInstanceStatus struct {
+	InstanceID       string           `xml:"instanceId"`
+	AvailabilityZone string           `xml:"availabilityZone"`
+	InstanceState    xmlInstanceState `xml:"instanceState"`
+	SystemStatus     xmlStatusSummary `xml:"systemStatus"`
+	InstanceStatus   xmlStatusSummary `xml:"instanceStatus"`
+}
+
+type describeInstanceStatusOutput struct {
+	InstanceStatusSet []xmlInstanceStatus `xml:"instanceStatusSet>item"`
+	NextToken         string              `xml:"nextToken,omitempty"`
+}
+
+func (e *Emulator) ec2DescribeInstanceStatus(c *Call, p ec2Params) (any, *APIError) {
+	ids := p.list("InstanceId")
+	all, err := p.boolean("IncludeAllInstances")
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, id := range ids {
+		if inst, ok := e.ec2.Instances[id]; !ok || !e.visibleInstance(inst, c) {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, instanceNotFound(missing...)
+	}
+	filters := p.filters()
+	var found []*ec2Instance
+	for _, inst := range e.ec2.Instances {
+		if !e.visibleInstance(inst, c) || (len(ids) > 0 && !contains(ids, inst.ID)) {
+			continue
+		}
+		e.refreshInstance(inst)
+		if !all && inst.State != "running" {
+			continue
+		}
+		ok, ferr := matchFilters(filters, func(name string) ([]string, bool) {
+			switch name {
+			case "instance-state-name":
+				return []string{inst.State}, true
+			case "instance-state-code":
+				return []string{fmt.Sprint(instanceStateCodes[inst.State])}, true
+			case "availability-zone":
+				return []string{inst.AZ}, true
+			case "system-status.status", "instance-status.status":
+				return []string{instanceHealth(inst)}, true
+			}
+			return nil, false
+		})
+		if ferr != nil {
+			return nil, ferr
+		}
+		if ok {
+			found = append(found, inst)
+		}
+	}
+	sort.Slice(found, func(i, j int) bool { return found[i].ID < found[j].ID })
+	from, to, next, err := paginate(p, len(found))
+	if err != nil {
+		return nil, err
+	}
+	out := describeInstanceStatusOutput{NextToken: next, InstanceStatusSet: []xmlInstanceStatus{}}
+	for _, inst := range found[from:to] {
+		health := instanceHealth(inst)
+		detail := "passed"
+		if health != "ok" {
+			detail = health
+		}
+		sum := xmlStatusSummary{Status: health, Details: []xmlStatusDetail{{Name: "reachability", Status: detail}}}
+		out.InstanceStatusSet = append(out.InstanceStatusSet, xmlInstanceStatus{InstanceID: inst.ID, AvailabilityZone: inst.AZ,
+			InstanceState: xmlInstanceState{Code: instanceStateCodes[inst.State], Name: inst.State},
+			SystemStatus:  sum, InstanceStatus: sum})
+	}
+	return out, nil
+}
+
+func instanceHealth(inst *ec2Instance) string {
+	if inst.State == "running" {
+		return "ok"
+	}
+	return "not-applicable"
+}
+
+// ---- Stop / Start / Terminate ----
+
+type xmlStateChange struct {
+	InstanceID    string           `xml:"instanceId"`
+	CurrentState  xmlInstanceState `xml:"currentState"`
+	PreviousState xmlInstanceState `xml:"previousState"`
+}
+
+type instancesChangeOutput struct {
+	InstancesSet []xmlStateChange `xml:"instancesSet>item"`
+}
+
+// changeInstances applies change to every InstanceId.N, all or nothing.
+func (e *Emulator) changeInstances(c *Call, p ec2Params, check func(*ec2Instance) *APIError, change func(*ec2Instance)) (any, *APIError) {
+	ids := p.list("InstanceId")
+	if len(ids) == 0 {
+		return nil, Errf("MissingParameter", "The request must contain the parameter InstanceId")
+	}
+	var insts []*ec2Instance
+	var missing []string
+	for _, id := range ids {
+		inst, err := e.ownInstance(c, id)
+		if err != nil {
+			if err.Code == "InvalidInstanceID.NotFound" {
+				missing = append(missing, id)
+				continue
+			}
+			return nil, err
+		}
+		insts = append(insts, inst)
+	}
+	if len(missing) > 0 {
+		return nil, instanceNotFound(missing...)
+	}
+	for _, inst := range insts {
+		if err := check(inst); err != nil {
+			return nil, err
+		}
+	}
+	out := instancesChangeOutput{}
+	for _, inst := range insts {
+		prev := inst.State
+		change(inst)
+		out.InstancesSet = append(out.InstancesSet, xmlStateChange{InstanceID: inst.ID,
+			CurrentState:  xmlInstanceState{Code: instanceStateCodes[inst.State], Name: inst.State},
+			PreviousState: xmlInstanceState{Code: instanceStateCodes[prev], Name: prev}})
+		c.Note("instanceId."+inst.ID, inst.State)
+	}
+	return out, nil
+}
+
+func (e *Emulator) userReason(code, what string) (string, string, string) {
+	return "Client." + code, "Client." + code + ": User initiated " + what,
+		fmt.Sprintf("User initiated (%s)", e.now().Format("2006-01-02 15:04:05 MST"))
+}
+
+func (e *Emulator) ec2StopInstances(c *Call, p ec2Params) (any, *APIError) {
+	return e.changeInstances(c, p, func(inst *ec2Instance) *APIError {
+		switch inst.State {
+		case "running", "stopping", "stopped":
+			return nil
+		}
+		return Errf("IncorrectInstanceState", "This instance '%s' is not in a state from which it can be stopped.", inst.ID)
+	}, func(inst *ec2Instance) {
+		if inst.State == "running" {
+			e.transition(inst, "stopping", "stopped", e.latency(LatencyInstanceStop, 0, false))
+			inst.ReasonCode, inst.ReasonMessage, inst.Reason = e.userReason("UserInitiatedShutdown", "shutdown")
+		}
+	})
+}
+
+func (e *Emulator) ec2StartInstances(c *Call, p ec2Params) (any, *APIError) {
+	return e.changeInstances(c, p, func(inst *ec2Instance) *APIError {
+		switch inst.State {
+		case "stopped", "pending", "running":
+			return nil
+		}
+		return Errf("IncorrectInstanceState", "The instance '%s' is not in a state from which it can be started.", inst.ID)
+	}, func(inst *ec2Instance) {
+		if inst.State == "stopped" {
+			e.transition(inst, "pending", "running", e.latency(LatencyInstanceStart, 0, false))
+			inst.ReasonCode, inst.ReasonMessage, inst.Reason = "", "", ""
+			if sub, ok := e.ec2.Subnets[inst.SubnetID]; ok && sub.DefaultForAZ {
+				inst.PublicIP = publicIP(inst.ID + e.now().String())
+			}
+		}
+	})
+}
+
+func (e *Emulator) ec2TerminateInstances(c *Call, p ec2Params) (any, *APIError) {
+	return e.changeInstances(c, p, func(*ec2Instance) *APIError { return nil }, func(inst *ec2Instance) {
+		switch inst.State {
+		case "terminated", "shutting-down":
+			return
+		}
+		e.transition(inst, "shutting-down", "terminated", e.latency(LatencyInstanceTerm, 0, false))
+		inst.LaunchFails = false
+		inst.ReasonCode, inst.ReasonMessage, inst.Reason = e.userReason("UserInitiatedShutdown", "shutdown")
+	})
+}
+
+// ---- instance attributes ----
+
+func (e *Emulator) ec2ModifyInstanceAttribute(c *Call, p ec2Params) (any, *APIError) {
+	id, err := p.required("InstanceId")
+	if err != nil {
+		return nil, err
+	}
+	inst, err := e.ownInstance(c, id)
+	if err != nil {
+		return nil, err
+	}
+	if p.has("EnaSupport.Value") {
+		if inst.State != "stopped" {
+			return nil, Errf("IncorrectInstanceState", "The instance '%s' is not in the 'stopped' state.", id)
+		}
+		v, err := p.boolean("EnaSupport.Value")
+		if err != nil {
+			return nil, err
+		}
+		inst.EnaSupport = v
+	}
+	if p.has("SriovNetSupport.Value") {
+		inst.SriovNetSupport = p.str("SriovNetSupport.Value")
+	}
+	if p.has("InstanceType.Value") {
+		if inst.State != "stopped" {
+			return nil, Errf("IncorrectInstanceState", "The instance '%s' is not in the 'stopped' state.", id)
+		}
+		inst.InstanceType = p.str("InstanceType.Value")
+	}
+	return ec2Return{Return: true}, nil
+}
+
+type describeInstanceAttributeOutput struct {
+	InstanceID         string            `xml:"instanceId"`
+	InstanceType       *ec2ValueString   `xml:"instanceType,omitempty"`
+	UserData           *ec2ValueString   `xml:"userData,omitempty"`
+	EnaSupport         *ec2ValueBool     `xml:"enaSupport,omitempty"`
+	SriovNetSupport    *ec2ValueString   `xml:"sriovNetSupport,omitempty"`
+	RootDeviceName     *ec2ValueString   `xml:"rootDeviceName,omitempty"`
+	GroupSet           *[]xmlGroup       `xml:"groupSet>item,omitempty"`
+	BlockDeviceMapping *[]xmlInstanceBDM `xml:"blockDeviceMapping>item,omitempty"`
+}
+
+func (e *Emulator) ec2DescribeInstanceAttribute(c *Call, p ec2Params) (any, *APIError) {
+	id, err := p.required("InstanceId")
+	if err != nil {
+		return nil, err
+	}
+	inst, err := e.ownInstance(c, id)
+	if err != nil {
+		return nil, err
+	}
+	x := e.instanceXML(inst, c.Account)
+	out := describeInstanceAttributeOutput{InstanceID: id}
+	switch attr := p.str("Attribute"); attr {
+	case "instanceType":
+		out.InstanceType = &ec2ValueString{Value: inst.InstanceType}
+	case "userData":
+		out.UserData = &ec2ValueString{Value: inst.UserData}
+	case "enaSupport":
+		out.EnaSupport = &ec2ValueBool{Value: inst.EnaSupport}
+	case "sriovNetSupport":
+		out.SriovNetSupport = &ec2ValueString{Value: inst.SriovNetSupport}
+	case "rootDeviceName":
+		out.RootDeviceName = &ec2ValueString{Value: inst.RootDeviceName}
+	case "groupSet":
+		out.GroupSet = &x.GroupSet
+	case "blockDeviceMapping":
+		out.BlockDeviceMapping = &x.BlockDeviceMapping
+	default:
+		return nil, Errf("InvalidParameterValue", "Value (%s) for parameter attribute is invalid.", attr)
+	}
+	return out, nil
+}
