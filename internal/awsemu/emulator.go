@@ -1,6 +1,7 @@
 package awsemu
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -304,4 +305,12 @@ func (e *Emulator) logf(format string, args ...any) {
 	if e.opts.Logf != nil {
 		e.opts.Logf(format, args...)
 	}
+}
+
+// World returns a copy of the world the emulator serves.
+func (e *Emulator) World() World {
+	data, _ := json.Marshal(e.world)
+	var w World
+	_ = json.Unmarshal(data, &w)
+	return w
 }
