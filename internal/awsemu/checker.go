@@ -1,0 +1,406 @@
+package awsemu
+
+// checker.go: the invariant checker over the world state and the audit.
+// Tests, e2e runs and benchmarks call Check (or GET /_emu/check) after a
+// run to prove nothing unencrypted was registered, nothing leaked and no
+// copy depends on another account's key.
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Check names, as they appear in Finding.Check and CheckOptions.Ignore.
+const (
+	CheckUnencryptedAMI        = "unencrypted-ami"
+	CheckLeftoverInstance      = "leftover-instance"
+	CheckLeftoverKeyPair       = "leftover-key-pair"
+	CheckLeftoverSecurityGroup = "leftover-security-group"
+	CheckOrphanSnapshot        = "orphan-snapshot"
+	CheckLeftoverGrant         = "leftover-grant"
+	CheckLeftoverLaunchPerm    = "leftover-launch-permission"
+	CheckLeftoverVolumePerm    = "leftover-create-volume-permission"
+	CheckForeignKeyCopy        = "foreign-key-copy"
+)
+
+// CheckOptions select what a check looks at.
+type CheckOptions struct {
+	// Principal limits the check to what one principal did: a user ARN, a
+	// role ARN (matches its sessions), an assumed-role session ARN, or a
+	// 12-digit account ID. Empty means everybody.
+	Principal string `json:"principal,omitempty"`
+	// Account limits the check to resources of one account.
+	Account string `json:"account,omitempty"`
+	// SinceSeq is the baseline: only what happened after audit entry
+	// SinceSeq counts (take it with CheckMark before the run).
+	SinceSeq int `json:"since_seq,omitempty"`
+	// Since is a baseline by emulator time; the later of the two applies.
+	Since time.Time `json:"since,omitempty"`
+	// Ignore lists check names not to report (e.g. a run that shares its
+	// AMI on purpose ignores CheckLeftoverLaunchPerm).
+	Ignore []string `json:"ignore,omitempty"`
+}
+
+// Finding is one broken invariant.
+type Finding struct {
+	Check     string `json:"check"`
+	Account   string `json:"account,omitempty"`
+	Region    string `json:"region,omitempty"`
+	Resource  string `json:"resource"`
+	Principal string `json:"principal,omitempty"`
+	Message   string `json:"message"`
+}
+
+// CheckReport is the checker's answer: Pass is true when there are no
+// findings. CallCounts are the API calls since the baseline, by action,
+// account and region (not a pass/fail criterion).
+type CheckReport struct {
+	Pass       bool         `json:"pass"`
+	Findings   []Finding    `json:"findings"`
+	CallCounts []CallCount  `json:"call_counts"`
+	TotalCalls int          `json:"total_calls"`
+	Options    CheckOptions `json:"options"`
+	CheckedAt  time.Time    `json:"checked_at"`
+}
+
+// String is the report for humans: PASS or FAIL and one line per finding.
+func (r CheckReport) String() string {
+	var b strings.Builder
+	if r.Pass {
+		fmt.Fprintf(&b, "PASS: no findings (%d API calls checked)\n", r.TotalCalls)
+	} else {
+		fmt.Fprintf(&b, "FAIL: %d finding(s) (%d API calls checked)\n", len(r.Findings), r.TotalCalls)
+	}
+	for _, f := range r.Findings {
+		fmt.Fprintf(&b, "  [%s] %s\n", f.Check, f.Message)
+	}
+	return b.String()
+}
+
+// CheckMark returns the current audit position, a baseline for
+// CheckOptions.SinceSeq.
+func (e *Emulator) CheckMark() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.audit)
+}
+
+// Check runs every invariant over the state and the audit.
+func (e *Emulator) Check(opts CheckOptions) CheckReport {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.check(opts)
+}
+
+// checkHTTP serves GET /_emu/check?principal=&account=&since_seq=&since=&ignore=a,b.
+func (e *Emulator) checkHTTP(q url.Values) (any, error) {
+	opts := CheckOptions{Principal: q.Get("principal"), Account: q.Get("account")}
+	if s := q.Get("since_seq"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("since_seq=%q: want a non-negative audit sequence number", s)
+		}
+		opts.SinceSeq = n
+	}
+	if s := q.Get("since"); s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return nil, fmt.Errorf("since=%q: want an RFC 3339 time such as 2026-01-02T15:04:05Z", s)
+		}
+		opts.Since = t
+	}
+	if s := q.Get("ignore"); s != "" {
+		opts.Ignore = strings.Split(s, ",")
+	}
+	return e.check(opts), nil
+}
+
+// check is Check with the lock held.
+func (e *Emulator) check(opts CheckOptions) CheckReport {
+	if e.ec2 == nil {
+		e.ec2 = newEC2State()
+	}
+	e.ec2.ensure()
+	since := opts.Since
+	if opts.SinceSeq > 0 && opts.SinceSeq <= len(e.audit) {
+		if t := e.audit[opts.SinceSeq-1].Time; t.After(since) {
+			since = t
+		}
+	}
+	ck := checker{e: e, opts: opts, since: since}
+	ck.unencryptedAMIs()
+	ck.leftoverInstances()
+	ck.leftoverKeyPairs()
+	ck.leftoverSecurityGroups()
+	ck.orphanSnapshots()
+	ck.leftoverGrants()
+	ck.leftoverPermissions()
+	ck.foreignKeyCopies()
+
+	report := CheckReport{Findings: []Finding{}, Options: opts, CheckedAt: e.now()}
+	for _, f := range ck.findings {
+		if !contains(opts.Ignore, f.Check) {
+			report.Findings = append(report.Findings, f)
+		}
+	}
+	sort.SliceStable(report.Findings, func(i, j int) bool {
+		a, b := report.Findings[i], report.Findings[j]
+		if a.Check != b.Check {
+			return a.Check < b.Check
+		}
+		return a.Resource < b.Resource
+	})
+	report.Pass = len(report.Findings) == 0
+	report.CallCounts, report.TotalCalls = e.principalCallCounts(opts)
+	if report.CallCounts == nil {
+		report.CallCounts = []CallCount{}
+	}
+	return report
+}
+
+// principalCallCounts counts calls made by a principal (or its role's
+// sessions) after the baseline.
+func (e *Emulator) principalCallCounts(opts CheckOptions) ([]CallCount, int) {
+	idx := map[[4]string]*CallCount{}
+	total := 0
+	for _, a := range e.auditEntries(AuditFilter{SinceSeq: opts.SinceSeq, Account: opts.Account}) {
+		if !principalMatches(a.Principal, opts.Principal) && !principalMatches(a.PrincipalIAM, opts.Principal) {
+			continue
+		}
+		k := [4]string{a.Service, a.Action, a.Account, a.Region}
+		cc, ok := idx[k]
+		if !ok {
+			cc = &CallCount{Service: a.Service, Action: a.Action, Account: a.Account, Region: a.Region}
+			idx[k] = cc
+		}
+		cc.Calls++
+		total++
+		if a.Outcome != "ok" {
+			cc.Errors++
+		}
+	}
+	out := make([]CallCount, 0, len(idx))
+	for _, cc := range idx {
+		out = append(out, *cc)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		return a.Service+a.Action+a.Account+a.Region < b.Service+b.Action+b.Account+b.Region
+	})
+	return out, total
+}
+
+var assumedRolePattern = regexp.MustCompile(`^arn:aws:sts::([0-9]{12}):assumed-role/([^/]+)/`)
+
+// principalMatches reports whether the principal that made something
+// (got) is the one asked about (want).
+func principalMatches(got, want string) bool {
+	switch {
+	case want == "" || got == want:
+		return true
+	case got == "":
+		return false
+	case accountIDPattern.MatchString(want):
+		return arnAccount(got) == want
+	}
+	if m := assumedRolePattern.FindStringSubmatch(got); m != nil {
+		return want == roleARN(m[1], m[2])
+	}
+	return false
+}
+
+type checker struct {
+	e        *Emulator
+	opts     CheckOptions
+	since    time.Time
+	findings []Finding
+}
+
+func (ck *checker) add(f Finding) { ck.findings = append(ck.findings, f) }
+
+// selected reports whether a resource of account made by principal at t
+// is in scope.
+func (ck *checker) selected(account, principal string, t time.Time) bool {
+	if ck.opts.Account != "" && account != ck.opts.Account {
+		return false
+	}
+	if !principalMatches(principal, ck.opts.Principal) {
+		return false
+	}
+	return ck.since.IsZero() || t.After(ck.since)
+}
+
+// (1) AMIs registered with an unencrypted EBS snapshot, from the history
+// kept at registration time (a deregistered AMI still counts).
+func (ck *checker) unencryptedAMIs() {
+	for _, r := range ck.e.ec2.Registrations {
+		if len(r.Unencrypted) == 0 || !ck.selected(r.Account, r.Principal, r.Time) {
+			continue
+		}
+		ck.add(Finding{Check: CheckUnencryptedAMI, Account: r.Account, Region: r.Region, Resource: r.ImageID, Principal: r.Principal,
+			Message: fmt.Sprintf("%s made AMI %s in %s/%s with %s from unencrypted snapshot(s) %s at %s",
+				r.Principal, r.ImageID, r.Account, r.Region, r.Action, strings.Join(r.Unencrypted, ", "), ec2Time(r.Time))})
+	}
+}
+
+// (2) leftovers.
+func (ck *checker) leftoverInstances() {
+	for _, id := range sortedKeys(ck.e.ec2.Instances) {
+		inst := ck.e.ec2.Instances[id]
+		if !ck.selected(inst.Owner, inst.Principal, inst.Launched) {
+			continue
+		}
+		ck.e.refreshInstance(inst)
+		if inst.State == "terminated" || inst.Next == "terminated" {
+			continue
+		}
+		ck.add(Finding{Check: CheckLeftoverInstance, Account: inst.Owner, Region: inst.Region, Resource: inst.ID, Principal: inst.Principal,
+			Message: fmt.Sprintf("instance %s in %s/%s launched by %s is %s, not terminated", inst.ID, inst.Owner, inst.Region, inst.Principal, inst.State)})
+	}
+}
+
+func (ck *checker) leftoverKeyPairs() {
+	for _, id := range sortedKeys(ck.e.ec2.KeyPairs) {
+		k := ck.e.ec2.KeyPairs[id]
+		if !ck.selected(k.Owner, k.Principal, k.Created) {
+			continue
+		}
+		ck.add(Finding{Check: CheckLeftoverKeyPair, Account: k.Owner, Region: k.Region, Resource: k.ID, Principal: k.Principal,
+			Message: fmt.Sprintf("key pair %q (%s) in %s/%s created by %s still exists", k.Name, k.ID, k.Owner, k.Region, k.Principal)})
+	}
+}
+
+func (ck *checker) leftoverSecurityGroups() {
+	for _, id := range sortedKeys(ck.e.ec2.SecurityGroups) {
+		sg := ck.e.ec2.SecurityGroups[id]
+		if sg.Default || sg.Seeded || sg.Principal == "" {
+			continue
+		}
+		created := ck.createdAt(sg.ID)
+		if !ck.selected(sg.Owner, sg.Principal, created) {
+			continue
+		}
+		ck.add(Finding{Check: CheckLeftoverSecurityGroup, Account: sg.Owner, Region: sg.Region, Resource: sg.ID, Principal: sg.Principal,
+			Message: fmt.Sprintf("security group %q (%s) in %s/%s created by %s still exists", sg.Name, sg.ID, sg.Owner, sg.Region, sg.Principal)})
+	}
+}
+
+// createdAt finds the audit time of the call that created a resource (its
+// ID is in the call's notes); zero when unknown.
+func (ck *checker) createdAt(id string) time.Time {
+	for i := len(ck.e.audit) - 1; i >= 0; i-- {
+		for _, v := range ck.e.audit[i].Notes {
+			if v == id {
+				return ck.e.audit[i].Time
+			}
+		}
+	}
+	return time.Time{}
+}
+
+func (ck *checker) orphanSnapshots() {
+	used := map[string]bool{}
+	for _, img := range ck.e.ec2.Images {
+		for _, m := range img.Mappings {
+			used[m.SnapshotID] = true
+		}
+	}
+	for _, id := range sortedKeys(ck.e.ec2.Snapshots) {
+		s := ck.e.ec2.Snapshots[id]
+		if s.Seeded || used[s.ID] || !ck.selected(s.Owner, s.Principal, s.Started) {
+			continue
+		}
+		ck.e.refreshSnapshot(s)
+		ck.add(Finding{Check: CheckOrphanSnapshot, Account: s.Owner, Region: s.Region, Resource: s.ID, Principal: s.Principal,
+			Message: fmt.Sprintf("snapshot %s in %s/%s (%s, encrypted=%t) made by %s is behind no AMI", s.ID, s.Owner, s.Region, s.State, s.Encrypted, s.Principal)})
+	}
+}
+
+func (ck *checker) leftoverGrants() {
+	for _, g := range ck.e.liveGrants() {
+		if ck.opts.Account != "" && g.KeyAccount != ck.opts.Account && arnAccount(g.GranteePrincipal) != ck.opts.Account {
+			continue
+		}
+		if !principalMatches(g.IssuedBy, ck.opts.Principal) || (!ck.since.IsZero() && !g.Created.After(ck.since)) {
+			continue
+		}
+		ck.add(Finding{Check: CheckLeftoverGrant, Account: g.KeyAccount, Region: g.Region, Resource: g.GrantID, Principal: g.IssuedBy,
+			Message: fmt.Sprintf("KMS grant %s on %s for %s (%s) created by %s was never retired or revoked",
+				g.GrantID, g.KeyARN, g.GranteePrincipal, strings.Join(g.Operations, ","), g.IssuedBy)})
+	}
+}
+
+// leftoverPermissions finds launch and createVolume permissions added
+// after the baseline that are still in place.
+func (ck *checker) leftoverPermissions() {
+	seen := map[string]bool{}
+	for _, a := range ck.e.auditEntries(AuditFilter{Service: "ec2", SinceSeq: ck.opts.SinceSeq, Outcome: "ok"}) {
+		if a.Action != "ModifyImageAttribute" && a.Action != "ModifySnapshotAttribute" {
+			continue
+		}
+		if !ck.selected(a.Account, a.Principal, a.Time) && !ck.selected(a.Account, a.PrincipalIAM, a.Time) {
+			continue
+		}
+		for note, id := range a.Notes {
+			var grantee string
+			var isImage bool
+			switch {
+			case strings.HasPrefix(note, "launchPermission.add."):
+				grantee, isImage = strings.TrimPrefix(note, "launchPermission.add."), true
+			case strings.HasPrefix(note, "createVolumePermission.add."):
+				grantee = strings.TrimPrefix(note, "createVolumePermission.add.")
+			default:
+				continue
+			}
+			key := id + "|" + grantee
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			if isImage {
+				img, ok := ck.e.ec2.Images[id]
+				if !ok || !(grantee == "all" && img.Public || contains(img.LaunchUsers, grantee)) {
+					continue
+				}
+				ck.add(Finding{Check: CheckLeftoverLaunchPerm, Account: img.Owner, Region: img.Region, Resource: id, Principal: a.Principal,
+					Message: fmt.Sprintf("AMI %s in %s/%s still has the launch permission for %s that %s added", id, img.Owner, img.Region, grantee, a.Principal)})
+				continue
+			}
+			s, ok := ck.e.ec2.Snapshots[id]
+			if !ok || !(grantee == "all" && s.Public || contains(s.CreateVolumeUsers, grantee)) {
+				continue
+			}
+			ck.add(Finding{Check: CheckLeftoverVolumePerm, Account: s.Owner, Region: s.Region, Resource: id, Principal: a.Principal,
+				Message: fmt.Sprintf("snapshot %s in %s/%s still has the createVolumePermission for %s that %s added", id, s.Owner, s.Region, grantee, a.Principal)})
+		}
+	}
+}
+
+// (3) copies encrypted under a key another account owns.
+func (ck *checker) foreignKeyCopies() {
+	reported := map[string]bool{}
+	for _, r := range ck.e.ec2.Registrations {
+		if len(r.ForeignKeys) == 0 || r.Action != "CopyImage" || !ck.selected(r.Account, r.Principal, r.Time) {
+			continue
+		}
+		reported[r.ImageID] = true
+		ck.add(Finding{Check: CheckForeignKeyCopy, Account: r.Account, Region: r.Region, Resource: r.ImageID, Principal: r.Principal,
+			Message: fmt.Sprintf("AMI copy %s in account %s (%s) is encrypted under key(s) of another account: %s",
+				r.ImageID, r.Account, r.Region, strings.Join(r.ForeignKeys, ", "))})
+	}
+	for _, id := range sortedKeys(ck.e.ec2.Snapshots) {
+		s := ck.e.ec2.Snapshots[id]
+		if !s.Copy || !s.Encrypted || reported[s.ImageCopy] || !ck.selected(s.Owner, s.Principal, s.Started) {
+			continue
+		}
+		if a := arnAccount(s.KmsKeyARN); a != "" && a != s.Owner {
+			ck.add(Finding{Check: CheckForeignKeyCopy, Account: s.Owner, Region: s.Region, Resource: s.ID, Principal: s.Principal,
+				Message: fmt.Sprintf("snapshot copy %s in account %s (%s) is encrypted under %s, a key of account %s", s.ID, s.Owner, s.Region, s.KmsKeyARN, a)})
+		}
+	}
+}
