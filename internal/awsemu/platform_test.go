@@ -1,0 +1,361 @@
+package awsemu
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+)
+
+func httpStatus(err error) int {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
+}
+
+func TestFaultInjection(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		rules   []FaultRule
+		call    func(cfg aws.Config) error
+		calls   int
+		want    []string // error code per call, "" for success (or the EC2 side's own answer)
+		status  int      // HTTP status of the injected errors
+		service string
+	}{
+		{
+			name:  "throttle the 2nd KMS ListKeys",
+			rules: []FaultRule{{Kind: FaultThrottle, Action: "ListKeys", Nth: []int{2}}},
+			call: func(cfg aws.Config) error {
+				_, err := kms.NewFromConfig(cfg).ListKeys(ctx, &kms.ListKeysInput{})
+				return err
+			},
+			calls: 3, want: []string{"", "ThrottlingException", ""}, status: 400,
+		},
+		{
+			name:  "internal error on every 2nd EC2 DescribeRegions",
+			rules: []FaultRule{{Kind: FaultInternalError, Action: "Describe*", Every: 2}},
+			call: func(cfg aws.Config) error {
+				_, err := ec2.NewFromConfig(cfg).DescribeRegions(ctx, &ec2.DescribeRegionsInput{})
+				return err
+			},
+			calls: 4, want: []string{"*", "InternalError", "*", "InternalError"}, status: 500,
+		},
+		{
+			name:  "EC2 throttling is a 503 RequestLimitExceeded, only for the named account",
+			rules: []FaultRule{{Kind: FaultThrottle, Service: "ec2", Account: "111111111111", Max: 1}},
+			call: func(cfg aws.Config) error {
+				_, err := ec2.NewFromConfig(cfg).DescribeRegions(ctx, &ec2.DescribeRegionsInput{})
+				return err
+			},
+			calls: 2, want: []string{"RequestLimitExceeded", "*"}, status: 503,
+		},
+		{
+			name:  "STS internal error",
+			rules: []FaultRule{{Kind: FaultInternalError, Action: "GetCallerIdentity", Probability: 1}},
+			call: func(cfg aws.Config) error {
+				_, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+				return err
+			},
+			calls: 1, want: []string{"InternalFailure"}, status: 500,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := Start(t, Options{Faults: &FaultProfile{Rules: tc.rules}})
+			cfg := srv.Config(ctx, "111111111111", "us-east-1")
+			cfg.RetryMaxAttempts = 1
+			for i := 0; i < tc.calls; i++ {
+				err := tc.call(cfg)
+				got := errCode(t, err)
+				want := tc.want[i]
+				if want == "*" { // not injected: whatever the handler answers, but no injected code
+					if got == "RequestLimitExceeded" || got == "InternalError" {
+						t.Fatalf("call %d: injected %s unexpectedly", i+1, got)
+					}
+					continue
+				}
+				if got != want {
+					t.Fatalf("call %d: got %q (%v), want %q", i+1, got, err, want)
+				}
+				if want != "" && httpStatus(err) != tc.status {
+					t.Fatalf("call %d: HTTP %d, want %d", i+1, httpStatus(err), tc.status)
+				}
+			}
+		})
+	}
+}
+
+func TestFaultProbabilityIsSeeded(t *testing.T) {
+	run := func() []bool {
+		e, err := New(Options{Faults: &FaultProfile{Seed: 42, Rules: []FaultRule{{Kind: FaultCopyFails, Action: "CopyImage", Probability: 0.5}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		var out []bool
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for range 32 {
+			out = append(out, e.faultFires(FaultCopyFails, "CopyImage"))
+		}
+		if e.faultFires(FaultCopyFails, "CopySnapshot") {
+			t.Fatal("rule for CopyImage fired for CopySnapshot")
+		}
+		return out
+	}
+	a, b := run(), run()
+	fired := 0
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("same seed, different faults at %d", i)
+		}
+		if a[i] {
+			fired++
+		}
+	}
+	if fired == 0 || fired == len(a) {
+		t.Fatalf("probability 0.5 fired %d of %d times", fired, len(a))
+	}
+}
+
+func TestParseFaultProfile(t *testing.T) {
+	tests := []struct{ src, want string }{
+		{`{"rules":[{"kind":"throttle","action":"CopyImage","nth":[2]}]}`, ""},
+		{`{"rules":[{"kind":"explode"}]}`, `rules[0].kind: "explode"`},
+		{`{"rules":[{"kind":"throttle","probability":2}]}`, "rules[0].probability"},
+		{`{"rules":[{"kind":"throttle","nth":[0]}]}`, "rules[0].nth"},
+		{`{"rulez":[]}`, `unknown field "rulez"`},
+	}
+	for _, tc := range tests {
+		_, err := ParseFaultProfile([]byte(tc.src))
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: got %v, want %q", tc.src, err, tc.want)
+		}
+	}
+}
+
+func TestRequestRateLimits(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	srv := Start(t, Options{Now: clock, Limits: Limits{DescribeRate: 1, DescribeBurst: 2, MutateRate: 1, MutateBurst: 1}})
+	c := kmsClient(ctx, srv, "111111111111", "us-east-1")
+	other := kmsClient(ctx, srv, "222222222222", "us-east-1")
+	list := func(c *kms.Client) error { _, err := c.ListKeys(ctx, &kms.ListKeysInput{}); return err }
+	encrypt := func(c *kms.Client) error {
+		_, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String("alias/amicrypt-build"), Plaintext: []byte("x")})
+		return err
+	}
+	steps := []struct {
+		name string
+		call func() error
+		want string
+	}{
+		{"describe 1 (burst)", func() error { return list(c) }, ""},
+		{"describe 2 (burst)", func() error { return list(c) }, ""},
+		{"describe 3 over the bucket", func() error { return list(c) }, "ThrottlingException"},
+		{"mutating calls have their own bucket", func() error { return encrypt(c) }, ""},
+		{"mutate 2 over the bucket", func() error { return encrypt(c) }, "ThrottlingException"},
+		{"another account has its own buckets", func() error { return list(other) }, ""},
+		{"refilled after a second", func() error { now = now.Add(time.Second); return list(c) }, ""},
+	}
+	for _, s := range steps {
+		wantCode(t, s.name, s.call(), s.want)
+	}
+
+	// EC2 throttling answers HTTP 503 RequestLimitExceeded.
+	cfg := srv.Config(ctx, "333333333333", "us-east-1")
+	cfg.RetryMaxAttempts = 1
+	e2 := ec2.NewFromConfig(cfg)
+	var last error
+	for range 3 {
+		_, last = e2.DescribeRegions(ctx, &ec2.DescribeRegionsInput{})
+	}
+	wantCode(t, "EC2 over the describe bucket", last, "RequestLimitExceeded")
+	if httpStatus(last) != 503 || !strings.Contains(last.Error(), "Request limit exceeded.") {
+		t.Fatalf("EC2 throttling: HTTP %d %v", httpStatus(last), last)
+	}
+}
+
+func TestAuditAndAdmin(t *testing.T) {
+	ctx := context.Background()
+	srv := Start(t, Options{})
+	c := kmsClient(ctx, srv, "111111111111", "us-west-2")
+	key := keyARNOf(t, ctx, c, "alias/amicrypt-build")
+	if _, err := c.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(key), GranteePrincipal: aws.String("222222222222"), Operations: []types.GrantOperation{"Decrypt"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String("alias/nope"), Plaintext: []byte("top secret")})
+	wantCode(t, "Encrypt unknown alias", err, "NotFoundException")
+
+	entries := srv.Emulator().Audit(AuditFilter{Account: "111111111111", Service: "kms"})
+	if len(entries) != 3 {
+		t.Fatalf("%d audit entries: %+v", len(entries), entries)
+	}
+	g := entries[1]
+	if g.Action != "CreateGrant" || g.Outcome != "ok" || g.Region != "us-west-2" || g.Principal != "arn:aws:iam::111111111111:user/packer" ||
+		g.Params["GranteePrincipal"] != "222222222222" || g.Notes["GrantId"] == "" || g.Notes["KeyArn"] != key || g.HTTPStatus != 200 {
+		t.Fatalf("CreateGrant entry: %+v", g)
+	}
+	enc := entries[2]
+	if enc.Outcome != "NotFoundException" || enc.HTTPStatus != 400 || enc.Params["Plaintext"] != "" {
+		t.Fatalf("failed Encrypt entry (plaintext must not be recorded): %+v", enc)
+	}
+	if n := len(srv.Emulator().Audit(AuditFilter{Outcome: "error"})); n != 1 {
+		t.Fatalf("%d error entries", n)
+	}
+
+	get := func(path string, v any) {
+		t.Helper()
+		resp, err := http.Get(srv.URL() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
+		}
+		if err := json.Unmarshal(body, v); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+	}
+	var audit []AuditEntry
+	get("/_emu/audit?action=CreateGrant", &audit)
+	if len(audit) != 1 || audit[0].Notes["GrantId"] != g.Notes["GrantId"] {
+		t.Fatalf("admin audit: %+v", audit)
+	}
+	var counts []CallCount
+	get("/_emu/counts?service=kms", &counts)
+	found := false
+	for _, cc := range counts {
+		if cc.Action == "Encrypt" && cc.Account == "111111111111" && cc.Region == "us-west-2" && cc.Calls == 1 && cc.Errors == 1 {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("counts: %+v", counts)
+	}
+	var grants []GrantInfo
+	get("/_emu/grants", &grants)
+	if len(grants) != 1 || grants[0].GranteePrincipal != "arn:aws:iam::222222222222:root" || grants[0].KeyAccount != "111111111111" {
+		t.Fatalf("grants: %+v", grants)
+	}
+	var state map[string]json.RawMessage
+	get("/_emu/state", &state)
+	for _, k := range []string{"kms", "sts", "ec2", "audit"} {
+		if len(state[k]) == 0 {
+			t.Fatalf("state lacks %s", k)
+		}
+	}
+	resp, err := http.Get(srv.URL() + "/_emu/nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Fatalf("unknown admin path: %d", resp.StatusCode)
+	}
+}
+
+func TestStateFileRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.json")
+	srv, err := Listen("127.0.0.1:0", Options{StatePath: path, TimeScale: 0.001})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := kmsClient(ctx, srv, "222222222222", "us-east-1")
+	created, err := c.CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String("survives restarts")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: created.KeyMetadata.KeyId, Plaintext: []byte("persisted")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	role, err := sts.NewFromConfig(srv.Config(ctx, "111111111111", "us-east-1")).AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String("arn:aws:iam::222222222222:role/amicrypt-copy"), RoleSessionName: aws.String("persist")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Emulator().Advance(time.Minute)
+	auditBefore := len(srv.Emulator().Audit(AuditFilter{}))
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	srv2, err := Listen("127.0.0.1:0", Options{StatePath: path, TimeScale: 0.001})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Close()
+	c2 := kmsClient(ctx, srv2, "222222222222", "us-east-1")
+	dec, err := c2.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: ct.CiphertextBlob})
+	if err != nil || string(dec.Plaintext) != "persisted" {
+		t.Fatalf("Decrypt after restart: %v", err)
+	}
+	// The session from before the restart is still valid.
+	cfg := srv2.Config(ctx, "222222222222", "us-east-1")
+	cfg.Credentials = aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		return aws.Credentials{AccessKeyID: aws.ToString(role.Credentials.AccessKeyId), SecretAccessKey: aws.ToString(role.Credentials.SecretAccessKey), SessionToken: aws.ToString(role.Credentials.SessionToken)}, nil
+	})
+	id, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil || !strings.Contains(aws.ToString(id.Arn), "assumed-role/amicrypt-copy/persist") {
+		t.Fatalf("session after restart: %v", err)
+	}
+	if got := len(srv2.Emulator().Audit(AuditFilter{})); got != auditBefore+2 {
+		t.Fatalf("audit after restart has %d entries, want %d", got, auditBefore+2)
+	}
+	if srv2.Emulator().Now().Sub(time.Now()) < 50*time.Second {
+		t.Fatal("the clock offset was not restored")
+	}
+}
+
+func TestListenRefusesNonLoopback(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:0", ":0", "192.0.2.1:4566", "example.com:80"} {
+		if _, err := Listen(addr, Options{}); err == nil || !strings.Contains(err.Error(), "loopback") {
+			t.Errorf("%s: got %v, want a loopback error", addr, err)
+		}
+	}
+}
+
+func TestLatencyModel(t *testing.T) {
+	e, err := New(Options{TimeScale: 0.01, CrossRegionFactor: 4, Latency: map[string]LatencySpec{LatencySnapshotCopy: {Base: 10 * time.Second, PerGiB: 5 * time.Second}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	tests := []struct {
+		op    string
+		size  int
+		cross bool
+		want  time.Duration
+	}{
+		{LatencySnapshotCopy, 0, false, 100 * time.Millisecond},
+		{LatencySnapshotCopy, 8, false, 500 * time.Millisecond},
+		{LatencySnapshotCopy, 8, true, 2 * time.Second},
+		{LatencySnapshot, 8, false, 1500 * time.Millisecond}, // default: 30s + 15s/GiB
+		{LatencyGrant, 0, false, 0},
+	}
+	for _, tc := range tests {
+		if got := e.latency(tc.op, tc.size, tc.cross); got != tc.want {
+			t.Errorf("latency(%s, %d, %v) = %v, want %v", tc.op, tc.size, tc.cross, got, tc.want)
+		}
+	}
+}
