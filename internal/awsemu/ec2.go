@@ -215,7 +215,7 @@ func (e *Emulator) seedEC2(w *World) {
 			img.Mappings = append(img.Mappings, ec2Mapping{
 				DeviceName: v.DeviceName, SnapshotID: v.SnapshotID, SizeGiB: v.SizeGiB,
 				VolumeType: orDefault(v.VolumeType, "gp3"), DeleteOnTermination: true,
-				Encrypted: v.Encrypted, KmsKeyARN: v.KmsKey,
+				Encrypted: v.Encrypted, KmsKeyARN: snap.KmsKeyARN, HasEbs: true,
 			})
 		}
 		s.Images[img.ID] = img
