@@ -159,7 +159,18 @@ func sourceKeyOps() []string {
 }
 
 func destinationKeyOps() []string {
-	return []string{OpGenerateDataKeyWithoutPlaintext, OpReEncryptTo, OpCreateGrant, OpDescribeKey}
+	return []string{OpGenerateDataKeyWithoutPlaintext, OpCreateGrant, OpDescribeKey}
+}
+
+// useDestinationKey checks the key new data is encrypted under; data that
+// moves from another key (srcKeyARN) is re-encrypted, which also needs
+// ReEncryptTo on the destination key.
+func (e *Emulator) useDestinationKey(c *Call, ref, srcKeyARN string) (KeyInfo, *APIError) {
+	info, err := e.useKey(c, c.Region, ref, destinationKeyOps())
+	if err != nil || srcKeyARN == "" || info.ARN == srcKeyARN {
+		return info, err
+	}
+	return e.useKey(c, c.Region, info.ARN, []string{OpReEncryptTo})
 }
 
 // useKey asks KMS whether the caller may use a key for ops in region.
@@ -199,7 +210,11 @@ func (e *Emulator) planCopy(c *Call, src *ec2Snapshot, srcRegion string, encrypt
 	if ref == "" {
 		ref = e.defaultKeyRef(c.Account, c.Region)
 	}
-	info, err := e.useKey(c, c.Region, ref, destinationKeyOps())
+	srcKey := ""
+	if src.Encrypted {
+		srcKey = src.KmsKeyARN
+	}
+	info, err := e.useDestinationKey(c, ref, srcKey)
 	plan.keyARN, plan.keyManager = info.ARN, info.Manager
 	if err != nil {
 		name := info.ARN
@@ -869,7 +884,11 @@ func (e *Emulator) newVolume(c *Call, az string, spec volumeSpec) (*ec2Volume, *
 	case ref == "":
 		ref = e.defaultKeyRef(c.Account, c.Region)
 	}
-	info, err := e.useKey(c, c.Region, ref, destinationKeyOps())
+	srcKey := ""
+	if snapEncrypted {
+		srcKey = spec.snapshot.KmsKeyARN
+	}
+	info, err := e.useDestinationKey(c, ref, srcKey)
 	v.KmsKeyARN, v.KeyManager = info.ARN, info.Manager
 	if err != nil {
 		if v.KmsKeyARN == "" {
