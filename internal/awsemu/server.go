@@ -93,10 +93,14 @@ func (s *Server) URL() string { return s.url }
 // Emulator is the emulator behind the server.
 func (s *Server) Emulator() *Emulator { return s.emu }
 
-// Shutdown stops accepting calls, waits for the ones in flight, then closes
-// the emulator (saving the state file).
+// Shutdown stops accepting calls, waits for the ones in flight until ctx
+// ends, then closes what is left and the emulator (saving the state file).
+// Connections that clients opened but never used don't hold it up.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		err = s.http.Close()
+	}
 	if serveErr := <-s.done; serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) && err == nil {
 		err = serveErr
 	}
@@ -106,9 +110,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// Close is Shutdown with a five-second grace period.
+// Close is Shutdown with a one-second grace period.
 func (s *Server) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	return s.Shutdown(ctx)
 }
