@@ -1,0 +1,260 @@
+package ebs
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
+)
+
+// FindImageByID returns the image or a *NotFoundError.
+func FindImageByID(ctx context.Context, client EC2API, imageID string) (*types.Image, error) {
+	out, err := client.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{imageID}})
+	if IsCode(err, "InvalidAMIID.NotFound", "InvalidAMIID.Unavailable") {
+		return nil, &NotFoundError{Kind: "image", ID: imageID, Err: err}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("describing image %s: %w", imageID, err)
+	}
+	for i := range out.Images {
+		if aws.ToString(out.Images[i].ImageId) == imageID {
+			return &out.Images[i], nil
+		}
+	}
+	return nil, &NotFoundError{Kind: "image", ID: imageID}
+}
+
+// StatusImage is the image's state string.
+func StatusImage(img *types.Image) string { return string(img.State) }
+
+func imageFailure(img *types.Image) *StateError {
+	switch img.State {
+	case types.ImageStateFailed, types.ImageStateError, types.ImageStateInvalid, types.ImageStateDeregistered:
+		se := &StateError{Kind: "image", ID: aws.ToString(img.ImageId), State: string(img.State)}
+		if img.StateReason != nil {
+			se.Reason = aws.ToString(img.StateReason.Code)
+			se.Message = aws.ToString(img.StateReason.Message)
+		}
+		return se
+	}
+	return nil
+}
+
+// WaitImageAvailable waits for the image to be available. A failed image
+// returns a *StateError carrying AWS's state reason.
+func WaitImageAvailable(ctx context.Context, client EC2API, poll *awsauth.PollingConfig, imageID string, progress func(*types.Image)) (*types.Image, error) {
+	return wait(ctx, poll, waitSpec[*types.Image]{
+		kind: "image", id: imageID, want: string(types.ImageStateAvailable),
+		find:     func(ctx context.Context) (*types.Image, error) { return FindImageByID(ctx, client, imageID) },
+		state:    StatusImage,
+		pending:  oneOf(string(types.ImageStatePending), string(types.ImageStateTransient)),
+		failure:  imageFailure,
+		progress: progress,
+	})
+}
+
+// FindImagesByName returns the images of owner ("self" or an account ID)
+// with exactly this name, newest first.
+func FindImagesByName(ctx context.Context, client EC2API, owner, name string) ([]types.Image, error) {
+	out, err := client.DescribeImages(ctx, &ec2.DescribeImagesInput{
+		Owners:  []string{owner},
+		Filters: []types.Filter{{Name: aws.String("name"), Values: []string{name}}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("looking for images named %q: %w", name, err)
+	}
+	imgs := out.Images
+	sort.Slice(imgs, func(i, j int) bool { return aws.ToString(imgs[i].CreationDate) > aws.ToString(imgs[j].CreationDate) })
+	return imgs, nil
+}
+
+// FindImageByFilter returns the newest image matching the filters and owners,
+// or a *NotFoundError.
+func FindImageByFilter(ctx context.Context, client EC2API, owners []string, filters map[string]string) (*types.Image, error) {
+	in := &ec2.DescribeImagesInput{Owners: owners}
+	keys := make([]string, 0, len(filters))
+	for k := range filters {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		in.Filters = append(in.Filters, types.Filter{Name: aws.String(k), Values: []string{filters[k]}})
+	}
+	out, err := client.DescribeImages(ctx, in)
+	if err != nil {
+		return nil, fmt.Errorf("looking for a source image: %w", err)
+	}
+	if len(out.Images) == 0 {
+		return nil, &NotFoundError{Kind: "image", ID: fmt.Sprintf("matching filters %v owners %v", filters, owners)}
+	}
+	imgs := out.Images
+	sort.Slice(imgs, func(i, j int) bool { return aws.ToString(imgs[i].CreationDate) > aws.ToString(imgs[j].CreationDate) })
+	return &imgs[0], nil
+}
+
+// ImageSnapshotIDs lists the EBS snapshots behind an image.
+func ImageSnapshotIDs(img *types.Image) []string {
+	var ids []string
+	for _, bdm := range img.BlockDeviceMappings {
+		if bdm.Ebs != nil && bdm.Ebs.SnapshotId != nil {
+			ids = append(ids, *bdm.Ebs.SnapshotId)
+		}
+	}
+	return ids
+}
+
+// RegisterImage registers an image and returns its ID.
+func RegisterImage(ctx context.Context, client EC2API, in *ec2.RegisterImageInput) (string, error) {
+	out, err := client.RegisterImage(ctx, in)
+	if err != nil {
+		return "", fmt.Errorf("registering image %q: %w", aws.ToString(in.Name), err)
+	}
+	return aws.ToString(out.ImageId), nil
+}
+
+// CopyImageSpec is an encrypted copy of an image.
+type CopyImageSpec struct {
+	SourceImageID string
+	SourceRegion  string
+	Name          string
+	Description   string
+	KmsKeyID      string // key ARN in the destination region (required)
+	ClientToken   string // idempotency token, ≤ 64 ASCII characters
+	Tags          map[string]string
+	SnapshotTags  map[string]string
+}
+
+// CopyImageEncrypted copies an image with Encrypted=true under the given key
+// and tags image and snapshots on creation. It returns the new image ID.
+func CopyImageEncrypted(ctx context.Context, client EC2API, s CopyImageSpec) (string, error) {
+	if s.KmsKeyID == "" {
+		return "", fmt.Errorf("copying image %s: no KMS key given; an encrypted copy would fall back to aws/ebs", s.SourceImageID)
+	}
+	in := &ec2.CopyImageInput{
+		SourceImageId: aws.String(s.SourceImageID),
+		SourceRegion:  aws.String(s.SourceRegion),
+		Name:          aws.String(s.Name),
+		Encrypted:     aws.Bool(true),
+		KmsKeyId:      aws.String(s.KmsKeyID),
+	}
+	if s.Description != "" {
+		in.Description = aws.String(s.Description)
+	}
+	if s.ClientToken != "" {
+		in.ClientToken = aws.String(s.ClientToken)
+	}
+	in.TagSpecifications = TagSpecs(map[types.ResourceType]map[string]string{
+		types.ResourceTypeImage: s.Tags, types.ResourceTypeSnapshot: s.SnapshotTags,
+	})
+	out, err := client.CopyImage(ctx, in)
+	if err != nil {
+		return "", fmt.Errorf("copying image %s from %s: %w", s.SourceImageID, s.SourceRegion, err)
+	}
+	return aws.ToString(out.ImageId), nil
+}
+
+// Sharing lists who may launch an image.
+type Sharing struct {
+	Users   []string // account IDs
+	OrgARNs []string
+	OUARNs  []string
+}
+
+// Empty reports whether nobody is named.
+func (s Sharing) Empty() bool { return len(s.Users)+len(s.OrgARNs)+len(s.OUARNs) == 0 }
+
+func (s Sharing) launchPermissions() []types.LaunchPermission {
+	var perms []types.LaunchPermission
+	for _, u := range s.Users {
+		perms = append(perms, types.LaunchPermission{UserId: aws.String(u)})
+	}
+	for _, o := range s.OrgARNs {
+		perms = append(perms, types.LaunchPermission{OrganizationArn: aws.String(o)})
+	}
+	for _, o := range s.OUARNs {
+		perms = append(perms, types.LaunchPermission{OrganizationalUnitArn: aws.String(o)})
+	}
+	return perms
+}
+
+// ShareImage adds launch permissions to the image.
+func ShareImage(ctx context.Context, client EC2API, imageID string, s Sharing) error {
+	return modifyLaunchPermission(ctx, client, imageID, s, true)
+}
+
+// UnshareImage removes launch permissions from the image.
+func UnshareImage(ctx context.Context, client EC2API, imageID string, s Sharing) error {
+	return modifyLaunchPermission(ctx, client, imageID, s, false)
+}
+
+func modifyLaunchPermission(ctx context.Context, client EC2API, imageID string, s Sharing, add bool) error {
+	if s.Empty() {
+		return nil
+	}
+	mod := &types.LaunchPermissionModifications{}
+	verb := "sharing"
+	if add {
+		mod.Add = s.launchPermissions()
+	} else {
+		mod.Remove = s.launchPermissions()
+		verb = "unsharing"
+	}
+	_, err := client.ModifyImageAttribute(ctx, &ec2.ModifyImageAttributeInput{
+		ImageId: aws.String(imageID), LaunchPermission: mod,
+	})
+	if err != nil {
+		return fmt.Errorf("%s image %s: %w", verb, imageID, err)
+	}
+	return nil
+}
+
+// DeprecateImage sets the image's deprecation time.
+func DeprecateImage(ctx context.Context, client EC2API, imageID string, at time.Time) error {
+	_, err := client.EnableImageDeprecation(ctx, &ec2.EnableImageDeprecationInput{
+		ImageId: aws.String(imageID), DeprecateAt: aws.Time(at),
+	})
+	if err != nil {
+		return fmt.Errorf("deprecating image %s at %s: %w", imageID, at.Format(time.RFC3339), err)
+	}
+	return nil
+}
+
+// ProtectImage turns on deregistration protection.
+func ProtectImage(ctx context.Context, client EC2API, imageID string, withCooldown bool) error {
+	_, err := client.EnableImageDeregistrationProtection(ctx, &ec2.EnableImageDeregistrationProtectionInput{
+		ImageId: aws.String(imageID), WithCooldown: aws.Bool(withCooldown),
+	})
+	if err != nil {
+		return fmt.Errorf("protecting image %s from deregistration: %w", imageID, err)
+	}
+	return nil
+}
+
+// DeleteImageAndSnapshots deregisters the image and deletes its snapshots.
+// An image already gone is not an error.
+func DeleteImageAndSnapshots(ctx context.Context, client EC2API, imageID string) error {
+	img, err := FindImageByID(ctx, client, imageID)
+	if IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := client.DeregisterImage(ctx, &ec2.DeregisterImageInput{ImageId: aws.String(imageID)}); err != nil &&
+		!IsCode(err, "InvalidAMIID.NotFound", "InvalidAMIID.Unavailable") {
+		return fmt.Errorf("deregistering image %s: %w", imageID, err)
+	}
+	var errs []error
+	for _, snap := range ImageSnapshotIDs(img) {
+		if err := DeleteSnapshot(ctx, client, snap); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return joinErrs(errs)
+}
