@@ -340,4 +340,3 @@ func TestEC2CheckerFindings(t *testing.T) {
 		t.Fatalf("checkHTTP: %v %+v", err, got)
 	}
 }
-
