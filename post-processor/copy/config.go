@@ -1,22 +1,543 @@
-//go:generate go tool packer-sdc mapstructure-to-hcl2 -type Config
+//go:generate go tool packer-sdc mapstructure-to-hcl2 -type Config,TargetConfig,DeregistrationProtectionOptions
+//go:generate go tool packer-sdc struct-markdown
 
 package copy
 
 import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
 	"github.com/hashicorp/packer-plugin-sdk/common"
 	"github.com/hashicorp/packer-plugin-sdk/template/config"
 	"github.com/hashicorp/packer-plugin-sdk/template/interpolate"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
 )
+
+// Defaults.
+const (
+	DefaultAMIName                 = "{{ .SourceAMIName }}-{{ .Account }}"
+	DefaultCopyConcurrency         = 10
+	DefaultDestinationCopyLimit    = 5
+	DefaultGrantPropagationTimeout = 5 * time.Minute
+	OnFailureRollback              = "rollback"
+	OnFailureKeep                  = "keep"
+)
+
+// DeregistrationProtectionOptions turns on AMI deregistration protection for
+// every copy, as in the Amazon plugin.
+//
+// ```hcl
+//
+//	deregistration_protection {
+//	  enabled       = true
+//	  with_cooldown = true
+//	}
+//
+// ```
+type DeregistrationProtectionOptions struct {
+	// Protect every copy against deregistration.
+	Enabled bool `mapstructure:"enabled"`
+	// Keep the protection for 24 hours after it is disabled. Implies `enabled`.
+	WithCooldown bool `mapstructure:"with_cooldown" required:"false"`
+}
+
+// TargetConfig is one `target` block: an account that gets its own copy,
+// encrypted under its own key, in each of its regions. Fields left unset take
+// the top-level value of the same name.
+//
+// ```hcl
+//
+//	target {
+//	  account_id  = "444444444444"
+//	  regions     = ["us-east-1", "eu-west-1"]
+//	  external_id = "amicrypt-demo"
+//	  kms_key_id  = "alias/amicrypt-target"
+//	}
+//
+// ```
+type TargetConfig struct {
+	// The 12-digit ID of the account that receives copies.
+	AccountID string `mapstructure:"account_id" required:"true"`
+	// Regions of this account that receive a copy. Defaults to the top-level
+	// `regions`, else to the region(s) of the source AMI.
+	Regions []string `mapstructure:"regions" required:"false"`
+	// The role amicrypt assumes in this account to copy. Defaults to
+	// `arn:aws:iam::ACCOUNT_ID:role/ROLE_NAME` with the top-level `role_name`.
+	RoleARN string `mapstructure:"role_arn" required:"false"`
+	// The external ID the role's trust policy requires, if any.
+	ExternalID string `mapstructure:"external_id" required:"false"`
+	// The key that encrypts this account's copies: an alias name
+	// (`alias/amicrypt-target`, resolved in this account and each region), an
+	// alias ARN or a key ARN owned by this account. Never the source
+	// account's key.
+	KmsKeyID string `mapstructure:"kms_key_id" required:"false"`
+	// Per-region keys, region name to key; wins over `kms_key_id`.
+	RegionKmsKeyIDs map[string]string `mapstructure:"region_kms_key_ids" required:"false"`
+	// Account IDs in this account's organisation that may launch the copy.
+	AMIUsers []string `mapstructure:"ami_users" required:"false"`
+	// Organization ARNs that may launch the copy.
+	AMIOrgArns []string `mapstructure:"ami_org_arns" required:"false"`
+	// Organizational unit ARNs that may launch the copy.
+	AMIOuArns []string `mapstructure:"ami_ou_arns" required:"false"`
+}
 
 // Config is the amicrypt-copy configuration.
 type Config struct {
 	common.PackerConfig `mapstructure:",squash"`
-	// The AWS region of the source AMI.
-	Region string `mapstructure:"region"`
-	ctx    interpolate.Context
+	// The access settings of the account that owns the source AMI, with the
+	// Amazon plugin's field names. `region` defaults to the source AMI's.
+	awsauth.AccessConfig `mapstructure:",squash"`
+
+	// One block per account that receives copies. At least one.
+	Targets []TargetConfig `mapstructure:"target" required:"true"`
+	// Default regions of every target.
+	Regions []string `mapstructure:"regions" required:"false"`
+	// Default role name of every target: the role assumed is
+	// `arn:aws:iam::ACCOUNT_ID:role/ROLE_NAME`.
+	RoleName string `mapstructure:"role_name" required:"false"`
+	// Default external ID of every target's role.
+	ExternalID string `mapstructure:"external_id" required:"false"`
+	// Default key of every target; an alias name is resolved in each target
+	// account and region, so `alias/amicrypt-target` picks each account's own key.
+	KmsKeyID string `mapstructure:"kms_key_id" required:"false"`
+	// Default per-region keys of every target.
+	RegionKmsKeyIDs map[string]string `mapstructure:"region_kms_key_ids" required:"false"`
+	// Default `ami_users` of every target.
+	AMIUsers []string `mapstructure:"ami_users" required:"false"`
+	// Default `ami_org_arns` of every target.
+	AMIOrgArns []string `mapstructure:"ami_org_arns" required:"false"`
+	// Default `ami_ou_arns` of every target.
+	AMIOuArns []string `mapstructure:"ami_ou_arns" required:"false"`
+
+	// The name of each copy, a template with `{{ .SourceAMIName }}`,
+	// `{{ .SourceAMI }}`, `{{ .Account }}`, `{{ .Region }}` and Packer's
+	// functions such as `{{ timestamp }}`. Defaults to
+	// `{{ .SourceAMIName }}-{{ .Account }}`.
+	AMIName string `mapstructure:"ami_name" required:"false"`
+	// The description of each copy, a template like `ami_name`. Defaults to
+	// the source AMI's description.
+	AMIDescription string `mapstructure:"ami_description" required:"false"`
+	// Tags added to each copy, on top of the source AMI's own tags and the
+	// provenance tags.
+	Tags map[string]string `mapstructure:"tags" required:"false"`
+	// Tags added to each copy's snapshots, on top of the source's tags and
+	// the provenance tags.
+	SnapshotTags map[string]string `mapstructure:"snapshot_tags" required:"false"`
+	// When the copies become deprecated, RFC 3339 (`2027-01-01T00:00:00Z`).
+	DeprecateAt string `mapstructure:"deprecate_at" required:"false"`
+	// Deregistration protection of the copies.
+	DeregistrationProtection DeregistrationProtectionOptions `mapstructure:"deregistration_protection" required:"false"`
+
+	// How many copies run at once in all. Defaults to 10.
+	CopyConcurrency int `mapstructure:"copy_concurrency" required:"false"`
+	// How many copies run at once in one account-region, below the
+	// concurrent AMI copy quota. Defaults to 5.
+	DestinationCopyLimit int `mapstructure:"destination_copy_limit" required:"false"`
+	// What happens to the copies made when any copy fails or the run is
+	// interrupted: `rollback` (default) deregisters them and deletes their
+	// snapshots; `keep` keeps and reports them.
+	OnFailure string `mapstructure:"on_failure" required:"false"`
+	// A JSON file listing every copy, successful or not, with its reason.
+	ManifestOutput string `mapstructure:"manifest_output" required:"false"`
+	// How long a new grant on a source key may take to work in a target
+	// account (AWS: up to about five minutes). Defaults to `5m`.
+	GrantPropagationTimeout string `mapstructure:"grant_propagation_timeout" required:"false"`
+
+	// A customer-managed key of the source account. When the source AMI is
+	// under an AWS-managed key, which can't be shared, it is first
+	// re-encrypted in the source account under this key; the transit copy is
+	// deleted at the end.
+	TransitKmsKeyID string `mapstructure:"transit_kms_key_id" required:"false"`
+	// Let each target account's `AWSServiceRoleForAutoScaling` use the
+	// target key, through a grant made in that account, so Auto Scaling
+	// launches don't end in `Client.InternalError: Client error on launch`.
+	GrantAutoscalingRole bool `mapstructure:"grant_autoscaling_role" required:"false"`
+	// Create the target key and its alias where the alias is missing, with a
+	// key policy for the account and its Auto Scaling role. Needs an alias
+	// name as the key. Off by default.
+	CreateMissingKeys bool `mapstructure:"create_missing_keys" required:"false"`
+
+	grantPropagation time.Duration
+	ctx              interpolate.Context
 }
 
-// Prepare decodes and validates the configuration.
+var (
+	accountPattern  = regexp.MustCompile(`^\d{12}$`)
+	orgARNPattern   = regexp.MustCompile(`^arn:aws[a-z-]*:organizations::\d{12}:organization/o-[a-z0-9]{10,32}$`)
+	ouARNPattern    = regexp.MustCompile(`^arn:aws[a-z-]*:organizations::\d{12}:ou/o-[a-z0-9]{10,32}/ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}$`)
+	roleNamePattern = regexp.MustCompile(`^[\w+=,.@/-]{1,64}$`)
+	roleARNPattern  = regexp.MustCompile(`^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$`)
+	amiNamePattern  = regexp.MustCompile(`^[a-zA-Z0-9()\[\] ./\-'@_]{3,128}$`)
+)
+
+// provenanceTagKeys are written by amicrypt on every copy; templates may not
+// set them.
+var provenanceTagKeys = []string{TagSourceAMI, TagSourceAccount, TagSourceRegion, TagKMSKeyARN, TagEncrypted, TagCopiedFromAMI}
+
+// Provenance tags on every copy and its snapshots.
+const (
+	TagSourceAMI     = "amicrypt:source-ami"
+	TagSourceAccount = "amicrypt:source-account"
+	TagSourceRegion  = "amicrypt:source-region"
+	TagKMSKeyARN     = "amicrypt:kms-key-arn"
+	TagEncrypted     = "Encrypted"
+	TagCopiedFromAMI = "CopiedFromAMI"
+)
+
+// nameData is what ami_name and ami_description templates see.
+type nameData struct {
+	SourceAMIName string
+	SourceAMI     string
+	Account       string
+	Region        string
+}
+
+// Prepare decodes and validates the configuration. It makes no API call;
+// every problem found is reported at once, naming the field, the value and
+// the fix.
 func (c *Config) Prepare(raws ...interface{}) error {
-	return config.Decode(c, &config.DecodeOpts{PluginType: BuilderId, Interpolate: true, InterpolateContext: &c.ctx}, raws...)
+	err := config.Decode(c, &config.DecodeOpts{
+		PluginType:         BuilderId,
+		Interpolate:        true,
+		InterpolateContext: &c.ctx,
+		InterpolateFilter:  &interpolate.RenderFilter{Exclude: []string{"ami_name", "ami_description"}},
+	}, raws...)
+	if err != nil {
+		return err
+	}
+	var errs []error
+
+	// The source region defaults to the source AMI's, known only at run time.
+	regionFromArtifact := c.RawRegion == ""
+	if regionFromArtifact {
+		c.RawRegion = "us-east-1"
+	}
+	errs = append(errs, c.AccessConfig.Prepare()...)
+	if regionFromArtifact {
+		c.RawRegion = ""
+	}
+
+	errs = append(errs, c.prepareTargets()...)
+	errs = append(errs, c.prepareCopy()...)
+	errs = append(errs, c.prepareRunning()...)
+
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return nil
+}
+
+func (c *Config) prepareTargets() []error {
+	var errs []error
+	if len(c.Targets) == 0 {
+		errs = append(errs, errors.New(`target: no target block; add one per receiving account, e.g. target { account_id = "222222222222" }`))
+	}
+	errs = append(errs, validateRegions("regions", c.Regions)...)
+	if c.RoleName != "" && !roleNamePattern.MatchString(c.RoleName) {
+		errs = append(errs, fmt.Errorf("role_name: %q is not an IAM role name; use the name only, e.g. \"amicrypt-copy\" (use a target's role_arn for a full ARN)", c.RoleName))
+	}
+	errs = append(errs, validateKeyRefs("kms_key_id", "", c.KmsKeyID, c.RegionKmsKeyIDs, "region_kms_key_ids")...)
+	errs = append(errs, validateLaunchPermissions("", c.AMIUsers, c.AMIOrgArns, c.AMIOuArns)...)
+
+	seen := map[string]int{}
+	for i := range c.Targets {
+		t := &c.Targets[i]
+		field := fmt.Sprintf("target[%d]", i)
+		switch {
+		case t.AccountID == "":
+			errs = append(errs, fmt.Errorf(`%s.account_id: not set; set the 12-digit account ID, e.g. account_id = "222222222222"`, field))
+			continue
+		case !accountPattern.MatchString(t.AccountID):
+			errs = append(errs, fmt.Errorf("%s.account_id: %q is not a 12-digit AWS account ID; write it as a quoted string of 12 digits", field, t.AccountID))
+			continue
+		}
+		field = fmt.Sprintf("target[%d] (account %s)", i, t.AccountID)
+		if j, dup := seen[t.AccountID]; dup {
+			errs = append(errs, fmt.Errorf("%s: account %s also appears in target[%d]; merge the two blocks (list every region in one)", field, t.AccountID, j))
+		}
+		seen[t.AccountID] = i
+
+		errs = append(errs, validateRegions(field+".regions", t.Regions)...)
+		switch {
+		case t.RoleARN != "":
+			m := roleARNPattern.FindStringSubmatch(t.RoleARN)
+			if m == nil {
+				errs = append(errs, fmt.Errorf("%s.role_arn: %q is not a role ARN; use arn:aws:iam::%s:role/NAME", field, t.RoleARN, t.AccountID))
+			} else if m[1] != t.AccountID {
+				errs = append(errs, fmt.Errorf("%s.role_arn: %q is a role of account %s, not of %s; use a role in the target account, arn:aws:iam::%s:role/NAME", field, t.RoleARN, m[1], t.AccountID, t.AccountID))
+			}
+		case c.RoleName == "":
+			errs = append(errs, fmt.Errorf("%s.role_arn: not set and no top-level role_name; set role_arn = \"arn:aws:iam::%s:role/NAME\" or role_name = \"NAME\" at the top level", field, t.AccountID))
+		}
+		keyRef, regionKeys := t.effectiveKeys(c)
+		if keyRef == "" && len(regionKeys) == 0 {
+			errs = append(errs, fmt.Errorf("%s.kms_key_id: not set here nor at the top level; set kms_key_id = \"alias/NAME\" (resolved in each target account and region) or a key ARN of account %s", field, t.AccountID))
+		}
+		errs = append(errs, validateKeyRefs(field+".kms_key_id", t.AccountID, t.KmsKeyID, t.RegionKmsKeyIDs, field+".region_kms_key_ids")...)
+		// Top-level key ARNs must belong to each target that inherits them.
+		if t.KmsKeyID == "" && c.KmsKeyID != "" {
+			if acct := keyARNAccount(c.KmsKeyID); acct != "" && acct != t.AccountID {
+				errs = append(errs, fmt.Errorf("kms_key_id: %q is a key of account %s, but %s inherits it; every copy must be under a key its own account owns, so use an alias name (alias/NAME) at the top level or set kms_key_id in this target", c.KmsKeyID, acct, field))
+			}
+		}
+		for region, ref := range c.RegionKmsKeyIDs {
+			if _, own := t.RegionKmsKeyIDs[region]; own {
+				continue
+			}
+			if acct := keyARNAccount(ref); acct != "" && acct != t.AccountID {
+				errs = append(errs, fmt.Errorf("region_kms_key_ids[%q]: %q is a key of account %s, but %s inherits it; use an alias name or set region_kms_key_ids in this target", region, ref, acct, field))
+			}
+		}
+		if c.CreateMissingKeys {
+			for _, ref := range append([]string{keyRef}, mapValues(regionKeys)...) {
+				if ref != "" && !strings.HasPrefix(ref, "alias/") {
+					errs = append(errs, fmt.Errorf("%s.kms_key_id: %q is not an alias name, and create_missing_keys can only create a key behind an alias; use alias/NAME or turn create_missing_keys off", field, ref))
+				}
+			}
+		}
+		if t.ExternalID != "" && t.RoleARN == "" && c.RoleName == "" {
+			errs = append(errs, fmt.Errorf("%s.external_id: set without a role; set role_arn or role_name", field))
+		}
+		errs = append(errs, validateLaunchPermissions(field+".", t.AMIUsers, t.AMIOrgArns, t.AMIOuArns)...)
+	}
+	return errs
+}
+
+func (c *Config) prepareCopy() []error {
+	var errs []error
+	if c.AMIName == "" {
+		c.AMIName = DefaultAMIName
+	}
+	sample := nameData{SourceAMIName: "sample-source-name", SourceAMI: "ami-0123456789abcdef0", Account: "123456789012", Region: "us-east-1"}
+	if name, err := c.render(c.AMIName, sample); err != nil {
+		errs = append(errs, fmt.Errorf("ami_name: %q is not a valid template (%v); use e.g. \"{{ .SourceAMIName }}-{{ .Account }}\"", c.AMIName, err))
+	} else if !amiNamePattern.MatchString(name) {
+		errs = append(errs, fmt.Errorf("ami_name: %q renders to %q, not an AMI name: 3-128 letters, digits and ()[] ./-'@_ ; remove other characters (clean_resource_name helps)", c.AMIName, name))
+	}
+	if c.AMIDescription != "" {
+		if _, err := c.render(c.AMIDescription, sample); err != nil {
+			errs = append(errs, fmt.Errorf("ami_description: %q is not a valid template (%v); fix the template or use plain text", c.AMIDescription, err))
+		}
+	}
+	errs = append(errs, validateTags("tags", c.Tags)...)
+	errs = append(errs, validateTags("snapshot_tags", c.SnapshotTags)...)
+	if c.DeprecateAt != "" {
+		at, err := time.Parse(time.RFC3339, c.DeprecateAt)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("deprecate_at: %q is not an RFC 3339 time; use e.g. \"2027-01-31T00:00:00Z\"", c.DeprecateAt))
+		case !at.After(time.Now()):
+			errs = append(errs, fmt.Errorf("deprecate_at: %q is in the past; use a future time (AWS refuses past deprecation times)", c.DeprecateAt))
+		}
+	}
+	if c.DeregistrationProtection.WithCooldown {
+		c.DeregistrationProtection.Enabled = true
+	}
+	if c.TransitKmsKeyID != "" {
+		if err := validateKeyRef(c.TransitKmsKeyID); err != nil {
+			errs = append(errs, fmt.Errorf("transit_kms_key_id: %q %v", c.TransitKmsKeyID, err))
+		}
+	}
+	return errs
+}
+
+func (c *Config) prepareRunning() []error {
+	var errs []error
+	if c.CopyConcurrency < 0 {
+		errs = append(errs, fmt.Errorf("copy_concurrency: %d is negative; use a positive count, e.g. %d (the default)", c.CopyConcurrency, DefaultCopyConcurrency))
+	} else if c.CopyConcurrency == 0 {
+		c.CopyConcurrency = DefaultCopyConcurrency
+	}
+	if c.DestinationCopyLimit < 0 {
+		errs = append(errs, fmt.Errorf("destination_copy_limit: %d is negative; use a positive count below your concurrent AMI copy quota, e.g. %d", c.DestinationCopyLimit, DefaultDestinationCopyLimit))
+	} else if c.DestinationCopyLimit == 0 {
+		c.DestinationCopyLimit = DefaultDestinationCopyLimit
+	}
+	switch c.OnFailure {
+	case "":
+		c.OnFailure = OnFailureRollback
+	case OnFailureRollback, OnFailureKeep:
+	default:
+		errs = append(errs, fmt.Errorf("on_failure: %q is not an option; use %q (deregister this run's copies) or %q (keep and report them)", c.OnFailure, OnFailureRollback, OnFailureKeep))
+	}
+	c.grantPropagation = DefaultGrantPropagationTimeout
+	if c.GrantPropagationTimeout != "" {
+		d, err := time.ParseDuration(c.GrantPropagationTimeout)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("grant_propagation_timeout: %q is not a positive duration; use e.g. \"5m\"", c.GrantPropagationTimeout))
+		} else {
+			c.grantPropagation = d
+		}
+	}
+	if c.ManifestOutput != "" && strings.HasSuffix(c.ManifestOutput, "/") {
+		errs = append(errs, fmt.Errorf("manifest_output: %q is a directory; name a file, e.g. \"copies.json\"", c.ManifestOutput))
+	}
+	return errs
+}
+
+func (c *Config) render(tmpl string, data nameData) (string, error) {
+	ctx := c.ctx
+	ctx.Data = data
+	return interpolate.Render(tmpl, &ctx)
+}
+
+// effectiveKeys is the key of t with top-level defaults applied.
+func (t *TargetConfig) effectiveKeys(c *Config) (keyRef string, regionKeys map[string]string) {
+	keyRef = t.KmsKeyID
+	if keyRef == "" {
+		keyRef = c.KmsKeyID
+	}
+	regionKeys = map[string]string{}
+	for r, k := range c.RegionKmsKeyIDs {
+		regionKeys[r] = k
+	}
+	for r, k := range t.RegionKmsKeyIDs {
+		regionKeys[r] = k
+	}
+	return keyRef, regionKeys
+}
+
+func validateRegions(field string, regions []string) []error {
+	var errs []error
+	seen := map[string]bool{}
+	for _, r := range regions {
+		if !awsauth.ValidRegion(r) {
+			errs = append(errs, fmt.Errorf("%s: %q is not a region name; use names such as \"us-east-1\"", field, r))
+		}
+		if seen[r] {
+			errs = append(errs, fmt.Errorf("%s: %q is listed twice; list each region once", field, r))
+		}
+		seen[r] = true
+	}
+	return errs
+}
+
+var (
+	keyIDPattern    = regexp.MustCompile(`^(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$`)
+	aliasPattern    = regexp.MustCompile(`^alias/[a-zA-Z0-9/_-]{1,250}$`)
+	keyARNPattern   = regexp.MustCompile(`^arn:aws[a-z-]*:kms:([a-z]{2}(?:-[a-z]+)+-\d{1,2}):(\d{12}):(key/(?:mrk-[0-9a-f]{32}|[0-9a-f-]{36})|alias/[a-zA-Z0-9/_-]{1,250})$`)
+	awsAliasPattern = regexp.MustCompile(`(^|:)alias/aws/`)
+)
+
+// validateKeyRef checks the syntax of a KMS key reference; the error reads
+// after the quoted value.
+func validateKeyRef(ref string) error {
+	switch {
+	case awsAliasPattern.MatchString(ref):
+		return errors.New("is an AWS-managed key, which can't be shared or used by another account; create a customer-managed key and give its alias or ARN")
+	case aliasPattern.MatchString(ref), keyIDPattern.MatchString(ref), keyARNPattern.MatchString(ref):
+		return nil
+	default:
+		return errors.New("is not a KMS key reference; use an alias name (alias/NAME), an alias ARN or a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)")
+	}
+}
+
+// keyARNAccount is the account of a key or alias ARN, "" for other forms.
+func keyARNAccount(ref string) string {
+	if m := keyARNPattern.FindStringSubmatch(ref); m != nil {
+		return m[2]
+	}
+	return ""
+}
+
+// keyARNRegion is the region of a key or alias ARN, "" for other forms.
+func keyARNRegion(ref string) string {
+	if m := keyARNPattern.FindStringSubmatch(ref); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+func validateKeyRefs(field, account, keyRef string, regionKeys map[string]string, regionField string) []error {
+	var errs []error
+	check := func(f, ref, region string) {
+		if err := validateKeyRef(ref); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q %v", f, ref, err))
+			return
+		}
+		if account != "" {
+			if acct := keyARNAccount(ref); acct != "" && acct != account {
+				errs = append(errs, fmt.Errorf("%s: %q belongs to account %s, not %s; each copy must be under a key its own account owns: use alias/NAME or a key ARN of account %s", f, ref, acct, account, account))
+			}
+		}
+		if region != "" {
+			if r := keyARNRegion(ref); r != "" && r != region {
+				errs = append(errs, fmt.Errorf("%s: %q is in region %s, not %s; a key works only in its own region, so give the %s key", f, ref, r, region, region))
+			}
+		}
+	}
+	if keyRef != "" {
+		check(field, keyRef, "")
+	}
+	regions := mapKeys(regionKeys)
+	for _, region := range regions {
+		f := fmt.Sprintf("%s[%q]", regionField, region)
+		if !awsauth.ValidRegion(region) {
+			errs = append(errs, fmt.Errorf("%s: %q is not a region name; use names such as \"us-east-1\"", regionField, region))
+			continue
+		}
+		check(f, regionKeys[region], region)
+	}
+	return errs
+}
+
+func validateLaunchPermissions(prefix string, users, orgs, ous []string) []error {
+	var errs []error
+	for _, u := range users {
+		if !accountPattern.MatchString(u) {
+			errs = append(errs, fmt.Errorf("%sami_users: %q is not a 12-digit account ID; write each as a quoted string of 12 digits", prefix, u))
+		}
+	}
+	for _, o := range orgs {
+		if !orgARNPattern.MatchString(o) {
+			errs = append(errs, fmt.Errorf("%sami_org_arns: %q is not an organization ARN; use arn:aws:organizations::ACCOUNT:organization/o-ID", prefix, o))
+		}
+	}
+	for _, o := range ous {
+		if !ouARNPattern.MatchString(o) {
+			errs = append(errs, fmt.Errorf("%sami_ou_arns: %q is not an organizational unit ARN; use arn:aws:organizations::ACCOUNT:ou/o-ID/ou-ID", prefix, o))
+		}
+	}
+	return errs
+}
+
+func validateTags(field string, tags map[string]string) []error {
+	var errs []error
+	for _, k := range mapKeys(tags) {
+		v := tags[k]
+		switch {
+		case k == "" || len(k) > 128:
+			errs = append(errs, fmt.Errorf("%s: key %q must be 1-128 characters; shorten it", field, k))
+		case strings.HasPrefix(strings.ToLower(k), "aws:"):
+			errs = append(errs, fmt.Errorf("%s: key %q uses the reserved aws: prefix; choose another key", field, k))
+		case slices.Contains(provenanceTagKeys, k):
+			errs = append(errs, fmt.Errorf("%s: key %q is a provenance tag amicrypt sets itself; remove it or use another key", field, k))
+		case len(v) > 256:
+			errs = append(errs, fmt.Errorf("%s: value of %q is %d characters; AWS allows 256, shorten it", field, k, len(v)))
+		}
+	}
+	return errs
+}
+
+func mapKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func mapValues(m map[string]string) []string {
+	var out []string
+	for _, k := range mapKeys(m) {
+		out = append(out, m[k])
+	}
+	return out
 }

@@ -3,6 +3,7 @@
 package copy
 
 import (
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
 )
@@ -10,15 +11,48 @@ import (
 // FlatConfig is an auto-generated flat version of Config.
 // Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
 type FlatConfig struct {
-	PackerBuildName     *string           `mapstructure:"packer_build_name" cty:"packer_build_name" hcl:"packer_build_name"`
-	PackerBuilderType   *string           `mapstructure:"packer_builder_type" cty:"packer_builder_type" hcl:"packer_builder_type"`
-	PackerCoreVersion   *string           `mapstructure:"packer_core_version" cty:"packer_core_version" hcl:"packer_core_version"`
-	PackerDebug         *bool             `mapstructure:"packer_debug" cty:"packer_debug" hcl:"packer_debug"`
-	PackerForce         *bool             `mapstructure:"packer_force" cty:"packer_force" hcl:"packer_force"`
-	PackerOnError       *string           `mapstructure:"packer_on_error" cty:"packer_on_error" hcl:"packer_on_error"`
-	PackerUserVars      map[string]string `mapstructure:"packer_user_variables" cty:"packer_user_variables" hcl:"packer_user_variables"`
-	PackerSensitiveVars []string          `mapstructure:"packer_sensitive_variables" cty:"packer_sensitive_variables" hcl:"packer_sensitive_variables"`
-	Region              *string           `mapstructure:"region" cty:"region" hcl:"region"`
+	PackerBuildName          *string                              `mapstructure:"packer_build_name" cty:"packer_build_name" hcl:"packer_build_name"`
+	PackerBuilderType        *string                              `mapstructure:"packer_builder_type" cty:"packer_builder_type" hcl:"packer_builder_type"`
+	PackerCoreVersion        *string                              `mapstructure:"packer_core_version" cty:"packer_core_version" hcl:"packer_core_version"`
+	PackerDebug              *bool                                `mapstructure:"packer_debug" cty:"packer_debug" hcl:"packer_debug"`
+	PackerForce              *bool                                `mapstructure:"packer_force" cty:"packer_force" hcl:"packer_force"`
+	PackerOnError            *string                              `mapstructure:"packer_on_error" cty:"packer_on_error" hcl:"packer_on_error"`
+	PackerUserVars           map[string]string                    `mapstructure:"packer_user_variables" cty:"packer_user_variables" hcl:"packer_user_variables"`
+	PackerSensitiveVars      []string                             `mapstructure:"packer_sensitive_variables" cty:"packer_sensitive_variables" hcl:"packer_sensitive_variables"`
+	RawRegion                *string                              `mapstructure:"region" required:"true" cty:"region" hcl:"region"`
+	Profile                  *string                              `mapstructure:"profile" required:"false" cty:"profile" hcl:"profile"`
+	AccessKey                *string                              `mapstructure:"access_key" required:"false" cty:"access_key" hcl:"access_key"`
+	SecretKey                *string                              `mapstructure:"secret_key" required:"false" cty:"secret_key" hcl:"secret_key"`
+	Token                    *string                              `mapstructure:"token" required:"false" cty:"token" hcl:"token"`
+	SharedCredentialsFile    *string                              `mapstructure:"shared_credentials_file" required:"false" cty:"shared_credentials_file" hcl:"shared_credentials_file"`
+	AssumeRole               *awsauth.FlatAssumeRoleConfig        `mapstructure:"assume_role" required:"false" cty:"assume_role" hcl:"assume_role"`
+	CustomEndpointEc2        *string                              `mapstructure:"custom_endpoint_ec2" required:"false" cty:"custom_endpoint_ec2" hcl:"custom_endpoint_ec2"`
+	SkipCredsValidation      *bool                                `mapstructure:"skip_credential_validation" required:"false" cty:"skip_credential_validation" hcl:"skip_credential_validation"`
+	MaxRetries               *int                                 `mapstructure:"max_retries" required:"false" cty:"max_retries" hcl:"max_retries"`
+	PollingConfig            *awsauth.FlatPollingConfig           `mapstructure:"aws_polling" required:"false" cty:"aws_polling" hcl:"aws_polling"`
+	Targets                  []FlatTargetConfig                   `mapstructure:"target" required:"true" cty:"target" hcl:"target"`
+	Regions                  []string                             `mapstructure:"regions" required:"false" cty:"regions" hcl:"regions"`
+	RoleName                 *string                              `mapstructure:"role_name" required:"false" cty:"role_name" hcl:"role_name"`
+	ExternalID               *string                              `mapstructure:"external_id" required:"false" cty:"external_id" hcl:"external_id"`
+	KmsKeyID                 *string                              `mapstructure:"kms_key_id" required:"false" cty:"kms_key_id" hcl:"kms_key_id"`
+	RegionKmsKeyIDs          map[string]string                    `mapstructure:"region_kms_key_ids" required:"false" cty:"region_kms_key_ids" hcl:"region_kms_key_ids"`
+	AMIUsers                 []string                             `mapstructure:"ami_users" required:"false" cty:"ami_users" hcl:"ami_users"`
+	AMIOrgArns               []string                             `mapstructure:"ami_org_arns" required:"false" cty:"ami_org_arns" hcl:"ami_org_arns"`
+	AMIOuArns                []string                             `mapstructure:"ami_ou_arns" required:"false" cty:"ami_ou_arns" hcl:"ami_ou_arns"`
+	AMIName                  *string                              `mapstructure:"ami_name" required:"false" cty:"ami_name" hcl:"ami_name"`
+	AMIDescription           *string                              `mapstructure:"ami_description" required:"false" cty:"ami_description" hcl:"ami_description"`
+	Tags                     map[string]string                    `mapstructure:"tags" required:"false" cty:"tags" hcl:"tags"`
+	SnapshotTags             map[string]string                    `mapstructure:"snapshot_tags" required:"false" cty:"snapshot_tags" hcl:"snapshot_tags"`
+	DeprecateAt              *string                              `mapstructure:"deprecate_at" required:"false" cty:"deprecate_at" hcl:"deprecate_at"`
+	DeregistrationProtection *FlatDeregistrationProtectionOptions `mapstructure:"deregistration_protection" required:"false" cty:"deregistration_protection" hcl:"deregistration_protection"`
+	CopyConcurrency          *int                                 `mapstructure:"copy_concurrency" required:"false" cty:"copy_concurrency" hcl:"copy_concurrency"`
+	DestinationCopyLimit     *int                                 `mapstructure:"destination_copy_limit" required:"false" cty:"destination_copy_limit" hcl:"destination_copy_limit"`
+	OnFailure                *string                              `mapstructure:"on_failure" required:"false" cty:"on_failure" hcl:"on_failure"`
+	ManifestOutput           *string                              `mapstructure:"manifest_output" required:"false" cty:"manifest_output" hcl:"manifest_output"`
+	GrantPropagationTimeout  *string                              `mapstructure:"grant_propagation_timeout" required:"false" cty:"grant_propagation_timeout" hcl:"grant_propagation_timeout"`
+	TransitKmsKeyID          *string                              `mapstructure:"transit_kms_key_id" required:"false" cty:"transit_kms_key_id" hcl:"transit_kms_key_id"`
+	GrantAutoscalingRole     *bool                                `mapstructure:"grant_autoscaling_role" required:"false" cty:"grant_autoscaling_role" hcl:"grant_autoscaling_role"`
+	CreateMissingKeys        *bool                                `mapstructure:"create_missing_keys" required:"false" cty:"create_missing_keys" hcl:"create_missing_keys"`
 }
 
 // FlatMapstructure returns a new FlatConfig.
@@ -42,6 +76,103 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"packer_user_variables":      &hcldec.AttrSpec{Name: "packer_user_variables", Type: cty.Map(cty.String), Required: false},
 		"packer_sensitive_variables": &hcldec.AttrSpec{Name: "packer_sensitive_variables", Type: cty.List(cty.String), Required: false},
 		"region":                     &hcldec.AttrSpec{Name: "region", Type: cty.String, Required: false},
+		"profile":                    &hcldec.AttrSpec{Name: "profile", Type: cty.String, Required: false},
+		"access_key":                 &hcldec.AttrSpec{Name: "access_key", Type: cty.String, Required: false},
+		"secret_key":                 &hcldec.AttrSpec{Name: "secret_key", Type: cty.String, Required: false},
+		"token":                      &hcldec.AttrSpec{Name: "token", Type: cty.String, Required: false},
+		"shared_credentials_file":    &hcldec.AttrSpec{Name: "shared_credentials_file", Type: cty.String, Required: false},
+		"assume_role":                &hcldec.BlockSpec{TypeName: "assume_role", Nested: hcldec.ObjectSpec((*awsauth.FlatAssumeRoleConfig)(nil).HCL2Spec())},
+		"custom_endpoint_ec2":        &hcldec.AttrSpec{Name: "custom_endpoint_ec2", Type: cty.String, Required: false},
+		"skip_credential_validation": &hcldec.AttrSpec{Name: "skip_credential_validation", Type: cty.Bool, Required: false},
+		"max_retries":                &hcldec.AttrSpec{Name: "max_retries", Type: cty.Number, Required: false},
+		"aws_polling":                &hcldec.BlockSpec{TypeName: "aws_polling", Nested: hcldec.ObjectSpec((*awsauth.FlatPollingConfig)(nil).HCL2Spec())},
+		"target":                     &hcldec.BlockListSpec{TypeName: "target", Nested: hcldec.ObjectSpec((*FlatTargetConfig)(nil).HCL2Spec())},
+		"regions":                    &hcldec.AttrSpec{Name: "regions", Type: cty.List(cty.String), Required: false},
+		"role_name":                  &hcldec.AttrSpec{Name: "role_name", Type: cty.String, Required: false},
+		"external_id":                &hcldec.AttrSpec{Name: "external_id", Type: cty.String, Required: false},
+		"kms_key_id":                 &hcldec.AttrSpec{Name: "kms_key_id", Type: cty.String, Required: false},
+		"region_kms_key_ids":         &hcldec.AttrSpec{Name: "region_kms_key_ids", Type: cty.Map(cty.String), Required: false},
+		"ami_users":                  &hcldec.AttrSpec{Name: "ami_users", Type: cty.List(cty.String), Required: false},
+		"ami_org_arns":               &hcldec.AttrSpec{Name: "ami_org_arns", Type: cty.List(cty.String), Required: false},
+		"ami_ou_arns":                &hcldec.AttrSpec{Name: "ami_ou_arns", Type: cty.List(cty.String), Required: false},
+		"ami_name":                   &hcldec.AttrSpec{Name: "ami_name", Type: cty.String, Required: false},
+		"ami_description":            &hcldec.AttrSpec{Name: "ami_description", Type: cty.String, Required: false},
+		"tags":                       &hcldec.AttrSpec{Name: "tags", Type: cty.Map(cty.String), Required: false},
+		"snapshot_tags":              &hcldec.AttrSpec{Name: "snapshot_tags", Type: cty.Map(cty.String), Required: false},
+		"deprecate_at":               &hcldec.AttrSpec{Name: "deprecate_at", Type: cty.String, Required: false},
+		"deregistration_protection":  &hcldec.BlockSpec{TypeName: "deregistration_protection", Nested: hcldec.ObjectSpec((*FlatDeregistrationProtectionOptions)(nil).HCL2Spec())},
+		"copy_concurrency":           &hcldec.AttrSpec{Name: "copy_concurrency", Type: cty.Number, Required: false},
+		"destination_copy_limit":     &hcldec.AttrSpec{Name: "destination_copy_limit", Type: cty.Number, Required: false},
+		"on_failure":                 &hcldec.AttrSpec{Name: "on_failure", Type: cty.String, Required: false},
+		"manifest_output":            &hcldec.AttrSpec{Name: "manifest_output", Type: cty.String, Required: false},
+		"grant_propagation_timeout":  &hcldec.AttrSpec{Name: "grant_propagation_timeout", Type: cty.String, Required: false},
+		"transit_kms_key_id":         &hcldec.AttrSpec{Name: "transit_kms_key_id", Type: cty.String, Required: false},
+		"grant_autoscaling_role":     &hcldec.AttrSpec{Name: "grant_autoscaling_role", Type: cty.Bool, Required: false},
+		"create_missing_keys":        &hcldec.AttrSpec{Name: "create_missing_keys", Type: cty.Bool, Required: false},
+	}
+	return s
+}
+
+// FlatDeregistrationProtectionOptions is an auto-generated flat version of DeregistrationProtectionOptions.
+// Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
+type FlatDeregistrationProtectionOptions struct {
+	Enabled      *bool `mapstructure:"enabled" cty:"enabled" hcl:"enabled"`
+	WithCooldown *bool `mapstructure:"with_cooldown" required:"false" cty:"with_cooldown" hcl:"with_cooldown"`
+}
+
+// FlatMapstructure returns a new FlatDeregistrationProtectionOptions.
+// FlatDeregistrationProtectionOptions is an auto-generated flat version of DeregistrationProtectionOptions.
+// Where the contents a fields with a `mapstructure:,squash` tag are bubbled up.
+func (*DeregistrationProtectionOptions) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.Spec } {
+	return new(FlatDeregistrationProtectionOptions)
+}
+
+// HCL2Spec returns the hcl spec of a DeregistrationProtectionOptions.
+// This spec is used by HCL to read the fields of DeregistrationProtectionOptions.
+// The decoded values from this spec will then be applied to a FlatDeregistrationProtectionOptions.
+func (*FlatDeregistrationProtectionOptions) HCL2Spec() map[string]hcldec.Spec {
+	s := map[string]hcldec.Spec{
+		"enabled":       &hcldec.AttrSpec{Name: "enabled", Type: cty.Bool, Required: false},
+		"with_cooldown": &hcldec.AttrSpec{Name: "with_cooldown", Type: cty.Bool, Required: false},
+	}
+	return s
+}
+
+// FlatTargetConfig is an auto-generated flat version of TargetConfig.
+// Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
+type FlatTargetConfig struct {
+	AccountID       *string           `mapstructure:"account_id" required:"true" cty:"account_id" hcl:"account_id"`
+	Regions         []string          `mapstructure:"regions" required:"false" cty:"regions" hcl:"regions"`
+	RoleARN         *string           `mapstructure:"role_arn" required:"false" cty:"role_arn" hcl:"role_arn"`
+	ExternalID      *string           `mapstructure:"external_id" required:"false" cty:"external_id" hcl:"external_id"`
+	KmsKeyID        *string           `mapstructure:"kms_key_id" required:"false" cty:"kms_key_id" hcl:"kms_key_id"`
+	RegionKmsKeyIDs map[string]string `mapstructure:"region_kms_key_ids" required:"false" cty:"region_kms_key_ids" hcl:"region_kms_key_ids"`
+	AMIUsers        []string          `mapstructure:"ami_users" required:"false" cty:"ami_users" hcl:"ami_users"`
+	AMIOrgArns      []string          `mapstructure:"ami_org_arns" required:"false" cty:"ami_org_arns" hcl:"ami_org_arns"`
+	AMIOuArns       []string          `mapstructure:"ami_ou_arns" required:"false" cty:"ami_ou_arns" hcl:"ami_ou_arns"`
+}
+
+// FlatMapstructure returns a new FlatTargetConfig.
+// FlatTargetConfig is an auto-generated flat version of TargetConfig.
+// Where the contents a fields with a `mapstructure:,squash` tag are bubbled up.
+func (*TargetConfig) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.Spec } {
+	return new(FlatTargetConfig)
+}
+
+// HCL2Spec returns the hcl spec of a TargetConfig.
+// This spec is used by HCL to read the fields of TargetConfig.
+// The decoded values from this spec will then be applied to a FlatTargetConfig.
+func (*FlatTargetConfig) HCL2Spec() map[string]hcldec.Spec {
+	s := map[string]hcldec.Spec{
+		"account_id":         &hcldec.AttrSpec{Name: "account_id", Type: cty.String, Required: false},
+		"regions":            &hcldec.AttrSpec{Name: "regions", Type: cty.List(cty.String), Required: false},
+		"role_arn":           &hcldec.AttrSpec{Name: "role_arn", Type: cty.String, Required: false},
+		"external_id":        &hcldec.AttrSpec{Name: "external_id", Type: cty.String, Required: false},
+		"kms_key_id":         &hcldec.AttrSpec{Name: "kms_key_id", Type: cty.String, Required: false},
+		"region_kms_key_ids": &hcldec.AttrSpec{Name: "region_kms_key_ids", Type: cty.Map(cty.String), Required: false},
+		"ami_users":          &hcldec.AttrSpec{Name: "ami_users", Type: cty.List(cty.String), Required: false},
+		"ami_org_arns":       &hcldec.AttrSpec{Name: "ami_org_arns", Type: cty.List(cty.String), Required: false},
+		"ami_ou_arns":        &hcldec.AttrSpec{Name: "ami_ou_arns", Type: cty.List(cty.String), Required: false},
 	}
 	return s
 }

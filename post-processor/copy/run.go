@@ -1,0 +1,542 @@
+package copy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/hashicorp/packer-plugin-sdk/packer"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/fanout"
+)
+
+// Copy failures whose state reason says the copying account could not use
+// a key: on a fresh grant this is usually propagation, worth a retry.
+const kmsStateReasonPrefix = "Client.InvalidKMSKey"
+
+// copyAttempts bounds the copies of one job failed for a key reason.
+const copyAttempts = 3
+
+// cleanupTimeout bounds the cleanup that follows every run.
+const cleanupTimeout = 15 * time.Minute
+
+// autoscalingGrantName names the grant that lets a target account's Auto
+// Scaling role use the target key.
+const autoscalingGrantName = "amicrypt-autoscaling"
+
+// autoscalingOps are the key operations Auto Scaling needs to launch
+// instances from encrypted snapshots.
+var autoscalingOps = []kmstypes.GrantOperation{
+	kmstypes.GrantOperationEncrypt, kmstypes.GrantOperationDecrypt,
+	kmstypes.GrantOperationReEncryptFrom, kmstypes.GrantOperationReEncryptTo,
+	kmstypes.GrantOperationGenerateDataKey, kmstypes.GrantOperationGenerateDataKeyWithoutPlaintext,
+	kmstypes.GrantOperationDescribeKey, kmstypes.GrantOperationCreateGrant,
+}
+
+// runner carries out a checked plan.
+type runner struct {
+	cfg    *Config
+	ui     packer.Ui
+	plan   *plan
+	ledger fanout.Ledger
+	poll   *awsauth.PollingConfig
+	retry  fanout.Backoff // quota and propagation backoff
+
+	mu      sync.Mutex
+	waiters map[string]*ebs.ImageWaiter
+}
+
+func (r *runner) say(format string, args ...any) {
+	r.ui.Say("amicrypt-copy: " + fmt.Sprintf(format, args...))
+}
+
+// clientsFor returns the clients a job copies with.
+func (r *runner) clientsFor(j *job) *clients {
+	return r.plan.sess.Target(j.Target.Account, j.Target.RoleARN, j.Target.ExternalID, j.Region)
+}
+
+// waiter returns the batched image waiter of one account-region: all copies
+// waiting there share one DescribeImages per poll.
+func (r *runner) waiter(c *clients) *ebs.ImageWaiter {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	key := c.Account + "/" + c.Region
+	if w, ok := r.waiters[key]; ok {
+		return w
+	}
+	w := ebs.NewImageWaiter(c.EC2, r.poll)
+	r.waiters[key] = w
+	return w
+}
+
+// execute makes every change of the plan and always cleans up. It returns
+// the first error; each job carries its own outcome.
+func (r *runner) execute(ctx context.Context) error {
+	err := r.change(ctx)
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+
+	// Cleanup runs even after Ctrl-C, so it gets a context of its own.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	var cleanupErrs []error
+	if len(r.ledger.Pending(fanout.Cleanup)) > 0 {
+		r.say("cleaning up: removing this run's shares and grants in the source account")
+	}
+	if done, cerr := r.ledger.Unwind(cctx, fanout.Cleanup); cerr != nil {
+		cleanupErrs = append(cleanupErrs, cerr)
+	} else {
+		for _, d := range done {
+			r.say("  undone: %s", d.What)
+		}
+	}
+	if err != nil {
+		for _, j := range r.plan.jobs {
+			if j.State == "planned" {
+				j.State = "not started"
+				if j.Reason == "" && ctx.Err() != nil {
+					j.Reason = "interrupted before it started"
+				}
+			}
+		}
+		if r.cfg.OnFailure == OnFailureRollback {
+			if len(r.ledger.Pending(fanout.Rollback)) > 0 {
+				r.say("rolling back: deregistering this run's copies and deleting their snapshots (on_failure = %q)", OnFailureRollback)
+			}
+			done, rerr := r.ledger.Unwind(cctx, fanout.Rollback)
+			for _, d := range done {
+				r.say("  rolled back: %s", d.What)
+			}
+			if rerr != nil {
+				cleanupErrs = append(cleanupErrs, rerr)
+			}
+			for _, j := range r.plan.jobs {
+				if j.Made && !r.pendingRollback(j) {
+					j.Reason = strings.TrimPrefix(j.Reason+"; ", "; ") + "rolled back (was " + j.State + ")"
+					j.State = "rolled back"
+				}
+			}
+		} else {
+			for _, j := range r.plan.jobs {
+				if j.Made && j.State != "available" {
+					r.say("  kept (on_failure = %q): %s in %s is %s", OnFailureKeep, j.ImageID, j.Dest(), j.State)
+				}
+			}
+		}
+	}
+	if len(cleanupErrs) > 0 {
+		left := append(r.ledger.Pending(fanout.Cleanup), r.ledger.Pending(fanout.Rollback)...)
+		var what []string
+		for _, e := range left {
+			what = append(what, e.What)
+		}
+		cerr := fmt.Errorf("amicrypt-copy: cleanup incomplete; undo these by hand: %s: %w", strings.Join(what, "; "), errors.Join(cleanupErrs...))
+		return errors.Join(err, cerr)
+	}
+	return err
+}
+
+func (r *runner) pendingRollback(j *job) bool {
+	for _, e := range r.ledger.Pending(fanout.Rollback) {
+		if strings.Contains(e.What, j.ImageID) {
+			return true
+		}
+	}
+	return false
+}
+
+// change is the part of the run that changes things: keys, transit copies,
+// shares, grants, copies and what follows them.
+func (r *runner) change(ctx context.Context) error {
+	if err := r.createKeys(ctx); err != nil {
+		return err
+	}
+	for _, src := range r.plan.sources {
+		if src.TransitKey != "" && r.used(src) {
+			if err := r.transit(ctx, src); err != nil {
+				return err
+			}
+		}
+	}
+	for _, src := range r.plan.sources {
+		if err := r.share(ctx, src); err != nil {
+			return err
+		}
+	}
+	var jobs []fanout.Job[*job]
+	for _, j := range r.plan.jobs {
+		jobs = append(jobs, fanout.Job[*job]{Dest: fanout.Dest{Account: j.Target.Account, Region: j.Region}, Item: j})
+	}
+	results := fanout.Run(ctx, r.cfg.CopyConcurrency, fanout.NewLimiter(r.cfg.DestinationCopyLimit), jobs,
+		func(ctx context.Context, fj fanout.Job[*job]) error { return r.copyOne(ctx, fj.Item) })
+	for _, res := range results {
+		if res.Err != nil && res.Item.Reason == "" {
+			res.Item.Reason = res.Err.Error()
+		}
+	}
+	return fanout.Errors(results)
+}
+
+func (r *runner) used(src *source) bool {
+	for _, j := range r.plan.jobs {
+		if j.Source == src {
+			return true
+		}
+	}
+	return false
+}
+
+// createKeys creates the missing target keys (create_missing_keys).
+func (r *runner) createKeys(ctx context.Context) error {
+	created := map[string]string{} // account/region/alias → key ARN
+	for _, j := range r.plan.jobs {
+		if !j.CreateKey {
+			continue
+		}
+		id := j.Dest() + "/" + j.KeyRef
+		if arn, ok := created[id]; ok {
+			j.KeyARN = arn
+			continue
+		}
+		tc := r.clientsFor(j)
+		out, err := tc.KMS.CreateKey(ctx, &kms.CreateKeyInput{
+			Description: aws.String("amicrypt: encrypts the AMI copies of account " + j.Target.Account),
+			Policy:      aws.String(targetKeyPolicy(j.Target.Account)),
+			Tags:        []kmstypes.Tag{{TagKey: aws.String("amicrypt:created-by"), TagValue: aws.String("amicrypt-copy")}},
+		})
+		if err != nil {
+			j.Reason = err.Error()
+			return fmt.Errorf("%s: creating the missing key %s: %w", j.Dest(), j.KeyRef, err)
+		}
+		arn := aws.ToString(out.KeyMetadata.Arn)
+		if _, err := tc.KMS.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String(j.KeyRef), TargetKeyId: aws.String(arn)}); err != nil {
+			j.Reason = err.Error()
+			return fmt.Errorf("%s: naming the new key %s %s: %w", j.Dest(), arn, j.KeyRef, err)
+		}
+		r.say("%s: created key %s with alias %s", j.Dest(), arn, j.KeyRef)
+		created[id] = arn
+		j.KeyARN = arn
+	}
+	return nil
+}
+
+// targetKeyPolicy is the policy of a key create_missing_keys makes: the
+// account administers it, and its Auto Scaling role may use it.
+func targetKeyPolicy(account string) string {
+	policy := map[string]any{
+		"Version": "2012-10-17",
+		"Statement": []map[string]any{
+			{
+				"Sid": "AccountAdministers", "Effect": "Allow",
+				"Principal": map[string]string{"AWS": "arn:aws:iam::" + account + ":root"},
+				"Action":    "kms:*", "Resource": "*",
+			},
+			{
+				"Sid": "AutoScalingUses", "Effect": "Allow",
+				"Principal": map[string]string{"AWS": autoscalingRole(account)},
+				"Action":    []string{"kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey", "kms:CreateGrant"},
+				"Resource":  "*",
+			},
+		},
+	}
+	b, _ := json.Marshal(policy) // a literal map always marshals
+	return string(b)
+}
+
+func autoscalingRole(account string) string {
+	return "arn:aws:iam::" + account + ":role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+}
+
+// transit re-encrypts a source AMI under the transit key in the source
+// account, because its AWS-managed key can't be shared.
+func (r *runner) transit(ctx context.Context, src *source) error {
+	sc := r.plan.sess.Source(src.Region)
+	r.say("source %s: %s is under the AWS-managed key %s; re-encrypting it under the transit key %s", src.Region, src.ImageID, src.AWSManagedKey, src.TransitKey)
+	id, err := ebs.CopyImageEncrypted(ctx, sc.EC2, ebs.CopyImageSpec{
+		SourceImageID: src.ImageID, SourceRegion: src.Region,
+		Name:        "amicrypt-transit-" + src.ImageID,
+		Description: "amicrypt transit copy of " + src.ImageID + "; deleted when amicrypt-copy ends",
+		KmsKeyID:    src.TransitKey,
+		ClientToken: clientToken(src.ImageID, r.plan.sess.SourceAccount, src.Region, src.TransitKey, 0),
+		Tags:        map[string]string{"amicrypt:transit-for": src.ImageID},
+	})
+	if err != nil {
+		return fmt.Errorf("source %s: transit copy of %s: %w", src.Region, src.ImageID, err)
+	}
+	r.ledger.Add(fanout.Cleanup, fmt.Sprintf("transit copy %s in %s/%s", id, r.plan.sess.SourceAccount, src.Region),
+		func(ctx context.Context) error { return ebs.DeleteImageAndSnapshots(ctx, sc.EC2, id) })
+	img, err := r.waiter(sc).Wait(ctx, id, nil)
+	if err != nil {
+		return fmt.Errorf("source %s: transit copy %s: %w", src.Region, id, err)
+	}
+	src.Shared = id
+	src.SharedSnaps = ebs.ImageSnapshotIDs(img)
+	r.say("source %s: transit copy %s is available", src.Region, id)
+	return nil
+}
+
+// share gives exactly the target accounts that copy from src what they
+// need: a launch permission, createVolume permissions and a grant on each
+// key. Only what this run adds is recorded for removal.
+func (r *runner) share(ctx context.Context, src *source) error {
+	var accounts []string
+	roles := map[string]string{}
+	for _, j := range r.plan.jobs {
+		if j.Source == src && !j.Target.IsSource && j.Existing == "" {
+			if _, ok := roles[j.Target.Account]; !ok {
+				accounts = append(accounts, j.Target.Account)
+			}
+			roles[j.Target.Account] = j.Target.RoleARN
+		}
+	}
+	if len(accounts) == 0 {
+		return nil
+	}
+	sort.Strings(accounts)
+	sc := r.plan.sess.Source(src.Region)
+	account := r.plan.sess.SourceAccount
+
+	attr, err := sc.EC2.DescribeImageAttribute(ctx, &ec2.DescribeImageAttributeInput{ImageId: aws.String(src.Shared), Attribute: ec2types.ImageAttributeNameLaunchPermission})
+	if err != nil {
+		return fmt.Errorf("source %s: reading the launch permissions of %s: %w", src.Region, src.Shared, err)
+	}
+	had := map[string]bool{}
+	for _, lp := range attr.LaunchPermissions {
+		had[aws.ToString(lp.UserId)] = true
+	}
+	if add := missing(accounts, had); len(add) > 0 {
+		if err := ebs.ShareImage(ctx, sc.EC2, src.Shared, ebs.Sharing{Users: add}); err != nil {
+			return fmt.Errorf("source %s: %w", src.Region, err)
+		}
+		r.ledger.Add(fanout.Cleanup, fmt.Sprintf("launch permission on %s (%s/%s) for %s", src.Shared, account, src.Region, strings.Join(add, ", ")),
+			func(ctx context.Context) error {
+				return ebs.UnshareImage(ctx, sc.EC2, src.Shared, ebs.Sharing{Users: add})
+			})
+		r.say("source %s: %s may be launched by %s until the copies are done", src.Region, src.Shared, strings.Join(add, ", "))
+	}
+	for _, snap := range src.SharedSnaps {
+		attr, err := sc.EC2.DescribeSnapshotAttribute(ctx, &ec2.DescribeSnapshotAttributeInput{SnapshotId: aws.String(snap), Attribute: ec2types.SnapshotAttributeNameCreateVolumePermission})
+		if err != nil {
+			return fmt.Errorf("source %s: reading the createVolume permissions of %s: %w", src.Region, snap, err)
+		}
+		had := map[string]bool{}
+		for _, p := range attr.CreateVolumePermissions {
+			had[aws.ToString(p.UserId)] = true
+		}
+		if add := missing(accounts, had); len(add) > 0 {
+			if err := ebs.ShareSnapshot(ctx, sc.EC2, snap, add); err != nil {
+				return fmt.Errorf("source %s: %w", src.Region, err)
+			}
+			r.ledger.Add(fanout.Cleanup, fmt.Sprintf("createVolume permission on %s (%s/%s) for %s", snap, account, src.Region, strings.Join(add, ", ")),
+				func(ctx context.Context) error { return ebs.UnshareSnapshot(ctx, sc.EC2, snap, add) })
+		}
+	}
+	for _, keyARN := range src.SharedKeys {
+		for _, acct := range accounts {
+			g, err := ebs.CreateGrant(ctx, sc.KMS, ebs.GrantSpec{
+				KeyARN: keyARN, GranteePrincipal: roles[acct], RetiringPrincipal: r.plan.sess.SourcePrincipal,
+				Operations: ebs.CrossAccountCopyOps, Name: grantName(src.ImageID, acct),
+			})
+			if err != nil {
+				return fmt.Errorf("source %s: %w", src.Region, err)
+			}
+			r.ledger.Add(fanout.Cleanup, fmt.Sprintf("grant %s (%s) on %s for %s", g.ID, grantName(src.ImageID, acct), keyARN, roles[acct]),
+				func(ctx context.Context) error { return ebs.RetireGrant(ctx, sc.KMS, g) })
+		}
+		r.say("source %s: granted %s use of %s until the copies are done", src.Region, strings.Join(accounts, ", "), keyARN)
+	}
+	return nil
+}
+
+func missing(want []string, had map[string]bool) []string {
+	var out []string
+	for _, w := range want {
+		if !had[w] {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// copyOne makes (or finds) the copy of one job and finishes it.
+func (r *runner) copyOne(ctx context.Context, j *job) error {
+	j.Started = time.Now()
+	defer func() { j.Finished = time.Now() }()
+	tc := r.clientsFor(j)
+	fail := func(state string, err error) error {
+		j.State, j.Reason = state, err.Error()
+		r.say("%s: %s %s: %s", j.Dest(), orDash(j.ImageID), state, j.Reason)
+		return fmt.Errorf("%s: %w", j.Dest(), err)
+	}
+
+	if j.Existing != "" {
+		j.ImageID = j.Existing
+		r.say("%s: %s already made by an earlier run (provenance tags match); reusing it", j.Dest(), j.ImageID)
+		if _, err := r.waiter(tc).Wait(ctx, j.ImageID, nil); err != nil {
+			return fail(waitState(err), err)
+		}
+	} else {
+		if !j.Target.IsSource {
+			if err := r.awaitGrant(ctx, tc, j); err != nil {
+				return fail("failed", err)
+			}
+		}
+		if err := r.copyWithRetries(ctx, tc, j); err != nil {
+			return fail(waitState(err), err)
+		}
+	}
+	if err := r.finish(ctx, tc, j); err != nil {
+		return fail("available", err)
+	}
+	j.State = "available"
+	r.say("%s: %s available under %s (%s)", j.Dest(), j.ImageID, j.KeyARN, time.Since(j.Started).Round(time.Millisecond))
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// waitState is the state a job is left in after err.
+func waitState(err error) string {
+	var se *ebs.StateError
+	switch {
+	case errors.As(err, &se):
+		return se.State
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "interrupted"
+	default:
+		return "failed"
+	}
+}
+
+// awaitGrant waits until the target role can use every shared source key:
+// a grant takes up to about five minutes to work, and a copy started
+// before would fail.
+func (r *runner) awaitGrant(ctx context.Context, tc *clients, j *job) error {
+	gctx, cancel := context.WithTimeout(ctx, r.cfg.grantPropagation)
+	defer cancel()
+	for _, keyARN := range j.Source.SharedKeys {
+		err := r.retry.Retry(gctx, func(err error) bool { return fanout.IsCode(err, "AccessDeniedException", "NotFoundException") },
+			nil,
+			func(ctx context.Context) error {
+				_, err := tc.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(keyARN)})
+				return err
+			})
+		if err != nil {
+			return fmt.Errorf("the grant on source key %s did not take effect for %s within %s (grant_propagation_timeout): %w", keyARN, j.Target.RoleARN, r.cfg.grantPropagation, err)
+		}
+	}
+	return nil
+}
+
+// copyWithRetries starts the copy, backing off while the destination's
+// copy quota is full, and starts it again (bounded) when it fails because
+// a key could not be used yet.
+func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) error {
+	src := j.Source
+	prov := provenance(src, r.plan.sess.SourceAccount, j.KeyARN)
+	spec := ebs.CopyImageSpec{
+		SourceImageID: src.Shared, SourceRegion: src.Region,
+		Name: j.Name, Description: j.Description, KmsKeyID: j.KeyARN,
+		Tags:         copyTags(src.Tags, r.cfg.Tags, prov),
+		SnapshotTags: copyTags(src.Tags, r.cfg.SnapshotTags, prov),
+	}
+	for attempt := 0; ; attempt++ {
+		spec.ClientToken = clientToken(src.ImageID, j.Target.Account, j.Region, j.KeyARN, attempt)
+		var id string
+		err := r.retry.Retry(ctx, fanout.QuotaFull,
+			func(n int, err error, pause time.Duration) {
+				r.say("%s: the concurrent copy quota is full (%s); trying again in %s", j.Dest(), fanout.ErrorCode(err), pause.Round(time.Millisecond))
+			},
+			func(ctx context.Context) (err error) {
+				id, err = ebs.CopyImageEncrypted(ctx, tc.EC2, spec)
+				return err
+			})
+		if err != nil {
+			return err
+		}
+		j.ImageID, j.Made, j.State = id, true, "pending"
+		forget := r.ledger.Add(fanout.Rollback, fmt.Sprintf("copy %s in %s", id, j.Dest()),
+			func(ctx context.Context) error { return ebs.DeleteImageWhenSettled(ctx, tc.EC2, r.poll, id) })
+		r.say("%s: copying %s (%s) as %s under %s", j.Dest(), src.Shared, src.Region, id, j.KeyARN)
+		_, err = r.waiter(tc).Wait(ctx, id, nil)
+		if err == nil {
+			return nil
+		}
+		var se *ebs.StateError
+		if !errors.As(err, &se) || !strings.HasPrefix(se.Reason, kmsStateReasonPrefix) || attempt+1 >= copyAttempts || j.Target.IsSource {
+			return err
+		}
+		r.say("%s: %s failed: %s: %s; a new grant may not have taken effect yet, copying again", j.Dest(), id, se.Reason, se.Message)
+		if derr := ebs.DeleteImageAndSnapshots(ctx, tc.EC2, id); derr != nil {
+			return errors.Join(err, derr)
+		}
+		forget()
+		pause := r.retry.Pause(attempt + 1)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+	}
+}
+
+// finish applies what follows a copy in the target account: launch
+// permissions, deprecation, deregistration protection, Auto Scaling grant.
+func (r *runner) finish(ctx context.Context, tc *clients, j *job) error {
+	if !j.Target.Sharing.Empty() {
+		if err := ebs.ShareImage(ctx, tc.EC2, j.ImageID, j.Target.Sharing); err != nil {
+			return err
+		}
+	}
+	if r.cfg.DeprecateAt != "" {
+		at, _ := time.Parse(time.RFC3339, r.cfg.DeprecateAt) // validated in Prepare
+		if err := ebs.DeprecateImage(ctx, tc.EC2, j.ImageID, at); err != nil {
+			return err
+		}
+	}
+	if r.cfg.DeregistrationProtection.Enabled {
+		if err := ebs.ProtectImage(ctx, tc.EC2, j.ImageID, r.cfg.DeregistrationProtection.WithCooldown); err != nil {
+			return err
+		}
+	}
+	if r.cfg.GrantAutoscalingRole {
+		return r.grantAutoscaling(ctx, tc, j)
+	}
+	return nil
+}
+
+// grantAutoscaling lets the target account's Auto Scaling role use the
+// target key, once (found again by name on reruns). The grant is made from
+// the target account, as AWS requires for a service-linked role.
+func (r *runner) grantAutoscaling(ctx context.Context, tc *clients, j *job) error {
+	grantee := autoscalingRole(j.Target.Account)
+	grants, err := tc.KMS.ListGrants(ctx, &kms.ListGrantsInput{KeyId: aws.String(j.KeyARN)})
+	if err != nil {
+		return fmt.Errorf("listing the grants of %s: %w", j.KeyARN, err)
+	}
+	for _, g := range grants.Grants {
+		if aws.ToString(g.Name) == autoscalingGrantName && aws.ToString(g.GranteePrincipal) == grantee {
+			return nil
+		}
+	}
+	_, err = ebs.CreateGrant(ctx, tc.KMS, ebs.GrantSpec{KeyARN: j.KeyARN, GranteePrincipal: grantee, Operations: autoscalingOps, Name: autoscalingGrantName})
+	return err
+}

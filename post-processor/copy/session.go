@@ -1,0 +1,129 @@
+package copy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
+)
+
+// ec2API is what amicrypt-copy needs of EC2: internal/ebs's verbs plus the
+// attribute reads that tell which shares already existed.
+type ec2API interface {
+	ebs.EC2API
+	DescribeImageAttribute(context.Context, *ec2.DescribeImageAttributeInput, ...func(*ec2.Options)) (*ec2.DescribeImageAttributeOutput, error)
+	DescribeSnapshotAttribute(context.Context, *ec2.DescribeSnapshotAttributeInput, ...func(*ec2.Options)) (*ec2.DescribeSnapshotAttributeOutput, error)
+	DescribeRegions(context.Context, *ec2.DescribeRegionsInput, ...func(*ec2.Options)) (*ec2.DescribeRegionsOutput, error)
+}
+
+// kmsAPI is what amicrypt-copy needs of KMS.
+type kmsAPI interface {
+	ebs.KMSAPI
+	ListGrants(context.Context, *kms.ListGrantsInput, ...func(*kms.Options)) (*kms.ListGrantsOutput, error)
+	CreateKey(context.Context, *kms.CreateKeyInput, ...func(*kms.Options)) (*kms.CreateKeyOutput, error)
+	CreateAlias(context.Context, *kms.CreateAliasInput, ...func(*kms.Options)) (*kms.CreateAliasOutput, error)
+}
+
+// clients are the API clients of one account in one region.
+type clients struct {
+	Account string
+	Region  string
+	EC2     ec2API
+	KMS     kmsAPI
+	cfg     aws.Config
+}
+
+// session hands out clients for the source account and, through
+// sts:AssumeRole, for each target account. Credentials of one account are
+// shared by all its regions.
+type session struct {
+	access *awsauth.AccessConfig
+	base   aws.Config // source credentials
+
+	SourceAccount string
+	// SourcePrincipal is the caller's IAM identity as key policies and
+	// grants name it (a user or role ARN).
+	SourcePrincipal string
+
+	mu      sync.Mutex
+	targets map[string]aws.Config // by account
+	cache   map[string]*clients   // by account/region
+}
+
+func newSession(ctx context.Context, access *awsauth.AccessConfig, region string) (*session, error) {
+	a := *access
+	if a.RawRegion == "" {
+		a.RawRegion = region
+	}
+	cfg, err := a.Config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := awsauth.CallerIdentity(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("source account: %w", err)
+	}
+	return &session{
+		access: &a, base: cfg,
+		SourceAccount: id.Account, SourcePrincipal: iamPrincipal(id.ARN),
+		targets: map[string]aws.Config{}, cache: map[string]*clients{},
+	}, nil
+}
+
+// iamPrincipal turns an STS caller ARN into the IAM principal key policies
+// and grants use: arn:aws:sts::A:assumed-role/R/S becomes arn:aws:iam::A:role/R.
+func iamPrincipal(arn string) string {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) == 6 && parts[2] == "sts" && strings.HasPrefix(parts[5], "assumed-role/") {
+		role := strings.SplitN(strings.TrimPrefix(parts[5], "assumed-role/"), "/", 2)[0]
+		return fmt.Sprintf("arn:%s:iam::%s:role/%s", parts[1], parts[4], role)
+	}
+	return arn
+}
+
+// Source returns the source account's clients in region.
+func (s *session) Source(region string) *clients {
+	return s.clients(s.SourceAccount, region, s.base)
+}
+
+// Target returns clients for account in region, as the role.
+func (s *session) Target(account, roleARN, externalID, region string) *clients {
+	s.mu.Lock()
+	cfg, ok := s.targets[account]
+	if !ok {
+		cfg = awsauth.AssumeRole(s.base, awsauth.RoleOptions{RoleARN: roleARN, ExternalID: externalID, SessionName: "amicrypt-copy"})
+		s.targets[account] = cfg
+	}
+	s.mu.Unlock()
+	return s.clients(account, region, cfg)
+}
+
+func (s *session) clients(account, region string, base aws.Config) *clients {
+	key := account + "/" + region
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.cache[key]; ok {
+		return c
+	}
+	cfg := base.Copy()
+	cfg.Region = region
+	c := &clients{
+		Account: account, Region: region, cfg: cfg,
+		EC2: ec2.NewFromConfig(cfg, s.access.EC2Options()),
+		KMS: kms.NewFromConfig(cfg),
+	}
+	s.cache[key] = c
+	return c
+}
+
+func awsauthCallerIdentity(ctx context.Context, c *clients) (string, error) {
+	id, err := awsauth.CallerIdentity(ctx, c.cfg)
+	return id.Account, err
+}
