@@ -1,14 +1,17 @@
 // Package ebs is the amicrypt-ebs builder: it launches and provisions like
-// amazon-ebs, then registers an AMI only from snapshots encrypted under a
-// customer-managed KMS key.
+// amazon-ebs, then registers an AMI only from snapshots encrypted under a customer-managed KMS key.
 package ebs
 
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
-	"github.com/hashicorp/packer-plugin-sdk/packer"
+	"github.com/hashicorp/packer-plugin-sdk/communicator"
+	"github.com/hashicorp/packer-plugin-sdk/multistep"
+	"github.com/hashicorp/packer-plugin-sdk/multistep/commonsteps"
+	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 )
 
 // BuilderId identifies artifacts made by this builder.
@@ -17,14 +20,86 @@ const BuilderId = "amicrypt.ebs"
 // Builder is the amicrypt-ebs builder.
 type Builder struct {
 	config Config
+	// clients replaces the AWS clients in tests; nil means real ones.
+	clients Clients
 }
 
 func (b *Builder) ConfigSpec() hcldec.ObjectSpec { return b.config.FlatMapstructure().HCL2Spec() }
 
 func (b *Builder) Prepare(raws ...interface{}) ([]string, []string, error) {
-	return nil, nil, b.config.Prepare(raws...)
+	generated, err := b.config.Prepare(raws...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return generated, nil, nil
 }
 
-func (b *Builder) Run(ctx context.Context, ui packer.Ui, hook packer.Hook) (packer.Artifact, error) {
-	return nil, errors.New("amicrypt-ebs: not implemented yet")
+func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook) (packersdk.Artifact, error) {
+	clients := b.clients
+	if clients == nil {
+		cfg, err := b.config.AccessConfig.Config(ctx)
+		if err != nil {
+			return nil, err
+		}
+		clients = newAWSClients(cfg, b.config.AccessConfig.EC2Options())
+	}
+	build := &buildState{config: &b.config, clients: clients}
+	state := new(multistep.BasicStateBag)
+	state.Put("build", build)
+	state.Put("config", &b.config)
+	state.Put("hook", hook)
+	state.Put("ui", ui)
+
+	runner := commonsteps.NewRunner(b.steps(), b.config.PackerConfig, ui)
+	runner.Run(ctx, state)
+
+	if err, ok := state.GetOk("error"); ok {
+		return nil, err.(error)
+	}
+	if _, ok := state.GetOk(multistep.StateCancelled); ok {
+		return nil, errors.New("build was cancelled")
+	}
+	if _, ok := state.GetOk(multistep.StateHalted); ok {
+		return nil, errors.New("build was halted")
+	}
+	amis := build.amiSnapshot()
+	if len(amis) == 0 {
+		return nil, fmt.Errorf("build finished without an AMI")
+	}
+	return &Artifact{
+		Amis:      amis,
+		KmsKeyARN: build.keyARN,
+		RegionKMS: build.regionKeys,
+		SourceAMI: *build.source.ImageId,
+		clients:   clients,
+		StateData: map[string]interface{}{"generated_data": state.Get("generated_data")},
+	}, nil
+}
+
+// steps is the build flow; see docs/builders/ebs.mdx.
+func (b *Builder) steps() []multistep.Step {
+	c := &b.config
+	steps := []multistep.Step{&stepPreflight{}, &stepSourceAMIInfo{}}
+	if !c.SkipLaunch {
+		steps = append(steps,
+			&stepKeyPair{},
+			&stepSecurityGroup{},
+			&stepRunInstance{},
+			&communicator.StepConnect{
+				Config:    &c.Comm,
+				Host:      instanceHost,
+				SSHConfig: c.Comm.SSHConfigFunc(),
+			},
+			&commonsteps.StepProvision{},
+			&stepStopInstance{},
+		)
+	}
+	return append(steps,
+		&stepCreateSnapshots{},
+		&stepEncryptSnapshots{},
+		&stepDeregister{},
+		&stepRegisterImage{},
+		&stepCopyRegions{},
+		&stepShare{},
+	)
 }

@@ -74,30 +74,6 @@ func FindImagesByName(ctx context.Context, client EC2API, owner, name string) ([
 	return imgs, nil
 }
 
-// FindImageByFilter returns the newest image matching the filters and owners,
-// or a *NotFoundError.
-func FindImageByFilter(ctx context.Context, client EC2API, owners []string, filters map[string]string) (*types.Image, error) {
-	in := &ec2.DescribeImagesInput{Owners: owners}
-	keys := make([]string, 0, len(filters))
-	for k := range filters {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		in.Filters = append(in.Filters, types.Filter{Name: aws.String(k), Values: []string{filters[k]}})
-	}
-	out, err := client.DescribeImages(ctx, in)
-	if err != nil {
-		return nil, fmt.Errorf("looking for a source image: %w", err)
-	}
-	if len(out.Images) == 0 {
-		return nil, &NotFoundError{Kind: "image", ID: fmt.Sprintf("matching filters %v owners %v", filters, owners)}
-	}
-	imgs := out.Images
-	sort.Slice(imgs, func(i, j int) bool { return aws.ToString(imgs[i].CreationDate) > aws.ToString(imgs[j].CreationDate) })
-	return &imgs[0], nil
-}
-
 // ImageSnapshotIDs lists the EBS snapshots behind an image.
 func ImageSnapshotIDs(img *types.Image) []string {
 	var ids []string
@@ -257,4 +233,44 @@ func DeleteImageAndSnapshots(ctx context.Context, client EC2API, imageID string)
 		}
 	}
 	return joinErrs(errs)
+}
+
+// FindImagesByFilter returns the images of the owners matching every filter
+// (name → one value, wildcards allowed), newest first.
+func FindImagesByFilter(ctx context.Context, client EC2API, owners []string, filters map[string]string) ([]types.Image, error) {
+	in := &ec2.DescribeImagesInput{Owners: owners}
+	keys := make([]string, 0, len(filters))
+	for k := range filters {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		in.Filters = append(in.Filters, types.Filter{Name: aws.String(k), Values: []string{filters[k]}})
+	}
+	out, err := client.DescribeImages(ctx, in)
+	if err != nil {
+		return nil, fmt.Errorf("looking for images matching %v: %w", filters, err)
+	}
+	imgs := out.Images
+	sort.Slice(imgs, func(i, j int) bool { return aws.ToString(imgs[i].CreationDate) > aws.ToString(imgs[j].CreationDate) })
+	return imgs, nil
+}
+
+// DeleteImageWhenSettled removes an image that may still be pending (a copy
+// abandoned mid-way): it waits for it to leave pending so its snapshots are
+// known, then deregisters it and deletes them. An image gone is no error.
+func DeleteImageWhenSettled(ctx context.Context, client EC2API, poll *awsauth.PollingConfig, imageID string) error {
+	img, err := FindImageByID(ctx, client, imageID)
+	if IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if img.State == types.ImageStatePending {
+		if _, err := WaitImageAvailable(ctx, client, poll, imageID, nil); err != nil && !IsStateError(err) && !IsNotFound(err) {
+			return fmt.Errorf("waiting to delete image %s: %w", imageID, err)
+		}
+	}
+	return DeleteImageAndSnapshots(ctx, client, imageID)
 }

@@ -128,3 +128,44 @@ func TerminateInstance(ctx context.Context, client EC2API, instanceID string) er
 	}
 	return nil
 }
+
+// FindVolumes returns the volumes by ID.
+func FindVolumes(ctx context.Context, client EC2API, volumeIDs []string) ([]types.Volume, error) {
+	out, err := client.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: volumeIDs})
+	if err != nil {
+		return nil, fmt.Errorf("describing volumes %v: %w", volumeIDs, err)
+	}
+	return out.Volumes, nil
+}
+
+// FindSubnet picks a subnet: by ID, or among those matching the filters (and
+// VPC) the one with the most free addresses when mostFree, else the only one.
+func FindSubnet(ctx context.Context, client EC2API, subnetID, vpcID string, filters map[string]string, mostFree bool) (*types.Subnet, error) {
+	in := &ec2.DescribeSubnetsInput{}
+	if subnetID != "" {
+		in.SubnetIds = []string{subnetID}
+	}
+	if vpcID != "" {
+		in.Filters = append(in.Filters, types.Filter{Name: aws.String("vpc-id"), Values: []string{vpcID}})
+	}
+	for k, v := range filters {
+		in.Filters = append(in.Filters, types.Filter{Name: aws.String(k), Values: []string{v}})
+	}
+	out, err := client.DescribeSubnets(ctx, in)
+	if err != nil {
+		return nil, fmt.Errorf("looking for a subnet: %w", err)
+	}
+	switch {
+	case len(out.Subnets) == 0:
+		return nil, &NotFoundError{Kind: "subnet", ID: fmt.Sprintf("id %q vpc %q filters %v", subnetID, vpcID, filters)}
+	case len(out.Subnets) > 1 && !mostFree && vpcID == "":
+		return nil, fmt.Errorf("%d subnets match filters %v; narrow the filters or set most_free = true", len(out.Subnets), filters)
+	}
+	best := &out.Subnets[0]
+	for i := range out.Subnets {
+		if aws.ToInt32(out.Subnets[i].AvailableIpAddressCount) > aws.ToInt32(best.AvailableIpAddressCount) {
+			best = &out.Subnets[i]
+		}
+	}
+	return best, nil
+}

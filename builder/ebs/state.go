@@ -1,0 +1,106 @@
+package ebs
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/hashicorp/packer-plugin-sdk/multistep"
+	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+)
+
+// buildState is what the steps share, kept in the state bag under "build"
+// so each step reads typed fields instead of string keys.
+type buildState struct {
+	config  *Config
+	clients Clients
+
+	account     string
+	source      *types.Image
+	keyARN      string            // build region key
+	regionKeys  map[string]string // ami_regions → key ARN
+	keyPairName string
+	tempSGID    string
+	instance    *types.Instance
+
+	sourceSnapshots []sourceSnapshot
+	encrypted       map[string]string // device name → encrypted snapshot ID
+
+	mu   sync.Mutex
+	amis map[string]string // region → AMI ID
+	// imageSnapshots are the snapshots of the registered AMIs, kept on success.
+	imageSnapshots map[string]bool
+}
+
+// sourceSnapshot is one EBS device of the AMI to be: its snapshot before
+// re-encryption and the volume settings to register.
+type sourceSnapshot struct {
+	Device              string
+	SnapshotID          string
+	Created             bool // made by this build (an intermediate snapshot)
+	Encrypted           bool
+	KmsKeyID            string
+	VolumeSize          *int32
+	VolumeType          types.VolumeType
+	Iops                *int32
+	Throughput          *int32
+	DeleteOnTermination *bool
+}
+
+func getBuild(state multistep.StateBag) *buildState { return state.Get("build").(*buildState) }
+
+func (b *buildState) setAMI(region, id string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.amis == nil {
+		b.amis = map[string]string{}
+	}
+	b.amis[region] = id
+}
+
+func (b *buildState) ami(region string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.amis[region]
+}
+
+func (b *buildState) removeAMI(region string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.amis, region)
+}
+
+func (b *buildState) amiSnapshot() map[string]string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[string]string, len(b.amis))
+	for k, v := range b.amis {
+		out[k] = v
+	}
+	return out
+}
+
+// failed reports whether the build is being abandoned (error or interrupt),
+// which is when Cleanup must remove what Run made for the final artifact.
+func failed(state multistep.StateBag) bool {
+	_, cancelled := state.GetOk(multistep.StateCancelled)
+	_, halted := state.GetOk(multistep.StateHalted)
+	return cancelled || halted
+}
+
+// cleanupTimeout bounds each step's cleanup; it runs after ctx is cancelled
+// on interrupt, so it uses a context of its own.
+const cleanupTimeout = 30 * time.Minute
+
+func cleanupContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), cleanupTimeout)
+}
+
+func halt(state multistep.StateBag, err error) multistep.StepAction {
+	state.Put("error", err)
+	ui(state).Error(err.Error())
+	return multistep.ActionHalt
+}
+
+func ui(state multistep.StateBag) packersdk.Ui { return state.Get("ui").(packersdk.Ui) }

@@ -1,0 +1,87 @@
+package ebs
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/hashicorp/packer-plugin-sdk/multistep"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
+)
+
+// stepEncryptSnapshots copies each snapshot with Encrypted=true under the
+// key, in parallel, tagged on creation. A snapshot already encrypted under
+// the key is used as is: no second copy of the data. Cleanup deletes the
+// copies when the build is abandoned.
+type stepEncryptSnapshots struct {
+	mu     sync.Mutex
+	copies []string
+}
+
+func (s *stepEncryptSnapshots) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
+	b := getBuild(state)
+	c := b.config
+	client := b.clients.EC2(c.RawRegion)
+	b.encrypted = map[string]string{}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	for _, src := range b.sourceSnapshots {
+		if src.Encrypted && src.KmsKeyID == b.keyARN {
+			ui(state).Message(fmt.Sprintf("%s: snapshot %s is already encrypted under %s; no copy needed", src.Device, src.SnapshotID, b.keyARN))
+			b.encrypted[src.Device] = src.SnapshotID
+			continue
+		}
+		g.Go(func() error {
+			ui(state).Message(fmt.Sprintf("%s: copying snapshot %s encrypted under %s…", src.Device, src.SnapshotID, b.keyARN))
+			tags := map[string]string{}
+			for k, v := range c.SnapshotTags {
+				tags[k] = v
+			}
+			tags["amicrypt:source-snapshot"] = src.SnapshotID
+			id, err := ebs.CopySnapshotEncrypted(gctx, client, ebs.CopySnapshotSpec{
+				SourceSnapshotID: src.SnapshotID, SourceRegion: c.RawRegion, KmsKeyID: b.keyARN,
+				Description: fmt.Sprintf("%s of %s, encrypted by amicrypt", src.Device, c.AMIName), Tags: tags,
+			})
+			if err != nil {
+				return err
+			}
+			s.mu.Lock()
+			s.copies = append(s.copies, id)
+			s.mu.Unlock()
+			if _, err := ebs.WaitSnapshotCompleted(gctx, client, c.PollingConfig, id, snapshotProgress(ui(state), "encrypted copy for "+src.Device)); err != nil {
+				return err
+			}
+			mu.Lock()
+			b.encrypted[src.Device] = id
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return halt(state, err)
+	}
+	return multistep.ActionContinue
+}
+
+func (s *stepEncryptSnapshots) Cleanup(state multistep.StateBag) {
+	if !failed(state) {
+		return
+	}
+	s.mu.Lock()
+	copies := append([]string(nil), s.copies...)
+	s.copies = nil
+	s.mu.Unlock()
+	b := getBuild(state)
+	ctx, cancel := cleanupContext()
+	defer cancel()
+	client := b.clients.EC2(b.config.RawRegion)
+	for _, id := range copies {
+		if err := ebs.DeleteSnapshotWhenSettled(ctx, client, b.config.PollingConfig, id); err != nil {
+			ui(state).Error(fmt.Sprintf("%v (delete it by hand)", err))
+			continue
+		}
+		ui(state).Message("Deleted encrypted copy " + id)
+	}
+}

@@ -1,0 +1,173 @@
+package ebs
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/hashicorp/packer-plugin-sdk/multistep"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
+)
+
+// stepRegisterImage registers the AMI from the encrypted snapshots only,
+// keeping the source's root device, layout and boot settings, tagged on
+// creation. Cleanup removes the AMI (and its snapshots) if the build is
+// abandoned.
+type stepRegisterImage struct {
+	imageID string
+}
+
+func (s *stepRegisterImage) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
+	b := getBuild(state)
+	c := b.config
+	client := b.clients.EC2(c.RawRegion)
+	in, err := registerInput(b)
+	if err != nil {
+		return halt(state, err)
+	}
+	ui(state).Say(fmt.Sprintf("Registering AMI %q from the encrypted snapshots…", c.AMIName))
+	id, err := ebs.RegisterImage(ctx, client, in)
+	if err != nil {
+		return halt(state, err)
+	}
+	s.imageID = id
+	b.setAMI(c.RawRegion, id)
+	img, err := ebs.WaitImageAvailable(ctx, client, c.PollingConfig, id, nil)
+	if err != nil {
+		return halt(state, err)
+	}
+	// Snapshots used as is (already encrypted under the key) were not tagged
+	// by a copy; tag them now.
+	var untagged []string
+	for _, src := range b.sourceSnapshots {
+		if b.encrypted[src.Device] == src.SnapshotID && src.Created {
+			untagged = append(untagged, src.SnapshotID)
+		}
+	}
+	if err := ebs.CreateTags(ctx, client, untagged, c.SnapshotTags); err != nil {
+		return halt(state, err)
+	}
+	b.mu.Lock()
+	b.imageSnapshots = map[string]bool{}
+	for _, snap := range ebs.ImageSnapshotIDs(img) {
+		b.imageSnapshots[snap] = true
+	}
+	b.mu.Unlock()
+	ui(state).Message(fmt.Sprintf("AMI %s is available in %s", id, c.RawRegion))
+	return multistep.ActionContinue
+}
+
+// registerInput lays out the AMI: the source's mappings with each EBS device
+// pointing at its encrypted snapshot, extra launch volumes, then
+// ami_block_device_mappings overriding by device name.
+func registerInput(b *buildState) (*ec2.RegisterImageInput, error) {
+	c, src := b.config, b.source
+	in := &ec2.RegisterImageInput{
+		Name:               aws.String(c.AMIName),
+		Architecture:       src.Architecture,
+		VirtualizationType: aws.String(string(src.VirtualizationType)),
+		RootDeviceName:     src.RootDeviceName,
+		EnaSupport:         src.EnaSupport,
+		SriovNetSupport:    src.SriovNetSupport,
+		BootMode:           types.BootModeValues(src.BootMode),
+		TpmSupport:         src.TpmSupport,
+		ImdsSupport:        src.ImdsSupport,
+		TagSpecifications:  ebs.TagSpecs(map[types.ResourceType]map[string]string{types.ResourceTypeImage: c.AMITags}),
+	}
+	if c.AMIDescription != "" {
+		in.Description = aws.String(c.AMIDescription)
+	}
+	var order []string
+	mappings := map[string]types.BlockDeviceMapping{}
+	put := func(m types.BlockDeviceMapping) {
+		dev := aws.ToString(m.DeviceName)
+		if _, ok := mappings[dev]; !ok {
+			order = append(order, dev)
+		}
+		mappings[dev] = m
+	}
+	// The source's ephemeral and no-device entries keep their place.
+	for _, m := range src.BlockDeviceMappings {
+		if m.Ebs == nil {
+			put(m)
+		}
+	}
+	for _, snap := range b.sourceSnapshots {
+		encID, ok := b.encrypted[snap.Device]
+		if !ok {
+			return nil, fmt.Errorf("device %s has no encrypted snapshot; refusing to register an AMI with unencrypted data", snap.Device)
+		}
+		put(types.BlockDeviceMapping{DeviceName: aws.String(snap.Device), Ebs: &types.EbsBlockDevice{
+			SnapshotId: aws.String(encID), VolumeSize: snap.VolumeSize, VolumeType: snap.VolumeType,
+			Iops: snap.Iops, Throughput: snap.Throughput, DeleteOnTermination: snap.DeleteOnTermination,
+		}})
+	}
+	for _, bd := range c.AMIMappings {
+		put(amiMapping(bd, mappings[bd.DeviceName]))
+	}
+	for _, dev := range order {
+		in.BlockDeviceMappings = append(in.BlockDeviceMappings, mappings[dev])
+	}
+	return in, nil
+}
+
+// amiMapping applies an ami_block_device_mappings entry over what the
+// device already has. A new EBS volume is marked encrypted.
+func amiMapping(bd BlockDevice, existing types.BlockDeviceMapping) types.BlockDeviceMapping {
+	m := types.BlockDeviceMapping{DeviceName: aws.String(bd.DeviceName)}
+	switch {
+	case bd.NoDevice:
+		m.NoDevice = aws.String("")
+		return m
+	case bd.VirtualName != "":
+		m.VirtualName = aws.String(bd.VirtualName)
+		return m
+	}
+	e := &types.EbsBlockDevice{}
+	if existing.Ebs != nil {
+		copied := *existing.Ebs
+		e = &copied
+	} else {
+		e.Encrypted = aws.Bool(true)
+		e.DeleteOnTermination = aws.Bool(true)
+	}
+	if bd.VolumeSize > 0 {
+		e.VolumeSize = aws.Int32(int32(bd.VolumeSize))
+	}
+	if bd.VolumeType != "" {
+		e.VolumeType = types.VolumeType(bd.VolumeType)
+	}
+	if bd.IOPS > 0 {
+		e.Iops = aws.Int32(int32(bd.IOPS))
+	}
+	if bd.Throughput > 0 {
+		e.Throughput = aws.Int32(int32(bd.Throughput))
+	}
+	if bd.DeleteOnTermination != nil {
+		e.DeleteOnTermination = bd.DeleteOnTermination
+	}
+	m.Ebs = e
+	return m
+}
+
+func (s *stepRegisterImage) Cleanup(state multistep.StateBag) {
+	if s.imageID == "" || !failed(state) {
+		return
+	}
+	b := getBuild(state)
+	ctx, cancel := cleanupContext()
+	defer cancel()
+	if err := ebs.DeleteImageWhenSettled(ctx, b.clients.EC2(b.config.RawRegion), b.config.PollingConfig, s.imageID); err != nil {
+		ui(state).Error(fmt.Sprintf("removing half-made AMI %s: %v (remove it by hand)", s.imageID, err))
+		return
+	}
+	b.removeAMI(b.config.RawRegion)
+	b.mu.Lock()
+	b.imageSnapshots = nil
+	b.mu.Unlock()
+	ui(state).Message("Removed AMI " + s.imageID + " and its snapshots")
+	s.imageID = ""
+}
