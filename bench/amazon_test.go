@@ -90,7 +90,7 @@ func BenchmarkAmazonEBSVsAmicryptEBS(b *testing.B) {
 	}
 	pollDelay := os.Getenv("AMICRYPT_BENCH_POLL_DELAY")
 
-	results := map[string]*buildRun{}
+	var runs []*buildRun
 	for _, builder := range []string{"amazon-ebs", "amicrypt-ebs"} {
 		b.Run(builder, func(b *testing.B) {
 			var last *buildRun
@@ -101,11 +101,11 @@ func BenchmarkAmazonEBSVsAmicryptEBS(b *testing.B) {
 			b.ReportMetric(float64(last.TotalCalls()), "api-calls/op")
 			b.ReportMetric(float64(last.GiBCopied), "GiB-copied/op")
 			b.ReportMetric(float64(len(last.UnencryptedAMI)), "unencrypted-AMIs/op")
-			results[builder] = last
+			runs = append(runs, last)
 		})
 	}
-	if len(results) == 2 {
-		table := sideBySide(results["amazon-ebs"], results["amicrypt-ebs"], scale, pollDelay)
+	if len(runs) > 0 {
+		table := sideBySide(runs, scale, pollDelay)
 		b.Log("\n" + table)
 		writeOut(b, "amazon.md", table)
 	}
@@ -251,17 +251,28 @@ func measure(b *testing.B, emu *e2e.Emulator, mark int, scale float64) *buildRun
 	return run
 }
 
-// sideBySide renders both runs as a Markdown table.
-func sideBySide(a, c *buildRun, scale float64, pollDelay string) string {
+// sideBySide renders the runs, one column each, as a Markdown table.
+func sideBySide(runs []*buildRun, scale float64, pollDelay string) string {
 	var sb strings.Builder
 	poll := "each plugin's default"
 	if pollDelay != "" {
 		poll = "AWS_POLL_DELAY_SECONDS=" + pollDelay
 	}
-	fmt.Fprintf(&sb, "time scale %g, polling: %s\n\n", scale, poll)
-	fmt.Fprintf(&sb, "| | %s | %s |\n|---|---:|---:|\n", a.Builder, c.Builder)
+	fmt.Fprintf(&sb, "time scale %g, polling: %s\n\n|", scale, poll)
+	for _, r := range runs {
+		fmt.Fprintf(&sb, " | %s", r.Builder)
+	}
+	sb.WriteString(" |\n|---")
+	for range runs {
+		sb.WriteString("|---:")
+	}
+	sb.WriteString("|\n")
 	row := func(name string, f func(r *buildRun) string) {
-		fmt.Fprintf(&sb, "| %s | %s | %s |\n", name, f(a), f(c))
+		sb.WriteString("| " + name)
+		for _, r := range runs {
+			sb.WriteString(" | " + f(r))
+		}
+		sb.WriteString(" |\n")
 	}
 	row("wall time", func(r *buildRun) string { return r.Wall.Round(100 * time.Millisecond).String() })
 	row("emulated duration", func(r *buildRun) string { return r.Emulated.Round(time.Second).String() })
@@ -287,7 +298,7 @@ func sideBySide(a, c *buildRun, scale float64, pollDelay string) string {
 		return strings.Join(r.OtherFindings, "; ")
 	})
 	actions := map[string]bool{}
-	for _, r := range []*buildRun{a, c} {
+	for _, r := range runs {
 		for k := range r.Calls {
 			actions[k] = true
 		}

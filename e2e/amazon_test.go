@@ -11,6 +11,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/url"
 	"os"
@@ -425,9 +426,35 @@ func TestAmazonEBSIntoAmicryptCopy(t *testing.T) {
 			t.Errorf("copy %s tag %s=%q, want %q (all tags %v)", cpID, k, tags[k], v, tags)
 		}
 	}
-	artifact := amzTargetAccount + ":" + BuildRegion + ":" + cpID
-	if !strings.Contains(res.Output, artifact) {
-		t.Errorf("packer output does not name the copy artifact %s:\n%s", artifact, tail(res.Output, 3072))
+	if line := amzTargetAccount + " " + BuildRegion + ": " + cpID; !strings.Contains(res.Output, line) {
+		t.Errorf("packer output does not list the copy %q:\n%s", line, tail(res.Output, 3072))
+	}
+
+	// The manifest (manifest_output) lists the one copy, available.
+	var manifest struct {
+		SourceAccount string `json:"source_account"`
+		Succeeded     int    `json:"succeeded"`
+		Failed        int    `json:"failed"`
+		Copies        []struct {
+			Account   string `json:"account"`
+			Region    string `json:"region"`
+			ImageID   string `json:"ami_id"`
+			SourceAMI string `json:"source_ami"`
+			State     string `json:"state"`
+		} `json:"copies"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "copies.json"))
+	if err != nil {
+		t.Fatalf("manifest_output: %v", err)
+	}
+	if err := json.Unmarshal(data, &manifest); err != nil {
+		t.Fatalf("copies.json: %v\n%s", err, data)
+	}
+	if manifest.SourceAccount != BuildAccount || manifest.Succeeded != 1 || manifest.Failed != 0 || len(manifest.Copies) != 1 {
+		t.Fatalf("copies.json: want 1 succeeded copy from %s, got %s", BuildAccount, data)
+	}
+	if c := manifest.Copies[0]; c.Account != amzTargetAccount || c.Region != BuildRegion || c.ImageID != cpID || c.SourceAMI != sourceID || c.State != "available" {
+		t.Errorf("copies.json copy %+v, want %s/%s %s from %s, available", c, amzTargetAccount, BuildRegion, cpID, sourceID)
 	}
 
 	// The copy in 222222222222 was made there, encrypted, under its own key.
