@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
 	"github.com/hashicorp/packer-plugin-sdk/multistep/commonsteps"
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+	"github.com/hashicorp/packer-plugin-sdk/uuid"
 )
 
 // BuilderId identifies artifacts made by this builder.
@@ -43,7 +44,7 @@ func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook)
 		}
 		clients = newAWSClients(cfg, b.config.AccessConfig.EC2Options())
 	}
-	build := &buildState{config: &b.config, clients: clients}
+	build := &buildState{config: &b.config, clients: clients, runID: uuid.TimeOrderedUUID()}
 	state := new(multistep.BasicStateBag)
 	state.Put("build", build)
 	state.Put("config", &b.config)

@@ -15,6 +15,7 @@ import (
 type buildState struct {
 	config  *Config
 	clients Clients
+	runID   string // unique per build, for idempotency tokens
 
 	account     string
 	source      *types.Image
@@ -25,6 +26,10 @@ type buildState struct {
 	instance    *types.Instance
 
 	sourceSnapshots []sourceSnapshot
+	// copySourceImage: skip_launch with source snapshots this account can't
+	// read (e.g. Amazon's public AMIs): the only launch-free way is an
+	// encrypted CopyImage of the source AMI itself.
+	copySourceImage bool
 	encrypted       map[string]string // device name → encrypted snapshot ID
 
 	mu   sync.Mutex

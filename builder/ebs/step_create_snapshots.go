@@ -25,12 +25,26 @@ type stepCreateSnapshots struct {
 
 func (s *stepCreateSnapshots) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
 	b := getBuild(state)
+	client := b.clients.EC2(b.config.RawRegion)
 	if b.config.SkipLaunch {
 		b.sourceSnapshots = sourceAMISnapshots(b.source)
+		for _, snap := range b.sourceSnapshots {
+			if _, err := ebs.FindSnapshotByID(ctx, client, snap.SnapshotID); ebs.IsNotFound(err) {
+				b.copySourceImage = true
+			} else if err != nil {
+				return halt(state, err)
+			}
+		}
+		if b.copySourceImage {
+			if len(b.config.AMIMappings) > 0 {
+				return halt(state, fmt.Errorf("ami_block_device_mappings: the snapshots of %s are not readable by this account, so skip_launch must copy the whole AMI, which keeps its layout; remove ami_block_device_mappings or build with skip_launch = false", aws.ToString(b.source.ImageId)))
+			}
+			ui(state).Say(fmt.Sprintf("skip_launch: the snapshots of %s are not readable by this account; making an encrypted copy of the AMI itself", aws.ToString(b.source.ImageId)))
+			return multistep.ActionContinue
+		}
 		ui(state).Say(fmt.Sprintf("skip_launch: re-encrypting the %d snapshot(s) of %s", len(b.sourceSnapshots), aws.ToString(b.source.ImageId)))
 		return multistep.ActionContinue
 	}
-	client := b.clients.EC2(b.config.RawRegion)
 	var devices []types.InstanceBlockDeviceMapping
 	var volumeIDs []string
 	for _, m := range b.instance.BlockDeviceMappings {

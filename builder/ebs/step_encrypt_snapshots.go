@@ -25,6 +25,9 @@ func (s *stepEncryptSnapshots) Run(ctx context.Context, state multistep.StateBag
 	c := b.config
 	client := b.clients.EC2(c.RawRegion)
 	b.encrypted = map[string]string{}
+	if b.copySourceImage {
+		return multistep.ActionContinue
+	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	for _, src := range b.sourceSnapshots {

@@ -24,12 +24,23 @@ func (s *stepRegisterImage) Run(ctx context.Context, state multistep.StateBag) m
 	b := getBuild(state)
 	c := b.config
 	client := b.clients.EC2(c.RawRegion)
-	in, err := registerInput(b)
-	if err != nil {
-		return halt(state, err)
+	var id string
+	var err error
+	if b.copySourceImage {
+		ui(state).Say(fmt.Sprintf("Copying %s as AMI %q encrypted under %s…", aws.ToString(b.source.ImageId), c.AMIName, b.keyARN))
+		id, err = ebs.CopyImageEncrypted(ctx, client, ebs.CopyImageSpec{
+			SourceImageID: aws.ToString(b.source.ImageId), SourceRegion: c.RawRegion, Name: c.AMIName, Description: c.AMIDescription,
+			KmsKeyID: b.keyARN, ClientToken: copyToken(aws.ToString(b.source.ImageId)+"|"+b.runID, c.RawRegion, b.keyARN),
+			Tags: c.AMITags, SnapshotTags: c.SnapshotTags,
+		})
+	} else {
+		var in *ec2.RegisterImageInput
+		if in, err = registerInput(b); err != nil {
+			return halt(state, err)
+		}
+		ui(state).Say(fmt.Sprintf("Registering AMI %q from the encrypted snapshots…", c.AMIName))
+		id, err = ebs.RegisterImage(ctx, client, in)
 	}
-	ui(state).Say(fmt.Sprintf("Registering AMI %q from the encrypted snapshots…", c.AMIName))
-	id, err := ebs.RegisterImage(ctx, client, in)
 	if err != nil {
 		return halt(state, err)
 	}

@@ -1,0 +1,112 @@
+package ebs
+
+import (
+	"strings"
+	"testing"
+)
+
+const buildKeyARN = "arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+func validRaw() map[string]interface{} {
+	return map[string]interface{}{
+		"region":        "us-east-1",
+		"source_ami":    "ami-0a1b2c3d4e5f60001",
+		"instance_type": "t3.micro",
+		"communicator":  "none",
+		"kms_key_id":    "alias/amicrypt-build",
+		"ami_name":      "amicrypt-test",
+	}
+}
+
+func with(kv ...interface{}) map[string]interface{} {
+	raw := validRaw()
+	for i := 0; i < len(kv); i += 2 {
+		k := kv[i].(string)
+		if kv[i+1] == nil {
+			delete(raw, k)
+			continue
+		}
+		raw[k] = kv[i+1]
+	}
+	return raw
+}
+
+func TestPrepareValid(t *testing.T) {
+	cases := map[string]map[string]interface{}{
+		"minimal launch": validRaw(),
+		"key ARN":        with("kms_key_id", buildKeyARN),
+		"skip launch":    with("skip_launch", true, "instance_type", nil),
+		"regions": with("ami_regions", []string{"us-west-2", "eu-west-1"}, "region_kms_key_ids",
+			map[string]string{"us-west-2": "alias/amicrypt-build", "eu-west-1": "arn:aws:kms:eu-west-1:111111111111:alias/amicrypt-build"}),
+		"sharing":            with("ami_users", []string{"222222222222"}, "snapshot_users", []string{"333333333333"}),
+		"encrypted launch":   with("launch_block_device_mappings", []map[string]interface{}{{"device_name": "/dev/xvda", "encrypted": true, "kms_key_id": "alias/amicrypt-build"}}),
+		"deprecate":          with("deprecate_at", "2099-01-02T03:04:05Z"),
+		"filter":             with("source_ami", nil, "source_ami_filter", map[string]interface{}{"filters": map[string]string{"name": "al2023-*"}, "owners": []string{"amazon"}, "most_recent": true}),
+		"ephemeral mappings": with("ami_block_device_mappings", []map[string]interface{}{{"device_name": "/dev/sdb", "virtual_name": "ephemeral0"}, {"device_name": "/dev/sdc", "no_device": true}}),
+	}
+	for name, raw := range cases {
+		t.Run(name, func(t *testing.T) {
+			var b Builder
+			generated, _, err := b.Prepare(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(generated, ",") != "SourceAMI,SourceAMIName,SourceAMIOwner,SourceAMICreationDate,BuildRegion,KmsKeyArn" {
+				t.Errorf("generated data = %v", generated)
+			}
+		})
+	}
+}
+
+// Every bad input of issue 5 is refused at Prepare (packer validate), with
+// the field, the value and the fix in the message.
+func TestPrepareRejects(t *testing.T) {
+	cases := []struct {
+		name string
+		raw  map[string]interface{}
+		want []string
+	}{
+		{"no key", with("kms_key_id", nil), []string{"kms_key_id: not set", "customer-managed key", `kms_key_id = "alias/NAME"`}},
+		{"malformed key id", with("kms_key_id", "1234abcd-12ab"), []string{"kms_key_id:", `"1234abcd-12ab" is not a KMS key reference`, "alias ARN"}},
+		{"malformed key ARN", with("kms_key_id", "arn:aws:kms:us-east-1:1111:key/abc"), []string{"kms_key_id:", `"arn:aws:kms:us-east-1:1111:key/abc"`, "key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)"}},
+		{"malformed alias", with("kms_key_id", "amicrypt-build"), []string{`"amicrypt-build" is not a KMS key reference`, "alias name (alias/NAME)"}},
+		{"key of another region", with("kms_key_id", "arn:aws:kms:us-west-2:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab"), []string{"kms_key_id:", "is a key of us-west-2 but is used in us-east-1", "use a key of us-east-1"}},
+		{"aws managed alias", with("kms_key_id", "alias/aws/ebs"), []string{"kms_key_id:", `"alias/aws/ebs" is an AWS-managed key`, "Snapshots encrypted with the AWS Managed CMK can't be shared", "create a customer-managed key"}},
+		{"region keys missing", with("ami_regions", []string{"us-west-2", "eu-west-1"}, "region_kms_key_ids", map[string]string{"us-west-2": "alias/amicrypt-build"}),
+			[]string{`region_kms_key_ids: no key for "eu-west-1"`, `add region_kms_key_ids = { "eu-west-1" = "alias/NAME" }`}},
+		{"region key for unlisted region", with("region_kms_key_ids", map[string]string{"us-west-2": "alias/amicrypt-build"}), []string{`region_kms_key_ids: "us-west-2" is not in ami_regions`}},
+		{"region key malformed", with("ami_regions", []string{"us-west-2"}, "region_kms_key_ids", map[string]string{"us-west-2": "key/abc"}), []string{`region_kms_key_ids["us-west-2"]: "key/abc" is not a KMS key reference`}},
+		{"bad ami_users", with("ami_users", []string{"22222222222x"}), []string{`ami_users: "22222222222x" is not an AWS account ID`, "12-digit"}},
+		{"short ami_users", with("ami_users", []string{"2222"}), []string{`ami_users: "2222"`}},
+		{"bad snapshot_users", with("snapshot_users", []string{"abc"}), []string{`snapshot_users: "abc" is not an AWS account ID`}},
+		{"skip launch with launch fields", with("skip_launch", true, "user_data", "#!/bin/sh", "run_tags", map[string]string{"a": "b"}),
+			[]string{"skip_launch: true, yet launch settings are set", "instance_type", "user_data", "run_tags", "remove them, or set skip_launch = false"}},
+		{"skip launch with ssh", with("skip_launch", true, "instance_type", nil, "communicator", "ssh", "ssh_username", "ec2-user"), []string{`communicator = "ssh"`}},
+		{"deprecate_at not a time", with("deprecate_at", "next tuesday"), []string{`deprecate_at: "next tuesday" is not an RFC 3339 time`, "2030-01-02T15:04:05Z"}},
+		{"deprecate_at past", with("deprecate_at", "2001-01-01T00:00:00Z"), []string{`deprecate_at: "2001-01-01T00:00:00Z" is in the past`}},
+		{"empty ami_name", with("ami_name", nil), []string{"ami_name: not set", "ami_name = "}},
+		{"malformed ami_name", with("ami_name", "my ami!"), []string{`ami_name: "my ami!" is not a valid AMI name`, "()[] ./-'@_"}},
+		{"short ami_name", with("ami_name", "ab"), []string{`ami_name: "ab"`}},
+		{"no source", with("source_ami", nil), []string{"source_ami: not set"}},
+		{"no instance type", with("instance_type", nil), []string{"instance_type: not set", "skip_launch = true"}},
+		{"no region", with("region", nil), []string{"region: not set"}},
+		{"launch kms without encrypted", with("launch_block_device_mappings", []map[string]interface{}{{"device_name": "/dev/xvda", "kms_key_id": "alias/amicrypt-build"}}),
+			[]string{"launch_block_device_mappings[0].kms_key_id: set without encrypted = true"}},
+		{"ami mapping encrypted", with("ami_block_device_mappings", []map[string]interface{}{{"device_name": "/dev/sdb", "encrypted": true}}), []string{"ami_block_device_mappings[0]: encrypted/kms_key_id apply to launch volumes only"}},
+		{"bad org arn", with("ami_org_arns", []string{"o-123"}), []string{`ami_org_arns: "o-123" is not an organization ARN`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var b Builder
+			_, _, err := b.Prepare(tc.raw)
+			if err == nil {
+				t.Fatalf("Prepare accepted %v", tc.raw)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not contain %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
