@@ -180,4 +180,20 @@ func TestAssumeRole(t *testing.T) {
 	if err != nil || !strings.Contains(aws.ToString(keys.KeyMetadata.Arn), ":333333333333:") {
 		t.Fatalf("DescribeKey as the role: %v", err)
 	}
+
+	// Advancing the emulator clock past the session's end renews it.
+	srv.Emulator().Advance(2 * time.Hour)
+	if _, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}); err != nil {
+		t.Fatalf("after the session expired: %v", err)
+	}
+	assumed := srv.Emulator().Audit(AuditFilter{Action: "AssumeRole", Outcome: "ok", Principal: "arn:aws:iam::111111111111:user/packer"})
+	n := 0
+	for _, a := range assumed {
+		if a.Params["RoleArn"] == "arn:aws:iam::333333333333:role/amicrypt-copy" {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d AssumeRole calls for the role, want 2 (first use, renewal)", n)
+	}
 }

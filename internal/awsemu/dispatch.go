@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 const (
@@ -132,29 +133,28 @@ func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // signature and, for session credentials, the token and its expiry.
 func (e *Emulator) authenticate(c *Call, r *http.Request, body []byte, auth sigV4Auth) (authError, bool) {
 	var secret string
+	var expires time.Time
+	token := r.Header.Get("X-Amz-Security-Token")
 	if u, ok := e.iam.keys[auth.AccessKey]; ok {
+		if token != "" {
+			return authBadToken, false
+		}
 		secret = u.Secret
 		c.Account, c.Principal, c.PrincipalIAM = u.Account, u.ARN, u.ARN
-		if r.Header.Get("X-Amz-Security-Token") != "" {
-			return authBadToken, false
-		}
 	} else if s, ok := e.sts.Sessions[auth.AccessKey]; ok {
-		secret = s.SecretAccessKey
-		c.Account, c.Principal, c.PrincipalIAM = s.Account, s.ARN, s.RoleARN
-		if r.Header.Get("X-Amz-Security-Token") != s.SessionToken {
+		if token != s.SessionToken {
 			return authBadToken, false
 		}
-		if !verifySigV4(r, body, auth, secret) {
-			return authBadSignature, false
-		}
-		if !e.now().Before(s.Expiration) {
-			return authExpired, false
-		}
+		secret, expires = s.SecretAccessKey, s.Expiration
+		c.Account, c.Principal, c.PrincipalIAM = s.Account, s.ARN, s.RoleARN
 	} else {
 		return authUnknownKey, false
 	}
 	if !verifySigV4(r, body, auth, secret) {
 		return authBadSignature, false
+	}
+	if !expires.IsZero() && !e.now().Before(expires) {
+		return authExpired, false
 	}
 	// Calls to a region that is not enabled (opt-in) fail authentication,
 	// as on AWS; STS is served from every known region.

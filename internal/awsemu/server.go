@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -140,16 +140,41 @@ func (s *Server) Config(ctx context.Context, account, region string) aws.Config 
 }
 
 // RoleConfig returns an aws.Config whose credentials come from
-// sts:AssumeRole of roleARN by srcAccount's default user.
+// sts:AssumeRole of roleARN by srcAccount's default user. They are renewed
+// when the emulator clock says they are about to expire, so tests that
+// Advance the clock keep working the way a long-running SDK client does.
 func (s *Server) RoleConfig(ctx context.Context, srcAccount, roleARN, externalID, region string) aws.Config {
 	src := s.Config(ctx, srcAccount, region)
-	provider := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(src), roleARN, func(o *stscreds.AssumeRoleOptions) {
-		o.RoleSessionName = "awsemu-" + strings.ReplaceAll(srcAccount, ":", "")
+	assume := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(src), roleARN, func(o *stscreds.AssumeRoleOptions) {
+		o.RoleSessionName = "awsemu-" + srcAccount
 		if externalID != "" {
 			o.ExternalID = aws.String(externalID)
 		}
 	})
-	return s.config(ctx, region, aws.NewCredentialsCache(provider))
+	return s.config(ctx, region, &emulatorClockCache{emu: s.emu, provider: assume})
+}
+
+// emulatorClockCache caches credentials until the emulator clock (not the
+// wall clock, which Advance does not move) reaches a minute before expiry.
+type emulatorClockCache struct {
+	emu      *Emulator
+	provider aws.CredentialsProvider
+	mu       sync.Mutex
+	creds    aws.Credentials
+}
+
+func (c *emulatorClockCache) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.creds.HasKeys() && (!c.creds.CanExpire || c.emu.Now().Before(c.creds.Expires.Add(-time.Minute))) {
+		return c.creds, nil
+	}
+	creds, err := c.provider.Retrieve(ctx)
+	if err != nil {
+		return aws.Credentials{}, err
+	}
+	c.creds = creds
+	return creds, nil
 }
 
 func (s *Server) config(ctx context.Context, region string, creds aws.CredentialsProvider) aws.Config {
@@ -164,5 +189,7 @@ func (s *Server) config(ctx context.Context, region string, creds aws.Credential
 	if err != nil {
 		panic(fmt.Errorf("building an aws.Config for the emulator: %w", err))
 	}
+	// LoadDefaultConfig wraps providers in a wall-clock cache; keep ours.
+	cfg.Credentials = creds
 	return cfg
 }
