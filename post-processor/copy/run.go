@@ -432,6 +432,8 @@ func waitState(err error) string {
 func (r *runner) awaitGrant(ctx context.Context, tc *clients, j *job) error {
 	gctx, cancel := context.WithTimeout(ctx, r.cfg.grantPropagation)
 	defer cancel()
+	// A key answers only in its own region: probe from the source region.
+	tc = r.plan.sess.Target(j.Target.Account, j.Target.RoleARN, j.Target.ExternalID, j.Source.Region)
 	for _, keyARN := range j.Source.SharedKeys {
 		err := r.retry.Retry(gctx, func(err error) bool { return fanout.IsCode(err, "AccessDeniedException", "NotFoundException") },
 			nil,
