@@ -1,6 +1,8 @@
 package awsemu
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -165,5 +167,25 @@ func TestWorldValidation(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestDocsWorldExample keeps the HCL example of docs/emulator.md valid.
+func TestDocsWorldExample(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "emulator.md"))
+	if err != nil {
+		t.Skipf("docs/emulator.md not found: %v", err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```hcl\n")
+	if !ok {
+		t.Fatal("docs/emulator.md has no HCL example")
+	}
+	example, _, _ := strings.Cut(rest, "```")
+	w, err := ParseWorld("emulator.md.hcl", []byte(example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.Accounts) != 2 || len(w.Images) != 1 || w.Accounts[1].Keys[0].Policy == "" {
+		t.Fatalf("example world: %+v", w)
 	}
 }
