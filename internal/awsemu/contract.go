@@ -202,6 +202,9 @@ type WorldKey struct {
 	Policy      string   `json:"policy,omitempty" hcl:"policy,optional"` // JSON; default: the account root may do everything
 	State       string   `json:"state,omitempty" hcl:"state,optional"`   // default Enabled
 	MultiRegion bool     `json:"multi_region,omitempty" hcl:"multi_region,optional"`
+	// ReplicaRegions of a multi-region key: the same mrk- key ID and key
+	// material in each, so data encrypted in one region decrypts in another.
+	ReplicaRegions []string `json:"replica_regions,omitempty" hcl:"replica_regions,optional"`
 }
 
 // WorldImage is a public (or private) source AMI and its snapshots.

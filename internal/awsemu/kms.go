@@ -167,6 +167,11 @@ func (e *Emulator) seedKMS(w *World) error {
 				return fmt.Errorf("world: account %s declares key %s twice", a.ID, k.ARN)
 			}
 			e.kms.Keys[k.ARN] = k
+			for _, r := range wk.ReplicaRegions {
+				replica := *k
+				replica.ARN, replica.Region = keyARN(r, a.ID, id), r
+				e.kms.Keys[replica.ARN] = &replica
+			}
 			for _, name := range wk.Aliases {
 				al := &kmsAlias{Name: name, ARN: aliasARN(wk.Region, a.ID, name), Account: a.ID, Region: wk.Region, KeyARN: k.ARN, Created: epoch}
 				if _, dup := e.kms.Aliases[al.ARN]; dup {

@@ -747,6 +747,11 @@ func (e *Emulator) decryptBlob(c *Call, blob []byte, keyRef string, context map[
 	if !ok {
 		return nil, nil, Errf("InvalidCiphertextException", "")
 	}
+	// A multi-region key's replica decrypts what any of its related keys
+	// encrypted: they share the key ID and the key material.
+	if f := strings.SplitN(arn, ":", 6); len(f) == 6 && strings.HasPrefix(f[5], "key/mrk-") && f[3] != c.Region {
+		arn = keyARN(c.Region, f[4], strings.TrimPrefix(f[5], "key/"))
+	}
 	k, err := e.usableKey(c, arn, action, grantTokens)
 	if err != nil {
 		return nil, nil, err

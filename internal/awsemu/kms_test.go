@@ -471,3 +471,54 @@ func TestKMSCryptoAndKeyLifecycle(t *testing.T) {
 		wantCode(t, s.name, s.call(), s.want)
 	}
 }
+
+func TestKMSMultiRegionReplica(t *testing.T) {
+	ctx := context.Background()
+	w, err := DefaultWorld()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range w.Accounts {
+		if w.Accounts[i].ID == "111111111111" {
+			w.Accounts[i].Keys = append(w.Accounts[i].Keys, WorldKey{Region: "us-east-1", Aliases: []string{"alias/mrk"}, MultiRegion: true, ReplicaRegions: []string{"eu-west-1"}})
+		}
+	}
+	srv := Start(t, Options{World: w})
+	east := kmsClient(ctx, srv, "111111111111", "us-east-1")
+	west := kmsClient(ctx, srv, "111111111111", "eu-west-1")
+	d, err := east.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/mrk")})
+	if err != nil || !strings.HasPrefix(aws.ToString(d.KeyMetadata.KeyId), "mrk-") || !aws.ToBool(d.KeyMetadata.MultiRegion) {
+		t.Fatalf("DescribeKey: %v %+v", err, d)
+	}
+	id := aws.ToString(d.KeyMetadata.KeyId)
+	enc, err := east.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(id), Plaintext: []byte("both regions")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The replica has the same key ID in its region and decrypts with its own material copy.
+	if _, err := west.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(id)}); err != nil {
+		t.Fatalf("replica: %v", err)
+	}
+	wenc, err := west.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(id), Plaintext: []byte("west")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := west.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: wenc.CiphertextBlob})
+	if err != nil || string(dec.Plaintext) != "west" {
+		t.Fatalf("replica decrypt: %v", err)
+	}
+	// The replica decrypts what the primary encrypted; a single-region key's
+	// ciphertext is refused outside its region.
+	dec, err = west.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob})
+	if err != nil || string(dec.Plaintext) != "both regions" || !strings.Contains(aws.ToString(dec.KeyId), ":eu-west-1:") {
+		t.Fatalf("replica decrypt of the primary's ciphertext: %v", err)
+	}
+	single, err := east.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String("alias/amicrypt-build"), Plaintext: []byte("east only")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = west.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: single.CiphertextBlob})
+	wantCode(t, "Decrypt of a single-region key's ciphertext in another region", err, "NotFoundException")
+	_, err = west.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/mrk")})
+	wantCode(t, "aliases stay in their region", err, "NotFoundException")
+}

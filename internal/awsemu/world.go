@@ -130,6 +130,14 @@ func (w *World) Validate() error {
 					return fmt.Errorf("%s.aliases: %q must start with alias/ and not alias/aws/", kw, al)
 				}
 			}
+			for _, r := range k.ReplicaRegions {
+				if !k.MultiRegion {
+					return fmt.Errorf("%s.replica_regions: only a multi_region key has replicas; set multi_region = true", kw)
+				}
+				if !enabled[r] || r == k.Region {
+					return fmt.Errorf("%s.replica_regions: %q must be an enabled region other than the primary %s", kw, r, k.Region)
+				}
+			}
 			switch k.State {
 			case "", "Enabled", "Disabled", "PendingDeletion":
 			default:
