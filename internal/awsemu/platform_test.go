@@ -264,6 +264,21 @@ func TestAuditAndAdmin(t *testing.T) {
 			t.Fatalf("state lacks %s", k)
 		}
 	}
+	// The invariant checker answers through the same endpoint.
+	var report map[string]any
+	get("/_emu/check?principal=arn:aws:iam::111111111111:user/packer", &report)
+	if len(report) == 0 {
+		t.Fatal("empty check report")
+	}
+	before := srv.Emulator().Now()
+	adv, err := http.Post(srv.URL()+"/_emu/advance?by=2h", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adv.Body.Close()
+	if adv.StatusCode != 200 || srv.Emulator().Now().Sub(before) < 2*time.Hour {
+		t.Fatalf("advance: %d", adv.StatusCode)
+	}
 	resp, err := http.Get(srv.URL() + "/_emu/nope")
 	if err != nil {
 		t.Fatal(err)
