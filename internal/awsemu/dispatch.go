@@ -91,8 +91,18 @@ func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// The response is built under the lock (handlers may return values
+	// that point into the state) and written after it, so a slow client
+	// never holds up the others.
+	rec := &bufferedResponse{header: http.Header{}}
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.serveLocked(rec, r, body, auth, authErr, service, action, params)
+	e.mu.Unlock()
+	rec.writeTo(w)
+}
+
+// serveLocked authenticates, admits and handles one call (lock held).
+func (e *Emulator) serveLocked(w http.ResponseWriter, r *http.Request, body []byte, auth sigV4Auth, authErr error, service, action string, params url.Values) {
 	c := &Call{
 		RequestID: e.nextRequestID(),
 		Time:      e.now(),
@@ -363,4 +373,37 @@ func writeChildren(buf *bytes.Buffer, out any) error {
 	}
 	buf.WriteString(inner)
 	return nil
+}
+
+// bufferedResponse is an http.ResponseWriter kept in memory.
+type bufferedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header { return b.header }
+
+func (b *bufferedResponse) WriteHeader(status int) {
+	if b.status == 0 {
+		b.status = status
+	}
+}
+
+func (b *bufferedResponse) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	return b.body.Write(p)
+}
+
+func (b *bufferedResponse) writeTo(w http.ResponseWriter) {
+	for k, v := range b.header {
+		w.Header()[k] = v
+	}
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	w.WriteHeader(b.status)
+	_, _ = w.Write(b.body.Bytes())
 }
