@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -168,7 +169,11 @@ func TestBuilderInterrupt(t *testing.T) {
 
 	run := env.StartPacker(t, dir, "build", "-color=false", ".")
 	run.WaitForOutput(t, "encrypted copy for /dev/xvda", 5*time.Minute)
-	if err := run.Interrupt(); err != nil {
+	// Ctrl-C in a terminal reaches the whole foreground process group:
+	// Packer's panicwrap parent, the Packer that runs the build and the
+	// plugins. PackerRun.Interrupt signals the parent only, which panicwrap
+	// doesn't forward, so signal the tree as the terminal would.
+	if err := interruptTree(run.cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	res := run.Wait(t)
@@ -187,4 +192,41 @@ func TestBuilderInterrupt(t *testing.T) {
 	if !rep.Pass {
 		t.Fatalf("invariant checker after interrupt:\n%s\npacker output:\n%s", rep, res.Output)
 	}
+}
+
+// interruptTree sends SIGINT to pid and every descendant, as a terminal's
+// Ctrl-C does to its foreground process group.
+func interruptTree(pid int) error {
+	children := map[int][]int{}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, path := range stats {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may contain spaces, so split after ')'.
+		s := string(data)
+		end := strings.LastIndexByte(s, ')')
+		if end < 0 {
+			continue
+		}
+		fields := strings.Fields(s[end+1:])
+		var child, parent int
+		if _, err := fmt.Sscan(s[:strings.IndexByte(s, ' ')], &child); err != nil || len(fields) < 2 {
+			continue
+		}
+		if _, err := fmt.Sscan(fields[1], &parent); err != nil {
+			continue
+		}
+		children[parent] = append(children[parent], child)
+	}
+	todo := []int{pid}
+	for len(todo) > 0 {
+		p := todo[0]
+		todo = append(todo[1:], children[p]...)
+		if err := syscall.Kill(p, syscall.SIGINT); err != nil && p == pid {
+			return err
+		}
+	}
+	return nil
 }
