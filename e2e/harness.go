@@ -275,9 +275,12 @@ func (e *Env) StartPacker(t testing.TB, dir string, args ...string) *PackerRun {
 	cmd := exec.CommandContext(ctx, e.Bins.Packer, args...)
 	cmd.Dir = dir
 	cmd.Env = e.Environ()
-	// Packer on Ctrl-C gets SIGINT; cancellation by deadline sends it too,
-	// then kills after a grace period.
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	// Packer runs in its own process group, as a terminal's foreground job:
+	// Ctrl-C (Interrupt) reaches Packer's panicwrap parent, the Packer child
+	// that runs the build and the plugins together. Cancellation by deadline
+	// does the same, then kills the group after a grace period.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) }
 	cmd.WaitDelay = time.Minute
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -295,11 +298,11 @@ func (e *Env) StartPacker(t testing.TB, dir string, args ...string) *PackerRun {
 		select {
 		case <-run.done:
 		default:
-			_ = cmd.Process.Signal(os.Interrupt)
+			_ = run.Interrupt()
 			select {
 			case <-run.done:
 			case <-time.After(time.Minute):
-				_ = cmd.Process.Kill()
+				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 				<-run.done
 			}
 		}
@@ -311,8 +314,9 @@ func (e *Env) StartPacker(t testing.TB, dir string, args ...string) *PackerRun {
 // Output returns what Packer has written so far.
 func (r *PackerRun) Output() string { return r.out.String() }
 
-// Interrupt sends SIGINT, as Ctrl-C in a terminal does.
-func (r *PackerRun) Interrupt() error { return r.cmd.Process.Signal(syscall.SIGINT) }
+// Interrupt sends SIGINT to Packer's process group, as Ctrl-C in a terminal
+// does: Packer's panicwrap parent doesn't forward a signal sent to it alone.
+func (r *PackerRun) Interrupt() error { return syscall.Kill(-r.cmd.Process.Pid, syscall.SIGINT) }
 
 // WaitForOutput waits until Packer's output contains substr. It fails the
 // test if Packer exits first or the timeout passes.
