@@ -67,6 +67,10 @@ type buildRun struct {
 	GiBCopied      int
 	UnknownCopies  int // copies whose snapshot size could not be found
 	UnencryptedAMI []string
+	// UnencryptedFor is how long, in emulated time, the unencrypted AMIs
+	// existed: from the call that made each to its DeregisterImage (or to
+	// the end of the build).
+	UnencryptedFor time.Duration
 	OtherFindings  []string
 }
 
@@ -244,11 +248,34 @@ func measure(b *testing.B, emu *e2e.Emulator, mark int, scale float64) *buildRun
 	for _, f := range report.Findings {
 		if f.Check == "unencrypted-ami" {
 			run.UnencryptedAMI = append(run.UnencryptedAMI, f.Resource)
+			run.UnencryptedFor += lifetime(entries, f.Resource, scale)
 		} else {
 			run.OtherFindings = append(run.OtherFindings, f.Check+" "+f.Resource+": "+f.Message)
 		}
 	}
 	return run
+}
+
+// lifetime is how long image id existed in emulated time, from the call that
+// made it to the DeregisterImage of it (or the last call of the build).
+func lifetime(entries []auditEntry, id string, scale float64) time.Duration {
+	var from, to time.Time
+	for _, e := range entries {
+		switch {
+		case e.Outcome != "ok":
+		case from.IsZero() && e.Notes["imageId"] == id && e.Action != "DeregisterImage":
+			from = e.Time
+		case !from.IsZero() && e.Action == "DeregisterImage" && e.Params["ImageId"] == id:
+			to = e.Time
+		}
+	}
+	if from.IsZero() {
+		return 0
+	}
+	if to.IsZero() {
+		to = entries[len(entries)-1].Time
+	}
+	return time.Duration(float64(to.Sub(from)) / scale)
 }
 
 // sideBySide renders the runs, one column each, as a Markdown table.
@@ -290,6 +317,12 @@ func sideBySide(runs []*buildRun, scale float64, pollDelay string) string {
 			return "no"
 		}
 		return "**yes** (" + strings.Join(r.UnencryptedAMI, ", ") + ")"
+	})
+	row("unencrypted AMI lifetime (emulated)", func(r *buildRun) string {
+		if len(r.UnencryptedAMI) == 0 {
+			return "-"
+		}
+		return r.UnencryptedFor.Round(time.Second).String()
 	})
 	row("other checker findings", func(r *buildRun) string {
 		if len(r.OtherFindings) == 0 {
