@@ -68,6 +68,29 @@ type grantConstraints struct {
 	EncryptionContextEquals map[string]string `json:"EncryptionContextEquals,omitempty"`
 }
 
+// allow reports whether an encryption context satisfies the constraints.
+func (gc *grantConstraints) allow(context map[string]string) bool {
+	if gc == nil {
+		return true
+	}
+	if gc.EncryptionContextEquals != nil {
+		if len(gc.EncryptionContextEquals) != len(context) {
+			return false
+		}
+		for k, v := range gc.EncryptionContextEquals {
+			if context[k] != v {
+				return false
+			}
+		}
+	}
+	for k, v := range gc.EncryptionContextSubset {
+		if got, ok := context[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
 func newKMSState() *kmsState {
 	s := &kmsState{}
 	s.ensure()
@@ -316,6 +339,9 @@ type keyAccess struct {
 	Action       string // KMS operation without prefix: "Decrypt"
 	ViaService   string
 	GrantTokens  []string
+	// Context is the encryption context of a cryptographic operation; nil
+	// for other operations, whose grants' constraints do not apply.
+	Context map[string]string
 }
 
 // keyAllowed decides a key use: the caller's IAM must not deny it, no key
@@ -350,6 +376,9 @@ func (e *Emulator) grantAllows(k *kmsKey, a keyAccess) bool {
 			continue
 		}
 		if now.Before(g.EffectiveAt) && !containsString(a.GrantTokens, g.Token) {
+			continue
+		}
+		if a.Context != nil && !g.Constraints.allow(a.Context) {
 			continue
 		}
 		return true

@@ -99,12 +99,19 @@ func kmsNull(field string) *APIError {
 
 // keyFor resolves ref for the caller and checks that it may perform action.
 func (e *Emulator) keyFor(c *Call, ref, action string, grantTokens []string) (*kmsKey, *APIError) {
+	return e.keyForContext(c, ref, action, grantTokens, nil)
+}
+
+// keyForContext is keyFor for a cryptographic operation with an encryption
+// context, which grant constraints are checked against.
+func (e *Emulator) keyForContext(c *Call, ref, action string, grantTokens []string, context map[string]string) (*kmsKey, *APIError) {
 	k, err := e.resolveKey(ref, c.Account, c.Region)
 	if err != nil {
 		return nil, err
 	}
 	if err := e.keyAllowed(k, keyAccess{
 		Account: c.Account, Principal: c.Principal, PrincipalIAM: c.PrincipalIAM, Action: action, GrantTokens: grantTokens,
+		Context: context,
 	}); err != nil {
 		return nil, err
 	}
@@ -709,8 +716,11 @@ func contextAAD(context map[string]string) []byte {
 }
 
 // usableKey resolves and authorizes a key for a cryptographic operation.
-func (e *Emulator) usableKey(c *Call, ref, action string, grantTokens []string) (*kmsKey, *APIError) {
-	k, err := e.keyFor(c, ref, action, grantTokens)
+func (e *Emulator) usableKey(c *Call, ref, action string, grantTokens []string, context map[string]string) (*kmsKey, *APIError) {
+	if context == nil {
+		context = map[string]string{} // a cryptographic operation: constraints apply
+	}
+	k, err := e.keyForContext(c, ref, action, grantTokens, context)
 	if err != nil {
 		return nil, err
 	}
@@ -727,7 +737,7 @@ func (e *Emulator) kmsEncrypt(c *Call, req *kmsRequest) (any, *APIError) {
 	if len(req.Plaintext) == 0 || len(req.Plaintext) > 4096 {
 		return nil, Errf("ValidationException", "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length between 1 and 4096")
 	}
-	k, err := e.usableKey(c, req.KeyID, "Encrypt", req.GrantTokens)
+	k, err := e.usableKey(c, req.KeyID, "Encrypt", req.GrantTokens, req.EncryptionContext)
 	if err != nil {
 		return nil, err
 	}
@@ -752,7 +762,7 @@ func (e *Emulator) decryptBlob(c *Call, blob []byte, keyRef string, context map[
 	if f := strings.SplitN(arn, ":", 6); len(f) == 6 && strings.HasPrefix(f[5], "key/mrk-") && f[3] != c.Region {
 		arn = keyARN(c.Region, f[4], strings.TrimPrefix(f[5], "key/"))
 	}
-	k, err := e.usableKey(c, arn, action, grantTokens)
+	k, err := e.usableKey(c, arn, action, grantTokens, context)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -796,7 +806,7 @@ func (e *Emulator) kmsGenerateDataKey(c *Call, req *kmsRequest) (any, *APIError)
 	case n < 1 || n > 1024:
 		return nil, Errf("ValidationException", "1 validation error detected: Value '%d' at 'numberOfBytes' failed to satisfy constraint: Member must have value between 1 and 1024", n)
 	}
-	k, err := e.usableKey(c, req.KeyID, c.Action, req.GrantTokens)
+	k, err := e.usableKey(c, req.KeyID, c.Action, req.GrantTokens, req.EncryptionContext)
 	if err != nil {
 		return nil, err
 	}
@@ -820,7 +830,7 @@ func (e *Emulator) kmsReEncrypt(c *Call, req *kmsRequest) (any, *APIError) {
 	if err != nil {
 		return nil, err
 	}
-	dst, err := e.usableKey(c, req.DestinationKeyID, "ReEncryptTo", req.GrantTokens)
+	dst, err := e.usableKey(c, req.DestinationKeyID, "ReEncryptTo", req.GrantTokens, req.DestinationEncryptionContext)
 	if err != nil {
 		return nil, err
 	}

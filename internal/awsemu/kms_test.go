@@ -522,3 +522,35 @@ func TestKMSMultiRegionReplica(t *testing.T) {
 	_, err = west.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/mrk")})
 	wantCode(t, "aliases stay in their region", err, "NotFoundException")
 }
+
+func TestKMSGrantConstraints(t *testing.T) {
+	ctx := context.Background()
+	srv := Start(t, Options{})
+	build := kmsClient(ctx, srv, "111111111111", "us-east-1")
+	target := kmsClient(ctx, srv, "222222222222", "us-east-1")
+	key := keyARNOf(t, ctx, build, "alias/amicrypt-build")
+	for _, c := range []*types.GrantConstraints{
+		{EncryptionContextSubset: map[string]string{"project": "amicrypt"}},
+		{EncryptionContextEquals: map[string]string{"project": "exact"}},
+	} {
+		if _, err := build.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(key), GranteePrincipal: aws.String("222222222222"),
+			Operations: []types.GrantOperation{types.GrantOperationEncrypt}, Constraints: c}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name    string
+		context map[string]string
+		want    string
+	}{
+		{"subset satisfied", map[string]string{"project": "amicrypt", "extra": "x"}, ""},
+		{"equals satisfied", map[string]string{"project": "exact"}, ""},
+		{"equals with an extra pair", map[string]string{"project": "exact", "extra": "x"}, "AccessDeniedException"},
+		{"no context", nil, "AccessDeniedException"},
+		{"other value", map[string]string{"project": "other"}, "AccessDeniedException"},
+	}
+	for _, tc := range tests {
+		_, err := target.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(key), Plaintext: []byte("x"), EncryptionContext: tc.context})
+		wantCode(t, tc.name, err, tc.want)
+	}
+}
