@@ -19,7 +19,6 @@ package e2e
 // its own t.TempDir().
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -38,6 +37,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
 )
 
 // Identity of the plugin as users name it.
@@ -472,7 +473,7 @@ func (m *Emulator) waitReady(timeout time.Duration) error {
 			return errors.New("exited before accepting connections")
 		default:
 		}
-		resp, err := client.Get(m.URL + "/_emu/state")
+		resp, err := client.Get(m.URL + "/_emu/health")
 		if err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -532,46 +533,33 @@ func (m *Emulator) AdminJSON(t testing.TB, path string, query url.Values, v any)
 	}
 }
 
-// Check returns the invariant checker's report (GET /_emu/check), decoded
-// generically; query selects e.g. the principal whose run is checked.
-func (m *Emulator) Check(t testing.TB, query url.Values) map[string]any {
+// Check returns the invariant checker's report (GET /_emu/check). query
+// takes the checker's filters: principal, account, since_seq, since, ignore.
+func (m *Emulator) Check(t testing.TB, query url.Values) awsemu.CheckReport {
 	t.Helper()
-	var report map[string]any
+	var report awsemu.CheckReport
 	m.AdminJSON(t, "check", query, &report)
 	return report
 }
 
-// Audit returns the audit log (GET /_emu/audit), one decoded JSON value per
-// recorded call.
-func (m *Emulator) Audit(t testing.TB, query url.Values) []map[string]any {
+// Audit returns the audit entries (GET /_emu/audit). query takes the audit
+// filters: service, account, region, principal, action, outcome, since.
+func (m *Emulator) Audit(t testing.TB, query url.Values) []awsemu.AuditEntry {
 	t.Helper()
-	body := m.Admin(t, "audit", query)
-	var entries []map[string]any
-	if err := json.Unmarshal(body, &entries); err == nil {
-		return entries
-	}
-	// Also accept {"entries": [...]} and JSON lines.
-	var wrapped struct {
-		Entries []map[string]any `json:"entries"`
-	}
-	if err := json.Unmarshal(body, &wrapped); err == nil && wrapped.Entries != nil {
-		return wrapped.Entries
-	}
-	entries = nil
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(make([]byte, 1<<20), 1<<26)
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		var entry map[string]any
-		if err := json.Unmarshal(line, &entry); err != nil {
-			t.Fatalf("decoding /_emu/audit: %v\n%s", err, tail(string(body), 2048))
-		}
-		entries = append(entries, entry)
-	}
+	var entries []awsemu.AuditEntry
+	m.AdminJSON(t, "audit", query, &entries)
 	return entries
+}
+
+// Mark returns the current audit position: pass it as since_seq to Check so
+// only what a run does after it counts.
+func (m *Emulator) Mark(t testing.TB) int {
+	t.Helper()
+	entries := m.Audit(t, nil)
+	if len(entries) == 0 {
+		return 0
+	}
+	return entries[len(entries)-1].Seq
 }
 
 // WriteFile writes a file (e.g. a template) under dir, creating parents.

@@ -33,20 +33,29 @@ const requiredPluginsBlock = `packer {
 }
 `
 
-// minimalTemplate uses one amicrypt-ebs source and one amicrypt-copy
-// post-processor with the fewest fields each accepts.
+// minimalTemplate uses one amicrypt-ebs source (re-encrypting an existing
+// AMI, so no launch fields) and one amicrypt-copy post-processor with one
+// target, each with the fewest fields it accepts.
 const minimalTemplate = `
 source "amicrypt-ebs" "app" {
-  region     = "us-east-1"
-  kms_key_id = "alias/amicrypt-build"
+  region      = "us-east-1"
+  source_ami  = "ami-0a1b2c3d4e5f60001"
+  skip_launch = true
+  kms_key_id  = "alias/amicrypt-build"
+  ami_name    = "amicrypt-init-validate"
 %s}
 
 build {
   sources = ["source.amicrypt-ebs.app"]
 
   post-processor "amicrypt-copy" {
-    region = "us-east-1"
-  }
+    region     = "us-east-1"
+    role_name  = "amicrypt-copy"
+    kms_key_id = "alias/amicrypt-target"
+    target {
+      account_id = "222222222222"
+    }
+%s  }
 }
 `
 
@@ -69,6 +78,7 @@ func TestInitAndValidate(t *testing.T) {
 		name         string
 		version      string
 		extraSource  string
+		extraCopy    string
 		wantInit     int
 		wantValidate int
 		wantOutput   []string // on the failing command
@@ -100,12 +110,21 @@ func TestInitAndValidate(t *testing.T) {
 			wantValidate: 1,
 			wantOutput:   []string{"no_such_field"},
 		},
+		{
+			// And through the post-processor's.
+			name:         "unknown post-processor field",
+			version:      ">= 0.1.0",
+			extraCopy:    "    no_such_copy_field = true\n",
+			wantInit:     0,
+			wantValidate: 1,
+			wantOutput:   []string{"no_such_copy_field"},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			WriteFile(t, dir, "template.pkr.hcl",
-				fmt.Sprintf(requiredPluginsBlock, tc.version)+fmt.Sprintf(minimalTemplate, tc.extraSource))
+				fmt.Sprintf(requiredPluginsBlock, tc.version)+fmt.Sprintf(minimalTemplate, tc.extraSource, tc.extraCopy))
 
 			before := pluginFiles(t, env.PluginDir)
 			initRes := env.Packer(t, dir, "init", ".")
