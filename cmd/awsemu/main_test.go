@@ -62,9 +62,12 @@ func TestServeAndShutDown(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("no shutdown")
 	}
-	data, err := os.ReadFile(statePath)
-	if err != nil || !strings.Contains(string(data), `"GetCallerIdentity"`) {
+	if _, err := os.Stat(statePath); err != nil {
 		t.Fatalf("state file after shutdown: %v", err)
+	}
+	audit, err := os.ReadFile(statePath + ".audit.jsonl")
+	if err != nil || !strings.Contains(string(audit), `"GetCallerIdentity"`) {
+		t.Fatalf("audit log after shutdown: %v %s", err, audit)
 	}
 }
 

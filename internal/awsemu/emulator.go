@@ -98,10 +98,12 @@ type Emulator struct {
 	audit  []AuditEntry
 	cur    *Call // the call being handled (lock held)
 
-	dirty   bool
-	stopped chan struct{}
-	saverWG sync.WaitGroup
-	closed  bool
+	dirty      bool
+	auditSaved int        // audit entries already in the audit log
+	saveMu     sync.Mutex // serializes state saves (taken before mu)
+	stopped    chan struct{}
+	saverWG    sync.WaitGroup
+	closed     bool
 }
 
 // New builds an emulator from opts: it loads the world, then the state file
@@ -189,12 +191,7 @@ func (e *Emulator) Close() error {
 	close(e.stopped)
 	e.mu.Unlock()
 	e.saverWG.Wait()
-	if e.opts.StatePath == "" {
-		return nil
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.saveStateLocked(e.opts.StatePath)
+	return e.SaveState()
 }
 
 // Handler serves every AWS service of the emulator, and /_emu/ admin calls.

@@ -1,6 +1,7 @@
 package awsemu
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +12,9 @@ import (
 )
 
 // stateFile is what the state file holds: everything that changes while
-// the emulator runs. The world itself comes from the world file.
+// the emulator runs. The world itself comes from the world file. The audit
+// lives next to it in PATH.audit.jsonl, one entry per line, appended as it
+// grows: rewriting a long audit on every save would stall the emulator.
 type stateFile struct {
 	Version     int           `json:"version"`
 	SavedAt     time.Time     `json:"saved_at"`
@@ -19,12 +22,16 @@ type stateFile struct {
 	KMS         *kmsState     `json:"kms"`
 	STS         *stsState     `json:"sts"`
 	EC2         *ec2State     `json:"ec2"`
-	Audit       []AuditEntry  `json:"audit"`
+	// Audit is filled only in the admin view (GET /_emu/state).
+	Audit []AuditEntry `json:"audit,omitempty"`
 }
 
-const stateVersion = 1
+const stateVersion = 2
 
-// loadState reads the state file at path; a missing file is no error.
+func auditLogPath(statePath string) string { return statePath + ".audit.jsonl" }
+
+// loadState reads the state file at path and its audit log; a missing
+// state file is no error.
 func (e *Emulator) loadState(path string) (bool, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -43,6 +50,10 @@ func (e *Emulator) loadState(path string) (bool, error) {
 	if st.KMS == nil || st.STS == nil || st.EC2 == nil {
 		return false, fmt.Errorf("state file %s is incomplete (delete it to start fresh)", path)
 	}
+	audit, err := readAuditLog(auditLogPath(path))
+	if err != nil {
+		return false, err
+	}
 	e.offset = st.ClockOffset
 	e.kms = st.KMS
 	e.kms.ensure()
@@ -51,26 +62,93 @@ func (e *Emulator) loadState(path string) (bool, error) {
 		e.sts.Sessions = map[string]*stsSession{}
 	}
 	e.ec2 = st.EC2
-	e.audit = st.Audit
+	e.audit = audit
+	e.auditSaved = len(audit)
 	return true, nil
 }
 
-// snapshotState encodes the state (lock held).
-func (e *Emulator) snapshotState() ([]byte, error) {
-	return json.Marshal(stateFile{
-		Version: stateVersion, SavedAt: e.now(), ClockOffset: e.offset,
-		KMS: e.kms, STS: e.sts, EC2: e.ec2, Audit: e.audit,
-	})
+// readAuditLog reads the audit log; a missing file is an empty audit. A
+// torn tail (a crash while appending) is cut off so appends continue on a
+// clean line.
+func readAuditLog(path string) ([]AuditEntry, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading audit log: %w", err)
+	}
+	var out []AuditEntry
+	good := 0
+	for good < len(data) {
+		end := bytes.IndexByte(data[good:], '\n')
+		if end < 0 {
+			break
+		}
+		var a AuditEntry
+		if err := json.Unmarshal(data[good:good+end], &a); err != nil {
+			break
+		}
+		out = append(out, a)
+		good += end + 1
+	}
+	if good < len(data) {
+		if err := os.Truncate(path, int64(good)); err != nil {
+			return nil, fmt.Errorf("repairing audit log %s: %w", path, err)
+		}
+	}
+	for i := range out {
+		out[i].Seq = i + 1 // Seq is the position in the audit
+	}
+	return out, nil
 }
 
-// saveStateLocked writes the state file atomically (lock held).
-func (e *Emulator) saveStateLocked(path string) error {
-	data, err := e.snapshotState()
+// pendingSave is a state snapshot taken under the lock and written after.
+type pendingSave struct {
+	state []byte
+	audit []AuditEntry // entries not yet in the audit log
+}
+
+// snapshotForSave encodes the state and takes the unsaved audit entries
+// (lock held). Audit entries never change once recorded, so the slice can
+// be encoded after the lock is released.
+func (e *Emulator) snapshotForSave() (pendingSave, error) {
+	data, err := json.Marshal(stateFile{
+		Version: stateVersion, SavedAt: e.now(), ClockOffset: e.offset,
+		KMS: e.kms, STS: e.sts, EC2: e.ec2,
+	})
 	if err != nil {
-		return fmt.Errorf("encoding state: %w", err)
+		return pendingSave{}, fmt.Errorf("encoding state: %w", err)
 	}
+	p := pendingSave{state: data, audit: e.audit[e.auditSaved:len(e.audit):len(e.audit)]}
+	e.auditSaved = len(e.audit)
 	e.dirty = false
-	return writeFileAtomic(path, data)
+	return p, nil
+}
+
+// write appends the new audit entries and replaces the state file.
+func (p pendingSave) write(path string) error {
+	if len(p.audit) > 0 {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		for i := range p.audit {
+			if err := enc.Encode(&p.audit[i]); err != nil {
+				return fmt.Errorf("encoding audit: %w", err)
+			}
+		}
+		f, err := os.OpenFile(auditLogPath(path), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return fmt.Errorf("saving audit log: %w", err)
+		}
+		_, werr := f.Write(buf.Bytes())
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return fmt.Errorf("saving audit log: %w", werr)
+		}
+	}
+	return writeFileAtomic(path, p.state)
 }
 
 func writeFileAtomic(path string, data []byte) error {
@@ -94,8 +172,8 @@ func writeFileAtomic(path string, data []byte) error {
 	return nil
 }
 
-// saver writes the state file at most every saveInterval while calls change
-// it: encoding the whole state on every call would make each call O(state).
+// saver writes the state at most every saveInterval while calls change it.
+// Saves are serialized by saveMu so audit appends stay in order.
 func (e *Emulator) saver() {
 	defer e.saverWG.Done()
 	const saveInterval = 500 * time.Millisecond
@@ -107,17 +185,19 @@ func (e *Emulator) saver() {
 			return
 		case <-t.C:
 		}
+		e.saveMu.Lock()
 		e.mu.Lock()
 		if !e.dirty {
 			e.mu.Unlock()
+			e.saveMu.Unlock()
 			continue
 		}
-		data, err := e.snapshotState()
-		e.dirty = false
+		p, err := e.snapshotForSave()
 		e.mu.Unlock()
 		if err == nil {
-			err = writeFileAtomic(e.opts.StatePath, data)
+			err = p.write(e.opts.StatePath)
 		}
+		e.saveMu.Unlock()
 		if err != nil {
 			e.logf("awsemu: %v", err)
 		}
@@ -129,14 +209,23 @@ func (e *Emulator) SaveState() error {
 	if e.opts.StatePath == "" {
 		return nil
 	}
+	e.saveMu.Lock()
+	defer e.saveMu.Unlock()
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.saveStateLocked(e.opts.StatePath)
+	p, err := e.snapshotForSave()
+	e.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return p.write(e.opts.StatePath)
 }
 
-// StateJSON returns the emulator's state as the state file stores it.
+// StateJSON returns the emulator's state with its audit, for GET /_emu/state.
 func (e *Emulator) StateJSON() ([]byte, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.snapshotState()
+	return json.Marshal(stateFile{
+		Version: stateVersion, SavedAt: e.now(), ClockOffset: e.offset,
+		KMS: e.kms, STS: e.sts, EC2: e.ec2, Audit: e.audit,
+	})
 }
