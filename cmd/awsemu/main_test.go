@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -53,6 +54,7 @@ func TestServeAndShutDown(t *testing.T) {
 	if err != nil || aws.ToString(id.Account) != "333333333333" {
 		t.Fatalf("GetCallerIdentity: %v", err)
 	}
+	describeImagesWithCLI(t, url)
 	cancel()
 	select {
 	case err := <-done:
@@ -85,6 +87,41 @@ func TestFlagErrors(t *testing.T) {
 		err := run(context.Background(), tc.args, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: got %v, want an error with %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// describeImagesWithCLI is the acceptance check of the server: the AWS CLI
+// lists the default world's amazon AMI. Without `aws` it skips, unless
+// AMICRYPT_REQUIRE_AWSCLI=1.
+func describeImagesWithCLI(t *testing.T, url string) {
+	bin, err := exec.LookPath("aws")
+	if err != nil {
+		if os.Getenv("AMICRYPT_REQUIRE_AWSCLI") == "1" {
+			t.Fatalf("AMICRYPT_REQUIRE_AWSCLI=1 but the aws CLI is not on PATH: %v", err)
+		}
+		t.Log("aws CLI not installed; skipping the describe-images check")
+		return
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "--endpoint-url", url, "--region", "us-east-1", "--output", "json",
+		"ec2", "describe-images", "--owners", "amazon")
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = append(env, "AWS_ACCESS_KEY_ID=AKIA2222222222222222", "AWS_SECRET_ACCESS_KEY=emu-secret-222222222222",
+		"AWS_CONFIG_FILE="+filepath.Join(dir, "config"), "AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(dir, "credentials"),
+		"AWS_EC2_METADATA_DISABLED=true", "AWS_PAGER=")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("aws ec2 describe-images --owners amazon: %v\n%s", err, out)
+	}
+	for _, want := range []string{`"ami-0a1b2c3d4e5f60001"`, `"al2023-ami-2023.6.20241212.0-kernel-6.1-x86_64"`, `"snap-0a1b2c3d4e5f60001"`} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("describe-images output lacks %s:\n%s", want, out)
 		}
 	}
 }
