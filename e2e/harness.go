@@ -475,7 +475,7 @@ func (m *Emulator) waitReady(timeout time.Duration) error {
 		}
 		resp, err := client.Get(m.URL + "/_emu/health")
 		if err == nil {
-			io.Copy(io.Discard, resp.Body)
+			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			return nil
 		}
