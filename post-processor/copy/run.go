@@ -391,7 +391,7 @@ func (r *runner) copyOne(ctx context.Context, j *job) error {
 	} else {
 		if !j.Target.IsSource {
 			if err := r.awaitGrant(ctx, tc, j); err != nil {
-				return fail("failed", err)
+				return fail(waitState(err), err)
 			}
 		}
 		if err := r.copyWithRetries(ctx, tc, j); err != nil {
@@ -441,6 +441,9 @@ func (r *runner) awaitGrant(ctx context.Context, tc *clients, j *job) error {
 				_, err := tc.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(keyARN)})
 				return err
 			})
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted while waiting for the grant on %s to take effect: %w", keyARN, ctx.Err())
+		}
 		if err != nil {
 			return fmt.Errorf("the grant on source key %s did not take effect for %s within %s (grant_propagation_timeout): %w", keyARN, j.Target.RoleARN, r.cfg.grantPropagation, err)
 		}
@@ -471,7 +474,13 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) error
 				id, err = ebs.CopyImageEncrypted(ctx, tc.EC2, spec)
 				return err
 			})
-		if err != nil {
+		if err != nil && ctx.Err() != nil {
+			// Interrupted while CopyImage was on the wire: AWS may have
+			// started the copy anyway. Look for it, so it is rolled back or
+			// reported rather than left behind unknown.
+			id = r.findInterruptedCopy(ctx, tc, j)
+		}
+		if err != nil && id == "" {
 			return err
 		}
 		j.ImageID, j.Made, j.State = id, true, "pending"
@@ -498,6 +507,23 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) error
 		case <-time.After(pause):
 		}
 	}
+}
+
+// findInterruptedCopy looks, with a fresh context, for a copy of j that an
+// interrupted CopyImage may have started.
+func (r *runner) findInterruptedCopy(ctx context.Context, tc *clients, j *job) string {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	imgs, err := ebs.FindImagesByName(fctx, tc.EC2, "self", j.Name)
+	if err != nil {
+		return ""
+	}
+	for _, img := range imgs {
+		if ebs.TagMap(img.Tags)[TagSourceAMI] == j.Source.ImageID && img.State != ec2types.ImageStateDeregistered {
+			return aws.ToString(img.ImageId)
+		}
+	}
+	return ""
 }
 
 // finish applies what follows a copy in the target account: launch

@@ -1,0 +1,303 @@
+package copy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
+)
+
+func defaultWorld(t *testing.T) *awsemu.World {
+	t.Helper()
+	w, err := awsemu.DefaultWorld()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func account(w *awsemu.World, id string) *awsemu.WorldAccount {
+	for i := range w.Accounts {
+		if w.Accounts[i].ID == id {
+			return &w.Accounts[i]
+		}
+	}
+	panic("no account " + id)
+}
+
+// mutatingCalls counts the calls since mark that would change something
+// shared: the share, grant and copy calls.
+func mutatingCalls(srv *awsemu.Server, mark int) int {
+	n := 0
+	for _, action := range []string{"ModifyImageAttribute", "ModifySnapshotAttribute", "CopyImage", "RetireGrant", "CreateKey"} {
+		n += callsSince(srv, mark, action)
+	}
+	for _, e := range srv.Emulator().Audit(awsemu.AuditFilter{Action: "CreateGrant", SinceSeq: mark}) {
+		if e.Outcome == "ok" {
+			n++
+		}
+	}
+	return n
+}
+
+func TestPreflightReportsEveryProblemAndChangesNothing(t *testing.T) {
+	w := defaultWorld(t)
+	// The source principal is the role amicrypt-build, which may not create
+	// grants; the user that made the source AMI may.
+	src := account(w, srcAccount)
+	for i := range src.Roles {
+		if src.Roles[i].Name == "amicrypt-build" {
+			src.Roles[i].Deny = append(src.Roles[i].Deny, "kms:CreateGrant")
+		}
+	}
+	account(w, "333333333333").Keys = append(account(w, "333333333333").Keys,
+		awsemu.WorldKey{Region: "us-east-1", Aliases: []string{"alias/disabled-target"}, State: "Disabled"})
+	srv := emu(t, awsemu.Options{World: w})
+	goodAMI := makeSourceAMI(t, srv, "us-east-1", publicAMI, "alias/amicrypt-build")
+	managedAMI := makeSourceAMI(t, srv, "us-west-2", "ami-0a1b2c3d4e5f60002", "")
+
+	raw := baseConfig(t)
+	raw["ami_name"] = "copy-{{ .SourceAMI }}-{{ .Account }}"
+	raw["assume_role"] = map[string]interface{}{"role_arn": "arn:aws:iam::111111111111:role/amicrypt-build"}
+	raw["target"] = []map[string]interface{}{
+		{"account_id": "222222222222", "regions": []string{"us-east-1", "ap-southeast-3", "us-west-2"}},
+		{"account_id": "333333333333", "kms_key_id": "alias/disabled-target", "region_kms_key_ids": map[string]string{"eu-west-1": "alias/missing"}},
+		{"account_id": "444444444444", "external_id": "wrong"},
+	}
+	// Another AMI already has the name 222222222222's copy would take.
+	other := ec2.NewFromConfig(srv.Config(context.Background(), "222222222222", "us-east-1"))
+	if _, err := other.CopyImage(context.Background(), &ec2.CopyImageInput{
+		SourceImageId: aws.String(publicAMI), SourceRegion: aws.String("us-east-1"), Encrypted: aws.Bool(true),
+		Name: aws.String("copy-" + goodAMI + "-222222222222"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	mark := srv.Emulator().CheckMark()
+	ui := newUI()
+	_, _, _, err := newPP(t, raw).PostProcess(context.Background(), ui, fakeArtifact{"mitchellh.amazonebs", "us-east-1:" + goodAMI + ",us-west-2:" + managedAMI})
+	var perr *PreflightError
+	if !errors.As(err, &perr) {
+		t.Fatalf("PostProcess error %v, want a *PreflightError\n%s", err, ui.buf)
+	}
+	want := []struct{ target, check, problem string }{
+		{"222222222222/ap-southeast-3", "region", "not enabled"},
+		{"222222222222/us-east-1", "AMI name", "already in use"},
+		{"333333333333/us-east-1", "target key", "disabled"},
+		{"333333333333/eu-west-1", "target key", "not found"},
+		{"444444444444", "assume role", "can't assume"},
+		{"source us-west-2", "source key", "Snapshots encrypted with the AWS Managed CMK can't be shared"},
+		{"222222222222", "source key grant", "may not create a grant"},
+		{"333333333333", "source key grant", "may not create a grant"},
+	}
+	for _, w := range want {
+		found := false
+		for _, p := range perr.Problems {
+			if p.Target == w.target && p.Check == w.check && strings.Contains(p.Problem, w.problem) && p.Fix != "" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no problem %+v with a fix in:\n%s", w, problemTable(perr.Problems))
+		}
+	}
+	if len(perr.Problems) != len(want) {
+		t.Errorf("%d problems, want %d:\n%s", len(perr.Problems), len(want), problemTable(perr.Problems))
+	}
+	msg := err.Error()
+	for _, col := range []string{"TARGET", "CHECK", "PROBLEM", "FIX", "transit_kms_key_id"} {
+		if !strings.Contains(msg, col) {
+			t.Errorf("report lacks %q:\n%s", col, msg)
+		}
+	}
+	if n := mutatingCalls(srv, mark); n != 0 {
+		t.Errorf("preflight made %d changing calls; it must change nothing", n)
+	}
+	check(t, srv, mark)
+}
+
+func TestAsyncCopyFailure(t *testing.T) {
+	for _, onFailure := range []string{OnFailureRollback, OnFailureKeep} {
+		t.Run(onFailure, func(t *testing.T) {
+			faults := &awsemu.FaultProfile{Rules: []awsemu.FaultRule{{Kind: awsemu.FaultCopyFails, Action: "CopyImage", Account: "333333333333", Region: "eu-west-1"}}}
+			srv := emu(t, awsemu.Options{Faults: faults})
+			srcAMI := makeSourceAMI(t, srv, "us-east-1", publicAMI, "alias/amicrypt-build")
+			raw := baseConfig(t)
+			raw["on_failure"] = onFailure
+			manifestPath := raw["manifest_output"].(string)
+			mark := srv.Emulator().CheckMark()
+			ui := newUI()
+			art, _, _, err := newPP(t, raw).PostProcess(context.Background(), ui, fakeArtifact{"amicrypt.ebs", "us-east-1:" + srcAMI})
+			if err == nil || !strings.Contains(err.Error(), "333333333333/eu-west-1") {
+				t.Fatalf("PostProcess error = %v, want the failed copy named\n%s", err, ui.buf)
+			}
+			assertNothingLeftInSource(t, srv, "us-east-1", srcAMI)
+
+			var m Manifest
+			b, rerr := os.ReadFile(manifestPath)
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			if len(m.Copies) != 8 || m.Error == "" {
+				t.Fatalf("manifest lists %d copies, error %q", len(m.Copies), m.Error)
+			}
+			var failed Copy
+			for _, c := range m.Copies {
+				if c.Account == "333333333333" && c.Region == "eu-west-1" {
+					failed = c
+				}
+			}
+			if failed.ImageID == "" || failed.Reason == "" {
+				t.Errorf("the failed copy is not reported with its AMI and reason: %+v", failed)
+			}
+
+			live := 0
+			for _, c := range m.Copies {
+				if c.ImageID == "" {
+					continue
+				}
+				client := ec2.NewFromConfig(srv.Config(context.Background(), c.Account, c.Region))
+				img, ferr := ebs.FindImageByID(context.Background(), client, c.ImageID)
+				if ferr == nil && img.State != ec2types.ImageStateDeregistered {
+					live++
+				}
+			}
+			switch onFailure {
+			case OnFailureRollback:
+				if live != 0 {
+					t.Errorf("%d copies left after rollback", live)
+				}
+				if m.Succeeded != 0 {
+					t.Errorf("manifest says %d succeeded after a rollback", m.Succeeded)
+				}
+				check(t, srv, mark)
+			case OnFailureKeep:
+				if live != 8 || m.Succeeded != 7 || m.Failed != 1 {
+					t.Errorf("keep: %d copies live, manifest %d ok / %d failed; want 8 live, 7 ok, 1 failed", live, m.Succeeded, m.Failed)
+				}
+				if art == nil || len(strings.Split(art.Id(), ",")) != 8 {
+					t.Errorf("keep: artifact must list the kept copies, got %v", art)
+				}
+			}
+		})
+	}
+}
+
+func TestTransitKeyPath(t *testing.T) {
+	srv := emu(t, awsemu.Options{})
+	managedAMI := makeSourceAMI(t, srv, "us-east-1", publicAMI, "") // under aws/ebs
+	raw := baseConfig(t)
+	raw["transit_kms_key_id"] = "alias/amicrypt-build"
+	raw["target"] = []map[string]interface{}{{"account_id": "222222222222"}, {"account_id": "444444444444", "external_id": "amicrypt-demo"}}
+	mark := srv.Emulator().CheckMark()
+	ui := newUI()
+	art, _, _, err := newPP(t, raw).PostProcess(context.Background(), ui, fakeArtifact{"amicrypt.ebs", "us-east-1:" + managedAMI})
+	if err != nil {
+		t.Fatalf("PostProcess: %v\n%s", err, ui.buf)
+	}
+	ids := strings.Split(art.Id(), ",")
+	if len(ids) != 4 {
+		t.Fatalf("artifact %q, want 4 copies", art.Id())
+	}
+	for _, id := range ids {
+		p := strings.Split(id, ":")
+		assertCopy(t, srv, p[0], p[1], p[2], managedAMI)
+	}
+	srcClient := ec2.NewFromConfig(srv.Config(context.Background(), srcAccount, "us-east-1"))
+	transit, err := ebs.FindImagesByName(context.Background(), srcClient, "self", "amicrypt-transit-"+managedAMI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, img := range transit {
+		if img.State != ec2types.ImageStateDeregistered {
+			t.Errorf("transit copy %s left %s", aws.ToString(img.ImageId), img.State)
+		}
+	}
+	if !strings.Contains(ui.buf.String(), "transit") {
+		t.Errorf("UI does not mention the transit copy:\n%s", ui.buf)
+	}
+	check(t, srv, mark)
+}
+
+// interruptUI cancels the run as soon as the first copy has started, as
+// Ctrl-C does to Packer's context.
+type interruptUI struct {
+	*testUI
+	once   sync.Once
+	cancel context.CancelFunc
+}
+
+func (u *interruptUI) Say(s string) {
+	u.testUI.Say(s)
+	if strings.Contains(s, ": copying ") {
+		u.once.Do(u.cancel)
+	}
+}
+
+func TestInterruptedRunCleansUp(t *testing.T) {
+	for _, onFailure := range []string{OnFailureRollback, OnFailureKeep} {
+		t.Run(onFailure, func(t *testing.T) {
+			// Slow copies, so they are in flight when the run is cancelled.
+			srv := emu(t, awsemu.Options{TimeScale: 0.01})
+			srcAMI := makeSourceAMI(t, srv, "us-east-1", publicAMI, "alias/amicrypt-build")
+			raw := baseConfig(t)
+			raw["on_failure"] = onFailure
+			manifestPath := raw["manifest_output"].(string)
+			mark := srv.Emulator().CheckMark()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			ui := &interruptUI{testUI: newUI(), cancel: cancel}
+			_, _, _, err := newPP(t, raw).PostProcess(ctx, ui, fakeArtifact{"amicrypt.ebs", "us-east-1:" + srcAMI})
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("PostProcess error = %v, want context.Canceled\n%s", err, ui.buf)
+			}
+			assertNothingLeftInSource(t, srv, "us-east-1", srcAMI)
+			var m Manifest
+			b, _ := os.ReadFile(manifestPath)
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatalf("manifest: %v", err)
+			}
+			inFlight := 0
+			for _, c := range m.Copies {
+				if c.ImageID != "" && c.State != "available" {
+					inFlight++
+				}
+			}
+			if inFlight == 0 {
+				t.Fatalf("no copy was in flight when the run was interrupted: %+v", m.Copies)
+			}
+			for _, c := range m.Copies {
+				if c.State == "available" {
+					continue
+				}
+				if c.Reason == "" {
+					t.Errorf("copy %s/%s is %s without a reason", c.Account, c.Region, c.State)
+				}
+				if onFailure == OnFailureKeep && c.ImageID != "" && c.State == "rolled back" {
+					t.Errorf("keep rolled back %s", c.ImageID)
+				}
+			}
+			if onFailure == OnFailureRollback {
+				for _, c := range m.Copies {
+					if c.ImageID != "" && c.State != "rolled back" {
+						t.Errorf("copy %s in %s/%s is %s after an interrupted run with rollback", c.ImageID, c.Account, c.Region, c.State)
+					}
+				}
+				check(t, srv, mark)
+			}
+		})
+	}
+}
