@@ -197,3 +197,27 @@ func TestAssumeRole(t *testing.T) {
 		t.Fatalf("%d AssumeRole calls for the role, want 2 (first use, renewal)", n)
 	}
 }
+
+func TestAssumeRoleChainingAndIAMDeny(t *testing.T) {
+	ctx := context.Background()
+	w, err := DefaultWorld()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range w.Accounts {
+		if w.Accounts[i].ID == "111111111111" {
+			w.Accounts[i].Users = append(w.Accounts[i].Users, WorldUser{Name: "noassume", AccessKey: "AKIA1111111NOASSUME", SecretKey: "s", Deny: []string{"sts:*"}})
+		}
+	}
+	srv := Start(t, Options{World: w})
+	// Role chaining: a session of 111's role assumes 222's role (trusted by account 111).
+	build := srv.RoleConfig(ctx, "111111111111", "arn:aws:iam::111111111111:role/amicrypt-build", "", "us-east-1")
+	out, err := sts.NewFromConfig(build).AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String("arn:aws:iam::222222222222:role/amicrypt-copy"), RoleSessionName: aws.String("chained")})
+	if err != nil || aws.ToString(out.AssumedRoleUser.Arn) != "arn:aws:sts::222222222222:assumed-role/amicrypt-copy/chained" {
+		t.Fatalf("chained AssumeRole: %v", err)
+	}
+	cfg := srv.Config(ctx, "111111111111", "us-east-1")
+	cfg.Credentials = credentials.NewStaticCredentialsProvider("AKIA1111111NOASSUME", "s", "")
+	_, err = sts.NewFromConfig(cfg).AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String("arn:aws:iam::222222222222:role/amicrypt-copy"), RoleSessionName: aws.String("x1")})
+	wantCode(t, "AssumeRole denied by the caller's IAM", err, "AccessDenied")
+}

@@ -554,3 +554,52 @@ func TestKMSGrantConstraints(t *testing.T) {
 		wantCode(t, tc.name, err, tc.want)
 	}
 }
+
+func TestKMSRetireByTokenCancelDeletionAndRegrant(t *testing.T) {
+	ctx := context.Background()
+	srv := Start(t, Options{})
+	build := kmsClient(ctx, srv, "111111111111", "us-east-1")
+	target := kmsClient(ctx, srv, "222222222222", "us-east-1")
+	third := kmsClient(ctx, srv, "333333333333", "us-east-1")
+	key := keyARNOf(t, ctx, build, "alias/amicrypt-build")
+
+	// A grantee whose grant includes CreateGrant may grant onwards.
+	g, err := build.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(key), GranteePrincipal: aws.String("222222222222"),
+		Operations: []types.GrantOperation{types.GrantOperationCreateGrant, types.GrantOperationDecrypt, types.GrantOperationDescribeKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = target.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(key), GranteePrincipal: aws.String("333333333333"), Operations: []types.GrantOperation{types.GrantOperationDescribeKey}})
+	wantCode(t, "re-grant by a grantee with CreateGrant", err, "")
+	_, err = third.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(key)})
+	wantCode(t, "DescribeKey through the onward grant", err, "")
+	_, err = third.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(key), GranteePrincipal: aws.String("444444444444"), Operations: []types.GrantOperation{types.GrantOperationDescribeKey}})
+	wantCode(t, "re-grant without CreateGrant", err, "AccessDeniedException")
+
+	_, err = target.RetireGrant(ctx, &kms.RetireGrantInput{GrantToken: aws.String("not-a-token")})
+	wantCode(t, "RetireGrant with a bad token", err, "InvalidGrantTokenException")
+	_, err = target.RetireGrant(ctx, &kms.RetireGrantInput{GrantToken: g.GrantToken})
+	wantCode(t, "RetireGrant by token", err, "")
+	for _, gi := range srv.Emulator().Grants() {
+		if gi.GrantID == aws.ToString(g.GrantId) {
+			t.Fatal("grant still live after RetireGrant by token")
+		}
+	}
+
+	created, err := target.CreateKey(ctx, &kms.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.KeyMetadata.KeyId
+	if _, err := target.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: id, PendingWindowInDays: aws.Int32(7)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = target.CancelKeyDeletion(ctx, &kms.CancelKeyDeletionInput{KeyId: id})
+	wantCode(t, "CancelKeyDeletion", err, "")
+	d, err := target.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: id})
+	if err != nil || d.KeyMetadata.KeyState != types.KeyStateDisabled || d.KeyMetadata.DeletionDate != nil {
+		t.Fatalf("after CancelKeyDeletion the key is Disabled without deletion date: %v %+v", err, d)
+	}
+	_, err = target.CancelKeyDeletion(ctx, &kms.CancelKeyDeletionInput{KeyId: id})
+	wantCode(t, "CancelKeyDeletion twice", err, "KMSInvalidStateException")
+}
