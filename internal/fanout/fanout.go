@@ -1,6 +1,6 @@
 // Package fanout runs many (account, region) operations at once: a global
-// concurrency cap, a limiter per destination, backoff on quota errors,
-// batched waiting and an undo ledger for cleanup and rollback.
+// cap, a limiter per destination, backoff on quota errors and an undo ledger.
+// (Batched waiting is internal/ebs's ImageWaiter, one per account-region.)
 package fanout
 
 import (
