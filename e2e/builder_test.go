@@ -10,8 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,17 +38,9 @@ func copyExample(t *testing.T, env *Env) string {
 	return dir
 }
 
-func emuCheck(t *testing.T, emu *Emulator, ignore ...string) awsemu.CheckReport {
+func emuCheck(t *testing.T, emu *Emulator, since int) awsemu.CheckReport {
 	t.Helper()
-	q := url.Values{"account": {"111111111111"}}
-	if len(ignore) > 0 {
-		q.Set("ignore", strings.Join(ignore, ","))
-	}
-	var rep awsemu.CheckReport
-	if err := json.Unmarshal(emu.Admin(t, "check", q), &rep); err != nil {
-		t.Fatalf("decoding /_emu/check: %v", err)
-	}
-	return rep
+	return emu.Check(t, url.Values{"account": {"111111111111"}, "since_seq": {strconv.Itoa(since)}})
 }
 
 func emuClients(t *testing.T, emu *Emulator, region string) (*ec2.Client, *kms.Client) {
@@ -80,6 +72,7 @@ func TestBuilderExample(t *testing.T) {
 			t.Fatalf("packer %s: exit %d\n%s", strings.Join(args, " "), res.ExitCode, res.Output)
 		}
 	}
+	mark := emu.Mark(t)
 	res := env.Packer(t, dir, "build", "-color=false", ".")
 	if res.ExitCode != 0 {
 		t.Fatalf("packer build: exit %d\n%s", res.ExitCode, res.Output)
@@ -127,7 +120,7 @@ func TestBuilderExample(t *testing.T) {
 	}
 
 	// No unencrypted AMI ever registered, no leftovers.
-	rep := emuCheck(t, emu)
+	rep := emuCheck(t, emu, mark)
 	if !rep.Pass {
 		t.Fatalf("invariant checker:\n%s", rep)
 	}
@@ -167,13 +160,10 @@ func TestBuilderInterrupt(t *testing.T) {
 		t.Fatalf("packer init: exit %d\n%s", res.ExitCode, res.Output)
 	}
 
+	mark := emu.Mark(t)
 	run := env.StartPacker(t, dir, "build", "-color=false", ".")
 	run.WaitForOutput(t, "encrypted copy for /dev/xvda", 5*time.Minute)
-	// Ctrl-C in a terminal reaches the whole foreground process group:
-	// Packer's panicwrap parent, the Packer that runs the build and the
-	// plugins. PackerRun.Interrupt signals the parent only, which panicwrap
-	// doesn't forward, so signal the tree as the terminal would.
-	if err := interruptTree(run.cmd.Process.Pid); err != nil {
+	if err := run.Interrupt(); err != nil {
 		t.Fatal(err)
 	}
 	res := run.Wait(t)
@@ -188,45 +178,8 @@ func TestBuilderInterrupt(t *testing.T) {
 	if strings.Contains(res.Output, "Encrypted AMIs were created") {
 		t.Errorf("an artifact was reported after the interrupt:\n%s", res.Output)
 	}
-	rep := emuCheck(t, emu)
+	rep := emuCheck(t, emu, mark)
 	if !rep.Pass {
 		t.Fatalf("invariant checker after interrupt:\n%s\npacker output:\n%s", rep, res.Output)
 	}
-}
-
-// interruptTree sends SIGINT to pid and every descendant, as a terminal's
-// Ctrl-C does to its foreground process group.
-func interruptTree(pid int) error {
-	children := map[int][]int{}
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, path := range stats {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid …; comm may contain spaces, so split after ')'.
-		s := string(data)
-		end := strings.LastIndexByte(s, ')')
-		if end < 0 {
-			continue
-		}
-		fields := strings.Fields(s[end+1:])
-		var child, parent int
-		if _, err := fmt.Sscan(s[:strings.IndexByte(s, ' ')], &child); err != nil || len(fields) < 2 {
-			continue
-		}
-		if _, err := fmt.Sscan(fields[1], &parent); err != nil {
-			continue
-		}
-		children[parent] = append(children[parent], child)
-	}
-	todo := []int{pid}
-	for len(todo) > 0 {
-		p := todo[0]
-		todo = append(todo[1:], children[p]...)
-		if err := syscall.Kill(p, syscall.SIGINT); err != nil && p == pid {
-			return err
-		}
-	}
-	return nil
 }
