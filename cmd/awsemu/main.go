@@ -41,6 +41,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	describeBurst := fs.Int("describe-burst", 0, "burst of the describe bucket (0: the rate)")
 	mutateRate := fs.Float64("mutate-rate", 0, "other requests per second per account-region (0: unlimited)")
 	mutateBurst := fs.Int("mutate-burst", 0, "burst of the mutate bucket (0: the rate)")
+	awsRates := fs.Bool("aws-rate-limits", false, "use EC2's default request-rate buckets (describe 100 burst, 20/s; mutate 200 burst, 5/s) instead of the -*-rate flags")
 	quiet := fs.Bool("quiet", false, "do not print the accounts and their keys")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -57,6 +58,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			DescribeRate: *describeRate, DescribeBurst: *describeBurst, MutateRate: *mutateRate, MutateBurst: *mutateBurst,
 		},
 		Logf: func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) },
+	}
+	if *awsRates {
+		opts.Limits = opts.Limits.AWSRequestRates()
 	}
 	if *worldPath != "" {
 		w, err := awsemu.LoadWorld(*worldPath)

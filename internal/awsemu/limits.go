@@ -17,6 +17,15 @@ type tokenBucket struct {
 	last   time.Time
 }
 
+// AWSRequestRates returns l with EC2's documented default request-rate
+// token buckets per account and region: non-mutating actions a bucket of
+// 100 refilled at 20 per second, mutating actions 200 at 5 per second.
+func (l Limits) AWSRequestRates() Limits {
+	l.DescribeRate, l.DescribeBurst = 20, 100
+	l.MutateRate, l.MutateBurst = 5, 200
+	return l
+}
+
 func newLimiter(l Limits) *limiter {
 	return &limiter{limits: l, buckets: map[string]*tokenBucket{}}
 }

@@ -393,3 +393,23 @@ func TestLatencyModel(t *testing.T) {
 		}
 	}
 }
+
+func TestAWSRequestRates(t *testing.T) {
+	l := Limits{ConcurrentImageCopies: 7}.AWSRequestRates()
+	if l.DescribeBurst != 100 || l.DescribeRate != 20 || l.MutateBurst != 200 || l.MutateRate != 5 || l.ConcurrentImageCopies != 7 {
+		t.Fatalf("%+v", l)
+	}
+	lim := newLimiter(l)
+	now := time.Unix(0, 0)
+	c := &Call{Service: "ec2", Account: "111111111111", Region: "us-east-1", Action: "CopyImage"}
+	n := 0
+	for lim.allow(c, now) {
+		n++
+	}
+	if n != 200 {
+		t.Fatalf("mutating burst %d, want 200", n)
+	}
+	if !lim.allow(c, now.Add(200*time.Millisecond)) || lim.allow(c, now.Add(200*time.Millisecond)) {
+		t.Fatal("refill of 5 per second not applied")
+	}
+}
