@@ -413,3 +413,42 @@ func TestShareImage(t *testing.T) {
 		t.Error("empty sharing must make no call")
 	}
 }
+
+func TestDeleteSnapshotWhenSettled(t *testing.T) {
+	cases := []struct {
+		name      string
+		refuseNow bool
+		gone      bool
+		describes int
+	}{
+		{name: "pending copy deleted at once"},
+		{name: "refused while pending, waits", refuseNow: true, describes: 1},
+		{name: "already gone", gone: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			deletes := 0
+			client := &fakeEC2{
+				deleteSnapshot: func(*ec2.DeleteSnapshotInput) (*ec2.DeleteSnapshotOutput, error) {
+					deletes++
+					if tc.gone {
+						return nil, apiErr("InvalidSnapshot.NotFound", "gone")
+					}
+					if tc.refuseNow && deletes == 1 {
+						return nil, apiErr("IncorrectState", "snapshot is pending")
+					}
+					return &ec2.DeleteSnapshotOutput{}, nil
+				},
+				describeSnapshots: func(*ec2.DescribeSnapshotsInput) (*ec2.DescribeSnapshotsOutput, error) {
+					return &ec2.DescribeSnapshotsOutput{Snapshots: []types.Snapshot{{SnapshotId: aws.String("snap-1"), State: types.SnapshotStateCompleted}}}, nil
+				},
+			}
+			if err := DeleteSnapshotWhenSettled(context.Background(), client, fastPoll(5), "snap-1"); err != nil {
+				t.Fatal(err)
+			}
+			if client.n("DescribeSnapshots") != tc.describes {
+				t.Errorf("DescribeSnapshots calls = %d, want %d", client.n("DescribeSnapshots"), tc.describes)
+			}
+		})
+	}
+}

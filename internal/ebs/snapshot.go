@@ -158,21 +158,17 @@ func modifyCreateVolumePermission(ctx context.Context, client EC2API, snapshotID
 	return nil
 }
 
-// DeleteSnapshotWhenSettled deletes a snapshot that may still be pending
-// (a cleanup after an interrupt): it waits for the snapshot to leave
-// pending, then deletes it. A snapshot already gone is not an error.
+// DeleteSnapshotWhenSettled deletes a snapshot that may still be pending (a
+// cleanup after an interrupt). Deleting a pending copy cancels it; should
+// EC2 refuse (IncorrectState), it waits for the snapshot to settle and
+// deletes it then. A snapshot already gone is not an error.
 func DeleteSnapshotWhenSettled(ctx context.Context, client EC2API, poll *awsauth.PollingConfig, snapshotID string) error {
-	snap, err := FindSnapshotByID(ctx, client, snapshotID)
-	if IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	err := DeleteSnapshot(ctx, client, snapshotID)
+	if err == nil || !IsCode(err, "IncorrectState") {
 		return err
 	}
-	if snap.State == types.SnapshotStatePending {
-		if _, err := WaitSnapshotCompleted(ctx, client, poll, snapshotID, nil); err != nil && !IsStateError(err) && !IsNotFound(err) {
-			return fmt.Errorf("waiting to delete snapshot %s: %w", snapshotID, err)
-		}
+	if _, err := WaitSnapshotCompleted(ctx, client, poll, snapshotID, nil); err != nil && !IsStateError(err) && !IsNotFound(err) {
+		return fmt.Errorf("waiting to delete snapshot %s: %w", snapshotID, err)
 	}
 	return DeleteSnapshot(ctx, client, snapshotID)
 }
