@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -410,11 +409,9 @@ func (e *Env) StartEmulator(t testing.TB, opts EmulatorOptions) *Emulator {
 // StartEmulator starts the cmd/awsemu binary bin; see Env.StartEmulator.
 func StartEmulator(t testing.TB, bin string, opts EmulatorOptions) *Emulator {
 	t.Helper()
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	// Port 0: the server picks a free port and prints it, so parallel test
+	// processes never race for one.
+	addr := "127.0.0.1:0"
 	scale := opts.TimeScale
 	if scale == 0 {
 		scale = 0.001
@@ -442,7 +439,7 @@ func StartEmulator(t testing.TB, bin string, opts EmulatorOptions) *Emulator {
 		logFile.Close()
 		t.Fatalf("starting awsemu: %v", err)
 	}
-	emu := &Emulator{URL: "http://" + addr, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
+	emu := &Emulator{LogPath: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		logFile.Close()
@@ -464,8 +461,30 @@ func StartEmulator(t testing.TB, bin string, opts EmulatorOptions) *Emulator {
 	return emu
 }
 
+// waitReady waits for the "awsemu listening on URL" line, then for the
+// admin endpoint to answer.
 func (m *Emulator) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	for m.URL == "" {
+		data, _ := os.ReadFile(m.LogPath)
+		for _, line := range strings.Split(string(data), "\n") {
+			if rest, ok := strings.CutPrefix(line, "awsemu listening on "); ok {
+				m.URL = strings.TrimSpace(strings.Fields(rest + " ")[0])
+				break
+			}
+		}
+		if m.URL != "" {
+			break
+		}
+		select {
+		case <-m.done:
+			return errors.New("exited before listening")
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no \"awsemu listening on\" line within %s", timeout)
+		}
+	}
 	client := &http.Client{Timeout: time.Second}
 	for {
 		select {
@@ -573,15 +592,6 @@ func WriteFile(t testing.TB, dir, name, content string) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func tail(s string, n int) string {
