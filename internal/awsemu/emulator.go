@@ -60,6 +60,9 @@ type Limits struct {
 	DescribeBurst int     `json:"describe_burst"`
 	MutateRate    float64 `json:"mutate_rate"`
 	MutateBurst   int     `json:"mutate_burst"`
+	// Services the request rates apply to ("ec2", "kms", "sts"); empty
+	// means all.
+	Services []string `json:"services,omitempty"`
 }
 
 // defaultLatency is the latency model in emulated time, chosen to keep the

@@ -18,11 +18,13 @@ type tokenBucket struct {
 }
 
 // AWSRequestRates returns l with EC2's documented default request-rate
-// token buckets per account and region: non-mutating actions a bucket of
-// 100 refilled at 20 per second, mutating actions 200 at 5 per second.
+// token buckets per account and region, for EC2 only (KMS and STS quotas
+// are far higher): non-mutating actions a bucket of 100 refilled at 20 per
+// second, mutating actions 200 at 5 per second.
 func (l Limits) AWSRequestRates() Limits {
 	l.DescribeRate, l.DescribeBurst = 20, 100
 	l.MutateRate, l.MutateBurst = 5, 200
+	l.Services = []string{"ec2"}
 	return l
 }
 
@@ -41,7 +43,7 @@ func (l *limiter) allow(c *Call, now time.Time) bool {
 	if isDescribe(c.Action) {
 		rate, burst, class = l.limits.DescribeRate, l.limits.DescribeBurst, "describe"
 	}
-	if rate <= 0 {
+	if rate <= 0 || (len(l.limits.Services) > 0 && !containsString(l.limits.Services, c.Service)) {
 		return true
 	}
 	if burst <= 0 {

@@ -412,4 +412,10 @@ func TestAWSRequestRates(t *testing.T) {
 	if !lim.allow(c, now.Add(200*time.Millisecond)) || lim.allow(c, now.Add(200*time.Millisecond)) {
 		t.Fatal("refill of 5 per second not applied")
 	}
+	kmsCall := &Call{Service: "kms", Account: "111111111111", Region: "us-east-1", Action: "CreateGrant"}
+	for i := range 500 {
+		if !lim.allow(kmsCall, now) {
+			t.Fatalf("KMS call %d throttled by EC2's buckets", i)
+		}
+	}
 }
