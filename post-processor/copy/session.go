@@ -54,7 +54,7 @@ type session struct {
 
 	mu      sync.Mutex
 	targets map[string]aws.Config // by account
-	cache   map[string]*clients   // by account/region
+	cache   map[string]*clients   // by account/role/region
 }
 
 func newSession(ctx context.Context, access *awsauth.AccessConfig, region string) (*session, error) {
@@ -90,7 +90,7 @@ func iamPrincipal(arn string) string {
 
 // Source returns the source account's clients in region.
 func (s *session) Source(region string) *clients {
-	return s.clients(s.SourceAccount, region, s.base)
+	return s.clients(s.SourceAccount, "", region, s.base)
 }
 
 // Target returns clients for account in region, as the role.
@@ -102,11 +102,13 @@ func (s *session) Target(account, roleARN, externalID, region string) *clients {
 		s.targets[account] = cfg
 	}
 	s.mu.Unlock()
-	return s.clients(account, region, cfg)
+	return s.clients(account, roleARN, region, cfg)
 }
 
-func (s *session) clients(account, region string, base aws.Config) *clients {
-	key := account + "/" + region
+// clients caches by account, role and region: the source account may also be
+// a target, reached through a role of its own.
+func (s *session) clients(account, roleARN, region string, base aws.Config) *clients {
+	key := account + "/" + roleARN + "/" + region
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c, ok := s.cache[key]; ok {
