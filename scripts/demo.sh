@@ -114,6 +114,13 @@ build_status=0
 (cd "$demo_dir" && "$packer" build "${build_args[@]}" .) 2>&1 | tee "$work/packer-build.log" || build_status=$?
 
 section "Copy summary"
+# amicrypt-copy's own table (account, region, AMI, key, state, duration),
+# without Packer's UI prefix; then Packer's list of artifacts.
+awk '
+  /\(amicrypt-copy\): amicrypt-copy: summary$/ { on = 1; next }
+  on && /\(amicrypt-copy\):[[:space:]]*$/ { on = 0 }
+  on { sub(/^==> [^:]*\(amicrypt-copy\): /, ""); print }
+' "$work/packer-build.log"
 if grep -q 'Builds finished' "$work/packer-build.log"; then
   sed -n '/Builds finished/,$p' "$work/packer-build.log"
 else
