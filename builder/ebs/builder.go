@@ -81,7 +81,10 @@ func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook)
 func (b *Builder) steps() []multistep.Step {
 	c := &b.config
 	steps := []multistep.Step{&stepPreflight{}, &stepSourceAMIInfo{}}
-	if !c.SkipLaunch {
+	if c.SkipLaunch {
+		// No instance: provisioners that need none (shell-local, …) still run.
+		steps = append(steps, &commonsteps.StepProvision{})
+	} else {
 		steps = append(steps,
 			&stepKeyPair{},
 			&stepSecurityGroup{},

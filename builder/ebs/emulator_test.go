@@ -490,3 +490,30 @@ func TestEmulatorAsyncCopyFailureLeavesNothing(t *testing.T) {
 		})
 	}
 }
+
+// An AMI shared without access to its key: RunInstances is accepted, the
+// instance terminates, and the build fails quoting AWS's state reason
+// (seed 001's "Client.InternalError: Client error on launch"), leaving nothing.
+func TestEmulatorLaunchFailureQuotesStateReason(t *testing.T) {
+	srv := startEmulator(t, awsemu.Options{})
+	// Account 222222222222 builds an AMI under its own key and shares it with
+	// the build account, without any grant on the key.
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIA2222222222222222")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "emu-secret-222222222222")
+	shared := runBuild(t, srv, with("skip_launch", true, "instance_type", nil, "ami_name", "amicrypt-foreign-key",
+		"kms_key_id", "alias/amicrypt-target", "ami_users", []string{buildAccount}, "snapshot_users", []string{buildAccount}))
+	if shared.err != nil {
+		t.Fatalf("sharing build: %v\n%s", shared.err, shared.output)
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIA1111111111111111")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "emu-secret-111111111111")
+
+	res := runBuild(t, srv, with("source_ami", shared.artifact.Amis["us-east-1"], "ami_name", "amicrypt-from-foreign"))
+	if res.err == nil {
+		t.Fatalf("build succeeded from an AMI whose key the account can't use")
+	}
+	if !strings.Contains(res.err.Error(), "is terminated: ") || !strings.Contains(res.err.Error(), "Client error on launch") {
+		t.Errorf("error does not quote the state reason: %v", res.err)
+	}
+	mustPass(t, srv, res.mark)
+}
