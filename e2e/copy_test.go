@@ -1,0 +1,214 @@
+//go:build e2e
+
+package e2e
+
+// amicrypt-ebs chained into amicrypt-copy with the real Packer against
+// cmd/awsemu: the README demo template (three target accounts × two
+// regions), proven by the invariant checker and by each target account's own
+// view of its copies; and the same run interrupted with SIGINT while copies
+// are in flight.
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+)
+
+// copyManifest is the part of amicrypt-copy's manifest_output these tests read.
+type copyManifest struct {
+	SourceAccount string `json:"source_account"`
+	Succeeded     int    `json:"succeeded"`
+	Failed        int    `json:"failed"`
+	Error         string `json:"error"`
+	Copies        []struct {
+		Account string `json:"account"`
+		Region  string `json:"region"`
+		ImageID string `json:"ami_id"`
+		KeyARN  string `json:"kms_key_arn"`
+		State   string `json:"state"`
+		Reason  string `json:"reason"`
+	} `json:"copies"`
+}
+
+var copyTargets = map[string][2]string{ // account → access key, secret
+	"222222222222": {"AKIA2222222222222222", "emu-secret-222222222222"},
+	"333333333333": {"AKIA3333333333333333", "emu-secret-333333333333"},
+	"444444444444": {"AKIA4444444444444444", "emu-secret-444444444444"},
+}
+
+func targetEC2(emu *Emulator, account, region string) *ec2.Client {
+	creds := copyTargets[account]
+	return ec2.NewFromConfig(aws.Config{
+		Region:       region,
+		Credentials:  credentials.NewStaticCredentialsProvider(creds[0], creds[1], ""),
+		BaseEndpoint: aws.String(emu.URL),
+	})
+}
+
+// demoDir copies example/demo into a fresh directory, so the manifest lands
+// in the test's own space.
+func demoDir(t *testing.T, env *Env) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(env.Root, "example", "demo", "demo.pkr.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	WriteFile(t, dir, "demo.pkr.hcl", string(data))
+	return dir
+}
+
+func readCopyManifest(t *testing.T, path string) copyManifest {
+	t.Helper()
+	var m copyManifest
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("manifest_output: %v", err)
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatalf("manifest_output: %v\n%s", err, data)
+	}
+	return m
+}
+
+// liveCopies lists, as each target account sees it, every image it owns that
+// amicrypt-copy tagged as a copy (whatever its state but deregistered).
+func liveCopies(t *testing.T, emu *Emulator) map[string]ec2types.Image {
+	t.Helper()
+	out := map[string]ec2types.Image{}
+	for account := range copyTargets {
+		for _, region := range []string{"us-east-1", "eu-west-1"} {
+			res, err := targetEC2(emu, account, region).DescribeImages(context.Background(), &ec2.DescribeImagesInput{
+				Owners:  []string{"self"},
+				Filters: []ec2types.Filter{{Name: aws.String("tag-key"), Values: []string{"amicrypt:source-ami"}}},
+			})
+			if err != nil {
+				t.Fatalf("%s/%s DescribeImages: %v", account, region, err)
+			}
+			for _, img := range res.Images {
+				if img.State != ec2types.ImageStateDeregistered {
+					out[aws.ToString(img.ImageId)] = img
+				}
+			}
+		}
+	}
+	return out
+}
+
+func TestCopyDemoChain(t *testing.T) {
+	env := New(t)
+	for k, v := range offlineProxy {
+		env.Vars[k] = v
+	}
+	emu := env.StartEmulator(t, EmulatorOptions{})
+	env.Vars["AWS_POLL_DELAY_SECONDS"] = "0.02"
+	dir := demoDir(t, env)
+	if res := env.Packer(t, dir, "validate", "."); res.ExitCode != 0 {
+		t.Fatalf("packer validate: exit %d\n%s", res.ExitCode, res.Output)
+	}
+	mark := emu.Mark(t)
+	res := env.Packer(t, dir, "build", "-color=false", ".")
+	if res.ExitCode != 0 {
+		t.Fatalf("packer build: exit %d\n%s", res.ExitCode, res.Output)
+	}
+	for _, want := range []string{"preflight passed: 6 copies planned", "ACCOUNT", "DURATION", "Encrypted AMI copies:", "undone: launch permission"} {
+		if !strings.Contains(res.Output, want) {
+			t.Errorf("packer build output lacks %q:\n%s", want, res.Output)
+		}
+	}
+	m := readCopyManifest(t, filepath.Join(dir, "amicrypt-demo-copies.json"))
+	if m.Succeeded != 6 || m.Failed != 0 || len(m.Copies) != 6 {
+		t.Fatalf("manifest: %d ok, %d failed, %d copies", m.Succeeded, m.Failed, len(m.Copies))
+	}
+	live := liveCopies(t, emu)
+	for _, c := range m.Copies {
+		img, ok := live[c.ImageID]
+		if !ok {
+			t.Errorf("%s/%s: %s not visible to its own account", c.Account, c.Region, c.ImageID)
+			continue
+		}
+		if img.State != ec2types.ImageStateAvailable || !strings.Contains(c.KeyARN, ":"+c.Account+":key/") {
+			t.Errorf("%s/%s: %s is %s under %s", c.Account, c.Region, c.ImageID, img.State, c.KeyARN)
+		}
+		tags := map[string]string{}
+		for _, tg := range img.Tags {
+			tags[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+		}
+		for _, k := range []string{"Name", "Team", "Compliance", "CopiedBy", "Encrypted", "CopiedFromAMI", "amicrypt:kms-key-arn"} {
+			if tags[k] == "" {
+				t.Errorf("%s/%s: %s lacks tag %s as its account sees it: %v", c.Account, c.Region, c.ImageID, k, tags)
+			}
+		}
+		for _, bdm := range img.BlockDeviceMappings {
+			if bdm.Ebs != nil && (!aws.ToBool(bdm.Ebs.Encrypted) || aws.ToString(bdm.Ebs.KmsKeyId) != c.KeyARN) {
+				t.Errorf("%s/%s: %s device %s encrypted=%v key %s", c.Account, c.Region, c.ImageID, aws.ToString(bdm.DeviceName), aws.ToBool(bdm.Ebs.Encrypted), aws.ToString(bdm.Ebs.KmsKeyId))
+			}
+		}
+	}
+	report := emu.Check(t, url.Values{"since_seq": {strconv.Itoa(mark)}})
+	if !report.Pass {
+		t.Errorf("invariant checker:\n%s", report)
+	}
+	t.Logf("demo chain: %d API calls", report.TotalCalls)
+}
+
+func TestCopyInterruptedBySIGINT(t *testing.T) {
+	env := New(t)
+	for k, v := range offlineProxy {
+		env.Vars[k] = v
+	}
+	// Slow time down so the copies are still in flight at the interrupt.
+	emu := env.StartEmulator(t, EmulatorOptions{TimeScale: 0.02})
+	env.Vars["AWS_POLL_DELAY_SECONDS"] = "0.05"
+	dir := demoDir(t, env)
+	mark := emu.Mark(t)
+	run := env.StartPacker(t, dir, "build", "-color=false", ".")
+	run.WaitForOutput(t, ": copying ami-", 5*time.Minute)
+	if err := run.Interrupt(); err != nil {
+		t.Fatal(err)
+	}
+	res := run.Wait(t)
+	if res.ExitCode == 0 {
+		t.Fatalf("packer build exited 0 after SIGINT:\n%s", res.Output)
+	}
+	if !strings.Contains(res.Output, "undone: launch permission") || !strings.Contains(res.Output, "rolled back") {
+		t.Errorf("the interrupted run did not report its cleanup and rollback:\n%s", res.Output)
+	}
+
+	// Nothing shared or granted is left in the source, and nothing the run
+	// made survives unreported: with on_failure = "rollback" (the default)
+	// nothing survives at all.
+	report := emu.Check(t, url.Values{"since_seq": {strconv.Itoa(mark)}})
+	if !report.Pass {
+		t.Errorf("invariant checker after SIGINT:\n%s", report)
+	}
+	m := readCopyManifest(t, filepath.Join(dir, "amicrypt-demo-copies.json"))
+	reported := map[string]bool{}
+	made := 0
+	for _, c := range m.Copies {
+		if c.ImageID != "" {
+			reported[c.ImageID] = true
+			made++
+		}
+		if c.State != "available" && c.Reason == "" {
+			t.Errorf("%s/%s is %s without a reason", c.Account, c.Region, c.State)
+		}
+	}
+	if made == 0 {
+		t.Fatalf("no copy was in flight at the interrupt: %+v", m.Copies)
+	}
+	for id, img := range liveCopies(t, emu) {
+		t.Errorf("%s (%s, owner %s) survived the interrupted run (reported in manifest: %v)", id, img.State, aws.ToString(img.OwnerId), reported[id])
+	}
+}
