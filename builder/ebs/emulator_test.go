@@ -359,7 +359,7 @@ func TestEmulatorTwoExtraRegions(t *testing.T) {
 func TestEmulatorSharing(t *testing.T) {
 	srv := startEmulator(t, awsemu.Options{})
 	res := runBuild(t, srv, with("ami_name", "amicrypt-shared", "ami_users", []string{"222222222222"}, "snapshot_users", []string{"222222222222"},
-		"deprecate_at", "2099-01-01T00:00:00Z"))
+		"deprecate_at", "2099-01-01T00:00:00Z", "deregistration_protection", map[string]interface{}{"enabled": true}))
 	if res.err != nil {
 		t.Fatalf("build: %v\n%s", res.err, res.output)
 	}
@@ -373,7 +373,7 @@ func TestEmulatorSharing(t *testing.T) {
 	if aws.ToString(own.DeprecationTime) == "" {
 		t.Errorf("deprecation time not set")
 	}
-	for action, want := range map[string]int{"ModifyImageAttribute": 1, "ModifySnapshotAttribute": 1, "EnableImageDeprecation": 1} {
+	for action, want := range map[string]int{"ModifyImageAttribute": 1, "ModifySnapshotAttribute": 1, "EnableImageDeprecation": 1, "EnableImageDeregistrationProtection": 1} {
 		if got := calls(srv, res.mark, action); got != want {
 			t.Errorf("%s calls = %d, want %d", action, got, want)
 		}
