@@ -282,8 +282,8 @@ func orDefault(v, def string) string {
 // ec2Handler is one EC2 action.
 type ec2Handler func(e *Emulator, c *Call, p ec2Params) (any, *APIError)
 
-// ec2Actions is the action table. It is built once per call of
-// ec2ActionTable (no package-level mutable state).
+// ec2ActionTable maps EC2 actions to their handlers. It is a function,
+// not a package-level map, so there is no package-level mutable state.
 func ec2ActionTable() map[string]ec2Handler {
 	return map[string]ec2Handler{
 		// images
@@ -606,15 +606,17 @@ func paginate(p ec2Params, n int) (from, to int, next string, err *APIError) {
 	return from, to, next, nil
 }
 
-// ec2Bool is an AttributeBooleanValue / plain boolean element.
+// ec2ValueString is an AttributeValue element: <x><value>…</value></x>.
 type ec2ValueString struct {
 	Value string `xml:"value"`
 }
 
+// ec2ValueBool is an AttributeBooleanValue element.
 type ec2ValueBool struct {
 	Value bool `xml:"value"`
 }
 
+// ec2Return is the <return>true</return> of mutating calls.
 type ec2Return struct {
 	Return bool `xml:"return"`
 }

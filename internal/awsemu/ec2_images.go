@@ -201,7 +201,8 @@ func (img *ec2Image) encrypted() bool {
 	return false
 }
 
-// record remembers how an image was made, for the invariant checker.
+// recordRegistration remembers how an image was made, for the invariant
+// checker.
 func (e *Emulator) recordRegistration(c *Call, img *ec2Image) {
 	r := ec2Registration{ImageID: img.ID, Action: c.Action, Account: c.Account, Region: c.Region,
 		Principal: c.Principal, Time: e.now()}
@@ -695,7 +696,7 @@ func parseBlockDeviceMappings(p ec2Params) (map[string]reqMapping, *APIError) {
 		if r.DeviceName == "" {
 			return nil, Errf("MissingParameter", "The request must contain the parameter %sDeviceName", pre)
 		}
-		if len(p.indicesPrefix(pre+"Ebs.")) > 0 {
+		if p.hasPrefix(pre + "Ebs.") {
 			ebs := &reqEbs{SnapshotID: p.str(pre + "Ebs.SnapshotId"), VolumeType: p.str(pre + "Ebs.VolumeType"), KmsKeyID: p.str(pre + "Ebs.KmsKeyId")}
 			var err *APIError
 			if ebs.VolumeSize, err = p.integer(pre+"Ebs.VolumeSize", 0); err != nil {
@@ -727,15 +728,14 @@ func parseBlockDeviceMappings(p ec2Params) (map[string]reqMapping, *APIError) {
 	return out, nil
 }
 
-// indicesPrefix lists parameter names starting with prefix.
-func (p ec2Params) indicesPrefix(prefix string) []string {
-	var out []string
+// hasPrefix reports whether any parameter name starts with prefix.
+func (p ec2Params) hasPrefix(prefix string) bool {
 	for k := range p.v {
 		if strings.HasPrefix(k, prefix) {
-			out = append(out, k)
+			return true
 		}
 	}
-	return out
+	return false
 }
 
 func kmsKeyNeedsEncrypted() *APIError {
@@ -868,12 +868,9 @@ func (e *Emulator) ec2CopyImage(c *Call, p ec2Params) (any, *APIError) {
 	}
 	e.ec2.Images[img.ID] = img
 	tags := map[string]string{}
-	if copyTags && src.Owner == c.Account {
-		// Rule 3.6: only the tags the caller's account wrote are visible.
-		for k, v := range e.ec2.Tags[src.ID][c.Account] {
-			tags[k] = v
-		}
-	} else if copyTags {
+	if copyTags {
+		// Rule 3.6: only the tags the caller's own account wrote are
+		// visible to it, so only those are copied.
 		for k, v := range e.ec2.Tags[src.ID][c.Account] {
 			tags[k] = v
 		}

@@ -414,7 +414,7 @@ func (e *Emulator) ec2RunInstances(c *Call, p ec2Params) (any, *APIError) {
 			BootMode: img.BootMode, TpmSupport: img.TpmSupport, ImdsSupport: img.ImdsSupport,
 			Launched: now, Principal: c.Principal, Attachments: []ec2Attachment{},
 		}
-		inst.PrivateIP = subnet.nextIP(e.ec2)
+		inst.PrivateIP = subnet.nextIP()
 		if subnet.DefaultForAZ {
 			inst.PublicIP = publicIP(inst.ID)
 		}

@@ -77,7 +77,7 @@ type ec2Subnet struct {
 }
 
 // nextIP hands out the next private address of the subnet.
-func (s *ec2Subnet) nextIP(_ *ec2State) string {
+func (s *ec2Subnet) nextIP() string {
 	s.Used++
 	var a, b, c, d int
 	fmt.Sscanf(s.CIDR, "%d.%d.%d.%d", &a, &b, &c, &d)
