@@ -517,3 +517,26 @@ func TestEmulatorLaunchFailureQuotesStateReason(t *testing.T) {
 	}
 	mustPass(t, srv, res.mark)
 }
+
+// Throttling and eventual consistency (new resources briefly invisible) are
+// ridden out by the adaptive retryer and the waits' not-found grace.
+func TestEmulatorBuildSurvivesThrottlingAndEventualConsistency(t *testing.T) {
+	srv := startEmulator(t, awsemu.Options{Faults: &awsemu.FaultProfile{Seed: 7, Rules: []awsemu.FaultRule{
+		{Kind: awsemu.FaultThrottle, Service: "ec2", Probability: 0.2},
+		{Kind: awsemu.FaultNotFoundAfterNew, Probability: 0.5},
+	}}})
+	res := runBuild(t, srv, with("ami_name", "amicrypt-rough-weather", "ami_regions", []string{"us-west-2"},
+		"region_kms_key_ids", map[string]string{"us-west-2": "alias/amicrypt-build"}))
+	if res.err != nil {
+		t.Fatalf("build: %v\n%s", res.err, res.output)
+	}
+	throttled := srv.Emulator().Audit(awsemu.AuditFilter{Outcome: "RequestLimitExceeded", SinceSeq: res.mark})
+	if len(throttled) == 0 {
+		t.Fatal("no call was throttled; the test proves nothing")
+	}
+	for _, r := range []string{"us-east-1", "us-west-2"} {
+		assertEncryptedUnder(t, srv, r, res.artifact.Amis[r], keyARN(t, srv, buildAccount, r, "alias/amicrypt-build"))
+	}
+	t.Logf("%d throttled calls ridden out", len(throttled))
+	mustPass(t, srv, res.mark)
+}
