@@ -2,8 +2,11 @@ package awsemu
 
 import (
 	"encoding/base64"
+	"encoding/json"
+	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -333,10 +336,27 @@ func TestEC2CheckerFindings(t *testing.T) {
 	if r := emu.Check(CheckOptions{SinceSeq: mark, Ignore: all}); !r.Pass {
 		t.Fatalf("checker ignoring every kind: %s", r)
 	}
-	// The admin endpoint serves the same report.
-	q := map[string][]string{"since_seq": {strconv.Itoa(mark)}}
-	got, err := emu.checkHTTP(q)
-	if err != nil || got.(CheckReport).Pass {
-		t.Fatalf("checkHTTP: %v %+v", err, got)
+	// The admin endpoint serves the same report as JSON.
+	tests := []struct {
+		query  string
+		status int
+		pass   bool
+	}{
+		{"since_seq=" + strconv.Itoa(mark), http.StatusOK, false},
+		{"since_seq=" + strconv.Itoa(mark) + "&principal=arn:aws:iam::333333333333:user/admin", http.StatusOK, true},
+		{"since_seq=" + strconv.Itoa(mark) + "&ignore=" + strings.Join(all, ","), http.StatusOK, true},
+		{"since_seq=minus-one", http.StatusBadRequest, false},
+	}
+	for _, tc := range tests {
+		resp, err := http.Get(x.srv.URL() + "/_emu/check?" + tc.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got CheckReport
+		derr := json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || (tc.status == http.StatusOK && (derr != nil || got.Pass != tc.pass)) {
+			t.Fatalf("GET /_emu/check?%s: HTTP %d pass=%t (%v), want %d pass=%t", tc.query, resp.StatusCode, got.Pass, derr, tc.status, tc.pass)
+		}
 	}
 }
