@@ -1,0 +1,70 @@
+package copy
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
+)
+
+// TestBacksOffWhileCopyQuotaIsFull fills the concurrent-copy quota of one
+// destination with another copy: the run waits for room instead of failing.
+func TestBacksOffWhileCopyQuotaIsFull(t *testing.T) {
+	srv := emu(t, awsemu.Options{Limits: awsemu.Limits{ConcurrentImageCopies: 1}})
+	srcAMI := makeSourceAMI(t, srv, "us-east-1", publicAMI, "alias/amicrypt-build")
+	// Someone else's cross-region copy holds 222222222222/eu-west-1's only slot.
+	other := ec2.NewFromConfig(srv.Config(context.Background(), "222222222222", "eu-west-1"))
+	if _, err := other.CopyImage(context.Background(), &ec2.CopyImageInput{
+		SourceImageId: aws.String(publicAMI), SourceRegion: aws.String("us-east-1"), Name: aws.String("unrelated-copy"), Encrypted: aws.Bool(true),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	raw := baseConfig(t)
+	raw["regions"] = []string{"eu-west-1"}
+	raw["target"] = []map[string]interface{}{{"account_id": "222222222222"}}
+	mark := srv.Emulator().CheckMark()
+	ui := newUI()
+	art, _, _, err := newPP(t, raw).PostProcess(context.Background(), ui, fakeArtifact{"amicrypt.ebs", "us-east-1:" + srcAMI})
+	if err != nil {
+		t.Fatalf("PostProcess: %v\n%s", err, ui.buf)
+	}
+	if !strings.Contains(ui.buf.String(), "concurrent copy quota is full (ResourceLimitExceeded)") {
+		t.Errorf("the run did not report backing off:\n%s", ui.buf)
+	}
+	refused := srv.Emulator().Audit(awsemu.AuditFilter{Action: "CopyImage", Outcome: "ResourceLimitExceeded", SinceSeq: mark})
+	if len(refused) == 0 {
+		t.Error("the quota was never hit; the test did not exercise the backoff")
+	}
+	if got := len(strings.Split(art.Id(), ",")); got != 1 {
+		t.Errorf("artifact %q", art.Id())
+	}
+	check(t, srv, mark)
+}
+
+// TestRidesOutThrottling throttles a third of the target accounts' EC2
+// Describe calls: the adaptive retryer absorbs it.
+func TestRidesOutThrottling(t *testing.T) {
+	faults := &awsemu.FaultProfile{Seed: 7, Rules: []awsemu.FaultRule{
+		{Kind: awsemu.FaultThrottle, Service: "ec2", Action: "Describe*", Account: "222222222222", Probability: 0.3},
+		{Kind: awsemu.FaultThrottle, Service: "ec2", Action: "Describe*", Account: "333333333333", Probability: 0.3},
+	}}
+	srv := emu(t, awsemu.Options{Faults: faults})
+	srcAMI := makeSourceAMI(t, srv, "us-east-1", publicAMI, "alias/amicrypt-build")
+	raw := baseConfig(t)
+	raw["regions"] = []string{"us-east-1"}
+	raw["target"] = []map[string]interface{}{{"account_id": "222222222222"}, {"account_id": "333333333333"}}
+	mark := srv.Emulator().CheckMark()
+	ui := newUI()
+	if _, _, _, err := newPP(t, raw).PostProcess(context.Background(), ui, fakeArtifact{"amicrypt.ebs", "us-east-1:" + srcAMI}); err != nil {
+		t.Fatalf("PostProcess under throttling: %v\n%s", err, ui.buf)
+	}
+	if n := len(srv.Emulator().Audit(awsemu.AuditFilter{Outcome: "RequestLimitExceeded", SinceSeq: mark})); n == 0 {
+		t.Error("nothing was throttled; the test did not exercise the retries")
+	}
+	assertNothingLeftInSource(t, srv, "us-east-1", srcAMI)
+	check(t, srv, mark)
+}
