@@ -49,9 +49,10 @@ func newEmulatorFleet(b testing.TB, copies int) *emulatorFleet {
 	srv := awsemu.Start(b, awsemu.Options{TimeScale: 1, Limits: awsemu.Limits{ConcurrentImageCopies: copies, ConcurrentSnapshotCopies: copies}})
 	f := &emulatorFleet{srv: srv, clients: map[string]*ec2.Client{}, copies: map[string][]string{}}
 	// One HTTP client with enough keep-alive connections for the load, which
-	// reads each response whole before the SDK decodes it: decoding large
-	// responses straight off the connection under this load sometimes ends
-	// in "use of closed network connection" (see the EC2 helper's report).
+	// reads each response whole before the SDK decodes it: Go's transport can
+	// close a connection whose request body smithy-go closed early while the
+	// SDK is still decoding a large response (aws/aws-sdk-go-v2#2737; the SDK
+	// retries it, but a benchmark without retries must not hit it).
 	transport := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256}
 	httpClient := &http.Client{Transport: bufferedTransport{transport}}
 	b.Cleanup(transport.CloseIdleConnections)
