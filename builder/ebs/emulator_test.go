@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/hashicorp/packer-plugin-sdk/multistep"
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 	registryimage "github.com/hashicorp/packer-plugin-sdk/packer/registry/image"
 
@@ -539,4 +540,56 @@ func TestEmulatorBuildSurvivesThrottlingAndEventualConsistency(t *testing.T) {
 	}
 	t.Logf("%d throttled calls ridden out", len(throttled))
 	mustPass(t, srv, res.mark)
+}
+
+// With an SSH communicator and no key, the build makes a temporary key pair
+// and security group, launches with them, and removes all of it.
+func TestEmulatorTemporaryKeyPairAndSecurityGroup(t *testing.T) {
+	srv := startEmulator(t, awsemu.Options{})
+	var c Config
+	if _, err := c.Prepare(with("communicator", "ssh", "ssh_username", "ec2-user", "ami_name", "amicrypt-ssh")); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := c.AccessConfig.Config(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &buildState{config: &c, clients: newAWSClients(cfg, c.AccessConfig.EC2Options()), runID: "t"}
+	state := new(multistep.BasicStateBag)
+	state.Put("build", b)
+	state.Put("ui", packersdk.TestUi(t))
+	mark := srv.Emulator().CheckMark()
+
+	steps := []multistep.Step{&stepPreflight{}, &stepKeyPair{}, &stepSecurityGroup{}, &stepRunInstance{}}
+	for i, s := range steps {
+		if s.Run(context.Background(), state) != multistep.ActionContinue {
+			for j := i - 1; j >= 0; j-- {
+				steps[j].Cleanup(state)
+			}
+			t.Fatalf("step %T: %v", s, state.Get("error"))
+		}
+	}
+	if len(c.Comm.SSHPrivateKey) == 0 {
+		t.Error("no private key for the communicator")
+	}
+	if host, err := instanceHost(state); err != nil || host == "" {
+		t.Errorf("host = %q, %v", host, err)
+	}
+	run := srv.Emulator().Audit(awsemu.AuditFilter{Action: "RunInstances", SinceSeq: mark})
+	if len(run) != 1 || run[0].Params["KeyName"] != b.keyPairName || run[0].Params["SecurityGroupId.1"] != b.tempSGID {
+		t.Errorf("RunInstances params = %v (key %s, group %s)", run[0].Params, b.keyPairName, b.tempSGID)
+	}
+	ingress := srv.Emulator().Audit(awsemu.AuditFilter{Action: "AuthorizeSecurityGroupIngress", SinceSeq: mark})
+	if len(ingress) != 1 || ingress[0].Params["IpPermissions.1.FromPort"] != "22" {
+		t.Errorf("ingress = %v", ingress)
+	}
+	for j := len(steps) - 1; j >= 0; j-- {
+		steps[j].Cleanup(state)
+	}
+	for action, want := range map[string]int{"DeleteKeyPair": 1, "DeleteSecurityGroup": 1, "TerminateInstances": 1} {
+		if got := calls(srv, mark, action); got != want {
+			t.Errorf("%s calls = %d, want %d", action, got, want)
+		}
+	}
+	mustPass(t, srv, mark)
 }
