@@ -7,6 +7,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
 )
@@ -67,4 +69,34 @@ func TestRidesOutThrottling(t *testing.T) {
 	}
 	assertNothingLeftInSource(t, srv, "us-east-1", srcAMI)
 	check(t, srv, mark)
+}
+
+// TestRetiresGrantsLeftByAKilledRun: a run killed before its cleanup left a
+// grant on the source key; the next run finds it by name and retires it.
+func TestRetiresGrantsLeftByAKilledRun(t *testing.T) {
+	srv := emu(t, awsemu.Options{})
+	srcAMI := makeSourceAMI(t, srv, "us-east-1", publicAMI, "alias/amicrypt-build")
+	cfg := srv.Config(context.Background(), srcAccount, "us-east-1")
+	kc := kms.NewFromConfig(cfg)
+	key, err := kc.DescribeKey(context.Background(), &kms.DescribeKeyInput{KeyId: aws.String("alias/amicrypt-build")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kc.CreateGrant(context.Background(), &kms.CreateGrantInput{
+		KeyId: key.KeyMetadata.Arn, GranteePrincipal: aws.String("arn:aws:iam::222222222222:role/amicrypt-copy"),
+		Operations: []kmstypes.GrantOperation{kmstypes.GrantOperationDecrypt}, Name: aws.String(grantName(srcAMI, "222222222222")),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	raw := baseConfig(t)
+	raw["regions"] = []string{"us-east-1"}
+	raw["target"] = []map[string]interface{}{{"account_id": "222222222222"}}
+	ui := newUI()
+	if _, _, _, err := newPP(t, raw).PostProcess(context.Background(), ui, fakeArtifact{"amicrypt.ebs", "us-east-1:" + srcAMI}); err != nil {
+		t.Fatalf("PostProcess: %v\n%s", err, ui.buf)
+	}
+	if !strings.Contains(ui.buf.String(), "left by an earlier run") {
+		t.Errorf("the stale grant was not found:\n%s", ui.buf)
+	}
+	assertNothingLeftInSource(t, srv, "us-east-1", srcAMI)
 }

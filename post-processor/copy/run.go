@@ -345,6 +345,9 @@ func (r *runner) share(ctx context.Context, src *source) error {
 		}
 	}
 	for _, keyARN := range src.SharedKeys {
+		if err := r.adoptStaleGrants(ctx, sc, src, keyARN); err != nil {
+			return fmt.Errorf("source %s: %w", src.Region, err)
+		}
 		for _, acct := range accounts {
 			g, err := ebs.CreateGrant(ctx, sc.KMS, ebs.GrantSpec{
 				KeyARN: keyARN, GranteePrincipal: roles[acct], RetiringPrincipal: r.plan.sess.SourcePrincipal,
@@ -357,6 +360,36 @@ func (r *runner) share(ctx context.Context, src *source) error {
 				func(ctx context.Context) error { return ebs.RetireGrant(ctx, sc.KMS, g) })
 		}
 		r.say("source %s: granted %s use of %s until the copies are done", src.Region, strings.Join(accounts, ", "), keyARN)
+	}
+	return nil
+}
+
+// adoptStaleGrants finds, by name, grants on keyARN that an earlier run for
+// the same source AMI left behind (a run killed before its cleanup), and
+// records them for retirement with this run's.
+func (r *runner) adoptStaleGrants(ctx context.Context, sc *clients, src *source, keyARN string) error {
+	prefix := "amicrypt-copy-" + src.ImageID + "-"
+	p := kms.NewListGrantsPaginator(sc.KMS, &kms.ListGrantsInput{KeyId: aws.String(keyARN)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("listing the grants of %s: %w", keyARN, err)
+		}
+		for _, g := range page.Grants {
+			if !strings.HasPrefix(aws.ToString(g.Name), prefix) {
+				continue
+			}
+			stale := ebs.Grant{KeyARN: keyARN, ID: aws.ToString(g.GrantId)}
+			r.say("source %s: grant %s (%s) was left by an earlier run; it will be retired with this run's", src.Region, stale.ID, aws.ToString(g.Name))
+			r.ledger.Add(fanout.Cleanup, fmt.Sprintf("grant %s (%s) on %s left by an earlier run", stale.ID, aws.ToString(g.Name), keyARN),
+				func(ctx context.Context) error {
+					if err := ebs.RetireGrant(ctx, sc.KMS, stale); err == nil || !fanout.IsCode(err, "AccessDeniedException") {
+						return err
+					}
+					// Another principal may retire it; as key administrator, revoke it.
+					return ebs.RevokeGrant(ctx, sc.KMS, stale)
+				})
+		}
 	}
 	return nil
 }
