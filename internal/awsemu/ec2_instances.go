@@ -960,3 +960,41 @@ func (e *Emulator) ec2DescribeInstanceAttribute(c *Call, p ec2Params) (any, *API
 	}
 	return out, nil
 }
+
+// AutoScalingRoleARN is the service-linked role Auto Scaling launches
+// instances with in account (aws-behaviour.md 3.5).
+func AutoScalingRoleARN(account string) string {
+	return "arn:aws:iam::" + account + ":role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+}
+
+// CheckLaunch reports whether principalIAM (for example AutoScalingRoleARN)
+// could launch imageID in account/region: the image must be visible to the
+// account and every encrypted snapshot's key usable by the principal, as
+// RunInstances checks. It returns nil, or the error RunInstances would give
+// or the key failure that would end such a launch in Client.InternalError.
+// The emulator has no Auto Scaling API; tests use this for rule 3.5.
+func (e *Emulator) CheckLaunch(account, region, principalIAM, imageID string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ec2 == nil {
+		e.ec2 = newEC2State()
+	}
+	c := &Call{Service: "ec2", Region: region, Account: account, Principal: principalIAM, PrincipalIAM: principalIAM, Action: "RunInstances"}
+	img, err := e.findImage(c, imageID, region)
+	if err != nil {
+		return err
+	}
+	for _, m := range img.Mappings {
+		snap, ok := e.ec2.Snapshots[m.SnapshotID]
+		if !ok || !snap.Encrypted {
+			continue
+		}
+		if _, err := e.useKey(c, region, snap.KmsKeyARN, sourceKeyOps()); err != nil {
+			return keyFailure(c, snap.KmsKeyARN, err)
+		}
+		if _, err := e.useDestinationKey(c, snap.KmsKeyARN, snap.KmsKeyARN); err != nil {
+			return keyFailure(c, snap.KmsKeyARN, err)
+		}
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package awsemu
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -191,5 +192,30 @@ func TestEC2MoreActions(t *testing.T) {
 				t.Fatal("the call had no visible effect")
 			}
 		})
+	}
+}
+
+// TestEC2AutoScalingLaunchKeyAccess: rule 3.5's Auto Scaling case, through
+// CheckLaunch: the service-linked role needs its own access to the key.
+func TestEC2AutoScalingLaunchKeyAccess(t *testing.T) {
+	x := newEC2Env(t, Options{})
+	ctx := x.ctx
+	amiID, snapID := x.encryptedAMI(acctBuild, east, "alias/amicrypt-build", "asg-src")
+	buildKey := x.keyARN(acctBuild, east, "alias/amicrypt-build")
+	x.share(acctBuild, east, amiID, snapID, acctT2)
+	emu := x.srv.Emulator()
+	slr := AutoScalingRoleARN(acctT2)
+	if err := emu.CheckLaunch(acctT2, east, slr, amiID); err == nil {
+		t.Fatal("the Auto Scaling role launched without any access to the source key")
+	}
+	var notShared *APIError
+	if err := emu.CheckLaunch(acctT3, east, AutoScalingRoleARN(acctT3), amiID); !errors.As(err, &notShared) || notShared.Code != "InvalidAMIID.NotFound" {
+		t.Fatalf("an account without the launch permission: %v", err)
+	}
+	must[*kms.CreateGrantOutput](t, "CreateGrant")(x.kms(acctBuild, east).CreateGrant(ctx, &kms.CreateGrantInput{
+		KeyId: aws.String(buildKey), GranteePrincipal: aws.String(slr),
+		Operations: []kmstypes.GrantOperation{"Decrypt", "DescribeKey", "CreateGrant", "ReEncryptFrom", "ReEncryptTo", "GenerateDataKeyWithoutPlaintext"}}))
+	if err := emu.CheckLaunch(acctT2, east, slr, amiID); err != nil {
+		t.Fatalf("with a grant for the Auto Scaling role: %v", err)
 	}
 }
