@@ -129,7 +129,7 @@ func TestPreflightReportsEveryProblemAndChangesNothing(t *testing.T) {
 func TestAsyncCopyFailure(t *testing.T) {
 	for _, onFailure := range []string{OnFailureRollback, OnFailureKeep} {
 		t.Run(onFailure, func(t *testing.T) {
-			faults := &awsemu.FaultProfile{Rules: []awsemu.FaultRule{{Kind: awsemu.FaultCopyFails, Action: "CopyImage", Account: "333333333333", Region: "eu-west-1"}}}
+			faults := &awsemu.FaultProfile{Rules: []awsemu.FaultRule{{Kind: awsemu.FaultCopyFails, Action: "CopyImage", Account: "333333333333", Region: "eu-west-1", Max: 1}}}
 			srv := emu(t, awsemu.Options{Faults: faults})
 			srcAMI := makeSourceAMI(t, srv, "us-east-1", publicAMI, "alias/amicrypt-build")
 			raw := baseConfig(t)
@@ -184,6 +184,17 @@ func TestAsyncCopyFailure(t *testing.T) {
 					t.Errorf("manifest says %d succeeded after a rollback", m.Succeeded)
 				}
 				check(t, srv, mark)
+				// Rerun once the fault is gone: the same ClientTokens led to
+				// the rolled-back copies, so the run must take fresh ones.
+				ui2 := newUI()
+				art2, _, _, err := newPP(t, baseConfig(t)).PostProcess(context.Background(), ui2, fakeArtifact{"amicrypt.ebs", "us-east-1:" + srcAMI})
+				if err != nil {
+					t.Fatalf("rerun after rollback: %v\n%s", err, ui2.buf)
+				}
+				for _, id := range strings.Split(art2.Id(), ",") {
+					p := strings.Split(id, ":")
+					assertCopy(t, srv, p[0], p[1], p[2], srcAMI)
+				}
 			case OnFailureKeep:
 				if live != 8 || m.Succeeded != 7 || m.Failed != 1 {
 					t.Errorf("keep: %d copies live, manifest %d ok / %d failed; want 8 live, 7 ok, 1 failed", live, m.Succeeded, m.Failed)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
@@ -62,7 +63,7 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packer.Ui, in packer
 	}
 	ui.Say(fmt.Sprintf("amicrypt-copy: preflight passed: %d copies planned", len(pl.jobs)))
 
-	r := &runner{cfg: &p.config, ui: ui, plan: pl, poll: p.config.PollingConfig, retry: p.retry, waiters: map[string]*ebs.ImageWaiter{}}
+	r := &runner{cfg: &p.config, ui: ui, plan: pl, poll: p.config.PollingConfig, retry: p.retry, runID: strconv.FormatInt(started.UnixNano(), 36), waiters: map[string]*ebs.ImageWaiter{}}
 	runErr := r.execute(ctx)
 
 	art := r.artifact()

@@ -29,6 +29,10 @@ const kmsStateReasonPrefix = "Client.InvalidKMSKey"
 // copyAttempts bounds the copies of one job failed for a key reason.
 const copyAttempts = 3
 
+// maxBurntTokens bounds how many ClientTokens a job skips because earlier
+// runs used them for copies that are gone.
+const maxBurntTokens = 5
+
 // cleanupTimeout bounds the cleanup that follows every run.
 const cleanupTimeout = 15 * time.Minute
 
@@ -53,6 +57,7 @@ type runner struct {
 	ledger fanout.Ledger
 	poll   *awsauth.PollingConfig
 	retry  fanout.Backoff // quota and propagation backoff
+	runID  string         // distinguishes this run's transit copies
 
 	mu      sync.Mutex
 	waiters map[string]*ebs.ImageWaiter
@@ -107,8 +112,12 @@ func (r *runner) execute(ctx context.Context) error {
 		for _, j := range r.plan.jobs {
 			if j.State == "planned" {
 				j.State = "not started"
-				if j.Reason == "" && ctx.Err() != nil {
+				switch {
+				case j.Reason != "":
+				case ctx.Err() != nil:
 					j.Reason = "interrupted before it started"
+				default:
+					j.Reason = "not started: " + err.Error()
 				}
 			}
 		}
@@ -270,7 +279,8 @@ func (r *runner) transit(ctx context.Context, src *source) error {
 		Name:        "amicrypt-transit-" + src.ImageID,
 		Description: "amicrypt transit copy of " + src.ImageID + "; deleted when amicrypt-copy ends",
 		KmsKeyID:    src.TransitKey,
-		ClientToken: clientToken(src.ImageID, r.plan.sess.SourceAccount, src.Region, src.TransitKey, 0),
+		// The transit copy lives for one run only, so its token is this run's.
+		ClientToken: clientToken(src.ImageID, r.plan.sess.SourceAccount, src.Region, src.TransitKey+"|"+r.runID, 0),
 		Tags:        map[string]string{"amicrypt:transit-for": src.ImageID},
 	})
 	if err != nil {
@@ -496,6 +506,7 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) error
 		Tags:         copyTags(src.Tags, r.cfg.Tags, prov),
 		SnapshotTags: copyTags(src.Tags, r.cfg.SnapshotTags, prov),
 	}
+	kmsFailures, burnt := 0, 0
 	for attempt := 0; ; attempt++ {
 		spec.ClientToken = clientToken(src.ImageID, j.Target.Account, j.Region, j.KeyARN, attempt)
 		var id string
@@ -513,8 +524,20 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) error
 			// reported rather than left behind unknown.
 			id = r.findInterruptedCopy(ctx, tc, j)
 		}
+		if fanout.IsCode(err, "IdempotentParameterMismatch") && burnt < maxBurntTokens {
+			// An earlier run used this token with other parameters (say, a
+			// name with a timestamp) and its copy is gone, or preflight would
+			// have found it: take the next token.
+			burnt++
+			continue
+		}
 		if err != nil && id == "" {
 			return err
+		}
+		if img, ferr := ebs.FindImageByID(ctx, tc.EC2, id); ferr == nil && img.State == ec2types.ImageStateDeregistered && burnt < maxBurntTokens {
+			// The token returned a copy an earlier run rolled back.
+			burnt++
+			continue
 		}
 		j.ImageID, j.Made, j.State = id, true, "pending"
 		forget := r.ledger.Add(fanout.Rollback, fmt.Sprintf("copy %s in %s", id, j.Dest()),
@@ -524,8 +547,17 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) error
 		if err == nil {
 			return nil
 		}
+		if ebs.IsNotFound(err) && burnt < maxBurntTokens {
+			// Still invisible long after CopyImage answered: the token gave
+			// back a copy an earlier run removed.
+			r.say("%s: %s does not exist (its ClientToken was used by an earlier run's copy, since removed); copying with a new token", j.Dest(), id)
+			forget()
+			burnt++
+			continue
+		}
 		var se *ebs.StateError
-		if !errors.As(err, &se) || !strings.HasPrefix(se.Reason, kmsStateReasonPrefix) || attempt+1 >= copyAttempts || j.Target.IsSource {
+		kmsFailures++
+		if !errors.As(err, &se) || !strings.HasPrefix(se.Reason, kmsStateReasonPrefix) || kmsFailures >= copyAttempts || j.Target.IsSource {
 			return err
 		}
 		r.say("%s: %s failed: %s: %s; a new grant may not have taken effect yet, copying again", j.Dest(), id, se.Reason, se.Message)
@@ -533,7 +565,7 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) error
 			return errors.Join(err, derr)
 		}
 		forget()
-		pause := r.retry.Pause(attempt + 1)
+		pause := r.retry.Pause(kmsFailures)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
