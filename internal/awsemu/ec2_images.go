@@ -372,11 +372,8 @@ func (e *Emulator) ec2DescribeImages(c *Call, p ec2Params) (any, *APIError) {
 	}
 	now := e.now()
 	var found []*ec2Image
-	for _, img := range e.ec2.Images {
+	for _, img := range e.imageCandidates(ids) {
 		if !e.visibleImage(img, c) {
-			continue
-		}
-		if len(ids) > 0 && !contains(ids, img.ID) {
 			continue
 		}
 		if len(owners) > 0 && !e.ownerMatches(owners, img.Owner, c.Account) {
@@ -408,6 +405,26 @@ func (e *Emulator) ec2DescribeImages(c *Call, p ec2Params) (any, *APIError) {
 		out.ImagesSet = append(out.ImagesSet, e.imageXML(img, c.Account))
 	}
 	return out, nil
+}
+
+// imageCandidates is every image, or only those named when ids are given
+// (a waiter's poll by ID need not walk a world of thousands).
+func (e *Emulator) imageCandidates(ids []string) []*ec2Image {
+	out := make([]*ec2Image, 0, len(ids))
+	if len(ids) == 0 {
+		for _, img := range e.ec2.Images {
+			out = append(out, img)
+		}
+		return out
+	}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if img, ok := e.ec2.Images[id]; ok && !seen[id] {
+			seen[id] = true
+			out = append(out, img)
+		}
+	}
+	return out
 }
 
 // ownerMatches implements the Owner.N parameter: self, amazon, account IDs.

@@ -437,9 +437,16 @@ func (e *Emulator) ec2DescribeSnapshots(c *Call, p ec2Params) (any, *APIError) {
 	if len(missing) > 0 {
 		return nil, snapshotNotFound(missing...)
 	}
+	candidates := e.ec2.Snapshots
+	if len(ids) > 0 {
+		candidates = map[string]*ec2Snapshot{}
+		for _, id := range ids {
+			candidates[id] = e.ec2.Snapshots[id]
+		}
+	}
 	var found []*ec2Snapshot
-	for _, s := range e.ec2.Snapshots {
-		if !e.visibleSnapshot(s, c) || (len(ids) > 0 && !contains(ids, s.ID)) {
+	for _, s := range candidates {
+		if !e.visibleSnapshot(s, c) {
 			continue
 		}
 		if len(owners) > 0 && !e.ownerMatches(owners, s.Owner, c.Account) {
