@@ -183,3 +183,74 @@ func TestBuilderInterrupt(t *testing.T) {
 		t.Fatalf("invariant checker after interrupt:\n%s\npacker output:\n%s", rep, res.Output)
 	}
 }
+
+// TestBuilderValidateRejects runs `packer validate` on bad amicrypt-ebs
+// templates: each fails naming the field and the fix, and no AWS call is made.
+func TestBuilderValidateRejects(t *testing.T) {
+	env := New(t)
+	for k, v := range offlineProxy {
+		env.Vars[k] = v
+	}
+	emu := env.StartEmulator(t, EmulatorOptions{})
+	const tmpl = `
+source "amicrypt-ebs" "bad" {
+  region        = "us-east-1"
+  source_ami    = "ami-0a1b2c3d4e5f60001"
+  communicator  = "none"
+%s
+}
+
+build {
+  sources = ["source.amicrypt-ebs.bad"]
+}
+`
+	cases := []struct {
+		name, body string
+		want       []string
+	}{
+		{"no key", `instance_type = "t3.micro"
+  ami_name = "x-1"`, []string{"kms_key_id: not set"}},
+		{"malformed key", `instance_type = "t3.micro"
+  ami_name = "x-1"
+  kms_key_id = "amicrypt-build"`, []string{`"amicrypt-build" is not a KMS key reference`}},
+		{"regions without keys", `instance_type = "t3.micro"
+  ami_name = "x-1"
+  kms_key_id = "alias/amicrypt-build"
+  ami_regions = ["us-west-2"]`, []string{`region_kms_key_ids: no key for "us-west-2"`}},
+		{"bad ami_users", `instance_type = "t3.micro"
+  ami_name = "x-1"
+  kms_key_id = "alias/amicrypt-build"
+  ami_users = ["1234"]`, []string{`ami_users: "1234" is not an AWS account ID`}},
+		{"skip_launch with launch fields", `skip_launch = true
+  instance_type = "t3.micro"
+  ami_name = "x-1"
+  kms_key_id = "alias/amicrypt-build"`, []string{"skip_launch: true, yet launch settings are set", "instance_type"}},
+		{"bad deprecate_at", `instance_type = "t3.micro"
+  ami_name = "x-1"
+  kms_key_id = "alias/amicrypt-build"
+  deprecate_at = "soon"`, []string{`deprecate_at: "soon" is not an RFC 3339 time`}},
+		{"malformed ami_name", `instance_type = "t3.micro"
+  ami_name = "bad name!"
+  kms_key_id = "alias/amicrypt-build"`, []string{`ami_name: "bad name!" is not a valid AMI name`}},
+	}
+	mark := emu.Mark(t)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			WriteFile(t, dir, "bad.pkr.hcl", fmt.Sprintf(tmpl, "  "+tc.body))
+			res := env.Packer(t, dir, "validate", ".")
+			if res.ExitCode == 0 {
+				t.Fatalf("packer validate accepted it:\n%s", res.Output)
+			}
+			flat := strings.Join(strings.Fields(res.Output), " ")
+			for _, w := range tc.want {
+				if !strings.Contains(flat, w) {
+					t.Errorf("output lacks %q:\n%s", w, res.Output)
+				}
+			}
+		})
+	}
+	if entries := emu.Audit(t, url.Values{"since": {strconv.Itoa(mark)}}); len(entries) != 0 {
+		t.Errorf("packer validate made %d AWS calls, e.g. %s", len(entries), entries[0].Action)
+	}
+}
