@@ -212,3 +212,63 @@ func TestCopyInterruptedBySIGINT(t *testing.T) {
 		t.Errorf("%s (%s, owner %s) survived the interrupted run (reported in manifest: %v)", id, img.State, aws.ToString(img.OwnerId), reported[id])
 	}
 }
+
+// TestCopyValidateRejects runs `packer validate` on a template with bad
+// amicrypt-copy settings: every one is reported, naming field and value,
+// before any API call (no emulator is running).
+func TestCopyValidateRejects(t *testing.T) {
+	env := New(t)
+	dir := t.TempDir()
+	WriteFile(t, dir, "bad.pkr.hcl", `
+packer {
+  required_plugins {
+    amicrypt = {
+      source  = "github.com/amicrypt/amicrypt"
+      version = ">= 0.1.0"
+    }
+  }
+}
+
+source "amicrypt-ebs" "x" {
+  region        = "us-east-1"
+  source_ami    = "ami-0a1b2c3d4e5f60001"
+  instance_type = "t3.micro"
+  communicator  = "none"
+  kms_key_id    = "alias/amicrypt-build"
+  ami_name      = "x-{{timestamp}}"
+}
+
+build {
+  sources = ["source.amicrypt-ebs.x"]
+  post-processor "amicrypt-copy" {
+    role_name    = "amicrypt-copy"
+    kms_key_id   = "arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    on_failure   = "ignore"
+    deprecate_at = "tomorrow"
+    target { account_id = "2222" }
+    target {
+      account_id = "333333333333"
+      kms_key_id = "alias/aws/ebs"
+    }
+    target { account_id = "444444444444" }
+  }
+}
+`)
+	res := env.Packer(t, dir, "validate", ".")
+	if res.ExitCode == 0 {
+		t.Fatalf("packer validate accepted bad settings:\n%s", res.Output)
+	}
+	// Packer wraps long lines; compare with the spaces collapsed.
+	out := strings.Join(strings.Fields(res.Output), " ")
+	for _, want := range []string{
+		`target[0].account_id: "2222"`,
+		`on_failure: "ignore"`,
+		`deprecate_at: "tomorrow"`,
+		`alias/aws/ebs`,
+		"is a key of account 111111111111, but target[2] (account 444444444444) inherits it",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("packer validate output lacks %q:\n%s", want, res.Output)
+		}
+	}
+}

@@ -7,10 +7,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 )
 
 // TestBacksOffWhileCopyQuotaIsFull fills the concurrent-copy quota of one
@@ -99,4 +101,45 @@ func TestRetiresGrantsLeftByAKilledRun(t *testing.T) {
 		t.Errorf("the stale grant was not found:\n%s", ui.buf)
 	}
 	assertNothingLeftInSource(t, srv, "us-east-1", srcAMI)
+}
+
+// TestLeavesEarlierSharesAlone: a launch and createVolume permission that
+// existed before the run is not the run's to remove.
+func TestLeavesEarlierSharesAlone(t *testing.T) {
+	srv := emu(t, awsemu.Options{})
+	srcAMI := makeSourceAMI(t, srv, "us-east-1", publicAMI, "alias/amicrypt-build")
+	ctx := context.Background()
+	client := ec2.NewFromConfig(srv.Config(ctx, srcAccount, "us-east-1"))
+	img, err := ebs.FindImageByID(ctx, client, srcAMI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := ebs.ImageSnapshotIDs(img)[0]
+	if err := ebs.ShareImage(ctx, client, srcAMI, ebs.Sharing{Users: []string{"222222222222"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ebs.ShareSnapshot(ctx, client, snap, []string{"222222222222"}); err != nil {
+		t.Fatal(err)
+	}
+	raw := baseConfig(t)
+	raw["regions"] = []string{"us-east-1"}
+	raw["target"] = []map[string]interface{}{{"account_id": "222222222222"}, {"account_id": "333333333333"}}
+	ui := newUI()
+	if _, _, _, err := newPP(t, raw).PostProcess(ctx, ui, fakeArtifact{"amicrypt.ebs", "us-east-1:" + srcAMI}); err != nil {
+		t.Fatalf("PostProcess: %v\n%s", err, ui.buf)
+	}
+	attr, err := client.DescribeImageAttribute(ctx, &ec2.DescribeImageAttributeInput{ImageId: aws.String(srcAMI), Attribute: ec2types.ImageAttributeNameLaunchPermission})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(attr.LaunchPermissions) != 1 || aws.ToString(attr.LaunchPermissions[0].UserId) != "222222222222" {
+		t.Errorf("launch permissions after the run %+v, want only the earlier 222222222222", attr.LaunchPermissions)
+	}
+	sattr, err := client.DescribeSnapshotAttribute(ctx, &ec2.DescribeSnapshotAttributeInput{SnapshotId: aws.String(snap), Attribute: ec2types.SnapshotAttributeNameCreateVolumePermission})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sattr.CreateVolumePermissions) != 1 || aws.ToString(sattr.CreateVolumePermissions[0].UserId) != "222222222222" {
+		t.Errorf("createVolume permissions after the run %+v, want only the earlier 222222222222", sattr.CreateVolumePermissions)
+	}
 }
