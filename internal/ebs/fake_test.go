@@ -91,6 +91,21 @@ func (f *fakeEC2) ModifyImageAttribute(_ context.Context, in *ec2.ModifyImageAtt
 type fakeKMS struct {
 	KMSAPI
 	describeKey func(*kms.DescribeKeyInput) (*kms.DescribeKeyOutput, error)
+	createGrant func(*kms.CreateGrantInput) (*kms.CreateGrantOutput, error)
+	retireGrant func(*kms.RetireGrantInput) (*kms.RetireGrantOutput, error)
+	revokeGrant func(*kms.RevokeGrantInput) (*kms.RevokeGrantOutput, error)
+}
+
+func (f *fakeKMS) CreateGrant(_ context.Context, in *kms.CreateGrantInput, _ ...func(*kms.Options)) (*kms.CreateGrantOutput, error) {
+	return f.createGrant(in)
+}
+
+func (f *fakeKMS) RetireGrant(_ context.Context, in *kms.RetireGrantInput, _ ...func(*kms.Options)) (*kms.RetireGrantOutput, error) {
+	return f.retireGrant(in)
+}
+
+func (f *fakeKMS) RevokeGrant(_ context.Context, in *kms.RevokeGrantInput, _ ...func(*kms.Options)) (*kms.RevokeGrantOutput, error) {
+	return f.revokeGrant(in)
 }
 
 func (f *fakeKMS) DescribeKey(_ context.Context, in *kms.DescribeKeyInput, _ ...func(*kms.Options)) (*kms.DescribeKeyOutput, error) {
