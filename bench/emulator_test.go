@@ -25,10 +25,11 @@ import (
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
 )
 
-var (
-	benchTargets = []string{"222222222222", "333333333333", "444444444444"}
-	benchRegions = []string{"us-east-1", "us-west-2", "eu-west-1", "eu-central-1"}
-)
+// benchTargets and benchRegions are where the fleet's copies go.
+func benchTargets() []string { return []string{"222222222222", "333333333333", "444444444444"} }
+func benchRegions() []string {
+	return []string{"us-east-1", "us-west-2", "eu-west-1", "eu-central-1"}
+}
 
 const benchSourceAMI = "ami-0a1b2c3d4e5f60001" // public amazon AMI in us-east-1
 
@@ -56,8 +57,8 @@ func newEmulatorFleet(b testing.TB, copies int) *emulatorFleet {
 	transport := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256}
 	httpClient := &http.Client{Transport: bufferedTransport{transport}}
 	b.Cleanup(transport.CloseIdleConnections)
-	for _, a := range benchTargets {
-		for _, r := range benchRegions {
+	for _, a := range benchTargets() {
+		for _, r := range benchRegions() {
 			f.clients[a+"|"+r] = ec2.NewFromConfig(srv.Config(ctx, a, r), func(o *ec2.Options) {
 				o.RetryMaxAttempts = 1
 				o.HTTPClient = httpClient

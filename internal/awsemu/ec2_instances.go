@@ -74,8 +74,21 @@ type ec2Reservation struct {
 	Instances []string `json:"instances"`
 }
 
-var instanceStateCodes = map[string]int{
-	"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48, "stopping": 64, "stopped": 80,
+// stateCode is the numeric code of an instance state.
+func stateCode(state string) int {
+	switch state {
+	case "running":
+		return 16
+	case "shutting-down":
+		return 32
+	case "terminated":
+		return 48
+	case "stopping":
+		return 64
+	case "stopped":
+		return 80
+	}
+	return 0 // pending
 }
 
 // refreshInstance applies a due state transition (lock held).
@@ -227,7 +240,7 @@ type ec2StateOnly struct {
 func (e *Emulator) instanceXML(inst *ec2Instance, account string) xmlInstance {
 	x := xmlInstance{
 		InstanceID: inst.ID, ImageID: inst.ImageID,
-		InstanceState: xmlInstanceState{Code: instanceStateCodes[inst.State], Name: inst.State},
+		InstanceState: xmlInstanceState{Code: stateCode(inst.State), Name: inst.State},
 		Reason:        inst.Reason, KeyName: inst.KeyName, AmiLaunchIndex: inst.LaunchIndex,
 		InstanceType: inst.InstanceType, LaunchTime: ec2Time(inst.Launched),
 		Placement:  xmlPlacement{AvailabilityZone: inst.AZ, Tenancy: "default"},
@@ -644,7 +657,7 @@ func (e *Emulator) instanceFilterValues(inst *ec2Instance, account, name string)
 	case "instance-state-name":
 		return []string{inst.State}, true
 	case "instance-state-code":
-		return []string{fmt.Sprint(instanceStateCodes[inst.State])}, true
+		return []string{fmt.Sprint(stateCode(inst.State))}, true
 	case "image-id":
 		return []string{inst.ImageID}, true
 	case "key-name":
@@ -742,7 +755,7 @@ func (e *Emulator) ec2DescribeInstanceStatus(c *Call, p ec2Params) (any, *APIErr
 			case "instance-state-name":
 				return []string{inst.State}, true
 			case "instance-state-code":
-				return []string{fmt.Sprint(instanceStateCodes[inst.State])}, true
+				return []string{fmt.Sprint(stateCode(inst.State))}, true
 			case "availability-zone":
 				return []string{inst.AZ}, true
 			case "system-status.status", "instance-status.status":
@@ -771,7 +784,7 @@ func (e *Emulator) ec2DescribeInstanceStatus(c *Call, p ec2Params) (any, *APIErr
 		}
 		sum := xmlStatusSummary{Status: health, Details: []xmlStatusDetail{{Name: "reachability", Status: detail}}}
 		out.InstanceStatusSet = append(out.InstanceStatusSet, xmlInstanceStatus{InstanceID: inst.ID, AvailabilityZone: inst.AZ,
-			InstanceState: xmlInstanceState{Code: instanceStateCodes[inst.State], Name: inst.State},
+			InstanceState: xmlInstanceState{Code: stateCode(inst.State), Name: inst.State},
 			SystemStatus:  sum, InstanceStatus: sum})
 	}
 	return out, nil
@@ -828,8 +841,8 @@ func (e *Emulator) changeInstances(c *Call, p ec2Params, check func(*ec2Instance
 		prev := inst.State
 		change(inst)
 		out.InstancesSet = append(out.InstancesSet, xmlStateChange{InstanceID: inst.ID,
-			CurrentState:  xmlInstanceState{Code: instanceStateCodes[inst.State], Name: inst.State},
-			PreviousState: xmlInstanceState{Code: instanceStateCodes[prev], Name: prev}})
+			CurrentState:  xmlInstanceState{Code: stateCode(inst.State), Name: inst.State},
+			PreviousState: xmlInstanceState{Code: stateCode(prev), Name: prev}})
 		c.Note("instanceId."+inst.ID, inst.State)
 	}
 	return out, nil
