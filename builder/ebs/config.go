@@ -206,7 +206,7 @@ func (c *Config) prepareKeys() []error {
 	if c.KmsKeyID == "" {
 		errs = append(errs, errors.New(`kms_key_id: not set; amicrypt-ebs encrypts every snapshot under a customer-managed key: set kms_key_id = "alias/NAME" (or a key ID or ARN) of a key in the build region`))
 	} else {
-		errs = append(errs, c.checkKeyRef("kms_key_id", c.KmsKeyID, c.RawRegion)...)
+		errs = append(errs, c.checkKeyRef("kms_key_id", c.KmsKeyID, c.RawRegion, false)...)
 	}
 	seen := map[string]bool{c.RawRegion: true}
 	for _, r := range c.AMIRegions {
@@ -227,7 +227,7 @@ func (c *Config) prepareKeys() []error {
 			errs = append(errs, fmt.Errorf("region_kms_key_ids: no key for %q, which ami_regions lists; add region_kms_key_ids = { %q = \"alias/NAME\" } (a copy is never left to fall back to aws/ebs)", r, r))
 			continue
 		}
-		errs = append(errs, c.checkKeyRef(fmt.Sprintf("region_kms_key_ids[%q]", r), key, r)...)
+		errs = append(errs, c.checkKeyRef(fmt.Sprintf("region_kms_key_ids[%q]", r), key, r, false)...)
 	}
 	regions := make([]string, 0, len(c.RegionKMSKeyIDs))
 	for r := range c.RegionKMSKeyIDs {
@@ -242,7 +242,10 @@ func (c *Config) prepareKeys() []error {
 	return errs
 }
 
-func (c *Config) checkKeyRef(field, ref, region string) []error {
+// checkKeyRef checks a key reference's syntax and region; AWS-managed
+// aliases are refused unless allowAWSManaged (launch volumes, whose data is
+// re-encrypted anyway).
+func (c *Config) checkKeyRef(field, ref, region string, allowAWSManaged bool) []error {
 	parsed, err := ebs.ParseKeyRef(ref)
 	if err != nil {
 		return []error{fmt.Errorf("%s: %w", field, err)}
@@ -251,7 +254,7 @@ func (c *Config) checkKeyRef(field, ref, region string) []error {
 	if parsed.Region != "" && region != "" && parsed.Region != region {
 		errs = append(errs, fmt.Errorf("%s: %q is a key of %s but is used in %s; KMS keys work only in their own region: use a key of %s", field, ref, parsed.Region, region, region))
 	}
-	if parsed.AWSManagedAlias() {
+	if parsed.AWSManagedAlias() && !allowAWSManaged {
 		errs = append(errs, fmt.Errorf("%s: %q is an AWS-managed key; AWS refuses to share what it encrypts (%q) and amicrypt-copy can't re-encrypt from it for other accounts: create a customer-managed key and use its alias or ARN",
 			field, ref, ebs.AWSManagedShareError))
 	}
@@ -361,7 +364,7 @@ func (c *Config) prepareLaunch() []error {
 	for i, bd := range c.LaunchMappings {
 		errs = append(errs, prepareBlockDevice(fmt.Sprintf("launch_block_device_mappings[%d]", i), bd, true)...)
 		if bd.KmsKeyID != "" {
-			errs = append(errs, c.checkKeyRef(fmt.Sprintf("launch_block_device_mappings[%d].kms_key_id", i), bd.KmsKeyID, c.RawRegion)...)
+			errs = append(errs, c.checkKeyRef(fmt.Sprintf("launch_block_device_mappings[%d].kms_key_id", i), bd.KmsKeyID, c.RawRegion, true)...)
 		}
 	}
 	errs = append(errs, c.Comm.Prepare(&c.ctx)...)

@@ -38,11 +38,12 @@ func TestPrepareValid(t *testing.T) {
 		"skip launch":    with("skip_launch", true, "instance_type", nil),
 		"regions": with("ami_regions", []string{"us-west-2", "eu-west-1"}, "region_kms_key_ids",
 			map[string]string{"us-west-2": "alias/amicrypt-build", "eu-west-1": "arn:aws:kms:eu-west-1:111111111111:alias/amicrypt-build"}),
-		"sharing":            with("ami_users", []string{"222222222222"}, "snapshot_users", []string{"333333333333"}),
-		"encrypted launch":   with("launch_block_device_mappings", []map[string]interface{}{{"device_name": "/dev/xvda", "encrypted": true, "kms_key_id": "alias/amicrypt-build"}}),
-		"deprecate":          with("deprecate_at", "2099-01-02T03:04:05Z"),
-		"filter":             with("source_ami", nil, "source_ami_filter", map[string]interface{}{"filters": map[string]string{"name": "al2023-*"}, "owners": []string{"amazon"}, "most_recent": true}),
-		"ephemeral mappings": with("ami_block_device_mappings", []map[string]interface{}{{"device_name": "/dev/sdb", "virtual_name": "ephemeral0"}, {"device_name": "/dev/sdc", "no_device": true}}),
+		"sharing":               with("ami_users", []string{"222222222222"}, "snapshot_users", []string{"333333333333"}),
+		"encrypted launch":      with("launch_block_device_mappings", []map[string]interface{}{{"device_name": "/dev/xvda", "encrypted": true, "kms_key_id": "alias/amicrypt-build"}}),
+		"deprecate":             with("deprecate_at", "2099-01-02T03:04:05Z"),
+		"filter":                with("source_ami", nil, "source_ami_filter", map[string]interface{}{"filters": map[string]string{"name": "al2023-*"}, "owners": []string{"amazon"}, "most_recent": true}),
+		"aws/ebs launch volume": with("launch_block_device_mappings", []map[string]interface{}{{"device_name": "/dev/xvda", "encrypted": true, "kms_key_id": "alias/aws/ebs"}}),
+		"ephemeral mappings":    with("ami_block_device_mappings", []map[string]interface{}{{"device_name": "/dev/sdb", "virtual_name": "ephemeral0"}, {"device_name": "/dev/sdc", "no_device": true}}),
 	}
 	for name, raw := range cases {
 		t.Run(name, func(t *testing.T) {
