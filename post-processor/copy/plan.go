@@ -63,12 +63,14 @@ type job struct {
 	Existing string
 
 	// Outcome.
-	ImageID  string
-	State    string // available, failed, pending, rolled back, …
-	Reason   string
-	Made     bool // made by this run
-	Started  time.Time
-	Finished time.Time
+	ImageID string
+	State   string // available, failed, pending, rolled back, …
+	Reason  string
+	Made    bool // made by this run
+	// rolledBack is set when the rollback removed this run's copy.
+	rolledBack bool
+	Started    time.Time
+	Finished   time.Time
 }
 
 func (j *job) Dest() string { return j.Target.Account + "/" + j.Region }

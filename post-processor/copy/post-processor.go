@@ -57,9 +57,7 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packer.Ui, in packer
 		return nil, true, true, fmt.Errorf("amicrypt-copy: preflight: %w", err)
 	}
 	if len(pl.problems) > 0 {
-		perr := &PreflightError{Problems: pl.problems}
-		ui.Error(perr.Error())
-		return nil, true, true, perr
+		return nil, true, true, &PreflightError{Problems: pl.problems}
 	}
 	ui.Say(fmt.Sprintf("amicrypt-copy: preflight passed: %d copies planned", len(pl.jobs)))
 

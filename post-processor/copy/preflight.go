@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/fanout"
 )
@@ -210,7 +211,7 @@ func (c *Config) resolveTargets(p *plan) {
 func (c *Config) checkTarget(ctx context.Context, p *plan, t *target) error {
 	home := p.sources[0].Region
 	tc := p.sess.Target(t.Account, t.RoleARN, t.ExternalID, home)
-	if _, err := callerIdentity(ctx, tc); err != nil {
+	if _, err := awsauth.CallerIdentity(ctx, tc.cfg); err != nil {
 		p.problem(t.Account, "assume role", fmt.Sprintf("%s can't assume %s: %v", p.sess.SourcePrincipal, t.RoleARN, err),
 			fmt.Sprintf("trust %s (or account %s) in the trust policy of %s and allow it sts:AssumeRole; set external_id if the role requires one", p.sess.SourcePrincipal, p.sess.SourceAccount, t.RoleARN))
 		return nil // nothing else can be checked as this role
@@ -340,11 +341,6 @@ func sourceUsedBy(p *plan, src *source, t *target) bool {
 		}
 	}
 	return false
-}
-
-func callerIdentity(ctx context.Context, c *clients) (string, error) {
-	id, err := awsauthCallerIdentity(ctx, c)
-	return id, err
 }
 
 func firstNonEmpty(vals ...string) string {

@@ -133,7 +133,7 @@ func (r *runner) execute(ctx context.Context) error {
 				cleanupErrs = append(cleanupErrs, rerr)
 			}
 			for _, j := range r.plan.jobs {
-				if j.Made && !r.pendingRollback(j) {
+				if j.rolledBack {
 					j.Reason = strings.TrimPrefix(j.Reason+"; ", "; ") + "rolled back (was " + j.State + ")"
 					j.State = "rolled back"
 				}
@@ -156,15 +156,6 @@ func (r *runner) execute(ctx context.Context) error {
 		return errors.Join(err, cerr)
 	}
 	return err
-}
-
-func (r *runner) pendingRollback(j *job) bool {
-	for _, e := range r.ledger.Pending(fanout.Rollback) {
-		if strings.Contains(e.What, j.ImageID) {
-			return true
-		}
-	}
-	return false
 }
 
 // change is the part of the run that changes things: keys, transit copies,
@@ -541,7 +532,11 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) error
 		}
 		j.ImageID, j.Made, j.State = id, true, "pending"
 		forget := r.ledger.Add(fanout.Rollback, fmt.Sprintf("copy %s in %s", id, j.Dest()),
-			func(ctx context.Context) error { return ebs.DeleteImageWhenSettled(ctx, tc.EC2, r.poll, id) })
+			func(ctx context.Context) error {
+				err := ebs.DeleteImageWhenSettled(ctx, tc.EC2, r.poll, id)
+				j.rolledBack = err == nil // Unwind runs after every job has returned
+				return err
+			})
 		r.say("%s: copying %s (%s) as %s under %s", j.Dest(), src.Shared, src.Region, id, j.KeyARN)
 		_, err = r.waiter(tc).Wait(ctx, id, nil)
 		if err == nil {
@@ -621,15 +616,18 @@ func (r *runner) finish(ctx context.Context, tc *clients, j *job) error {
 // the target account, as AWS requires for a service-linked role.
 func (r *runner) grantAutoscaling(ctx context.Context, tc *clients, j *job) error {
 	grantee := autoscalingRole(j.Target.Account)
-	grants, err := tc.KMS.ListGrants(ctx, &kms.ListGrantsInput{KeyId: aws.String(j.KeyARN)})
-	if err != nil {
-		return fmt.Errorf("listing the grants of %s: %w", j.KeyARN, err)
-	}
-	for _, g := range grants.Grants {
-		if aws.ToString(g.Name) == autoscalingGrantName && aws.ToString(g.GranteePrincipal) == grantee {
-			return nil
+	pages := kms.NewListGrantsPaginator(tc.KMS, &kms.ListGrantsInput{KeyId: aws.String(j.KeyARN)})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("listing the grants of %s: %w", j.KeyARN, err)
+		}
+		for _, g := range page.Grants {
+			if aws.ToString(g.Name) == autoscalingGrantName && aws.ToString(g.GranteePrincipal) == grantee {
+				return nil
+			}
 		}
 	}
-	_, err = ebs.CreateGrant(ctx, tc.KMS, ebs.GrantSpec{KeyARN: j.KeyARN, GranteePrincipal: grantee, Operations: autoscalingOps, Name: autoscalingGrantName})
+	_, err := ebs.CreateGrant(ctx, tc.KMS, ebs.GrantSpec{KeyARN: j.KeyARN, GranteePrincipal: grantee, Operations: autoscalingOps, Name: autoscalingGrantName})
 	return err
 }

@@ -124,8 +124,3 @@ func (s *session) clients(account, roleARN, region string, base aws.Config) *cli
 	s.cache[key] = c
 	return c
 }
-
-func awsauthCallerIdentity(ctx context.Context, c *clients) (string, error) {
-	id, err := awsauth.CallerIdentity(ctx, c.cfg)
-	return id.Account, err
-}
