@@ -538,7 +538,7 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) error
 				return err
 			})
 		r.say("%s: copying %s (%s) as %s under %s", j.Dest(), src.Shared, src.Region, id, j.KeyARN)
-		_, err = r.waiter(tc).Wait(ctx, id, nil)
+		_, err = r.waiter(tc).Wait(ctx, id, r.progress(j))
 		if err == nil {
 			return nil
 		}
@@ -566,6 +566,22 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) error
 			return ctx.Err()
 		case <-time.After(pause):
 		}
+	}
+}
+
+// progressInterval is how often a long copy says it is still going.
+const progressInterval = time.Minute
+
+// progress reports a copy still in flight, at most once a progressInterval:
+// first copies to a new region or key take tens of minutes.
+func (r *runner) progress(j *job) func(*ec2types.Image) {
+	last := time.Now()
+	return func(img *ec2types.Image) {
+		if time.Since(last) < progressInterval {
+			return
+		}
+		last = time.Now()
+		r.say("%s: %s still %s after %s", j.Dest(), aws.ToString(img.ImageId), img.State, time.Since(j.Started).Round(time.Second))
 	}
 }
 
