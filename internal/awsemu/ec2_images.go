@@ -949,6 +949,7 @@ func (e *Emulator) ec2DeregisterImage(c *Call, p ec2Params) (any, *APIError) {
 		return nil, Errf("OperationNotPermitted", "Image %s has deregistration protection enabled. Disable it before you deregister the image.", id)
 	}
 	delete(e.ec2.Images, id)
+	delete(e.ec2.Tags, id)
 	out := deregisterImageOutput{Return: true}
 	if deleteSnaps {
 		for _, m := range img.Mappings {
