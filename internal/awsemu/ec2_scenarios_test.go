@@ -219,3 +219,31 @@ func TestEC2AutoScalingLaunchKeyAccess(t *testing.T) {
 		t.Fatalf("with a grant for the Auto Scaling role: %v", err)
 	}
 }
+
+// TestEC2CallerIAMOnKeyUse: the using account's own IAM policy must allow
+// the key operations EC2 performs for it (rule 3.4), even with a grant.
+func TestEC2CallerIAMOnKeyUse(t *testing.T) {
+	w, err := DefaultWorld()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range w.Accounts {
+		if w.Accounts[i].ID == acctT3 {
+			w.Accounts[i].Users[0].Deny = []string{"kms:ReEncrypt*"}
+		}
+	}
+	x := newEC2Env(t, Options{World: w})
+	amiID, snapID := x.encryptedAMI(acctBuild, east, "alias/amicrypt-build", "iam-src")
+	buildKey := x.keyARN(acctBuild, east, "alias/amicrypt-build")
+	x.share(acctBuild, east, amiID, snapID, acctT3)
+	must[*kms.CreateGrantOutput](t, "CreateGrant")(x.kms(acctBuild, east).CreateGrant(x.ctx, &kms.CreateGrantInput{
+		KeyId: aws.String(buildKey), GranteePrincipal: aws.String("arn:aws:iam::" + acctT3 + ":root"),
+		Operations: []kmstypes.GrantOperation{"Decrypt", "DescribeKey", "CreateGrant", "ReEncryptFrom", "GenerateDataKeyWithoutPlaintext"}}))
+	c := x.ec2(acctT3, east)
+	out := must[*ec2.CopyImageOutput](t, "CopyImage")(c.CopyImage(x.ctx, &ec2.CopyImageInput{SourceImageId: aws.String(amiID), SourceRegion: aws.String(east),
+		Name: aws.String("iam-copy"), Encrypted: aws.Bool(true), KmsKeyId: aws.String("alias/amicrypt-target")}))
+	img := x.waitImage(c, aws.ToString(out.ImageId))
+	if img.State != types.ImageStateFailed || aws.ToString(img.StateReason.Code) != "Client.InvalidKMSKey.InvalidState" {
+		t.Fatalf("copy with kms:ReEncrypt* denied by the caller's IAM: %s %+v", img.State, img.StateReason)
+	}
+}
