@@ -283,6 +283,12 @@ func TestCopyToThreeAccountsAndSourceTwoRegions(t *testing.T) {
 // a key of that account, with every tag on image and snapshots.
 func assertCopy(t *testing.T, srv *awsemu.Server, account, region, amiID, srcAMI string) {
 	t.Helper()
+	assertCopyFrom(t, srv, account, region, amiID, srcAMI, "us-east-1")
+}
+
+// assertCopyFrom is assertCopy for a source AMI in srcRegion.
+func assertCopyFrom(t *testing.T, srv *awsemu.Server, account, region, amiID, srcAMI, srcRegion string) {
+	t.Helper()
 	ctx := context.Background()
 	client := ec2.NewFromConfig(srv.Config(ctx, account, region))
 	img, err := ebs.FindImageByID(ctx, client, amiID)
@@ -294,7 +300,7 @@ func assertCopy(t *testing.T, srv *awsemu.Server, account, region, amiID, srcAMI
 	}
 	wantTags := map[string]string{
 		"Team": "platform", "Release": "2026.11", "Owner": "amicrypt-tests",
-		TagSourceAMI: srcAMI, TagSourceAccount: srcAccount, TagSourceRegion: "us-east-1",
+		TagSourceAMI: srcAMI, TagSourceAccount: srcAccount, TagSourceRegion: srcRegion,
 		TagEncrypted: "true", TagCopiedFromAMI: srcAMI,
 	}
 	got := ebs.TagMap(img.Tags)

@@ -143,3 +143,34 @@ func TestLeavesEarlierSharesAlone(t *testing.T) {
 		t.Errorf("createVolume permissions after the run %+v, want only the earlier 222222222222", sattr.CreateVolumePermissions)
 	}
 }
+
+// TestMultiRegionSource: an artifact with an AMI in each of two regions
+// (amicrypt-ebs with ami_regions). By default each target gets both regions,
+// and each copy is made from the source AMI of its own region.
+func TestMultiRegionSource(t *testing.T) {
+	srv := emu(t, awsemu.Options{})
+	east := makeSourceAMI(t, srv, "us-east-1", publicAMI, "alias/amicrypt-build")
+	west := makeSourceAMI(t, srv, "eu-west-1", "ami-0a1b2c3d4e5f60003", "alias/amicrypt-build")
+	raw := baseConfig(t)
+	delete(raw, "regions")
+	delete(raw, "region")
+	raw["target"] = []map[string]interface{}{{"account_id": "222222222222"}, {"account_id": "444444444444", "external_id": "amicrypt-demo"}}
+	mark := srv.Emulator().CheckMark()
+	ui := newUI()
+	art, _, _, err := newPP(t, raw).PostProcess(context.Background(), ui, fakeArtifact{"amicrypt.ebs", "eu-west-1:" + west + ",us-east-1:" + east})
+	if err != nil {
+		t.Fatalf("PostProcess: %v\n%s", err, ui.buf)
+	}
+	ids := strings.Split(art.Id(), ",")
+	if len(ids) != 4 {
+		t.Fatalf("artifact %q, want 2 accounts x 2 regions", art.Id())
+	}
+	for _, id := range ids {
+		p := strings.Split(id, ":")
+		src := map[string]string{"us-east-1": east, "eu-west-1": west}[p[1]]
+		assertCopyFrom(t, srv, p[0], p[1], p[2], src, p[1])
+	}
+	assertNothingLeftInSource(t, srv, "us-east-1", east)
+	assertNothingLeftInSource(t, srv, "eu-west-1", west)
+	check(t, srv, mark)
+}
