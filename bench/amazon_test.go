@@ -278,6 +278,19 @@ func lifetime(entries []auditEntry, id string, scale float64) time.Duration {
 	return time.Duration(float64(to.Sub(from)) / scale)
 }
 
+// MutatingCalls counts the calls that change something: all but
+// Describe*, Get* and List*, whose number follows the polling.
+func (r *buildRun) MutatingCalls() int {
+	n := 0
+	for k, c := range r.Calls {
+		_, action, _ := strings.Cut(k, ":")
+		if !strings.HasPrefix(action, "Describe") && !strings.HasPrefix(action, "Get") && !strings.HasPrefix(action, "List") {
+			n += c
+		}
+	}
+	return n
+}
+
 // sideBySide renders the runs, one column each, as a Markdown table.
 func sideBySide(runs []*buildRun, scale float64, pollDelay string) string {
 	var sb strings.Builder
@@ -304,6 +317,7 @@ func sideBySide(runs []*buildRun, scale float64, pollDelay string) string {
 	row("wall time", func(r *buildRun) string { return r.Wall.Round(100 * time.Millisecond).String() })
 	row("emulated duration", func(r *buildRun) string { return r.Emulated.Round(time.Second).String() })
 	row("API calls", func(r *buildRun) string { return strconv.Itoa(r.TotalCalls()) })
+	row("mutating calls (not Describe/Get/List)", func(r *buildRun) string { return strconv.Itoa(r.MutatingCalls()) })
 	row("calls answered with an error", func(r *buildRun) string { return strconv.Itoa(r.Errors) })
 	row("snapshot data copied", func(r *buildRun) string {
 		s := strconv.Itoa(r.GiBCopied) + " GiB"
