@@ -351,9 +351,16 @@ func (e *Emulator) keyAllowed(k *kmsKey, a keyAccess) *APIError {
 	if !e.principalAllowed(a.PrincipalIAM, iamAction) {
 		return Errf("AccessDeniedException", "User: %s is not authorized to perform: %s on resource: %s with an explicit deny in an identity-based policy", a.Principal, iamAction, k.ARN)
 	}
+	slr := isServiceLinkedRole(a.PrincipalIAM)
 	allowed, denied := k.parsedPolicy().evaluate(policyRequest{
 		Account: a.Account, Principal: a.Principal, PrincipalIAM: a.PrincipalIAM, Action: iamAction, ViaService: a.ViaService,
+		NoIAMDelegation: slr,
 	})
+	if slr && k.Account != a.Account {
+		// Cross-account use needs the principal's own IAM permission too,
+		// which a service-linked role never has for KMS: only a grant helps.
+		allowed = false
+	}
 	if denied {
 		return Errf("AccessDeniedException", "User: %s is not authorized to perform: %s on resource: %s with an explicit deny in a resource-based policy", a.Principal, iamAction, k.ARN)
 	}
@@ -369,7 +376,8 @@ func (e *Emulator) keyAllowed(k *kmsKey, a keyAccess) *APIError {
 func (e *Emulator) grantAllows(k *kmsKey, a keyAccess) bool {
 	now := e.now()
 	for _, g := range e.kms.grantsByKey[k.ARN] {
-		if g.GranteePrincipal != a.PrincipalIAM && g.GranteePrincipal != a.Principal && g.GranteePrincipal != rootARN(a.Account) {
+		if g.GranteePrincipal != a.PrincipalIAM && g.GranteePrincipal != a.Principal &&
+			(g.GranteePrincipal != rootARN(a.Account) || isServiceLinkedRole(a.PrincipalIAM)) {
 			continue
 		}
 		if !containsString(g.Operations, a.Action) {
@@ -384,6 +392,17 @@ func (e *Emulator) grantAllows(k *kmsKey, a keyAccess) bool {
 		return true
 	}
 	return false
+}
+
+// isServiceLinkedRole reports whether principalIAM is a service-linked role
+// (arn:aws:iam::ACCT:role/aws-service-role/SERVICE/NAME). Its permissions are
+// fixed by AWS and include no KMS access to customer managed keys, so a key
+// policy or grant naming the account root does not reach it: the key policy
+// must name the role itself (same account) or a grant must
+// (aws-behaviour.md 3.5; AWS EC2 Auto Scaling guide, "Required AWS KMS key
+// policy for use with encrypted volumes").
+func isServiceLinkedRole(principalIAM string) bool {
+	return strings.Contains(principalIAM, ":role/aws-service-role/")
 }
 
 func containsString(list []string, s string) bool {

@@ -594,9 +594,9 @@ func (e *Emulator) kmsListGrants(c *Call, req *kmsRequest) (any, *APIError) {
 	}{append([]kmsGrantListEntry{}, all[from:to]...), next, next != ""}, nil
 }
 
-// RetireGrant: by grant token, or by key ARN and grant ID. The grantee, the
-// retiring principal or the issuing account may retire a grant
-// (aws-behaviour.md 3.9).
+// RetireGrant: by grant token, or by key ARN and grant ID. The retiring
+// principal, the issuing account, or the grantee when the grant allows
+// RetireGrant may retire a grant (aws-behaviour.md 3.9).
 func (e *Emulator) kmsRetireGrant(c *Call, req *kmsRequest) (any, *APIError) {
 	var g *kmsGrant
 	switch {
@@ -625,7 +625,10 @@ func (e *Emulator) kmsRetireGrant(c *Call, req *kmsRequest) (any, *APIError) {
 	if !e.principalAllowed(c.PrincipalIAM, "kms:RetireGrant") {
 		return nil, Errf("AccessDeniedException", "User: %s is not authorized to perform: kms:RetireGrant on resource: %s with an explicit deny in an identity-based policy", c.Principal, g.KeyARN)
 	}
-	if !principalNames(g.GranteePrincipal, c) && !principalNames(g.RetiringPrincipal, c) && g.IssuingAccount != rootARN(c.Account) {
+	// The grantee may retire only a grant that allows RetireGrant (KMS
+	// RetireGrant reference, "Retiring and revoking grants").
+	granteeMay := principalNames(g.GranteePrincipal, c) && containsString(g.Operations, "RetireGrant")
+	if !granteeMay && !principalNames(g.RetiringPrincipal, c) && g.IssuingAccount != rootARN(c.Account) {
 		return nil, Errf("AccessDeniedException", "User: %s is not authorized to perform: kms:RetireGrant on resource: %s", c.Principal, g.KeyARN)
 	}
 	e.kms.deleteGrant(g)

@@ -195,7 +195,8 @@ func TestKMSGrantsCrossAccountAndPropagation(t *testing.T) {
 	grant, err := build.CreateGrant(ctx, &kms.CreateGrantInput{
 		KeyId: aws.String(buildKey), GranteePrincipal: aws.String("arn:aws:iam::222222222222:root"),
 		RetiringPrincipal: aws.String("arn:aws:iam::111111111111:root"), Name: aws.String("amicrypt-copy"),
-		Operations: []types.GrantOperation{types.GrantOperationDescribeKey, types.GrantOperationDecrypt, types.GrantOperationCreateGrant, types.GrantOperationReEncryptFrom, types.GrantOperationGenerateDataKeyWithoutPlaintext},
+		// RetireGrant lets the grantee retire it (checked below).
+		Operations: []types.GrantOperation{types.GrantOperationDescribeKey, types.GrantOperationDecrypt, types.GrantOperationCreateGrant, types.GrantOperationReEncryptFrom, types.GrantOperationGenerateDataKeyWithoutPlaintext, types.GrantOperationRetireGrant},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -579,7 +580,9 @@ func TestKMSRetireByTokenCancelDeletionAndRegrant(t *testing.T) {
 	_, err = target.RetireGrant(ctx, &kms.RetireGrantInput{GrantToken: aws.String("not-a-token")})
 	wantCode(t, "RetireGrant with a bad token", err, "InvalidGrantTokenException")
 	_, err = target.RetireGrant(ctx, &kms.RetireGrantInput{GrantToken: g.GrantToken})
-	wantCode(t, "RetireGrant by token", err, "")
+	wantCode(t, "RetireGrant by token by a grantee whose grant lacks RetireGrant", err, "AccessDeniedException")
+	_, err = build.RetireGrant(ctx, &kms.RetireGrantInput{GrantToken: g.GrantToken})
+	wantCode(t, "RetireGrant by token by the issuing account", err, "")
 	for _, gi := range srv.Emulator().Grants() {
 		if gi.GrantID == aws.ToString(g.GrantId) {
 			t.Fatal("grant still live after RetireGrant by token")

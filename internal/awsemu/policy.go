@@ -136,6 +136,10 @@ type policyRequest struct {
 	PrincipalIAM string // IAM identity (user, root or role ARN)
 	Action       string // "kms:Decrypt"
 	ViaService   string // "ec2.us-east-1.amazonaws.com" when EC2 acts for the caller
+	// NoIAMDelegation: the caller's IAM grants it no KMS permissions (a
+	// service-linked role), so an Allow naming its account or account root
+	// does not apply to it; only one naming it (or "*") does.
+	NoIAMDelegation bool
 }
 
 // evaluate returns whether some Allow statement matches and whether some
@@ -147,7 +151,7 @@ func (p *keyPolicy) evaluate(r policyRequest) (allowed, denied bool) {
 		}
 		if s.Effect == "Deny" {
 			denied = true
-		} else {
+		} else if !r.NoIAMDelegation || s.principalNamesDirectly(r) {
 			allowed = true
 		}
 	}
@@ -174,6 +178,20 @@ func (s policyStatement) principalMatches(r policyRequest) bool {
 	for _, v := range s.Principal.AWS {
 		switch v {
 		case r.Account, rootARN(r.Account), r.PrincipalIAM, r.Principal:
+			return true
+		}
+	}
+	return false
+}
+
+// principalNamesDirectly: the statement names the caller itself or "*",
+// not merely its account.
+func (s policyStatement) principalNamesDirectly(r policyRequest) bool {
+	if s.Principal.Any {
+		return true
+	}
+	for _, v := range s.Principal.AWS {
+		if v == r.PrincipalIAM || v == r.Principal {
 			return true
 		}
 	}
