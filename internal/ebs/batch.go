@@ -19,7 +19,8 @@ const maxFilterValues = 200
 // ImageWaiter waits for many images of one account and region with one
 // DescribeImages call per poll, however many callers wait (aws-ebs-csi-driver
 // batches DescribeVolumes the same way). No SDK waiter batches, hence this.
-// The zero value is not usable; use NewImageWaiter.
+// Every image wait in amicrypt goes through it (WaitImageAvailable is one
+// caller). The zero value is not usable; use NewImageWaiter.
 type ImageWaiter struct {
 	client EC2API
 	poll   *awsauth.PollingConfig
@@ -130,7 +131,7 @@ func (w *ImageWaiter) settle(id string, req *imageWait, img *types.Image, pollEr
 		}
 	default:
 		req.notFound = 0
-		req.last = string(img.State)
+		req.last = StatusImage(img)
 		if req.progress != nil {
 			req.progress(img)
 		}
@@ -170,35 +171,4 @@ func (w *ImageWaiter) describe(ids []string) (map[string]*types.Image, error) {
 		}
 	}
 	return found, nil
-}
-
-// WaitImagesAvailable waits for all the images (one account and region) with
-// one DescribeImages per poll. It returns the images found available and the
-// first error.
-func WaitImagesAvailable(ctx context.Context, client EC2API, poll *awsauth.PollingConfig, imageIDs []string, progress func(*types.Image)) (map[string]*types.Image, error) {
-	w := NewImageWaiter(client, poll)
-	type res struct {
-		id  string
-		img *types.Image
-		err error
-	}
-	ch := make(chan res, len(imageIDs))
-	for _, id := range imageIDs {
-		go func() {
-			img, err := w.Wait(ctx, id, progress)
-			ch <- res{id, img, err}
-		}()
-	}
-	out := map[string]*types.Image{}
-	var firstErr error
-	for range imageIDs {
-		r := <-ch
-		if r.err != nil && firstErr == nil {
-			firstErr = r.err
-		}
-		if r.err == nil {
-			out[r.id] = r.img
-		}
-	}
-	return out, firstErr
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
 )
@@ -137,28 +139,32 @@ func TestWaitImageAvailable(t *testing.T) {
 	cases := []struct {
 		name    string
 		states  []types.Image // answers in order; the last repeats
-		errs    int           // leading NotFound answers
+		unseen  int           // leading answers without the image (EC2's eventual consistency)
 		want    string        // "" success, else substring of the error
 		polls   int
 		isState bool
 	}{
 		{name: "pending then available", states: []types.Image{{State: types.ImageStatePending}, {State: types.ImageStateAvailable}}},
-		{name: "eventual consistency", errs: 3, states: []types.Image{{State: types.ImageStateAvailable}}},
+		{name: "eventual consistency", unseen: 3, states: []types.Image{{State: types.ImageStateAvailable}}},
 		{name: "failed quotes reason", states: []types.Image{{State: types.ImageStatePending}, {State: types.ImageStateFailed, StateReason: &types.StateReason{
 			Code: aws.String("Client.InvalidKMSKey.InvalidState"), Message: aws.String("The KMS key arn:aws:kms:… may not be used by account 222222222222")}}},
 			want: "image ami-1 is failed: Client.InvalidKMSKey.InvalidState: The KMS key arn:aws:kms:… may not be used by account 222222222222", isState: true},
 		{name: "times out", states: []types.Image{{State: types.ImageStatePending}}, polls: 3, want: `gave up after`},
-		{name: "never seen", errs: 100, states: []types.Image{{}}, want: "InvalidAMIID.NotFound"},
+		{name: "never seen", unseen: 100, states: []types.Image{{}}, want: "image ami-1 not found"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			call := 0
 			client := &fakeEC2{describeImages: func(in *ec2.DescribeImagesInput) (*ec2.DescribeImagesOutput, error) {
 				call++
-				if call <= tc.errs {
-					return nil, apiErr("InvalidAMIID.NotFound", "The image id '[ami-1]' does not exist")
+				if len(in.Filters) != 1 || aws.ToString(in.Filters[0].Name) != "image-id" || in.Filters[0].Values[0] != "ami-1" {
+					return nil, fmt.Errorf("unexpected input %+v", in)
 				}
-				i := min(call-tc.errs-1, len(tc.states)-1)
+				// A filter answers an image not visible yet with an empty list.
+				if call <= tc.unseen {
+					return &ec2.DescribeImagesOutput{}, nil
+				}
+				i := min(call-tc.unseen-1, len(tc.states)-1)
 				img := tc.states[i]
 				img.ImageId = aws.String("ami-1")
 				return &ec2.DescribeImagesOutput{Images: []types.Image{img}}, nil
@@ -276,7 +282,26 @@ func TestImageWaiterBatches(t *testing.T) {
 		}
 		return &out, nil
 	}}
-	imgs, err := WaitImagesAvailable(context.Background(), client, fastPoll(20), []string{"ami-a", "ami-b", "ami-c"}, nil)
+	waitAll := func(ids ...string) (map[string]*types.Image, error) {
+		w := NewImageWaiter(client, fastPoll(20))
+		var mu sync.Mutex
+		imgs := map[string]*types.Image{}
+		g, ctx := errgroup.WithContext(context.Background())
+		for _, id := range ids {
+			g.Go(func() error {
+				img, err := w.Wait(ctx, id, nil)
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				imgs[id] = img
+				mu.Unlock()
+				return nil
+			})
+		}
+		return imgs, g.Wait()
+	}
+	imgs, err := waitAll("ami-a", "ami-b", "ami-c")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +313,7 @@ func TestImageWaiterBatches(t *testing.T) {
 		t.Errorf("DescribeImages called %d times; want one per poll (≤5)", got)
 	}
 
-	_, err = WaitImagesAvailable(context.Background(), client, fastPoll(20), []string{"ami-a", "ami-bad"}, nil)
+	_, err = waitAll("ami-a", "ami-bad")
 	if err == nil || !strings.Contains(err.Error(), "Client.InvalidKMSKey.InvalidState: denied") {
 		t.Fatalf("error = %v", err)
 	}

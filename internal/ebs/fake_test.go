@@ -26,6 +26,10 @@ type fakeEC2 struct {
 	deregisterImage   func(*ec2.DeregisterImageInput) (*ec2.DeregisterImageOutput, error)
 	createTags        func(*ec2.CreateTagsInput) (*ec2.CreateTagsOutput, error)
 	modifyImageAttr   func(*ec2.ModifyImageAttributeInput) (*ec2.ModifyImageAttributeOutput, error)
+	createSG          func(*ec2.CreateSecurityGroupInput) (*ec2.CreateSecurityGroupOutput, error)
+	authorizeSG       func(*ec2.AuthorizeSecurityGroupIngressInput) (*ec2.AuthorizeSecurityGroupIngressOutput, error)
+	deleteSG          func(*ec2.DeleteSecurityGroupInput) (*ec2.DeleteSecurityGroupOutput, error)
+	deleteKeyPair     func(*ec2.DeleteKeyPairInput) (*ec2.DeleteKeyPairOutput, error)
 }
 
 func (f *fakeEC2) count(op string) {
@@ -86,6 +90,26 @@ func (f *fakeEC2) CreateTags(_ context.Context, in *ec2.CreateTagsInput, _ ...fu
 func (f *fakeEC2) ModifyImageAttribute(_ context.Context, in *ec2.ModifyImageAttributeInput, _ ...func(*ec2.Options)) (*ec2.ModifyImageAttributeOutput, error) {
 	f.count("ModifyImageAttribute")
 	return f.modifyImageAttr(in)
+}
+
+func (f *fakeEC2) CreateSecurityGroup(_ context.Context, in *ec2.CreateSecurityGroupInput, _ ...func(*ec2.Options)) (*ec2.CreateSecurityGroupOutput, error) {
+	f.count("CreateSecurityGroup")
+	return f.createSG(in)
+}
+
+func (f *fakeEC2) AuthorizeSecurityGroupIngress(_ context.Context, in *ec2.AuthorizeSecurityGroupIngressInput, _ ...func(*ec2.Options)) (*ec2.AuthorizeSecurityGroupIngressOutput, error) {
+	f.count("AuthorizeSecurityGroupIngress")
+	return f.authorizeSG(in)
+}
+
+func (f *fakeEC2) DeleteSecurityGroup(_ context.Context, in *ec2.DeleteSecurityGroupInput, _ ...func(*ec2.Options)) (*ec2.DeleteSecurityGroupOutput, error) {
+	f.count("DeleteSecurityGroup")
+	return f.deleteSG(in)
+}
+
+func (f *fakeEC2) DeleteKeyPair(_ context.Context, in *ec2.DeleteKeyPairInput, _ ...func(*ec2.Options)) (*ec2.DeleteKeyPairOutput, error) {
+	f.count("DeleteKeyPair")
+	return f.deleteKeyPair(in)
 }
 
 type fakeKMS struct {

@@ -2,6 +2,7 @@ package ebs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -47,31 +48,16 @@ func imageFailure(img *types.Image) *StateError {
 }
 
 // WaitImageAvailable waits for the image to be available. A failed image
-// returns a *StateError carrying AWS's state reason.
+// returns a *StateError carrying AWS's state reason. It is ImageWaiter with
+// one caller.
 func WaitImageAvailable(ctx context.Context, client EC2API, poll *awsauth.PollingConfig, imageID string, progress func(*types.Image)) (*types.Image, error) {
-	return wait(ctx, poll, waitSpec[*types.Image]{
-		kind: "image", id: imageID, want: string(types.ImageStateAvailable),
-		find:     func(ctx context.Context) (*types.Image, error) { return FindImageByID(ctx, client, imageID) },
-		state:    StatusImage,
-		pending:  oneOf(string(types.ImageStatePending), string(types.ImageStateTransient)),
-		failure:  imageFailure,
-		progress: progress,
-	})
+	return NewImageWaiter(client, poll).Wait(ctx, imageID, progress)
 }
 
 // FindImagesByName returns the images of owner ("self" or an account ID)
 // with exactly this name, newest first.
 func FindImagesByName(ctx context.Context, client EC2API, owner, name string) ([]types.Image, error) {
-	out, err := client.DescribeImages(ctx, &ec2.DescribeImagesInput{
-		Owners:  []string{owner},
-		Filters: []types.Filter{{Name: aws.String("name"), Values: []string{name}}},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("looking for images named %q: %w", name, err)
-	}
-	imgs := out.Images
-	sort.Slice(imgs, func(i, j int) bool { return aws.ToString(imgs[i].CreationDate) > aws.ToString(imgs[j].CreationDate) })
-	return imgs, nil
+	return FindImagesByFilter(ctx, client, []string{owner}, map[string]string{"name": name})
 }
 
 // ImageSnapshotIDs lists the EBS snapshots behind an image.
@@ -232,7 +218,7 @@ func DeleteImageAndSnapshots(ctx context.Context, client EC2API, imageID string)
 			errs = append(errs, err)
 		}
 	}
-	return joinErrs(errs)
+	return errors.Join(errs...)
 }
 
 // FindImagesByFilter returns the images of the owners matching every filter

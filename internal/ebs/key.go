@@ -198,7 +198,7 @@ func CheckKey(ctx context.Context, client KMSAPI, ref string, req KeyRequirement
 		return fail(KeyWrongAccount, fmt.Sprintf("the key belongs to account %s, not %s", k.Account, req.Account))
 	}
 	if k.AWSManaged() && !req.AllowAWSManaged {
-		return fail(KeyAWSManaged, fmt.Sprintf("%s is AWS-managed and sharing is configured; AWS would refuse the share with %q. "+
+		return fail(KeyAWSManaged, fmt.Sprintf("%s is AWS-managed, and AWS refuses to share what such a key encrypts (%q). "+
 			"Create a customer-managed key and use its ARN or alias", k.ARN, AWSManagedShareError))
 	}
 	return k, nil

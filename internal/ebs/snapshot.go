@@ -2,7 +2,6 @@ package ebs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -106,21 +105,16 @@ const inUseRetries = 10
 // DeleteSnapshot deletes a snapshot; one already gone is not an error. A
 // snapshot still held by an image being deregistered is retried briefly.
 func DeleteSnapshot(ctx context.Context, client EC2API, snapshotID string) error {
-	for attempt := 0; ; attempt++ {
-		_, err := client.DeleteSnapshot(ctx, &ec2.DeleteSnapshotInput{SnapshotId: aws.String(snapshotID)})
-		switch {
-		case err == nil, IsCode(err, "InvalidSnapshot.NotFound"):
-			return nil
-		case IsCode(err, "InvalidSnapshot.InUse") && attempt < inUseRetries:
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("deleting snapshot %s: %w", snapshotID, errors.Join(err, ctx.Err()))
-			case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
-			}
-		default:
-			return fmt.Errorf("deleting snapshot %s: %w", snapshotID, err)
-		}
+	err := retryWhile(ctx, inUseRetries+1, linearPause(200*time.Millisecond),
+		func(err error) bool { return IsCode(err, "InvalidSnapshot.InUse") },
+		func(ctx context.Context) error {
+			_, err := client.DeleteSnapshot(ctx, &ec2.DeleteSnapshotInput{SnapshotId: aws.String(snapshotID)})
+			return err
+		})
+	if err != nil && !IsCode(err, "InvalidSnapshot.NotFound") {
+		return fmt.Errorf("deleting snapshot %s: %w", snapshotID, err)
 	}
+	return nil
 }
 
 // ShareSnapshot adds createVolumePermission for the accounts.

@@ -2,9 +2,9 @@ package ebs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -56,27 +56,19 @@ func TagSpecs(byType map[types.ResourceType]map[string]string) []types.TagSpecif
 const tagRetries = 8
 
 // CreateTags tags resources, retrying briefly while a new resource is not
-// visible yet.
+// visible yet (any *.NotFound code).
 func CreateTags(ctx context.Context, client EC2API, ids []string, tags map[string]string) error {
 	if len(tags) == 0 || len(ids) == 0 {
 		return nil
 	}
-	for attempt := 0; ; attempt++ {
-		_, err := client.CreateTags(ctx, &ec2.CreateTagsInput{Resources: ids, Tags: Tags(tags)})
-		if err == nil {
-			return nil
-		}
-		code := ErrorCode(err)
-		notYet := len(code) > 9 && code[len(code)-9:] == ".NotFound"
-		if !notYet || attempt >= tagRetries {
-			return fmt.Errorf("tagging %v: %w", ids, err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("tagging %v: %w", ids, ctx.Err())
-		case <-time.After(time.Duration(attempt+1) * 250 * time.Millisecond):
-		}
+	err := retryWhile(ctx, tagRetries+1, linearPause(250*time.Millisecond),
+		func(err error) bool { return strings.HasSuffix(ErrorCode(err), ".NotFound") },
+		func(ctx context.Context) error {
+			_, err := client.CreateTags(ctx, &ec2.CreateTagsInput{Resources: ids, Tags: Tags(tags)})
+			return err
+		})
+	if err != nil {
+		return fmt.Errorf("tagging %v: %w", ids, err)
 	}
+	return nil
 }
-
-func joinErrs(errs []error) error { return errors.Join(errs...) }

@@ -10,8 +10,9 @@ import (
 )
 
 // The SDK's generated waiters poll one resource and can neither report
-// progress nor batch many IDs; this small poller is the one loop every wait
-// in amicrypt goes through.
+// progress nor batch many IDs. So amicrypt has its own: wait (one snapshot or
+// instance), ImageWaiter (images, batched), and retryWhile (a call EC2
+// refuses for a moment). No other loop in amicrypt polls AWS.
 
 // notFoundGrace is how many consecutive not-found answers a wait tolerates
 // for a resource just created (EC2 is eventually consistent).
@@ -109,6 +110,30 @@ func wait[T any](ctx context.Context, poll *awsauth.PollingConfig, spec waitSpec
 func IsStateError(err error) bool {
 	var se *StateError
 	return errors.As(err, &se)
+}
+
+// retryWhile calls call until it succeeds, fails with an error retryable
+// rejects, has been tried tries times, or ctx ends. Before try n+1 it pauses
+// pause(n). It returns call's last error.
+func retryWhile(ctx context.Context, tries int, pause func(try int) time.Duration, retryable func(error) bool, call func(context.Context) error) error {
+	for try := 1; ; try++ {
+		err := call(ctx)
+		if err == nil || !retryable(err) || try >= tries {
+			return err
+		}
+		t := time.NewTimer(pause(try))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// linearPause pauses step, 2×step, 3×step… between tries.
+func linearPause(step time.Duration) func(int) time.Duration {
+	return func(try int) time.Duration { return time.Duration(try) * step }
 }
 
 func oneOf(states ...string) func(string) bool {
