@@ -126,8 +126,10 @@ type Config struct {
 	RunVolumeTags map[string]string `mapstructure:"run_volume_tags" required:"false"`
 	// Block devices of the build instance (overriding the source AMI's).
 	LaunchMappings []BlockDevice `mapstructure:"launch_block_device_mappings" required:"false"`
-	// Extra block devices of the AMI: ephemeral (virtual_name), no_device,
-	// or new empty/snapshot EBS volumes (encrypted under `kms_key_id`).
+	// Block devices of the AMI, by device name over the source's layout:
+	// ephemeral (virtual_name), no_device, new empty EBS volumes (encrypted
+	// when launched), or new sizes and types for the built volumes.
+	// `snapshot_id` is refused here: attach such a volume at launch instead.
 	AMIMappings []BlockDevice `mapstructure:"ami_block_device_mappings" required:"false"`
 
 	// Tags on the AMI (and its copies).
@@ -383,6 +385,11 @@ func prepareBlockDevice(field string, bd BlockDevice, launch bool) []error {
 	}
 	if !launch && (bd.Encrypted || bd.KmsKeyID != "") {
 		errs = append(errs, fmt.Errorf("%s: encrypted/kms_key_id apply to launch volumes only; the AMI's EBS volumes are always encrypted under kms_key_id: remove them", field))
+	}
+	if !launch && bd.SnapshotID != "" {
+		// The AMI may only point at snapshots this build encrypted; a volume
+		// attached at launch is snapshotted and re-encrypted like the root.
+		errs = append(errs, fmt.Errorf("%s.snapshot_id: %q can't be put in the AMI as is (it may be unencrypted or under another key); move the device to launch_block_device_mappings, whose volumes are re-encrypted under kms_key_id", field, bd.SnapshotID))
 	}
 	if bd.NoDevice && (bd.VirtualName != "" || bd.VolumeSize != 0 || bd.SnapshotID != "") {
 		errs = append(errs, fmt.Errorf("%s: no_device = true with other settings; a suppressed device takes none", field))

@@ -413,9 +413,9 @@ func TestEmulatorPreflightRefusals(t *testing.T) {
 	}{
 		{"disabled key", with("kms_key_id", disabledARN), nil, []string{"kms_key_id:", disabledARN, "disabled", "enable the key"}},
 		{"AWS-managed key with sharing", with("kms_key_id", awsManaged, "ami_users", []string{"222222222222"}),
-			nil, []string{"kms_key_id:", "AWS-managed", "Snapshots encrypted with the AWS Managed CMK can't be shared", "Create a customer-managed key"}},
+			nil, []string{"kms_key_id:", "AWS-managed", "Snapshots encrypted with the AWS Managed CMK can't be shared", "Create a customer-managed key", "sharing is configured"}},
 		{"AWS-managed key without sharing", with("kms_key_id", awsManaged),
-			nil, []string{"kms_key_id:", "AWS-managed"}},
+			nil, []string{"kms_key_id:", "AWS-managed", "Create a customer-managed key"}},
 		{"unknown key", with("kms_key_id", "alias/does-not-exist"), nil, []string{`KMS key "alias/does-not-exist" in us-east-1: not found`, "create the key"}},
 		{"unknown region key", with("ami_regions", []string{"eu-central-1"}, "region_kms_key_ids", map[string]string{"eu-central-1": "alias/nope"}),
 			nil, []string{`region_kms_key_ids["eu-central-1"]`, "not found"}},
@@ -436,6 +436,9 @@ func TestEmulatorPreflightRefusals(t *testing.T) {
 				if !strings.Contains(res.err.Error(), w) {
 					t.Errorf("error does not contain %q:\n%v", w, res.err)
 				}
+			}
+			if _, shares := tc.raw["ami_users"]; !shares && strings.Contains(res.err.Error(), "sharing is configured") {
+				t.Errorf("error claims sharing is configured when it is not:\n%v", res.err)
 			}
 			for _, e := range srv.Emulator().Audit(awsemu.AuditFilter{SinceSeq: res.mark}) {
 				if !strings.HasPrefix(e.Action, "Describe") && e.Action != "GetCallerIdentity" {
@@ -460,14 +463,19 @@ func TestEmulatorPreflightRefusals(t *testing.T) {
 // A snapshot copy that fails after being accepted: the build fails quoting
 // AWS's state message and leaves nothing behind.
 func TestEmulatorAsyncCopyFailureLeavesNothing(t *testing.T) {
+	// quote is the state the failed resource reports, as DescribeSnapshots
+	// (StateMessage) and DescribeImages (StateReason code and message) give
+	// it; the build error must carry it word for word.
 	cases := []struct {
 		name   string
 		action string
 		raw    map[string]interface{}
+		quote  string
 	}{
-		{"snapshot copy", "CopySnapshot", with("ami_name", "amicrypt-fail-snap")},
+		{"snapshot copy", "CopySnapshot", with("ami_name", "amicrypt-fail-snap"), " is error: Internal error on copy"},
 		{"region copy", "CopyImage", with("ami_name", "amicrypt-fail-region", "ami_regions", []string{"us-west-2", "eu-west-1"},
-			"region_kms_key_ids", map[string]string{"us-west-2": "alias/amicrypt-build", "eu-west-1": "alias/amicrypt-build"})},
+			"region_kms_key_ids", map[string]string{"us-west-2": "alias/amicrypt-build", "eu-west-1": "alias/amicrypt-build"}),
+			" is failed: Server.InternalError: Server.InternalError: Internal error on copy"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -478,8 +486,8 @@ func TestEmulatorAsyncCopyFailureLeavesNothing(t *testing.T) {
 			if res.err == nil {
 				t.Fatalf("build succeeded despite the failed %s: %v", tc.action, res.artifact.Amis)
 			}
-			if !strings.Contains(res.err.Error(), " is error: ") && !strings.Contains(res.err.Error(), " is failed: ") {
-				t.Errorf("error does not quote the failure state: %v", res.err)
+			if !strings.Contains(res.err.Error(), tc.quote) {
+				t.Errorf("error does not quote AWS's state reason %q: %v", tc.quote, res.err)
 			}
 			mustPass(t, srv, res.mark)
 			if got := calls(srv, res.mark, "TerminateInstances"); got != 1 {

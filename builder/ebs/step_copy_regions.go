@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
 	"golang.org/x/sync/errgroup"
 
@@ -91,6 +90,3 @@ func (s *stepCopyRegions) Cleanup(state multistep.StateBag) {
 	}
 	_ = g.Wait()
 }
-
-// imageSnapshots lists the snapshot IDs of an image (for sharing).
-func imageSnapshots(img *types.Image) []string { return ebs.ImageSnapshotIDs(img) }

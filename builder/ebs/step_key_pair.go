@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
 	"github.com/hashicorp/packer-plugin-sdk/uuid"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 )
 
 // stepKeyPair creates a temporary key pair when the SSH communicator has no
@@ -29,13 +29,13 @@ func (s *stepKeyPair) Run(ctx context.Context, state multistep.StateBag) multist
 	if name == "" {
 		name = "packer_amicrypt_" + uuid.TimeOrderedUUID()
 	}
-	out, err := b.clients.EC2(c.RawRegion).CreateKeyPair(ctx, &ec2.CreateKeyPairInput{KeyName: aws.String(name)})
+	privateKey, err := ebs.CreateKeyPair(ctx, b.clients.EC2(c.RawRegion), name)
 	if err != nil {
-		return halt(state, fmt.Errorf("creating temporary key pair %s: %w", name, err))
+		return halt(state, err)
 	}
 	b.keyPairName = name
 	c.Comm.SSHKeyPairName = name
-	c.Comm.SSHPrivateKey = []byte(aws.ToString(out.KeyMaterial))
+	c.Comm.SSHPrivateKey = []byte(privateKey)
 	ui(state).Message("Created temporary key pair " + name)
 	return multistep.ActionContinue
 }
@@ -47,8 +47,8 @@ func (s *stepKeyPair) Cleanup(state multistep.StateBag) {
 	}
 	ctx, cancel := cleanupContext()
 	defer cancel()
-	if _, err := b.clients.EC2(b.config.RawRegion).DeleteKeyPair(ctx, &ec2.DeleteKeyPairInput{KeyName: aws.String(b.keyPairName)}); err != nil {
-		ui(state).Error(fmt.Sprintf("deleting temporary key pair %s: %v (delete it by hand)", b.keyPairName, err))
+	if err := ebs.DeleteKeyPair(ctx, b.clients.EC2(b.config.RawRegion), b.keyPairName); err != nil {
+		ui(state).Error(fmt.Sprintf("%v (delete it by hand)", err))
 		return
 	}
 	ui(state).Message("Deleted temporary key pair " + b.keyPairName)

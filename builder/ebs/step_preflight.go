@@ -98,7 +98,7 @@ func (s *stepPreflight) checkKeys(ctx context.Context, b *buildState) (string, e
 		k, err := ebs.CheckKey(ctx, b.clients.KMS(region), ref, ebs.KeyRequirements{Region: region, Account: b.account})
 		var ke *ebs.KeyError
 		if errors.As(err, &ke) && ke.Problem == ebs.KeyAWSManaged && sharing {
-			return "", fmt.Errorf("%s: %w; sharing is configured (ami_users, ami_org_arns, ami_ou_arns or snapshot_users), and AWS would refuse it with %q", field, err, ebs.AWSManagedShareError)
+			return "", fmt.Errorf("%s: %w; sharing is configured (ami_users, ami_org_arns, ami_ou_arns or snapshot_users), so the build would fail at the share", field, err)
 		}
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", field, err)

@@ -100,10 +100,17 @@ func registerInput(b *buildState) (*ec2.RegisterImageInput, error) {
 		}
 		mappings[dev] = m
 	}
-	// The source's ephemeral and no-device entries keep their place.
+	// The source's ephemeral, no-device and empty-volume entries keep their
+	// place; an empty volume is marked encrypted. Devices with a snapshot
+	// take their encrypted snapshot below.
 	for _, m := range src.BlockDeviceMappings {
-		if m.Ebs == nil {
+		switch {
+		case m.Ebs == nil:
 			put(m)
+		case m.Ebs.SnapshotId == nil:
+			empty := *m.Ebs
+			empty.Encrypted, empty.KmsKeyId = aws.Bool(true), nil
+			put(types.BlockDeviceMapping{DeviceName: m.DeviceName, Ebs: &empty})
 		}
 	}
 	for _, snap := range b.sourceSnapshots {

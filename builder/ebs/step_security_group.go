@@ -5,8 +5,6 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
 	"github.com/hashicorp/packer-plugin-sdk/uuid"
 
@@ -15,9 +13,7 @@ import (
 
 // stepSecurityGroup creates a temporary security group opening the
 // communicator's port when the communicator connects and no group is given.
-type stepSecurityGroup struct {
-	vpcID string // resolved by the run step's network lookup
-}
+type stepSecurityGroup struct{}
 
 func needsTempSecurityGroup(c *Config) bool {
 	return (c.Comm.Type == "ssh" || c.Comm.Type == "winrm") && len(c.SecurityGroupIDs) == 0
@@ -38,26 +34,11 @@ func (s *stepSecurityGroup) Run(ctx context.Context, state multistep.StateBag) m
 		}
 		vpcID = aws.ToString(subnet.VpcId)
 	}
-	name := "packer_amicrypt_" + uuid.TimeOrderedUUID()
-	in := &ec2.CreateSecurityGroupInput{GroupName: aws.String(name), Description: aws.String("Temporary group for amicrypt-ebs")}
-	if vpcID != "" {
-		in.VpcId = aws.String(vpcID)
-	}
-	out, err := client.CreateSecurityGroup(ctx, in)
-	if err != nil {
-		return halt(state, fmt.Errorf("creating temporary security group: %w", err))
-	}
-	b.tempSGID = aws.ToString(out.GroupId)
 	port := int32(c.Comm.Port())
-	_, err = client.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{
-		GroupId: out.GroupId,
-		IpPermissions: []types.IpPermission{{
-			IpProtocol: aws.String("tcp"), FromPort: aws.Int32(port), ToPort: aws.Int32(port),
-			IpRanges: []types.IpRange{{CidrIp: aws.String("0.0.0.0/0")}},
-		}},
-	})
+	groupID, err := ebs.CreateSecurityGroupOpenOn(ctx, client, "packer_amicrypt_"+uuid.TimeOrderedUUID(), "Temporary group for amicrypt-ebs", vpcID, port)
+	b.tempSGID = groupID // set even on error: a group made but not opened is ours to delete
 	if err != nil {
-		return halt(state, fmt.Errorf("opening port %d in security group %s: %w", port, b.tempSGID, err))
+		return halt(state, err)
 	}
 	ui(state).Message(fmt.Sprintf("Created temporary security group %s (port %d)", b.tempSGID, port))
 	return multistep.ActionContinue
@@ -71,19 +52,12 @@ func (s *stepSecurityGroup) Cleanup(state multistep.StateBag) {
 	ctx, cancel := cleanupContext()
 	defer cancel()
 	// The group stays in use until the instance is gone; the run step's
-	// cleanup waits for termination first, and dependency errors are retried.
-	var err error
-	for attempt := 0; attempt < 10; attempt++ {
-		_, err = b.clients.EC2(b.config.RawRegion).DeleteSecurityGroup(ctx, &ec2.DeleteSecurityGroupInput{GroupId: aws.String(b.tempSGID)})
-		if err == nil || ebs.IsCode(err, "InvalidGroup.NotFound") {
-			ui(state).Message("Deleted temporary security group " + b.tempSGID)
-			b.tempSGID = ""
-			return
-		}
-		if !ebs.IsCode(err, "DependencyViolation") {
-			break
-		}
-		sleepCtx(ctx, b.config.PollingConfig.Delay())
+	// cleanup waits for termination first, and DeleteSecurityGroup retries
+	// while the group is still held.
+	if err := ebs.DeleteSecurityGroup(ctx, b.clients.EC2(b.config.RawRegion), b.config.PollingConfig, b.tempSGID); err != nil {
+		ui(state).Error(fmt.Sprintf("%v (delete it by hand)", err))
+		return
 	}
-	ui(state).Error(fmt.Sprintf("deleting temporary security group %s: %v (delete it by hand)", b.tempSGID, err))
+	ui(state).Message("Deleted temporary security group " + b.tempSGID)
+	b.tempSGID = ""
 }

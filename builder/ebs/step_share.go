@@ -34,7 +34,7 @@ func (s *stepShare) Run(ctx context.Context, state multistep.StateBag) multistep
 			if err != nil {
 				return halt(state, err)
 			}
-			for _, snap := range imageSnapshots(img) {
+			for _, snap := range ebs.ImageSnapshotIDs(img) {
 				if err := ebs.ShareSnapshot(ctx, client, snap, c.SnapshotUsers); err != nil {
 					return halt(state, err)
 				}

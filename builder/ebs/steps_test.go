@@ -3,6 +3,7 @@ package ebs
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -245,6 +246,47 @@ func TestRegisterInputLayout(t *testing.T) {
 	delete(b.encrypted, "/dev/xvda")
 	if _, err := registerInput(b); err == nil || !strings.Contains(err.Error(), "refusing to register an AMI with unencrypted data") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// skip_launch registers the source's own layout: ephemeral, no-device and
+// empty-volume entries stay (the empty volume marked encrypted), and every
+// device with data points at its encrypted copy.
+func TestRegisterInputKeepsSourceLayout(t *testing.T) {
+	_, b := stepState(t, newFakeClients("us-east-1"), with("skip_launch", true, "instance_type", nil))
+	src := sourceImage()
+	src.BlockDeviceMappings = append(src.BlockDeviceMappings,
+		types.BlockDeviceMapping{DeviceName: aws.String("/dev/sdc"), NoDevice: aws.String("")},
+		types.BlockDeviceMapping{DeviceName: aws.String("/dev/sdd"), Ebs: &types.EbsBlockDevice{VolumeSize: aws.Int32(20), VolumeType: types.VolumeTypeGp3, Encrypted: aws.Bool(false)}},
+	)
+	b.source = src
+	b.sourceSnapshots = sourceAMISnapshots(src)
+	b.encrypted = map[string]string{"/dev/xvda": "snap-encrypted"}
+	in, err := registerInput(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var layout []string
+	for _, m := range in.BlockDeviceMappings {
+		dev := aws.ToString(m.DeviceName)
+		switch {
+		case m.NoDevice != nil:
+			layout = append(layout, dev+"=no-device")
+		case m.VirtualName != nil:
+			layout = append(layout, dev+"="+aws.ToString(m.VirtualName))
+		case m.Ebs.SnapshotId != nil:
+			layout = append(layout, dev+"=ebs:"+aws.ToString(m.Ebs.SnapshotId))
+		default:
+			layout = append(layout, fmt.Sprintf("%s=empty:%dGiB:encrypted=%v", dev, aws.ToInt32(m.Ebs.VolumeSize), aws.ToBool(m.Ebs.Encrypted)))
+		}
+	}
+	want := "/dev/sdb=ephemeral0,/dev/sdc=no-device,/dev/sdd=empty:20GiB:encrypted=true,/dev/xvda=ebs:snap-encrypted"
+	if strings.Join(layout, ",") != want {
+		t.Errorf("layout = %s\nwant     %s", strings.Join(layout, ","), want)
+	}
+	if string(in.BootMode) != string(src.BootMode) || in.TpmSupport != src.TpmSupport || in.ImdsSupport != src.ImdsSupport ||
+		aws.ToString(in.SriovNetSupport) != "simple" || !aws.ToBool(in.EnaSupport) {
+		t.Errorf("register input lost the source's settings: %+v", in)
 	}
 }
 
