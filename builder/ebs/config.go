@@ -14,6 +14,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/hashicorp/packer-plugin-sdk/common"
 	"github.com/hashicorp/packer-plugin-sdk/communicator"
 	"github.com/hashicorp/packer-plugin-sdk/template/config"
@@ -70,6 +72,40 @@ type BlockDevice struct {
 	VirtualName string `mapstructure:"virtual_name" required:"false"`
 	// Suppress a device the source AMI maps.
 	NoDevice bool `mapstructure:"no_device" required:"false"`
+}
+
+// instanceStoreMapping is the mapping of a no_device or ephemeral
+// (virtual_name) entry; ok is false for an EBS volume.
+func (bd BlockDevice) instanceStoreMapping() (m types.BlockDeviceMapping, ok bool) {
+	m.DeviceName = aws.String(bd.DeviceName)
+	switch {
+	case bd.NoDevice:
+		m.NoDevice = aws.String("")
+	case bd.VirtualName != "":
+		m.VirtualName = aws.String(bd.VirtualName)
+	default:
+		return m, false
+	}
+	return m, true
+}
+
+// applyVolumeSettings sets on e the volume settings the entry gives.
+func (bd BlockDevice) applyVolumeSettings(e *types.EbsBlockDevice) {
+	if bd.VolumeSize > 0 {
+		e.VolumeSize = aws.Int32(int32(bd.VolumeSize))
+	}
+	if bd.VolumeType != "" {
+		e.VolumeType = types.VolumeType(bd.VolumeType)
+	}
+	if bd.IOPS > 0 {
+		e.Iops = aws.Int32(int32(bd.IOPS))
+	}
+	if bd.Throughput > 0 {
+		e.Throughput = aws.Int32(int32(bd.Throughput))
+	}
+	if bd.DeleteOnTermination != nil {
+		e.DeleteOnTermination = bd.DeleteOnTermination
+	}
 }
 
 // DeregistrationProtection protects the AMI from deregistration.

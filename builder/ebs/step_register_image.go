@@ -135,40 +135,16 @@ func registerInput(b *buildState) (*ec2.RegisterImageInput, error) {
 // amiMapping applies an ami_block_device_mappings entry over what the
 // device already has. A new EBS volume is marked encrypted.
 func amiMapping(bd BlockDevice, existing types.BlockDeviceMapping) types.BlockDeviceMapping {
-	m := types.BlockDeviceMapping{DeviceName: aws.String(bd.DeviceName)}
-	switch {
-	case bd.NoDevice:
-		m.NoDevice = aws.String("")
-		return m
-	case bd.VirtualName != "":
-		m.VirtualName = aws.String(bd.VirtualName)
+	if m, ok := bd.instanceStoreMapping(); ok {
 		return m
 	}
-	e := &types.EbsBlockDevice{}
+	e := &types.EbsBlockDevice{Encrypted: aws.Bool(true), DeleteOnTermination: aws.Bool(true)}
 	if existing.Ebs != nil {
 		copied := *existing.Ebs
 		e = &copied
-	} else {
-		e.Encrypted = aws.Bool(true)
-		e.DeleteOnTermination = aws.Bool(true)
 	}
-	if bd.VolumeSize > 0 {
-		e.VolumeSize = aws.Int32(int32(bd.VolumeSize))
-	}
-	if bd.VolumeType != "" {
-		e.VolumeType = types.VolumeType(bd.VolumeType)
-	}
-	if bd.IOPS > 0 {
-		e.Iops = aws.Int32(int32(bd.IOPS))
-	}
-	if bd.Throughput > 0 {
-		e.Throughput = aws.Int32(int32(bd.Throughput))
-	}
-	if bd.DeleteOnTermination != nil {
-		e.DeleteOnTermination = bd.DeleteOnTermination
-	}
-	m.Ebs = e
-	return m
+	bd.applyVolumeSettings(e)
+	return types.BlockDeviceMapping{DeviceName: aws.String(bd.DeviceName), Ebs: e}
 }
 
 func (s *stepRegisterImage) Cleanup(state multistep.StateBag) {

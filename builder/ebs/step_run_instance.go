@@ -111,42 +111,23 @@ func runInput(ctx context.Context, client ebs.EC2API, b *buildState) (*ec2.RunIn
 	return in, nil
 }
 
+// launchMapping is a launch_block_device_mappings entry for RunInstances.
 func launchMapping(bd BlockDevice) types.BlockDeviceMapping {
-	m := types.BlockDeviceMapping{DeviceName: aws.String(bd.DeviceName)}
-	switch {
-	case bd.NoDevice:
-		m.NoDevice = aws.String("")
-	case bd.VirtualName != "":
-		m.VirtualName = aws.String(bd.VirtualName)
-	default:
-		e := &types.EbsBlockDevice{DeleteOnTermination: aws.Bool(true)}
-		if bd.DeleteOnTermination != nil {
-			e.DeleteOnTermination = bd.DeleteOnTermination
-		}
-		if bd.VolumeSize > 0 {
-			e.VolumeSize = aws.Int32(int32(bd.VolumeSize))
-		}
-		if bd.VolumeType != "" {
-			e.VolumeType = types.VolumeType(bd.VolumeType)
-		}
-		if bd.IOPS > 0 {
-			e.Iops = aws.Int32(int32(bd.IOPS))
-		}
-		if bd.Throughput > 0 {
-			e.Throughput = aws.Int32(int32(bd.Throughput))
-		}
-		if bd.SnapshotID != "" {
-			e.SnapshotId = aws.String(bd.SnapshotID)
-		}
-		if bd.Encrypted {
-			e.Encrypted = aws.Bool(true)
-		}
-		if bd.KmsKeyID != "" {
-			e.KmsKeyId = aws.String(bd.KmsKeyID)
-		}
-		m.Ebs = e
+	if m, ok := bd.instanceStoreMapping(); ok {
+		return m
 	}
-	return m
+	e := &types.EbsBlockDevice{DeleteOnTermination: aws.Bool(true)}
+	bd.applyVolumeSettings(e)
+	if bd.SnapshotID != "" {
+		e.SnapshotId = aws.String(bd.SnapshotID)
+	}
+	if bd.Encrypted {
+		e.Encrypted = aws.Bool(true)
+	}
+	if bd.KmsKeyID != "" {
+		e.KmsKeyId = aws.String(bd.KmsKeyID)
+	}
+	return types.BlockDeviceMapping{DeviceName: aws.String(bd.DeviceName), Ebs: e}
 }
 
 func (s *stepRunInstance) Cleanup(state multistep.StateBag) {
