@@ -77,13 +77,16 @@ func (p *PollingConfig) Prepare() []error {
 
 // Delay is the pause between two polls.
 func (p *PollingConfig) Delay() time.Duration {
-	if p == nil || p.delay == 0 {
-		if p != nil && p.DelaySeconds > 0 {
-			return time.Duration(p.DelaySeconds) * time.Second
-		}
+	switch {
+	case p == nil:
+		return DefaultPollDelay
+	case p.delay != 0: // resolved by Prepare or NewPolling
+		return p.delay
+	case p.DelaySeconds > 0: // not prepared
+		return time.Duration(p.DelaySeconds) * time.Second
+	default:
 		return DefaultPollDelay
 	}
-	return p.delay
 }
 
 // Attempts is the number of polls before a wait gives up.
