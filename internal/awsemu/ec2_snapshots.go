@@ -153,9 +153,10 @@ func (e *Emulator) defaultKeyRef(account, region string) string {
 	return ""
 }
 
-// Key operations EC2 performs on the caller's behalf (aws-behaviour.md 3.4).
+// Key operations EC2 performs on the caller's behalf. On the source key,
+// the five aws-behaviour.md 3.4 lists for the using account.
 func sourceKeyOps() []string {
-	return []string{OpDecrypt, OpReEncryptFrom, OpCreateGrant, OpDescribeKey}
+	return []string{OpDescribeKey, OpDecrypt, OpCreateGrant, OpReEncryptFrom, OpGenerateDataKeyWithoutPlaintext}
 }
 
 func destinationKeyOps() []string {
