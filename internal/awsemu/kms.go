@@ -351,16 +351,7 @@ func (e *Emulator) keyAllowed(k *kmsKey, a keyAccess) *APIError {
 	if !e.principalAllowed(a.PrincipalIAM, iamAction) {
 		return Errf("AccessDeniedException", "User: %s is not authorized to perform: %s on resource: %s with an explicit deny in an identity-based policy", a.Principal, iamAction, k.ARN)
 	}
-	slr := isServiceLinkedRole(a.PrincipalIAM)
-	allowed, denied := k.parsedPolicy().evaluate(policyRequest{
-		Account: a.Account, Principal: a.Principal, PrincipalIAM: a.PrincipalIAM, Action: iamAction, ViaService: a.ViaService,
-		NoIAMDelegation: slr,
-	})
-	if slr && k.Account != a.Account {
-		// Cross-account use needs the principal's own IAM permission too,
-		// which a service-linked role never has for KMS: only a grant helps.
-		allowed = false
-	}
+	allowed, denied := e.policyAllows(k, a)
 	if denied {
 		return Errf("AccessDeniedException", "User: %s is not authorized to perform: %s on resource: %s with an explicit deny in a resource-based policy", a.Principal, iamAction, k.ARN)
 	}
@@ -370,11 +361,47 @@ func (e *Emulator) keyAllowed(k *kmsKey, a keyAccess) *APIError {
 	return Errf("AccessDeniedException", "User: %s is not authorized to perform: %s on resource: %s because no resource-based policy allows the %s action", a.Principal, iamAction, k.ARN, iamAction)
 }
 
+// policyAllows evaluates k's key policy alone for a.
+func (e *Emulator) policyAllows(k *kmsKey, a keyAccess) (allowed, denied bool) {
+	slr := isServiceLinkedRole(a.PrincipalIAM)
+	allowed, denied = k.parsedPolicy().evaluate(policyRequest{
+		Account: a.Account, Principal: a.Principal, PrincipalIAM: a.PrincipalIAM, Action: "kms:" + a.Action, ViaService: a.ViaService,
+		NoIAMDelegation: slr,
+	})
+	if slr && k.Account != a.Account {
+		// Cross-account use needs the principal's own IAM permission too,
+		// which a service-linked role never has for KMS: only a grant helps.
+		allowed = false
+	}
+	return allowed, denied
+}
+
+// regrantLimit is, when a's principal may CreateGrant on k only through
+// grants, the operations those grants give it: KMS lets a grantee create
+// grants with the same operations or fewer. nil when the key policy allows.
+func (e *Emulator) regrantLimit(k *kmsKey, a keyAccess) []string {
+	if allowed, _ := e.policyAllows(k, a); allowed {
+		return nil
+	}
+	ops := []string{}
+	for _, g := range e.effectiveGrants(k, a) {
+		ops = append(ops, g.Operations...)
+	}
+	return ops
+}
+
 // grantAllows reports whether a grant on k lets a's principal perform its
 // action: effective after its propagation delay, or at once when the caller
 // presents the grant token. A grant to an account root covers the account.
 func (e *Emulator) grantAllows(k *kmsKey, a keyAccess) bool {
+	return len(e.effectiveGrants(k, a)) > 0
+}
+
+// effectiveGrants are the grants on k that let a's principal perform its
+// action now.
+func (e *Emulator) effectiveGrants(k *kmsKey, a keyAccess) []*kmsGrant {
 	now := e.now()
+	var out []*kmsGrant
 	for _, g := range e.kms.grantsByKey[k.ARN] {
 		if g.GranteePrincipal != a.PrincipalIAM && g.GranteePrincipal != a.Principal &&
 			(g.GranteePrincipal != rootARN(a.Account) || isServiceLinkedRole(a.PrincipalIAM)) {
@@ -389,9 +416,9 @@ func (e *Emulator) grantAllows(k *kmsKey, a keyAccess) bool {
 		if a.Context != nil && !g.Constraints.allow(a.Context) {
 			continue
 		}
-		return true
+		out = append(out, g)
 	}
-	return false
+	return out
 }
 
 // isServiceLinkedRole reports whether principalIAM is a service-linked role

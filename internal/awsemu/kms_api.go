@@ -502,6 +502,13 @@ func (e *Emulator) kmsCreateGrant(c *Call, req *kmsRequest) (any, *APIError) {
 	if err := keyStateError(k); err != nil {
 		return nil, err
 	}
+	if limit := e.regrantLimit(k, keyAccess{Account: c.Account, Principal: c.Principal, PrincipalIAM: c.PrincipalIAM, Action: "CreateGrant", GrantTokens: req.GrantTokens}); limit != nil {
+		for _, op := range req.Operations {
+			if !containsString(limit, op) {
+				return nil, Errf("AccessDeniedException", "User: %s is not authorized to perform: kms:CreateGrant on resource: %s: a grant can only give operations the caller's own grant includes (%s is not among %s)", c.Principal, k.ARN, op, strings.Join(limit, ", "))
+			}
+		}
+	}
 	if req.DryRun {
 		return nil, &APIError{412, "DryRunOperationException", "The request would have succeeded, but the DryRun option is set."}
 	}

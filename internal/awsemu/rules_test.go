@@ -59,8 +59,8 @@ var ruleIndex = []struct {
 	{"3.2", "KmsKeyId needs Encrypted=true (emulator convention text)", []string{"TestEC2ErrorRules/rule_2:_CopySnapshot_KmsKeyId_without_Encrypted", "TestEC2ErrorRules/rule_2:_CopyImage_KmsKeyId_with_Encrypted=false", "TestRulesMatrix/3.2_CopyImage_KmsKeyId_without_Encrypted"}},
 	{"3.2", "without KmsKeyId an encrypted copy uses the caller's default EBS key", []string{"TestEC2EncryptionDefaults", "TestRulesMatrix/3.2_default_key_fallback_for_CopyImage"}},
 	{"3.3", "AWS-managed key: AMI share InvalidParameter, snapshot share OperationNotPermitted (both texts)", []string{"TestEC2ErrorRules/rule_3:_share_an_AMI_under_the_AWS_managed_key", "TestEC2ErrorRules/rule_3:_share_a_snapshot_under_the_AWS_managed_key", "TestRulesMatrix/3.3_managed_key_share_through_the_other_parameter_forms"}},
-	{"3.3", "encrypted snapshots and AMIs never public", []string{"TestEC2ErrorRules/rule_3:_an_encrypted_AMI_can't_be_public", "TestEC2ErrorRules/rule_3:_an_encrypted_snapshot_can't_be_public", "TestRulesMatrix/3.3_unencrypted_AMI_may_be_public"}},
-	{"3.4", "without the share: InvalidAMIID.NotFound / InvalidSnapshot.NotFound", []string{"TestEC2ErrorRules/rule_4:_unshared_AMI_is_invisible", "TestEC2ErrorRules/rule_4:_unshared_snapshot_is_invisible", "TestEC2CrossAccountCopySequence"}},
+	{"3.3", "encrypted snapshots and AMIs never public", []string{"TestEC2ErrorRules/rule_3:_an_encrypted_AMI_can't_be_public", "TestEC2ErrorRules/rule_3:_an_encrypted_snapshot_can't_be_public", "TestRulesMatrix/3.3_unencrypted_AMI_may_be_public", "TestRulesMatrix/3.3_encrypted_never_public_through_the_other_parameter_forms"}},
+	{"3.4", "without the share: InvalidAMIID.NotFound / InvalidSnapshot.NotFound", []string{"TestEC2ErrorRules/rule_4:_unshared_AMI_is_invisible", "TestEC2ErrorRules/rule_4:_unshared_snapshot_is_invisible", "TestEC2CrossAccountCopySequence", "TestRulesMatrix/3.4_unshared_snapshot_can't_be_copied_or_restored"}},
 	{"3.4", "without key permission (or with a disabled/unknown destination key) the copy is accepted and fails later", []string{"TestEC2AsyncKeyFailures"}},
 	{"3.4", "key permission through a key-policy statement instead of a grant", []string{"TestRulesMatrix/3.4_key_policy_statement_is_enough"}},
 	{"3.4", "the using account's own IAM must allow the key operations", []string{"TestRulesMatrix/3.4_using_account's_IAM_deny"}},
@@ -75,7 +75,7 @@ var ruleIndex = []struct {
 	{"3.7", "alias/aws/ebs everywhere, KeyManager AWS, only EC2 in its account; CreateGrant/PutKeyPolicy/ScheduleKeyDeletion AccessDenied", []string{"TestKMSAWSManagedKeyRules", "TestKMSDescribeKeyResolution"}},
 	{"3.8", "key ID, key ARN, alias name, alias ARN; alias only in own account; region-bound; mrk replicas", []string{"TestKMSDescribeKeyResolution", "TestKMSMultiRegionReplica", "TestRulesMatrix/3.8_identifier_forms_across_accounts_and_regions"}},
 	{"3.8", "DescribeKey fields and states; DisabledException, KMSInvalidStateException, NotFoundException, AccessDeniedException", []string{"TestKMSCryptoAndKeyLifecycle", "TestRulesMatrix/3.8_DescribeKey_states_and_errors"}},
-	{"3.9", "CreateGrant (DryRun, GrantId, GrantToken), propagation, ListGrants, RetireGrant, RevokeGrant", []string{"TestKMSGrantsCrossAccountAndPropagation", "TestKMSSlowGrantFault", "TestKMSRetireByTokenCancelDeletionAndRegrant", "TestRulesMatrix/3.9_RetireGrant_and_RevokeGrant_principals"}},
+	{"3.9", "CreateGrant (DryRun, GrantId, GrantToken), propagation, ListGrants, RetireGrant, RevokeGrant; a grantee grants onwards only its own operations", []string{"TestRulesMatrix/3.5_Auto_Scaling_service-linked_role", "TestKMSGrantsCrossAccountAndPropagation", "TestKMSSlowGrantFault", "TestKMSRetireByTokenCancelDeletionAndRegrant", "TestRulesMatrix/3.9_RetireGrant_and_RevokeGrant_principals"}},
 	{"3.10", "ClientToken idempotency and IdempotentParameterMismatch", []string{"TestEC2CrossAccountCopySequence", "TestRulesMatrix/3.10_RunInstances_ClientToken", "TestRulesMatrix/3.10_ClientToken_longer_than_64"}},
 	{"3.11", "AMI names unique per account and region; 3–128 of the allowed characters", []string{"TestEC2ErrorRules/rule_11:_duplicate_AMI_name", "TestEC2ErrorRules/rule_11:_AMI_name_too_short", "TestRulesMatrix/3.11_AMI_name_boundaries_and_scope"}},
 	{"3.12", "DeleteSnapshot InvalidSnapshot.InUse; DeregisterImage keeps snapshots unless DeleteAssociatedSnapshots", []string{"TestEC2ErrorRules/rule_12:_snapshot_in_use", "TestEC2ImageAttributesAndDeregistration"}},
@@ -368,6 +368,36 @@ func rulesMatrix() []ruleCase {
 				t.Fatalf("the refused share still shared: %v", err)
 			}
 		}},
+		{rule: "3.3", name: "encrypted never public through the other parameter forms", run: func(t *testing.T, x *ec2Env) {
+			amiID, snapID := x.ownEncryptedAMI(acctBuild, east, "alias/amicrypt-build", "r33-public")
+			c := x.ec2(acctBuild, east)
+			_, err := c.ModifyImageAttribute(x.ctx, &ec2.ModifyImageAttributeInput{ImageId: aws.String(amiID), Attribute: aws.String("launchPermission"),
+				OperationType: types.OperationTypeAdd, UserGroups: []string{"all"}})
+			if apiCode(err) != "InvalidParameter" {
+				t.Fatalf("ModifyImageAttribute UserGroup.1=all: %v", err)
+			}
+			_, err = c.ModifySnapshotAttribute(x.ctx, &ec2.ModifySnapshotAttributeInput{SnapshotId: aws.String(snapID), Attribute: types.SnapshotAttributeNameCreateVolumePermission,
+				CreateVolumePermission: &types.CreateVolumePermissionModifications{Add: []types.CreateVolumePermission{{Group: types.PermissionGroupAll}}}})
+			if apiCode(err) != "OperationNotPermitted" {
+				t.Fatalf("ModifySnapshotAttribute CreateVolumePermission.Add group all: %v", err)
+			}
+			if img := x.image(c, amiID); aws.ToBool(img.Public) {
+				t.Fatal("the encrypted AMI became public")
+			}
+		}},
+		{rule: "3.4", name: "unshared snapshot can't be copied or restored", run: func(t *testing.T, x *ec2Env) {
+			_, snapID := x.ownEncryptedAMI(acctBuild, east, "alias/amicrypt-build", "r34-unshared-snap")
+			c := x.ec2(acctT2, east)
+			want := "The snapshot '" + snapID + "' does not exist."
+			_, err := c.CopySnapshot(x.ctx, &ec2.CopySnapshotInput{SourceSnapshotId: aws.String(snapID), SourceRegion: aws.String(east), Encrypted: aws.Bool(true)})
+			if apiCode(err) != "InvalidSnapshot.NotFound" || apiMessage(err) != want {
+				t.Fatalf("CopySnapshot: %v", err)
+			}
+			_, err = c.CreateVolume(x.ctx, &ec2.CreateVolumeInput{SnapshotId: aws.String(snapID), AvailabilityZone: aws.String("us-east-1a")})
+			if apiCode(err) != "InvalidSnapshot.NotFound" {
+				t.Fatalf("CreateVolume: %v", err)
+			}
+		}},
 		{rule: "3.3", name: "unencrypted AMI may be public", run: func(t *testing.T, x *ec2Env) {
 			c := x.ec2(acctBuild, east)
 			img := x.copyOf(c, seedAMI, east, "r33-plain", nil, "")
@@ -520,8 +550,14 @@ func rulesMatrix() []ruleCase {
 			if err := emu.CheckLaunch(acctT2, east, slr, ownAMI); emuCode(err) != "Client.InvalidKMSKey.InvalidState" {
 				t.Fatalf("service-linked role covered by a grant to its account root: %v", err)
 			}
+			// T2's own grant caps what it can grant onwards.
+			_, err := x.kms(acctT2, east).CreateGrant(x.ctx, &kms.CreateGrantInput{KeyId: aws.String(buildKey),
+				GranteePrincipal: aws.String(slr), Operations: append([]kmstypes.GrantOperation{"Encrypt"}, sourceKeyGrantOps...)})
+			if apiCode(err) != "AccessDeniedException" {
+				t.Fatalf("T2 granting an operation its own grant lacks: %v", err)
+			}
 			must[*kms.CreateGrantOutput](t, "CreateGrant by T2 for its role")(x.kms(acctT2, east).CreateGrant(x.ctx, &kms.CreateGrantInput{KeyId: aws.String(buildKey),
-				GranteePrincipal: aws.String(slr), Operations: []kmstypes.GrantOperation{"Decrypt", "DescribeKey", "CreateGrant", "ReEncryptFrom", "ReEncryptTo", "GenerateDataKeyWithoutPlaintext"}}))
+				GranteePrincipal: aws.String(slr), Operations: sourceKeyGrantOps}))
 			if err := emu.CheckLaunch(acctT2, east, slr, ownAMI); err != nil {
 				t.Fatalf("with the grant T2 created for its service-linked role: %v", err)
 			}
