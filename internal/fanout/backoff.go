@@ -7,12 +7,14 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/aws/smithy-go"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 )
 
 // Backoff is a bounded exponential backoff with jitter. The SDK's adaptive
 // retryer handles throttling of single requests; this covers the errors it
-// does not retry, such as a quota of concurrent copies being full.
+// does not retry, such as a quota of concurrent copies being full. (It is
+// hand-written: the SDK's retryers retry one request, not an operation made
+// of several, and x/time/rate paces without backing off.)
 type Backoff struct {
 	Initial  time.Duration // first pause; default 1s
 	Max      time.Duration // longest pause; default 60s
@@ -71,29 +73,6 @@ func (b Backoff) Retry(ctx context.Context, retryable func(error) bool, onRetry 
 	}
 }
 
-// ErrorCode is the AWS API error code of err, or "".
-func ErrorCode(err error) string {
-	var apiErr smithy.APIError
-	if errors.As(err, &apiErr) {
-		return apiErr.ErrorCode()
-	}
-	return ""
-}
-
-// IsCode reports whether err is an AWS API error with one of codes.
-func IsCode(err error, codes ...string) bool {
-	code := ErrorCode(err)
-	if code == "" {
-		return false
-	}
-	for _, c := range codes {
-		if code == c {
-			return true
-		}
-	}
-	return false
-}
-
 // QuotaFull reports whether err says a quota of concurrent operations is
 // full (ResourceLimitExceeded): worth waiting for, unlike most errors.
-func QuotaFull(err error) bool { return IsCode(err, "ResourceLimitExceeded") }
+func QuotaFull(err error) bool { return ebs.IsCode(err, "ResourceLimitExceeded") }

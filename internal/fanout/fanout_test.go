@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/aws/smithy-go"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 )
 
 func TestRunRespectsConcurrencyAndPerDestLimit(t *testing.T) {
@@ -147,7 +149,7 @@ func TestBackoffRetry(t *testing.T) {
 			if retries != calls-1 {
 				t.Errorf("onRetry called %d times for %d calls", retries, calls)
 			}
-			if got := ErrorCode(err); got != tt.wantErr {
+			if got := ebs.ErrorCode(err); got != tt.wantErr {
 				t.Errorf("error = %v, want code %q", err, tt.wantErr)
 			}
 		})
@@ -165,8 +167,20 @@ func TestBackoffPauseGrowsAndCaps(t *testing.T) {
 	}
 }
 
-func TestIsCode(t *testing.T) {
-	if !IsCode(apiErr("A"), "B", "A") || IsCode(errors.New("ResourceLimitExceeded"), "ResourceLimitExceeded") {
-		t.Fatal("IsCode must match API codes only, never message text")
+func TestQuotaFull(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"quota code", apiErr("ResourceLimitExceeded"), true},
+		{"other code", apiErr("RequestLimitExceeded"), false},
+		{"message text only", errors.New("ResourceLimitExceeded"), false},
+		{"nil", nil, false},
+	}
+	for _, tt := range tests {
+		if got := QuotaFull(tt.err); got != tt.want {
+			t.Errorf("%s: QuotaFull = %v, want %v (API codes only, never message text)", tt.name, got, tt.want)
+		}
 	}
 }

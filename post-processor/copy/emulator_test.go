@@ -200,6 +200,7 @@ func TestCopyToThreeAccountsAndSourceTwoRegions(t *testing.T) {
 	if err != nil {
 		t.Fatalf("PostProcess: %v\n%s", err, ui.buf)
 	}
+	runEnd := srv.Emulator().CheckMark()
 	if !keep || !force {
 		t.Errorf("keep, force = %v, %v; the input AMI must be kept", keep, force)
 	}
@@ -222,6 +223,13 @@ func TestCopyToThreeAccountsAndSourceTwoRegions(t *testing.T) {
 	t.Logf("first run: %d API calls", rep.TotalCalls)
 	if n := callsSince(srv, mark, "CopyImage"); n != 8 {
 		t.Errorf("%d CopyImage calls, want one per (account, region): 8", n)
+	}
+	// Waiting is the batched poll alone: no copy is described on its own by
+	// the roles that copy (the source user describes the source AMI).
+	for _, e := range srv.Emulator().Audit(awsemu.AuditFilter{Action: "DescribeImages", SinceSeq: mark}) {
+		if _, byID := e.Params["ImageId.1"]; byID && strings.Contains(e.Principal, ":assumed-role/") && e.Seq <= runEnd {
+			t.Errorf("DescribeImages of %s in %s/%s by ID: a per-copy describe, not the batched poll", e.Params["ImageId.1"], e.Account, e.Region)
+		}
 	}
 	out := ui.buf.String()
 	for _, want := range []string{"ACCOUNT", "REGION", "AMI", "KEY", "STATE", "DURATION", "444444444444"} {

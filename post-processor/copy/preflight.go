@@ -15,7 +15,6 @@ import (
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
-	"github.com/amicrypt/packer-plugin-amicrypt/internal/fanout"
 )
 
 // plan is everything a run will do, checked before anything changes.
@@ -253,9 +252,6 @@ func (c *Config) checkJob(ctx context.Context, p *plan, j *job) {
 		return
 	}
 	tc := p.sess.Target(j.Target.Account, j.Target.RoleARN, j.Target.ExternalID, j.Region)
-	if j.Target.IsSource && j.Target.RoleARN == "" {
-		tc = p.sess.Source(j.Region)
-	}
 	key, err := ebs.CheckKey(ctx, tc.KMS, j.KeyRef, ebs.KeyRequirements{Region: j.Region, Account: j.Target.Account})
 	var ke *ebs.KeyError
 	switch {
@@ -325,7 +321,7 @@ func (c *Config) checkGrants(ctx context.Context, p *plan, t *target) {
 				Operations:        ebs.CrossAccountCopyOps, Name: aws.String(grantName(src.ImageID, t.Account)),
 				DryRun: aws.Bool(true),
 			})
-			if err == nil || fanout.IsCode(err, "DryRunOperationException", "DryRunOperation") {
+			if err == nil || ebs.IsCode(err, "DryRunOperationException", "DryRunOperation") {
 				continue
 			}
 			p.problem(t.Account, "source key grant", fmt.Sprintf("%s may not create a grant on %s for %s: %v", p.sess.SourcePrincipal, keyARN, t.RoleARN, err),

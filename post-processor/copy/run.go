@@ -384,7 +384,7 @@ func (r *runner) adoptStaleGrants(ctx context.Context, sc *clients, src *source,
 			r.say("source %s: grant %s (%s) was left by an earlier run; it will be retired with this run's", src.Region, stale.ID, aws.ToString(g.Name))
 			r.ledger.Add(fanout.Cleanup, fmt.Sprintf("grant %s (%s) on %s left by an earlier run", stale.ID, aws.ToString(g.Name), keyARN),
 				func(ctx context.Context) error {
-					if err := ebs.RetireGrant(ctx, sc.KMS, stale); err == nil || !fanout.IsCode(err, "AccessDeniedException") {
+					if err := ebs.RetireGrant(ctx, sc.KMS, stale); err == nil || !ebs.IsCode(err, "AccessDeniedException") {
 						return err
 					}
 					// Another principal may retire it; as key administrator, revoke it.
@@ -469,7 +469,7 @@ func (r *runner) awaitGrant(ctx context.Context, tc *clients, j *job) error {
 	// A key answers only in its own region: probe from the source region.
 	tc = r.plan.sess.Target(j.Target.Account, j.Target.RoleARN, j.Target.ExternalID, j.Source.Region)
 	for _, keyARN := range j.Source.SharedKeys {
-		err := r.retry.Retry(gctx, func(err error) bool { return fanout.IsCode(err, "AccessDeniedException", "NotFoundException") },
+		err := r.retry.Retry(gctx, func(err error) bool { return ebs.IsCode(err, "AccessDeniedException", "NotFoundException") },
 			nil,
 			func(ctx context.Context) error {
 				_, err := tc.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(keyARN)})
@@ -503,7 +503,7 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) error
 		var id string
 		err := r.retry.Retry(ctx, fanout.QuotaFull,
 			func(n int, err error, pause time.Duration) {
-				r.say("%s: the concurrent copy quota is full (%s); trying again in %s", j.Dest(), fanout.ErrorCode(err), pause.Round(time.Millisecond))
+				r.say("%s: the concurrent copy quota is full (%s); trying again in %s", j.Dest(), ebs.ErrorCode(err), pause.Round(time.Millisecond))
 			},
 			func(ctx context.Context) (err error) {
 				id, err = ebs.CopyImageEncrypted(ctx, tc.EC2, spec)
@@ -515,7 +515,7 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) error
 			// reported rather than left behind unknown.
 			id = r.findInterruptedCopy(ctx, tc, j)
 		}
-		if fanout.IsCode(err, "IdempotentParameterMismatch") && burnt < maxBurntTokens {
+		if ebs.IsCode(err, "IdempotentParameterMismatch") && burnt < maxBurntTokens {
 			// An earlier run used this token with other parameters (say, a
 			// name with a timestamp) and its copy is gone, or preflight would
 			// have found it: take the next token.
@@ -524,11 +524,6 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) error
 		}
 		if err != nil && id == "" {
 			return err
-		}
-		if img, ferr := ebs.FindImageByID(ctx, tc.EC2, id); ferr == nil && img.State == ec2types.ImageStateDeregistered && burnt < maxBurntTokens {
-			// The token returned a copy an earlier run rolled back.
-			burnt++
-			continue
 		}
 		j.ImageID, j.Made, j.State = id, true, "pending"
 		forget := r.ledger.Add(fanout.Rollback, fmt.Sprintf("copy %s in %s", id, j.Dest()),
@@ -542,15 +537,16 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) error
 		if err == nil {
 			return nil
 		}
-		if ebs.IsNotFound(err) && burnt < maxBurntTokens {
-			// Still invisible long after CopyImage answered: the token gave
-			// back a copy an earlier run removed.
-			r.say("%s: %s does not exist (its ClientToken was used by an earlier run's copy, since removed); copying with a new token", j.Dest(), id)
+		var se *ebs.StateError
+		if (ebs.IsNotFound(err) || errors.As(err, &se) && se.State == string(ec2types.ImageStateDeregistered)) && burnt < maxBurntTokens {
+			// Deregistered, or still invisible long after CopyImage
+			// answered: the token gave back a copy an earlier run removed.
+			r.say("%s: %s is gone (its ClientToken was used by an earlier run's copy, since removed); copying with a new token", j.Dest(), id)
 			forget()
+			j.Made = false
 			burnt++
 			continue
 		}
-		var se *ebs.StateError
 		kmsFailures++
 		if !errors.As(err, &se) || !strings.HasPrefix(se.Reason, kmsStateReasonPrefix) || kmsFailures >= copyAttempts || j.Target.IsSource {
 			return err
@@ -569,19 +565,33 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) error
 	}
 }
 
-// progressInterval is how often a long copy says it is still going.
+// progressInterval is how often a copy whose state has not changed says it
+// is still going: first copies to a new region or key take tens of minutes.
 const progressInterval = time.Minute
 
-// progress reports a copy still in flight, at most once a progressInterval:
-// first copies to a new region or key take tens of minutes.
+// progress reports a copy as the batched poll sees it: a line when its state
+// or the snapshots behind it change, and one a progressInterval while
+// nothing does. DescribeImages carries no snapshot Progress, and a
+// DescribeSnapshots per copy would break the one-call-per-poll batching, so
+// the percentage is not shown. The final state is said by copyOne.
 func (r *runner) progress(j *job) func(*ec2types.Image) {
-	last := time.Now()
+	var seen string
+	var said time.Time
 	return func(img *ec2types.Image) {
-		if time.Since(last) < progressInterval {
+		if img.State != ec2types.ImageStatePending {
 			return
 		}
-		last = time.Now()
-		r.say("%s: %s still %s after %s", j.Dest(), aws.ToString(img.ImageId), img.State, time.Since(j.Started).Round(time.Second))
+		snaps := ebs.ImageSnapshotIDs(img)
+		now := string(img.State) + " " + strings.Join(snaps, ",")
+		if now == seen && time.Since(said) < progressInterval {
+			return
+		}
+		seen, said = now, time.Now()
+		line := fmt.Sprintf("%s: %s %s after %s", j.Dest(), aws.ToString(img.ImageId), img.State, time.Since(j.Started).Round(time.Second))
+		if len(snaps) > 0 {
+			line += ", writing " + strings.Join(snaps, ", ")
+		}
+		r.say("%s", line)
 	}
 }
 
