@@ -208,9 +208,8 @@ func DeleteImageAndSnapshots(ctx context.Context, client EC2API, imageID string)
 	if err != nil {
 		return err
 	}
-	if _, err := client.DeregisterImage(ctx, &ec2.DeregisterImageInput{ImageId: aws.String(imageID)}); err != nil &&
-		!IsCode(err, "InvalidAMIID.NotFound", "InvalidAMIID.Unavailable") {
-		return fmt.Errorf("deregistering image %s: %w", imageID, err)
+	if err := DeregisterImage(ctx, client, imageID); err != nil {
+		return err
 	}
 	var errs []error
 	for _, snap := range ImageSnapshotIDs(img) {
@@ -219,6 +218,16 @@ func DeleteImageAndSnapshots(ctx context.Context, client EC2API, imageID string)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// DeregisterImage deregisters the image and leaves its snapshots. An image
+// already gone is not an error.
+func DeregisterImage(ctx context.Context, client EC2API, imageID string) error {
+	_, err := client.DeregisterImage(ctx, &ec2.DeregisterImageInput{ImageId: aws.String(imageID)})
+	if err != nil && !IsCode(err, "InvalidAMIID.NotFound", "InvalidAMIID.Unavailable") {
+		return fmt.Errorf("deregistering image %s: %w", imageID, err)
+	}
+	return nil
 }
 
 // FindImagesByFilter returns the images of the owners matching every filter
@@ -246,17 +255,40 @@ func FindImagesByFilter(ctx context.Context, client EC2API, owners []string, fil
 // abandoned mid-way): it waits for it to leave pending so its snapshots are
 // known, then deregisters it and deletes them. An image gone is no error.
 func DeleteImageWhenSettled(ctx context.Context, client EC2API, poll *awsauth.PollingConfig, imageID string) error {
-	img, err := FindImageByID(ctx, client, imageID)
-	if IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	if gone, err := waitImageSettled(ctx, client, poll, imageID); gone || err != nil {
 		return err
 	}
+	return DeleteImageAndSnapshots(ctx, client, imageID)
+}
+
+// DeregisterImageWhenSettled deregisters an image that may still be pending
+// and leaves its snapshots, for a caller that doesn't own them. An image gone
+// is no error.
+func DeregisterImageWhenSettled(ctx context.Context, client EC2API, poll *awsauth.PollingConfig, imageID string) error {
+	if gone, err := waitImageSettled(ctx, client, poll, imageID); gone || err != nil {
+		return err
+	}
+	return DeregisterImage(ctx, client, imageID)
+}
+
+// waitImageSettled waits while the image is pending (it ending failed is
+// fine) and reports whether it is gone.
+func waitImageSettled(ctx context.Context, client EC2API, poll *awsauth.PollingConfig, imageID string) (gone bool, err error) {
+	img, err := FindImageByID(ctx, client, imageID)
+	if IsNotFound(err) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
 	if img.State == types.ImageStatePending {
-		if _, err := WaitImageAvailable(ctx, client, poll, imageID, nil); err != nil && !IsStateError(err) && !IsNotFound(err) {
-			return fmt.Errorf("waiting to delete image %s: %w", imageID, err)
+		_, err := WaitImageAvailable(ctx, client, poll, imageID, nil)
+		switch {
+		case IsNotFound(err):
+			return true, nil
+		case err != nil && !IsStateError(err):
+			return false, fmt.Errorf("waiting to remove image %s: %w", imageID, err)
 		}
 	}
-	return DeleteImageAndSnapshots(ctx, client, imageID)
+	return false, nil
 }

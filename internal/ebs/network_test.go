@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 )
 
 func TestRetryWhile(t *testing.T) {
@@ -139,5 +140,43 @@ func TestDeleteKeyPair(t *testing.T) {
 	}}
 	if err := DeleteKeyPair(context.Background(), denied, "k"); !IsCode(err, "UnauthorizedOperation") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+func TestDeregisterImageWhenSettled(t *testing.T) {
+	cases := []struct {
+		name        string
+		states      []types.ImageState // DescribeImages answers in order; the last repeats; none: gone
+		deregisters int
+	}{
+		{name: "available", states: []types.ImageState{types.ImageStateAvailable}, deregisters: 1},
+		{name: "pending, waited for", states: []types.ImageState{types.ImageStatePending, types.ImageStatePending, types.ImageStateFailed}, deregisters: 1},
+		{name: "already gone"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			call := 0
+			client := &fakeEC2{
+				describeImages: func(*ec2.DescribeImagesInput) (*ec2.DescribeImagesOutput, error) {
+					call++
+					if len(tc.states) == 0 {
+						return nil, apiErr("InvalidAMIID.NotFound", "The image id '[ami-1]' does not exist")
+					}
+					st := tc.states[min(call, len(tc.states))-1]
+					return &ec2.DescribeImagesOutput{Images: []types.Image{{ImageId: aws.String("ami-1"), State: st,
+						BlockDeviceMappings: []types.BlockDeviceMapping{{DeviceName: aws.String("/dev/xvda"), Ebs: &types.EbsBlockDevice{SnapshotId: aws.String("snap-1")}}}}}}, nil
+				},
+				deregisterImage: func(*ec2.DeregisterImageInput) (*ec2.DeregisterImageOutput, error) {
+					return &ec2.DeregisterImageOutput{}, nil
+				},
+			}
+			if err := DeregisterImageWhenSettled(context.Background(), client, fastPoll(10), "ami-1"); err != nil {
+				t.Fatal(err)
+			}
+			if client.n("DeregisterImage") != tc.deregisters || client.n("DeleteSnapshot") != 0 {
+				t.Errorf("DeregisterImage calls %d (want %d), DeleteSnapshot calls %d (want 0: the snapshots are not the caller's)",
+					client.n("DeregisterImage"), tc.deregisters, client.n("DeleteSnapshot"))
+			}
+		})
 	}
 }
