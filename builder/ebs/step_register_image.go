@@ -14,8 +14,9 @@ import (
 
 // stepRegisterImage registers the AMI from the encrypted snapshots only,
 // keeping the source's root device, layout and boot settings, tagged on
-// creation. Cleanup removes the AMI (and its snapshots) if the build is
-// abandoned.
+// creation. If the build is abandoned, Cleanup deregisters the AMI; it
+// deletes the snapshots too only when they are its own (skip_launch's
+// CopyImage made them), the others being the snapshot steps' to delete.
 type stepRegisterImage struct {
 	imageID string
 }
@@ -154,14 +155,19 @@ func (s *stepRegisterImage) Cleanup(state multistep.StateBag) {
 	b := getBuild(state)
 	ctx, cancel := cleanupContext()
 	defer cancel()
-	if err := ebs.DeleteImageWhenSettled(ctx, b.clients.EC2(b.config.RawRegion), b.config.PollingConfig, s.imageID); err != nil {
+	client := b.clients.EC2(b.config.RawRegion)
+	remove, removed := ebs.DeregisterImageWhenSettled, "Deregistered AMI "+s.imageID
+	if b.copySourceImage {
+		remove, removed = ebs.DeleteImageWhenSettled, "Removed AMI "+s.imageID+" and its snapshots"
+	}
+	if err := remove(ctx, client, b.config.PollingConfig, s.imageID); err != nil {
 		ui(state).Error(fmt.Sprintf("removing half-made AMI %s: %v (remove it by hand)", s.imageID, err))
 		return
 	}
 	b.removeAMI(b.config.RawRegion)
 	b.mu.Lock()
-	b.imageSnapshots = nil
+	b.imageSnapshots = nil // no longer held by a kept AMI: the snapshot steps delete theirs
 	b.mu.Unlock()
-	ui(state).Message("Removed AMI " + s.imageID + " and its snapshots")
+	ui(state).Message(removed)
 	s.imageID = ""
 }

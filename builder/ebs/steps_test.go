@@ -308,6 +308,73 @@ func TestStepRegisterCleanupOnFailure(t *testing.T) {
 	}
 }
 
+// skip_launch of an AMI of our own already under the build key registers
+// the new AMI on the source's very snapshot. Abandoning the build must
+// deregister the new AMI and leave that snapshot, which no step made.
+func TestStepRegisterCleanupLeavesSnapshotsItDidNotMake(t *testing.T) {
+	clients := newFakeClients("us-east-1")
+	f := clients.ec2s["us-east-1"]
+	key := aws.ToString(customerKey("us-east-1").Arn)
+	src := sourceImage()
+	src.OwnerId = aws.String("111111111111")
+	src.BlockDeviceMappings[0].Ebs.Encrypted, src.BlockDeviceMappings[0].Ebs.KmsKeyId = aws.Bool(true), aws.String(key)
+	f.images[sourceAMI] = src
+	f.snapshots[sourceSnap] = &types.Snapshot{SnapshotId: aws.String(sourceSnap), State: types.SnapshotStateCompleted, Encrypted: aws.Bool(true), KmsKeyId: aws.String(key)}
+	state, b := stepState(t, clients, with("skip_launch", true, "instance_type", nil))
+	if (&stepPreflight{}).Run(context.Background(), state) != multistep.ActionContinue {
+		t.Fatalf("preflight: %v", state.Get("error"))
+	}
+	create, encrypt, reg := &stepCreateSnapshots{}, &stepEncryptSnapshots{}, &stepRegisterImage{}
+	for _, step := range []multistep.Step{create, encrypt, reg} {
+		if step.Run(context.Background(), state) != multistep.ActionContinue {
+			t.Fatalf("%T: %v", step, state.Get("error"))
+		}
+	}
+	if b.encrypted["/dev/xvda"] != sourceSnap || b.copySourceImage {
+		t.Fatalf("expected the source snapshot used as is, got %v (copySourceImage %v)", b.encrypted, b.copySourceImage)
+	}
+	built := b.ami("us-east-1")
+
+	state.Put(multistep.StateCancelled, true)
+	reg.Cleanup(state)
+	encrypt.Cleanup(state)
+	create.Cleanup(state)
+	if _, ok := f.images[built]; ok {
+		t.Errorf("AMI %s left after the interrupt", built)
+	}
+	if _, ok := f.snapshots[sourceSnap]; !ok || f.count("DeleteSnapshot") != 0 {
+		t.Errorf("cleanup deleted snapshots it did not make (DeleteSnapshot calls %d, source snapshot kept %v)", f.count("DeleteSnapshot"), ok)
+	}
+}
+
+// skip_launch of a public AMI goes through an encrypted CopyImage, whose
+// snapshots are the register step's own: abandoning removes them too.
+func TestStepRegisterCleanupRemovesItsCopyImage(t *testing.T) {
+	clients := newFakeClients("us-east-1")
+	f := clients.ec2s["us-east-1"]
+	f.images[sourceAMI] = sourceImage() // its snapshot is not readable: absent from f.snapshots
+	state, b := stepState(t, clients, with("skip_launch", true, "instance_type", nil))
+	if (&stepPreflight{}).Run(context.Background(), state) != multistep.ActionContinue {
+		t.Fatalf("preflight: %v", state.Get("error"))
+	}
+	create, encrypt, reg := &stepCreateSnapshots{}, &stepEncryptSnapshots{}, &stepRegisterImage{}
+	for _, step := range []multistep.Step{create, encrypt, reg} {
+		if step.Run(context.Background(), state) != multistep.ActionContinue {
+			t.Fatalf("%T: %v", step, state.Get("error"))
+		}
+	}
+	if !b.copySourceImage || f.count("CopyImage") != 1 || len(f.snapshots) != 1 {
+		t.Fatalf("expected one encrypted CopyImage (copySourceImage %v, CopyImage calls %d, snapshots %d)", b.copySourceImage, f.count("CopyImage"), len(f.snapshots))
+	}
+	state.Put(multistep.StateHalted, true)
+	reg.Cleanup(state)
+	encrypt.Cleanup(state)
+	create.Cleanup(state)
+	if len(f.images) != 1 || len(f.snapshots) != 0 {
+		t.Errorf("left after failure: %d images (want only the source), %d snapshots", len(f.images), len(f.snapshots))
+	}
+}
+
 func TestStepCopyRegions(t *testing.T) {
 	for _, fail := range []bool{false, true} {
 		t.Run(map[bool]string{false: "success", true: "failure cleans up"}[fail], func(t *testing.T) {
