@@ -56,18 +56,20 @@ func targetEC2(emu *Emulator, account, region string) *ec2.Client {
 	})
 }
 
-// demoDir copies example/demo into a fresh directory, so the manifest lands
-// in the test's own space.
-func demoDir(t *testing.T, env *Env) string {
+// exampleDir copies example/NAME/NAME.pkr.hcl into a fresh directory, so
+// the manifest lands in the test's own space.
+func exampleDir(t *testing.T, env *Env, name string) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(env.Root, "example", "demo", "demo.pkr.hcl"))
+	data, err := os.ReadFile(filepath.Join(env.Root, "example", name, name+".pkr.hcl"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	WriteFile(t, dir, "demo.pkr.hcl", string(data))
+	WriteFile(t, dir, name+".pkr.hcl", string(data))
 	return dir
 }
+
+func demoDir(t *testing.T, env *Env) string { return exampleDir(t, env, "demo") }
 
 func readCopyManifest(t *testing.T, path string) copyManifest {
 	t.Helper()
@@ -161,6 +163,61 @@ func TestCopyDemoChain(t *testing.T) {
 		t.Errorf("invariant checker:\n%s", report)
 	}
 	t.Logf("demo chain: %d API calls", report.TotalCalls)
+}
+
+// TestCopyExampleAllOptions builds example/copy, which sets every option.
+// Its grant_autoscaling_role grants and its ami_users launch permissions
+// stay in the target accounts on purpose, so the invariant checker is run
+// three ways: strict on everything the source principal did (the temporary
+// shares and grants must be gone), strict on everything else but those two
+// checks, and unfiltered, where every finding must be one of the intended
+// grants or permissions and nothing more.
+func TestCopyExampleAllOptions(t *testing.T) {
+	env := New(t)
+	for k, v := range offlineProxy {
+		env.Vars[k] = v
+	}
+	emu := env.StartEmulator(t, EmulatorOptions{})
+	env.Vars["AWS_POLL_DELAY_SECONDS"] = "0.02"
+	dir := exampleDir(t, env, "copy")
+	mark := emu.Mark(t)
+	res := env.Packer(t, dir, "build", "-color=false", ".")
+	if res.ExitCode != 0 {
+		t.Fatalf("packer build: exit %d\n%s", res.ExitCode, res.Output)
+	}
+	m := readCopyManifest(t, filepath.Join(dir, "copies.json"))
+	// 222 and 444 in us-east-1 and us-west-2, 333 in eu-west-1, 111 in both.
+	if m.Succeeded != 7 || m.Failed != 0 {
+		t.Fatalf("manifest: %d ok, %d failed; want 7 and 0", m.Succeeded, m.Failed)
+	}
+	since := strconv.Itoa(mark)
+
+	sourceOnly := emu.Check(t, url.Values{"since_seq": {since}, "principal": {"arn:aws:iam::111111111111:user/packer"}})
+	if !sourceOnly.Pass || sourceOnly.TotalCalls == 0 {
+		t.Errorf("invariant checker, source principal:\n%s", sourceOnly)
+	}
+	ignored := emu.Check(t, url.Values{"since_seq": {since}, "ignore": {"leftover-grant,leftover-launch-permission"}})
+	if !ignored.Pass {
+		t.Errorf("invariant checker, all but the intended grants and launch permissions:\n%s", ignored)
+	}
+	all := emu.Check(t, url.Values{"since_seq": {since}})
+	grants, perms := 0, 0
+	for _, f := range all.Findings {
+		switch {
+		case f.Check == "leftover-grant" && strings.Contains(f.Message, "/AWSServiceRoleForAutoScaling") && f.Account != "":
+			grants++
+		case f.Check == "leftover-launch-permission" && f.Account == "222222222222" && strings.Contains(f.Message, "launch permission for 333333333333"):
+			perms++
+		default:
+			t.Errorf("unintended finding: %+v", f)
+		}
+	}
+	// One Auto Scaling grant per target key (four accounts, seven
+	// account-regions); one launch permission per copy of 222222222222.
+	if grants != 7 || perms != 2 {
+		t.Errorf("%d Auto Scaling grants and %d ami_users launch permissions found, want 7 and 2:\n%s", grants, perms, all)
+	}
+	t.Logf("example/copy: %d API calls, %d by the source principal", all.TotalCalls, sourceOnly.TotalCalls)
 }
 
 func TestCopyInterruptedBySIGINT(t *testing.T) {

@@ -1,5 +1,8 @@
 //go:generate go tool packer-sdc mapstructure-to-hcl2 -type Config,TargetConfig,DeregistrationProtectionOptions
-//go:generate go tool packer-sdc struct-markdown
+// packer-sdc struct-markdown finds the project root by a parent directory
+// named packer-plugin-* and loops forever without one, so it runs through a
+// symlink with that name.
+//go:generate sh -c "ln -sfn \"$(dirname $(go env GOMOD))\" \"${TMPDIR:-/tmp}/packer-plugin-amicrypt\" && cd \"${TMPDIR:-/tmp}/packer-plugin-amicrypt/post-processor/copy\" && go tool packer-sdc struct-markdown"
 
 package copy
 

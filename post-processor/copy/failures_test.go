@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
@@ -69,10 +70,18 @@ func TestPreflightReportsEveryProblemAndChangesNothing(t *testing.T) {
 	raw := baseConfig(t)
 	raw["ami_name"] = "copy-{{ .SourceAMI }}-{{ .Account }}"
 	raw["assume_role"] = map[string]interface{}{"role_arn": "arn:aws:iam::111111111111:role/amicrypt-build"}
+	// 222222222222's own aws/ebs key in us-west-2: its account and region
+	// are right, but it is AWS-managed.
+	managed, err := kms.NewFromConfig(srv.Config(context.Background(), "222222222222", "us-west-2")).DescribeKey(context.Background(), &kms.DescribeKeyInput{KeyId: aws.String("alias/aws/ebs")})
+	if err != nil {
+		t.Fatal(err)
+	}
 	raw["target"] = []map[string]interface{}{
-		{"account_id": "222222222222", "regions": []string{"us-east-1", "ap-southeast-3", "us-west-2"}},
+		{"account_id": "222222222222", "regions": []string{"us-east-1", "ap-southeast-3", "us-west-2"},
+			"region_kms_key_ids": map[string]string{"us-west-2": aws.ToString(managed.KeyMetadata.Arn)}},
 		{"account_id": "333333333333", "kms_key_id": "alias/disabled-target", "region_kms_key_ids": map[string]string{"eu-west-1": "alias/missing"}},
-		{"account_id": "444444444444", "external_id": "wrong"},
+		// A key of the right account, but of another region than its copies.
+		{"account_id": "444444444444", "external_id": "wrong", "kms_key_id": "arn:aws:kms:us-west-2:444444444444:key/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"},
 	}
 	// Another AMI already has the name 222222222222's copy would take.
 	other := ec2.NewFromConfig(srv.Config(context.Background(), "222222222222", "us-east-1"))
@@ -85,7 +94,7 @@ func TestPreflightReportsEveryProblemAndChangesNothing(t *testing.T) {
 
 	mark := srv.Emulator().CheckMark()
 	ui := newUI()
-	_, _, _, err := newPP(t, raw).PostProcess(context.Background(), ui, fakeArtifact{"mitchellh.amazonebs", "us-east-1:" + goodAMI + ",us-west-2:" + managedAMI})
+	_, _, _, err = newPP(t, raw).PostProcess(context.Background(), ui, fakeArtifact{"mitchellh.amazonebs", "us-east-1:" + goodAMI + ",us-west-2:" + managedAMI})
 	var perr *PreflightError
 	if !errors.As(err, &perr) {
 		t.Fatalf("PostProcess error %v, want a *PreflightError\n%s", err, ui.buf)
@@ -93,6 +102,9 @@ func TestPreflightReportsEveryProblemAndChangesNothing(t *testing.T) {
 	want := []struct{ target, check, problem string }{
 		{"222222222222/ap-southeast-3", "region", "not enabled"},
 		{"222222222222/us-east-1", "AMI name", "already in use"},
+		{"222222222222/us-west-2", "target key", "AWS-managed"},
+		{"444444444444/us-east-1", "target key", "lives in us-west-2, not us-east-1"},
+		{"444444444444/eu-west-1", "target key", "lives in us-west-2, not eu-west-1"},
 		{"333333333333/us-east-1", "target key", "disabled"},
 		{"333333333333/eu-west-1", "target key", "not found"},
 		{"444444444444", "assume role", "can't assume"},
