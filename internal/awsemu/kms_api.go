@@ -285,8 +285,8 @@ func (e *Emulator) kmsCreateAlias(c *Call, req *kmsRequest) (any, *APIError) {
 	if err != nil {
 		return nil, err
 	}
-	if k.Account != c.Account {
-		return nil, Errf("AccessDeniedException", "User: %s is not authorized to perform: kms:CreateAlias on resource: %s", c.Principal, k.ARN)
+	if err := ownKeyOnly(c, k, "CreateAlias"); err != nil {
+		return nil, err
 	}
 	if k.Manager == "AWS" {
 		return nil, Errf("NotAuthorizedException", "User: %s is not authorized to perform: kms:CreateAlias on resource: %s", c.Principal, k.ARN)
@@ -347,7 +347,21 @@ func (e *Emulator) kmsGetKeyPolicy(c *Call, req *kmsRequest) (any, *APIError) {
 	if err != nil {
 		return nil, err
 	}
+	if err := ownKeyOnly(c, k, "GetKeyPolicy"); err != nil {
+		return nil, err
+	}
 	return map[string]string{"Policy": k.Policy, "PolicyName": "default"}, nil
+}
+
+// ownKeyOnly refuses key-administration operations KMS does not allow
+// across accounts (GetKeyPolicy, PutKeyPolicy, EnableKey, DisableKey,
+// ScheduleKeyDeletion, CancelKeyDeletion, CreateAlias: "Cross-account use:
+// No" in the KMS API reference), whatever the key policy says.
+func ownKeyOnly(c *Call, k *kmsKey, action string) *APIError {
+	if k.Account == c.Account {
+		return nil
+	}
+	return Errf("AccessDeniedException", "User: %s is not authorized to perform: kms:%s on resource: %s because kms:%s can't be performed on a KMS key in another account", c.Principal, action, k.ARN, action)
 }
 
 // managedKeyDenied is rule 7: nobody may administer an AWS-managed key.
@@ -367,6 +381,9 @@ func (e *Emulator) kmsPutKeyPolicy(c *Call, req *kmsRequest) (any, *APIError) {
 		return nil, err
 	}
 	if err := managedKeyDenied(c, k, "PutKeyPolicy"); err != nil {
+		return nil, err
+	}
+	if err := ownKeyOnly(c, k, "PutKeyPolicy"); err != nil {
 		return nil, err
 	}
 	if _, err := e.keyFor(c, req.KeyID, "PutKeyPolicy", nil); err != nil {
@@ -397,6 +414,9 @@ func (e *Emulator) setKeyState(c *Call, req *kmsRequest, action, state string) (
 	if err := managedKeyDenied(c, k, action); err != nil {
 		return nil, err
 	}
+	if err := ownKeyOnly(c, k, action); err != nil {
+		return nil, err
+	}
 	if _, err := e.keyFor(c, req.KeyID, action, nil); err != nil {
 		return nil, err
 	}
@@ -414,6 +434,9 @@ func (e *Emulator) kmsScheduleKeyDeletion(c *Call, req *kmsRequest) (any, *APIEr
 		return nil, err
 	}
 	if err := managedKeyDenied(c, k, "ScheduleKeyDeletion"); err != nil {
+		return nil, err
+	}
+	if err := ownKeyOnly(c, k, "ScheduleKeyDeletion"); err != nil {
 		return nil, err
 	}
 	if _, err := e.keyFor(c, req.KeyID, "ScheduleKeyDeletion", nil); err != nil {
@@ -440,6 +463,9 @@ func (e *Emulator) kmsScheduleKeyDeletion(c *Call, req *kmsRequest) (any, *APIEr
 func (e *Emulator) kmsCancelKeyDeletion(c *Call, req *kmsRequest) (any, *APIError) {
 	k, err := e.keyFor(c, req.KeyID, "CancelKeyDeletion", nil)
 	if err != nil {
+		return nil, err
+	}
+	if err := ownKeyOnly(c, k, "CancelKeyDeletion"); err != nil {
 		return nil, err
 	}
 	if k.State != "PendingDeletion" {

@@ -74,6 +74,7 @@ var ruleIndex = []struct {
 	{"3.6", "tags per account; CopyImageTags copies only the caller's; TagSpecifications", []string{"TestEC2TagsPerAccount", "TestEC2CrossAccountCopySequence"}},
 	{"3.7", "alias/aws/ebs everywhere, KeyManager AWS, only EC2 in its account; CreateGrant/PutKeyPolicy/ScheduleKeyDeletion AccessDenied", []string{"TestKMSAWSManagedKeyRules", "TestKMSDescribeKeyResolution"}},
 	{"3.8", "key ID, key ARN, alias name, alias ARN; alias only in own account; region-bound; mrk replicas", []string{"TestKMSDescribeKeyResolution", "TestKMSMultiRegionReplica", "TestRulesMatrix/3.8_identifier_forms_across_accounts_and_regions"}},
+	{"3.8", "a key is administered only in its own account (GetKeyPolicy, PutKeyPolicy, Enable/DisableKey, ScheduleKeyDeletion, CreateAlias)", []string{"TestRulesMatrix/3.8_key_administration_stays_in_the_key's_account"}},
 	{"3.8", "DescribeKey fields and states; DisabledException, KMSInvalidStateException, NotFoundException, AccessDeniedException", []string{"TestKMSCryptoAndKeyLifecycle", "TestRulesMatrix/3.8_DescribeKey_states_and_errors"}},
 	{"3.9", "CreateGrant (DryRun, GrantId, GrantToken), propagation, ListGrants, RetireGrant, RevokeGrant; a grantee grants onwards only its own operations", []string{"TestRulesMatrix/3.5_Auto_Scaling_service-linked_role", "TestKMSGrantsCrossAccountAndPropagation", "TestKMSSlowGrantFault", "TestKMSRetireByTokenCancelDeletionAndRegrant", "TestRulesMatrix/3.9_RetireGrant_and_RevokeGrant_principals"}},
 	{"3.10", "ClientToken idempotency and IdempotentParameterMismatch", []string{"TestEC2CrossAccountCopySequence", "TestRulesMatrix/3.10_RunInstances_ClientToken", "TestRulesMatrix/3.10_ClientToken_longer_than_64"}},
@@ -621,6 +622,53 @@ func rulesMatrix() []ruleCase {
 			}
 			if _, err := x.kms(acctT2, "eu-west-1").DescribeKey(x.ctx, &kms.DescribeKeyInput{KeyId: aws.String(enabled)}); apiCode(err) != "AccessDeniedException" {
 				t.Fatalf("another account's key without permission: %v", err)
+			}
+		}},
+		{rule: "3.8", name: "key administration stays in the key's account", run: func(t *testing.T, x *ec2Env) {
+			// Even a key policy giving another account kms:* lets it use the
+			// key, not administer it (KMS: "Cross-account use: No").
+			policy := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["111111111111","222222222222"]},"Action":"kms:*","Resource":"*"}]}`
+			key := aws.ToString(must[*kms.CreateKeyOutput](t, "CreateKey")(x.kms(acctBuild, east).CreateKey(x.ctx, &kms.CreateKeyInput{Policy: aws.String(policy)})).KeyMetadata.Arn)
+			t2 := x.kms(acctT2, east)
+			calls := []struct {
+				name string
+				call func() error
+				code string
+			}{
+				{"DescribeKey", func() error {
+					_, err := t2.DescribeKey(x.ctx, &kms.DescribeKeyInput{KeyId: aws.String(key)})
+					return err
+				}, ""},
+				{"Encrypt", func() error {
+					_, err := t2.Encrypt(x.ctx, &kms.EncryptInput{KeyId: aws.String(key), Plaintext: []byte("x")})
+					return err
+				}, ""},
+				{"ListGrants", func() error { _, err := t2.ListGrants(x.ctx, &kms.ListGrantsInput{KeyId: aws.String(key)}); return err }, ""},
+				{"GetKeyPolicy", func() error {
+					_, err := t2.GetKeyPolicy(x.ctx, &kms.GetKeyPolicyInput{KeyId: aws.String(key)})
+					return err
+				}, "AccessDeniedException"},
+				{"PutKeyPolicy", func() error {
+					_, err := t2.PutKeyPolicy(x.ctx, &kms.PutKeyPolicyInput{KeyId: aws.String(key), Policy: aws.String(policy)})
+					return err
+				}, "AccessDeniedException"},
+				{"DisableKey", func() error { _, err := t2.DisableKey(x.ctx, &kms.DisableKeyInput{KeyId: aws.String(key)}); return err }, "AccessDeniedException"},
+				{"ScheduleKeyDeletion", func() error {
+					_, err := t2.ScheduleKeyDeletion(x.ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(key)})
+					return err
+				}, "AccessDeniedException"},
+				{"CreateAlias", func() error {
+					_, err := t2.CreateAlias(x.ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/theirs"), TargetKeyId: aws.String(key)})
+					return err
+				}, "AccessDeniedException"},
+			}
+			for _, cl := range calls {
+				if err := cl.call(); apiCode(err) != cl.code {
+					t.Errorf("%s by 222222222222 on 111111111111's key: %v, want %q", cl.name, err, cl.code)
+				}
+			}
+			if d := must[*kms.DescribeKeyOutput](t, "DescribeKey")(x.kms(acctBuild, east).DescribeKey(x.ctx, &kms.DescribeKeyInput{KeyId: aws.String(key)})); d.KeyMetadata.KeyState != kmstypes.KeyStateEnabled {
+				t.Fatalf("key state %s after the refused calls", d.KeyMetadata.KeyState)
 			}
 		}},
 		{rule: "3.9", name: "RetireGrant and RevokeGrant principals", run: func(t *testing.T, x *ec2Env) {
