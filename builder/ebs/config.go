@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -203,7 +205,11 @@ var (
 	orgARNPattern     = regexp.MustCompile(`^arn:aws[a-z-]*:organizations::\d{12}:organization/o-[a-z0-9]{10,32}$`)
 	ouARNPattern      = regexp.MustCompile(`^arn:aws[a-z-]*:organizations::\d{12}:ou/o-[a-z0-9]{10,32}/ou-[0-9a-z]{4,32}-[0-9a-z]{8,32}$`)
 	deviceNamePattern = regexp.MustCompile(`^/dev/[a-z0-9]+$|^xvd[a-z]+$|^sd[a-z]+$`)
+	amiIDPattern      = regexp.MustCompile(`^ami-[0-9a-f]{8}([0-9a-f]{9})?$`)
 )
+
+// volumeTypes are the EBS volume types an AMI or instance may use.
+var volumeTypes = []string{"gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"}
 
 // generatedDataKeys are the names templates may use as build.NAME.
 var generatedDataKeys = []string{"SourceAMI", "SourceAMIName", "SourceAMIOwner", "SourceAMICreationDate", "BuildRegion", "KmsKeyArn"}
@@ -309,6 +315,9 @@ func (c *Config) prepareAMI() []error {
 	}
 	if c.SourceAMI == "" && c.SourceAMIFilter.empty() {
 		errs = append(errs, errors.New(`source_ami: not set; set source_ami = "ami-…" or a source_ami_filter { filters = {…} owners = [...] }`))
+	}
+	if c.SourceAMI != "" && !amiIDPattern.MatchString(c.SourceAMI) {
+		errs = append(errs, fmt.Errorf("source_ami: %q is not an AMI ID; use an ID such as \"ami-0a1b2c3d4e5f60001\", or find the image with source_ami_filter", c.SourceAMI))
 	}
 	if c.SourceAMI != "" && !c.SourceAMIFilter.empty() {
 		errs = append(errs, errors.New("source_ami, source_ami_filter: both set; keep one"))
@@ -429,6 +438,9 @@ func prepareBlockDevice(field string, bd BlockDevice, launch bool) []error {
 	}
 	if bd.NoDevice && (bd.VirtualName != "" || bd.VolumeSize != 0 || bd.SnapshotID != "") {
 		errs = append(errs, fmt.Errorf("%s: no_device = true with other settings; a suppressed device takes none", field))
+	}
+	if bd.VolumeType != "" && !slices.Contains(volumeTypes, bd.VolumeType) {
+		errs = append(errs, fmt.Errorf("%s.volume_type: %q is not an EBS volume type; use one of %s", field, bd.VolumeType, strings.Join(volumeTypes, ", ")))
 	}
 	if bd.VolumeSize < 0 {
 		errs = append(errs, fmt.Errorf("%s.volume_size: %d is negative; use a size in GiB", field, bd.VolumeSize))

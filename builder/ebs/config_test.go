@@ -96,6 +96,9 @@ func TestPrepareRejects(t *testing.T) {
 		{"ami mapping encrypted", with("ami_block_device_mappings", []map[string]interface{}{{"device_name": "/dev/sdb", "encrypted": true}}), []string{"ami_block_device_mappings[0]: encrypted/kms_key_id apply to launch volumes only"}},
 		{"ami mapping snapshot_id", with("ami_block_device_mappings", []map[string]interface{}{{"device_name": "/dev/sdb", "snapshot_id": "snap-0123456789abcdef0"}}),
 			[]string{`ami_block_device_mappings[0].snapshot_id: "snap-0123456789abcdef0" can't be put in the AMI as is`, "move the device to launch_block_device_mappings"}},
+		{"malformed source_ami", with("source_ami", "ami123"), []string{`source_ami: "ami123" is not an AMI ID`, "source_ami_filter"}},
+		{"bad volume_type", with("launch_block_device_mappings", []map[string]interface{}{{"device_name": "/dev/xvda", "volume_type": "gp4"}}),
+			[]string{`launch_block_device_mappings[0].volume_type: "gp4" is not an EBS volume type`, "gp3"}},
 		{"bad org arn", with("ami_org_arns", []string{"o-123"}), []string{`ami_org_arns: "o-123" is not an organization ARN`}},
 	}
 	for _, tc := range cases {

@@ -308,6 +308,25 @@ func TestStepRegisterCleanupOnFailure(t *testing.T) {
 	}
 }
 
+// registerSkipLaunch runs a skip_launch build up to a registered AMI. The
+// function it returns abandons the build (how: StateCancelled or
+// StateHalted) and runs the steps' cleanups in reverse, as multistep does.
+func registerSkipLaunch(t *testing.T, state multistep.StateBag) (abandon func(how string)) {
+	t.Helper()
+	steps := []multistep.Step{&stepPreflight{}, &stepCreateSnapshots{}, &stepEncryptSnapshots{}, &stepRegisterImage{}}
+	for _, step := range steps {
+		if step.Run(context.Background(), state) != multistep.ActionContinue {
+			t.Fatalf("%T: %v", step, state.Get("error"))
+		}
+	}
+	return func(how string) {
+		state.Put(how, true)
+		for i := len(steps) - 1; i >= 0; i-- {
+			steps[i].Cleanup(state)
+		}
+	}
+}
+
 // skip_launch of an AMI of our own already under the build key registers
 // the new AMI on the source's very snapshot. Abandoning the build must
 // deregister the new AMI and leave that snapshot, which no step made.
@@ -321,24 +340,13 @@ func TestStepRegisterCleanupLeavesSnapshotsItDidNotMake(t *testing.T) {
 	f.images[sourceAMI] = src
 	f.snapshots[sourceSnap] = &types.Snapshot{SnapshotId: aws.String(sourceSnap), State: types.SnapshotStateCompleted, Encrypted: aws.Bool(true), KmsKeyId: aws.String(key)}
 	state, b := stepState(t, clients, with("skip_launch", true, "instance_type", nil))
-	if (&stepPreflight{}).Run(context.Background(), state) != multistep.ActionContinue {
-		t.Fatalf("preflight: %v", state.Get("error"))
-	}
-	create, encrypt, reg := &stepCreateSnapshots{}, &stepEncryptSnapshots{}, &stepRegisterImage{}
-	for _, step := range []multistep.Step{create, encrypt, reg} {
-		if step.Run(context.Background(), state) != multistep.ActionContinue {
-			t.Fatalf("%T: %v", step, state.Get("error"))
-		}
-	}
+	abandon := registerSkipLaunch(t, state)
 	if b.encrypted["/dev/xvda"] != sourceSnap || b.copySourceImage {
 		t.Fatalf("expected the source snapshot used as is, got %v (copySourceImage %v)", b.encrypted, b.copySourceImage)
 	}
 	built := b.ami("us-east-1")
 
-	state.Put(multistep.StateCancelled, true)
-	reg.Cleanup(state)
-	encrypt.Cleanup(state)
-	create.Cleanup(state)
+	abandon(multistep.StateCancelled)
 	if _, ok := f.images[built]; ok {
 		t.Errorf("AMI %s left after the interrupt", built)
 	}
@@ -354,22 +362,11 @@ func TestStepRegisterCleanupRemovesItsCopyImage(t *testing.T) {
 	f := clients.ec2s["us-east-1"]
 	f.images[sourceAMI] = sourceImage() // its snapshot is not readable: absent from f.snapshots
 	state, b := stepState(t, clients, with("skip_launch", true, "instance_type", nil))
-	if (&stepPreflight{}).Run(context.Background(), state) != multistep.ActionContinue {
-		t.Fatalf("preflight: %v", state.Get("error"))
-	}
-	create, encrypt, reg := &stepCreateSnapshots{}, &stepEncryptSnapshots{}, &stepRegisterImage{}
-	for _, step := range []multistep.Step{create, encrypt, reg} {
-		if step.Run(context.Background(), state) != multistep.ActionContinue {
-			t.Fatalf("%T: %v", step, state.Get("error"))
-		}
-	}
+	abandon := registerSkipLaunch(t, state)
 	if !b.copySourceImage || f.count("CopyImage") != 1 || len(f.snapshots) != 1 {
 		t.Fatalf("expected one encrypted CopyImage (copySourceImage %v, CopyImage calls %d, snapshots %d)", b.copySourceImage, f.count("CopyImage"), len(f.snapshots))
 	}
-	state.Put(multistep.StateHalted, true)
-	reg.Cleanup(state)
-	encrypt.Cleanup(state)
-	create.Cleanup(state)
+	abandon(multistep.StateHalted)
 	if len(f.images) != 1 || len(f.snapshots) != 0 {
 		t.Errorf("left after failure: %d images (want only the source), %d snapshots", len(f.images), len(f.snapshots))
 	}
