@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -77,6 +78,9 @@ func TestBuilderExample(t *testing.T) {
 	if res.ExitCode != 0 {
 		t.Fatalf("packer build: exit %d\n%s", res.ExitCode, res.Output)
 	}
+	// Checked now, so the call counts are the build's alone, not this test's
+	// own Describe calls below.
+	rep := emuCheck(t, emu, mark)
 	for _, want := range []string{
 		"building from al2023-ami-2023.6.20241212.0-kernel-6.1-x86_64 (ami-0a1b2c3d4e5f60001), key arn:aws:kms:us-east-1:111111111111:key/",
 		"Deleted intermediate snapshot", "Encrypted AMIs were created", "us-east-1: ami-",
@@ -84,6 +88,10 @@ func TestBuilderExample(t *testing.T) {
 		if !strings.Contains(res.Output, want) {
 			t.Errorf("packer build output lacks %q:\n%s", want, res.Output)
 		}
+	}
+	// Every generated data value reaches HCL as build.NAME.
+	if !regexp.MustCompile(`source owner 137112412989, created \d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z, build region us-east-1`).MatchString(res.Output) {
+		t.Errorf("packer build output lacks build.SourceAMIOwner, build.SourceAMICreationDate or build.BuildRegion:\n%s", res.Output)
 	}
 
 	// The manifest names the AMI; every snapshot behind it is encrypted
@@ -120,7 +128,6 @@ func TestBuilderExample(t *testing.T) {
 	}
 
 	// No unencrypted AMI ever registered, no leftovers.
-	rep := emuCheck(t, emu, mark)
 	if !rep.Pass {
 		t.Fatalf("invariant checker:\n%s", rep)
 	}

@@ -69,7 +69,10 @@ build {
   sources = ["source.amicrypt-ebs.app"]
 
   provisioner "shell-local" {
-    inline = ["echo 'building from ${build.SourceAMIName} (${build.SourceAMI}), key ${build.KmsKeyArn}'"]
+    inline = [
+      "echo 'building from ${build.SourceAMIName} (${build.SourceAMI}), key ${build.KmsKeyArn}'",
+      "echo 'source owner ${build.SourceAMIOwner}, created ${build.SourceAMICreationDate}, build region ${build.BuildRegion}'",
+    ]
   }
 
   post-processor "manifest" {
