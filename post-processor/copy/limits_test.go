@@ -75,32 +75,96 @@ func TestRidesOutThrottling(t *testing.T) {
 
 // TestRetiresGrantsLeftByAKilledRun: a run killed before its cleanup left a
 // grant on the source key; the next run finds it by name and retires it.
+// TestRetiresGrantsLeftByAKilledRun: runs killed before their cleanup left
+// grants and the permissions the grants' names record (for 222222222222,
+// a target again, and 444444444444, no longer one). The rerun removes them
+// all, and leaves alone a share of 333333333333 that no grant claims.
 func TestRetiresGrantsLeftByAKilledRun(t *testing.T) {
 	srv := emu(t, awsemu.Options{})
 	srcAMI := makeSourceAMI(t, srv, "us-east-1", publicAMI, "alias/amicrypt-build")
-	cfg := srv.Config(context.Background(), srcAccount, "us-east-1")
+	ctx := context.Background()
+	cfg := srv.Config(ctx, srcAccount, "us-east-1")
+	client := ec2.NewFromConfig(cfg)
 	kc := kms.NewFromConfig(cfg)
-	key, err := kc.DescribeKey(context.Background(), &kms.DescribeKeyInput{KeyId: aws.String("alias/amicrypt-build")})
+	key, err := kc.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/amicrypt-build")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kc.CreateGrant(context.Background(), &kms.CreateGrantInput{
-		KeyId: key.KeyMetadata.Arn, GranteePrincipal: aws.String("arn:aws:iam::222222222222:role/amicrypt-copy"),
-		Operations: []kmstypes.GrantOperation{kmstypes.GrantOperationDecrypt}, Name: aws.String(grantName(srcAMI, "222222222222")),
-	}); err != nil {
+	img, err := ebs.FindImageByID(ctx, client, srcAMI)
+	if err != nil {
 		t.Fatal(err)
 	}
+	snap := ebs.ImageSnapshotIDs(img)[0]
+	killed := map[string]shared{"222222222222": {launch: true, volume: true}, "444444444444": {launch: true}}
+	for acct, held := range killed {
+		if _, err := kc.CreateGrant(ctx, &kms.CreateGrantInput{
+			KeyId: key.KeyMetadata.Arn, GranteePrincipal: aws.String("arn:aws:iam::" + acct + ":role/amicrypt-copy"),
+			Operations: []kmstypes.GrantOperation{kmstypes.GrantOperationDecrypt}, Name: aws.String(grantName(srcAMI, acct, held)),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ebs.ShareImage(ctx, client, srcAMI, ebs.Sharing{Users: []string{"222222222222", "333333333333", "444444444444"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ebs.ShareSnapshot(ctx, client, snap, []string{"222222222222", "333333333333"}); err != nil {
+		t.Fatal(err)
+	}
+
 	raw := baseConfig(t)
 	raw["regions"] = []string{"us-east-1"}
 	raw["target"] = []map[string]interface{}{{"account_id": "222222222222"}}
 	ui := newUI()
-	if _, _, _, err := newPP(t, raw).PostProcess(context.Background(), ui, fakeArtifact{"amicrypt.ebs", "us-east-1:" + srcAMI}); err != nil {
+	if _, _, _, err := newPP(t, raw).PostProcess(ctx, ui, fakeArtifact{"amicrypt.ebs", "us-east-1:" + srcAMI}); err != nil {
 		t.Fatalf("PostProcess: %v\n%s", err, ui.buf)
 	}
-	if !strings.Contains(ui.buf.String(), "left by an earlier run") {
-		t.Errorf("the stale grant was not found:\n%s", ui.buf)
+	if n := strings.Count(ui.buf.String(), "left by an earlier run"); n < 2 {
+		t.Errorf("%d stale grants reported, want both:\n%s", n, ui.buf)
 	}
-	assertNothingLeftInSource(t, srv, "us-east-1", srcAMI)
+	attr, err := client.DescribeImageAttribute(ctx, &ec2.DescribeImageAttributeInput{ImageId: aws.String(srcAMI), Attribute: ec2types.ImageAttributeNameLaunchPermission})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(attr.LaunchPermissions) != 1 || aws.ToString(attr.LaunchPermissions[0].UserId) != "333333333333" {
+		t.Errorf("launch permissions after the rerun %+v, want only the unclaimed 333333333333", attr.LaunchPermissions)
+	}
+	sattr, err := client.DescribeSnapshotAttribute(ctx, &ec2.DescribeSnapshotAttributeInput{SnapshotId: aws.String(snap), Attribute: ec2types.SnapshotAttributeNameCreateVolumePermission})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sattr.CreateVolumePermissions) != 1 || aws.ToString(sattr.CreateVolumePermissions[0].UserId) != "333333333333" {
+		t.Errorf("createVolume permissions after the rerun %+v, want only the unclaimed 333333333333", sattr.CreateVolumePermissions)
+	}
+	grants, err := kc.ListGrants(ctx, &kms.ListGrantsInput{KeyId: key.KeyMetadata.Arn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(grants.Grants) != 0 {
+		t.Errorf("%d grants left on the source key: %+v", len(grants.Grants), grants.Grants)
+	}
+}
+
+func TestGrantNameRoundTrip(t *testing.T) {
+	tests := []struct {
+		name    string
+		account string
+		held    shared
+		ok      bool
+	}{
+		{grantName("ami-0abc", "222222222222", shared{}), "222222222222", shared{}, true},
+		{grantName("ami-0abc", "222222222222", shared{launch: true}), "222222222222", shared{launch: true}, true},
+		{grantName("ami-0abc", "333333333333", shared{volume: true}), "333333333333", shared{volume: true}, true},
+		{grantName("ami-0abc", "444444444444", shared{launch: true, volume: true}), "444444444444", shared{launch: true, volume: true}, true},
+		{grantName("ami-0def", "222222222222", shared{launch: true}), "", shared{}, false}, // another AMI
+		{"amicrypt-copy-ami-0abc-autoscaling", "", shared{}, false},
+		{"amicrypt-autoscaling", "", shared{}, false},
+	}
+	for _, tt := range tests {
+		acct, held, ok := parseGrantName("ami-0abc", tt.name)
+		if acct != tt.account || held != tt.held || ok != tt.ok {
+			t.Errorf("parseGrantName(%q) = %q, %+v, %v; want %q, %+v, %v", tt.name, acct, held, ok, tt.account, tt.held, tt.ok)
+		}
+	}
 }
 
 // TestLeavesEarlierSharesAlone: a launch and createVolume permission that

@@ -87,10 +87,51 @@ func clientToken(sourceAMI, account, region, keyARN string, attempt int) string 
 	return token // ≤ 64 ASCII characters
 }
 
+// shared says which temporary permissions a run holds for one target
+// account on the source AMI: the launch permission, createVolume
+// permissions on its snapshots.
+type shared struct{ launch, volume bool }
+
+// grantPrefix starts the names of every grant amicrypt-copy makes on the keys
+// of sourceAMI.
+func grantPrefix(sourceAMI string) string { return "amicrypt-copy-" + sourceAMI + "-" }
+
 // grantName names the grant on a source key for a target account, so a
-// later run or an operator can find it again.
-func grantName(sourceAMI, account string) string {
-	return "amicrypt-copy-" + sourceAMI + "-" + account
+// later run or an operator can find it again. Its suffix records the
+// permissions the run holds for that account: a run killed before its
+// cleanup leaves the grant, and a rerun reads from its name what to remove.
+// The grant is made before the permissions and retired after them, so a
+// permission a run added never outlives its grant.
+func grantName(sourceAMI, account string, s shared) string {
+	name := grantPrefix(sourceAMI) + account
+	if s.launch {
+		name += "-launch"
+	}
+	if s.volume {
+		name += "-volume"
+	}
+	return name
+}
+
+// parseGrantName reads a grantName of sourceAMI; ok is false for any other name.
+func parseGrantName(sourceAMI, name string) (account string, s shared, ok bool) {
+	rest, found := strings.CutPrefix(name, grantPrefix(sourceAMI))
+	if !found {
+		return "", shared{}, false
+	}
+	account, flags, _ := strings.Cut(rest, "-")
+	if !accountPattern.MatchString(account) {
+		return "", shared{}, false
+	}
+	for _, f := range strings.Split(flags, "-") {
+		switch f {
+		case "launch":
+			s.launch = true
+		case "volume":
+			s.volume = true
+		}
+	}
+	return account, s, true
 }
 
 // provenance are the tags that say where a copy comes from.

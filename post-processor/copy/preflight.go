@@ -318,7 +318,7 @@ func (c *Config) checkGrants(ctx context.Context, p *plan, t *target) {
 			_, err := sc.KMS.CreateGrant(ctx, &kms.CreateGrantInput{
 				KeyId: aws.String(keyARN), GranteePrincipal: aws.String(t.RoleARN),
 				RetiringPrincipal: aws.String(p.sess.SourcePrincipal),
-				Operations:        ebs.CrossAccountCopyOps, Name: aws.String(grantName(src.ImageID, t.Account)),
+				Operations:        ebs.CrossAccountCopyOps, Name: aws.String(grantName(src.ImageID, t.Account, shared{launch: true, volume: true})),
 				DryRun: aws.Bool(true),
 			})
 			if err == nil || ebs.IsCode(err, "DryRunOperationException", "DryRunOperation") {

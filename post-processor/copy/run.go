@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -290,8 +292,10 @@ func (r *runner) transit(ctx context.Context, src *source) error {
 }
 
 // share gives exactly the target accounts that copy from src what they
-// need: a launch permission, createVolume permissions and a grant on each
-// key. Only what this run adds is recorded for removal.
+// need: a grant on each key, a launch permission and createVolume
+// permissions. Only what this run adds, or what an earlier run killed
+// before its cleanup added (read from its grants' names), is recorded for
+// removal; permissions that existed otherwise are left alone.
 func (r *runner) share(ctx context.Context, src *source) error {
 	var accounts []string
 	roles := map[string]string{}
@@ -310,24 +314,27 @@ func (r *runner) share(ctx context.Context, src *source) error {
 	sc := r.plan.sess.Source(src.Region)
 	account := r.plan.sess.SourceAccount
 
+	stale := map[string]shared{}
+	for _, keyARN := range src.SharedKeys {
+		if err := r.adoptStaleGrants(ctx, sc, src, keyARN, stale); err != nil {
+			return fmt.Errorf("source %s: %w", src.Region, err)
+		}
+	}
+	if src.TransitKey != "" {
+		// The permissions of an earlier run were on its own transit copy.
+		stale = map[string]shared{}
+	}
+
 	attr, err := sc.EC2.DescribeImageAttribute(ctx, &ec2.DescribeImageAttributeInput{ImageId: aws.String(src.Shared), Attribute: ec2types.ImageAttributeNameLaunchPermission})
 	if err != nil {
 		return fmt.Errorf("source %s: reading the launch permissions of %s: %w", src.Region, src.Shared, err)
 	}
-	had := map[string]bool{}
-	for _, lp := range attr.LaunchPermissions {
-		had[aws.ToString(lp.UserId)] = true
+	held := map[string]shared{} // what this run must remove, by account
+	launch := planPermissions(accounts, stale, launchUsers(attr.LaunchPermissions), func(s shared) bool { return s.launch })
+	for _, a := range launch.remove {
+		held[a] = shared{launch: true}
 	}
-	if add := missing(accounts, had); len(add) > 0 {
-		if err := ebs.ShareImage(ctx, sc.EC2, src.Shared, ebs.Sharing{Users: add}); err != nil {
-			return fmt.Errorf("source %s: %w", src.Region, err)
-		}
-		r.ledger.Add(fanout.Cleanup, fmt.Sprintf("launch permission on %s (%s/%s) for %s", src.Shared, account, src.Region, strings.Join(add, ", ")),
-			func(ctx context.Context) error {
-				return ebs.UnshareImage(ctx, sc.EC2, src.Shared, ebs.Sharing{Users: add})
-			})
-		r.say("source %s: %s may be launched by %s until the copies are done", src.Region, src.Shared, strings.Join(add, ", "))
-	}
+	volumes := map[string]permissionPlan{}
 	for _, snap := range src.SharedSnaps {
 		attr, err := sc.EC2.DescribeSnapshotAttribute(ctx, &ec2.DescribeSnapshotAttributeInput{SnapshotId: aws.String(snap), Attribute: ec2types.SnapshotAttributeNameCreateVolumePermission})
 		if err != nil {
@@ -337,39 +344,95 @@ func (r *runner) share(ctx context.Context, src *source) error {
 		for _, p := range attr.CreateVolumePermissions {
 			had[aws.ToString(p.UserId)] = true
 		}
-		if add := missing(accounts, had); len(add) > 0 {
-			if err := ebs.ShareSnapshot(ctx, sc.EC2, snap, add); err != nil {
-				return fmt.Errorf("source %s: %w", src.Region, err)
-			}
-			r.ledger.Add(fanout.Cleanup, fmt.Sprintf("createVolume permission on %s (%s/%s) for %s", snap, account, src.Region, strings.Join(add, ", ")),
-				func(ctx context.Context) error { return ebs.UnshareSnapshot(ctx, sc.EC2, snap, add) })
+		volumes[snap] = planPermissions(accounts, stale, had, func(s shared) bool { return s.volume })
+		for _, a := range volumes[snap].remove {
+			h := held[a]
+			h.volume = true
+			held[a] = h
 		}
 	}
+
+	// Grants first: their names record the permissions that follow.
 	for _, keyARN := range src.SharedKeys {
-		if err := r.adoptStaleGrants(ctx, sc, src, keyARN); err != nil {
-			return fmt.Errorf("source %s: %w", src.Region, err)
-		}
 		for _, acct := range accounts {
+			name := grantName(src.ImageID, acct, held[acct])
 			g, err := ebs.CreateGrant(ctx, sc.KMS, ebs.GrantSpec{
 				KeyARN: keyARN, GranteePrincipal: roles[acct], RetiringPrincipal: r.plan.sess.SourcePrincipal,
-				Operations: ebs.CrossAccountCopyOps, Name: grantName(src.ImageID, acct),
+				Operations: ebs.CrossAccountCopyOps, Name: name,
 			})
 			if err != nil {
 				return fmt.Errorf("source %s: %w", src.Region, err)
 			}
-			r.ledger.Add(fanout.Cleanup, fmt.Sprintf("grant %s (%s) on %s for %s", g.ID, grantName(src.ImageID, acct), keyARN, roles[acct]),
+			r.ledger.Add(fanout.Cleanup, fmt.Sprintf("grant %s (%s) on %s for %s", g.ID, name, keyARN, roles[acct]),
 				func(ctx context.Context) error { return ebs.RetireGrant(ctx, sc.KMS, g) })
 		}
 		r.say("source %s: granted %s use of %s until the copies are done", src.Region, strings.Join(accounts, ", "), keyARN)
 	}
+	if len(launch.add) > 0 {
+		if err := ebs.ShareImage(ctx, sc.EC2, src.Shared, ebs.Sharing{Users: launch.add}); err != nil {
+			return fmt.Errorf("source %s: %w", src.Region, err)
+		}
+		r.say("source %s: %s may be launched by %s until the copies are done", src.Region, src.Shared, strings.Join(launch.add, ", "))
+	}
+	if len(launch.remove) > 0 {
+		r.ledger.Add(fanout.Cleanup, fmt.Sprintf("launch permission on %s (%s/%s) for %s", src.Shared, account, src.Region, strings.Join(launch.remove, ", ")),
+			func(ctx context.Context) error {
+				return ebs.UnshareImage(ctx, sc.EC2, src.Shared, ebs.Sharing{Users: launch.remove})
+			})
+	}
+	for _, snap := range src.SharedSnaps {
+		v := volumes[snap]
+		if len(v.add) > 0 {
+			if err := ebs.ShareSnapshot(ctx, sc.EC2, snap, v.add); err != nil {
+				return fmt.Errorf("source %s: %w", src.Region, err)
+			}
+		}
+		if len(v.remove) > 0 {
+			r.ledger.Add(fanout.Cleanup, fmt.Sprintf("createVolume permission on %s (%s/%s) for %s", snap, account, src.Region, strings.Join(v.remove, ", ")),
+				func(ctx context.Context) error { return ebs.UnshareSnapshot(ctx, sc.EC2, snap, v.remove) })
+		}
+	}
 	return nil
 }
 
+// permissionPlan is what to do with one permission list: add these
+// accounts, and remove these (those added, and those a killed run added)
+// when the run ends.
+type permissionPlan struct{ add, remove []string }
+
+// planPermissions plans one permission list for the accounts that need it,
+// given who has it already and what killed runs left (stale, read through
+// kind).
+func planPermissions(accounts []string, stale map[string]shared, had map[string]bool, kind func(shared) bool) permissionPlan {
+	var p permissionPlan
+	for _, a := range accounts {
+		if !had[a] {
+			p.add = append(p.add, a)
+		}
+	}
+	for _, a := range slices.Sorted(maps.Keys(stale)) {
+		if had[a] && kind(stale[a]) {
+			p.remove = append(p.remove, a)
+		}
+	}
+	p.remove = append(p.remove, p.add...)
+	sort.Strings(p.remove)
+	return p
+}
+
+func launchUsers(perms []ec2types.LaunchPermission) map[string]bool {
+	had := map[string]bool{}
+	for _, lp := range perms {
+		had[aws.ToString(lp.UserId)] = true
+	}
+	return had
+}
+
 // adoptStaleGrants finds, by name, grants on keyARN that an earlier run for
-// the same source AMI left behind (a run killed before its cleanup), and
-// records them for retirement with this run's.
-func (r *runner) adoptStaleGrants(ctx context.Context, sc *clients, src *source, keyARN string) error {
-	prefix := "amicrypt-copy-" + src.ImageID + "-"
+// the same source AMI left behind (a run killed before its cleanup),
+// records them for retirement with this run's, and notes in stale the
+// permissions their names say that run held.
+func (r *runner) adoptStaleGrants(ctx context.Context, sc *clients, src *source, keyARN string, stale map[string]shared) error {
 	p := kms.NewListGrantsPaginator(sc.KMS, &kms.ListGrantsInput{KeyId: aws.String(keyARN)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -377,32 +440,26 @@ func (r *runner) adoptStaleGrants(ctx context.Context, sc *clients, src *source,
 			return fmt.Errorf("listing the grants of %s: %w", keyARN, err)
 		}
 		for _, g := range page.Grants {
-			if !strings.HasPrefix(aws.ToString(g.Name), prefix) {
+			name := aws.ToString(g.Name)
+			acct, held, ok := parseGrantName(src.ImageID, name)
+			if !ok {
 				continue
 			}
-			stale := ebs.Grant{KeyARN: keyARN, ID: aws.ToString(g.GrantId)}
-			r.say("source %s: grant %s (%s) was left by an earlier run; it will be retired with this run's", src.Region, stale.ID, aws.ToString(g.Name))
-			r.ledger.Add(fanout.Cleanup, fmt.Sprintf("grant %s (%s) on %s left by an earlier run", stale.ID, aws.ToString(g.Name), keyARN),
+			s := stale[acct]
+			stale[acct] = shared{launch: s.launch || held.launch, volume: s.volume || held.volume}
+			grant := ebs.Grant{KeyARN: keyARN, ID: aws.ToString(g.GrantId)}
+			r.say("source %s: grant %s (%s) was left by an earlier run; it will be retired with this run's, with the permissions its name records", src.Region, grant.ID, name)
+			r.ledger.Add(fanout.Cleanup, fmt.Sprintf("grant %s (%s) on %s left by an earlier run", grant.ID, name, keyARN),
 				func(ctx context.Context) error {
-					if err := ebs.RetireGrant(ctx, sc.KMS, stale); err == nil || !ebs.IsCode(err, "AccessDeniedException") {
+					if err := ebs.RetireGrant(ctx, sc.KMS, grant); err == nil || !ebs.IsCode(err, "AccessDeniedException") {
 						return err
 					}
 					// Another principal may retire it; as key administrator, revoke it.
-					return ebs.RevokeGrant(ctx, sc.KMS, stale)
+					return ebs.RevokeGrant(ctx, sc.KMS, grant)
 				})
 		}
 	}
 	return nil
-}
-
-func missing(want []string, had map[string]bool) []string {
-	var out []string
-	for _, w := range want {
-		if !had[w] {
-			out = append(out, w)
-		}
-	}
-	return out
 }
 
 // copyOne makes (or finds) the copy of one job and finishes it.
