@@ -20,6 +20,7 @@ import (
 	registryimage "github.com/hashicorp/packer-plugin-sdk/packer/registry/image"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 )
 
 const (
@@ -373,6 +374,13 @@ func TestEmulatorSharing(t *testing.T) {
 	own := describeImage(t, srv, buildAccount, "us-east-1", amiID)
 	if aws.ToString(own.DeprecationTime) == "" {
 		t.Errorf("deprecation time not set")
+	}
+	// snapshot_users: the target account sees each snapshot behind the AMI.
+	target := ec2.NewFromConfig(srv.Config(context.Background(), "222222222222", "us-east-1"))
+	for _, snap := range ebs.ImageSnapshotIDs(&own) {
+		if _, err := target.DescribeSnapshots(context.Background(), &ec2.DescribeSnapshotsInput{SnapshotIds: []string{snap}}); err != nil {
+			t.Errorf("snapshot %s not shared with 222222222222: %v", snap, err)
+		}
 	}
 	for action, want := range map[string]int{"ModifyImageAttribute": 1, "ModifySnapshotAttribute": 1, "EnableImageDeprecation": 1, "EnableImageDeregistrationProtection": 1} {
 		if got := calls(srv, res.mark, action); got != want {

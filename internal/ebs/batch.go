@@ -150,7 +150,9 @@ func (w *ImageWaiter) settle(id string, req *imageWait, img *types.Image, pollEr
 }
 
 // describe fetches the images by an image-id filter, which (unlike ImageIds)
-// doesn't fail the whole call when one ID isn't visible yet.
+// doesn't fail the whole call when one ID isn't visible yet. One poll serves
+// every waiter, so no single caller's context may end it; each caller's own
+// context ends its Wait, and the poll is bounded by a timeout of its own.
 func (w *ImageWaiter) describe(ids []string) (map[string]*types.Image, error) {
 	found := map[string]*types.Image{}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
