@@ -3,6 +3,8 @@ package awsauth
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -151,5 +153,36 @@ func TestPollingConfig(t *testing.T) {
 				t.Errorf("timeout %v would fail a two-hour copy", p.Timeout())
 			}
 		})
+	}
+}
+
+// profile picks a section of shared_credentials_file; static keys and the
+// environment are not involved.
+func TestConfigProfileFromSharedCredentialsFile(t *testing.T) {
+	dir := t.TempDir()
+	credsFile := filepath.Join(dir, "credentials")
+	data := "[default]\naws_access_key_id = AKIADEFAULT000000000\naws_secret_access_key = default-secret\n\n" +
+		"[build]\naws_access_key_id = AKIA1111111111111111\naws_secret_access_key = emu-secret-111111111111\n"
+	if err := os.WriteFile(credsFile, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "no-config"))
+	c := AccessConfig{RawRegion: "us-west-2", Profile: "build", SharedCredentialsFile: credsFile}
+	if errs := c.Prepare(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	cfg, err := c.Config(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := cfg.Credentials.Retrieve(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if creds.AccessKeyID != "AKIA1111111111111111" || creds.SecretAccessKey != "emu-secret-111111111111" {
+		t.Errorf("credentials = %s / %s, want the build profile's", creds.AccessKeyID, creds.SecretAccessKey)
 	}
 }
