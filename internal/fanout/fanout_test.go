@@ -61,7 +61,7 @@ func TestRunRespectsConcurrencyAndPerDestLimit(t *testing.T) {
 			}
 			failed := 0
 			for i, r := range res {
-				if r.Job.Item != jobs[i].Item || r.Dest != jobs[i].Dest {
+				if r.Item != jobs[i].Item || r.Dest != jobs[i].Dest {
 					t.Fatalf("result %d is for %v, want %v", i, r.Job, jobs[i])
 				}
 				if r.Err != nil {

@@ -319,13 +319,13 @@ func (c *Config) prepareCopy() []error {
 	}
 	sample := nameData{SourceAMIName: "sample-source-name", SourceAMI: "ami-0123456789abcdef0", Account: "123456789012", Region: "us-east-1"}
 	if name, err := c.render(c.AMIName, sample); err != nil {
-		errs = append(errs, fmt.Errorf("ami_name: %q is not a valid template (%v); use e.g. \"{{ .SourceAMIName }}-{{ .Account }}\"", c.AMIName, err))
+		errs = append(errs, fmt.Errorf("ami_name: %q is not a valid template (%w); use e.g. \"{{ .SourceAMIName }}-{{ .Account }}\"", c.AMIName, err))
 	} else if !amiNamePattern.MatchString(name) {
 		errs = append(errs, fmt.Errorf("ami_name: %q renders to %q, not an AMI name: 3-128 letters, digits and ()[] ./-'@_ ; remove other characters (clean_resource_name helps)", c.AMIName, name))
 	}
 	if c.AMIDescription != "" {
 		if _, err := c.render(c.AMIDescription, sample); err != nil {
-			errs = append(errs, fmt.Errorf("ami_description: %q is not a valid template (%v); fix the template or use plain text", c.AMIDescription, err))
+			errs = append(errs, fmt.Errorf("ami_description: %q is not a valid template (%w); fix the template or use plain text", c.AMIDescription, err))
 		}
 	}
 	errs = append(errs, validateTags("tags", c.Tags)...)
@@ -344,7 +344,7 @@ func (c *Config) prepareCopy() []error {
 	}
 	if c.TransitKmsKeyID != "" {
 		if err := validateKeyRef(c.TransitKmsKeyID); err != nil {
-			errs = append(errs, fmt.Errorf("transit_kms_key_id: %q %v", c.TransitKmsKeyID, err))
+			errs = append(errs, fmt.Errorf("transit_kms_key_id: %q %w", c.TransitKmsKeyID, err))
 		}
 	}
 	return errs
@@ -461,7 +461,7 @@ func validateKeyRefs(field, account, keyRef string, regionKeys map[string]string
 	var errs []error
 	check := func(f, ref, region string) {
 		if err := validateKeyRef(ref); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %q %v", f, ref, err))
+			errs = append(errs, fmt.Errorf("%s: %q %w", f, ref, err))
 			return
 		}
 		if account != "" {

@@ -31,8 +31,6 @@ const (
 	publicAMI  = "ami-0a1b2c3d4e5f60001" // us-east-1
 )
 
-var targetAccounts = []string{"222222222222", "333333333333", "444444444444"}
-
 // emu starts the emulator and points the SDK (and so the plugin) at it.
 func emu(t *testing.T, opts awsemu.Options) *awsemu.Server {
 	t.Helper()
@@ -330,7 +328,11 @@ func assertCopyFrom(t *testing.T, srv *awsemu.Server, account, region, amiID, sr
 			t.Errorf("%s/%s snapshot %s: encrypted %v under %s, want %s", account, region, snapID, aws.ToBool(snap.Encrypted), aws.ToString(snap.KmsKeyId), keyARN)
 		}
 		st := ebs.TagMap(snap.Tags)
-		for k, v := range map[string]string{"Team": "platform", "Backup": "none", TagSourceAMI: srcAMI, TagKMSKeyARN: keyARN} {
+		for k, v := range map[string]string{
+			"Team": "platform", "Release": "2026.11", "Backup": "none",
+			TagSourceAMI: srcAMI, TagSourceAccount: srcAccount, TagSourceRegion: srcRegion,
+			TagKMSKeyARN: keyARN, TagEncrypted: "true", TagCopiedFromAMI: srcAMI,
+		} {
 			if st[k] != v {
 				t.Errorf("%s/%s snapshot %s: tag %s = %q, want %q", account, region, snapID, k, st[k], v)
 			}
