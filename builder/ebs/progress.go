@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
@@ -32,5 +33,27 @@ func snapshotProgress(u packersdk.Ui, label string) func(*types.Snapshot) {
 		}
 		lastState, lastPct = s.State, pct
 		u.Message(fmt.Sprintf("%s %s: %s %s", label, aws.ToString(s.SnapshotId), s.State, p))
+	}
+}
+
+// stillWaitingEvery is how often a long image wait says it is still waiting:
+// an image has no Progress, and a first cross-region copy takes hours.
+const stillWaitingEvery = time.Minute
+
+// imageProgress prints an image's state when it changes, and while it stays
+// the same at most once per interval with the time waited. now is the clock.
+func imageProgress(u packersdk.Ui, label string, interval time.Duration, now func() time.Time) func(*types.Image) {
+	var mu sync.Mutex
+	start := now()
+	lastState, lastPrint := types.ImageState(""), start
+	return func(img *types.Image) {
+		mu.Lock()
+		defer mu.Unlock()
+		t := now()
+		if img.State == lastState && t.Sub(lastPrint) < interval {
+			return
+		}
+		lastState, lastPrint = img.State, t
+		u.Message(fmt.Sprintf("%s %s: %s (%s waited)", label, aws.ToString(img.ImageId), img.State, t.Sub(start).Round(time.Second)))
 	}
 }

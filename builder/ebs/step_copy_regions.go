@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
 	"golang.org/x/sync/errgroup"
@@ -40,7 +41,8 @@ func (s *stepCopyRegions) Run(ctx context.Context, state multistep.StateBag) mul
 			}
 			b.setAMI(region, id)
 			ui(state).Message(fmt.Sprintf("%s: copy %s started under %s", region, id, b.regionKeys[region]))
-			if _, err := ebs.WaitImageAvailable(gctx, client, c.PollingConfig, id, nil); err != nil {
+			progress := imageProgress(ui(state), region+": copy", stillWaitingEvery, time.Now)
+			if _, err := ebs.WaitImageAvailable(gctx, client, c.PollingConfig, id, progress); err != nil {
 				return fmt.Errorf("%s: %w", region, err)
 			}
 			ui(state).Message(fmt.Sprintf("%s: AMI %s is available", region, id))

@@ -3,6 +3,7 @@ package ebs
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -47,7 +48,7 @@ func (s *stepRegisterImage) Run(ctx context.Context, state multistep.StateBag) m
 	}
 	s.imageID = id
 	b.setAMI(c.RawRegion, id)
-	img, err := ebs.WaitImageAvailable(ctx, client, c.PollingConfig, id, nil)
+	img, err := ebs.WaitImageAvailable(ctx, client, c.PollingConfig, id, imageProgress(ui(state), "AMI", stillWaitingEvery, time.Now))
 	if err != nil {
 		return halt(state, err)
 	}
