@@ -38,14 +38,19 @@ import (
 	"time"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
+	"github.com/amicrypt/packer-plugin-amicrypt/version"
 )
 
 // Identity of the plugin as users name it.
 const (
-	PluginSource  = "github.com/amicrypt/amicrypt"
-	PluginVersion = "0.1.0"
-	modulePath    = "github.com/amicrypt/packer-plugin-amicrypt"
+	PluginSource = "github.com/amicrypt/amicrypt"
+	modulePath   = "github.com/amicrypt/packer-plugin-amicrypt"
 )
+
+// PluginVersion is the release version the e2e plugin is built with: the
+// source's version (version.Version) with an empty pre-release, because
+// `packer init` ignores -dev builds and would go online.
+func PluginVersion() string { return version.Version }
 
 // The build account's credentials in the emulator's default world.
 const (
@@ -109,7 +114,7 @@ func buildBinaries() (*Binaries, error) {
 		Packer: strings.TrimSpace(lines[len(lines)-1]),
 		Plugin: filepath.Join(out, "packer-plugin-amicrypt"),
 	}
-	ldflags := fmt.Sprintf("-X %s/version.Version=%s -X %s/version.VersionPrerelease=", modulePath, PluginVersion, modulePath)
+	ldflags := fmt.Sprintf("-X %s/version.Version=%s -X %s/version.VersionPrerelease=", modulePath, PluginVersion(), modulePath)
 	if err := goBuild(root, bins.Plugin, "-ldflags", ldflags, "."); err != nil {
 		return nil, fmt.Errorf("building the plugin: %w", err)
 	}

@@ -69,9 +69,10 @@ func TestInitAndValidate(t *testing.T) {
 	if installed.ExitCode != 0 {
 		t.Fatalf("packer plugins installed: exit %d\n%s", installed.ExitCode, installed.Output)
 	}
-	wantPath := regexp.MustCompile(`github\.com/amicrypt/amicrypt/packer-plugin-amicrypt_v0\.1\.0_x5\.0_[a-z0-9]+_[a-z0-9]+`)
+	wantPath := regexp.MustCompile(`github\.com/amicrypt/amicrypt/packer-plugin-amicrypt_v` +
+		regexp.QuoteMeta(PluginVersion()) + `_x5\.0_[a-z0-9]+_[a-z0-9]+`)
 	if !wantPath.MatchString(installed.Output) {
-		t.Fatalf("packer plugins installed does not list amicrypt v0.1.0 under %s:\n%s", env.PluginDir, installed.Output)
+		t.Fatalf("packer plugins installed does not list amicrypt v%s under %s:\n%s", PluginVersion(), env.PluginDir, installed.Output)
 	}
 
 	tests := []struct {
@@ -90,7 +91,7 @@ func TestInitAndValidate(t *testing.T) {
 		},
 		{
 			name:     "exact version",
-			version:  "0.1.0",
+			version:  PluginVersion(),
 			wantInit: 0, wantValidate: 0,
 		},
 		{
