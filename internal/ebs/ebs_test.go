@@ -149,6 +149,7 @@ func TestWaitImageAvailable(t *testing.T) {
 		{name: "failed quotes reason", states: []types.Image{{State: types.ImageStatePending}, {State: types.ImageStateFailed, StateReason: &types.StateReason{
 			Code: aws.String("Client.InvalidKMSKey.InvalidState"), Message: aws.String("The KMS key arn:aws:kms:… may not be used by account 222222222222")}}},
 			want: "image ami-1 is failed: Client.InvalidKMSKey.InvalidState: The KMS key arn:aws:kms:… may not be used by account 222222222222", isState: true},
+		{name: "disabled ends the wait", states: []types.Image{{State: types.ImageStatePending}, {State: types.ImageStateDisabled}}, want: "image ami-1 is disabled", isState: true},
 		{name: "times out", states: []types.Image{{State: types.ImageStatePending}}, polls: 3, want: `gave up after`},
 		{name: "never seen", unseen: 100, states: []types.Image{{}}, want: "image ami-1 not found"},
 	}

@@ -36,7 +36,7 @@ func StatusImage(img *types.Image) string { return string(img.State) }
 
 func imageFailure(img *types.Image) *StateError {
 	switch img.State {
-	case types.ImageStateFailed, types.ImageStateError, types.ImageStateInvalid, types.ImageStateDeregistered:
+	case types.ImageStateFailed, types.ImageStateError, types.ImageStateInvalid, types.ImageStateDeregistered, types.ImageStateDisabled:
 		se := &StateError{Kind: "image", ID: aws.ToString(img.ImageId), State: string(img.State)}
 		if img.StateReason != nil {
 			se.Reason = aws.ToString(img.StateReason.Code)

@@ -12,7 +12,8 @@ import (
 // The SDK's generated waiters poll one resource and can neither report
 // progress nor batch many IDs. So amicrypt has its own: wait (one snapshot or
 // instance), ImageWaiter (images, batched), and retryWhile (a call EC2
-// refuses for a moment). No other loop in amicrypt polls AWS.
+// refuses for a moment). Nothing else in this package or the amicrypt-ebs
+// builder polls AWS.
 
 // notFoundGrace is how many consecutive not-found answers a wait tolerates
 // for a resource just created (EC2 is eventually consistent).
