@@ -165,59 +165,93 @@ func TestCopyDemoChain(t *testing.T) {
 	t.Logf("demo chain: %d API calls", report.TotalCalls)
 }
 
-// TestCopyExampleAllOptions builds example/copy, which sets every option.
-// Its grant_autoscaling_role grants and its ami_users launch permissions
-// stay in the target accounts on purpose, so the invariant checker is run
-// three ways: strict on everything the source principal did (the temporary
-// shares and grants must be gone), strict on everything else but those two
-// checks, and unfiltered, where every finding must be one of the intended
-// grants or permissions and nothing more.
-func TestCopyExampleAllOptions(t *testing.T) {
-	env := New(t)
-	for k, v := range offlineProxy {
-		env.Vars[k] = v
+// TestCopyExamples builds the runnable examples: example/copy (every
+// option) and the templates of seeds 001 and 002. Grants made by
+// grant_autoscaling_role and launch permissions from ami_users stay in the
+// target accounts on purpose, so the invariant checker is run three ways:
+// strict on everything the source principal did (the temporary shares and
+// grants must be gone), strict on everything else but those two checks, and
+// unfiltered, where every finding must be one of the intended grants or
+// permissions, and all of them there.
+func TestCopyExamples(t *testing.T) {
+	tests := []struct {
+		example  string
+		manifest string
+		copies   int
+		asGrants int      // one Auto Scaling grant per target key
+		perms    int      // ami_users launch permissions: one per copy of 222222222222
+		tags     []string // tags every copy carries as its own account sees it
+	}{
+		// 222 and 444 in us-east-1 and us-west-2, 333 in eu-west-1, 111 in both.
+		{"copy", "copies.json", 7, 7, 2, nil},
+		{"seed-001", "seed-001-copies.json", 4, 4, 0, []string{"Name", "Stack", "Encrypted", "CopiedFromAMI", "amicrypt:kms-key-arn"}},
+		{"seed-002", "seed-002-copies.json", 2, 0, 0, []string{"Recipe", "BuildId", "AmigoStage", "CopiedBy", "Encrypted", "CopiedFromAMI"}},
 	}
-	emu := env.StartEmulator(t, EmulatorOptions{})
-	env.Vars["AWS_POLL_DELAY_SECONDS"] = "0.02"
-	dir := exampleDir(t, env, "copy")
-	mark := emu.Mark(t)
-	res := env.Packer(t, dir, "build", "-color=false", ".")
-	if res.ExitCode != 0 {
-		t.Fatalf("packer build: exit %d\n%s", res.ExitCode, res.Output)
-	}
-	m := readCopyManifest(t, filepath.Join(dir, "copies.json"))
-	// 222 and 444 in us-east-1 and us-west-2, 333 in eu-west-1, 111 in both.
-	if m.Succeeded != 7 || m.Failed != 0 {
-		t.Fatalf("manifest: %d ok, %d failed; want 7 and 0", m.Succeeded, m.Failed)
-	}
-	since := strconv.Itoa(mark)
+	for _, tt := range tests {
+		t.Run(tt.example, func(t *testing.T) {
+			env := New(t)
+			for k, v := range offlineProxy {
+				env.Vars[k] = v
+			}
+			emu := env.StartEmulator(t, EmulatorOptions{})
+			env.Vars["AWS_POLL_DELAY_SECONDS"] = "0.02"
+			dir := exampleDir(t, env, tt.example)
+			mark := emu.Mark(t)
+			res := env.Packer(t, dir, "build", "-color=false", ".")
+			if res.ExitCode != 0 {
+				t.Fatalf("packer build: exit %d\n%s", res.ExitCode, res.Output)
+			}
+			m := readCopyManifest(t, filepath.Join(dir, tt.manifest))
+			if m.Succeeded != tt.copies || m.Failed != 0 {
+				t.Fatalf("manifest: %d ok, %d failed; want %d and 0", m.Succeeded, m.Failed, tt.copies)
+			}
+			if tt.tags != nil {
+				live := liveCopies(t, emu)
+				for _, c := range m.Copies {
+					img, ok := live[c.ImageID]
+					if !ok {
+						t.Errorf("%s/%s: %s not visible to its own account", c.Account, c.Region, c.ImageID)
+						continue
+					}
+					tags := map[string]string{}
+					for _, tg := range img.Tags {
+						tags[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+					}
+					for _, k := range tt.tags {
+						if tags[k] == "" {
+							t.Errorf("%s/%s: %s lacks tag %s as its account sees it: %v", c.Account, c.Region, c.ImageID, k, tags)
+						}
+					}
+				}
+			}
+			since := strconv.Itoa(mark)
 
-	sourceOnly := emu.Check(t, url.Values{"since_seq": {since}, "principal": {"arn:aws:iam::111111111111:user/packer"}})
-	if !sourceOnly.Pass || sourceOnly.TotalCalls == 0 {
-		t.Errorf("invariant checker, source principal:\n%s", sourceOnly)
+			sourceOnly := emu.Check(t, url.Values{"since_seq": {since}, "principal": {"arn:aws:iam::111111111111:user/packer"}})
+			if !sourceOnly.Pass || sourceOnly.TotalCalls == 0 {
+				t.Errorf("invariant checker, source principal:\n%s", sourceOnly)
+			}
+			ignored := emu.Check(t, url.Values{"since_seq": {since}, "ignore": {"leftover-grant,leftover-launch-permission"}})
+			if !ignored.Pass {
+				t.Errorf("invariant checker, all but the intended grants and launch permissions:\n%s", ignored)
+			}
+			all := emu.Check(t, url.Values{"since_seq": {since}})
+			grants, perms := 0, 0
+			for _, f := range all.Findings {
+				switch {
+				case f.Check == "leftover-grant" && strings.Contains(f.Message, "/AWSServiceRoleForAutoScaling"):
+					grants++
+				case f.Check == "leftover-launch-permission" && f.Account == "222222222222" && strings.Contains(f.Message, "launch permission for 333333333333"):
+					perms++
+				default:
+					t.Errorf("unintended finding: %+v", f)
+				}
+			}
+			if grants != tt.asGrants || perms != tt.perms {
+				t.Errorf("%d Auto Scaling grants and %d ami_users launch permissions found, want %d and %d:\n%s", grants, perms, tt.asGrants, tt.perms, all)
+			}
+			t.Logf("example/%s: %d API calls, %d by the source principal", tt.example, all.TotalCalls, sourceOnly.TotalCalls)
+		})
 	}
-	ignored := emu.Check(t, url.Values{"since_seq": {since}, "ignore": {"leftover-grant,leftover-launch-permission"}})
-	if !ignored.Pass {
-		t.Errorf("invariant checker, all but the intended grants and launch permissions:\n%s", ignored)
-	}
-	all := emu.Check(t, url.Values{"since_seq": {since}})
-	grants, perms := 0, 0
-	for _, f := range all.Findings {
-		switch {
-		case f.Check == "leftover-grant" && strings.Contains(f.Message, "/AWSServiceRoleForAutoScaling") && f.Account != "":
-			grants++
-		case f.Check == "leftover-launch-permission" && f.Account == "222222222222" && strings.Contains(f.Message, "launch permission for 333333333333"):
-			perms++
-		default:
-			t.Errorf("unintended finding: %+v", f)
-		}
-	}
-	// One Auto Scaling grant per target key (four accounts, seven
-	// account-regions); one launch permission per copy of 222222222222.
-	if grants != 7 || perms != 2 {
-		t.Errorf("%d Auto Scaling grants and %d ami_users launch permissions found, want 7 and 2:\n%s", grants, perms, all)
-	}
-	t.Logf("example/copy: %d API calls, %d by the source principal", all.TotalCalls, sourceOnly.TotalCalls)
 }
 
 func TestCopyInterruptedBySIGINT(t *testing.T) {
