@@ -236,6 +236,12 @@ build {
   ami_name = "x-1"
   kms_key_id = "alias/amicrypt-build"
   deprecate_at = "soon"`, []string{`deprecate_at: "soon" is not an RFC 3339 time`}},
+		{"malformed key ARN", `instance_type = "t3.micro"
+  ami_name = "x-1"
+  kms_key_id = "arn:aws:kms:us-east-1:1111:key/abc"`, []string{`kms_key_id: "arn:aws:kms:us-east-1:1111:key/abc" is not a KMS key reference`}},
+		{"empty ami_name", `instance_type = "t3.micro"
+  ami_name = ""
+  kms_key_id = "alias/amicrypt-build"`, []string{"ami_name: not set"}},
 		{"malformed ami_name", `instance_type = "t3.micro"
   ami_name = "bad name!"
   kms_key_id = "alias/amicrypt-build"`, []string{`ami_name: "bad name!" is not a valid AMI name`}},
