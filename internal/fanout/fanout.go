@@ -57,16 +57,6 @@ func (l *Limiter) Acquire(ctx context.Context, d Dest) (release func(), err erro
 	}
 }
 
-// InUse reports how many slots of d are taken.
-func (l *Limiter) InUse(d Dest) int {
-	if l == nil {
-		return 0
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.slots[d])
-}
-
 // Job is one unit of a fan-out.
 type Job[T any] struct {
 	Dest Dest
