@@ -108,6 +108,38 @@ func liveCopies(t *testing.T, emu *Emulator) map[string]ec2types.Image {
 	return out
 }
 
+// assertCopiesAsOwnersSeeThem checks every copy of the manifest as its own
+// account sees it: available, every device encrypted under a key of that
+// account, with each of tags.
+func assertCopiesAsOwnersSeeThem(t *testing.T, emu *Emulator, m copyManifest, tags []string) {
+	t.Helper()
+	live := liveCopies(t, emu)
+	for _, c := range m.Copies {
+		img, ok := live[c.ImageID]
+		if !ok {
+			t.Errorf("%s/%s: %s not visible to its own account", c.Account, c.Region, c.ImageID)
+			continue
+		}
+		if img.State != ec2types.ImageStateAvailable || !strings.Contains(c.KeyARN, ":"+c.Account+":key/") {
+			t.Errorf("%s/%s: %s is %s under %s", c.Account, c.Region, c.ImageID, img.State, c.KeyARN)
+		}
+		seen := map[string]string{}
+		for _, tg := range img.Tags {
+			seen[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+		}
+		for _, k := range tags {
+			if seen[k] == "" {
+				t.Errorf("%s/%s: %s lacks tag %s as its account sees it: %v", c.Account, c.Region, c.ImageID, k, seen)
+			}
+		}
+		for _, bdm := range img.BlockDeviceMappings {
+			if bdm.Ebs != nil && (!aws.ToBool(bdm.Ebs.Encrypted) || aws.ToString(bdm.Ebs.KmsKeyId) != c.KeyARN) {
+				t.Errorf("%s/%s: %s device %s encrypted=%v key %s", c.Account, c.Region, c.ImageID, aws.ToString(bdm.DeviceName), aws.ToBool(bdm.Ebs.Encrypted), aws.ToString(bdm.Ebs.KmsKeyId))
+			}
+		}
+	}
+}
+
 func TestCopyDemoChain(t *testing.T) {
 	env := New(t)
 	for k, v := range offlineProxy {
@@ -133,31 +165,7 @@ func TestCopyDemoChain(t *testing.T) {
 	if m.Succeeded != 6 || m.Failed != 0 || len(m.Copies) != 6 {
 		t.Fatalf("manifest: %d ok, %d failed, %d copies", m.Succeeded, m.Failed, len(m.Copies))
 	}
-	live := liveCopies(t, emu)
-	for _, c := range m.Copies {
-		img, ok := live[c.ImageID]
-		if !ok {
-			t.Errorf("%s/%s: %s not visible to its own account", c.Account, c.Region, c.ImageID)
-			continue
-		}
-		if img.State != ec2types.ImageStateAvailable || !strings.Contains(c.KeyARN, ":"+c.Account+":key/") {
-			t.Errorf("%s/%s: %s is %s under %s", c.Account, c.Region, c.ImageID, img.State, c.KeyARN)
-		}
-		tags := map[string]string{}
-		for _, tg := range img.Tags {
-			tags[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
-		}
-		for _, k := range []string{"Name", "Team", "Compliance", "CopiedBy", "Encrypted", "CopiedFromAMI", "amicrypt:kms-key-arn"} {
-			if tags[k] == "" {
-				t.Errorf("%s/%s: %s lacks tag %s as its account sees it: %v", c.Account, c.Region, c.ImageID, k, tags)
-			}
-		}
-		for _, bdm := range img.BlockDeviceMappings {
-			if bdm.Ebs != nil && (!aws.ToBool(bdm.Ebs.Encrypted) || aws.ToString(bdm.Ebs.KmsKeyId) != c.KeyARN) {
-				t.Errorf("%s/%s: %s device %s encrypted=%v key %s", c.Account, c.Region, c.ImageID, aws.ToString(bdm.DeviceName), aws.ToBool(bdm.Ebs.Encrypted), aws.ToString(bdm.Ebs.KmsKeyId))
-			}
-		}
-	}
+	assertCopiesAsOwnersSeeThem(t, emu, m, []string{"Name", "Team", "Compliance", "CopiedBy", "Encrypted", "CopiedFromAMI", "amicrypt:kms-key-arn"})
 	report := emu.Check(t, url.Values{"since_seq": {strconv.Itoa(mark)}})
 	if !report.Pass {
 		t.Errorf("invariant checker:\n%s", report)
@@ -206,23 +214,7 @@ func TestCopyExamples(t *testing.T) {
 				t.Fatalf("manifest: %d ok, %d failed; want %d and 0", m.Succeeded, m.Failed, tt.copies)
 			}
 			if tt.tags != nil {
-				live := liveCopies(t, emu)
-				for _, c := range m.Copies {
-					img, ok := live[c.ImageID]
-					if !ok {
-						t.Errorf("%s/%s: %s not visible to its own account", c.Account, c.Region, c.ImageID)
-						continue
-					}
-					tags := map[string]string{}
-					for _, tg := range img.Tags {
-						tags[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
-					}
-					for _, k := range tt.tags {
-						if tags[k] == "" {
-							t.Errorf("%s/%s: %s lacks tag %s as its account sees it: %v", c.Account, c.Region, c.ImageID, k, tags)
-						}
-					}
-				}
+				assertCopiesAsOwnersSeeThem(t, emu, m, tt.tags)
 			}
 			since := strconv.Itoa(mark)
 

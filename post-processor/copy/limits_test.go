@@ -121,20 +121,7 @@ func TestRetiresGrantsLeftByAKilledRun(t *testing.T) {
 	if n := strings.Count(ui.buf.String(), "left by an earlier run"); n < 2 {
 		t.Errorf("%d stale grants reported, want both:\n%s", n, ui.buf)
 	}
-	attr, err := client.DescribeImageAttribute(ctx, &ec2.DescribeImageAttributeInput{ImageId: aws.String(srcAMI), Attribute: ec2types.ImageAttributeNameLaunchPermission})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(attr.LaunchPermissions) != 1 || aws.ToString(attr.LaunchPermissions[0].UserId) != "333333333333" {
-		t.Errorf("launch permissions after the rerun %+v, want only the unclaimed 333333333333", attr.LaunchPermissions)
-	}
-	sattr, err := client.DescribeSnapshotAttribute(ctx, &ec2.DescribeSnapshotAttributeInput{SnapshotId: aws.String(snap), Attribute: ec2types.SnapshotAttributeNameCreateVolumePermission})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(sattr.CreateVolumePermissions) != 1 || aws.ToString(sattr.CreateVolumePermissions[0].UserId) != "333333333333" {
-		t.Errorf("createVolume permissions after the rerun %+v, want only the unclaimed 333333333333", sattr.CreateVolumePermissions)
-	}
+	assertSharedOnlyWith(t, client, srcAMI, snap, "333333333333")
 	grants, err := kc.ListGrants(ctx, &kms.ListGrantsInput{KeyId: key.KeyMetadata.Arn})
 	if err != nil {
 		t.Fatal(err)
@@ -167,6 +154,27 @@ func TestGrantNameRoundTrip(t *testing.T) {
 	}
 }
 
+// assertSharedOnlyWith checks the AMI's launch permissions and the
+// snapshot's createVolume permissions name account alone.
+func assertSharedOnlyWith(t *testing.T, client *ec2.Client, amiID, snapID, account string) {
+	t.Helper()
+	ctx := context.Background()
+	attr, err := client.DescribeImageAttribute(ctx, &ec2.DescribeImageAttributeInput{ImageId: aws.String(amiID), Attribute: ec2types.ImageAttributeNameLaunchPermission})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(attr.LaunchPermissions) != 1 || aws.ToString(attr.LaunchPermissions[0].UserId) != account {
+		t.Errorf("launch permissions of %s after the run %+v, want only %s", amiID, attr.LaunchPermissions, account)
+	}
+	sattr, err := client.DescribeSnapshotAttribute(ctx, &ec2.DescribeSnapshotAttributeInput{SnapshotId: aws.String(snapID), Attribute: ec2types.SnapshotAttributeNameCreateVolumePermission})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sattr.CreateVolumePermissions) != 1 || aws.ToString(sattr.CreateVolumePermissions[0].UserId) != account {
+		t.Errorf("createVolume permissions of %s after the run %+v, want only %s", snapID, sattr.CreateVolumePermissions, account)
+	}
+}
+
 // TestLeavesEarlierSharesAlone: a launch and createVolume permission that
 // existed before the run is not the run's to remove.
 func TestLeavesEarlierSharesAlone(t *testing.T) {
@@ -192,20 +200,7 @@ func TestLeavesEarlierSharesAlone(t *testing.T) {
 	if _, _, _, err := newPP(t, raw).PostProcess(ctx, ui, fakeArtifact{"amicrypt.ebs", "us-east-1:" + srcAMI}); err != nil {
 		t.Fatalf("PostProcess: %v\n%s", err, ui.buf)
 	}
-	attr, err := client.DescribeImageAttribute(ctx, &ec2.DescribeImageAttributeInput{ImageId: aws.String(srcAMI), Attribute: ec2types.ImageAttributeNameLaunchPermission})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(attr.LaunchPermissions) != 1 || aws.ToString(attr.LaunchPermissions[0].UserId) != "222222222222" {
-		t.Errorf("launch permissions after the run %+v, want only the earlier 222222222222", attr.LaunchPermissions)
-	}
-	sattr, err := client.DescribeSnapshotAttribute(ctx, &ec2.DescribeSnapshotAttributeInput{SnapshotId: aws.String(snap), Attribute: ec2types.SnapshotAttributeNameCreateVolumePermission})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(sattr.CreateVolumePermissions) != 1 || aws.ToString(sattr.CreateVolumePermissions[0].UserId) != "222222222222" {
-		t.Errorf("createVolume permissions after the run %+v, want only the earlier 222222222222", sattr.CreateVolumePermissions)
-	}
+	assertSharedOnlyWith(t, client, srcAMI, snap, "222222222222")
 }
 
 // TestMultiRegionSource: an artifact with an AMI in each of two regions
