@@ -368,28 +368,30 @@ func (r *runner) share(ctx context.Context, src *source) error {
 		}
 		r.say("source %s: granted %s use of %s until the copies are done", src.Region, strings.Join(accounts, ", "), keyARN)
 	}
-	if len(launch.add) > 0 {
-		if err := ebs.ShareImage(ctx, sc.EC2, src.Shared, ebs.Sharing{Users: launch.add}); err != nil {
-			return fmt.Errorf("source %s: %w", src.Region, err)
-		}
-		r.say("source %s: %s may be launched by %s until the copies are done", src.Region, src.Shared, strings.Join(launch.add, ", "))
-	}
+	// Each removal is recorded before its share: a share interrupted on the
+	// wire may have been made, and removing one that was not is harmless.
 	if len(launch.remove) > 0 {
 		r.ledger.Add(fanout.Cleanup, fmt.Sprintf("launch permission on %s (%s/%s) for %s", src.Shared, account, src.Region, strings.Join(launch.remove, ", ")),
 			func(ctx context.Context) error {
 				return ebs.UnshareImage(ctx, sc.EC2, src.Shared, ebs.Sharing{Users: launch.remove})
 			})
 	}
+	if len(launch.add) > 0 {
+		if err := ebs.ShareImage(ctx, sc.EC2, src.Shared, ebs.Sharing{Users: launch.add}); err != nil {
+			return fmt.Errorf("source %s: %w", src.Region, err)
+		}
+		r.say("source %s: %s may be launched by %s until the copies are done", src.Region, src.Shared, strings.Join(launch.add, ", "))
+	}
 	for _, snap := range src.SharedSnaps {
 		v := volumes[snap]
+		if len(v.remove) > 0 {
+			r.ledger.Add(fanout.Cleanup, fmt.Sprintf("createVolume permission on %s (%s/%s) for %s", snap, account, src.Region, strings.Join(v.remove, ", ")),
+				func(ctx context.Context) error { return ebs.UnshareSnapshot(ctx, sc.EC2, snap, v.remove) })
+		}
 		if len(v.add) > 0 {
 			if err := ebs.ShareSnapshot(ctx, sc.EC2, snap, v.add); err != nil {
 				return fmt.Errorf("source %s: %w", src.Region, err)
 			}
-		}
-		if len(v.remove) > 0 {
-			r.ledger.Add(fanout.Cleanup, fmt.Sprintf("createVolume permission on %s (%s/%s) for %s", snap, account, src.Region, strings.Join(v.remove, ", ")),
-				func(ctx context.Context) error { return ebs.UnshareSnapshot(ctx, sc.EC2, snap, v.remove) })
 		}
 	}
 	return nil
