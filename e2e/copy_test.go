@@ -156,7 +156,7 @@ func TestCopyDemoChain(t *testing.T) {
 	if res.ExitCode != 0 {
 		t.Fatalf("packer build: exit %d\n%s", res.ExitCode, res.Output)
 	}
-	for _, want := range []string{"preflight passed: 6 copies planned", "ACCOUNT", "DURATION", "Encrypted AMI copies:", "undone: launch permission"} {
+	for _, want := range []string{"preflight passed: 6 copies planned", "ACCOUNT", "DURATION", "Encrypted AMI copies:", "undone: launch permission", " pending after "} {
 		if !strings.Contains(res.Output, want) {
 			t.Errorf("packer build output lacks %q:\n%s", want, res.Output)
 		}

@@ -235,6 +235,13 @@ func TestCopyToThreeAccountsAndSourceTwoRegions(t *testing.T) {
 			t.Errorf("UI output lacks %q:\n%s", want, out)
 		}
 	}
+	// A line per copy as it progresses: each copy takes many polls here.
+	for _, id := range ids {
+		p := strings.Split(id, ":")
+		if want := p[0] + "/" + p[1] + ": " + p[2] + " pending after"; !strings.Contains(out, want) {
+			t.Errorf("UI output lacks the progress line %q:\n%s", want, out)
+		}
+	}
 
 	var m Manifest
 	b, err := os.ReadFile(manifestPath)
