@@ -191,6 +191,8 @@ const (
 	TagKMSKeyARN     = "amicrypt:kms-key-arn"
 	TagEncrypted     = "Encrypted"
 	TagCopiedFromAMI = "CopiedFromAMI"
+	// TagTransitFor marks a transit copy with the source AMI it stands for.
+	TagTransitFor = "amicrypt:transit-for"
 )
 
 // nameData is what ami_name and ami_description templates see.

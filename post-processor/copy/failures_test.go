@@ -8,12 +8,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 )
@@ -219,40 +221,74 @@ func TestAsyncCopyFailure(t *testing.T) {
 	}
 }
 
+// TestTransitKeyPath: an AMI under aws/ebs is re-encrypted in the source
+// account first; the transit copy is deleted at the end. A transit copy a
+// killed run left (and shared) is reused rather than blocking the name.
 func TestTransitKeyPath(t *testing.T) {
-	srv := emu(t, awsemu.Options{})
-	managedAMI := makeSourceAMI(t, srv, "us-east-1", publicAMI, "") // under aws/ebs
-	raw := baseConfig(t)
-	raw["transit_kms_key_id"] = "alias/amicrypt-build"
-	raw["target"] = []map[string]interface{}{{"account_id": "222222222222"}, {"account_id": "444444444444", "external_id": "amicrypt-demo"}}
-	mark := srv.Emulator().CheckMark()
-	ui := newUI()
-	art, _, _, err := newPP(t, raw).PostProcess(context.Background(), ui, fakeArtifact{"amicrypt.ebs", "us-east-1:" + managedAMI})
-	if err != nil {
-		t.Fatalf("PostProcess: %v\n%s", err, ui.buf)
+	for _, leftByKilledRun := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fresh", true: "left by a killed run"}[leftByKilledRun], func(t *testing.T) {
+			srv := emu(t, awsemu.Options{})
+			ctx := context.Background()
+			managedAMI := makeSourceAMI(t, srv, "us-east-1", publicAMI, "") // under aws/ebs
+			srcClient := ec2.NewFromConfig(srv.Config(ctx, srcAccount, "us-east-1"))
+			stale := ""
+			if leftByKilledRun {
+				out, err := srcClient.CopyImage(ctx, &ec2.CopyImageInput{
+					SourceImageId: aws.String(managedAMI), SourceRegion: aws.String("us-east-1"),
+					Name: aws.String("amicrypt-transit-" + managedAMI), Encrypted: aws.Bool(true), KmsKeyId: aws.String("alias/amicrypt-build"),
+					TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeImage, Tags: ebs.Tags(map[string]string{TagTransitFor: managedAMI})}},
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				stale = aws.ToString(out.ImageId)
+				if _, err := ebs.WaitImageAvailable(ctx, srcClient, awsauth.NewPolling(5*time.Millisecond, 2000), stale, nil); err != nil {
+					t.Fatal(err)
+				}
+				if err := ebs.ShareImage(ctx, srcClient, stale, ebs.Sharing{Users: []string{"222222222222"}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			raw := baseConfig(t)
+			raw["transit_kms_key_id"] = "alias/amicrypt-build"
+			raw["target"] = []map[string]interface{}{{"account_id": "222222222222"}, {"account_id": "444444444444", "external_id": "amicrypt-demo"}}
+			mark := srv.Emulator().CheckMark()
+			ui := newUI()
+			art, _, _, err := newPP(t, raw).PostProcess(ctx, ui, fakeArtifact{"amicrypt.ebs", "us-east-1:" + managedAMI})
+			if err != nil {
+				t.Fatalf("PostProcess: %v\n%s", err, ui.buf)
+			}
+			ids := strings.Split(art.Id(), ",")
+			if len(ids) != 4 {
+				t.Fatalf("artifact %q, want 4 copies", art.Id())
+			}
+			for _, id := range ids {
+				p := strings.Split(id, ":")
+				assertCopy(t, srv, p[0], p[1], p[2], managedAMI)
+			}
+			transit, err := ebs.FindImagesByName(ctx, srcClient, "self", "amicrypt-transit-"+managedAMI)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, img := range transit {
+				if img.State != ec2types.ImageStateDeregistered {
+					t.Errorf("transit copy %s left %s", aws.ToString(img.ImageId), img.State)
+				}
+			}
+			if !strings.Contains(ui.buf.String(), "transit") {
+				t.Errorf("UI does not mention the transit copy:\n%s", ui.buf)
+			}
+			if leftByKilledRun {
+				if !strings.Contains(ui.buf.String(), "transit copy "+stale+" was left by an earlier run; reusing it") {
+					t.Errorf("the stale transit copy %s was not reused:\n%s", stale, ui.buf)
+				}
+				if n := len(srv.Emulator().Audit(awsemu.AuditFilter{Action: "CopyImage", Account: srcAccount, SinceSeq: mark})); n != 0 {
+					t.Errorf("%d CopyImage calls in the source account, want 0: the stale transit copy serves", n)
+				}
+			}
+			check(t, srv, mark)
+		})
 	}
-	ids := strings.Split(art.Id(), ",")
-	if len(ids) != 4 {
-		t.Fatalf("artifact %q, want 4 copies", art.Id())
-	}
-	for _, id := range ids {
-		p := strings.Split(id, ":")
-		assertCopy(t, srv, p[0], p[1], p[2], managedAMI)
-	}
-	srcClient := ec2.NewFromConfig(srv.Config(context.Background(), srcAccount, "us-east-1"))
-	transit, err := ebs.FindImagesByName(context.Background(), srcClient, "self", "amicrypt-transit-"+managedAMI)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, img := range transit {
-		if img.State != ec2types.ImageStateDeregistered {
-			t.Errorf("transit copy %s left %s", aws.ToString(img.ImageId), img.State)
-		}
-	}
-	if !strings.Contains(ui.buf.String(), "transit") {
-		t.Errorf("UI does not mention the transit copy:\n%s", ui.buf)
-	}
-	check(t, srv, mark)
 }
 
 // interruptUI cancels the run as soon as the first copy has started, as

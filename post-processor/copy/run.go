@@ -266,21 +266,28 @@ func autoscalingRole(account string) string {
 // account, because its AWS-managed key can't be shared.
 func (r *runner) transit(ctx context.Context, src *source) error {
 	sc := r.plan.sess.Source(src.Region)
-	r.say("source %s: %s is under the AWS-managed key %s; re-encrypting it under the transit key %s", src.Region, src.ImageID, src.AWSManagedKey, src.TransitKey)
-	id, err := ebs.CopyImageEncrypted(ctx, sc.EC2, ebs.CopyImageSpec{
-		SourceImageID: src.ImageID, SourceRegion: src.Region,
-		Name:        "amicrypt-transit-" + src.ImageID,
-		Description: "amicrypt transit copy of " + src.ImageID + "; deleted when amicrypt-copy ends",
-		KmsKeyID:    src.TransitKey,
-		// The transit copy lives for one run only, so its token is this run's.
-		ClientToken: clientToken(src.ImageID, r.plan.sess.SourceAccount, src.Region, src.TransitKey+"|"+r.runID, 0),
-		Tags:        map[string]string{"amicrypt:transit-for": src.ImageID},
-	})
+	name := "amicrypt-transit-" + src.ImageID
+	id, err := r.staleTransit(ctx, sc, src, name)
 	if err != nil {
-		return fmt.Errorf("source %s: transit copy of %s: %w", src.Region, src.ImageID, err)
+		return fmt.Errorf("source %s: %w", src.Region, err)
+	}
+	if id == "" {
+		r.say("source %s: %s is under the AWS-managed key %s; re-encrypting it under the transit key %s", src.Region, src.ImageID, src.AWSManagedKey, src.TransitKey)
+		id, err = ebs.CopyImageEncrypted(ctx, sc.EC2, ebs.CopyImageSpec{
+			SourceImageID: src.ImageID, SourceRegion: src.Region,
+			Name:        name,
+			Description: "amicrypt transit copy of " + src.ImageID + "; deleted when amicrypt-copy ends",
+			KmsKeyID:    src.TransitKey,
+			// The transit copy lives for one run only, so its token is this run's.
+			ClientToken: clientToken(src.ImageID, r.plan.sess.SourceAccount, src.Region, src.TransitKey+"|"+r.runID, 0),
+			Tags:        map[string]string{TagTransitFor: src.ImageID},
+		})
+		if err != nil {
+			return fmt.Errorf("source %s: transit copy of %s: %w", src.Region, src.ImageID, err)
+		}
 	}
 	r.ledger.Add(fanout.Cleanup, fmt.Sprintf("transit copy %s in %s/%s", id, r.plan.sess.SourceAccount, src.Region),
-		func(ctx context.Context) error { return ebs.DeleteImageAndSnapshots(ctx, sc.EC2, id) })
+		func(ctx context.Context) error { return ebs.DeleteImageWhenSettled(ctx, sc.EC2, r.poll, id) })
 	img, err := r.waiter(sc).Wait(ctx, id, nil)
 	if err != nil {
 		return fmt.Errorf("source %s: transit copy %s: %w", src.Region, id, err)
@@ -289,6 +296,41 @@ func (r *runner) transit(ctx context.Context, src *source) error {
 	src.SharedSnaps = ebs.ImageSnapshotIDs(img)
 	r.say("source %s: transit copy %s is available", src.Region, id)
 	return nil
+}
+
+// staleTransit finds the transit copy of src that a run killed before its
+// cleanup left under name (which would block a new one). One under the
+// transit key, available or pending, is returned for reuse; any other is
+// deleted. Its shares go with it when this run deletes it.
+func (r *runner) staleTransit(ctx context.Context, sc *clients, src *source, name string) (string, error) {
+	prior, err := ebs.FindImagesByName(ctx, sc.EC2, "self", name)
+	if err != nil {
+		return "", fmt.Errorf("looking for a transit copy left by an earlier run: %w", err)
+	}
+	for _, img := range prior {
+		id := aws.ToString(img.ImageId)
+		if ebs.TagMap(img.Tags)[TagTransitFor] != src.ImageID || img.State == ec2types.ImageStateDeregistered {
+			continue // not ours: CopyImage reports the name in use
+		}
+		usable := img.State == ec2types.ImageStateAvailable || img.State == ec2types.ImageStatePending
+		for _, m := range img.BlockDeviceMappings {
+			if m.Ebs == nil {
+				continue
+			}
+			if k := aws.ToString(m.Ebs.KmsKeyId); k != "" && k != src.TransitKey {
+				usable = false // made under another transit key
+			}
+		}
+		if usable {
+			r.say("source %s: transit copy %s was left by an earlier run; reusing it, and deleting it at the end", src.Region, id)
+			return id, nil
+		}
+		r.say("source %s: deleting transit copy %s (%s) left by an earlier run", src.Region, id, img.State)
+		if err := ebs.DeleteImageWhenSettled(ctx, sc.EC2, r.poll, id); err != nil {
+			return "", fmt.Errorf("deleting transit copy %s left by an earlier run: %w", id, err)
+		}
+	}
+	return "", nil
 }
 
 // share gives exactly the target accounts that copy from src what they
