@@ -42,7 +42,9 @@ func polledIDs(e awsemu.AuditEntry) []string {
 func TestWaitingIsBatchedPerAccountRegion(t *testing.T) {
 	srv := emu(t, awsemu.Options{TimeScale: 0.01})
 	ctx := context.Background()
-	r := &runner{poll: awsauth.NewPolling(20*time.Millisecond, 2000), waiters: map[string]*ebs.ImageWaiter{}}
+	// The first poll comes one delay after the first Wait: ample time for
+	// the other waits to register, so it must ask for every copy.
+	r := &runner{poll: awsauth.NewPolling(50*time.Millisecond, 2000), waiters: map[string]*ebs.ImageWaiter{}}
 	inFlight := map[string]int{"222222222222": 3, "333333333333": 2}
 
 	type copyInFlight struct {
