@@ -122,13 +122,41 @@ func TestRetiresGrantsLeftByAKilledRun(t *testing.T) {
 		t.Errorf("%d stale grants reported, want both:\n%s", n, ui.buf)
 	}
 	assertSharedOnlyWith(t, client, srcAMI, snap, "333333333333")
-	grants, err := kc.ListGrants(ctx, &kms.ListGrantsInput{KeyId: key.KeyMetadata.Arn})
-	if err != nil {
+	assertNoGrants := func(when string) {
+		t.Helper()
+		grants, err := kc.ListGrants(ctx, &kms.ListGrantsInput{KeyId: key.KeyMetadata.Arn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(grants.Grants) != 0 {
+			t.Errorf("%s: %d grants left on the source key: %+v", when, len(grants.Grants), grants.Grants)
+		}
+	}
+	assertNoGrants("after the rerun")
+
+	// Killed again after its copy was made: the next run reuses the copy,
+	// shares nothing, and still takes back what the killed run lent.
+	if _, err := kc.CreateGrant(ctx, &kms.CreateGrantInput{
+		KeyId: key.KeyMetadata.Arn, GranteePrincipal: aws.String("arn:aws:iam::222222222222:role/amicrypt-copy"),
+		Operations: []kmstypes.GrantOperation{kmstypes.GrantOperationDecrypt}, Name: aws.String(grantName(srcAMI, "222222222222", shared{launch: true, volume: true})),
+	}); err != nil {
 		t.Fatal(err)
 	}
-	if len(grants.Grants) != 0 {
-		t.Errorf("%d grants left on the source key: %+v", len(grants.Grants), grants.Grants)
+	if err := ebs.ShareImage(ctx, client, srcAMI, ebs.Sharing{Users: []string{"222222222222"}}); err != nil {
+		t.Fatal(err)
 	}
+	if err := ebs.ShareSnapshot(ctx, client, snap, []string{"222222222222"}); err != nil {
+		t.Fatal(err)
+	}
+	ui = newUI()
+	if _, _, _, err := newPP(t, raw).PostProcess(ctx, ui, fakeArtifact{"amicrypt.ebs", "us-east-1:" + srcAMI}); err != nil {
+		t.Fatalf("PostProcess with the copy made: %v\n%s", err, ui.buf)
+	}
+	if !strings.Contains(ui.buf.String(), "reused") {
+		t.Errorf("the copy was not reused:\n%s", ui.buf)
+	}
+	assertSharedOnlyWith(t, client, srcAMI, snap, "333333333333")
+	assertNoGrants("after the run that reused the copy")
 }
 
 func TestGrantNameRoundTrip(t *testing.T) {
@@ -163,15 +191,23 @@ func assertSharedOnlyWith(t *testing.T, client *ec2.Client, amiID, snapID, accou
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(attr.LaunchPermissions) != 1 || aws.ToString(attr.LaunchPermissions[0].UserId) != account {
-		t.Errorf("launch permissions of %s after the run %+v, want only %s", amiID, attr.LaunchPermissions, account)
+	var launch []string
+	for _, p := range attr.LaunchPermissions {
+		launch = append(launch, aws.ToString(p.UserId)+aws.ToString(p.OrganizationArn)+aws.ToString(p.OrganizationalUnitArn)+string(p.Group))
+	}
+	if len(launch) != 1 || launch[0] != account {
+		t.Errorf("launch permissions of %s after the run %v, want only %s", amiID, launch, account)
 	}
 	sattr, err := client.DescribeSnapshotAttribute(ctx, &ec2.DescribeSnapshotAttributeInput{SnapshotId: aws.String(snapID), Attribute: ec2types.SnapshotAttributeNameCreateVolumePermission})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(sattr.CreateVolumePermissions) != 1 || aws.ToString(sattr.CreateVolumePermissions[0].UserId) != account {
-		t.Errorf("createVolume permissions of %s after the run %+v, want only %s", snapID, sattr.CreateVolumePermissions, account)
+	var volume []string
+	for _, p := range sattr.CreateVolumePermissions {
+		volume = append(volume, aws.ToString(p.UserId)+string(p.Group))
+	}
+	if len(volume) != 1 || volume[0] != account {
+		t.Errorf("createVolume permissions of %s after the run %v, want only %s", snapID, volume, account)
 	}
 }
 

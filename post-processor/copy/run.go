@@ -349,13 +349,12 @@ func (r *runner) share(ctx context.Context, src *source) error {
 			roles[j.Target.Account] = j.Target.RoleARN
 		}
 	}
-	if len(accounts) == 0 {
-		return nil
-	}
 	sort.Strings(accounts)
 	sc := r.plan.sess.Source(src.Region)
 	account := r.plan.sess.SourceAccount
 
+	// Even when every copy exists already (a rerun after a kill), what the
+	// killed run lent is found and taken back.
 	stale := map[string]shared{}
 	for _, keyARN := range src.SharedKeys {
 		if err := r.adoptStaleGrants(ctx, sc, src, keyARN, stale); err != nil {
@@ -365,6 +364,9 @@ func (r *runner) share(ctx context.Context, src *source) error {
 	if src.TransitKey != "" {
 		// The permissions of an earlier run were on its own transit copy.
 		stale = map[string]shared{}
+	}
+	if len(accounts) == 0 && len(stale) == 0 {
+		return nil
 	}
 
 	attr, err := sc.EC2.DescribeImageAttribute(ctx, &ec2.DescribeImageAttributeInput{ImageId: aws.String(src.Shared), Attribute: ec2types.ImageAttributeNameLaunchPermission})
@@ -408,7 +410,9 @@ func (r *runner) share(ctx context.Context, src *source) error {
 			r.ledger.Add(fanout.Cleanup, fmt.Sprintf("grant %s (%s) on %s for %s", g.ID, name, keyARN, roles[acct]),
 				func(ctx context.Context) error { return ebs.RetireGrant(ctx, sc.KMS, g) })
 		}
-		r.say("source %s: granted %s use of %s until the copies are done", src.Region, strings.Join(accounts, ", "), keyARN)
+		if len(accounts) > 0 {
+			r.say("source %s: granted %s use of %s until the copies are done", src.Region, strings.Join(accounts, ", "), keyARN)
+		}
 	}
 	// Each removal is recorded before its share: a share interrupted on the
 	// wire may have been made, and removing one that was not is harmless.
