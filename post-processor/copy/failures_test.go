@@ -278,6 +278,17 @@ func TestTransitKeyPath(t *testing.T) {
 			if !strings.Contains(ui.buf.String(), "transit") {
 				t.Errorf("UI does not mention the transit copy:\n%s", ui.buf)
 			}
+			if !leftByKilledRun {
+				// A rerun finds every copy: no transit copy, no copy at all.
+				rerun := srv.Emulator().CheckMark()
+				ui2 := newUI()
+				if _, _, _, err := newPP(t, raw).PostProcess(ctx, ui2, fakeArtifact{"amicrypt.ebs", "us-east-1:" + managedAMI}); err != nil {
+					t.Fatalf("rerun: %v\n%s", err, ui2.buf)
+				}
+				if n := callsSince(srv, rerun, "CopyImage"); n != 0 {
+					t.Errorf("the rerun made %d CopyImage calls, want 0 (every copy exists, so no transit copy either)\n%s", n, ui2.buf)
+				}
+			}
 			if leftByKilledRun {
 				if !strings.Contains(ui.buf.String(), "transit copy "+stale+" was left by an earlier run; reusing it") {
 					t.Errorf("the stale transit copy %s was not reused:\n%s", stale, ui.buf)

@@ -167,7 +167,7 @@ func (r *runner) change(ctx context.Context) error {
 		return err
 	}
 	for _, src := range r.plan.sources {
-		if src.TransitKey != "" && r.used(src) {
+		if src.TransitKey != "" && r.copiesFrom(src) {
 			if err := r.transit(ctx, src); err != nil {
 				return err
 			}
@@ -192,9 +192,11 @@ func (r *runner) change(ctx context.Context) error {
 	return fanout.Errors(results)
 }
 
-func (r *runner) used(src *source) bool {
+// copiesFrom reports whether any job still has to copy from src: copies
+// an earlier run made are reused, and need no transit copy.
+func (r *runner) copiesFrom(src *source) bool {
 	for _, j := range r.plan.jobs {
-		if j.Source == src {
+		if j.Source == src && j.Existing == "" {
 			return true
 		}
 	}
