@@ -38,11 +38,12 @@ func (b *Builder) Prepare(raws ...interface{}) ([]string, []string, error) {
 func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook) (packersdk.Artifact, error) {
 	clients := b.clients
 	if clients == nil {
-		cfg, err := b.config.AccessConfig.Config(ctx)
+		access := &b.config.AccessConfig
+		cfg, err := access.Config(ctx)
 		if err != nil {
 			return nil, err
 		}
-		clients = newAWSClients(cfg, b.config.AccessConfig.EC2Options())
+		clients = newAWSClients(cfg, access.EC2Options())
 	}
 	build := &buildState{config: &b.config, clients: clients, runID: uuid.TimeOrderedUUID()}
 	state := new(multistep.BasicStateBag)

@@ -402,7 +402,7 @@ func (c *Config) prepareLaunch() []error {
 	}
 	if c.UserDataFile != "" {
 		if _, err := os.Stat(c.UserDataFile); err != nil {
-			errs = append(errs, fmt.Errorf("user_data_file: %q can't be read (%v); fix the path", c.UserDataFile, err))
+			errs = append(errs, fmt.Errorf("user_data_file: %q can't be read (%w); fix the path", c.UserDataFile, err))
 		}
 	}
 	if c.SubnetID != "" && len(c.SubnetFilter.Filters) > 0 {

@@ -566,11 +566,12 @@ func TestEmulatorTemporaryKeyPairAndSecurityGroup(t *testing.T) {
 	if _, err := c.Prepare(with("communicator", "ssh", "ssh_username", "ec2-user", "ami_name", "amicrypt-ssh")); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := c.AccessConfig.Config(context.Background())
+	access := &c.AccessConfig
+	cfg, err := access.Config(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &buildState{config: &c, clients: newAWSClients(cfg, c.AccessConfig.EC2Options()), runID: "t"}
+	b := &buildState{config: &c, clients: newAWSClients(cfg, access.EC2Options()), runID: "t"}
 	state := new(multistep.BasicStateBag)
 	state.Put("build", b)
 	state.Put("ui", packersdk.TestUi(t))

@@ -65,7 +65,7 @@ communicator = "none"
 		t.Fatal(diags)
 	}
 	var b Builder
-	val, diags := hcldec.Decode(f.Body, hcldec.ObjectSpec(b.ConfigSpec()), &hcl.EvalContext{})
+	val, diags := hcldec.Decode(f.Body, b.ConfigSpec(), &hcl.EvalContext{})
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}

@@ -32,7 +32,7 @@ func snapshotProgress(u packersdk.Ui, label string) func(*types.Snapshot) {
 			return
 		}
 		lastState, lastPct = s.State, pct
-		u.Message(fmt.Sprintf("%s %s: %s %s", label, aws.ToString(s.SnapshotId), s.State, p))
+		detail(u, fmt.Sprintf("%s %s: %s %s", label, aws.ToString(s.SnapshotId), s.State, p))
 	}
 }
 
@@ -54,6 +54,6 @@ func imageProgress(u packersdk.Ui, label string, interval time.Duration, now fun
 			return
 		}
 		lastState, lastPrint = img.State, t
-		u.Message(fmt.Sprintf("%s %s: %s (%s waited)", label, aws.ToString(img.ImageId), img.State, t.Sub(start).Round(time.Second)))
+		detail(u, fmt.Sprintf("%s %s: %s (%s waited)", label, aws.ToString(img.ImageId), img.State, t.Sub(start).Round(time.Second)))
 	}
 }

@@ -109,3 +109,11 @@ func halt(state multistep.StateBag, err error) multistep.StepAction {
 }
 
 func ui(state multistep.StateBag) packersdk.Ui { return state.Get("ui").(packersdk.Ui) }
+
+// detail prints msg as a detail line under the current step. Packer core
+// still indents Message lines under the "==> " of Say lines, so Say would turn
+// every detail into a step heading; the SDK's deprecation of Message (use Say)
+// would change the output, hence the one exemption here.
+func detail(u packersdk.Ui, msg string) {
+	u.Message(msg) //nolint:staticcheck // SA1019: see the comment above
+}

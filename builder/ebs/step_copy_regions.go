@@ -40,12 +40,12 @@ func (s *stepCopyRegions) Run(ctx context.Context, state multistep.StateBag) mul
 				return err
 			}
 			b.setAMI(region, id)
-			ui(state).Message(fmt.Sprintf("%s: copy %s started under %s", region, id, b.regionKeys[region]))
+			detail(ui(state), fmt.Sprintf("%s: copy %s started under %s", region, id, b.regionKeys[region]))
 			progress := imageProgress(ui(state), region+": copy", stillWaitingEvery, time.Now)
 			if _, err := ebs.WaitImageAvailable(gctx, client, c.PollingConfig, id, progress); err != nil {
 				return fmt.Errorf("%s: %w", region, err)
 			}
-			ui(state).Message(fmt.Sprintf("%s: AMI %s is available", region, id))
+			detail(ui(state), fmt.Sprintf("%s: AMI %s is available", region, id))
 			return nil
 		})
 	}
@@ -86,7 +86,7 @@ func (s *stepCopyRegions) Cleanup(state multistep.StateBag) {
 				return nil
 			}
 			b.removeAMI(r)
-			ui(state).Message(fmt.Sprintf("Removed copy %s in %s and its snapshots", amis[r], r))
+			detail(ui(state), fmt.Sprintf("Removed copy %s in %s and its snapshots", amis[r], r))
 			return nil
 		})
 	}

@@ -141,7 +141,7 @@ func (s *stepCreateSnapshots) Cleanup(state multistep.StateBag) {
 			ui(state).Error(fmt.Sprintf("%v (delete it by hand)", err))
 			continue
 		}
-		ui(state).Message("Deleted intermediate snapshot " + id)
+		detail(ui(state), "Deleted intermediate snapshot "+id)
 	}
 	s.mu.Lock()
 	s.created = kept

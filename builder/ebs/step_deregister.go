@@ -32,7 +32,7 @@ func (s *stepDeregister) Run(ctx context.Context, state multistep.StateBag) mult
 			if err := ebs.DeleteImageAndSnapshots(ctx, client, id); err != nil {
 				return halt(state, fmt.Errorf("force_deregister: %w", err))
 			}
-			ui(state).Message(fmt.Sprintf("force_deregister: deregistered %s in %s and deleted its snapshots", id, r))
+			detail(ui(state), fmt.Sprintf("force_deregister: deregistered %s in %s and deleted its snapshots", id, r))
 		}
 	}
 	return multistep.ActionContinue

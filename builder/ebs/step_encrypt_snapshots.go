@@ -32,12 +32,12 @@ func (s *stepEncryptSnapshots) Run(ctx context.Context, state multistep.StateBag
 	g, gctx := errgroup.WithContext(ctx)
 	for _, src := range b.sourceSnapshots {
 		if src.Encrypted && src.KmsKeyID == b.keyARN {
-			ui(state).Message(fmt.Sprintf("%s: snapshot %s is already encrypted under %s; no copy needed", src.Device, src.SnapshotID, b.keyARN))
+			detail(ui(state), fmt.Sprintf("%s: snapshot %s is already encrypted under %s; no copy needed", src.Device, src.SnapshotID, b.keyARN))
 			b.encrypted[src.Device] = src.SnapshotID
 			continue
 		}
 		g.Go(func() error {
-			ui(state).Message(fmt.Sprintf("%s: copying snapshot %s encrypted under %s…", src.Device, src.SnapshotID, b.keyARN))
+			detail(ui(state), fmt.Sprintf("%s: copying snapshot %s encrypted under %s…", src.Device, src.SnapshotID, b.keyARN))
 			tags := map[string]string{}
 			for k, v := range c.SnapshotTags {
 				tags[k] = v
@@ -85,6 +85,6 @@ func (s *stepEncryptSnapshots) Cleanup(state multistep.StateBag) {
 			ui(state).Error(fmt.Sprintf("%v (delete it by hand)", err))
 			continue
 		}
-		ui(state).Message("Deleted encrypted copy " + id)
+		detail(ui(state), "Deleted encrypted copy "+id)
 	}
 }

@@ -36,7 +36,7 @@ func (s *stepKeyPair) Run(ctx context.Context, state multistep.StateBag) multist
 	b.keyPairName = name
 	c.Comm.SSHKeyPairName = name
 	c.Comm.SSHPrivateKey = []byte(privateKey)
-	ui(state).Message("Created temporary key pair " + name)
+	detail(ui(state), "Created temporary key pair "+name)
 	return multistep.ActionContinue
 }
 
@@ -51,6 +51,6 @@ func (s *stepKeyPair) Cleanup(state multistep.StateBag) {
 		ui(state).Error(fmt.Sprintf("%v (delete it by hand)", err))
 		return
 	}
-	ui(state).Message("Deleted temporary key pair " + b.keyPairName)
+	detail(ui(state), "Deleted temporary key pair "+b.keyPairName)
 	b.keyPairName = ""
 }

@@ -29,7 +29,7 @@ func (s *stepPreflight) Run(ctx context.Context, state multistep.StateBag) multi
 			return halt(state, err)
 		}
 		b.account = id.Account
-		ui(state).Message(fmt.Sprintf("Credentials: %s (account %s)", id.ARN, id.Account))
+		detail(ui(state), fmt.Sprintf("Credentials: %s (account %s)", id.ARN, id.Account))
 	}
 
 	src, err := findSourceAMI(ctx, b.clients.EC2(c.RawRegion), c)
@@ -42,7 +42,7 @@ func (s *stepPreflight) Run(ctx context.Context, state multistep.StateBag) multi
 	if err != nil {
 		return halt(state, err)
 	}
-	ui(state).Message(keys)
+	detail(ui(state), keys)
 	if err := s.checkNames(ctx, b); err != nil {
 		return halt(state, err)
 	}

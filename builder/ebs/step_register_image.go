@@ -69,7 +69,7 @@ func (s *stepRegisterImage) Run(ctx context.Context, state multistep.StateBag) m
 		b.imageSnapshots[snap] = true
 	}
 	b.mu.Unlock()
-	ui(state).Message(fmt.Sprintf("AMI %s is available in %s", id, c.RawRegion))
+	detail(ui(state), fmt.Sprintf("AMI %s is available in %s", id, c.RawRegion))
 	return multistep.ActionContinue
 }
 
@@ -85,7 +85,7 @@ func registerInput(b *buildState) (*ec2.RegisterImageInput, error) {
 		RootDeviceName:     src.RootDeviceName,
 		EnaSupport:         src.EnaSupport,
 		SriovNetSupport:    src.SriovNetSupport,
-		BootMode:           types.BootModeValues(src.BootMode),
+		BootMode:           src.BootMode,
 		TpmSupport:         src.TpmSupport,
 		ImdsSupport:        src.ImdsSupport,
 		TagSpecifications:  ebs.TagSpecs(map[types.ResourceType]map[string]string{types.ResourceTypeImage: c.AMITags}),
@@ -169,6 +169,6 @@ func (s *stepRegisterImage) Cleanup(state multistep.StateBag) {
 	b.mu.Lock()
 	b.imageSnapshots = nil // no longer held by a kept AMI: the snapshot steps delete theirs
 	b.mu.Unlock()
-	ui(state).Message(removed)
+	detail(ui(state), removed)
 	s.imageID = ""
 }

@@ -34,14 +34,14 @@ func (s *stepRunInstance) Run(ctx context.Context, state multistep.StateBag) mul
 		return halt(state, err)
 	}
 	s.instanceID = aws.ToString(inst.InstanceId)
-	ui(state).Message("Instance " + s.instanceID + " launched; waiting for it to run…")
+	detail(ui(state), "Instance "+s.instanceID+" launched; waiting for it to run…")
 	inst, err = ebs.WaitInstanceRunning(ctx, client, c.PollingConfig, s.instanceID)
 	if err != nil {
 		return halt(state, err)
 	}
 	b.instance = inst
 	state.Put("instance_id", s.instanceID)
-	ui(state).Message("Instance " + s.instanceID + " is running")
+	detail(ui(state), "Instance "+s.instanceID+" is running")
 	return multistep.ActionContinue
 }
 
@@ -147,7 +147,7 @@ func (s *stepRunInstance) Cleanup(state multistep.StateBag) {
 		ui(state).Error(fmt.Sprintf("waiting for instance %s to terminate: %v", s.instanceID, err))
 		return
 	}
-	ui(state).Message("Instance " + s.instanceID + " terminated")
+	detail(ui(state), "Instance "+s.instanceID+" terminated")
 	s.instanceID = ""
 }
 

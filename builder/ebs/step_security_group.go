@@ -40,7 +40,7 @@ func (s *stepSecurityGroup) Run(ctx context.Context, state multistep.StateBag) m
 	if err != nil {
 		return halt(state, err)
 	}
-	ui(state).Message(fmt.Sprintf("Created temporary security group %s (port %d)", b.tempSGID, port))
+	detail(ui(state), fmt.Sprintf("Created temporary security group %s (port %d)", b.tempSGID, port))
 	return multistep.ActionContinue
 }
 
@@ -58,6 +58,6 @@ func (s *stepSecurityGroup) Cleanup(state multistep.StateBag) {
 		ui(state).Error(fmt.Sprintf("%v (delete it by hand)", err))
 		return
 	}
-	ui(state).Message("Deleted temporary security group " + b.tempSGID)
+	detail(ui(state), "Deleted temporary security group "+b.tempSGID)
 	b.tempSGID = ""
 }

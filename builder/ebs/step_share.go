@@ -41,7 +41,7 @@ func (s *stepShare) Run(ctx context.Context, state multistep.StateBag) multistep
 			}
 		}
 		if !c.sharing().Empty() || len(c.SnapshotUsers) > 0 {
-			ui(state).Message(fmt.Sprintf("%s: shared %s", r, id))
+			detail(ui(state), fmt.Sprintf("%s: shared %s", r, id))
 		}
 		if !c.deprecateAt.IsZero() {
 			if err := ebs.DeprecateImage(ctx, client, id, c.deprecateAt); err != nil {

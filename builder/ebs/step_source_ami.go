@@ -16,7 +16,7 @@ type stepSourceAMIInfo struct{}
 func (s *stepSourceAMIInfo) Run(_ context.Context, state multistep.StateBag) multistep.StepAction {
 	b := getBuild(state)
 	src := b.source
-	ui(state).Message(fmt.Sprintf("Source AMI: %s (%s), owner %s, %s, root %s",
+	detail(ui(state), fmt.Sprintf("Source AMI: %s (%s), owner %s, %s, root %s",
 		aws.ToString(src.ImageId), aws.ToString(src.Name), aws.ToString(src.OwnerId), src.Architecture, aws.ToString(src.RootDeviceName)))
 	gd := &packerbuilderdata.GeneratedData{State: state}
 	gd.Put("SourceAMI", aws.ToString(src.ImageId))

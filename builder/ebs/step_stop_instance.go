@@ -25,7 +25,7 @@ func (s *stepStopInstance) Run(ctx context.Context, state multistep.StateBag) mu
 		return halt(state, err)
 	}
 	b.instance = inst
-	ui(state).Message("Instance " + id + " stopped")
+	detail(ui(state), "Instance "+id+" stopped")
 	return multistep.ActionContinue
 }
 

@@ -407,8 +407,8 @@ func TestStepCopyRegions(t *testing.T) {
 			}
 		})
 	}
-	if copyToken("ami-1", "us-west-2", "k") != copyToken("ami-1", "us-west-2", "k") || copyToken("ami-1", "us-west-2", "k") == copyToken("ami-2", "us-west-2", "k") ||
-		len(copyToken("ami-1", "us-west-2", "k")) > 64 {
+	token, again := copyToken("ami-1", "us-west-2", "k"), copyToken("ami-1", "us-west-2", "k")
+	if token != again || token == copyToken("ami-2", "us-west-2", "k") || len(token) > 64 {
 		t.Error("copy tokens must be stable per (AMI, region, key), distinct otherwise, ≤ 64 characters")
 	}
 }

@@ -104,7 +104,7 @@ func (c *AccessConfig) Prepare() []error {
 	}
 	if c.SharedCredentialsFile != "" {
 		if _, err := os.Stat(c.SharedCredentialsFile); err != nil {
-			errs = append(errs, fmt.Errorf("shared_credentials_file: %q can't be read (%v); fix the path or remove the setting", c.SharedCredentialsFile, err))
+			errs = append(errs, fmt.Errorf("shared_credentials_file: %q can't be read (%w); fix the path or remove the setting", c.SharedCredentialsFile, err))
 		}
 	}
 	errs = append(errs, c.AssumeRole.prepare()...)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,7 +59,7 @@ func (a *awsCLI) run(accessKey, secretKey, token, region string, args ...string)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	if err != nil {
-		if _, ok := err.(*exec.ExitError); !ok {
+		if exitErr := (*exec.ExitError)(nil); !errors.As(err, &exitErr) {
 			a.t.Fatalf("running aws %v: %v", args, err)
 		}
 	}

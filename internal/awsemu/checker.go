@@ -223,6 +223,12 @@ type checker struct {
 
 func (ck *checker) add(f Finding) { ck.findings = append(ck.findings, f) }
 
+// stillGranted reports whether a permission once added for grantee ("all"
+// meaning public) is still on a resource with these public flag and users.
+func stillGranted(grantee string, public bool, users []string) bool {
+	return grantee == "all" && public || contains(users, grantee)
+}
+
 // selected reports whether a resource of account made by principal at t
 // is in scope.
 func (ck *checker) selected(account, principal string, t time.Time) bool {
@@ -364,7 +370,7 @@ func (ck *checker) leftoverPermissions() {
 			seen[key] = true
 			if isImage {
 				img, ok := ck.e.ec2.Images[id]
-				if !ok || !(grantee == "all" && img.Public || contains(img.LaunchUsers, grantee)) {
+				if !ok || !stillGranted(grantee, img.Public, img.LaunchUsers) {
 					continue
 				}
 				ck.add(Finding{Check: CheckLeftoverLaunchPerm, Account: img.Owner, Region: img.Region, Resource: id, Principal: a.Principal,
@@ -372,7 +378,7 @@ func (ck *checker) leftoverPermissions() {
 				continue
 			}
 			s, ok := ck.e.ec2.Snapshots[id]
-			if !ok || !(grantee == "all" && s.Public || contains(s.CreateVolumeUsers, grantee)) {
+			if !ok || !stillGranted(grantee, s.Public, s.CreateVolumeUsers) {
 				continue
 			}
 			ck.add(Finding{Check: CheckLeftoverVolumePerm, Account: s.Owner, Region: s.Region, Resource: id, Principal: a.Principal,

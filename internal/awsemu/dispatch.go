@@ -168,7 +168,8 @@ func (e *Emulator) authenticate(c *Call, r *http.Request, body []byte, auth sigV
 	}
 	// Calls to a region that is not enabled (opt-in) fail authentication,
 	// as on AWS; STS is served from every known region.
-	if !e.regionEnabled(c.Region) && !(c.Service == "sts" && e.regionKnown(c.Region)) {
+	stsServed := c.Service == "sts" && e.regionKnown(c.Region)
+	if !e.regionEnabled(c.Region) && !stsServed {
 		return authRegion, false
 	}
 	return 0, true

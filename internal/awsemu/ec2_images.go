@@ -807,7 +807,6 @@ func (e *Emulator) ec2CopyImage(c *Call, p ec2Params) (any, *APIError) {
 	if src.State != "available" {
 		return nil, Errf("IncorrectState", "Image %s is in state %s; only available images can be copied.", src.ID, src.State)
 	}
-	var srcSnaps []*ec2Snapshot
 	for _, m := range src.Mappings {
 		if m.SnapshotID == "" {
 			continue
@@ -819,7 +818,6 @@ func (e *Emulator) ec2CopyImage(c *Call, p ec2Params) (any, *APIError) {
 		if snap.Encrypted && encGiven && !encrypted {
 			return nil, unencryptedCopy(snap.ID)
 		}
-		srcSnaps = append(srcSnaps, snap)
 	}
 	if n := e.imageCopiesInFlight(c.Account, c.Region); n >= e.opts.Limits.ConcurrentImageCopies {
 		return nil, Errf("ResourceLimitExceeded", "You have reached your quota of %d concurrent AMI copies in %s. Wait for copies in progress to finish.", e.opts.Limits.ConcurrentImageCopies, c.Region)

@@ -164,7 +164,7 @@ func TestEC2CopyTimes(t *testing.T) {
 	first := copyDuration(c, east)
 	second := copyDuration(c, east)
 	cross := copyDuration(cw, west)
-	if !(second < first && cross > first) {
+	if second >= first || cross <= first {
 		t.Fatalf("copy durations: first %s, incremental %s, cross-region %s", first, second, cross)
 	}
 }

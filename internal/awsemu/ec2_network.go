@@ -80,7 +80,11 @@ type ec2Subnet struct {
 func (s *ec2Subnet) nextIP() string {
 	s.Used++
 	var a, b, c, d int
-	fmt.Sscanf(s.CIDR, "%d.%d.%d.%d", &a, &b, &c, &d)
+	if _, err := fmt.Sscanf(s.CIDR, "%d.%d.%d.%d", &a, &b, &c, &d); err != nil {
+		// Only the emulator makes subnets (defaultVPC), always with an IPv4
+		// block; anything else is a hand-edited state file.
+		panic(fmt.Sprintf("awsemu: subnet %s has CIDR %q, not an IPv4 block: %v", s.ID, s.CIDR, err))
+	}
 	n := 4 + s.Used
 	return fmt.Sprintf("%d.%d.%d.%d", a, b, c+(n/256)%16, n%256)
 }

@@ -230,7 +230,7 @@ func TestAuditAndAdmin(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 200 {
+		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
 		}
 		if err := json.Unmarshal(body, v); err != nil {
@@ -277,7 +277,7 @@ func TestAuditAndAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	adv.Body.Close()
-	if adv.StatusCode != 200 || srv.Emulator().Now().Sub(before) < 2*time.Hour {
+	if adv.StatusCode != http.StatusOK || srv.Emulator().Now().Sub(before) < 2*time.Hour {
 		t.Fatalf("advance: %d", adv.StatusCode)
 	}
 	resp, err := http.Get(srv.URL() + "/_emu/nope")
@@ -285,7 +285,7 @@ func TestAuditAndAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != 404 {
+	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("unknown admin path: %d", resp.StatusCode)
 	}
 }
@@ -356,7 +356,7 @@ func TestStateFileRoundTrip(t *testing.T) {
 	if err != nil || len(reloaded) != auditBefore+2 || reloaded[len(reloaded)-1].Action != "GetCallerIdentity" {
 		t.Fatalf("audit log after repair and append: %v, %d entries", err, len(reloaded))
 	}
-	if srv2.Emulator().Now().Sub(time.Now()) < 50*time.Second {
+	if time.Until(srv2.Emulator().Now()) < 50*time.Second {
 		t.Fatal("the clock offset was not restored")
 	}
 }

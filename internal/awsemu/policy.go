@@ -53,7 +53,7 @@ func (p *policyPrincipal) UnmarshalJSON(b []byte) error {
 	var star string
 	if err := json.Unmarshal(b, &star); err == nil {
 		if star != "*" {
-			return fmt.Errorf("Principal %q must be \"*\" or an object like {\"AWS\": \"arn:aws:iam::111111111111:root\"}", star)
+			return fmt.Errorf("field Principal %q must be \"*\" or an object like {\"AWS\": \"arn:aws:iam::111111111111:root\"}", star)
 		}
 		p.Any = true
 		return nil
@@ -63,7 +63,7 @@ func (p *policyPrincipal) UnmarshalJSON(b []byte) error {
 		Service stringList `json:"Service"`
 	}
 	if err := json.Unmarshal(b, &obj); err != nil {
-		return fmt.Errorf("Principal: %w", err)
+		return fmt.Errorf("field Principal: %w", err)
 	}
 	p.AWS, p.Service = obj.AWS, obj.Service
 	for _, v := range p.AWS {
