@@ -64,8 +64,8 @@ const securityGroupTries = 10
 // DeleteSecurityGroup deletes a security group; one already gone is not an
 // error. While an instance still holds it (DependencyViolation) it retries.
 func DeleteSecurityGroup(ctx context.Context, client EC2API, poll *awsauth.PollingConfig, groupID string) error {
-	err := retryWhile(ctx, securityGroupTries, func(int) time.Duration { return poll.Delay() },
-		func(err error) bool { return IsCode(err, "DependencyViolation") },
+	_, err := Retry(ctx, securityGroupTries, func(int) time.Duration { return poll.Delay() },
+		func(err error) bool { return IsCode(err, "DependencyViolation") }, nil,
 		func(ctx context.Context) error {
 			_, err := client.DeleteSecurityGroup(ctx, &ec2.DeleteSecurityGroupInput{GroupId: aws.String(groupID)})
 			return err

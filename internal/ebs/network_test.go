@@ -11,7 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 )
 
-func TestRetryWhile(t *testing.T) {
+func TestRetry(t *testing.T) {
 	busy := apiErr("InvalidSnapshot.InUse", "in use")
 	denied := apiErr("UnauthorizedOperation", "no")
 	cases := []struct {
@@ -20,33 +20,49 @@ func TestRetryWhile(t *testing.T) {
 		tries     int
 		wantCalls int
 		wantCode  string // "" for success
+		wantSpent bool
 	}{
 		{name: "succeeds at once", answers: []error{nil}, tries: 5, wantCalls: 1},
 		{name: "retries while retryable", answers: []error{busy, busy, nil}, tries: 5, wantCalls: 3},
-		{name: "gives up after tries", answers: []error{busy}, tries: 4, wantCalls: 4, wantCode: "InvalidSnapshot.InUse"},
+		{name: "gives up after tries", answers: []error{busy}, tries: 4, wantCalls: 4, wantCode: "InvalidSnapshot.InUse", wantSpent: true},
 		{name: "other errors at once", answers: []error{busy, denied}, tries: 5, wantCalls: 2, wantCode: "UnauthorizedOperation"},
+		{name: "other error on the last try", answers: []error{busy, denied}, tries: 2, wantCalls: 2, wantCode: "UnauthorizedOperation"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			calls := 0
-			var pauses []time.Duration
-			err := retryWhile(context.Background(), tc.tries,
+			var pauses, heard []time.Duration
+			spent, err := Retry(context.Background(), tc.tries,
 				func(try int) time.Duration {
 					d := linearPause(time.Microsecond)(try)
 					pauses = append(pauses, d)
 					return d
 				},
 				func(err error) bool { return IsCode(err, "InvalidSnapshot.InUse") },
+				func(try int, err error, pause time.Duration) {
+					if try != len(heard)+1 || !IsCode(err, "InvalidSnapshot.InUse") {
+						t.Errorf("onRetry(%d, %v) after %d retries", try, err, len(heard))
+					}
+					heard = append(heard, pause)
+				},
 				func(context.Context) error {
 					calls++
 					return tc.answers[min(calls, len(tc.answers))-1]
 				})
-			if calls != tc.wantCalls || ErrorCode(err) != tc.wantCode || (tc.wantCode == "") != (err == nil) {
-				t.Fatalf("calls = %d, err = %v; want %d calls, code %q", calls, err, tc.wantCalls, tc.wantCode)
+			if calls != tc.wantCalls || ErrorCode(err) != tc.wantCode || (tc.wantCode == "") != (err == nil) || spent != tc.wantSpent {
+				t.Fatalf("calls = %d, err = %v, spent = %t; want %d calls, code %q, spent %t", calls, err, spent, tc.wantCalls, tc.wantCode, tc.wantSpent)
 			}
 			for i, d := range pauses {
 				if d != time.Duration(i+1)*time.Microsecond {
 					t.Errorf("pause %d = %s, want linear growth", i+1, d)
+				}
+			}
+			if len(pauses) != calls-1 || len(heard) != len(pauses) {
+				t.Errorf("%d pauses and %d onRetry calls for %d calls", len(pauses), len(heard), calls)
+			}
+			for i := range heard {
+				if heard[i] != pauses[i] {
+					t.Errorf("onRetry heard pause %s, slept %s", heard[i], pauses[i])
 				}
 			}
 		})
@@ -54,8 +70,8 @@ func TestRetryWhile(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := retryWhile(ctx, 5, linearPause(time.Hour), func(error) bool { return true }, func(context.Context) error { return busy })
-	if !errors.Is(err, context.Canceled) || !IsCode(err, "InvalidSnapshot.InUse") {
+	spent, err := Retry(ctx, 5, linearPause(time.Hour), func(error) bool { return true }, nil, func(context.Context) error { return busy })
+	if spent || !errors.Is(err, context.Canceled) || !IsCode(err, "InvalidSnapshot.InUse") {
 		t.Errorf("cancelled retry = %v; want the last error and context.Canceled", err)
 	}
 }

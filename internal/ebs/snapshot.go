@@ -105,8 +105,8 @@ const inUseRetries = 10
 // DeleteSnapshot deletes a snapshot; one already gone is not an error. A
 // snapshot still held by an image being deregistered is retried briefly.
 func DeleteSnapshot(ctx context.Context, client EC2API, snapshotID string) error {
-	err := retryWhile(ctx, inUseRetries+1, linearPause(200*time.Millisecond),
-		func(err error) bool { return IsCode(err, "InvalidSnapshot.InUse") },
+	_, err := Retry(ctx, inUseRetries+1, linearPause(200*time.Millisecond),
+		func(err error) bool { return IsCode(err, "InvalidSnapshot.InUse") }, nil,
 		func(ctx context.Context) error {
 			_, err := client.DeleteSnapshot(ctx, &ec2.DeleteSnapshotInput{SnapshotId: aws.String(snapshotID)})
 			return err

@@ -61,8 +61,8 @@ func CreateTags(ctx context.Context, client EC2API, ids []string, tags map[strin
 	if len(tags) == 0 || len(ids) == 0 {
 		return nil
 	}
-	err := retryWhile(ctx, tagRetries+1, linearPause(250*time.Millisecond),
-		func(err error) bool { return strings.HasSuffix(ErrorCode(err), ".NotFound") },
+	_, err := Retry(ctx, tagRetries+1, linearPause(250*time.Millisecond),
+		func(err error) bool { return strings.HasSuffix(ErrorCode(err), ".NotFound") }, nil,
 		func(ctx context.Context) error {
 			_, err := client.CreateTags(ctx, &ec2.CreateTagsInput{Resources: ids, Tags: Tags(tags)})
 			return err

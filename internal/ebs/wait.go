@@ -11,7 +11,7 @@ import (
 
 // The SDK's generated waiters poll one resource and can neither report
 // progress nor batch many IDs. So amicrypt has its own: wait (one snapshot or
-// instance), ImageWaiter (images, batched), and retryWhile (a call EC2
+// instance), ImageWaiter (images, batched), and Retry (a call EC2
 // refuses for a moment). Nothing else in this package or the amicrypt-ebs
 // builder polls AWS.
 
@@ -113,20 +113,31 @@ func IsStateError(err error) bool {
 	return errors.As(err, &se)
 }
 
-// retryWhile calls call until it succeeds, fails with an error retryable
+// Retry calls call until it succeeds, fails with an error retryable
 // rejects, has been tried tries times, or ctx ends. Before try n+1 it pauses
-// pause(n). It returns call's last error.
-func retryWhile(ctx context.Context, tries int, pause func(try int) time.Duration, retryable func(error) bool, call func(context.Context) error) error {
+// pause(n); onRetry, when set, hears about each retry before its pause. It
+// returns call's last error (joined with ctx's when ctx ended the wait), and
+// spent reports whether the tries ran out on an error still retryable.
+// Hand-written: the SDK's retryers retry one request, not an operation made
+// of several or an error they don't class as retryable.
+func Retry(ctx context.Context, tries int, pause func(try int) time.Duration, retryable func(error) bool,
+	onRetry func(try int, err error, pause time.Duration), call func(context.Context) error) (spent bool, err error) {
 	for try := 1; ; try++ {
-		err := call(ctx)
-		if err == nil || !retryable(err) || try >= tries {
-			return err
+		if err = call(ctx); err == nil || !retryable(err) {
+			return false, err
 		}
-		t := time.NewTimer(pause(try))
+		if try >= tries {
+			return true, err
+		}
+		d := pause(try)
+		if onRetry != nil {
+			onRetry(try, err, d)
+		}
+		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return errors.Join(err, ctx.Err())
+			return false, errors.Join(err, ctx.Err())
 		case <-t.C:
 		}
 	}

@@ -2,7 +2,6 @@ package fanout
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -51,26 +50,11 @@ func (b Backoff) Pause(n int) time.Duration {
 // retry before its pause.
 func (b Backoff) Retry(ctx context.Context, retryable func(error) bool, onRetry func(attempt int, err error, pause time.Duration), fn func(context.Context) error) error {
 	b = b.withDefaults()
-	var err error
-	for attempt := 1; ; attempt++ {
-		if err = fn(ctx); err == nil || !retryable(err) {
-			return err
-		}
-		if attempt >= b.Attempts {
-			return fmt.Errorf("gave up after %d attempts: %w", attempt, err)
-		}
-		pause := b.Pause(attempt)
-		if onRetry != nil {
-			onRetry(attempt, err, pause)
-		}
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return errors.Join(err, ctx.Err())
-		case <-t.C:
-		}
+	spent, err := ebs.Retry(ctx, b.Attempts, b.Pause, retryable, onRetry, fn)
+	if spent {
+		return fmt.Errorf("gave up after %d attempts: %w", b.Attempts, err)
 	}
+	return err
 }
 
 // QuotaFull reports whether err says a quota of concurrent operations is

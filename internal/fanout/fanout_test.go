@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -153,6 +154,11 @@ func TestBackoffRetry(t *testing.T) {
 			}
 			if got := ebs.ErrorCode(err); got != tt.wantErr {
 				t.Errorf("error = %v, want code %q", err, tt.wantErr)
+			}
+			// Only running out of attempts says so; other errors come back as they were.
+			gaveUp := fmt.Sprintf("gave up after %d attempts: ", tt.attempts)
+			if ranOut := calls == tt.attempts && tt.wantErr != ""; ranOut != (err != nil && strings.HasPrefix(err.Error(), gaveUp)) {
+				t.Errorf("error = %v; want the %q prefix only when the attempts ran out", err, gaveUp)
 			}
 		})
 	}
