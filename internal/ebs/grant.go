@@ -26,6 +26,9 @@ type GrantSpec struct {
 	RetiringPrincipal string
 	Operations        []kmstypes.GrantOperation
 	Name              string
+	// DryRun only asks KMS whether the caller may create the grant: nil
+	// means it may (DryRunOperationException), and no grant is made.
+	DryRun bool
 }
 
 // Grant identifies a created grant.
@@ -35,10 +38,14 @@ type Grant struct {
 	Token  string
 }
 
-// CreateGrant creates the grant.
+// CreateGrant creates the grant, or with s.DryRun checks that it could and
+// returns a zero Grant.
 func CreateGrant(ctx context.Context, client KMSAPI, s GrantSpec) (Grant, error) {
 	in := &kms.CreateGrantInput{
 		KeyId: aws.String(s.KeyARN), GranteePrincipal: aws.String(s.GranteePrincipal), Operations: s.Operations,
+	}
+	if s.DryRun {
+		in.DryRun = aws.Bool(true)
 	}
 	if s.RetiringPrincipal != "" {
 		in.RetiringPrincipal = aws.String(s.RetiringPrincipal)
@@ -47,6 +54,9 @@ func CreateGrant(ctx context.Context, client KMSAPI, s GrantSpec) (Grant, error)
 		in.Name = aws.String(s.Name)
 	}
 	out, err := client.CreateGrant(ctx, in)
+	if s.DryRun && (err == nil || IsCode(err, "DryRunOperationException", "DryRunOperation")) {
+		return Grant{}, nil
+	}
 	if err != nil {
 		return Grant{}, fmt.Errorf("granting %s use of KMS key %s: %w", s.GranteePrincipal, s.KeyARN, err)
 	}

@@ -39,7 +39,7 @@ func TestGrants(t *testing.T) {
 	if err != nil || g.ID != "g-1" || g.Token != "tok" || g.KeyARN != "arn:k" {
 		t.Fatalf("grant = %+v, %v", g, err)
 	}
-	if len(created.Operations) != 5 || aws.ToString(created.RetiringPrincipal) == "" || aws.ToString(created.Name) != "amicrypt" {
+	if len(created.Operations) != 5 || aws.ToString(created.RetiringPrincipal) == "" || aws.ToString(created.Name) != "amicrypt" || created.DryRun != nil {
 		t.Errorf("CreateGrant input = %+v", created)
 	}
 	if err := RetireGrant(ctx, client, g); err != nil || len(retired) != 1 {
@@ -54,5 +54,34 @@ func TestGrants(t *testing.T) {
 	}
 	if err := RevokeGrant(ctx, client, g); err == nil || !strings.Contains(err.Error(), "AccessDeniedException") {
 		t.Errorf("revoke error = %v, want the AccessDeniedException", err)
+	}
+}
+
+func TestCreateGrantDryRun(t *testing.T) {
+	cases := []struct {
+		name     string
+		answer   error
+		wantCode string // "" when the grant may be made
+	}{
+		{name: "would succeed", answer: apiErr("DryRunOperationException", "The request would have succeeded, but the DryRun option is set.")},
+		{name: "denied", answer: apiErr("AccessDeniedException", "not allowed"), wantCode: "AccessDeniedException"},
+		{name: "key disabled", answer: apiErr("DisabledException", "disabled"), wantCode: "DisabledException"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var sent *kms.CreateGrantInput
+			client := &fakeKMS{createGrant: func(in *kms.CreateGrantInput) (*kms.CreateGrantOutput, error) {
+				sent = in
+				return nil, tc.answer
+			}}
+			g, err := CreateGrant(context.Background(), client, GrantSpec{KeyARN: "arn:k", GranteePrincipal: "arn:aws:iam::222222222222:role/r",
+				Operations: CrossAccountCopyOps, DryRun: true})
+			if !aws.ToBool(sent.DryRun) {
+				t.Errorf("CreateGrant input DryRun = %v, want true", sent.DryRun)
+			}
+			if g != (Grant{}) || ErrorCode(err) != tc.wantCode || (tc.wantCode == "") != (err == nil) {
+				t.Errorf("dry run = %+v, %v; want a zero grant and code %q", g, err, tc.wantCode)
+			}
+		})
 	}
 }

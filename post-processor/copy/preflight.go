@@ -10,7 +10,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
-	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
@@ -315,13 +314,12 @@ func (c *Config) checkGrants(ctx context.Context, p *plan, t *target) {
 		}
 		sc := p.sess.Source(src.Region)
 		for _, keyARN := range src.SharedKeys {
-			_, err := sc.KMS.CreateGrant(ctx, &kms.CreateGrantInput{
-				KeyId: aws.String(keyARN), GranteePrincipal: aws.String(t.RoleARN),
-				RetiringPrincipal: aws.String(p.sess.SourcePrincipal),
-				Operations:        ebs.CrossAccountCopyOps, Name: aws.String(grantName(src.ImageID, t.Account, shared{launch: true, volume: true})),
-				DryRun: aws.Bool(true),
+			_, err := ebs.CreateGrant(ctx, sc.KMS, ebs.GrantSpec{
+				KeyARN: keyARN, GranteePrincipal: t.RoleARN, RetiringPrincipal: p.sess.SourcePrincipal,
+				Operations: ebs.CrossAccountCopyOps, Name: grantName(src.ImageID, t.Account, shared{launch: true, volume: true}),
+				DryRun: true,
 			})
-			if err == nil || ebs.IsCode(err, "DryRunOperationException", "DryRunOperation") {
+			if err == nil {
 				continue
 			}
 			p.problem(t.Account, "source key grant", fmt.Sprintf("%s may not create a grant on %s for %s: %v", p.sess.SourcePrincipal, keyARN, t.RoleARN, err),
