@@ -173,8 +173,14 @@ func (e *Emulator) CallCounts(f AuditFilter) []CallCount {
 }
 
 func (e *Emulator) callCounts(f AuditFilter) []CallCount {
+	return countCalls(e.auditEntries(f))
+}
+
+// countCalls counts entries by service, action, account and region, sorted
+// by those four in turn.
+func countCalls(entries []AuditEntry) []CallCount {
 	idx := map[[4]string]*CallCount{}
-	for _, a := range e.auditEntries(f) {
+	for _, a := range entries {
 		k := [4]string{a.Service, a.Action, a.Account, a.Region}
 		cc, ok := idx[k]
 		if !ok {

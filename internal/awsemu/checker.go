@@ -166,33 +166,13 @@ func (e *Emulator) check(opts CheckOptions) CheckReport {
 // principalCallCounts counts calls made by a principal (or its role's
 // sessions) after the baseline.
 func (e *Emulator) principalCallCounts(opts CheckOptions) ([]CallCount, int) {
-	idx := map[[4]string]*CallCount{}
-	total := 0
+	var made []AuditEntry
 	for _, a := range e.auditEntries(AuditFilter{SinceSeq: opts.SinceSeq, Account: opts.Account}) {
-		if !principalMatches(a.Principal, opts.Principal) && !principalMatches(a.PrincipalIAM, opts.Principal) {
-			continue
-		}
-		k := [4]string{a.Service, a.Action, a.Account, a.Region}
-		cc, ok := idx[k]
-		if !ok {
-			cc = &CallCount{Service: a.Service, Action: a.Action, Account: a.Account, Region: a.Region}
-			idx[k] = cc
-		}
-		cc.Calls++
-		total++
-		if a.Outcome != "ok" {
-			cc.Errors++
+		if principalMatches(a.Principal, opts.Principal) || principalMatches(a.PrincipalIAM, opts.Principal) {
+			made = append(made, a)
 		}
 	}
-	out := make([]CallCount, 0, len(idx))
-	for _, cc := range idx {
-		out = append(out, *cc)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		return a.Service+a.Action+a.Account+a.Region < b.Service+b.Action+b.Account+b.Region
-	})
-	return out, total
+	return countCalls(made), len(made)
 }
 
 var assumedRolePattern = regexp.MustCompile(`^arn:aws:sts::([0-9]{12}):assumed-role/([^/]+)/`)

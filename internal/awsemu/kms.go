@@ -407,10 +407,10 @@ func (e *Emulator) effectiveGrants(k *kmsKey, a keyAccess) []*kmsGrant {
 			(g.GranteePrincipal != rootARN(a.Account) || isServiceLinkedRole(a.PrincipalIAM)) {
 			continue
 		}
-		if !containsString(g.Operations, a.Action) {
+		if !contains(g.Operations, a.Action) {
 			continue
 		}
-		if now.Before(g.EffectiveAt) && !containsString(a.GrantTokens, g.Token) {
+		if now.Before(g.EffectiveAt) && !contains(a.GrantTokens, g.Token) {
 			continue
 		}
 		if a.Context != nil && !g.Constraints.allow(a.Context) {
@@ -430,15 +430,6 @@ func (e *Emulator) effectiveGrants(k *kmsKey, a keyAccess) []*kmsGrant {
 // policy for use with encrypted volumes").
 func isServiceLinkedRole(principalIAM string) bool {
 	return strings.Contains(principalIAM, ":role/aws-service-role/")
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // authorizeKeyUse lets EC2 check a key use on a caller's behalf (see KeyUse

@@ -530,7 +530,7 @@ func (e *Emulator) kmsCreateGrant(c *Call, req *kmsRequest) (any, *APIError) {
 	}
 	if limit := e.regrantLimit(k, keyAccess{Account: c.Account, Principal: c.Principal, PrincipalIAM: c.PrincipalIAM, Action: "CreateGrant", GrantTokens: req.GrantTokens}); limit != nil {
 		for _, op := range req.Operations {
-			if !containsString(limit, op) {
+			if !contains(limit, op) {
 				return nil, Errf("AccessDeniedException", "User: %s is not authorized to perform: kms:CreateGrant on resource: %s: a grant can only give operations the caller's own grant includes (%s is not among %s)", c.Principal, k.ARN, op, strings.Join(limit, ", "))
 			}
 		}
@@ -660,7 +660,7 @@ func (e *Emulator) kmsRetireGrant(c *Call, req *kmsRequest) (any, *APIError) {
 	}
 	// The grantee may retire only a grant that allows RetireGrant (KMS
 	// RetireGrant reference, "Retiring and revoking grants").
-	granteeMay := principalNames(g.GranteePrincipal, c) && containsString(g.Operations, "RetireGrant")
+	granteeMay := principalNames(g.GranteePrincipal, c) && contains(g.Operations, "RetireGrant")
 	if !granteeMay && !principalNames(g.RetiringPrincipal, c) && g.IssuingAccount != rootARN(c.Account) {
 		return nil, Errf("AccessDeniedException", "User: %s is not authorized to perform: kms:RetireGrant on resource: %s", c.Principal, g.KeyARN)
 	}

@@ -43,7 +43,7 @@ func (l *limiter) allow(c *Call, now time.Time) bool {
 	if isDescribe(c.Action) {
 		rate, burst, class = l.limits.DescribeRate, l.limits.DescribeBurst, "describe"
 	}
-	if rate <= 0 || (len(l.limits.Services) > 0 && !containsString(l.limits.Services, c.Service)) {
+	if rate <= 0 || (len(l.limits.Services) > 0 && !contains(l.limits.Services, c.Service)) {
 		return true
 	}
 	if burst <= 0 {
