@@ -201,9 +201,6 @@ type Config struct {
 
 var (
 	amiNamePattern    = regexp.MustCompile(`^[a-zA-Z0-9()\[\] ./\-'@_]{3,128}$`)
-	accountIDPattern  = regexp.MustCompile(`^\d{12}$`)
-	orgARNPattern     = regexp.MustCompile(`^arn:aws[a-z-]*:organizations::\d{12}:organization/o-[a-z0-9]{10,32}$`)
-	ouARNPattern      = regexp.MustCompile(`^arn:aws[a-z-]*:organizations::\d{12}:ou/o-[a-z0-9]{10,32}/ou-[0-9a-z]{4,32}-[0-9a-z]{8,32}$`)
 	deviceNamePattern = regexp.MustCompile(`^/dev/[a-z0-9]+$|^xvd[a-z]+$|^sd[a-z]+$`)
 	amiIDPattern      = regexp.MustCompile(`^ami-[0-9a-f]{8}([0-9a-f]{9})?$`)
 )
@@ -345,22 +342,22 @@ func (c *Config) prepareAMI() []error {
 func (c *Config) prepareSharing() []error {
 	var errs []error
 	for _, u := range c.AMIUsers {
-		if !accountIDPattern.MatchString(u) {
+		if !ebs.ValidAccountID(u) {
 			errs = append(errs, fmt.Errorf("ami_users: %q is not an AWS account ID; use the 12-digit account number, e.g. \"222222222222\"", u))
 		}
 	}
 	for _, u := range c.SnapshotUsers {
-		if !accountIDPattern.MatchString(u) {
+		if !ebs.ValidAccountID(u) {
 			errs = append(errs, fmt.Errorf("snapshot_users: %q is not an AWS account ID; use the 12-digit account number, e.g. \"222222222222\"", u))
 		}
 	}
 	for _, a := range c.AMIOrgArns {
-		if !orgARNPattern.MatchString(a) {
+		if !ebs.ValidOrgARN(a) {
 			errs = append(errs, fmt.Errorf("ami_org_arns: %q is not an organization ARN; use arn:aws:organizations::ACCOUNT:organization/o-…", a))
 		}
 	}
 	for _, a := range c.AMIOuArns {
-		if !ouARNPattern.MatchString(a) {
+		if !ebs.ValidOUARN(a) {
 			errs = append(errs, fmt.Errorf("ami_ou_arns: %q is not an organizational unit ARN; use arn:aws:organizations::ACCOUNT:ou/o-…/ou-…", a))
 		}
 	}

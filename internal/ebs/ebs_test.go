@@ -478,3 +478,30 @@ func TestDeleteSnapshotWhenSettled(t *testing.T) {
 		})
 	}
 }
+
+func TestValidLaunchPermissionNames(t *testing.T) {
+	cases := []struct {
+		value            string
+		account, org, ou bool
+	}{
+		{value: "222222222222", account: true},
+		{value: "22222222222"},
+		{value: "2222222222223"},
+		{value: "arn:aws:organizations::111111111111:organization/o-abcdefghij", org: true},
+		{value: "arn:aws:organizations::111111111111:organization/o-abc"},
+		{value: "arn:aws:organizations::111111111111:ou/o-abcdefghij/ou-ab12-abcdefgh", ou: true},
+		{value: "arn:aws:organizations::111111111111:ou/o-abcdefghij/ou-ab12"},
+		{value: ""},
+	}
+	for _, tc := range cases {
+		if got := ValidAccountID(tc.value); got != tc.account {
+			t.Errorf("ValidAccountID(%q) = %t", tc.value, got)
+		}
+		if got := ValidOrgARN(tc.value); got != tc.org {
+			t.Errorf("ValidOrgARN(%q) = %t", tc.value, got)
+		}
+		if got := ValidOUARN(tc.value); got != tc.ou {
+			t.Errorf("ValidOUARN(%q) = %t", tc.value, got)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"time"
 
@@ -127,6 +128,21 @@ type Sharing struct {
 	OrgARNs []string
 	OUARNs  []string
 }
+
+var (
+	accountIDPattern = regexp.MustCompile(`^\d{12}$`)
+	orgARNPattern    = regexp.MustCompile(`^arn:aws[a-z-]*:organizations::\d{12}:organization/o-[a-z0-9]{10,32}$`)
+	ouARNPattern     = regexp.MustCompile(`^arn:aws[a-z-]*:organizations::\d{12}:ou/o-[a-z0-9]{10,32}/ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}$`)
+)
+
+// ValidAccountID reports whether s is an AWS account ID: 12 digits.
+func ValidAccountID(s string) bool { return accountIDPattern.MatchString(s) }
+
+// ValidOrgARN reports whether s has the shape of an organization ARN.
+func ValidOrgARN(s string) bool { return orgARNPattern.MatchString(s) }
+
+// ValidOUARN reports whether s has the shape of an organizational unit ARN.
+func ValidOUARN(s string) bool { return ouARNPattern.MatchString(s) }
 
 // Empty reports whether nobody is named.
 func (s Sharing) Empty() bool { return len(s.Users)+len(s.OrgARNs)+len(s.OUARNs) == 0 }

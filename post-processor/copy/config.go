@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/template/interpolate"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 )
 
 // Defaults.
@@ -171,9 +172,6 @@ type Config struct {
 }
 
 var (
-	accountPattern  = regexp.MustCompile(`^\d{12}$`)
-	orgARNPattern   = regexp.MustCompile(`^arn:aws[a-z-]*:organizations::\d{12}:organization/o-[a-z0-9]{10,32}$`)
-	ouARNPattern    = regexp.MustCompile(`^arn:aws[a-z-]*:organizations::\d{12}:ou/o-[a-z0-9]{10,32}/ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}$`)
 	roleNamePattern = regexp.MustCompile(`^[\w+=,.@/-]{1,64}$`)
 	roleARNPattern  = regexp.MustCompile(`^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$`)
 	amiNamePattern  = regexp.MustCompile(`^[a-zA-Z0-9()\[\] ./\-'@_]{3,128}$`)
@@ -258,7 +256,7 @@ func (c *Config) prepareTargets() []error {
 		case t.AccountID == "":
 			errs = append(errs, fmt.Errorf(`%s.account_id: not set; set the 12-digit account ID, e.g. account_id = "222222222222"`, field))
 			continue
-		case !accountPattern.MatchString(t.AccountID):
+		case !ebs.ValidAccountID(t.AccountID):
 			errs = append(errs, fmt.Errorf("%s.account_id: %q is not a 12-digit AWS account ID; write it as a quoted string of 12 digits", field, t.AccountID))
 			continue
 		}
@@ -495,17 +493,17 @@ func validateKeyRefs(field, account, keyRef string, regionKeys map[string]string
 func validateLaunchPermissions(prefix string, users, orgs, ous []string) []error {
 	var errs []error
 	for _, u := range users {
-		if !accountPattern.MatchString(u) {
+		if !ebs.ValidAccountID(u) {
 			errs = append(errs, fmt.Errorf("%sami_users: %q is not a 12-digit account ID; write each as a quoted string of 12 digits", prefix, u))
 		}
 	}
 	for _, o := range orgs {
-		if !orgARNPattern.MatchString(o) {
+		if !ebs.ValidOrgARN(o) {
 			errs = append(errs, fmt.Errorf("%sami_org_arns: %q is not an organization ARN; use arn:aws:organizations::ACCOUNT:organization/o-ID", prefix, o))
 		}
 	}
 	for _, o := range ous {
-		if !ouARNPattern.MatchString(o) {
+		if !ebs.ValidOUARN(o) {
 			errs = append(errs, fmt.Errorf("%sami_ou_arns: %q is not an organizational unit ARN; use arn:aws:organizations::ACCOUNT:ou/o-ID/ou-ID", prefix, o))
 		}
 	}

@@ -120,7 +120,7 @@ func parseGrantName(sourceAMI, name string) (account string, s shared, ok bool) 
 		return "", shared{}, false
 	}
 	account, flags, _ := strings.Cut(rest, "-")
-	if !accountPattern.MatchString(account) {
+	if !ebs.ValidAccountID(account) {
 		return "", shared{}, false
 	}
 	for _, f := range strings.Split(flags, "-") {
