@@ -421,40 +421,30 @@ func validateRegions(field string, regions []string) []error {
 	return errs
 }
 
-var (
-	keyIDPattern    = regexp.MustCompile(`^(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$`)
-	aliasPattern    = regexp.MustCompile(`^alias/[a-zA-Z0-9/_-]{1,250}$`)
-	keyARNPattern   = regexp.MustCompile(`^arn:aws[a-z-]*:kms:([a-z]{2}(?:-[a-z]+)+-\d{1,2}):(\d{12}):(key/(?:mrk-[0-9a-f]{32}|[0-9a-f-]{36})|alias/[a-zA-Z0-9/_-]{1,250})$`)
-	awsAliasPattern = regexp.MustCompile(`(^|:)alias/aws/`)
-)
+var awsAliasPattern = regexp.MustCompile(`(^|:)alias/aws/`)
 
-// validateKeyRef checks the syntax of a KMS key reference; the error reads
-// after the quoted value.
+// validateKeyRef checks the syntax of a KMS key reference (ebs.ParseKeyRef);
+// the error reads after the quoted value.
 func validateKeyRef(ref string) error {
-	switch {
-	case awsAliasPattern.MatchString(ref):
+	if awsAliasPattern.MatchString(ref) {
 		return errors.New("is an AWS-managed key, which can't be shared or used by another account; create a customer-managed key and give its alias or ARN")
-	case aliasPattern.MatchString(ref), keyIDPattern.MatchString(ref), keyARNPattern.MatchString(ref):
-		return nil
-	default:
+	}
+	if _, err := ebs.ParseKeyRef(ref); err != nil {
 		return errors.New("is not a KMS key reference; use an alias name (alias/NAME), an alias ARN or a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)")
 	}
+	return nil
 }
 
 // keyARNAccount is the account of a key or alias ARN, "" for other forms.
 func keyARNAccount(ref string) string {
-	if m := keyARNPattern.FindStringSubmatch(ref); m != nil {
-		return m[2]
-	}
-	return ""
+	parsed, _ := ebs.ParseKeyRef(ref)
+	return parsed.Account
 }
 
 // keyARNRegion is the region of a key or alias ARN, "" for other forms.
 func keyARNRegion(ref string) string {
-	if m := keyARNPattern.FindStringSubmatch(ref); m != nil {
-		return m[1]
-	}
-	return ""
+	parsed, _ := ebs.ParseKeyRef(ref)
+	return parsed.Region
 }
 
 func validateKeyRefs(field, account, keyRef string, regionKeys map[string]string, regionField string) []error {
