@@ -175,11 +175,7 @@ func BenchmarkEmulatorCopiesInFlight(b *testing.B) {
 			}
 		}
 	})
-	elapsed := time.Since(start)
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
-	b.ReportMetric(lat.pct(50).Seconds()*1000, "p50-ms")
-	b.ReportMetric(lat.pct(99).Seconds()*1000, "p99-ms")
+	lat.report(b, start)
 	b.ReportMetric(float64(copies)/f.submit.Seconds(), "copies-submitted/s")
 
 	if pending, _, err = f.pending(ctx); err != nil || pending != copies {
@@ -237,11 +233,7 @@ func BenchmarkEmulatorMixedRequests(b *testing.B) {
 			}
 		}
 	})
-	elapsed := time.Since(start)
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
-	b.ReportMetric(lat.pct(50).Seconds()*1000, "p50-ms")
-	b.ReportMetric(lat.pct(99).Seconds()*1000, "p99-ms")
+	lat.report(b, start)
 }
 
 // bufferedTransport reads a response body completely before returning it.
@@ -322,11 +314,7 @@ func BenchmarkEmulatorServerOnly(b *testing.B) {
 			}
 		}
 	})
-	elapsed := time.Since(start)
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
-	b.ReportMetric(lat.pct(50).Seconds()*1000, "p50-ms")
-	b.ReportMetric(lat.pct(99).Seconds()*1000, "p99-ms")
+	lat.report(b, start)
 }
 
 // latencies collects request durations for percentiles.
@@ -341,6 +329,16 @@ func (l *latencies) add(d time.Duration) {
 	l.mu.Lock()
 	l.d = append(l.d, d)
 	l.mu.Unlock()
+}
+
+// report stops the timer and reports the request rate since start and the
+// p50/p99 latencies.
+func (l *latencies) report(b *testing.B, start time.Time) {
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+	b.ReportMetric(l.pct(50).Seconds()*1000, "p50-ms")
+	b.ReportMetric(l.pct(99).Seconds()*1000, "p99-ms")
 }
 
 func (l *latencies) pct(p int) time.Duration {
