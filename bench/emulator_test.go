@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/emutest"
 )
 
 // benchTargets and benchRegions are where the fleet's copies go.
@@ -41,7 +42,7 @@ const benchSourceAMI = "ami-0a1b2c3d4e5f60001" // public amazon AMI in us-east-1
 // emulatorFleet is an in-process emulator with 1,000 CopyImage calls in
 // flight across three target accounts and four regions.
 type emulatorFleet struct {
-	srv     *awsemu.Server
+	srv     *emutest.Server
 	clients map[string]*ec2.Client // "account|region"
 	copies  map[string][]string    // "account|region" -> image IDs
 	submit  time.Duration
@@ -52,7 +53,7 @@ func newEmulatorFleet(b testing.TB, copies int) *emulatorFleet {
 	ctx := context.Background()
 	// TimeScale 1: copies take emulated minutes, so every copy is still in
 	// flight while the benchmark measures.
-	srv := awsemu.Start(b, awsemu.Options{TimeScale: 1, Limits: awsemu.Limits{ConcurrentImageCopies: copies, ConcurrentSnapshotCopies: copies}})
+	srv := emutest.Start(b, awsemu.Options{TimeScale: 1, Limits: awsemu.Limits{ConcurrentImageCopies: copies, ConcurrentSnapshotCopies: copies}})
 	f := &emulatorFleet{srv: srv, clients: map[string]*ec2.Client{}, copies: map[string][]string{}}
 	// One HTTP client with enough keep-alive connections for the load, which
 	// reads each response whole before the SDK decodes it: Go's transport can

@@ -6,7 +6,6 @@ package ebs
 import (
 	"bytes"
 	"context"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	registryimage "github.com/hashicorp/packer-plugin-sdk/packer/registry/image"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/emutest"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 )
 
@@ -31,24 +31,11 @@ const (
 
 // startEmulator starts the emulator and points the SDK's environment at it
 // with the build account's keys.
-func startEmulator(t *testing.T, opts awsemu.Options) *awsemu.Server {
+func startEmulator(t *testing.T, opts awsemu.Options) *emutest.Server {
 	t.Helper()
-	srv := awsemu.Start(t, opts)
-	dir := t.TempDir()
-	for k, v := range map[string]string{
-		"AWS_ENDPOINT_URL":            srv.URL(),
-		"AWS_ACCESS_KEY_ID":           "AKIA1111111111111111",
-		"AWS_SECRET_ACCESS_KEY":       "emu-secret-111111111111",
-		"AWS_SESSION_TOKEN":           "",
-		"AWS_PROFILE":                 "",
-		"AWS_CONFIG_FILE":             filepath.Join(dir, "config"),
-		"AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "credentials"),
-		"AWS_EC2_METADATA_DISABLED":   "true",
-		"AWS_POLL_DELAY_SECONDS":      "0.01",
-		"AWS_MAX_ATTEMPTS":            "",
-	} {
-		t.Setenv(k, v)
-	}
+	srv := emutest.Start(t, opts)
+	srv.PointEnv(t, buildAccount)
+	t.Setenv("AWS_POLL_DELAY_SECONDS", "0.01")
 	return srv
 }
 
@@ -77,7 +64,7 @@ type buildResult struct {
 	mark     int // audit sequence before the build
 }
 
-func runBuild(t *testing.T, srv *awsemu.Server, raw map[string]interface{}) buildResult {
+func runBuild(t *testing.T, srv *emutest.Server, raw map[string]interface{}) buildResult {
 	t.Helper()
 	var b Builder
 	if _, _, err := b.Prepare(raw); err != nil {
@@ -95,11 +82,11 @@ func runBuild(t *testing.T, srv *awsemu.Server, raw map[string]interface{}) buil
 }
 
 // calls counts the build account's audited calls of an action since mark.
-func calls(srv *awsemu.Server, mark int, action string) int {
+func calls(srv *emutest.Server, mark int, action string) int {
 	return len(srv.Emulator().Audit(awsemu.AuditFilter{Account: buildAccount, Action: action, SinceSeq: mark}))
 }
 
-func mustPass(t *testing.T, srv *awsemu.Server, mark int, ignore ...string) {
+func mustPass(t *testing.T, srv *emutest.Server, mark int, ignore ...string) {
 	t.Helper()
 	rep := srv.Emulator().Check(awsemu.CheckOptions{Account: buildAccount, SinceSeq: mark, Ignore: ignore})
 	if !rep.Pass {
@@ -107,7 +94,7 @@ func mustPass(t *testing.T, srv *awsemu.Server, mark int, ignore ...string) {
 	}
 }
 
-func keyARN(t *testing.T, srv *awsemu.Server, account, region, ref string) string {
+func keyARN(t *testing.T, srv *emutest.Server, account, region, ref string) string {
 	t.Helper()
 	out, err := kms.NewFromConfig(srv.Config(context.Background(), account, region)).DescribeKey(context.Background(), &kms.DescribeKeyInput{KeyId: aws.String(ref)})
 	if err != nil {
@@ -116,7 +103,7 @@ func keyARN(t *testing.T, srv *awsemu.Server, account, region, ref string) strin
 	return aws.ToString(out.KeyMetadata.Arn)
 }
 
-func describeImage(t *testing.T, srv *awsemu.Server, account, region, id string) types.Image {
+func describeImage(t *testing.T, srv *emutest.Server, account, region, id string) types.Image {
 	t.Helper()
 	out, err := ec2.NewFromConfig(srv.Config(context.Background(), account, region)).DescribeImages(context.Background(), &ec2.DescribeImagesInput{ImageIds: []string{id}})
 	if err != nil || len(out.Images) != 1 {
@@ -127,7 +114,7 @@ func describeImage(t *testing.T, srv *awsemu.Server, account, region, id string)
 
 // assertEncryptedUnder checks every EBS snapshot of the image is encrypted
 // under the key, from the image and from the snapshots themselves.
-func assertEncryptedUnder(t *testing.T, srv *awsemu.Server, region, imageID, key string) []string {
+func assertEncryptedUnder(t *testing.T, srv *emutest.Server, region, imageID, key string) []string {
 	t.Helper()
 	img := describeImage(t, srv, buildAccount, region, imageID)
 	var snaps []string

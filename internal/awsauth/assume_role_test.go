@@ -7,13 +7,14 @@ import (
 	"testing"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/emutest"
 )
 
 // Against the emulator's default world: the build account assumes the
 // target accounts' amicrypt-copy roles, with and without an external ID,
 // and through the assume_role block of the access config.
 func TestAssumeRoleAgainstEmulator(t *testing.T) {
-	srv := awsemu.Start(t, awsemu.Options{})
+	srv := emutest.Start(t, awsemu.Options{})
 	dir := t.TempDir()
 	t.Setenv("AWS_ENDPOINT_URL", srv.URL())
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))

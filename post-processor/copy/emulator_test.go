@@ -20,6 +20,7 @@ import (
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/emutest"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/fanout"
 )
@@ -32,21 +33,18 @@ const (
 )
 
 // emu starts the emulator and points the SDK (and so the plugin) at it.
-func emu(t *testing.T, opts awsemu.Options) *awsemu.Server {
+func emu(t *testing.T, opts awsemu.Options) *emutest.Server {
 	t.Helper()
-	srv := awsemu.Start(t, opts)
-	t.Setenv("AWS_ENDPOINT_URL", srv.URL())
+	srv := emutest.Start(t, opts)
+	srv.PointEnv(t, "")
 	t.Setenv(awsauth.EnvPollDelay, "0.005")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
 	return srv
 }
 
 // sourceAMI makes an AMI in the source account: a copy of the public AMI,
 // encrypted under keyRef ("" for the AWS-managed aws/ebs), tagged as a
 // build would tag it.
-func makeSourceAMI(t *testing.T, srv *awsemu.Server, region, publicID, keyRef string) string {
+func makeSourceAMI(t *testing.T, srv *emutest.Server, region, publicID, keyRef string) string {
 	t.Helper()
 	ctx := context.Background()
 	client := ec2.NewFromConfig(srv.Config(ctx, srcAccount, region))
@@ -121,7 +119,7 @@ func newUI() *testUI {
 
 // assertNothingLeftInSource checks the source AMI and its snapshots are
 // shared with nobody and its key carries no grant.
-func assertNothingLeftInSource(t *testing.T, srv *awsemu.Server, region, amiID string) {
+func assertNothingLeftInSource(t *testing.T, srv *emutest.Server, region, amiID string) {
 	t.Helper()
 	ctx := context.Background()
 	cfg := srv.Config(ctx, srcAccount, region)
@@ -167,7 +165,7 @@ func assertNothingLeftInSource(t *testing.T, srv *awsemu.Server, region, amiID s
 }
 
 // check runs the emulator's invariant checker over everything since mark.
-func check(t *testing.T, srv *awsemu.Server, mark int) awsemu.CheckReport {
+func check(t *testing.T, srv *emutest.Server, mark int) awsemu.CheckReport {
 	t.Helper()
 	rep := srv.Emulator().Check(awsemu.CheckOptions{SinceSeq: mark})
 	if !rep.Pass {
@@ -176,7 +174,7 @@ func check(t *testing.T, srv *awsemu.Server, mark int) awsemu.CheckReport {
 	return rep
 }
 
-func callsSince(srv *awsemu.Server, mark int, action string) int {
+func callsSince(srv *emutest.Server, mark int, action string) int {
 	n := 0
 	for _, e := range srv.Emulator().Audit(awsemu.AuditFilter{Action: action}) {
 		if e.Seq > mark {
@@ -294,13 +292,13 @@ func TestCopyToThreeAccountsAndSourceTwoRegions(t *testing.T) {
 
 // assertCopy checks one copy as its own account sees it: encrypted under
 // a key of that account, with every tag on image and snapshots.
-func assertCopy(t *testing.T, srv *awsemu.Server, account, region, amiID, srcAMI string) {
+func assertCopy(t *testing.T, srv *emutest.Server, account, region, amiID, srcAMI string) {
 	t.Helper()
 	assertCopyFrom(t, srv, account, region, amiID, srcAMI, "us-east-1")
 }
 
 // assertCopyFrom is assertCopy for a source AMI in srcRegion.
-func assertCopyFrom(t *testing.T, srv *awsemu.Server, account, region, amiID, srcAMI, srcRegion string) {
+func assertCopyFrom(t *testing.T, srv *emutest.Server, account, region, amiID, srcAMI, srcRegion string) {
 	t.Helper()
 	ctx := context.Background()
 	client := ec2.NewFromConfig(srv.Config(ctx, account, region))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/emutest"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 )
 
@@ -40,7 +41,7 @@ func account(w *awsemu.World, id string) *awsemu.WorldAccount {
 
 // mutatingCalls counts the calls since mark that would change something
 // shared: the share, grant and copy calls.
-func mutatingCalls(srv *awsemu.Server, mark int) int {
+func mutatingCalls(srv *emutest.Server, mark int) int {
 	n := 0
 	for _, action := range []string{"ModifyImageAttribute", "ModifySnapshotAttribute", "CopyImage", "RetireGrant", "CreateKey"} {
 		n += callsSince(srv, mark, action)
