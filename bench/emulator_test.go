@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -350,4 +351,105 @@ func (l *latencies) pct(p int) time.Duration {
 	}
 	sort.Slice(l.d, func(i, j int) bool { return l.d[i] < l.d[j] })
 	return l.d[min(len(l.d)-1, len(l.d)*p/100)]
+}
+
+// BenchmarkEmulator200Clients drives the emulator the way a large fan-out
+// and its neighbours do: 200 concurrent clients, each signing its own
+// requests (SigV4, net/http, body discarded) as one of the three target
+// accounts in one of four regions, with a mix of EC2 (a waiter's
+// DescribeImages by ID, a look-up by name, DescribeInstances, CreateTags on a copy), KMS
+// (DescribeKey, GenerateDataKey) and STS (GetCallerIdentity) calls, while
+// 1,000 copies are in flight. One iteration is one request; it reports the
+// request rate and the p50/p99 latency a client sees.
+func BenchmarkEmulator200Clients(b *testing.B) {
+	const clients = 200
+	ctx := context.Background()
+	f := newEmulatorFleet(b, 1000)
+	keys := sortedFleetKeys(f.copies)
+	type account struct{ ak, sk string }
+	creds := map[string]account{}
+	for _, a := range benchTargets() {
+		ak, sk, err := f.srv.Emulator().Credentials(a)
+		if err != nil {
+			b.Fatal(err)
+		}
+		creds[a] = account{ak, sk}
+	}
+	transport := &http.Transport{MaxIdleConns: clients, MaxIdleConnsPerHost: clients}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport}
+	signer := v4.NewSigner()
+	// send signs and posts one request and drains the answer.
+	send := func(n int64, service, region string, c account, form url.Values, target, body string) error {
+		contentType := "application/x-www-form-urlencoded; charset=utf-8"
+		if target != "" {
+			contentType = "application/x-amz-json-1.1"
+		} else {
+			body = form.Encode()
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.srv.URL()+"/", strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", contentType)
+		if target != "" {
+			req.Header.Set("X-Amz-Target", target)
+		}
+		sum := sha256.Sum256([]byte(body))
+		if err := signer.SignHTTP(ctx, aws.Credentials{AccessKeyID: c.ak, SecretAccessKey: c.sk}, req, hex.EncodeToString(sum[:]), service, region, time.Now()); err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("request %d (%s %s%s): HTTP %d", n, service, form.Get("Action"), target, resp.StatusCode)
+		}
+		return nil
+	}
+	var next atomic.Int64
+	lat := newLatencies(b.N)
+	b.SetParallelism((clients + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			n := next.Add(1)
+			key := keys[int(n)%len(keys)]
+			acct, region, _ := strings.Cut(key, "|")
+			ids := f.copies[key]
+			c := creds[acct]
+			t0 := time.Now()
+			var err error
+			switch n % 6 {
+			case 0:
+				err = send(n, "ec2", region, c, url.Values{"Action": {"DescribeImages"}, "Version": {"2016-11-15"}, "ImageId.1": {ids[int(n)%len(ids)]}}, "", "")
+			case 1:
+				err = send(n, "ec2", region, c, url.Values{"Action": {"DescribeImages"}, "Version": {"2016-11-15"}, "Owner.1": {"self"},
+					"Filter.1.Name": {"name"}, "Filter.1.Value.1": {fmt.Sprintf("bench-copy-%04d", n%1000)}}, "", "")
+			case 2:
+				err = send(n, "ec2", region, c, url.Values{"Action": {"DescribeInstances"}, "Version": {"2016-11-15"}}, "", "")
+			case 3:
+				err = send(n, "ec2", region, c, url.Values{"Action": {"CreateTags"}, "Version": {"2016-11-15"},
+					"ResourceId.1": {ids[int(n)%len(ids)]}, "Tag.1.Key": {"poll"}, "Tag.1.Value": {fmt.Sprint(n)}}, "", "")
+			case 4:
+				op, body := "TrentService.DescribeKey", `{"KeyId":"alias/amicrypt-target"}`
+				if n%12 == 4 {
+					op, body = "TrentService.GenerateDataKey", `{"KeyId":"alias/amicrypt-target","KeySpec":"AES_256"}`
+				}
+				err = send(n, "kms", region, c, nil, op, body)
+			default:
+				err = send(n, "sts", region, c, url.Values{"Action": {"GetCallerIdentity"}, "Version": {"2011-06-15"}}, "", "")
+			}
+			lat.add(time.Since(t0))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	lat.report(b, start)
 }
