@@ -122,7 +122,7 @@ func auditFilterFromQuery(q url.Values) (AuditFilter, error) {
 	if s := q.Get("since"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil {
-			return f, &APIError{400, "InvalidParameter", "since: " + strconv.Quote(s) + " must be an audit sequence number"}
+			return f, &APIError{HTTPStatus: 400, Code: "InvalidParameter", Message: "since: " + strconv.Quote(s) + " must be an audit sequence number"}
 		}
 		f.SinceSeq = n
 	}

@@ -172,7 +172,7 @@ func (e *Emulator) principalCallCounts(opts CheckOptions) ([]CallCount, int) {
 			made = append(made, a)
 		}
 	}
-	return countCalls(made), len(made)
+	return CountCalls(made), len(made)
 }
 
 var assumedRolePattern = regexp.MustCompile(`^arn:aws:sts::([0-9]{12}):assumed-role/([^/]+)/`)
@@ -186,10 +186,10 @@ func principalMatches(got, want string) bool {
 	case got == "":
 		return false
 	case accountIDPattern.MatchString(want):
-		return arnAccount(got) == want
+		return ARNAccount(got) == want
 	}
 	if m := assumedRolePattern.FindStringSubmatch(got); m != nil {
-		return want == roleARN(m[1], m[2])
+		return want == RoleARN(m[1], m[2])
 	}
 	return false
 }
@@ -309,7 +309,7 @@ func (ck *checker) orphanSnapshots() {
 
 func (ck *checker) leftoverGrants() {
 	for _, g := range ck.e.liveGrants() {
-		if ck.opts.Account != "" && g.KeyAccount != ck.opts.Account && arnAccount(g.GranteePrincipal) != ck.opts.Account {
+		if ck.opts.Account != "" && g.KeyAccount != ck.opts.Account && ARNAccount(g.GranteePrincipal) != ck.opts.Account {
 			continue
 		}
 		if !principalMatches(g.IssuedBy, ck.opts.Principal) || (!ck.since.IsZero() && !g.Created.After(ck.since)) {
@@ -384,7 +384,7 @@ func (ck *checker) foreignKeyCopies() {
 		if !s.Copy || !s.Encrypted || reported[s.ImageCopy] || !ck.selected(s.Owner, s.Principal, s.Started) {
 			continue
 		}
-		if a := arnAccount(s.KmsKeyARN); a != "" && a != s.Owner {
+		if a := ARNAccount(s.KmsKeyARN); a != "" && a != s.Owner {
 			ck.add(Finding{Check: CheckForeignKeyCopy, Account: s.Owner, Region: s.Region, Resource: s.ID, Principal: s.Principal,
 				Message: fmt.Sprintf("snapshot copy %s in account %s (%s) is encrypted under %s, a key of account %s", s.ID, s.Owner, s.Region, s.KmsKeyARN, a)})
 		}

@@ -36,31 +36,31 @@ func (k authError) apiError(service string) *APIError {
 	case "kms":
 		switch k {
 		case authMissing:
-			return &APIError{400, "MissingAuthenticationTokenException", "Missing Authentication Token"}
+			return &APIError{HTTPStatus: 400, Code: "MissingAuthenticationTokenException", Message: "Missing Authentication Token"}
 		case authExpired:
-			return &APIError{400, "ExpiredTokenException", "The security token included in the request is expired"}
+			return &APIError{HTTPStatus: 400, Code: "ExpiredTokenException", Message: "The security token included in the request is expired"}
 		default:
-			return &APIError{400, "UnrecognizedClientException", "The security token included in the request is invalid."}
+			return &APIError{HTTPStatus: 400, Code: "UnrecognizedClientException", Message: "The security token included in the request is invalid."}
 		}
 	case "sts":
 		switch k {
 		case authMissing:
-			return &APIError{403, "MissingAuthenticationToken", "Request is missing Authentication Token"}
+			return &APIError{HTTPStatus: 403, Code: "MissingAuthenticationToken", Message: "Request is missing Authentication Token"}
 		case authExpired:
-			return &APIError{400, "ExpiredToken", "The security token included in the request is expired"}
+			return &APIError{HTTPStatus: 400, Code: "ExpiredToken", Message: "The security token included in the request is expired"}
 		case authBadSignature:
-			return &APIError{403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."}
+			return &APIError{HTTPStatus: 403, Code: "SignatureDoesNotMatch", Message: "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."}
 		default:
-			return &APIError{403, "InvalidClientTokenId", "The security token included in the request is invalid."}
+			return &APIError{HTTPStatus: 403, Code: "InvalidClientTokenId", Message: "The security token included in the request is invalid."}
 		}
 	default: // ec2
 		switch k {
 		case authMissing:
-			return &APIError{401, "MissingAuthenticationToken", "Request is missing Authentication Token"}
+			return &APIError{HTTPStatus: 401, Code: "MissingAuthenticationToken", Message: "Request is missing Authentication Token"}
 		case authExpired:
-			return &APIError{400, "RequestExpired", "Request has expired."}
+			return &APIError{HTTPStatus: 400, Code: "RequestExpired", Message: "Request has expired."}
 		default:
-			return &APIError{401, "AuthFailure", "AWS was not able to validate the provided access credentials"}
+			return &APIError{HTTPStatus: 401, Code: "AuthFailure", Message: "AWS was not able to validate the provided access credentials"}
 		}
 	}
 }
@@ -76,7 +76,7 @@ func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "reading request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	auth, authErr := parseSigV4(r.Header.Get("Authorization"))
+	auth, authErr := ParseSigV4(r.Header.Get("Authorization"))
 	service := auth.Service
 	if authErr != nil {
 		service = guessService(r, body)
@@ -102,7 +102,7 @@ func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveLocked authenticates, admits and handles one call (lock held).
-func (e *Emulator) serveLocked(w http.ResponseWriter, r *http.Request, body []byte, auth sigV4Auth, authErr error, service, action string, params url.Values) {
+func (e *Emulator) serveLocked(w http.ResponseWriter, r *http.Request, body []byte, auth SigV4Auth, authErr error, service, action string, params url.Values) {
 	c := &Call{
 		RequestID: e.nextRequestID(),
 		Time:      e.now(),
@@ -141,7 +141,7 @@ func (e *Emulator) serveLocked(w http.ResponseWriter, r *http.Request, body []by
 
 // authenticate resolves the caller from the access key, checks the
 // signature and, for session credentials, the token and its expiry.
-func (e *Emulator) authenticate(c *Call, r *http.Request, body []byte, auth sigV4Auth) (authError, bool) {
+func (e *Emulator) authenticate(c *Call, r *http.Request, body []byte, auth SigV4Auth) (authError, bool) {
 	var secret string
 	var expires time.Time
 	token := r.Header.Get("X-Amz-Security-Token")
@@ -160,7 +160,7 @@ func (e *Emulator) authenticate(c *Call, r *http.Request, body []byte, auth sigV
 	} else {
 		return authUnknownKey, false
 	}
-	if !verifySigV4(r, body, auth, secret) {
+	if !VerifySigV4(r, body, auth, secret) {
 		return authBadSignature, false
 	}
 	if !expires.IsZero() && !e.now().Before(expires) {
@@ -194,7 +194,7 @@ func parseAction(service string, r *http.Request, body []byte) (string, url.Valu
 		target := r.Header.Get("X-Amz-Target")
 		op, ok := strings.CutPrefix(target, "TrentService.")
 		if !ok || op == "" {
-			return "", nil, &APIError{400, "UnknownOperationException", ""}
+			return "", nil, &APIError{HTTPStatus: 400, Code: "UnknownOperationException", Message: ""}
 		}
 		return op, nil, nil
 	}
@@ -208,9 +208,9 @@ func parseAction(service string, r *http.Request, body []byte) (string, url.Valu
 	action := form.Get("Action")
 	if action == "" {
 		if service == "sts" {
-			return "", form, &APIError{400, "InvalidAction", "Could not find operation  for version NO_VERSION_SPECIFIED"}
+			return "", form, &APIError{HTTPStatus: 400, Code: "InvalidAction", Message: "Could not find operation  for version NO_VERSION_SPECIFIED"}
 		}
-		return "", form, &APIError{400, "MissingAction", "The request must contain the parameter Action"}
+		return "", form, &APIError{HTTPStatus: 400, Code: "MissingAction", Message: "The request must contain the parameter Action"}
 	}
 	return action, form, nil
 }
@@ -237,19 +237,19 @@ func (e *Emulator) finish(w http.ResponseWriter, c *Call, out any, apiErr *APIEr
 			out = struct{}{}
 		}
 		if err := json.NewEncoder(&buf).Encode(out); err != nil {
-			e.writeError(w, c.Service, c.RequestID, &APIError{500, "KMSInternalException", err.Error()})
+			e.writeError(w, c.Service, c.RequestID, &APIError{HTTPStatus: 500, Code: "KMSInternalException", Message: err.Error()})
 			return
 		}
 	case "sts":
 		w.Header().Set("Content-Type", "text/xml")
 		if err := writeSTSEnvelope(&buf, c.Action, c.RequestID, out); err != nil {
-			e.writeError(w, c.Service, c.RequestID, &APIError{500, "InternalFailure", err.Error()})
+			e.writeError(w, c.Service, c.RequestID, &APIError{HTTPStatus: 500, Code: "InternalFailure", Message: err.Error()})
 			return
 		}
 	default:
 		w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
 		if err := writeEC2Envelope(&buf, c.Action, c.RequestID, out); err != nil {
-			e.writeError(w, c.Service, c.RequestID, &APIError{500, "InternalError", err.Error()})
+			e.writeError(w, c.Service, c.RequestID, &APIError{HTTPStatus: 500, Code: "InternalError", Message: err.Error()})
 			return
 		}
 	}

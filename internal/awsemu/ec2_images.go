@@ -212,7 +212,7 @@ func (e *Emulator) recordRegistration(c *Call, img *ec2Image) {
 		}
 		if !m.Encrypted {
 			r.Unencrypted = append(r.Unencrypted, m.SnapshotID)
-		} else if a := arnAccount(m.KmsKeyARN); a != "" && a != img.Owner {
+		} else if a := ARNAccount(m.KmsKeyARN); a != "" && a != img.Owner {
 			r.ForeignKeys = append(r.ForeignKeys, m.KmsKeyARN)
 		}
 	}

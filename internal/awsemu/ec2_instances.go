@@ -280,7 +280,7 @@ func (e *Emulator) instanceXML(inst *ec2Instance, account string) xmlInstance {
 		x.StateReason = &xmlStateReason{Code: inst.ReasonCode, Message: inst.ReasonMessage}
 	}
 	if inst.IAMProfileARN != "" {
-		x.IAMInstanceProfile = &xmlIAMProfile{Arn: inst.IAMProfileARN, ID: uniqueID("AIPA", inst.IAMProfileARN)}
+		x.IAMInstanceProfile = &xmlIAMProfile{Arn: inst.IAMProfileARN, ID: UniqueID("AIPA", inst.IAMProfileARN)}
 	}
 	if inst.BootMode != "" {
 		x.CurrentBootMode = "uefi"

@@ -74,7 +74,7 @@ func matchFilters(filters []ec2Filter, values func(name string) ([]string, bool)
 		ok := false
 		for _, want := range f.Values {
 			for _, h := range have {
-				if globMatch(want, h) {
+				if GlobMatch(want, h) {
 					ok = true
 					break
 				}

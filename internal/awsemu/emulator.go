@@ -41,45 +41,6 @@ type Options struct {
 	Logf func(format string, args ...any)
 }
 
-// LatencySpec is the duration model of one operation, in emulated time.
-type LatencySpec struct {
-	Base   time.Duration `json:"base"`
-	PerGiB time.Duration `json:"per_gib"`
-}
-
-// Limits are service quotas and request rate limits.
-type Limits struct {
-	// ConcurrentImageCopies per destination account-region (0: default 50).
-	ConcurrentImageCopies int `json:"concurrent_image_copies"`
-	// ConcurrentSnapshotCopies per destination account-region (0: default 20).
-	ConcurrentSnapshotCopies int `json:"concurrent_snapshot_copies"`
-	// Request rates: token buckets per account-region, one for
-	// Describe*/List*/Get* calls and one for the others. A zero rate means
-	// unlimited. Rates are per wall-clock second.
-	DescribeRate  float64 `json:"describe_rate"`
-	DescribeBurst int     `json:"describe_burst"`
-	MutateRate    float64 `json:"mutate_rate"`
-	MutateBurst   int     `json:"mutate_burst"`
-	// Services the request rates apply to ("ec2", "kms", "sts"); empty
-	// means all.
-	Services []string `json:"services,omitempty"`
-}
-
-// defaultLatency is the latency model in emulated time, chosen to keep the
-// proportions users see on AWS: seconds for API-side work, minutes for a few
-// GiB of snapshot data, a slower first copy across regions.
-func defaultLatency() map[string]LatencySpec {
-	return map[string]LatencySpec{
-		LatencyInstanceStart: {Base: 30 * time.Second},
-		LatencyInstanceStop:  {Base: 20 * time.Second},
-		LatencyInstanceTerm:  {Base: 15 * time.Second},
-		LatencySnapshot:      {Base: 30 * time.Second, PerGiB: 15 * time.Second},
-		LatencySnapshotCopy:  {Base: 45 * time.Second, PerGiB: 20 * time.Second},
-		LatencyImageRegister: {Base: 5 * time.Second},
-		LatencyGrant:         {},
-	}
-}
-
 // Emulator is the local AWS. All state is guarded by mu; handlers run with it
 // held.
 type Emulator struct {
@@ -96,8 +57,8 @@ type Emulator struct {
 	kms    *kmsState
 	sts    *stsState
 	ec2    *ec2State
-	faults *faultState
-	limits *limiter
+	faults *FaultState
+	limits *Limiter
 	audit  []AuditEntry
 	cur    *Call // the call being handled (lock held)
 
@@ -143,7 +104,7 @@ func New(opts Options) (*Emulator, error) {
 	e := &Emulator{
 		opts:         opts,
 		world:        w,
-		latencyModel: defaultLatency(),
+		latencyModel: DefaultLatency(),
 		stopped:      make(chan struct{}),
 	}
 	for op, spec := range opts.Latency {
@@ -157,8 +118,8 @@ func New(opts Options) (*Emulator, error) {
 		seed = uint64(opts.Faults.Seed)
 	}
 	e.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	e.faults = newFaultState(opts.Faults)
-	e.limits = newLimiter(opts.Limits)
+	e.faults = NewFaultState(opts.Faults)
+	e.limits = NewLimiter(opts.Limits)
 	e.iam = newIAMState(w)
 
 	loaded := false
@@ -300,7 +261,6 @@ func (e *Emulator) ebsByDefault(account, region string) bool {
 	}
 	return false
 }
-
 func (e *Emulator) logf(format string, args ...any) {
 	if e.opts.Logf != nil {
 		e.opts.Logf(format, args...)

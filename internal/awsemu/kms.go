@@ -1,9 +1,6 @@
 package awsemu
 
 import (
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
@@ -19,7 +16,6 @@ type kmsState struct {
 
 	grantsByKey map[string]map[string]*kmsGrant // key ARN -> grant ID -> grant; rebuilt on load
 }
-
 type kmsKey struct {
 	ARN          string    `json:"arn"`
 	KeyID        string    `json:"key_id"`
@@ -36,9 +32,8 @@ type kmsKey struct {
 	Created      time.Time `json:"created"`
 	DeletionDate time.Time `json:"deletion_date,omitzero"`
 
-	policy *keyPolicy // parsed Policy, cached
+	policy *Policy // parsed Policy, cached
 }
-
 type kmsAlias struct {
 	Name    string    `json:"name"` // alias/x
 	ARN     string    `json:"arn"`
@@ -47,7 +42,6 @@ type kmsAlias struct {
 	KeyARN  string    `json:"key_arn"`
 	Created time.Time `json:"created"`
 }
-
 type kmsGrant struct {
 	GrantID           string            `json:"grant_id"`
 	Token             string            `json:"token"`
@@ -62,7 +56,6 @@ type kmsGrant struct {
 	Created           time.Time         `json:"created"`
 	EffectiveAt       time.Time         `json:"effective_at"`
 }
-
 type grantConstraints struct {
 	EncryptionContextSubset map[string]string `json:"EncryptionContextSubset,omitempty"`
 	EncryptionContextEquals map[string]string `json:"EncryptionContextEquals,omitempty"`
@@ -90,7 +83,6 @@ func (gc *grantConstraints) allow(context map[string]string) bool {
 	}
 	return true
 }
-
 func newKMSState() *kmsState {
 	s := &kmsState{}
 	s.ensure()
@@ -113,7 +105,6 @@ func (s *kmsState) ensure() {
 		s.indexGrant(g)
 	}
 }
-
 func (s *kmsState) indexGrant(g *kmsGrant) {
 	m, ok := s.grantsByKey[g.KeyARN]
 	if !ok {
@@ -122,39 +113,9 @@ func (s *kmsState) indexGrant(g *kmsGrant) {
 	}
 	m[g.GrantID] = g
 }
-
 func (s *kmsState) deleteGrant(g *kmsGrant) {
 	delete(s.Grants, g.GrantID)
 	delete(s.grantsByKey[g.KeyARN], g.GrantID)
-}
-
-func keyARN(region, account, id string) string {
-	return "arn:aws:kms:" + region + ":" + account + ":key/" + id
-}
-
-func aliasARN(region, account, name string) string {
-	return "arn:aws:kms:" + region + ":" + account + ":" + name
-}
-
-// stableUUID derives a UUID-shaped ID from seed, so world keys keep their
-// IDs across restarts without a state file.
-func stableUUID(seed string) string {
-	sum := sha256.Sum256([]byte(seed))
-	h := hex.EncodeToString(sum[:16])
-	return h[0:8] + "-" + h[8:12] + "-4" + h[13:16] + "-a" + h[17:20] + "-" + h[20:32]
-}
-
-func randomBytes(n int) []byte {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err) // crypto/rand never fails on supported platforms
-	}
-	return b
-}
-
-func randomUUID() string {
-	h := hex.EncodeToString(randomBytes(16))
-	return h[0:8] + "-" + h[8:12] + "-4" + h[13:16] + "-a" + h[17:20] + "-" + h[20:32]
 }
 
 // seedKMS creates the world's customer keys and every account-region's
@@ -168,7 +129,7 @@ func (e *Emulator) seedKMS(w *World) error {
 		for i, wk := range a.Keys {
 			id := wk.ID
 			if id == "" {
-				id = stableUUID(fmt.Sprintf("%s|%s|%d|%s", a.ID, wk.Region, i, strings.Join(wk.Aliases, ",")))
+				id = StableUUID(fmt.Sprintf("%s|%s|%d|%s", a.ID, wk.Region, i, strings.Join(wk.Aliases, ",")))
 				if wk.MultiRegion {
 					id = "mrk-" + strings.ReplaceAll(id, "-", "")
 				}
@@ -178,10 +139,10 @@ func (e *Emulator) seedKMS(w *World) error {
 				policy = defaultKeyPolicy(a.ID)
 			}
 			k := &kmsKey{
-				ARN: keyARN(wk.Region, a.ID, id), KeyID: id, Account: a.ID, Region: wk.Region,
+				ARN: KeyARN(wk.Region, a.ID, id), KeyID: id, Account: a.ID, Region: wk.Region,
 				Manager: "CUSTOMER", State: orDefaultState(wk.State), KeySpec: "SYMMETRIC_DEFAULT",
 				KeyUsage: "ENCRYPT_DECRYPT", Policy: policy, MultiRegion: wk.MultiRegion,
-				Material: randomBytes(32), Created: epoch,
+				Material: RandomBytes(32), Created: epoch,
 			}
 			if k.State == "PendingDeletion" {
 				k.DeletionDate = e.now().Add(30 * 24 * time.Hour)
@@ -192,11 +153,11 @@ func (e *Emulator) seedKMS(w *World) error {
 			e.kms.Keys[k.ARN] = k
 			for _, r := range wk.ReplicaRegions {
 				replica := *k
-				replica.ARN, replica.Region = keyARN(r, a.ID, id), r
+				replica.ARN, replica.Region = KeyARN(r, a.ID, id), r
 				e.kms.Keys[replica.ARN] = &replica
 			}
 			for _, name := range wk.Aliases {
-				al := &kmsAlias{Name: name, ARN: aliasARN(wk.Region, a.ID, name), Account: a.ID, Region: wk.Region, KeyARN: k.ARN, Created: epoch}
+				al := &kmsAlias{Name: name, ARN: AliasARN(wk.Region, a.ID, name), Account: a.ID, Region: wk.Region, KeyARN: k.ARN, Created: epoch}
 				if _, dup := e.kms.Aliases[al.ARN]; dup {
 					return fmt.Errorf("world: account %s declares alias %s twice in %s", a.ID, name, wk.Region)
 				}
@@ -206,7 +167,6 @@ func (e *Emulator) seedKMS(w *World) error {
 	}
 	return nil
 }
-
 func orDefaultState(s string) string {
 	if s == "" {
 		return "Enabled"
@@ -217,34 +177,32 @@ func orDefaultState(s string) string {
 // ensureAWSManagedEBSKey returns alias/aws/ebs of the account-region,
 // creating it when missing.
 func (e *Emulator) ensureAWSManagedEBSKey(account, region string, created time.Time) *kmsKey {
-	aARN := aliasARN(region, account, "alias/aws/ebs")
+	aARN := AliasARN(region, account, "alias/aws/ebs")
 	if al, ok := e.kms.Aliases[aARN]; ok {
 		if k, ok := e.kms.Keys[al.KeyARN]; ok {
 			return k
 		}
 	}
-	id := stableUUID("aws/ebs|" + account + "|" + region)
+	id := StableUUID("aws/ebs|" + account + "|" + region)
 	k := &kmsKey{
-		ARN: keyARN(region, account, id), KeyID: id, Account: account, Region: region,
+		ARN: KeyARN(region, account, id), KeyID: id, Account: account, Region: region,
 		Manager: "AWS", State: "Enabled", KeySpec: "SYMMETRIC_DEFAULT", KeyUsage: "ENCRYPT_DECRYPT",
 		Description: "Default key that protects my EBS volumes when no other key is defined",
-		Policy:      awsManagedEBSPolicy(account, region), Material: randomBytes(32), Created: created,
+		Policy:      awsManagedEBSPolicy(account, region), Material: RandomBytes(32), Created: created,
 	}
 	e.kms.Keys[k.ARN] = k
 	e.kms.Aliases[aARN] = &kmsAlias{Name: "alias/aws/ebs", ARN: aARN, Account: account, Region: region, KeyARN: k.ARN, Created: created}
 	e.dirty = true
 	return k
 }
-
 func (k *kmsKey) info() KeyInfo {
 	return KeyInfo{ARN: k.ARN, KeyID: k.KeyID, Account: k.Account, Region: k.Region, Manager: k.Manager, State: k.State, KeySpec: k.KeySpec, MultiReg: k.MultiRegion}
 }
-
-func (k *kmsKey) parsedPolicy() *keyPolicy {
+func (k *kmsKey) parsedPolicy() *Policy {
 	if k.policy == nil {
-		p, err := parsePolicy(k.Policy)
+		p, err := ParsePolicy(k.Policy)
 		if err != nil {
-			p = &keyPolicy{} // an unparsable stored policy allows nothing
+			p = &Policy{} // an unparsable stored policy allows nothing
 		}
 		k.policy = p
 	}
@@ -281,14 +239,14 @@ func (e *Emulator) resolveKey(ref, account, region string) (*kmsKey, *APIError) 
 		if ref == "alias/aws/ebs" && e.accountExists(account) && e.regionEnabled(region) {
 			e.ensureAWSManagedEBSKey(account, region, e.now())
 		}
-		aARN := aliasARN(region, account, ref)
+		aARN := AliasARN(region, account, ref)
 		al, ok := e.kms.Aliases[aARN]
 		if !ok {
 			return nil, Errf("NotFoundException", "Alias %s is not found.", aARN)
 		}
 		k = e.kms.Keys[al.KeyARN]
 	default:
-		k = e.kms.Keys[keyARN(region, account, ref)]
+		k = e.kms.Keys[KeyARN(region, account, ref)]
 	}
 	if k == nil {
 		return nil, Errf("NotFoundException", "Key '%s' does not exist", e.describeRef(ref, account, region))
@@ -299,14 +257,12 @@ func (e *Emulator) resolveKey(ref, account, region string) (*kmsKey, *APIError) 
 	}
 	return k, nil
 }
-
 func (e *Emulator) describeRef(ref, account, region string) string {
 	if strings.HasPrefix(ref, "arn:") {
 		return ref
 	}
-	return keyARN(region, account, ref)
+	return KeyARN(region, account, ref)
 }
-
 func (e *Emulator) deleteKey(k *kmsKey) {
 	delete(e.kms.Keys, k.ARN)
 	for arn, al := range e.kms.Aliases {
@@ -364,7 +320,7 @@ func (e *Emulator) keyAllowed(k *kmsKey, a keyAccess) *APIError {
 // policyAllows evaluates k's key policy alone for a.
 func (e *Emulator) policyAllows(k *kmsKey, a keyAccess) (allowed, denied bool) {
 	slr := isServiceLinkedRole(a.PrincipalIAM)
-	allowed, denied = k.parsedPolicy().evaluate(policyRequest{
+	allowed, denied = k.parsedPolicy().Evaluate(PolicyRequest{
 		Account: a.Account, Principal: a.Principal, PrincipalIAM: a.PrincipalIAM, Action: "kms:" + a.Action, ViaService: a.ViaService,
 		NoIAMDelegation: slr,
 	})
@@ -404,7 +360,7 @@ func (e *Emulator) effectiveGrants(k *kmsKey, a keyAccess) []*kmsGrant {
 	var out []*kmsGrant
 	for _, g := range e.kms.grantsByKey[k.ARN] {
 		if g.GranteePrincipal != a.PrincipalIAM && g.GranteePrincipal != a.Principal &&
-			(g.GranteePrincipal != rootARN(a.Account) || isServiceLinkedRole(a.PrincipalIAM)) {
+			(g.GranteePrincipal != RootARN(a.Account) || isServiceLinkedRole(a.PrincipalIAM)) {
 			continue
 		}
 		if !contains(g.Operations, a.Action) {
@@ -449,7 +405,7 @@ func (e *Emulator) authorizeKeyUse(u KeyUse) (KeyInfo, *APIError) {
 	}
 	principal := u.PrincipalIAM
 	if principal == "" {
-		principal = rootARN(u.Account)
+		principal = RootARN(u.Account)
 	}
 	for _, op := range u.Ops {
 		if err := e.keyAllowed(k, keyAccess{

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
 )
 
 // kmsHandler serves one KMS action.
@@ -82,7 +84,7 @@ func kmsActions() map[string]kmsHandler {
 func (e *Emulator) handleKMS(c *Call) (any, *APIError) {
 	h, ok := kmsActions()[c.Action]
 	if !ok {
-		return nil, &APIError{400, "UnknownOperationException", ""}
+		return nil, &APIError{HTTPStatus: 400, Code: "UnknownOperationException", Message: ""}
 	}
 	var req kmsRequest
 	if len(bytes.TrimSpace(c.Body)) > 0 {
@@ -181,20 +183,20 @@ func (e *Emulator) kmsCreateKey(c *Call, req *kmsRequest) (any, *APIError) {
 	}
 	policy := defaultKeyPolicy(c.Account)
 	if req.Policy != nil {
-		if _, err := parsePolicy(*req.Policy); err != nil {
+		if _, err := ParsePolicy(*req.Policy); err != nil {
 			return nil, Errf("MalformedPolicyDocumentException", "%v", err)
 		}
 		policy = *req.Policy
 	}
-	id := randomUUID()
+	id := RandomUUID()
 	if req.MultiRegion {
-		id = "mrk-" + hex.EncodeToString(randomBytes(16))
+		id = "mrk-" + hex.EncodeToString(RandomBytes(16))
 	}
 	k := &kmsKey{
-		ARN: keyARN(c.Region, c.Account, id), KeyID: id, Account: c.Account, Region: c.Region,
+		ARN: KeyARN(c.Region, c.Account, id), KeyID: id, Account: c.Account, Region: c.Region,
 		Manager: "CUSTOMER", State: "Enabled", KeySpec: "SYMMETRIC_DEFAULT", KeyUsage: "ENCRYPT_DECRYPT",
 		Description: req.Description, Policy: policy, MultiRegion: req.MultiRegion,
-		Material: randomBytes(32), Created: e.now(),
+		Material: RandomBytes(32), Created: e.now(),
 	}
 	e.kms.Keys[k.ARN] = k
 	e.dirty = true
@@ -271,7 +273,7 @@ func (e *Emulator) kmsCreateAlias(c *Call, req *kmsRequest) (any, *APIError) {
 	if !aliasNameRe.MatchString(req.AliasName) || len(req.AliasName) > 256 {
 		return nil, Errf("ValidationException", "1 validation error detected: Value '%s' at 'aliasName' failed to satisfy constraint: Member must satisfy regular expression pattern: ^alias/[a-zA-Z0-9/_-]+$", req.AliasName)
 	}
-	aARN := aliasARN(c.Region, c.Account, req.AliasName)
+	aARN := AliasARN(c.Region, c.Account, req.AliasName)
 	if strings.HasPrefix(req.AliasName, "alias/aws/") {
 		return nil, Errf("NotAuthorizedException", "User: %s is not authorized to perform: kms:CreateAlias on resource: %s", c.Principal, aARN)
 	}
@@ -389,7 +391,7 @@ func (e *Emulator) kmsPutKeyPolicy(c *Call, req *kmsRequest) (any, *APIError) {
 	if _, err := e.keyFor(c, req.KeyID, "PutKeyPolicy", nil); err != nil {
 		return nil, err
 	}
-	p, perr := parsePolicy(*req.Policy)
+	p, perr := ParsePolicy(*req.Policy)
 	if perr != nil {
 		return nil, Errf("MalformedPolicyDocumentException", "%v", perr)
 	}
@@ -488,14 +490,14 @@ func validGrantOperation(op string) bool {
 }
 
 func validPrincipal(p string) bool {
-	return accountIDRe.MatchString(p) || strings.HasPrefix(p, "arn:aws:iam::") || strings.HasPrefix(p, "arn:aws:sts::") ||
+	return core.IsAccountID(p) || strings.HasPrefix(p, "arn:aws:iam::") || strings.HasPrefix(p, "arn:aws:sts::") ||
 		strings.HasSuffix(p, ".amazonaws.com")
 }
 
 // normalizePrincipal turns an account ID into its root ARN, as KMS does.
 func normalizePrincipal(p string) string {
-	if accountIDRe.MatchString(p) {
-		return rootARN(p)
+	if core.IsAccountID(p) {
+		return RootARN(p)
 	}
 	return p
 }
@@ -536,7 +538,7 @@ func (e *Emulator) kmsCreateGrant(c *Call, req *kmsRequest) (any, *APIError) {
 		}
 	}
 	if req.DryRun {
-		return nil, &APIError{412, "DryRunOperationException", "The request would have succeeded, but the DryRun option is set."}
+		return nil, &APIError{HTTPStatus: 412, Code: "DryRunOperationException", Message: "The request would have succeeded, but the DryRun option is set."}
 	}
 	grantee := normalizePrincipal(req.GranteePrincipal)
 	retiring := normalizePrincipal(req.RetiringPrincipal)
@@ -557,19 +559,19 @@ func (e *Emulator) kmsCreateGrant(c *Call, req *kmsRequest) (any, *APIError) {
 		delay = e.scaled(e.opts.SlowGrantDelay)
 	}
 	g := &kmsGrant{
-		GrantID:           hex.EncodeToString(randomBytes(32)),
+		GrantID:           hex.EncodeToString(RandomBytes(32)),
 		KeyARN:            k.ARN,
 		Name:              req.Name,
 		GranteePrincipal:  grantee,
 		RetiringPrincipal: retiring,
-		IssuingAccount:    rootARN(c.Account),
+		IssuingAccount:    RootARN(c.Account),
 		IssuedBy:          c.Principal,
 		Operations:        ops,
 		Constraints:       req.Constraints,
 		Created:           now,
 		EffectiveAt:       now.Add(delay),
 	}
-	g.Token = base64.RawURLEncoding.EncodeToString(append([]byte("grant:"), randomBytes(48)...))
+	g.Token = base64.RawURLEncoding.EncodeToString(append([]byte("grant:"), RandomBytes(48)...))
 	e.kms.Grants[g.GrantID] = g
 	e.kms.indexGrant(g)
 	e.dirty = true
@@ -661,7 +663,7 @@ func (e *Emulator) kmsRetireGrant(c *Call, req *kmsRequest) (any, *APIError) {
 	// The grantee may retire only a grant that allows RetireGrant (KMS
 	// RetireGrant reference, "Retiring and revoking grants").
 	granteeMay := principalNames(g.GranteePrincipal, c) && contains(g.Operations, "RetireGrant")
-	if !granteeMay && !principalNames(g.RetiringPrincipal, c) && g.IssuingAccount != rootARN(c.Account) {
+	if !granteeMay && !principalNames(g.RetiringPrincipal, c) && g.IssuingAccount != RootARN(c.Account) {
 		return nil, Errf("AccessDeniedException", "User: %s is not authorized to perform: kms:RetireGrant on resource: %s", c.Principal, g.KeyARN)
 	}
 	e.kms.deleteGrant(g)
@@ -673,7 +675,7 @@ func (e *Emulator) kmsRetireGrant(c *Call, req *kmsRequest) (any, *APIError) {
 
 // principalNames reports whether a grant principal names the caller.
 func principalNames(p string, c *Call) bool {
-	return p != "" && (p == c.PrincipalIAM || p == c.Principal || p == rootARN(c.Account))
+	return p != "" && (p == c.PrincipalIAM || p == c.Principal || p == RootARN(c.Account))
 }
 
 func (e *Emulator) kmsRevokeGrant(c *Call, req *kmsRequest) (any, *APIError) {
@@ -708,7 +710,7 @@ func sealBlob(k *kmsKey, plaintext []byte, context map[string]string) ([]byte, e
 	if err != nil {
 		return nil, err
 	}
-	nonce := randomBytes(gcm.NonceSize())
+	nonce := RandomBytes(gcm.NonceSize())
 	var b bytes.Buffer
 	b.WriteString(ciphertextMagic)
 	_ = binary.Write(&b, binary.BigEndian, uint16(len(k.ARN)))
@@ -779,7 +781,7 @@ func (e *Emulator) kmsEncrypt(c *Call, req *kmsRequest) (any, *APIError) {
 	}
 	blob, serr := sealBlob(k, req.Plaintext, req.EncryptionContext)
 	if serr != nil {
-		return nil, &APIError{500, "KMSInternalException", serr.Error()}
+		return nil, &APIError{HTTPStatus: 500, Code: "KMSInternalException", Message: serr.Error()}
 	}
 	return map[string]any{"CiphertextBlob": blob, "KeyId": k.ARN, "EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}, nil
 }
@@ -796,7 +798,7 @@ func (e *Emulator) decryptBlob(c *Call, blob []byte, keyRef string, context map[
 	// A multi-region key's replica decrypts what any of its related keys
 	// encrypted: they share the key ID and the key material.
 	if f := strings.SplitN(arn, ":", 6); len(f) == 6 && strings.HasPrefix(f[5], "key/mrk-") && f[3] != c.Region {
-		arn = keyARN(c.Region, f[4], strings.TrimPrefix(f[5], "key/"))
+		arn = KeyARN(c.Region, f[4], strings.TrimPrefix(f[5], "key/"))
 	}
 	k, err := e.usableKey(c, arn, action, grantTokens, context)
 	if err != nil {
@@ -846,10 +848,10 @@ func (e *Emulator) kmsGenerateDataKey(c *Call, req *kmsRequest) (any, *APIError)
 	if err != nil {
 		return nil, err
 	}
-	dataKey := randomBytes(n)
+	dataKey := RandomBytes(n)
 	blob, serr := sealBlob(k, dataKey, req.EncryptionContext)
 	if serr != nil {
-		return nil, &APIError{500, "KMSInternalException", serr.Error()}
+		return nil, &APIError{HTTPStatus: 500, Code: "KMSInternalException", Message: serr.Error()}
 	}
 	out := map[string]any{"CiphertextBlob": blob, "KeyId": k.ARN}
 	if c.Action == "GenerateDataKey" {
@@ -872,7 +874,7 @@ func (e *Emulator) kmsReEncrypt(c *Call, req *kmsRequest) (any, *APIError) {
 	}
 	blob, serr := sealBlob(dst, pt, req.DestinationEncryptionContext)
 	if serr != nil {
-		return nil, &APIError{500, "KMSInternalException", serr.Error()}
+		return nil, &APIError{HTTPStatus: 500, Code: "KMSInternalException", Message: serr.Error()}
 	}
 	c.Note("SourceKeyArn", src.ARN)
 	c.Note("KeyArn", dst.ARN)

@@ -399,22 +399,22 @@ func TestAWSRequestRates(t *testing.T) {
 	if l.DescribeBurst != 100 || l.DescribeRate != 20 || l.MutateBurst != 200 || l.MutateRate != 5 || l.ConcurrentImageCopies != 7 {
 		t.Fatalf("%+v", l)
 	}
-	lim := newLimiter(l)
+	lim := NewLimiter(l)
 	now := time.Unix(0, 0)
 	c := &Call{Service: "ec2", Account: "111111111111", Region: "us-east-1", Action: "CopyImage"}
 	n := 0
-	for lim.allow(c, now) {
+	for lim.Allow(c, now) {
 		n++
 	}
 	if n != 200 {
 		t.Fatalf("mutating burst %d, want 200", n)
 	}
-	if !lim.allow(c, now.Add(200*time.Millisecond)) || lim.allow(c, now.Add(200*time.Millisecond)) {
+	if !lim.Allow(c, now.Add(200*time.Millisecond)) || lim.Allow(c, now.Add(200*time.Millisecond)) {
 		t.Fatal("refill of 5 per second not applied")
 	}
 	kmsCall := &Call{Service: "kms", Account: "111111111111", Region: "us-east-1", Action: "CreateGrant"}
 	for i := range 500 {
-		if !lim.allow(kmsCall, now) {
+		if !lim.Allow(kmsCall, now) {
 			t.Fatalf("KMS call %d throttled by EC2's buckets", i)
 		}
 	}

@@ -57,7 +57,7 @@ func TestVerifySigV4(t *testing.T) {
 			if tc.tamper != nil {
 				tc.tamper(r, &body)
 			}
-			auth, err := parseSigV4(r.Header.Get("Authorization"))
+			auth, err := ParseSigV4(r.Header.Get("Authorization"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -68,7 +68,7 @@ func TestVerifySigV4(t *testing.T) {
 			if tc.secret != "" {
 				secret = tc.secret
 			}
-			if got := verifySigV4(r, []byte(body), auth, secret); got != tc.want {
+			if got := VerifySigV4(r, []byte(body), auth, secret); got != tc.want {
 				t.Fatalf("verify = %v, want %v", got, tc.want)
 			}
 		})
@@ -82,7 +82,7 @@ func TestParseSigV4Errors(t *testing.T) {
 		"AWS4-HMAC-SHA256 Credential=AKIA/20260101/us-east-1/ec2, SignedHeaders=host, Signature=ab",
 		"AWS4-HMAC-SHA256 Credential=AKIA/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host",
 	} {
-		if _, err := parseSigV4(h); err == nil {
+		if _, err := ParseSigV4(h); err == nil {
 			t.Errorf("%q: parsed", h)
 		}
 	}

@@ -47,10 +47,10 @@ type stsCallerIdentity struct {
 }
 
 func (e *Emulator) stsGetCallerIdentity(c *Call) stsCallerIdentity {
-	userID := uniqueID("AIDA", c.PrincipalIAM)
+	userID := UniqueID("AIDA", c.PrincipalIAM)
 	if strings.Contains(c.Principal, ":assumed-role/") {
 		session := c.Principal[strings.LastIndexByte(c.Principal, '/')+1:]
-		userID = uniqueID("AROA", c.PrincipalIAM) + ":" + session
+		userID = UniqueID("AROA", c.PrincipalIAM) + ":" + session
 	}
 	return stsCallerIdentity{Arn: c.Principal, UserID: userID, Account: c.Account}
 }
@@ -109,9 +109,9 @@ func (e *Emulator) stsAssumeRole(c *Call) (any, *APIError) {
 	}
 	now := e.now()
 	s := &stsSession{
-		AccessKeyID:     "ASIA" + uniqueID("", hex.EncodeToString(randomBytes(16)))[:16],
-		SecretAccessKey: base64.RawStdEncoding.EncodeToString(randomBytes(30)),
-		SessionToken:    "IQoJb3JpZ2luX2VjE" + base64.RawStdEncoding.EncodeToString(randomBytes(96)),
+		AccessKeyID:     "ASIA" + UniqueID("", hex.EncodeToString(RandomBytes(16)))[:16],
+		SecretAccessKey: base64.RawStdEncoding.EncodeToString(RandomBytes(30)),
+		SessionToken:    "IQoJb3JpZ2luX2VjE" + base64.RawStdEncoding.EncodeToString(RandomBytes(96)),
 		Expiration:      now.Add(time.Duration(duration) * time.Second),
 		Account:         role.Account,
 		RoleARN:         role.ARN,
@@ -131,7 +131,7 @@ func (e *Emulator) stsAssumeRole(c *Call) (any, *APIError) {
 	out.Credentials.SecretAccessKey = s.SecretAccessKey
 	out.Credentials.SessionToken = s.SessionToken
 	out.Credentials.Expiration = s.Expiration.UTC().Format(time.RFC3339)
-	out.AssumedRoleUser.AssumedRoleID = uniqueID("AROA", role.ARN) + ":" + name
+	out.AssumedRoleUser.AssumedRoleID = UniqueID("AROA", role.ARN) + ":" + name
 	out.AssumedRoleUser.Arn = s.ARN
 	return out, nil
 }
@@ -141,7 +141,7 @@ func (e *Emulator) stsAssumeRole(c *Call) (any, *APIError) {
 func (e *Emulator) roleTrusts(role iamRole, c *Call) bool {
 	for _, t := range role.Trusted {
 		switch t {
-		case c.Account, rootARN(c.Account), c.PrincipalIAM, c.Principal:
+		case c.Account, RootARN(c.Account), c.PrincipalIAM, c.Principal:
 			return true
 		}
 	}

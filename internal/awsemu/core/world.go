@@ -1,7 +1,8 @@
+package core
+
 // Package awsemu is a local AWS (EC2/EBS, KMS, STS) for amicrypt's tests,
 // benchmarks and demo. It serves the real wire protocols on one endpoint,
 // across many accounts and regions, and follows shared/aws-behaviour.md.
-package awsemu
 
 // contract.go is the seam between the emulator's platform (server, SigV4,
 // world, clock, limits, faults, audit, KMS, STS) and its EC2 service
@@ -9,146 +10,19 @@ package awsemu
 // incompatible way.
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
-	"net/url"
-	"time"
-)
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 
-// Call is one authenticated API request, after SigV4 verification.
-type Call struct {
-	RequestID string
-	Time      time.Time // emulator clock at arrival
-	Service   string    // "ec2", "kms", "sts" (from the credential scope)
-	Region    string    // from the credential scope
-	Account   string    // 12-digit account of the caller
-	// Principal is the caller's ARN: arn:aws:iam::ACCT:user/NAME,
-	// arn:aws:iam::ACCT:root, or arn:aws:sts::ACCT:assumed-role/ROLE/SESSION.
-	Principal string
-	// PrincipalIAM is the IAM identity behind Principal, as key policies and
-	// grants name it: the user ARN, the root ARN or arn:aws:iam::ACCT:role/ROLE.
-	PrincipalIAM string
-	Action       string     // "DescribeImages", "CreateGrant", …
-	Params       url.Values // Query protocols (EC2, STS): the form
-	Body         []byte     // JSON protocol (KMS): the raw body
-	// Notes are key parameters and outcomes a handler wants in the audit
-	// (resource IDs created, key ARNs used). The platform records them.
-	Notes map[string]string
-}
-
-// Note records a key fact about this call in the audit entry.
-func (c *Call) Note(key, value string) {
-	if c.Notes == nil {
-		c.Notes = map[string]string{}
-	}
-	c.Notes[key] = value
-}
-
-// APIError is an AWS error as the wire protocol reports it.
-type APIError struct {
-	HTTPStatus int    // 400 unless set
-	Code       string // e.g. "InvalidAMIID.NotFound"
-	Message    string
-}
-
-func (e *APIError) Error() string { return e.Code + ": " + e.Message }
-
-// Errf builds a 400 APIError.
-func Errf(code, format string, args ...any) *APIError {
-	return &APIError{HTTPStatus: 400, Code: code, Message: fmt.Sprintf(format, args...)}
-}
-
-// KMS operations EC2 performs on a caller's behalf (aws-behaviour.md 3.4).
-const (
-	OpDescribeKey                     = "DescribeKey"
-	OpDecrypt                         = "Decrypt"
-	OpCreateGrant                     = "CreateGrant"
-	OpReEncryptFrom                   = "ReEncryptFrom"
-	OpReEncryptTo                     = "ReEncryptTo"
-	OpGenerateDataKeyWithoutPlaintext = "GenerateDataKeyWithoutPlaintext"
-)
-
-// KeyUse is what EC2 asks of KMS before it uses a key for a caller.
-//
-// The platform implements, with the emulator lock held:
-//
-//	func (e *Emulator) authorizeKeyUse(u KeyUse) (KeyInfo, *APIError)
-//
-// It resolves KeyRef in u.Region as seen from u.Account (key ID, key ARN,
-// alias name — only the caller's own aliases — or alias ARN; an empty KeyRef
-// means the caller account's default EBS key there, normally alias/aws/ebs),
-// then checks existence, state and that u.PrincipalIAM may perform every op
-// in u.Ops through the key policy or an effective grant. An AWS-managed key
-// may be used only by EC2 in its own account. The error is the KMS error
-// (NotFoundException, DisabledException, KMSInvalidStateException,
-// AccessDeniedException); EC2 turns it into its own code.
-type KeyUse struct {
-	Account      string
-	PrincipalIAM string
-	Region       string
-	KeyRef       string
-	Ops          []string
-}
-
-// KeyInfo describes a resolved KMS key.
-type KeyInfo struct {
-	ARN      string // arn:aws:kms:REGION:ACCOUNT:key/ID
-	KeyID    string
-	Account  string
-	Region   string
-	Manager  string // "AWS" or "CUSTOMER"
-	State    string // "Enabled", "Disabled", "PendingDeletion"
-	KeySpec  string
-	MultiReg bool
-}
-
-// The EC2 side implements, with the emulator lock held:
-//
-//	func (e *Emulator) handleEC2(c *Call) (any, *APIError)
-//
-// The returned value is XML-marshalled as the children of
-// <{Action}Response xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">, after
-// <requestId>; the platform writes the envelope and the error body.
-//
-// The EC2 side seeds its state from World.Images/Snapshots and from the
-// accounts and regions (default VPC, subnets, security group) in
-//
-//	func (e *Emulator) seedEC2(w *World)
-//
-// and keeps all its state in the exported fields of an ec2State value stored
-// at e.ec2, so the platform can save it to and load it from the state file
-// with encoding/json.
-
-// Clock and latency model, owned by the platform:
-//
-//	func (e *Emulator) now() time.Time
-//	// duration of an operation: (base[op] + perGiB[op]*sizeGiB) × (crossRegion
-//	// factor when crossRegion) × time scale
-//	func (e *Emulator) latency(op string, sizeGiB int, crossRegion bool) time.Duration
-//
-// op is one of the LatencyOp constants. Asynchronous resources store the time
-// they finish and move through their states when read (no goroutines).
-const (
-	LatencyInstanceStart = "instance-start"
-	LatencyInstanceStop  = "instance-stop"
-	LatencyInstanceTerm  = "instance-terminate"
-	LatencySnapshot      = "snapshot-create"
-	LatencySnapshotCopy  = "snapshot-copy"
-	LatencyImageRegister = "image-register"
-	LatencyGrant         = "grant-propagation"
-)
-
-// Faults, owned by the platform. Throttling and InternalError are injected by
-// the dispatcher before a handler runs. Handlers ask for the others:
-//
-//	func (e *Emulator) faultFires(kind FaultKind, action string) bool
-type FaultKind string
-
-const (
-	FaultThrottle         FaultKind = "throttle"              // dispatcher
-	FaultInternalError    FaultKind = "internal-error"        // dispatcher
-	FaultCopyFails        FaultKind = "copy-fails"            // CopyImage/CopySnapshot end failed/error
-	FaultNotFoundAfterNew FaultKind = "notfound-after-create" // new resource invisible for a moment
-	FaultSlowGrant        FaultKind = "slow-grant"            // grant takes much longer to take effect
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/world"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsimple"
+	"github.com/zclconf/go-cty/cty/function"
+	"github.com/zclconf/go-cty/cty/function/stdlib"
 )
 
 // Quotas, from Options, enforced by the EC2 side:
@@ -157,7 +31,6 @@ const (
 //	e.opts.Limits.ConcurrentSnapshotCopies per destination account-region
 //
 // Over a quota: ResourceLimitExceeded.
-
 // World is what a world file declares. The platform parses it (JSON or HCL)
 // and ships the default one.
 type World struct {
@@ -257,3 +130,167 @@ type WorldVolume struct {
 // The checker may implement, for GET /_emu/check (lock held):
 //
 //	func (e *Emulator) checkHTTP(q url.Values) (any, error)
+
+// DefaultWorld returns a fresh copy of the embedded default world.
+func DefaultWorld() (*World, error) {
+	return ParseWorld("default.json", world.DefaultJSON())
+}
+
+// LoadWorld reads a world file: HCL when its name ends in .hcl, else JSON.
+func LoadWorld(path string) (*World, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading world file: %w", err)
+	}
+	return ParseWorld(path, data)
+}
+
+// ParseWorld parses a world file. filename picks the syntax (.hcl: HCL,
+// otherwise JSON) and names the file in errors. HCL files may call
+// jsonencode() to write key policies.
+func ParseWorld(filename string, data []byte) (*World, error) {
+	var w World
+	if strings.EqualFold(filepath.Ext(filename), ".hcl") {
+		ctx := &hcl.EvalContext{Functions: map[string]function.Function{"jsonencode": stdlib.JSONEncodeFunc}}
+		if err := hclsimple.Decode(filename, data, ctx, &w); err != nil {
+			return nil, fmt.Errorf("world file %s: %w", filename, err)
+		}
+	} else {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&w); err != nil {
+			return nil, fmt.Errorf("world file %s: %w", filename, err)
+		}
+	}
+	if err := w.Validate(); err != nil {
+		return nil, fmt.Errorf("world file %s: %w", filename, err)
+	}
+	return &w, nil
+}
+
+var (
+	accountIDRe = regexp.MustCompile(`^[0-9]{12}$`)
+	accessKeyRe = regexp.MustCompile(`^AKIA[A-Z0-9]{12,124}$`)
+	regionRe    = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]$`)
+	nameRe      = regexp.MustCompile(`^[\w+=,.@-]{1,64}$`)
+)
+
+// Validate reports the first problem in the world, naming the field, the
+// value and what is expected.
+func (w *World) Validate() error {
+	if len(w.Regions) == 0 {
+		return fmt.Errorf("regions: at least one enabled region is required, e.g. regions = [\"us-east-1\"]")
+	}
+	enabled := map[string]bool{}
+	for _, r := range w.Regions {
+		if !regionRe.MatchString(r) {
+			return fmt.Errorf("regions: %q is not a region name like us-east-1", r)
+		}
+		enabled[r] = true
+	}
+	for _, r := range w.Disabled {
+		if !regionRe.MatchString(r) {
+			return fmt.Errorf("disabled_regions: %q is not a region name like ap-southeast-3", r)
+		}
+		if enabled[r] {
+			return fmt.Errorf("disabled_regions: %q is also in regions; a region is either enabled or not", r)
+		}
+	}
+	accounts := map[string]bool{}
+	accessKeys := map[string]bool{}
+	for i, a := range w.Accounts {
+		where := fmt.Sprintf("accounts[%d]", i)
+		if !accountIDRe.MatchString(a.ID) {
+			return fmt.Errorf("%s.id: %q is not a 12-digit account ID", where, a.ID)
+		}
+		if accounts[a.ID] {
+			return fmt.Errorf("%s.id: account %s is declared twice", where, a.ID)
+		}
+		accounts[a.ID] = true
+		for j, u := range a.Users {
+			uw := fmt.Sprintf("%s.users[%d]", where, j)
+			if !nameRe.MatchString(u.Name) {
+				return fmt.Errorf("%s.name: %q is not a valid IAM user name", uw, u.Name)
+			}
+			if !accessKeyRe.MatchString(u.AccessKey) {
+				return fmt.Errorf("%s.access_key: %q must be AKIA followed by at least 12 capital letters or digits", uw, u.AccessKey)
+			}
+			if accessKeys[u.AccessKey] {
+				return fmt.Errorf("%s.access_key: %q is used twice; access keys are unique", uw, u.AccessKey)
+			}
+			accessKeys[u.AccessKey] = true
+			if u.SecretKey == "" {
+				return fmt.Errorf("%s.secret_key: empty; every user needs a secret key", uw)
+			}
+		}
+		for j, r := range a.Roles {
+			rw := fmt.Sprintf("%s.roles[%d]", where, j)
+			if !nameRe.MatchString(r.Name) {
+				return fmt.Errorf("%s.name: %q is not a valid IAM role name", rw, r.Name)
+			}
+			for _, t := range r.TrustedBy {
+				if !accountIDRe.MatchString(t) && !strings.HasPrefix(t, "arn:aws:") {
+					return fmt.Errorf("%s.trusted: %q must be an account ID or a principal ARN", rw, t)
+				}
+			}
+		}
+		for j, k := range a.Keys {
+			kw := fmt.Sprintf("%s.keys[%d]", where, j)
+			if !enabled[k.Region] {
+				return fmt.Errorf("%s.region: %q is not an enabled region of this world (%s)", kw, k.Region, strings.Join(w.Regions, ", "))
+			}
+			for _, al := range k.Aliases {
+				if !strings.HasPrefix(al, "alias/") || strings.HasPrefix(al, "alias/aws/") {
+					return fmt.Errorf("%s.aliases: %q must start with alias/ and not alias/aws/", kw, al)
+				}
+			}
+			for _, r := range k.ReplicaRegions {
+				if !k.MultiRegion {
+					return fmt.Errorf("%s.replica_regions: only a multi_region key has replicas; set multi_region = true", kw)
+				}
+				if !enabled[r] || r == k.Region {
+					return fmt.Errorf("%s.replica_regions: %q must be an enabled region other than the primary %s", kw, r, k.Region)
+				}
+			}
+			switch k.State {
+			case "", "Enabled", "Disabled", "PendingDeletion":
+			default:
+				return fmt.Errorf("%s.state: %q must be Enabled, Disabled or PendingDeletion", kw, k.State)
+			}
+			if k.Policy != "" {
+				if _, err := ParsePolicy(k.Policy); err != nil {
+					return fmt.Errorf("%s.policy: %w", kw, err)
+				}
+			}
+		}
+		for _, r := range a.EBSEncryptionByDefault {
+			if r != "*" && !enabled[r] {
+				return fmt.Errorf("%s.ebs_encryption_by_default: %q is neither \"*\" nor an enabled region", where, r)
+			}
+		}
+	}
+	for i, im := range w.Images {
+		where := fmt.Sprintf("images[%d]", i)
+		if !strings.HasPrefix(im.ID, "ami-") {
+			return fmt.Errorf("%s.id: %q must start with ami-", where, im.ID)
+		}
+		if !accounts[im.Owner] {
+			return fmt.Errorf("%s.owner: %q is not an account of this world", where, im.Owner)
+		}
+		if !enabled[im.Region] {
+			return fmt.Errorf("%s.region: %q is not an enabled region of this world", where, im.Region)
+		}
+		if len(im.Volumes) == 0 {
+			return fmt.Errorf("%s.volumes: an EBS-backed image needs at least one volume", where)
+		}
+		for j, v := range im.Volumes {
+			if !strings.HasPrefix(v.SnapshotID, "snap-") {
+				return fmt.Errorf("%s.volumes[%d].snapshot_id: %q must start with snap-", where, j, v.SnapshotID)
+			}
+			if v.SizeGiB <= 0 {
+				return fmt.Errorf("%s.volumes[%d].size_gib: %d must be positive", where, j, v.SizeGiB)
+			}
+		}
+	}
+	return nil
+}

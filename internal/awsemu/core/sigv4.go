@@ -1,4 +1,4 @@
-package awsemu
+package core
 
 import (
 	"crypto/hmac"
@@ -16,8 +16,8 @@ import (
 // re-signing with it would sign its own choice of headers, not the
 // SignedHeaders list the client (the SDK, botocore) chose.
 
-// sigV4Auth is a parsed Authorization header.
-type sigV4Auth struct {
+// SigV4Auth is a parsed Authorization header.
+type SigV4Auth struct {
 	AccessKey     string
 	Date          string // yyyymmdd
 	Region        string
@@ -26,13 +26,13 @@ type sigV4Auth struct {
 	Signature     string
 }
 
-var errNoAuth = errors.New("missing authentication")
+var ErrNoAuth = errors.New("missing authentication")
 
-// parseSigV4 parses "AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/SERVICE/aws4_request, SignedHeaders=a;b, Signature=hex".
-func parseSigV4(h string) (sigV4Auth, error) {
-	var a sigV4Auth
+// ParseSigV4 parses "AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/SERVICE/aws4_request, SignedHeaders=a;b, Signature=hex".
+func ParseSigV4(h string) (SigV4Auth, error) {
+	var a SigV4Auth
 	if h == "" {
-		return a, errNoAuth
+		return a, ErrNoAuth
 	}
 	const algo = "AWS4-HMAC-SHA256 "
 	if !strings.HasPrefix(h, algo) {
@@ -62,9 +62,9 @@ func parseSigV4(h string) (sigV4Auth, error) {
 	return a, nil
 }
 
-// verifySigV4 recomputes the signature of r (whose body is body) with
+// VerifySigV4 recomputes the signature of r (whose body is body) with
 // secret and compares it with the one the client sent.
-func verifySigV4(r *http.Request, body []byte, a sigV4Auth, secret string) bool {
+func VerifySigV4(r *http.Request, body []byte, a SigV4Auth, secret string) bool {
 	amzDate := r.Header.Get("X-Amz-Date")
 	if amzDate == "" || !strings.HasPrefix(amzDate, a.Date) {
 		return false

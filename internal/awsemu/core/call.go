@@ -1,0 +1,59 @@
+package core
+
+// Package awsemu is a local AWS (EC2/EBS, KMS, STS) for amicrypt's tests,
+// benchmarks and demo. It serves the real wire protocols on one endpoint,
+// across many accounts and regions, and follows shared/aws-behaviour.md.
+
+// contract.go is the seam between the emulator's platform (server, SigV4,
+// world, clock, limits, faults, audit, KMS, STS) and its EC2 service
+// (ec2*.go). Both sides may add to it; neither changes what is here in an
+// incompatible way.
+
+import (
+	"fmt"
+	"net/url"
+	"time"
+)
+
+// Call is one authenticated API request, after SigV4 verification.
+type Call struct {
+	RequestID string
+	Time      time.Time // emulator clock at arrival
+	Service   string    // "ec2", "kms", "sts" (from the credential scope)
+	Region    string    // from the credential scope
+	Account   string    // 12-digit account of the caller
+	// Principal is the caller's ARN: arn:aws:iam::ACCT:user/NAME,
+	// arn:aws:iam::ACCT:root, or arn:aws:sts::ACCT:assumed-role/ROLE/SESSION.
+	Principal string
+	// PrincipalIAM is the IAM identity behind Principal, as key policies and
+	// grants name it: the user ARN, the root ARN or arn:aws:iam::ACCT:role/ROLE.
+	PrincipalIAM string
+	Action       string     // "DescribeImages", "CreateGrant", …
+	Params       url.Values // Query protocols (EC2, STS): the form
+	Body         []byte     // JSON protocol (KMS): the raw body
+	// Notes are key parameters and outcomes a handler wants in the audit
+	// (resource IDs created, key ARNs used). The platform records them.
+	Notes map[string]string
+}
+
+// Note records a key fact about this call in the audit entry.
+func (c *Call) Note(key, value string) {
+	if c.Notes == nil {
+		c.Notes = map[string]string{}
+	}
+	c.Notes[key] = value
+}
+
+// APIError is an AWS error as the wire protocol reports it.
+type APIError struct {
+	HTTPStatus int    // 400 unless set
+	Code       string // e.g. "InvalidAMIID.NotFound"
+	Message    string
+}
+
+func (e *APIError) Error() string { return e.Code + ": " + e.Message }
+
+// Errf builds a 400 APIError.
+func Errf(code, format string, args ...any) *APIError {
+	return &APIError{HTTPStatus: 400, Code: code, Message: fmt.Sprintf(format, args...)}
+}
