@@ -87,7 +87,7 @@ func (r CheckReport) String() string {
 func (e *Emulator) CheckMark() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.audit)
+	return e.audit.Len()
 }
 
 // Check runs every invariant over the state and the audit.
@@ -127,10 +127,8 @@ func (e *Emulator) check(opts CheckOptions) CheckReport {
 	}
 	e.ec2.ensure()
 	since := opts.Since
-	if opts.SinceSeq > 0 && opts.SinceSeq <= len(e.audit) {
-		if t := e.audit[opts.SinceSeq-1].Time; t.After(since) {
-			since = t
-		}
+	if at, ok := e.audit.At(opts.SinceSeq); ok && at.Time.After(since) {
+		since = at.Time
 	}
 	ck := checker{e: e, opts: opts, since: since}
 	ck.unencryptedAMIs()
@@ -167,7 +165,7 @@ func (e *Emulator) check(opts CheckOptions) CheckReport {
 // sessions) after the baseline.
 func (e *Emulator) principalCallCounts(opts CheckOptions) ([]CallCount, int) {
 	var made []AuditEntry
-	for _, a := range e.auditEntries(AuditFilter{SinceSeq: opts.SinceSeq, Account: opts.Account}) {
+	for _, a := range e.audit.Entries(AuditFilter{SinceSeq: opts.SinceSeq, Account: opts.Account}) {
 		if principalMatches(a.Principal, opts.Principal) || principalMatches(a.PrincipalIAM, opts.Principal) {
 			made = append(made, a)
 		}
@@ -279,12 +277,8 @@ func (ck *checker) leftoverSecurityGroups() {
 // createdAt finds the audit time of the call that created a resource (its
 // ID is in the call's notes); zero when unknown.
 func (ck *checker) createdAt(id string) time.Time {
-	for i := len(ck.e.audit) - 1; i >= 0; i-- {
-		for _, v := range ck.e.audit[i].Notes {
-			if v == id {
-				return ck.e.audit[i].Time
-			}
-		}
+	if a, ok := ck.e.audit.LastNoting(id); ok {
+		return a.Time
 	}
 	return time.Time{}
 }
@@ -325,7 +319,7 @@ func (ck *checker) leftoverGrants() {
 // after the baseline that are still in place.
 func (ck *checker) leftoverPermissions() {
 	seen := map[string]bool{}
-	for _, a := range ck.e.auditEntries(AuditFilter{Service: "ec2", SinceSeq: ck.opts.SinceSeq, Outcome: "ok"}) {
+	for _, a := range ck.e.audit.Entries(AuditFilter{Service: "ec2", SinceSeq: ck.opts.SinceSeq, Outcome: "ok"}) {
 		if a.Action != "ModifyImageAttribute" && a.Action != "ModifySnapshotAttribute" {
 			continue
 		}

@@ -224,7 +224,7 @@ func (e *Emulator) finish(w http.ResponseWriter, c *Call, out any, apiErr *APIEr
 		}
 		status = apiErr.HTTPStatus
 	}
-	e.record(c, apiErr, status)
+	e.audit.Record(c, apiErr, status)
 	if apiErr != nil {
 		e.writeError(w, c.Service, c.RequestID, apiErr)
 		return

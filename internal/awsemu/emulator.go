@@ -2,12 +2,12 @@ package awsemu
 
 import (
 	"encoding/json"
-	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
 )
 
 // Options configure an Emulator. The zero value is usable: the default
@@ -47,11 +47,9 @@ type Emulator struct {
 	mu   sync.Mutex
 	opts Options
 
-	world        *World
-	latencyModel map[string]LatencySpec
-	offset       time.Duration // added by Advance
-	rng          *rand.Rand
-	seq          uint64 // request IDs
+	world *World
+	clock *core.Clock
+	ids   *core.RequestIDs
 
 	iam    *iamState
 	kms    *kmsState
@@ -59,15 +57,14 @@ type Emulator struct {
 	ec2    *ec2State
 	faults *FaultState
 	limits *Limiter
-	audit  []AuditEntry
+	audit  *core.Audit
 	cur    *Call // the call being handled (lock held)
 
-	dirty      bool
-	auditSaved int        // audit entries already in the audit log
-	saveMu     sync.Mutex // serializes state saves (taken before mu)
-	stopped    chan struct{}
-	saverWG    sync.WaitGroup
-	closed     bool
+	saved   savedMark  // what the state file holds (saveMu)
+	saveMu  sync.Mutex // serializes state saves (taken before mu)
+	stopped chan struct{}
+	saverWG sync.WaitGroup
+	closed  bool
 }
 
 // New builds an emulator from opts: it loads the world, then the state file
@@ -101,23 +98,25 @@ func New(opts Options) (*Emulator, error) {
 	if err := w.Validate(); err != nil {
 		return nil, err
 	}
-	e := &Emulator{
-		opts:         opts,
-		world:        w,
-		latencyModel: DefaultLatency(),
-		stopped:      make(chan struct{}),
-	}
+	latency := map[string]LatencySpec{}
 	for op, spec := range opts.Latency {
-		e.latencyModel[op] = spec
+		latency[op] = spec
 	}
 	if opts.GrantDelay > 0 {
-		e.latencyModel[LatencyGrant] = LatencySpec{Base: opts.GrantDelay}
+		latency[LatencyGrant] = LatencySpec{Base: opts.GrantDelay}
 	}
 	seed := uint64(1)
 	if opts.Faults != nil && opts.Faults.Seed != 0 {
 		seed = uint64(opts.Faults.Seed)
 	}
-	e.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	e := &Emulator{
+		opts:    opts,
+		world:   w,
+		clock:   core.NewClock(opts.Now, opts.TimeScale, opts.CrossRegionFactor, latency),
+		ids:     core.NewRequestIDs(seed),
+		audit:   &core.Audit{},
+		stopped: make(chan struct{}),
+	}
 	e.faults = NewFaultState(opts.Faults)
 	e.limits = NewLimiter(opts.Limits)
 	e.iam = newIAMState(w)
@@ -161,47 +160,27 @@ func (e *Emulator) Close() error {
 // Handler serves every AWS service of the emulator, and /_emu/ admin calls.
 func (e *Emulator) Handler() http.Handler { return http.HandlerFunc(e.serveHTTP) }
 
-// now is the emulator clock. Caller holds mu or accepts a racy read of offset.
-func (e *Emulator) now() time.Time { return e.opts.Now().Add(e.offset).UTC() }
+// now is the emulator clock.
+func (e *Emulator) now() time.Time { return e.clock.Now() }
 
 // Now is the emulator clock.
-func (e *Emulator) Now() time.Time {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.now()
-}
+func (e *Emulator) Now() time.Time { return e.clock.Now() }
 
 // Advance moves the emulator clock forward by d (wall time), e.g. to expire
 // session credentials or finish copies in a test without waiting.
-func (e *Emulator) Advance(d time.Duration) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.offset += d
-	e.dirty = true
-}
+func (e *Emulator) Advance(d time.Duration) { e.clock.Advance(d) }
 
 // latency is the duration of op: (base + perGiB×sizeGiB) × cross-region
 // factor when crossRegion × time scale.
 func (e *Emulator) latency(op string, sizeGiB int, crossRegion bool) time.Duration {
-	spec := e.latencyModel[op]
-	d := float64(spec.Base) + float64(spec.PerGiB)*float64(sizeGiB)
-	if crossRegion {
-		d *= e.opts.CrossRegionFactor
-	}
-	return time.Duration(d * e.opts.TimeScale)
+	return e.clock.Latency(op, sizeGiB, crossRegion)
 }
 
 // scaled converts an emulated duration to emulator-clock time.
-func (e *Emulator) scaled(d time.Duration) time.Duration {
-	return time.Duration(float64(d) * e.opts.TimeScale)
-}
+func (e *Emulator) scaled(d time.Duration) time.Duration { return e.clock.Scaled(d) }
 
 // nextRequestID returns a fresh request ID shaped like AWS's (lock held).
-func (e *Emulator) nextRequestID() string {
-	e.seq++
-	hi, lo := e.rng.Uint64(), e.rng.Uint64()
-	return fmt.Sprintf("%08x-%04x-4%03x-a%03x-%012x", uint32(hi>>32), uint16(hi>>16), uint16(hi)&0xfff, uint16(lo>>48)&0xfff, lo&0xffffffffffff)
-}
+func (e *Emulator) nextRequestID() string { return e.ids.Next() }
 
 // accountExists reports whether id is an account of the world.
 func (e *Emulator) accountExists(id string) bool {

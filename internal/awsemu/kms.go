@@ -192,7 +192,6 @@ func (e *Emulator) ensureAWSManagedEBSKey(account, region string, created time.T
 	}
 	e.kms.Keys[k.ARN] = k
 	e.kms.Aliases[aARN] = &kmsAlias{Name: "alias/aws/ebs", ARN: aARN, Account: account, Region: region, KeyARN: k.ARN, Created: created}
-	e.dirty = true
 	return k
 }
 func (k *kmsKey) info() KeyInfo {
@@ -273,7 +272,6 @@ func (e *Emulator) deleteKey(k *kmsKey) {
 	for _, g := range e.kms.grantsByKey[k.ARN] {
 		e.kms.deleteGrant(g)
 	}
-	e.dirty = true
 }
 
 // keyStateError is the error of using a key that is not enabled.

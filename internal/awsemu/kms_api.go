@@ -199,7 +199,6 @@ func (e *Emulator) kmsCreateKey(c *Call, req *kmsRequest) (any, *APIError) {
 		Material: RandomBytes(32), Created: e.now(),
 	}
 	e.kms.Keys[k.ARN] = k
-	e.dirty = true
 	c.Note("KeyArn", k.ARN)
 	return kmsKeyMetadataOutput{k.metadata()}, nil
 }
@@ -297,7 +296,6 @@ func (e *Emulator) kmsCreateAlias(c *Call, req *kmsRequest) (any, *APIError) {
 		return nil, Errf("AlreadyExistsException", "An alias with the name %s already exists", aARN)
 	}
 	e.kms.Aliases[aARN] = &kmsAlias{Name: req.AliasName, ARN: aARN, Account: c.Account, Region: c.Region, KeyARN: k.ARN, Created: e.now()}
-	e.dirty = true
 	c.Note("AliasArn", aARN)
 	return nil, nil
 }
@@ -396,7 +394,6 @@ func (e *Emulator) kmsPutKeyPolicy(c *Call, req *kmsRequest) (any, *APIError) {
 		return nil, Errf("MalformedPolicyDocumentException", "%v", perr)
 	}
 	k.Policy, k.policy = *req.Policy, p
-	e.dirty = true
 	return nil, nil
 }
 
@@ -426,7 +423,6 @@ func (e *Emulator) setKeyState(c *Call, req *kmsRequest, action, state string) (
 		return nil, Errf("KMSInvalidStateException", "%s is pending deletion.", k.ARN)
 	}
 	k.State = state
-	e.dirty = true
 	return nil, nil
 }
 
@@ -456,7 +452,6 @@ func (e *Emulator) kmsScheduleKeyDeletion(c *Call, req *kmsRequest) (any, *APIEr
 	}
 	k.State = "PendingDeletion"
 	k.DeletionDate = e.now().Add(time.Duration(days) * 24 * time.Hour)
-	e.dirty = true
 	return map[string]any{
 		"KeyId": k.ARN, "DeletionDate": epochSeconds(k.DeletionDate), "KeyState": k.State, "PendingWindowInDays": days,
 	}, nil
@@ -474,7 +469,6 @@ func (e *Emulator) kmsCancelKeyDeletion(c *Call, req *kmsRequest) (any, *APIErro
 		return nil, Errf("KMSInvalidStateException", "%s is not pending deletion.", k.ARN)
 	}
 	k.State, k.DeletionDate = "Disabled", time.Time{}
-	e.dirty = true
 	return map[string]string{"KeyId": k.ARN}, nil
 }
 
@@ -574,7 +568,6 @@ func (e *Emulator) kmsCreateGrant(c *Call, req *kmsRequest) (any, *APIError) {
 	g.Token = base64.RawURLEncoding.EncodeToString(append([]byte("grant:"), RandomBytes(48)...))
 	e.kms.Grants[g.GrantID] = g
 	e.kms.indexGrant(g)
-	e.dirty = true
 	c.Note("GrantId", g.GrantID)
 	c.Note("KeyArn", k.ARN)
 	c.Note("GranteePrincipal", grantee)
@@ -667,7 +660,6 @@ func (e *Emulator) kmsRetireGrant(c *Call, req *kmsRequest) (any, *APIError) {
 		return nil, Errf("AccessDeniedException", "User: %s is not authorized to perform: kms:RetireGrant on resource: %s", c.Principal, g.KeyARN)
 	}
 	e.kms.deleteGrant(g)
-	e.dirty = true
 	c.Note("GrantId", g.GrantID)
 	c.Note("KeyArn", g.KeyARN)
 	return nil, nil
@@ -691,7 +683,6 @@ func (e *Emulator) kmsRevokeGrant(c *Call, req *kmsRequest) (any, *APIError) {
 		return nil, Errf("NotFoundException", "Grant ID %s not found", req.GrantID)
 	}
 	e.kms.deleteGrant(g)
-	e.dirty = true
 	c.Note("GrantId", g.GrantID)
 	return nil, nil
 }

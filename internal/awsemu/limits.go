@@ -3,7 +3,7 @@ package awsemu
 // admit applies request-rate limits and dispatcher-level faults before a
 // handler runs (lock held).
 func (e *Emulator) admit(c *Call) *APIError {
-	if !e.limits.Allow(c, e.opts.Now()) {
+	if !e.limits.Allow(c, e.clock.Wall()) {
 		return ThrottleError(c.Service)
 	}
 	if e.faultFiresFor(FaultThrottle, c, c.Action) {

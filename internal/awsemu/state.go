@@ -54,7 +54,7 @@ func (e *Emulator) loadState(path string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	e.offset = st.ClockOffset
+	e.clock.SetOffset(st.ClockOffset)
 	e.kms = st.KMS
 	e.kms.ensure()
 	e.sts = st.STS
@@ -62,8 +62,8 @@ func (e *Emulator) loadState(path string) (bool, error) {
 		e.sts.Sessions = map[string]*stsSession{}
 	}
 	e.ec2 = st.EC2
-	e.audit = audit
-	e.auditSaved = len(audit)
+	e.audit.Load(audit)
+	e.saved = savedMark{auditLen: len(audit), offset: st.ClockOffset}
 	return true, nil
 }
 
@@ -109,20 +109,31 @@ type pendingSave struct {
 	audit []AuditEntry // entries not yet in the audit log
 }
 
+// savedMark is what the state file holds: every call changes the audit,
+// and Advance the clock, so the state is dirty when either moved.
+type savedMark struct {
+	auditLen int
+	offset   time.Duration
+}
+
+// dirty reports whether the state changed since the last save (saveMu held).
+func (e *Emulator) dirty() bool {
+	return e.saved != savedMark{auditLen: e.audit.Len(), offset: e.clock.Offset()}
+}
+
 // snapshotForSave encodes the state and takes the unsaved audit entries
-// (lock held). Audit entries never change once recorded, so the slice can
-// be encoded after the lock is released.
+// (saveMu and mu held).
 func (e *Emulator) snapshotForSave() (pendingSave, error) {
+	offset := e.clock.Offset()
 	data, err := json.Marshal(stateFile{
-		Version: stateVersion, SavedAt: e.now(), ClockOffset: e.offset,
+		Version: stateVersion, SavedAt: e.now(), ClockOffset: offset,
 		KMS: e.kms, STS: e.sts, EC2: e.ec2,
 	})
 	if err != nil {
 		return pendingSave{}, fmt.Errorf("encoding state: %w", err)
 	}
-	p := pendingSave{state: data, audit: e.audit[e.auditSaved:len(e.audit):len(e.audit)]}
-	e.auditSaved = len(e.audit)
-	e.dirty = false
+	p := pendingSave{state: data, audit: e.audit.TakeUnsaved()}
+	e.saved = savedMark{auditLen: e.saved.auditLen + len(p.audit), offset: offset}
 	return p, nil
 }
 
@@ -186,12 +197,11 @@ func (e *Emulator) saver() {
 		case <-t.C:
 		}
 		e.saveMu.Lock()
-		e.mu.Lock()
-		if !e.dirty {
-			e.mu.Unlock()
+		if !e.dirty() {
 			e.saveMu.Unlock()
 			continue
 		}
+		e.mu.Lock()
 		p, err := e.snapshotForSave()
 		e.mu.Unlock()
 		if err == nil {
@@ -225,7 +235,7 @@ func (e *Emulator) StateJSON() ([]byte, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return json.Marshal(stateFile{
-		Version: stateVersion, SavedAt: e.now(), ClockOffset: e.offset,
-		KMS: e.kms, STS: e.sts, EC2: e.ec2, Audit: e.audit,
+		Version: stateVersion, SavedAt: e.now(), ClockOffset: e.clock.Offset(),
+		KMS: e.kms, STS: e.sts, EC2: e.ec2, Audit: e.audit.Entries(AuditFilter{}),
 	})
 }

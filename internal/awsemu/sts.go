@@ -121,7 +121,6 @@ func (e *Emulator) stsAssumeRole(c *Call) (any, *APIError) {
 	}
 	e.sts.Sessions[s.AccessKeyID] = s
 	e.expireSessions(now)
-	e.dirty = true
 	c.Note("RoleArn", arn)
 	c.Note("AssumedRoleArn", s.ARN)
 	c.Note("AccessKeyId", s.AccessKeyID)

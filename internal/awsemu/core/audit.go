@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -152,4 +153,108 @@ func CountCalls(entries []AuditEntry) []CallCount {
 		return a.Region < b.Region
 	})
 	return out
+}
+
+// Audit is the record of every call, in order. Safe for concurrent use.
+type Audit struct {
+	mu      sync.Mutex
+	entries []AuditEntry
+	saved   int // entries already written to the audit log
+}
+
+// Record appends the entry of call c with its outcome.
+func (a *Audit) Record(c *Call, apiErr *APIError, status int) {
+	entry := AuditEntry{
+		Time:         c.Time,
+		RequestID:    c.RequestID,
+		Service:      c.Service,
+		Region:       c.Region,
+		Account:      c.Account,
+		Principal:    c.Principal,
+		PrincipalIAM: c.PrincipalIAM,
+		Action:       c.Action,
+		Params:       AuditParams(c),
+		Notes:        c.Notes,
+		Outcome:      "ok",
+		HTTPStatus:   status,
+	}
+	if apiErr != nil {
+		entry.Outcome, entry.Message = apiErr.Code, apiErr.Message
+	}
+	a.mu.Lock()
+	entry.Seq = len(a.entries) + 1
+	a.entries = append(a.entries, entry)
+	a.mu.Unlock()
+}
+
+// Entries returns the entries that match f, oldest first.
+func (a *Audit) Entries(f AuditFilter) []AuditEntry {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []AuditEntry
+	start := 0
+	if f.SinceSeq > 0 && f.SinceSeq <= len(a.entries) {
+		start = f.SinceSeq // Seq is index+1
+	}
+	for i := start; i < len(a.entries); i++ {
+		if f.Match(&a.entries[i]) {
+			out = append(out, a.entries[i])
+		}
+	}
+	return out
+}
+
+// Counts counts the entries that match f by service, action, account and
+// region.
+func (a *Audit) Counts(f AuditFilter) []CallCount { return CountCalls(a.Entries(f)) }
+
+// Len is the number of entries, the Seq of the last one.
+func (a *Audit) Len() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.entries)
+}
+
+// At returns the entry with sequence number seq (1-based).
+func (a *Audit) At(seq int) (AuditEntry, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if seq < 1 || seq > len(a.entries) {
+		return AuditEntry{}, false
+	}
+	return a.entries[seq-1], true
+}
+
+// Load replaces the entries with ones read back from the audit log.
+func (a *Audit) Load(entries []AuditEntry) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.entries = entries
+	a.saved = len(entries)
+}
+
+// TakeUnsaved returns the entries not yet written to the audit log and
+// counts them as written. Entries never change once recorded, so the
+// caller may encode them without the lock.
+func (a *Audit) TakeUnsaved() []AuditEntry {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := a.entries[a.saved:len(a.entries):len(a.entries)]
+	a.saved = len(a.entries)
+	return out
+}
+
+// LastNoting returns the newest entry one of whose notes has the value v
+// (the call that created resource v, say).
+func (a *Audit) LastNoting(v string) (AuditEntry, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i := len(a.entries) - 1; i >= 0; i-- {
+		for _, n := range a.entries[i].Notes {
+			if n == v {
+				return a.entries[i], true
+			}
+		}
+	}
+	return AuditEntry{}, false
 }
