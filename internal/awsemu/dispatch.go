@@ -145,13 +145,13 @@ func (e *Emulator) authenticate(c *Call, r *http.Request, body []byte, auth SigV
 	var secret string
 	var expires time.Time
 	token := r.Header.Get("X-Amz-Security-Token")
-	if u, ok := e.iam.keys[auth.AccessKey]; ok {
+	if u, ok := e.iam.UserByAccessKey(auth.AccessKey); ok {
 		if token != "" {
 			return authBadToken, false
 		}
 		secret = u.Secret
 		c.Account, c.Principal, c.PrincipalIAM = u.Account, u.ARN, u.ARN
-	} else if s, ok := e.sts.Sessions[auth.AccessKey]; ok {
+	} else if s, ok := e.sts.Session(auth.AccessKey); ok {
 		if token != s.SessionToken {
 			return authBadToken, false
 		}

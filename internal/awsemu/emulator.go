@@ -3,11 +3,12 @@ package awsemu
 import (
 	"encoding/json"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/iam"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/sts"
 )
 
 // Options configure an Emulator. The zero value is usable: the default
@@ -51,9 +52,9 @@ type Emulator struct {
 	clock *core.Clock
 	ids   *core.RequestIDs
 
-	iam    *iamState
+	iam    *iam.IAM
 	kms    *kmsState
-	sts    *stsState
+	sts    *sts.Service
 	ec2    *ec2State
 	faults *FaultState
 	limits *Limiter
@@ -119,7 +120,8 @@ func New(opts Options) (*Emulator, error) {
 	}
 	e.faults = NewFaultState(opts.Faults)
 	e.limits = NewLimiter(opts.Limits)
-	e.iam = newIAMState(w)
+	e.iam = iam.New(w)
+	e.sts = sts.New(e.clock, e.iam)
 
 	loaded := false
 	if opts.StatePath != "" {
@@ -130,7 +132,6 @@ func New(opts Options) (*Emulator, error) {
 	}
 	if !loaded {
 		e.kms = newKMSState()
-		e.sts = newSTSState()
 		if err := e.seedKMS(w); err != nil {
 			return nil, err
 		}
@@ -183,43 +184,16 @@ func (e *Emulator) scaled(d time.Duration) time.Duration { return e.clock.Scaled
 func (e *Emulator) nextRequestID() string { return e.ids.Next() }
 
 // accountExists reports whether id is an account of the world.
-func (e *Emulator) accountExists(id string) bool {
-	_, ok := e.iam.accounts[id]
-	return ok
-}
+func (e *Emulator) accountExists(id string) bool { return e.iam.AccountExists(id) }
 
 // accountByAlias returns the account ID with that alias ("amazon").
-func (e *Emulator) accountByAlias(alias string) (string, bool) {
-	for _, a := range e.world.Accounts {
-		if a.Alias == alias {
-			return a.ID, true
-		}
-	}
-	return "", false
-}
+func (e *Emulator) accountByAlias(alias string) (string, bool) { return e.iam.AccountByAlias(alias) }
 
 // regionEnabled reports whether region is enabled in the world.
-func (e *Emulator) regionEnabled(region string) bool {
-	for _, r := range e.world.Regions {
-		if r == region {
-			return true
-		}
-	}
-	return false
-}
+func (e *Emulator) regionEnabled(region string) bool { return e.world.RegionEnabled(region) }
 
 // regionKnown reports whether region is enabled or known but not enabled.
-func (e *Emulator) regionKnown(region string) bool {
-	if e.regionEnabled(region) {
-		return true
-	}
-	for _, r := range e.world.Disabled {
-		if r == region {
-			return true
-		}
-	}
-	return false
-}
+func (e *Emulator) regionKnown(region string) bool { return e.world.RegionKnown(region) }
 
 // Regions lists the enabled regions, then the known disabled ones.
 func (e *Emulator) regions() (enabled, disabled []string) {
@@ -229,16 +203,7 @@ func (e *Emulator) regions() (enabled, disabled []string) {
 // ebsByDefault reports whether the account encrypts new EBS volumes by
 // default in region.
 func (e *Emulator) ebsByDefault(account, region string) bool {
-	a, ok := e.iam.accounts[account]
-	if !ok {
-		return false
-	}
-	for _, r := range a.EBSEncryptionByDefault {
-		if r == "*" || strings.EqualFold(r, region) {
-			return true
-		}
-	}
-	return false
+	return e.iam.EBSEncryptionByDefault(account, region)
 }
 func (e *Emulator) logf(format string, args ...any) {
 	if e.opts.Logf != nil {

@@ -92,12 +92,5 @@ func (s *Server) Close() error {
 
 // Credentials returns the access key and secret of the account's first user.
 func (e *Emulator) Credentials(account string) (accessKey, secretKey string, err error) {
-	a, ok := e.iam.accounts[account]
-	if !ok {
-		return "", "", fmt.Errorf("account %s is not in the emulator's world", account)
-	}
-	if len(a.Users) == 0 {
-		return "", "", fmt.Errorf("account %s has no IAM user with an access key in the world", account)
-	}
-	return a.Users[0].AccessKey, a.Users[0].SecretKey, nil
+	return e.iam.Credentials(account)
 }

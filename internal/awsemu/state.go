@@ -16,12 +16,12 @@ import (
 // lives next to it in PATH.audit.jsonl, one entry per line, appended as it
 // grows: rewriting a long audit on every save would stall the emulator.
 type stateFile struct {
-	Version     int           `json:"version"`
-	SavedAt     time.Time     `json:"saved_at"`
-	ClockOffset time.Duration `json:"clock_offset"`
-	KMS         *kmsState     `json:"kms"`
-	STS         *stsState     `json:"sts"`
-	EC2         *ec2State     `json:"ec2"`
+	Version     int             `json:"version"`
+	SavedAt     time.Time       `json:"saved_at"`
+	ClockOffset time.Duration   `json:"clock_offset"`
+	KMS         json.RawMessage `json:"kms"`
+	STS         json.RawMessage `json:"sts"`
+	EC2         json.RawMessage `json:"ec2"`
 	// Audit is filled only in the admin view (GET /_emu/state).
 	Audit []AuditEntry `json:"audit,omitempty"`
 }
@@ -55,13 +55,17 @@ func (e *Emulator) loadState(path string) (bool, error) {
 		return false, err
 	}
 	e.clock.SetOffset(st.ClockOffset)
-	e.kms = st.KMS
-	e.kms.ensure()
-	e.sts = st.STS
-	if e.sts.Sessions == nil {
-		e.sts.Sessions = map[string]*stsSession{}
+	e.kms, e.ec2 = &kmsState{}, &ec2State{}
+	for _, part := range []struct {
+		name string
+		raw  json.RawMessage
+		into any
+	}{{"kms", st.KMS, e.kms}, {"sts", st.STS, e.sts}, {"ec2", st.EC2, e.ec2}} {
+		if err := json.Unmarshal(part.raw, part.into); err != nil {
+			return false, fmt.Errorf("state file %s: %s: %w (delete it to start fresh)", path, part.name, err)
+		}
 	}
-	e.ec2 = st.EC2
+	e.kms.ensure()
 	e.audit.Load(audit)
 	e.saved = savedMark{auditLen: len(audit), offset: st.ClockOffset}
 	return true, nil
@@ -125,10 +129,7 @@ func (e *Emulator) dirty() bool {
 // (saveMu and mu held).
 func (e *Emulator) snapshotForSave() (pendingSave, error) {
 	offset := e.clock.Offset()
-	data, err := json.Marshal(stateFile{
-		Version: stateVersion, SavedAt: e.now(), ClockOffset: offset,
-		KMS: e.kms, STS: e.sts, EC2: e.ec2,
-	})
+	data, err := e.encodeState(offset, nil)
 	if err != nil {
 		return pendingSave{}, fmt.Errorf("encoding state: %w", err)
 	}
@@ -234,8 +235,21 @@ func (e *Emulator) SaveState() error {
 func (e *Emulator) StateJSON() ([]byte, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return json.Marshal(stateFile{
-		Version: stateVersion, SavedAt: e.now(), ClockOffset: e.clock.Offset(),
-		KMS: e.kms, STS: e.sts, EC2: e.ec2, Audit: e.audit.Entries(AuditFilter{}),
-	})
+	return e.encodeState(e.clock.Offset(), e.audit.Entries(AuditFilter{}))
+}
+
+// encodeState encodes every service's state (and audit, for the admin view).
+func (e *Emulator) encodeState(offset time.Duration, audit []AuditEntry) ([]byte, error) {
+	st := stateFile{Version: stateVersion, SavedAt: e.now(), ClockOffset: offset, Audit: audit}
+	for _, part := range []struct {
+		into *json.RawMessage
+		from any
+	}{{&st.KMS, e.kms}, {&st.STS, e.sts}, {&st.EC2, e.ec2}} {
+		raw, err := json.Marshal(part.from)
+		if err != nil {
+			return nil, err
+		}
+		*part.into = raw
+	}
+	return json.Marshal(st)
 }

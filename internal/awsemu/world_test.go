@@ -140,7 +140,7 @@ func TestDefaultWorld(t *testing.T) {
 			t.Fatalf("image %d: %+v", i, im)
 		}
 	}
-	role := e.iam.roles["arn:aws:iam::444444444444:role/amicrypt-copy"]
+	role, _ := e.iam.Role("arn:aws:iam::444444444444:role/amicrypt-copy")
 	if role.ExternalID != "amicrypt-demo" || role.Trusted[0] != "111111111111" {
 		t.Fatalf("444's role: %+v", role)
 	}

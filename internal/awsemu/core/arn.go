@@ -96,3 +96,13 @@ func RandomUUID() string {
 
 // IsAccountID reports whether s is a 12-digit AWS account ID.
 func IsAccountID(s string) bool { return accountIDRe.MatchString(s) }
+
+// Role is an IAM role and its trust, as STS and EC2 see it.
+type Role struct {
+	Account    string
+	Name       string
+	ARN        string
+	Trusted    []string // account IDs, principal ARNs or service principals
+	ExternalID string
+	Deny       []string
+}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/world"
@@ -47,6 +48,8 @@ type WorldAccount struct {
 	Users []WorldUser `json:"users" hcl:"user,block"`
 	Roles []WorldRole `json:"roles" hcl:"role,block"`
 	Keys  []WorldKey  `json:"keys" hcl:"key,block"`
+	// InstanceProfiles pass a role to the instances launched with them.
+	InstanceProfiles []WorldInstanceProfile `json:"instance_profiles,omitempty" hcl:"instance_profile,block"`
 	// EBSEncryptionByDefault per region ("*" for all).
 	EBSEncryptionByDefault []string `json:"ebs_encryption_by_default,omitempty" hcl:"ebs_encryption_by_default,optional"`
 }
@@ -65,6 +68,13 @@ type WorldRole struct {
 	TrustedBy  []string `json:"trusted" hcl:"trusted"` // account IDs or principal ARNs allowed to assume it
 	ExternalID string   `json:"external_id,omitempty" hcl:"external_id,optional"`
 	Deny       []string `json:"deny,omitempty" hcl:"deny,optional"`
+}
+
+// WorldInstanceProfile is an instance profile and the role of its account
+// that it passes to instances.
+type WorldInstanceProfile struct {
+	Name string `json:"name" hcl:"name,label"`
+	Role string `json:"role" hcl:"role"` // role name in the same account
 }
 
 // WorldKey is a customer-managed KMS key.
@@ -234,6 +244,19 @@ func (w *World) Validate() error {
 				}
 			}
 		}
+		roles := map[string]bool{}
+		for _, r := range a.Roles {
+			roles[r.Name] = true
+		}
+		for j, p := range a.InstanceProfiles {
+			pw := fmt.Sprintf("%s.instance_profiles[%d]", where, j)
+			if !nameRe.MatchString(p.Name) {
+				return fmt.Errorf("%s.name: %q is not a valid instance profile name", pw, p.Name)
+			}
+			if !roles[p.Role] {
+				return fmt.Errorf("%s.role: %q is not a role of account %s; declare it with role %q { ... }", pw, p.Role, a.ID, p.Role)
+			}
+		}
 		for j, k := range a.Keys {
 			kw := fmt.Sprintf("%s.keys[%d]", where, j)
 			if !enabled[k.Region] {
@@ -293,4 +316,12 @@ func (w *World) Validate() error {
 		}
 	}
 	return nil
+}
+
+// RegionEnabled reports whether region is enabled in the world.
+func (w *World) RegionEnabled(region string) bool { return slices.Contains(w.Regions, region) }
+
+// RegionKnown reports whether region is enabled or known but not enabled.
+func (w *World) RegionKnown(region string) bool {
+	return w.RegionEnabled(region) || slices.Contains(w.Disabled, region)
 }
