@@ -8,6 +8,7 @@ import (
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/iam"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/kms"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/sts"
 )
 
@@ -53,7 +54,7 @@ type Emulator struct {
 	ids   *core.RequestIDs
 
 	iam    *iam.IAM
-	kms    *kmsState
+	kms    *kms.Service
 	sts    *sts.Service
 	ec2    *ec2State
 	faults *FaultState
@@ -123,6 +124,10 @@ func New(opts Options) (*Emulator, error) {
 	e.iam = iam.New(w)
 	e.sts = sts.New(e.clock, e.iam)
 
+	var err error
+	if e.kms, err = kms.New(e.clock, e.faults, w, e.iam, kms.Options{SlowGrantDelay: opts.SlowGrantDelay}); err != nil {
+		return nil, err
+	}
 	loaded := false
 	if opts.StatePath != "" {
 		var err error
@@ -131,10 +136,6 @@ func New(opts Options) (*Emulator, error) {
 		}
 	}
 	if !loaded {
-		e.kms = newKMSState()
-		if err := e.seedKMS(w); err != nil {
-			return nil, err
-		}
 		e.seedEC2(w)
 	}
 	if opts.StatePath != "" {

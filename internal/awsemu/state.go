@@ -55,7 +55,7 @@ func (e *Emulator) loadState(path string) (bool, error) {
 		return false, err
 	}
 	e.clock.SetOffset(st.ClockOffset)
-	e.kms, e.ec2 = &kmsState{}, &ec2State{}
+	e.ec2 = &ec2State{}
 	for _, part := range []struct {
 		name string
 		raw  json.RawMessage
@@ -65,7 +65,6 @@ func (e *Emulator) loadState(path string) (bool, error) {
 			return false, fmt.Errorf("state file %s: %s: %w (delete it to start fresh)", path, part.name, err)
 		}
 	}
-	e.kms.ensure()
 	e.audit.Load(audit)
 	e.saved = savedMark{auditLen: len(audit), offset: st.ClockOffset}
 	return true, nil

@@ -123,7 +123,7 @@ func TestDefaultWorld(t *testing.T) {
 	wantKeys := map[string]string{"111111111111": "alias/amicrypt-build", "222222222222": "alias/amicrypt-target", "333333333333": "alias/amicrypt-target", "444444444444": "alias/amicrypt-target"}
 	for acct, alias := range wantKeys {
 		for _, region := range w.Regions {
-			k, err := e.resolveKey(alias, acct, region)
+			k, err := e.kms.AuthorizeKeyUse(KeyUse{Account: acct, Region: region, KeyRef: alias, Ops: []string{OpDescribeKey}})
 			if err != nil || k.Manager != "CUSTOMER" || k.Region != region || k.Account != acct {
 				t.Fatalf("%s %s %s: %v %+v", acct, region, alias, err, k)
 			}

@@ -106,3 +106,19 @@ type Role struct {
 	ExternalID string
 	Deny       []string
 }
+
+// Scope is an account and a region: the unit of a service's store.
+type Scope struct {
+	Account string
+	Region  string
+}
+
+// Less orders scopes by account, then region.
+func (s Scope) Less(o Scope) bool {
+	if s.Account != o.Account {
+		return s.Account < o.Account
+	}
+	return s.Region < o.Region
+}
+
+func (s Scope) String() string { return s.Account + "/" + s.Region }

@@ -1,4 +1,4 @@
-package awsemu
+package kms
 
 // defaultKeyPolicy lets the account's root — and so the account's IAM —
 // do everything with the key, as KMS's default key policy does.
