@@ -9,10 +9,14 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/ec2"
 )
 
 // Check names, as they appear in Finding.Check and CheckOptions.Ignore.
@@ -122,15 +126,11 @@ func (e *Emulator) checkHTTP(q url.Values) (any, error) {
 
 // check is Check with the lock held.
 func (e *Emulator) check(opts CheckOptions) CheckReport {
-	if e.ec2 == nil {
-		e.ec2 = newEC2State()
-	}
-	e.ec2.ensure()
 	since := opts.Since
 	if at, ok := e.audit.At(opts.SinceSeq); ok && at.Time.After(since) {
 		since = at.Time
 	}
-	ck := checker{e: e, opts: opts, since: since}
+	ck := checker{e: e, inv: e.ec2.Inventory(), opts: opts, since: since}
 	ck.unencryptedAMIs()
 	ck.leftoverInstances()
 	ck.leftoverKeyPairs()
@@ -142,7 +142,7 @@ func (e *Emulator) check(opts CheckOptions) CheckReport {
 
 	report := CheckReport{Findings: []Finding{}, Options: opts, CheckedAt: e.now()}
 	for _, f := range ck.findings {
-		if !contains(opts.Ignore, f.Check) {
+		if !slices.Contains(opts.Ignore, f.Check) {
 			report.Findings = append(report.Findings, f)
 		}
 	}
@@ -183,7 +183,7 @@ func principalMatches(got, want string) bool {
 		return true
 	case got == "":
 		return false
-	case accountIDPattern.MatchString(want):
+	case core.IsAccountID(want):
 		return ARNAccount(got) == want
 	}
 	if m := assumedRolePattern.FindStringSubmatch(got); m != nil {
@@ -194,6 +194,7 @@ func principalMatches(got, want string) bool {
 
 type checker struct {
 	e        *Emulator
+	inv      ec2.Inventory
 	opts     CheckOptions
 	since    time.Time
 	findings []Finding
@@ -204,7 +205,7 @@ func (ck *checker) add(f Finding) { ck.findings = append(ck.findings, f) }
 // stillGranted reports whether a permission once added for grantee ("all"
 // meaning public) is still on a resource with these public flag and users.
 func stillGranted(grantee string, public bool, users []string) bool {
-	return grantee == "all" && public || contains(users, grantee)
+	return grantee == "all" && public || slices.Contains(users, grantee)
 }
 
 // selected reports whether a resource of account made by principal at t
@@ -222,25 +223,20 @@ func (ck *checker) selected(account, principal string, t time.Time) bool {
 // (1) AMIs registered with an unencrypted EBS snapshot, from the history
 // kept at registration time (a deregistered AMI still counts).
 func (ck *checker) unencryptedAMIs() {
-	for _, r := range ck.e.ec2.Registrations {
+	for _, r := range ck.inv.Registrations {
 		if len(r.Unencrypted) == 0 || !ck.selected(r.Account, r.Principal, r.Time) {
 			continue
 		}
 		ck.add(Finding{Check: CheckUnencryptedAMI, Account: r.Account, Region: r.Region, Resource: r.ImageID, Principal: r.Principal,
 			Message: fmt.Sprintf("%s made AMI %s in %s/%s with %s from unencrypted snapshot(s) %s at %s",
-				r.Principal, r.ImageID, r.Account, r.Region, r.Action, strings.Join(r.Unencrypted, ", "), ec2Time(r.Time))})
+				r.Principal, r.ImageID, r.Account, r.Region, r.Action, strings.Join(r.Unencrypted, ", "), ec2.EC2Time(r.Time))})
 	}
 }
 
 // (2) leftovers.
 func (ck *checker) leftoverInstances() {
-	for _, id := range sortedKeys(ck.e.ec2.Instances) {
-		inst := ck.e.ec2.Instances[id]
-		if !ck.selected(inst.Owner, inst.Principal, inst.Launched) {
-			continue
-		}
-		ck.e.refreshInstance(inst)
-		if inst.State == "terminated" || inst.Next == "terminated" {
+	for _, inst := range ck.inv.Instances {
+		if !ck.selected(inst.Owner, inst.Principal, inst.Launched) || inst.Terminating {
 			continue
 		}
 		ck.add(Finding{Check: CheckLeftoverInstance, Account: inst.Owner, Region: inst.Region, Resource: inst.ID, Principal: inst.Principal,
@@ -249,8 +245,7 @@ func (ck *checker) leftoverInstances() {
 }
 
 func (ck *checker) leftoverKeyPairs() {
-	for _, id := range sortedKeys(ck.e.ec2.KeyPairs) {
-		k := ck.e.ec2.KeyPairs[id]
+	for _, k := range ck.inv.KeyPairs {
 		if !ck.selected(k.Owner, k.Principal, k.Created) {
 			continue
 		}
@@ -260,8 +255,7 @@ func (ck *checker) leftoverKeyPairs() {
 }
 
 func (ck *checker) leftoverSecurityGroups() {
-	for _, id := range sortedKeys(ck.e.ec2.SecurityGroups) {
-		sg := ck.e.ec2.SecurityGroups[id]
+	for _, sg := range ck.inv.SecurityGroups {
 		if sg.Default || sg.Seeded || sg.Principal == "" {
 			continue
 		}
@@ -285,17 +279,15 @@ func (ck *checker) createdAt(id string) time.Time {
 
 func (ck *checker) orphanSnapshots() {
 	used := map[string]bool{}
-	for _, img := range ck.e.ec2.Images {
-		for _, m := range img.Mappings {
-			used[m.SnapshotID] = true
+	for _, img := range ck.inv.Images {
+		for _, id := range img.SnapshotIDs {
+			used[id] = true
 		}
 	}
-	for _, id := range sortedKeys(ck.e.ec2.Snapshots) {
-		s := ck.e.ec2.Snapshots[id]
+	for _, s := range ck.inv.Snapshots {
 		if s.Seeded || used[s.ID] || !ck.selected(s.Owner, s.Principal, s.Started) {
 			continue
 		}
-		ck.e.refreshSnapshot(s)
 		ck.add(Finding{Check: CheckOrphanSnapshot, Account: s.Owner, Region: s.Region, Resource: s.ID, Principal: s.Principal,
 			Message: fmt.Sprintf("snapshot %s in %s/%s (%s, encrypted=%t) made by %s is behind no AMI", s.ID, s.Owner, s.Region, s.State, s.Encrypted, s.Principal)})
 	}
@@ -343,7 +335,7 @@ func (ck *checker) leftoverPermissions() {
 			}
 			seen[key] = true
 			if isImage {
-				img, ok := ck.e.ec2.Images[id]
+				img, ok := ck.image(id)
 				if !ok || !stillGranted(grantee, img.Public, img.LaunchUsers) {
 					continue
 				}
@@ -351,7 +343,7 @@ func (ck *checker) leftoverPermissions() {
 					Message: fmt.Sprintf("AMI %s in %s/%s still has the launch permission for %s that %s added", id, img.Owner, img.Region, grantee, a.Principal)})
 				continue
 			}
-			s, ok := ck.e.ec2.Snapshots[id]
+			s, ok := ck.snapshot(id)
 			if !ok || !stillGranted(grantee, s.Public, s.CreateVolumeUsers) {
 				continue
 			}
@@ -364,7 +356,7 @@ func (ck *checker) leftoverPermissions() {
 // (3) copies encrypted under a key another account owns.
 func (ck *checker) foreignKeyCopies() {
 	reported := map[string]bool{}
-	for _, r := range ck.e.ec2.Registrations {
+	for _, r := range ck.inv.Registrations {
 		if len(r.ForeignKeys) == 0 || r.Action != "CopyImage" || !ck.selected(r.Account, r.Principal, r.Time) {
 			continue
 		}
@@ -373,8 +365,7 @@ func (ck *checker) foreignKeyCopies() {
 			Message: fmt.Sprintf("AMI copy %s in account %s (%s) is encrypted under key(s) of another account: %s",
 				r.ImageID, r.Account, r.Region, strings.Join(r.ForeignKeys, ", "))})
 	}
-	for _, id := range sortedKeys(ck.e.ec2.Snapshots) {
-		s := ck.e.ec2.Snapshots[id]
+	for _, s := range ck.inv.Snapshots {
 		if !s.Copy || !s.Encrypted || reported[s.ImageCopy] || !ck.selected(s.Owner, s.Principal, s.Started) {
 			continue
 		}
@@ -383,4 +374,22 @@ func (ck *checker) foreignKeyCopies() {
 				Message: fmt.Sprintf("snapshot copy %s in account %s (%s) is encrypted under %s, a key of account %s", s.ID, s.Owner, s.Region, s.KmsKeyARN, a)})
 		}
 	}
+}
+
+func (ck *checker) image(id string) (ec2.ImageView, bool) {
+	for _, img := range ck.inv.Images {
+		if img.ID == id {
+			return img, true
+		}
+	}
+	return ec2.ImageView{}, false
+}
+
+func (ck *checker) snapshot(id string) (ec2.SnapshotView, bool) {
+	for _, s := range ck.inv.Snapshots {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return ec2.SnapshotView{}, false
 }

@@ -1,6 +1,7 @@
 package awsemu
 
 import (
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"golang.org/x/crypto/ssh"
 )
 
 func imageIDs(imgs []types.Image) []string {
@@ -235,7 +237,11 @@ func TestEC2NetworkAndAccount(t *testing.T) {
 	}
 
 	// Key pairs.
-	pub := "ssh-ed25519 " + base64.StdEncoding.EncodeToString(sshBlob("ssh-ed25519", make([]byte, 32)))
+	edPub, err := ssh.NewPublicKey(ed25519.PublicKey(make([]byte, ed25519.PublicKeySize)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := string(ssh.MarshalAuthorizedKey(edPub))
 	imp := must[*ec2.ImportKeyPairOutput](t, "ImportKeyPair")(c.ImportKeyPair(ctx, &ec2.ImportKeyPairInput{KeyName: aws.String("imported"), PublicKeyMaterial: []byte(pub)}))
 	must[*ec2.CreateKeyPairOutput](t, "CreateKeyPair")(c.CreateKeyPair(ctx, &ec2.CreateKeyPairInput{KeyName: aws.String("made"), KeyType: types.KeyTypeEd25519}))
 	if _, err := c.CreateKeyPair(ctx, &ec2.CreateKeyPairInput{KeyName: aws.String("made")}); apiCode(err) != "InvalidKeyPair.Duplicate" {

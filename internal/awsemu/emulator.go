@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/ec2"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/iam"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/kms"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/sts"
@@ -56,7 +57,7 @@ type Emulator struct {
 	iam    *iam.IAM
 	kms    *kms.Service
 	sts    *sts.Service
-	ec2    *ec2State
+	ec2    *ec2.Service
 	faults *FaultState
 	limits *Limiter
 	audit  *core.Audit
@@ -128,16 +129,14 @@ func New(opts Options) (*Emulator, error) {
 	if e.kms, err = kms.New(e.clock, e.faults, w, e.iam, kms.Options{SlowGrantDelay: opts.SlowGrantDelay}); err != nil {
 		return nil, err
 	}
-	loaded := false
+	e.ec2 = ec2.New(e.clock, e.faults, w, e.kms, e.iam, ec2.Options{Limits: opts.Limits})
 	if opts.StatePath != "" {
 		var err error
-		if loaded, err = e.loadState(opts.StatePath); err != nil {
+		if _, err = e.loadState(opts.StatePath); err != nil {
 			return nil, err
 		}
 	}
-	if !loaded {
-		e.seedEC2(w)
-	}
+
 	if opts.StatePath != "" {
 		e.saverWG.Add(1)
 		go e.saver()

@@ -55,7 +55,6 @@ func (e *Emulator) loadState(path string) (bool, error) {
 		return false, err
 	}
 	e.clock.SetOffset(st.ClockOffset)
-	e.ec2 = &ec2State{}
 	for _, part := range []struct {
 		name string
 		raw  json.RawMessage

@@ -1,4 +1,4 @@
-package awsemu
+package ec2
 
 // ec2_network.go: key pairs, security groups, the default VPC and subnets,
 // regions, availability zones and instance types.
@@ -19,6 +19,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
 )
 
 type ec2KeyPair struct {
@@ -89,9 +91,9 @@ func (s *ec2Subnet) nextIP() string {
 	return fmt.Sprintf("%d.%d.%d.%d", a, b, c+(n/256)%16, n%256)
 }
 
-func (e *Emulator) defaultSubnet(account, region, az string) *ec2Subnet {
+func (e *Service) defaultSubnet(account, region, az string) *ec2Subnet {
 	var best *ec2Subnet
-	for _, s := range e.ec2.Subnets {
+	for _, s := range e.st.Subnets {
 		if s.Owner != account || s.Region != region || !s.DefaultForAZ || (az != "" && s.AZ != az) {
 			continue
 		}
@@ -102,8 +104,8 @@ func (e *Emulator) defaultSubnet(account, region, az string) *ec2Subnet {
 	return best
 }
 
-func (e *Emulator) defaultVPC(account, region string) *ec2VPC {
-	for _, v := range e.ec2.VPCs {
+func (e *Service) defaultVPC(account, region string) *ec2VPC {
+	for _, v := range e.st.VPCs {
 		if v.Owner == account && v.Region == region && v.Default {
 			return v
 		}
@@ -111,8 +113,8 @@ func (e *Emulator) defaultVPC(account, region string) *ec2VPC {
 	return nil
 }
 
-func (e *Emulator) securityGroupByName(account, region, vpcID, name string) *ec2SecurityGroup {
-	for _, sg := range e.ec2.SecurityGroups {
+func (e *Service) securityGroupByName(account, region, vpcID, name string) *ec2SecurityGroup {
+	for _, sg := range e.st.SecurityGroups {
 		if sg.Owner == account && sg.Region == region && sg.VpcID == vpcID && sg.Name == name {
 			return sg
 		}
@@ -120,8 +122,8 @@ func (e *Emulator) securityGroupByName(account, region, vpcID, name string) *ec2
 	return nil
 }
 
-func (e *Emulator) keyPairByName(account, region, name string) *ec2KeyPair {
-	for _, k := range e.ec2.KeyPairs {
+func (e *Service) keyPairByName(account, region, name string) *ec2KeyPair {
+	for _, k := range e.st.KeyPairs {
 		if k.Owner == account && k.Region == region && k.Name == name {
 			return k
 		}
@@ -151,31 +153,31 @@ type createKeyPairOutput struct {
 
 var keyNamePattern = regexp.MustCompile(`^[\x20-\x7e]{1,255}$`)
 
-func (e *Emulator) newKeyPair(c *Call, name, keyType string, specs []ec2TagSpec) (*ec2KeyPair, *APIError) {
+func (e *Service) newKeyPair(c *core.Call, name, keyType string, specs []ec2TagSpec) (*ec2KeyPair, *core.APIError) {
 	if name == "" {
-		return nil, Errf("MissingParameter", "The request must contain the parameter KeyName")
+		return nil, core.Errf("MissingParameter", "The request must contain the parameter KeyName")
 	}
 	if !keyNamePattern.MatchString(name) {
-		return nil, Errf("InvalidParameterValue", "Value (%s) for parameter keyName is invalid. Key names may contain only ASCII characters.", name)
+		return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter keyName is invalid. Key names may contain only ASCII characters.", name)
 	}
 	if e.keyPairByName(c.Account, c.Region, name) != nil {
-		return nil, Errf("InvalidKeyPair.Duplicate", "The keypair '%s' already exists.", name)
+		return nil, core.Errf("InvalidKeyPair.Duplicate", "The keypair '%s' already exists.", name)
 	}
-	k := &ec2KeyPair{ID: e.ec2.newID("key"), Owner: c.Account, Region: c.Region, Name: name, Type: keyType,
-		Created: e.now(), Principal: c.Principal}
-	e.ec2.KeyPairs[k.ID] = k
+	k := &ec2KeyPair{ID: e.st.newID("key"), Owner: c.Account, Region: c.Region, Name: name, Type: keyType,
+		Created: e.clock.Now(), Principal: c.Principal}
+	e.st.KeyPairs[k.ID] = k
 	if t := tagsFor(specs, "key-pair"); len(t) > 0 {
-		e.ec2.setTags(k.ID, c.Account, t)
+		e.st.setTags(k.ID, c.Account, t)
 	}
 	c.Note("keyPairId", k.ID)
 	c.Note("keyName", name)
 	return k, nil
 }
 
-func (e *Emulator) ec2CreateKeyPair(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2CreateKeyPair(c *core.Call, p ec2Params) (any, *core.APIError) {
 	keyType := orDefault(p.str("KeyType"), "rsa")
 	if keyType != "rsa" && keyType != "ed25519" {
-		return nil, Errf("InvalidParameterValue", "Value (%s) for parameter KeyType is invalid. Expected rsa or ed25519.", keyType)
+		return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter KeyType is invalid. Expected rsa or ed25519.", keyType)
 	}
 	specs, err := p.tagSpecs("key-pair")
 	if err != nil {
@@ -197,7 +199,7 @@ func (e *Emulator) ec2CreateKeyPair(c *Call, p ec2Params) (any, *APIError) {
 	} else {
 		priv, gerr := rsa.GenerateKey(rand.Reader, 2048)
 		if gerr != nil {
-			return nil, &APIError{HTTPStatus: 500, Code: "InternalError", Message: gerr.Error()}
+			return nil, &core.APIError{HTTPStatus: 500, Code: "InternalError", Message: gerr.Error()}
 		}
 		material = string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(priv)}))
 		der, _ := x509.MarshalPKCS8PrivateKey(priv)
@@ -208,7 +210,7 @@ func (e *Emulator) ec2CreateKeyPair(c *Call, p ec2Params) (any, *APIError) {
 		TagSet: e.tagSet(k.ID, c.Account)}, nil
 }
 
-func (e *Emulator) ec2ImportKeyPair(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2ImportKeyPair(c *core.Call, p ec2Params) (any, *core.APIError) {
 	material, err := p.required("PublicKeyMaterial")
 	if err != nil {
 		return nil, err
@@ -219,11 +221,11 @@ func (e *Emulator) ec2ImportKeyPair(c *Call, p ec2Params) (any, *APIError) {
 	}
 	fields := strings.Fields(string(raw))
 	if len(fields) < 2 || (fields[0] != "ssh-rsa" && fields[0] != "ssh-ed25519" && !strings.HasPrefix(fields[0], "ecdsa-")) {
-		return nil, Errf("InvalidKey.Format", "Key is not in valid OpenSSH public key format")
+		return nil, core.Errf("InvalidKey.Format", "Key is not in valid OpenSSH public key format")
 	}
 	blob, derr := base64.StdEncoding.DecodeString(fields[1])
 	if derr != nil {
-		return nil, Errf("InvalidKey.Format", "Key is not in valid OpenSSH public key format")
+		return nil, core.Errf("InvalidKey.Format", "Key is not in valid OpenSSH public key format")
 	}
 	specs, err := p.tagSpecs("key-pair")
 	if err != nil {
@@ -248,17 +250,17 @@ type deleteKeyPairOutput struct {
 	KeyPairID string `xml:"keyPairId,omitempty"`
 }
 
-func (e *Emulator) ec2DeleteKeyPair(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DeleteKeyPair(c *core.Call, p ec2Params) (any, *core.APIError) {
 	name, id := p.str("KeyName"), p.str("KeyPairId")
 	if name == "" && id == "" {
-		return nil, Errf("MissingParameter", "The request must contain the parameter KeyName or KeyPairId")
+		return nil, core.Errf("MissingParameter", "The request must contain the parameter KeyName or KeyPairId")
 	}
 	var k *ec2KeyPair
 	if id != "" {
-		if kp, ok := e.ec2.KeyPairs[id]; ok && kp.Owner == c.Account && kp.Region == c.Region {
+		if kp, ok := e.st.KeyPairs[id]; ok && kp.Owner == c.Account && kp.Region == c.Region {
 			k = kp
 		} else {
-			return nil, Errf("InvalidKeyPair.NotFound", "The key pair ID '%s' does not exist", id)
+			return nil, core.Errf("InvalidKeyPair.NotFound", "The key pair ID '%s' does not exist", id)
 		}
 	} else {
 		k = e.keyPairByName(c.Account, c.Region, name)
@@ -267,8 +269,8 @@ func (e *Emulator) ec2DeleteKeyPair(c *Call, p ec2Params) (any, *APIError) {
 	if k == nil {
 		return deleteKeyPairOutput{Return: true}, nil
 	}
-	delete(e.ec2.KeyPairs, k.ID)
-	delete(e.ec2.Tags, k.ID)
+	delete(e.st.KeyPairs, k.ID)
+	delete(e.st.Tags, k.ID)
 	c.Note("keyPairId", k.ID)
 	return deleteKeyPairOutput{Return: true, KeyPairID: k.ID}, nil
 }
@@ -277,7 +279,7 @@ type describeKeyPairsOutput struct {
 	KeySet []xmlKeyPair `xml:"keySet>item"`
 }
 
-func (e *Emulator) ec2DescribeKeyPairs(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DescribeKeyPairs(c *core.Call, p ec2Params) (any, *core.APIError) {
 	names, ids := p.list("KeyName"), p.list("KeyPairId")
 	includePublic, err := p.boolean("IncludePublicKey")
 	if err != nil {
@@ -285,18 +287,18 @@ func (e *Emulator) ec2DescribeKeyPairs(c *Call, p ec2Params) (any, *APIError) {
 	}
 	for _, n := range names {
 		if e.keyPairByName(c.Account, c.Region, n) == nil {
-			return nil, Errf("InvalidKeyPair.NotFound", "The key pair '%s' does not exist", n)
+			return nil, core.Errf("InvalidKeyPair.NotFound", "The key pair '%s' does not exist", n)
 		}
 	}
 	for _, id := range ids {
-		if k, ok := e.ec2.KeyPairs[id]; !ok || k.Owner != c.Account || k.Region != c.Region {
-			return nil, Errf("InvalidKeyPair.NotFound", "The key pair ID '%s' does not exist", id)
+		if k, ok := e.st.KeyPairs[id]; !ok || k.Owner != c.Account || k.Region != c.Region {
+			return nil, core.Errf("InvalidKeyPair.NotFound", "The key pair ID '%s' does not exist", id)
 		}
 	}
 	filters := p.filters()
 	out := describeKeyPairsOutput{KeySet: []xmlKeyPair{}}
 	var found []*ec2KeyPair
-	for _, k := range e.ec2.KeyPairs {
+	for _, k := range e.st.KeyPairs {
 		if k.Owner != c.Account || k.Region != c.Region {
 			continue
 		}
@@ -367,7 +369,7 @@ func sgARN(sg *ec2SecurityGroup) string {
 	return "arn:aws:ec2:" + sg.Region + ":" + sg.Owner + ":security-group/" + sg.ID
 }
 
-func (e *Emulator) ec2CreateSecurityGroup(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2CreateSecurityGroup(c *core.Call, p ec2Params) (any, *core.APIError) {
 	name, err := p.required("GroupName")
 	if err != nil {
 		return nil, err
@@ -377,10 +379,10 @@ func (e *Emulator) ec2CreateSecurityGroup(c *Call, p ec2Params) (any, *APIError)
 		return nil, err
 	}
 	if len(name) > 255 || strings.HasPrefix(strings.ToLower(name), "sg-") {
-		return nil, Errf("InvalidParameterValue", "Value (%s) for parameter GroupName is invalid. Group names may not be longer than 255 characters or start with sg-.", name)
+		return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter GroupName is invalid. Group names may not be longer than 255 characters or start with sg-.", name)
 	}
 	if name == "default" {
-		return nil, Errf("InvalidGroup.Reserved", "The security group 'default' is reserved")
+		return nil, core.Errf("InvalidGroup.Reserved", "The security group 'default' is reserved")
 	}
 	specs, err := p.tagSpecs("security-group")
 	if err != nil {
@@ -390,57 +392,57 @@ func (e *Emulator) ec2CreateSecurityGroup(c *Call, p ec2Params) (any, *APIError)
 	if vpcID == "" {
 		v := e.defaultVPC(c.Account, c.Region)
 		if v == nil {
-			return nil, Errf("VPCIdNotSpecified", "No default VPC for this user")
+			return nil, core.Errf("VPCIdNotSpecified", "No default VPC for this user")
 		}
 		vpcID = v.ID
-	} else if v, ok := e.ec2.VPCs[vpcID]; !ok || v.Owner != c.Account || v.Region != c.Region {
-		return nil, Errf("InvalidVpcID.NotFound", "The vpc ID '%s' does not exist", vpcID)
+	} else if v, ok := e.st.VPCs[vpcID]; !ok || v.Owner != c.Account || v.Region != c.Region {
+		return nil, core.Errf("InvalidVpcID.NotFound", "The vpc ID '%s' does not exist", vpcID)
 	}
 	if e.securityGroupByName(c.Account, c.Region, vpcID, name) != nil {
-		return nil, Errf("InvalidGroup.Duplicate", "The security group '%s' already exists for VPC '%s'", name, vpcID)
+		return nil, core.Errf("InvalidGroup.Duplicate", "The security group '%s' already exists for VPC '%s'", name, vpcID)
 	}
-	sg := &ec2SecurityGroup{ID: e.ec2.newID("sg"), Owner: c.Account, Region: c.Region, VpcID: vpcID, Name: name,
+	sg := &ec2SecurityGroup{ID: e.st.newID("sg"), Owner: c.Account, Region: c.Region, VpcID: vpcID, Name: name,
 		Description: desc, Ingress: []ec2Permission{}, Principal: c.Principal,
 		Egress: []ec2Permission{{Protocol: "-1", FromPort: -1, ToPort: -1, CIDRs: []string{"0.0.0.0/0"}}}}
-	e.ec2.SecurityGroups[sg.ID] = sg
+	e.st.SecurityGroups[sg.ID] = sg
 	if t := tagsFor(specs, "security-group"); len(t) > 0 {
-		e.ec2.setTags(sg.ID, c.Account, t)
+		e.st.setTags(sg.ID, c.Account, t)
 	}
 	c.Note("groupId", sg.ID)
 	return createSecurityGroupOutput{GroupID: sg.ID, SecurityGroupArn: sgARN(sg), TagSet: e.tagSet(sg.ID, c.Account)}, nil
 }
 
 // findGroup resolves GroupId or GroupName (default VPC).
-func (e *Emulator) findGroup(c *Call, p ec2Params) (*ec2SecurityGroup, *APIError) {
+func (e *Service) findGroup(c *core.Call, p ec2Params) (*ec2SecurityGroup, *core.APIError) {
 	if id := p.str("GroupId"); id != "" {
-		sg, ok := e.ec2.SecurityGroups[id]
+		sg, ok := e.st.SecurityGroups[id]
 		if !ok || sg.Owner != c.Account || sg.Region != c.Region {
-			return nil, Errf("InvalidGroup.NotFound", "The security group '%s' does not exist", id)
+			return nil, core.Errf("InvalidGroup.NotFound", "The security group '%s' does not exist", id)
 		}
 		return sg, nil
 	}
 	name := p.str("GroupName")
 	if name == "" {
-		return nil, Errf("MissingParameter", "The request must contain the parameter GroupId or GroupName")
+		return nil, core.Errf("MissingParameter", "The request must contain the parameter GroupId or GroupName")
 	}
 	vpc := e.defaultVPC(c.Account, c.Region)
 	if vpc == nil {
-		return nil, Errf("InvalidGroup.NotFound", "The security group '%s' does not exist", name)
+		return nil, core.Errf("InvalidGroup.NotFound", "The security group '%s' does not exist", name)
 	}
 	sg := e.securityGroupByName(c.Account, c.Region, vpc.ID, name)
 	if sg == nil {
-		return nil, Errf("InvalidGroup.NotFound", "The security group '%s' does not exist in default VPC '%s'", name, vpc.ID)
+		return nil, core.Errf("InvalidGroup.NotFound", "The security group '%s' does not exist in default VPC '%s'", name, vpc.ID)
 	}
 	return sg, nil
 }
 
 // readIPPermissions reads IpPermissions.N.* or the legacy flat form.
-func readIPPermissions(p ec2Params) ([]ec2Permission, *APIError) {
+func readIPPermissions(p ec2Params) ([]ec2Permission, *core.APIError) {
 	var out []ec2Permission
 	for _, n := range p.indices("IpPermissions") {
 		pre := fmt.Sprintf("IpPermissions.%d.", n)
 		perm := ec2Permission{Protocol: strings.ToLower(p.str(pre + "IpProtocol"))}
-		var err *APIError
+		var err *core.APIError
 		if perm.FromPort, err = p.integer(pre+"FromPort", -1); err != nil {
 			return nil, err
 		}
@@ -460,7 +462,7 @@ func readIPPermissions(p ec2Params) ([]ec2Permission, *APIError) {
 	}
 	if len(out) == 0 && p.str("IpProtocol") != "" {
 		perm := ec2Permission{Protocol: strings.ToLower(p.str("IpProtocol"))}
-		var err *APIError
+		var err *core.APIError
 		if perm.FromPort, err = p.integer("FromPort", -1); err != nil {
 			return nil, err
 		}
@@ -473,17 +475,17 @@ func readIPPermissions(p ec2Params) ([]ec2Permission, *APIError) {
 		out = append(out, perm)
 	}
 	if len(out) == 0 {
-		return nil, Errf("MissingParameter", "The request must contain the parameter IpPermissions")
+		return nil, core.Errf("MissingParameter", "The request must contain the parameter IpPermissions")
 	}
 	for _, perm := range out {
 		switch perm.Protocol {
 		case "tcp", "udp", "icmp", "icmpv6", "-1", "6", "17", "1":
 		default:
-			return nil, Errf("InvalidParameterValue", "Invalid value '%s' for IP protocol. Unknown protocol.", perm.Protocol)
+			return nil, core.Errf("InvalidParameterValue", "Invalid value '%s' for IP protocol. Unknown protocol.", perm.Protocol)
 		}
 		for _, cidr := range perm.CIDRs {
 			if !strings.Contains(cidr, "/") {
-				return nil, Errf("InvalidParameterValue", "Value (%s) for parameter cidrIp is invalid. This is not a valid CIDR block.", cidr)
+				return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter cidrIp is invalid. This is not a valid CIDR block.", cidr)
 			}
 		}
 	}
@@ -510,7 +512,7 @@ func samePermission(a, b ec2Permission) bool {
 	return a.Protocol == b.Protocol && a.FromPort == b.FromPort && a.ToPort == b.ToPort
 }
 
-func (e *Emulator) authorize(c *Call, p ec2Params, egress bool) (any, *APIError) {
+func (e *Service) authorize(c *core.Call, p ec2Params, egress bool) (any, *core.APIError) {
 	sg, err := e.findGroup(c, p)
 	if err != nil {
 		return nil, err
@@ -526,8 +528,8 @@ func (e *Emulator) authorize(c *Call, p ec2Params, egress bool) (any, *APIError)
 	out := authorizeOutput{Return: true}
 	for _, perm := range perms {
 		for _, g := range perm.Groups {
-			if _, ok := e.ec2.SecurityGroups[g]; !ok {
-				return nil, Errf("InvalidGroup.NotFound", "The security group '%s' does not exist", g)
+			if _, ok := e.st.SecurityGroups[g]; !ok {
+				return nil, core.Errf("InvalidGroup.NotFound", "The security group '%s' does not exist", g)
 			}
 		}
 		merged := false
@@ -538,7 +540,7 @@ func (e *Emulator) authorize(c *Call, p ec2Params, egress bool) (any, *APIError)
 			}
 			for _, cidr := range perm.CIDRs {
 				if contains(r.CIDRs, cidr) {
-					return nil, Errf("InvalidPermission.Duplicate", "the specified rule \"peer: %s, %s, from port: %d, to port: %d, ALLOW\" already exists", cidr, strings.ToUpper(perm.Protocol), perm.FromPort, perm.ToPort)
+					return nil, core.Errf("InvalidPermission.Duplicate", "the specified rule \"peer: %s, %s, from port: %d, to port: %d, ALLOW\" already exists", cidr, strings.ToUpper(perm.Protocol), perm.FromPort, perm.ToPort)
 				}
 			}
 			r.CIDRs = append(r.CIDRs, perm.CIDRs...)
@@ -550,22 +552,22 @@ func (e *Emulator) authorize(c *Call, p ec2Params, egress bool) (any, *APIError)
 			*rules = append(*rules, perm)
 		}
 		for _, cidr := range perm.CIDRs {
-			out.Rules = append(out.Rules, xmlSecurityGroupRule{SecurityGroupRuleID: e.ec2.newID("sgr"), GroupID: sg.ID,
+			out.Rules = append(out.Rules, xmlSecurityGroupRule{SecurityGroupRuleID: e.st.newID("sgr"), GroupID: sg.ID,
 				GroupOwnerID: sg.Owner, IsEgress: egress, IPProtocol: perm.Protocol, FromPort: perm.FromPort, ToPort: perm.ToPort, CidrIpv4: cidr})
 		}
 	}
 	return out, nil
 }
 
-func (e *Emulator) ec2AuthorizeSecurityGroupIngress(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2AuthorizeSecurityGroupIngress(c *core.Call, p ec2Params) (any, *core.APIError) {
 	return e.authorize(c, p, false)
 }
 
-func (e *Emulator) ec2AuthorizeSecurityGroupEgress(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2AuthorizeSecurityGroupEgress(c *core.Call, p ec2Params) (any, *core.APIError) {
 	return e.authorize(c, p, true)
 }
 
-func (e *Emulator) ec2RevokeSecurityGroupIngress(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2RevokeSecurityGroupIngress(c *core.Call, p ec2Params) (any, *core.APIError) {
 	sg, err := e.findGroup(c, p)
 	if err != nil {
 		return nil, err
@@ -596,25 +598,25 @@ type deleteSecurityGroupOutput struct {
 	GroupID string `xml:"groupId"`
 }
 
-func (e *Emulator) ec2DeleteSecurityGroup(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DeleteSecurityGroup(c *core.Call, p ec2Params) (any, *core.APIError) {
 	sg, err := e.findGroup(c, p)
 	if err != nil {
 		return nil, err
 	}
 	if sg.Default {
-		return nil, Errf("CannotDelete", "the specified group: \"%s\" name: \"default\" cannot be deleted by a user", sg.ID)
+		return nil, core.Errf("CannotDelete", "the specified group: \"%s\" name: \"default\" cannot be deleted by a user", sg.ID)
 	}
-	for _, inst := range e.ec2.Instances {
+	for _, inst := range e.st.Instances {
 		if inst.Owner != c.Account || !contains(inst.SecurityGroups, sg.ID) {
 			continue
 		}
 		e.refreshInstance(inst)
 		if inst.State != "terminated" {
-			return nil, Errf("DependencyViolation", "resource %s has a dependent object", sg.ID)
+			return nil, core.Errf("DependencyViolation", "resource %s has a dependent object", sg.ID)
 		}
 	}
-	delete(e.ec2.SecurityGroups, sg.ID)
-	delete(e.ec2.Tags, sg.ID)
+	delete(e.st.SecurityGroups, sg.ID)
+	delete(e.st.Tags, sg.ID)
 	c.Note("groupId", sg.ID)
 	return deleteSecurityGroupOutput{Return: true, GroupID: sg.ID}, nil
 }
@@ -680,22 +682,22 @@ type describeSecurityGroupsOutput struct {
 	NextToken         string             `xml:"nextToken,omitempty"`
 }
 
-func (e *Emulator) ec2DescribeSecurityGroups(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DescribeSecurityGroups(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ids, names := p.list("GroupId"), p.list("GroupName")
 	for _, id := range ids {
-		if sg, ok := e.ec2.SecurityGroups[id]; !ok || sg.Owner != c.Account || sg.Region != c.Region {
-			return nil, Errf("InvalidGroup.NotFound", "The security group '%s' does not exist", id)
+		if sg, ok := e.st.SecurityGroups[id]; !ok || sg.Owner != c.Account || sg.Region != c.Region {
+			return nil, core.Errf("InvalidGroup.NotFound", "The security group '%s' does not exist", id)
 		}
 	}
 	vpc := e.defaultVPC(c.Account, c.Region)
 	for _, n := range names {
 		if vpc == nil || e.securityGroupByName(c.Account, c.Region, vpc.ID, n) == nil {
-			return nil, Errf("InvalidGroup.NotFound", "The security group '%s' does not exist in default VPC", n)
+			return nil, core.Errf("InvalidGroup.NotFound", "The security group '%s' does not exist in default VPC", n)
 		}
 	}
 	filters := p.filters()
 	var found []*ec2SecurityGroup
-	for _, sg := range e.ec2.SecurityGroups {
+	for _, sg := range e.st.SecurityGroups {
 		if sg.Owner != c.Account || sg.Region != c.Region {
 			continue
 		}
@@ -770,17 +772,17 @@ type describeVpcsOutput struct {
 	NextToken string   `xml:"nextToken,omitempty"`
 }
 
-func (e *Emulator) ec2DescribeVpcs(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DescribeVpcs(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ids := p.list("VpcId")
 	for _, id := range ids {
-		if v, ok := e.ec2.VPCs[id]; !ok || v.Owner != c.Account || v.Region != c.Region {
-			return nil, Errf("InvalidVpcID.NotFound", "The vpc ID '%s' does not exist", id)
+		if v, ok := e.st.VPCs[id]; !ok || v.Owner != c.Account || v.Region != c.Region {
+			return nil, core.Errf("InvalidVpcID.NotFound", "The vpc ID '%s' does not exist", id)
 		}
 	}
 	filters := p.filters()
 	out := describeVpcsOutput{VpcSet: []xmlVpc{}}
-	for _, id := range sortedKeys(e.ec2.VPCs) {
-		v := e.ec2.VPCs[id]
+	for _, id := range sortedKeys(e.st.VPCs) {
+		v := e.st.VPCs[id]
 		if v.Owner != c.Account || v.Region != c.Region || (len(ids) > 0 && !contains(ids, v.ID)) {
 			continue
 		}
@@ -835,16 +837,16 @@ type describeSubnetsOutput struct {
 	NextToken string      `xml:"nextToken,omitempty"`
 }
 
-func (e *Emulator) ec2DescribeSubnets(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DescribeSubnets(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ids := p.list("SubnetId")
 	for _, id := range ids {
-		if s, ok := e.ec2.Subnets[id]; !ok || s.Owner != c.Account || s.Region != c.Region {
-			return nil, Errf("InvalidSubnetID.NotFound", "The subnet ID '%s' does not exist", id)
+		if s, ok := e.st.Subnets[id]; !ok || s.Owner != c.Account || s.Region != c.Region {
+			return nil, core.Errf("InvalidSubnetID.NotFound", "The subnet ID '%s' does not exist", id)
 		}
 	}
 	filters := p.filters()
 	var found []*ec2Subnet
-	for _, s := range e.ec2.Subnets {
+	for _, s := range e.st.Subnets {
 		if s.Owner != c.Account || s.Region != c.Region || (len(ids) > 0 && !contains(ids, s.ID)) {
 			continue
 		}
@@ -906,7 +908,7 @@ type describeRegionsOutput struct {
 	RegionInfo []xmlRegion `xml:"regionInfo>item"`
 }
 
-func (e *Emulator) ec2DescribeRegions(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DescribeRegions(c *core.Call, p ec2Params) (any, *core.APIError) {
 	all, err := p.boolean("AllRegions")
 	if err != nil {
 		return nil, err
@@ -923,8 +925,8 @@ func (e *Emulator) ec2DescribeRegions(c *Call, p ec2Params) (any, *APIError) {
 		}
 	}
 	for _, n := range names {
-		if !e.regionKnown(n) {
-			return nil, Errf("InvalidParameterValue", "Invalid region: %s", n)
+		if !e.world.RegionKnown(n) {
+			return nil, core.Errf("InvalidParameterValue", "Invalid region: %s", n)
 		}
 	}
 	filters := p.filters()
@@ -970,12 +972,12 @@ type describeAvailabilityZonesOutput struct {
 	AvailabilityZoneInfo []xmlAvailabilityZone `xml:"availabilityZoneInfo>item"`
 }
 
-func (e *Emulator) ec2DescribeAvailabilityZones(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DescribeAvailabilityZones(c *core.Call, p ec2Params) (any, *core.APIError) {
 	names, ids := p.list("ZoneName"), p.list("ZoneId")
 	zones := availabilityZones(c.Region)
 	for _, n := range names {
 		if !contains(zones, n) {
-			return nil, Errf("InvalidParameterValue", "The zone '%s' does not exist.", n)
+			return nil, core.Errf("InvalidParameterValue", "The zone '%s' does not exist.", n)
 		}
 	}
 	filters := p.filters()
@@ -1055,7 +1057,7 @@ type describeInstanceTypesOutput struct {
 	InstanceTypeSet []xmlInstanceTypeInfo `xml:"instanceTypeSet>item"`
 }
 
-func (e *Emulator) ec2DescribeInstanceTypes(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DescribeInstanceTypes(c *core.Call, p ec2Params) (any, *core.APIError) {
 	want := p.list("InstanceType")
 	out := describeInstanceTypesOutput{InstanceTypeSet: []xmlInstanceTypeInfo{}}
 	for _, w := range want {
@@ -1064,7 +1066,7 @@ func (e *Emulator) ec2DescribeInstanceTypes(c *Call, p ec2Params) (any, *APIErro
 			known = known || t.Name == w
 		}
 		if !known {
-			return nil, Errf("InvalidInstanceType", "The following supplied instance types do not exist: [%s]", w)
+			return nil, core.Errf("InvalidInstanceType", "The following supplied instance types do not exist: [%s]", w)
 		}
 	}
 	for _, t := range instanceTypes() {
@@ -1094,7 +1096,7 @@ type describeInstanceTypeOfferingsOutput struct {
 	Offerings []xmlInstanceTypeOffering `xml:"instanceTypeOfferingSet>item"`
 }
 
-func (e *Emulator) ec2DescribeInstanceTypeOfferings(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DescribeInstanceTypeOfferings(c *core.Call, p ec2Params) (any, *core.APIError) {
 	locType := orDefault(p.str("LocationType"), "region")
 	var locations []string
 	switch locType {
@@ -1107,7 +1109,7 @@ func (e *Emulator) ec2DescribeInstanceTypeOfferings(c *Call, p ec2Params) (any, 
 			locations = append(locations, zoneID(z))
 		}
 	default:
-		return nil, Errf("InvalidParameterValue", "Value (%s) for parameter LocationType is invalid.", locType)
+		return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter LocationType is invalid.", locType)
 	}
 	filters := p.filters()
 	out := describeInstanceTypeOfferingsOutput{Offerings: []xmlInstanceTypeOffering{}}

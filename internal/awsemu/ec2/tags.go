@@ -1,4 +1,4 @@
-package awsemu
+package ec2
 
 // ec2_tags.go: per-account tags, Describe* filters and the account-level
 // EBS encryption settings.
@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
 )
 
 // setTags merges tags written by account onto a resource.
@@ -27,8 +29,8 @@ func (s *ec2State) setTags(id, account string, tags map[string]string) {
 }
 
 // tagSet is the tags account sees on a resource: only its own (rule 3.6).
-func (e *Emulator) tagSet(id, account string) []xmlTag {
-	mine := e.ec2.Tags[id][account]
+func (e *Service) tagSet(id, account string) []xmlTag {
+	mine := e.st.Tags[id][account]
 	if len(mine) == 0 {
 		return nil
 	}
@@ -41,8 +43,8 @@ func (e *Emulator) tagSet(id, account string) []xmlTag {
 
 // tagFilterValues answers tag:KEY, tag-key and tag-value filters; handled
 // is false for other filter names.
-func (e *Emulator) tagFilterValues(id, account, name string) (values []string, known, handled bool) {
-	mine := e.ec2.Tags[id][account]
+func (e *Service) tagFilterValues(id, account, name string) (values []string, known, handled bool) {
+	mine := e.st.Tags[id][account]
 	switch {
 	case strings.HasPrefix(name, "tag:"):
 		if v, ok := mine[name[4:]]; ok {
@@ -65,16 +67,16 @@ func (e *Emulator) tagFilterValues(id, account, name string) (values []string, k
 // filter, one of its values (with * and ? wildcards) matches one of the
 // resource's values. values answers a filter name; an unknown name is an
 // InvalidParameterValue, as on AWS.
-func matchFilters(filters []ec2Filter, values func(name string) ([]string, bool)) (bool, *APIError) {
+func matchFilters(filters []ec2Filter, values func(name string) ([]string, bool)) (bool, *core.APIError) {
 	for _, f := range filters {
 		have, known := values(f.Name)
 		if !known {
-			return false, Errf("InvalidParameterValue", "The filter '%s' is invalid", f.Name)
+			return false, core.Errf("InvalidParameterValue", "The filter '%s' is invalid", f.Name)
 		}
 		ok := false
 		for _, want := range f.Values {
 			for _, h := range have {
-				if GlobMatch(want, h) {
+				if core.GlobMatch(want, h) {
 					ok = true
 					break
 				}
@@ -90,19 +92,19 @@ func matchFilters(filters []ec2Filter, values func(name string) ([]string, bool)
 	return true, nil
 }
 
-func validateTags(tags map[string]string) *APIError {
+func validateTags(tags map[string]string) *core.APIError {
 	if len(tags) > 50 {
-		return Errf("TagLimitExceeded", "The maximum number of tags for a resource is 50.")
+		return core.Errf("TagLimitExceeded", "The maximum number of tags for a resource is 50.")
 	}
 	for k, v := range tags {
 		if strings.HasPrefix(strings.ToLower(k), "aws:") {
-			return Errf("InvalidParameterValue", "Value (%s) for parameter key is invalid. Tag keys starting with 'aws:' are reserved for internal use", k)
+			return core.Errf("InvalidParameterValue", "Value (%s) for parameter key is invalid. Tag keys starting with 'aws:' are reserved for internal use", k)
 		}
 		if len(k) > 128 {
-			return Errf("InvalidParameterValue", "Value (%s) for parameter key is invalid. Tag keys must be 128 characters or fewer.", k)
+			return core.Errf("InvalidParameterValue", "Value (%s) for parameter key is invalid. Tag keys must be 128 characters or fewer.", k)
 		}
 		if len(v) > 256 {
-			return Errf("InvalidParameterValue", "Value for parameter value is invalid. Tag values must be 256 characters or fewer (key %s).", k)
+			return core.Errf("InvalidParameterValue", "Value for parameter value is invalid. Tag values must be 256 characters or fewer (key %s).", k)
 		}
 	}
 	return nil
@@ -117,60 +119,60 @@ func resourceType(id string) string {
 
 // taggable checks that the caller sees resource id in its region, with the
 // resource's own NotFound error otherwise.
-func (e *Emulator) taggable(c *Call, id string) *APIError {
+func (e *Service) taggable(c *core.Call, id string) *core.APIError {
 	switch resourceType(id) {
 	case "image":
-		if img, ok := e.ec2.Images[id]; ok && e.visibleImage(img, c) {
+		if img, ok := e.st.Images[id]; ok && e.visibleImage(img, c) {
 			return nil
 		}
 		return imageNotFound(id)
 	case "snapshot":
-		if s, ok := e.ec2.Snapshots[id]; ok && e.visibleSnapshot(s, c) {
+		if s, ok := e.st.Snapshots[id]; ok && e.visibleSnapshot(s, c) {
 			return nil
 		}
 		return snapshotNotFound(id)
 	case "instance":
-		if inst, ok := e.ec2.Instances[id]; ok && e.visibleInstance(inst, c) {
+		if inst, ok := e.st.Instances[id]; ok && e.visibleInstance(inst, c) {
 			return nil
 		}
 		return instanceNotFound(id)
 	case "volume":
-		if v, ok := e.ec2.Volumes[id]; ok && v.Owner == c.Account && v.Region == c.Region {
+		if v, ok := e.st.Volumes[id]; ok && v.Owner == c.Account && v.Region == c.Region {
 			return nil
 		}
-		return Errf("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
+		return core.Errf("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
 	case "security-group":
-		if sg, ok := e.ec2.SecurityGroups[id]; ok && sg.Owner == c.Account && sg.Region == c.Region {
+		if sg, ok := e.st.SecurityGroups[id]; ok && sg.Owner == c.Account && sg.Region == c.Region {
 			return nil
 		}
-		return Errf("InvalidGroup.NotFound", "The security group '%s' does not exist", id)
+		return core.Errf("InvalidGroup.NotFound", "The security group '%s' does not exist", id)
 	case "key-pair":
-		if k, ok := e.ec2.KeyPairs[id]; ok && k.Owner == c.Account && k.Region == c.Region {
+		if k, ok := e.st.KeyPairs[id]; ok && k.Owner == c.Account && k.Region == c.Region {
 			return nil
 		}
-		return Errf("InvalidKeyPair.NotFound", "The key pair ID '%s' does not exist", id)
+		return core.Errf("InvalidKeyPair.NotFound", "The key pair ID '%s' does not exist", id)
 	case "vpc":
-		if v, ok := e.ec2.VPCs[id]; ok && v.Owner == c.Account && v.Region == c.Region {
+		if v, ok := e.st.VPCs[id]; ok && v.Owner == c.Account && v.Region == c.Region {
 			return nil
 		}
-		return Errf("InvalidVpcID.NotFound", "The vpc ID '%s' does not exist", id)
+		return core.Errf("InvalidVpcID.NotFound", "The vpc ID '%s' does not exist", id)
 	case "subnet":
-		if s, ok := e.ec2.Subnets[id]; ok && s.Owner == c.Account && s.Region == c.Region {
+		if s, ok := e.st.Subnets[id]; ok && s.Owner == c.Account && s.Region == c.Region {
 			return nil
 		}
-		return Errf("InvalidSubnetID.NotFound", "The subnet ID '%s' does not exist", id)
+		return core.Errf("InvalidSubnetID.NotFound", "The subnet ID '%s' does not exist", id)
 	}
-	return Errf("InvalidID", "The ID '%s' is not valid", id)
+	return core.Errf("InvalidID", "The ID '%s' is not valid", id)
 }
 
-func (e *Emulator) ec2CreateTags(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2CreateTags(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ids := p.list("ResourceId")
 	if len(ids) == 0 {
-		return nil, Errf("MissingParameter", "The request must contain the parameter resourceIdSet")
+		return nil, core.Errf("MissingParameter", "The request must contain the parameter resourceIdSet")
 	}
 	tags := p.tagList("Tag")
 	if len(tags) == 0 {
-		return nil, Errf("MissingParameter", "The request must contain the parameter tagSet")
+		return nil, core.Errf("MissingParameter", "The request must contain the parameter tagSet")
 	}
 	if err := validateTags(tags); err != nil {
 		return nil, err
@@ -180,26 +182,26 @@ func (e *Emulator) ec2CreateTags(c *Call, p ec2Params) (any, *APIError) {
 			return nil, err
 		}
 		merged := map[string]string{}
-		for k, v := range e.ec2.Tags[id][c.Account] {
+		for k, v := range e.st.Tags[id][c.Account] {
 			merged[k] = v
 		}
 		for k, v := range tags {
 			merged[k] = v
 		}
 		if len(merged) > 50 {
-			return nil, Errf("TagLimitExceeded", "The maximum number of tags for resource %s is 50.", id)
+			return nil, core.Errf("TagLimitExceeded", "The maximum number of tags for resource %s is 50.", id)
 		}
 	}
 	for _, id := range ids {
-		e.ec2.setTags(id, c.Account, tags)
+		e.st.setTags(id, c.Account, tags)
 	}
 	return ec2Return{Return: true}, nil
 }
 
-func (e *Emulator) ec2DeleteTags(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DeleteTags(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ids := p.list("ResourceId")
 	if len(ids) == 0 {
-		return nil, Errf("MissingParameter", "The request must contain the parameter resourceIdSet")
+		return nil, core.Errf("MissingParameter", "The request must contain the parameter resourceIdSet")
 	}
 	type kv struct {
 		key, value string
@@ -216,9 +218,9 @@ func (e *Emulator) ec2DeleteTags(c *Call, p ec2Params) (any, *APIError) {
 		}
 	}
 	for _, id := range ids {
-		mine := e.ec2.Tags[id][c.Account]
+		mine := e.st.Tags[id][c.Account]
 		if len(which) == 0 {
-			delete(e.ec2.Tags[id], c.Account)
+			delete(e.st.Tags[id], c.Account)
 			continue
 		}
 		for _, t := range which {
@@ -242,10 +244,10 @@ type describeTagsOutput struct {
 	NextToken string              `xml:"nextToken,omitempty"`
 }
 
-func (e *Emulator) ec2DescribeTags(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DescribeTags(c *core.Call, p ec2Params) (any, *core.APIError) {
 	filters := p.filters()
 	var found []xmlTagDescription
-	for id, byAccount := range e.ec2.Tags {
+	for id, byAccount := range e.st.Tags {
 		mine := byAccount[c.Account]
 		if len(mine) == 0 || e.taggable(c, id) != nil {
 			continue
@@ -303,27 +305,27 @@ type ebsKeyOutput struct {
 	KmsKeyID string `xml:"kmsKeyId"`
 }
 
-func (e *Emulator) ebsDefaultFor(c *Call) *ec2EBSDefault {
+func (e *Service) ebsDefaultFor(c *core.Call) *ec2EBSDefault {
 	key := c.Account + "|" + c.Region
-	d, ok := e.ec2.EBSDefaults[key]
+	d, ok := e.st.EBSDefaults[key]
 	if !ok {
 		d = &ec2EBSDefault{}
-		e.ec2.EBSDefaults[key] = d
+		e.st.EBSDefaults[key] = d
 	}
 	return d
 }
 
-func (e *Emulator) ec2GetEbsEncryptionByDefault(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2GetEbsEncryptionByDefault(c *core.Call, p ec2Params) (any, *core.APIError) {
 	return ebsEncryptionOutput{EbsEncryptionByDefault: e.encryptByDefault(c.Account, c.Region), SseType: "sse-ebs"}, nil
 }
 
-func (e *Emulator) ec2EnableEbsEncryptionByDefault(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2EnableEbsEncryptionByDefault(c *core.Call, p ec2Params) (any, *core.APIError) {
 	on := true
 	e.ebsDefaultFor(c).Encrypt = &on
 	return ebsEncryptionOutput{EbsEncryptionByDefault: true}, nil
 }
 
-func (e *Emulator) ec2DisableEbsEncryptionByDefault(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DisableEbsEncryptionByDefault(c *core.Call, p ec2Params) (any, *core.APIError) {
 	off := false
 	e.ebsDefaultFor(c).Encrypt = &off
 	return ebsEncryptionOutput{EbsEncryptionByDefault: false}, nil
@@ -335,27 +337,27 @@ func awsManagedEBSAlias(account, region string) string {
 	return "arn:aws:kms:" + region + ":" + account + ":alias/aws/ebs"
 }
 
-func (e *Emulator) ec2GetEbsDefaultKmsKeyId(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2GetEbsDefaultKmsKeyId(c *core.Call, p ec2Params) (any, *core.APIError) {
 	if ref := e.defaultKeyRef(c.Account, c.Region); ref != "" {
 		return ebsKeyOutput{KmsKeyID: ref}, nil
 	}
 	return ebsKeyOutput{KmsKeyID: awsManagedEBSAlias(c.Account, c.Region)}, nil
 }
 
-func (e *Emulator) ec2ModifyEbsDefaultKmsKeyId(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2ModifyEbsDefaultKmsKeyId(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ref, err := p.required("KmsKeyId")
 	if err != nil {
 		return nil, err
 	}
-	info, kerr := e.useKey(c, c.Region, ref, []string{OpDescribeKey})
+	info, kerr := e.useKey(c, c.Region, ref, []string{core.OpDescribeKey})
 	if kerr != nil {
-		return nil, Errf("InvalidParameterValue", "Value (%s) for parameter KmsKeyId is invalid: %s", ref, kerr.Message)
+		return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter KmsKeyId is invalid: %s", ref, kerr.Message)
 	}
 	e.ebsDefaultFor(c).KeyARN = info.ARN
 	return ebsKeyOutput{KmsKeyID: info.ARN}, nil
 }
 
-func (e *Emulator) ec2ResetEbsDefaultKmsKeyId(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2ResetEbsDefaultKmsKeyId(c *core.Call, p ec2Params) (any, *core.APIError) {
 	e.ebsDefaultFor(c).KeyARN = ""
 	return ebsKeyOutput{KmsKeyID: awsManagedEBSAlias(c.Account, c.Region)}, nil
 }

@@ -1,4 +1,4 @@
-package awsemu
+package ec2
 
 // ec2_images.go: AMIs. DescribeImages, CreateImage, RegisterImage, CopyImage,
 // DeregisterImage, image attributes, deprecation, deregistration protection.
@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
 )
 
 // ec2Image is one AMI (EBS-backed).
@@ -75,11 +77,11 @@ type ec2Mapping struct {
 }
 
 // refreshImage moves a pending image on (lock held).
-func (e *Emulator) refreshImage(img *ec2Image) {
+func (e *Service) refreshImage(img *ec2Image) {
 	if img.State != "pending" {
 		return
 	}
-	now := e.now()
+	now := e.clock.Now()
 	if !img.FailAt.IsZero() {
 		if !now.Before(img.FailAt) {
 			img.State = "failed"
@@ -90,7 +92,7 @@ func (e *Emulator) refreshImage(img *ec2Image) {
 		if m.SnapshotID == "" {
 			continue
 		}
-		snap, ok := e.ec2.Snapshots[m.SnapshotID]
+		snap, ok := e.st.Snapshots[m.SnapshotID]
 		if !ok {
 			img.State, img.FailCode = "failed", "Client.InvalidSnapshot.NotFound"
 			img.FailMessage = fmt.Sprintf("Client.InvalidSnapshot.NotFound: The snapshot '%s' does not exist.", m.SnapshotID)
@@ -118,31 +120,31 @@ func (img *ec2Image) canLaunch(account string) bool {
 
 // visibleImage reports whether the caller sees the image now (rule 3.4 and
 // the just-created NotFound fault of rule 3.14).
-func (e *Emulator) visibleImage(img *ec2Image, c *Call) bool {
-	return img.Region == c.Region && img.canLaunch(c.Account) && !e.now().Before(img.Hidden)
+func (e *Service) visibleImage(img *ec2Image, c *core.Call) bool {
+	return img.Region == c.Region && img.canLaunch(c.Account) && !e.clock.Now().Before(img.Hidden)
 }
 
 var amiIDPattern = regexp.MustCompile(`^ami-[0-9a-f]{8}([0-9a-f]{9})?$`)
 
-func malformedID(id, prefix string) *APIError {
+func malformedID(id, prefix string) *core.APIError {
 	code := map[string]string{"ami": "InvalidAMIID.Malformed", "snap": "InvalidSnapshotID.Malformed",
 		"i": "InvalidInstanceID.Malformed", "vol": "InvalidVolumeID.Malformed"}[prefix]
-	return Errf(code, "Invalid id: \"%s\" (expecting \"%s-...\")", id, prefix)
+	return core.Errf(code, "Invalid id: \"%s\" (expecting \"%s-...\")", id, prefix)
 }
 
-func imageNotFound(ids ...string) *APIError {
+func imageNotFound(ids ...string) *core.APIError {
 	if len(ids) == 1 {
-		return Errf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", ids[0])
+		return core.Errf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", ids[0])
 	}
-	return Errf("InvalidAMIID.NotFound", "The image ids '[%s]' do not exist", strings.Join(ids, ", "))
+	return core.Errf("InvalidAMIID.NotFound", "The image ids '[%s]' do not exist", strings.Join(ids, ", "))
 }
 
 // findImage returns an image the caller may use in region, or NotFound.
-func (e *Emulator) findImage(c *Call, id, region string) (*ec2Image, *APIError) {
+func (e *Service) findImage(c *core.Call, id, region string) (*ec2Image, *core.APIError) {
 	if !amiIDPattern.MatchString(id) {
 		return nil, malformedID(id, "ami")
 	}
-	img, ok := e.ec2.Images[id]
+	img, ok := e.st.Images[id]
 	if !ok || img.Region != region || !img.canLaunch(c.Account) {
 		return nil, imageNotFound(id)
 	}
@@ -152,13 +154,13 @@ func (e *Emulator) findImage(c *Call, id, region string) (*ec2Image, *APIError) 
 
 // ownImage returns an image the caller owns; a visible image of another
 // account gives AuthFailure.
-func (e *Emulator) ownImage(c *Call, id string) (*ec2Image, *APIError) {
+func (e *Service) ownImage(c *core.Call, id string) (*ec2Image, *core.APIError) {
 	img, err := e.findImage(c, id, c.Region)
 	if err != nil {
 		return nil, err
 	}
 	if img.Owner != c.Account {
-		return nil, Errf("AuthFailure", "Not authorized for image:%s", id)
+		return nil, core.Errf("AuthFailure", "Not authorized for image:%s", id)
 	}
 	return img, nil
 }
@@ -166,16 +168,16 @@ func (e *Emulator) ownImage(c *Call, id string) (*ec2Image, *APIError) {
 var amiNamePattern = regexp.MustCompile(`^[A-Za-z0-9()\[\] ./\-'@_]{3,128}$`)
 
 // checkAMIName applies rule 3.11: syntax, then uniqueness per account-region.
-func (e *Emulator) checkAMIName(c *Call, name string) *APIError {
+func (e *Service) checkAMIName(c *core.Call, name string) *core.APIError {
 	if name == "" {
-		return Errf("MissingParameter", "The request must contain the parameter Name")
+		return core.Errf("MissingParameter", "The request must contain the parameter Name")
 	}
 	if !amiNamePattern.MatchString(name) {
-		return Errf("InvalidAMIName.Malformed", "AMI names must be between 3 and 128 characters long, and may contain letters, numbers, '(', ')', '.', '-', '/' , '[', ']', ' ', '@', ''' and '_' (got %q)", name)
+		return core.Errf("InvalidAMIName.Malformed", "AMI names must be between 3 and 128 characters long, and may contain letters, numbers, '(', ')', '.', '-', '/' , '[', ']', ' ', '@', ''' and '_' (got %q)", name)
 	}
-	for _, img := range e.ec2.Images {
+	for _, img := range e.st.Images {
 		if img.Owner == c.Account && img.Region == c.Region && img.Name == name {
-			return Errf("InvalidAMIName.Duplicate", "AMI name %s is already in use by AMI %s", name, img.ID)
+			return core.Errf("InvalidAMIName.Duplicate", "AMI name %s is already in use by AMI %s", name, img.ID)
 		}
 	}
 	return nil
@@ -183,9 +185,9 @@ func (e *Emulator) checkAMIName(c *Call, name string) *APIError {
 
 // imageUsesAWSManagedKey reports whether a snapshot behind img is encrypted
 // under an AWS managed key.
-func (e *Emulator) imageUsesAWSManagedKey(img *ec2Image) bool {
+func (e *Service) imageUsesAWSManagedKey(img *ec2Image) bool {
 	for _, m := range img.Mappings {
-		if snap, ok := e.ec2.Snapshots[m.SnapshotID]; ok && snap.Encrypted && snap.KeyManager == "AWS" {
+		if snap, ok := e.st.Snapshots[m.SnapshotID]; ok && snap.Encrypted && snap.KeyManager == "AWS" {
 			return true
 		}
 	}
@@ -203,28 +205,28 @@ func (img *ec2Image) encrypted() bool {
 
 // recordRegistration remembers how an image was made, for the invariant
 // checker.
-func (e *Emulator) recordRegistration(c *Call, img *ec2Image) {
-	r := ec2Registration{ImageID: img.ID, Action: c.Action, Account: c.Account, Region: c.Region,
-		Principal: c.Principal, Time: e.now()}
+func (e *Service) recordRegistration(c *core.Call, img *ec2Image) {
+	r := Registration{ImageID: img.ID, Action: c.Action, Account: c.Account, Region: c.Region,
+		Principal: c.Principal, Time: e.clock.Now()}
 	for _, m := range img.Mappings {
 		if !m.HasEbs || m.SnapshotID == "" && m.KmsKeyARN == "" {
 			continue
 		}
 		if !m.Encrypted {
 			r.Unencrypted = append(r.Unencrypted, m.SnapshotID)
-		} else if a := ARNAccount(m.KmsKeyARN); a != "" && a != img.Owner {
+		} else if a := core.ARNAccount(m.KmsKeyARN); a != "" && a != img.Owner {
 			r.ForeignKeys = append(r.ForeignKeys, m.KmsKeyARN)
 		}
 	}
-	e.ec2.Registrations = append(e.ec2.Registrations, r)
+	e.st.Registrations = append(e.st.Registrations, r)
 	c.Note("imageId", img.ID)
 }
 
 // hideIfFault makes a new resource invisible for a moment when the
 // NotFound-after-create fault fires (rule 3.14).
-func (e *Emulator) hideIfFault(action string) time.Time {
-	if e.faultFires(FaultNotFoundAfterNew, action) {
-		return e.now().Add(e.scaled(5 * time.Second))
+func (e *Service) hideIfFault(action string) time.Time {
+	if e.faultFires(core.FaultNotFoundAfterNew, action) {
+		return e.clock.Now().Add(e.clock.Scaled(5 * time.Second))
 	}
 	return time.Time{}
 }
@@ -309,11 +311,11 @@ func mappingsXML(ms []ec2Mapping) []xmlBlockDeviceMapping {
 	return out
 }
 
-func (e *Emulator) imageXML(img *ec2Image, account string) xmlImage {
+func (e *Service) imageXML(img *ec2Image, account string) xmlImage {
 	x := xmlImage{
 		ImageID: img.ID, ImageLocation: img.Owner + "/" + img.Name, ImageState: img.State, ImageOwnerID: img.Owner,
 		CreationDate: ec2Time(img.Created), IsPublic: img.Public, Architecture: img.Architecture, ImageType: "machine",
-		ImageOwnerAlias: e.ec2.Aliases[img.Owner], Name: img.Name, Description: img.Description,
+		ImageOwnerAlias: e.st.Aliases[img.Owner], Name: img.Name, Description: img.Description,
 		RootDeviceType: "ebs", RootDeviceName: img.RootDeviceName, BlockDeviceMapping: mappingsXML(img.Mappings),
 		VirtualizationType: img.VirtualizationType, TagSet: e.tagSet(img.ID, account), Hypervisor: "xen",
 		EnaSupport: img.EnaSupport, SriovNetSupport: img.SriovNetSupport, BootMode: img.BootMode,
@@ -344,7 +346,7 @@ type describeImagesOutput struct {
 	NextToken string     `xml:"nextToken,omitempty"`
 }
 
-func (e *Emulator) ec2DescribeImages(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DescribeImages(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ids := p.list("ImageId")
 	owners := p.list("Owner")
 	execBy := p.list("ExecutableBy")
@@ -361,7 +363,7 @@ func (e *Emulator) ec2DescribeImages(c *Call, p ec2Params) (any, *APIError) {
 	if len(ids) > 0 {
 		var missing []string
 		for _, id := range ids {
-			img, ok := e.ec2.Images[id]
+			img, ok := e.st.Images[id]
 			if !ok || !e.visibleImage(img, c) {
 				missing = append(missing, id)
 			}
@@ -370,7 +372,7 @@ func (e *Emulator) ec2DescribeImages(c *Call, p ec2Params) (any, *APIError) {
 			return nil, imageNotFound(missing...)
 		}
 	}
-	now := e.now()
+	now := e.clock.Now()
 	var found []*ec2Image
 	for _, img := range e.imageCandidates(ids) {
 		if !e.visibleImage(img, c) {
@@ -409,17 +411,17 @@ func (e *Emulator) ec2DescribeImages(c *Call, p ec2Params) (any, *APIError) {
 
 // imageCandidates is every image, or only those named when ids are given
 // (a waiter's poll by ID need not walk a world of thousands).
-func (e *Emulator) imageCandidates(ids []string) []*ec2Image {
+func (e *Service) imageCandidates(ids []string) []*ec2Image {
 	out := make([]*ec2Image, 0, len(ids))
 	if len(ids) == 0 {
-		for _, img := range e.ec2.Images {
+		for _, img := range e.st.Images {
 			out = append(out, img)
 		}
 		return out
 	}
 	seen := map[string]bool{}
 	for _, id := range ids {
-		if img, ok := e.ec2.Images[id]; ok && !seen[id] {
+		if img, ok := e.st.Images[id]; ok && !seen[id] {
 			seen[id] = true
 			out = append(out, img)
 		}
@@ -428,7 +430,7 @@ func (e *Emulator) imageCandidates(ids []string) []*ec2Image {
 }
 
 // ownerMatches implements the Owner.N parameter: self, amazon, account IDs.
-func (e *Emulator) ownerMatches(owners []string, owner, caller string) bool {
+func (e *Service) ownerMatches(owners []string, owner, caller string) bool {
 	for _, o := range owners {
 		switch o {
 		case "self":
@@ -438,7 +440,7 @@ func (e *Emulator) ownerMatches(owners []string, owner, caller string) bool {
 		case owner:
 			return true
 		default:
-			if e.ec2.Aliases[owner] == o {
+			if e.st.Aliases[owner] == o {
 				return true
 			}
 		}
@@ -467,7 +469,7 @@ func executableBy(execBy []string, img *ec2Image, caller string) bool {
 	return false
 }
 
-func (e *Emulator) imageFilterValues(img *ec2Image, account, name string) ([]string, bool) {
+func (e *Service) imageFilterValues(img *ec2Image, account, name string) ([]string, bool) {
 	if v, ok, handled := e.tagFilterValues(img.ID, account, name); handled {
 		return v, ok
 	}
@@ -481,7 +483,7 @@ func (e *Emulator) imageFilterValues(img *ec2Image, account, name string) ([]str
 	case "owner-id":
 		return []string{img.Owner}, true
 	case "owner-alias":
-		return []string{e.ec2.Aliases[img.Owner]}, true
+		return []string{e.st.Aliases[img.Owner]}, true
 	case "is-public":
 		return []string{fmt.Sprint(img.Public)}, true
 	case "architecture":
@@ -536,7 +538,7 @@ type imageIDOutput struct {
 	ImageID string `xml:"imageId"`
 }
 
-func (e *Emulator) ec2CreateImage(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2CreateImage(c *core.Call, p ec2Params) (any, *core.APIError) {
 	instID, err := p.required("InstanceId")
 	if err != nil {
 		return nil, err
@@ -554,24 +556,24 @@ func (e *Emulator) ec2CreateImage(c *Call, p ec2Params) (any, *APIError) {
 		return nil, err
 	}
 	if inst.State != "running" && inst.State != "stopped" {
-		return nil, Errf("IncorrectInstanceState", "The instance '%s' is not in a state from which it can be imaged.", instID)
+		return nil, core.Errf("IncorrectInstanceState", "The instance '%s' is not in a state from which it can be imaged.", instID)
 	}
 	reqMappings, err := parseBlockDeviceMappings(p)
 	if err != nil {
 		return nil, err
 	}
-	now := e.now()
+	now := e.clock.Now()
 	img := &ec2Image{
-		ID: e.ec2.newID("ami"), Owner: c.Account, Region: c.Region, Name: name, Description: p.str("Description"),
+		ID: e.st.newID("ami"), Owner: c.Account, Region: c.Region, Name: name, Description: p.str("Description"),
 		Architecture: inst.Architecture, VirtualizationType: inst.VirtualizationType, RootDeviceName: inst.RootDeviceName,
 		EnaSupport: inst.EnaSupport, SriovNetSupport: inst.SriovNetSupport, BootMode: inst.BootMode,
 		TpmSupport: inst.TpmSupport, ImdsSupport: inst.ImdsSupport,
-		Created: now, ReadyAt: now.Add(e.latency(LatencyImageRegister, 0, false)), State: "pending",
+		Created: now, ReadyAt: now.Add(e.clock.Latency(core.LatencyImageRegister, 0, false)), State: "pending",
 		SourceInstanceID: inst.ID, Action: c.Action, Principal: c.Principal, Hidden: e.hideIfFault(c.Action),
 	}
 	snapTags := tagsFor(specs, "snapshot")
 	for _, att := range inst.Attachments {
-		vol, ok := e.ec2.Volumes[att.VolumeID]
+		vol, ok := e.st.Volumes[att.VolumeID]
 		if !ok {
 			continue
 		}
@@ -591,16 +593,16 @@ func (e *Emulator) ec2CreateImage(c *Call, p ec2Params) (any, *APIError) {
 		}
 		snap := e.snapshotVolume(c, vol, fmt.Sprintf("Created by CreateImage(%s) for %s", inst.ID, img.ID))
 		if len(snapTags) > 0 {
-			e.ec2.setTags(snap.ID, c.Account, snapTags)
+			e.st.setTags(snap.ID, c.Account, snapTags)
 		}
 		m.SnapshotID = snap.ID
 		img.Mappings = append(img.Mappings, m)
 		c.Note("snapshotId."+att.DeviceName, snap.ID)
 	}
 	sort.Slice(img.Mappings, func(i, j int) bool { return img.Mappings[i].DeviceName < img.Mappings[j].DeviceName })
-	e.ec2.Images[img.ID] = img
+	e.st.Images[img.ID] = img
 	if t := tagsFor(specs, "image"); len(t) > 0 {
-		e.ec2.setTags(img.ID, c.Account, t)
+		e.st.setTags(img.ID, c.Account, t)
 	}
 	e.recordRegistration(c, img)
 	return imageIDOutput{ImageID: img.ID}, nil
@@ -608,13 +610,13 @@ func (e *Emulator) ec2CreateImage(c *Call, p ec2Params) (any, *APIError) {
 
 // ---- RegisterImage ----
 
-func (e *Emulator) ec2RegisterImage(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2RegisterImage(c *core.Call, p ec2Params) (any, *core.APIError) {
 	name := p.str("Name")
 	if err := e.checkAMIName(c, name); err != nil {
 		return nil, err
 	}
 	if p.str("ImageLocation") != "" {
-		return nil, Errf("InvalidParameterCombination", "awsemu registers EBS-backed AMIs only; ImageLocation (instance store) is not supported")
+		return nil, core.Errf("InvalidParameterCombination", "awsemu registers EBS-backed AMIs only; ImageLocation (instance store) is not supported")
 	}
 	specs, err := p.tagSpecs("image")
 	if err != nil {
@@ -632,13 +634,13 @@ func (e *Emulator) ec2RegisterImage(c *Call, p ec2Params) (any, *APIError) {
 	if err != nil {
 		return nil, err
 	}
-	now := e.now()
+	now := e.clock.Now()
 	img := &ec2Image{
-		ID: e.ec2.newID("ami"), Owner: c.Account, Region: c.Region, Name: name, Description: p.str("Description"),
+		ID: e.st.newID("ami"), Owner: c.Account, Region: c.Region, Name: name, Description: p.str("Description"),
 		Architecture: orDefault(p.str("Architecture"), "i386"), VirtualizationType: orDefault(p.str("VirtualizationType"), "paravirtual"),
 		RootDeviceName: root, EnaSupport: ena, SriovNetSupport: p.str("SriovNetSupport"), BootMode: p.str("BootMode"),
 		TpmSupport: p.str("TpmSupport"), ImdsSupport: p.str("ImdsSupport"),
-		Created: now, ReadyAt: now.Add(e.latency(LatencyImageRegister, 0, false)), State: "pending",
+		Created: now, ReadyAt: now.Add(e.clock.Latency(core.LatencyImageRegister, 0, false)), State: "pending",
 		Action: c.Action, Principal: c.Principal,
 	}
 	rootMapped := false
@@ -656,17 +658,17 @@ func (e *Emulator) ec2RegisterImage(c *Call, p ec2Params) (any, *APIError) {
 					return nil, err
 				}
 				if snap.State == "error" {
-					return nil, Errf("IncorrectState", "Snapshot %s is in state error and can't be registered.", snap.ID)
+					return nil, core.Errf("IncorrectState", "Snapshot %s is in state error and can't be registered.", snap.ID)
 				}
 				if m.SizeGiB == 0 {
 					m.SizeGiB = snap.SizeGiB
 				}
 				if m.SizeGiB < snap.SizeGiB {
-					return nil, Errf("InvalidBlockDeviceMapping", "Volume of size %dGB is smaller than snapshot '%s', expect size >= %dGB", m.SizeGiB, snap.ID, snap.SizeGiB)
+					return nil, core.Errf("InvalidBlockDeviceMapping", "Volume of size %dGB is smaller than snapshot '%s', expect size >= %dGB", m.SizeGiB, snap.ID, snap.SizeGiB)
 				}
 				m.SnapshotID, m.Encrypted, m.KmsKeyARN = snap.ID, snap.Encrypted, snap.KmsKeyARN
 			} else if m.SizeGiB == 0 {
-				return nil, Errf("InvalidBlockDeviceMapping", "The block device mapping for %s needs a snapshot ID or a volume size.", dev)
+				return nil, core.Errf("InvalidBlockDeviceMapping", "The block device mapping for %s needs a snapshot ID or a volume size.", dev)
 			}
 			if dev == root && m.SnapshotID != "" {
 				rootMapped = true
@@ -675,12 +677,12 @@ func (e *Emulator) ec2RegisterImage(c *Call, p ec2Params) (any, *APIError) {
 		img.Mappings = append(img.Mappings, m)
 	}
 	if !rootMapped {
-		return nil, Errf("InvalidBlockDeviceMapping", "The root device %s needs a block device mapping with a snapshot ID.", root)
+		return nil, core.Errf("InvalidBlockDeviceMapping", "The root device %s needs a block device mapping with a snapshot ID.", root)
 	}
-	e.ec2.Images[img.ID] = img
+	e.st.Images[img.ID] = img
 	img.Hidden = e.hideIfFault(c.Action)
 	if t := tagsFor(specs, "image"); len(t) > 0 {
-		e.ec2.setTags(img.ID, c.Account, t)
+		e.st.setTags(img.ID, c.Account, t)
 	}
 	e.recordRegistration(c, img)
 	return imageIDOutput{ImageID: img.ID}, nil
@@ -705,17 +707,17 @@ type reqEbs struct {
 }
 
 // parseBlockDeviceMappings reads BlockDeviceMapping.N.* keyed by device.
-func parseBlockDeviceMappings(p ec2Params) (map[string]reqMapping, *APIError) {
+func parseBlockDeviceMappings(p ec2Params) (map[string]reqMapping, *core.APIError) {
 	out := map[string]reqMapping{}
 	for _, n := range p.indices("BlockDeviceMapping") {
 		pre := fmt.Sprintf("BlockDeviceMapping.%d.", n)
 		r := reqMapping{DeviceName: p.str(pre + "DeviceName"), VirtualName: p.str(pre + "VirtualName"), NoDevice: p.has(pre + "NoDevice")}
 		if r.DeviceName == "" {
-			return nil, Errf("MissingParameter", "The request must contain the parameter %sDeviceName", pre)
+			return nil, core.Errf("MissingParameter", "The request must contain the parameter %sDeviceName", pre)
 		}
 		if p.hasPrefix(pre + "Ebs.") {
 			ebs := &reqEbs{SnapshotID: p.str(pre + "Ebs.SnapshotId"), VolumeType: p.str(pre + "Ebs.VolumeType"), KmsKeyID: p.str(pre + "Ebs.KmsKeyId")}
-			var err *APIError
+			var err *core.APIError
 			if ebs.VolumeSize, err = p.integer(pre+"Ebs.VolumeSize", 0); err != nil {
 				return nil, err
 			}
@@ -755,13 +757,13 @@ func (p ec2Params) hasPrefix(prefix string) bool {
 	return false
 }
 
-func kmsKeyNeedsEncrypted() *APIError {
-	return Errf("InvalidParameterDependency", "The parameter KmsKeyId requires the parameter Encrypted to be set.")
+func kmsKeyNeedsEncrypted() *core.APIError {
+	return core.Errf("InvalidParameterDependency", "The parameter KmsKeyId requires the parameter Encrypted to be set.")
 }
 
 // ---- CopyImage ----
 
-func (e *Emulator) ec2CopyImage(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2CopyImage(c *core.Call, p ec2Params) (any, *core.APIError) {
 	tokenKey, earlier, err := e.clientToken(c, p)
 	if err != nil {
 		return nil, err
@@ -777,8 +779,8 @@ func (e *Emulator) ec2CopyImage(c *Call, p ec2Params) (any, *APIError) {
 	if err != nil {
 		return nil, err
 	}
-	if !e.regionEnabled(srcRegion) {
-		return nil, Errf("InvalidParameterValue", "Invalid value '%s' for SourceRegion: the region is unknown or not enabled for this account.", srcRegion)
+	if !e.world.RegionEnabled(srcRegion) {
+		return nil, core.Errf("InvalidParameterValue", "Invalid value '%s' for SourceRegion: the region is unknown or not enabled for this account.", srcRegion)
 	}
 	encrypted, encGiven, err := p.optBool("Encrypted")
 	if err != nil {
@@ -805,13 +807,13 @@ func (e *Emulator) ec2CopyImage(c *Call, p ec2Params) (any, *APIError) {
 		return nil, err
 	}
 	if src.State != "available" {
-		return nil, Errf("IncorrectState", "Image %s is in state %s; only available images can be copied.", src.ID, src.State)
+		return nil, core.Errf("IncorrectState", "Image %s is in state %s; only available images can be copied.", src.ID, src.State)
 	}
 	for _, m := range src.Mappings {
 		if m.SnapshotID == "" {
 			continue
 		}
-		snap, ok := e.ec2.Snapshots[m.SnapshotID]
+		snap, ok := e.st.Snapshots[m.SnapshotID]
 		if !ok || (src.Owner != c.Account && !src.Public && !snap.canRestore(c.Account)) {
 			return nil, snapshotNotFound(m.SnapshotID)
 		}
@@ -820,21 +822,21 @@ func (e *Emulator) ec2CopyImage(c *Call, p ec2Params) (any, *APIError) {
 		}
 	}
 	if n := e.imageCopiesInFlight(c.Account, c.Region); n >= e.opts.Limits.ConcurrentImageCopies {
-		return nil, Errf("ResourceLimitExceeded", "You have reached your quota of %d concurrent AMI copies in %s. Wait for copies in progress to finish.", e.opts.Limits.ConcurrentImageCopies, c.Region)
+		return nil, core.Errf("ResourceLimitExceeded", "You have reached your quota of %d concurrent AMI copies in %s. Wait for copies in progress to finish.", e.opts.Limits.ConcurrentImageCopies, c.Region)
 	}
 
-	now := e.now()
+	now := e.clock.Now()
 	cross := srcRegion != c.Region
 	img := &ec2Image{
-		ID: e.ec2.newID("ami"), Owner: c.Account, Region: c.Region, Name: name, Description: p.str("Description"),
+		ID: e.st.newID("ami"), Owner: c.Account, Region: c.Region, Name: name, Description: p.str("Description"),
 		Architecture: src.Architecture, VirtualizationType: src.VirtualizationType, RootDeviceName: src.RootDeviceName,
 		EnaSupport: src.EnaSupport, SriovNetSupport: src.SriovNetSupport, BootMode: src.BootMode,
 		TpmSupport: src.TpmSupport, ImdsSupport: src.ImdsSupport,
-		Created: now, ReadyAt: now.Add(e.latency(LatencyImageRegister, 0, false)), State: "pending",
+		Created: now, ReadyAt: now.Add(e.clock.Latency(core.LatencyImageRegister, 0, false)), State: "pending",
 		SourceImageID: src.ID, SourceRegion: srcRegion, Action: c.Action, Principal: c.Principal,
 		Hidden: e.hideIfFault(c.Action),
 	}
-	fails := e.faultFires(FaultCopyFails, c.Action)
+	fails := e.faultFires(core.FaultCopyFails, c.Action)
 	snapTags := tagsFor(specs, "snapshot")
 	for _, m := range src.Mappings {
 		nm := m
@@ -842,11 +844,11 @@ func (e *Emulator) ec2CopyImage(c *Call, p ec2Params) (any, *APIError) {
 			img.Mappings = append(img.Mappings, nm)
 			continue
 		}
-		snap := e.ec2.Snapshots[m.SnapshotID]
+		snap := e.st.Snapshots[m.SnapshotID]
 		plan, kerr := e.planCopy(c, snap, srcRegion, encrypted, keyRef)
 		if kerr != nil {
 			// Rule 3.4: the copy is accepted and fails later.
-			img.FailAt = now.Add(e.latency(LatencySnapshotCopy, 0, cross))
+			img.FailAt = now.Add(e.clock.Latency(core.LatencySnapshotCopy, 0, cross))
 			img.FailCode = "Client.InvalidKMSKey.InvalidState"
 			img.FailMessage = kerr.Message
 			nm.SnapshotID = ""
@@ -860,7 +862,7 @@ func (e *Emulator) ec2CopyImage(c *Call, p ec2Params) (any, *APIError) {
 			cp.Fails, cp.FailMessage = true, "Internal error on copy"
 		}
 		if len(snapTags) > 0 {
-			e.ec2.setTags(cp.ID, c.Account, snapTags)
+			e.st.setTags(cp.ID, c.Account, snapTags)
 		}
 		nm.SnapshotID, nm.Encrypted, nm.KmsKeyARN = cp.ID, cp.Encrypted, cp.KmsKeyARN
 		img.Mappings = append(img.Mappings, nm)
@@ -872,8 +874,8 @@ func (e *Emulator) ec2CopyImage(c *Call, p ec2Params) (any, *APIError) {
 	if !img.FailAt.IsZero() {
 		// No snapshot of a copy that fails on its key survives it.
 		for _, m := range img.Mappings {
-			if s, ok := e.ec2.Snapshots[m.SnapshotID]; ok && s.ImageCopy == img.ID {
-				delete(e.ec2.Snapshots, s.ID)
+			if s, ok := e.st.Snapshots[m.SnapshotID]; ok && s.ImageCopy == img.ID {
+				delete(e.st.Snapshots, s.ID)
 			}
 		}
 		for i := range img.Mappings {
@@ -881,12 +883,12 @@ func (e *Emulator) ec2CopyImage(c *Call, p ec2Params) (any, *APIError) {
 		}
 		c.Note("failure", img.FailMessage)
 	}
-	e.ec2.Images[img.ID] = img
+	e.st.Images[img.ID] = img
 	tags := map[string]string{}
 	if copyTags {
 		// Rule 3.6: only the tags the caller's own account wrote are
 		// visible to it, so only those are copied.
-		for k, v := range e.ec2.Tags[src.ID][c.Account] {
+		for k, v := range e.st.Tags[src.ID][c.Account] {
 			tags[k] = v
 		}
 	}
@@ -894,16 +896,16 @@ func (e *Emulator) ec2CopyImage(c *Call, p ec2Params) (any, *APIError) {
 		tags[k] = v
 	}
 	if len(tags) > 0 {
-		e.ec2.setTags(img.ID, c.Account, tags)
+		e.st.setTags(img.ID, c.Account, tags)
 	}
 	e.recordRegistration(c, img)
 	e.rememberToken(tokenKey, p, img.ID)
 	return imageIDOutput{ImageID: img.ID}, nil
 }
 
-func (e *Emulator) imageCopiesInFlight(account, region string) int {
+func (e *Service) imageCopiesInFlight(account, region string) int {
 	n := 0
-	for _, img := range e.ec2.Images {
+	for _, img := range e.st.Images {
 		if img.Action == "CopyImage" && img.Owner == account && img.Region == region && img.State == "pending" {
 			e.refreshImage(img)
 			if img.State == "pending" {
@@ -914,8 +916,8 @@ func (e *Emulator) imageCopiesInFlight(account, region string) int {
 	return n
 }
 
-func unencryptedCopy(snapID string) *APIError {
-	return Errf("InvalidRequest", "Snapshot %s is encrypted. Creating an unencrypted copy from an encrypted snapshot is not supported.", snapID)
+func unencryptedCopy(snapID string) *core.APIError {
+	return core.Errf("InvalidRequest", "Snapshot %s is encrypted. Creating an unencrypted copy from an encrypted snapshot is not supported.", snapID)
 }
 
 // ---- DeregisterImage ----
@@ -930,7 +932,7 @@ type xmlDeleteSnapshotRet struct {
 	ReturnCode string `xml:"returnCode"`
 }
 
-func (e *Emulator) ec2DeregisterImage(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DeregisterImage(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("ImageId")
 	if err != nil {
 		return nil, err
@@ -944,14 +946,14 @@ func (e *Emulator) ec2DeregisterImage(c *Call, p ec2Params) (any, *APIError) {
 		return nil, err
 	}
 	if img.DeregProtection != "" {
-		return nil, Errf("OperationNotPermitted", "Image %s has deregistration protection enabled. Disable it before you deregister the image.", id)
+		return nil, core.Errf("OperationNotPermitted", "Image %s has deregistration protection enabled. Disable it before you deregister the image.", id)
 	}
-	delete(e.ec2.Images, id)
-	delete(e.ec2.Tags, id)
+	delete(e.st.Images, id)
+	delete(e.st.Tags, id)
 	out := deregisterImageOutput{Return: true}
 	if deleteSnaps {
 		for _, m := range img.Mappings {
-			snap, ok := e.ec2.Snapshots[m.SnapshotID]
+			snap, ok := e.st.Snapshots[m.SnapshotID]
 			switch {
 			case !ok:
 				continue
@@ -960,7 +962,7 @@ func (e *Emulator) ec2DeregisterImage(c *Call, p ec2Params) (any, *APIError) {
 			case e.snapshotUser(snap.ID) != "":
 				out.Deleted = append(out.Deleted, xmlDeleteSnapshotRet{snap.ID, "skipped"})
 			default:
-				delete(e.ec2.Snapshots, snap.ID)
+				delete(e.st.Snapshots, snap.ID)
 				out.Deleted = append(out.Deleted, xmlDeleteSnapshotRet{snap.ID, "success"})
 				c.Note("deletedSnapshot."+snap.ID, "success")
 			}
@@ -1012,7 +1014,7 @@ func launchPermissionsXML(img *ec2Image) []xmlLaunchPermission {
 	return out
 }
 
-func (e *Emulator) ec2DescribeImageAttribute(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DescribeImageAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("ImageId")
 	if err != nil {
 		return nil, err
@@ -1055,7 +1057,7 @@ func (e *Emulator) ec2DescribeImageAttribute(c *Call, p ec2Params) (any, *APIErr
 	case "productCodes":
 		out.ProductCodes = &[]struct{}{}
 	default:
-		return nil, Errf("InvalidParameterValue", "Value (%s) for parameter attribute is invalid. Unknown attribute.", attr)
+		return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter attribute is invalid. Unknown attribute.", attr)
 	}
 	return out, nil
 }
@@ -1092,7 +1094,7 @@ func readPermissions(p ec2Params, prefix string) permissionChange {
 
 var accountIDPattern = regexp.MustCompile(`^[0-9]{12}$`)
 
-func (e *Emulator) ec2ModifyImageAttribute(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2ModifyImageAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("ImageId")
 	if err != nil {
 		return nil, err
@@ -1120,28 +1122,28 @@ func (e *Emulator) ec2ModifyImageAttribute(c *Call, p ec2Params) (any, *APIError
 		case "remove":
 			remove = legacy
 		default:
-			return nil, Errf("InvalidParameterValue", "Value (%s) for parameter OperationType is invalid. Expected 'add' or 'remove'.", p.str("OperationType"))
+			return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter OperationType is invalid. Expected 'add' or 'remove'.", p.str("OperationType"))
 		}
 	}
 	if add.empty() && remove.empty() {
-		return nil, Errf("MissingParameter", "The request must contain the parameter LaunchPermission, Description or ImdsSupport")
+		return nil, core.Errf("MissingParameter", "The request must contain the parameter LaunchPermission, Description or ImdsSupport")
 	}
 	for _, u := range append(append([]string{}, add.Users...), remove.Users...) {
 		if !accountIDPattern.MatchString(u) {
-			return nil, Errf("InvalidAMIAttributeItemValue", "Invalid attribute item value \"%s\" for userId item type.", u)
+			return nil, core.Errf("InvalidAMIAttributeItemValue", "Invalid attribute item value \"%s\" for userId item type.", u)
 		}
 	}
 	for _, g := range append(append([]string{}, add.Groups...), remove.Groups...) {
 		if g != "all" {
-			return nil, Errf("InvalidAMIAttributeItemValue", "Invalid attribute item value \"%s\" for group item type.", g)
+			return nil, core.Errf("InvalidAMIAttributeItemValue", "Invalid attribute item value \"%s\" for group item type.", g)
 		}
 	}
 	if !add.empty() {
 		if e.imageUsesAWSManagedKey(img) {
-			return nil, Errf("InvalidParameter", "Snapshots encrypted with the AWS Managed CMK can't be shared. Specify another snapshot.")
+			return nil, core.Errf("InvalidParameter", "Snapshots encrypted with the AWS Managed CMK can't be shared. Specify another snapshot.")
 		}
 		if len(add.Groups) > 0 && img.encrypted() {
-			return nil, Errf("InvalidParameter", "Encrypted AMIs can't be made public. Image %s has encrypted snapshots.", img.ID)
+			return nil, core.Errf("InvalidParameter", "Encrypted AMIs can't be made public. Image %s has encrypted snapshots.", img.ID)
 		}
 	}
 	for _, u := range add.Users {
@@ -1168,7 +1170,7 @@ func (e *Emulator) ec2ModifyImageAttribute(c *Call, p ec2Params) (any, *APIError
 	return nil, nil
 }
 
-func (e *Emulator) ec2ResetImageAttribute(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2ResetImageAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("ImageId")
 	if err != nil {
 		return nil, err
@@ -1178,13 +1180,13 @@ func (e *Emulator) ec2ResetImageAttribute(c *Call, p ec2Params) (any, *APIError)
 		return nil, err
 	}
 	if p.str("Attribute") != "launchPermission" {
-		return nil, Errf("InvalidParameterValue", "Value (%s) for parameter attribute is invalid. Only launchPermission can be reset.", p.str("Attribute"))
+		return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter attribute is invalid. Only launchPermission can be reset.", p.str("Attribute"))
 	}
 	img.Public, img.LaunchUsers, img.LaunchOrgs, img.LaunchOUs = false, nil, nil, nil
 	return ec2Return{Return: true}, nil
 }
 
-func (e *Emulator) ec2EnableImageDeprecation(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2EnableImageDeprecation(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("ImageId")
 	if err != nil {
 		return nil, err
@@ -1199,14 +1201,14 @@ func (e *Emulator) ec2EnableImageDeprecation(c *Call, p ec2Params) (any, *APIErr
 	}
 	t, perr := time.Parse(time.RFC3339, at)
 	if perr != nil {
-		return nil, Errf("InvalidParameterValue", "Value (%s) for parameter DeprecateAt is invalid. Expected a UTC timestamp like 2025-01-02T15:04:00Z.", at)
+		return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter DeprecateAt is invalid. Expected a UTC timestamp like 2025-01-02T15:04:00Z.", at)
 	}
 	t = t.UTC().Truncate(time.Minute)
 	img.DeprecationTime = &t
 	return ec2Return{Return: true}, nil
 }
 
-func (e *Emulator) ec2DisableImageDeprecation(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DisableImageDeprecation(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("ImageId")
 	if err != nil {
 		return nil, err
@@ -1223,7 +1225,7 @@ type stringReturn struct {
 	Return string `xml:"return"`
 }
 
-func (e *Emulator) ec2EnableImageDeregistrationProtection(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2EnableImageDeregistrationProtection(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("ImageId")
 	if err != nil {
 		return nil, err
@@ -1243,7 +1245,7 @@ func (e *Emulator) ec2EnableImageDeregistrationProtection(c *Call, p ec2Params) 
 	return stringReturn{Return: "true"}, nil
 }
 
-func (e *Emulator) ec2DisableImageDeregistrationProtection(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DisableImageDeregistrationProtection(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("ImageId")
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package awsemu
+package ec2
 
 // ec2_instances.go: RunInstances and the instance life cycle
 // (pending → running, stopping → stopped, shutting-down → terminated).
@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
 )
 
 // ec2Instance is one EC2 instance.
@@ -92,8 +94,8 @@ func stateCode(state string) int {
 }
 
 // refreshInstance applies a due state transition (lock held).
-func (e *Emulator) refreshInstance(inst *ec2Instance) {
-	if inst.Next == "" || e.now().Before(inst.TransitionAt) {
+func (e *Service) refreshInstance(inst *ec2Instance) {
+	if inst.Next == "" || e.clock.Now().Before(inst.TransitionAt) {
 		return
 	}
 	inst.State, inst.Next = inst.Next, ""
@@ -105,13 +107,13 @@ func (e *Emulator) refreshInstance(inst *ec2Instance) {
 			inst.Reason = "Client.InternalError: Client error on launch"
 		}
 		for _, att := range inst.Attachments {
-			v, ok := e.ec2.Volumes[att.VolumeID]
+			v, ok := e.st.Volumes[att.VolumeID]
 			if !ok {
 				continue
 			}
 			if att.DeleteOnTermination {
-				delete(e.ec2.Volumes, v.ID)
-				delete(e.ec2.Tags, v.ID)
+				delete(e.st.Volumes, v.ID)
+				delete(e.st.Tags, v.ID)
 			} else {
 				v.InstanceID, v.Device = "", ""
 			}
@@ -123,28 +125,28 @@ func (e *Emulator) refreshInstance(inst *ec2Instance) {
 }
 
 // transition starts a state change that completes after d.
-func (e *Emulator) transition(inst *ec2Instance, now, next string, d time.Duration) {
-	inst.State, inst.Next, inst.TransitionAt = now, next, e.now().Add(d)
+func (e *Service) transition(inst *ec2Instance, now, next string, d time.Duration) {
+	inst.State, inst.Next, inst.TransitionAt = now, next, e.clock.Now().Add(d)
 }
 
 var instanceIDPattern = regexp.MustCompile(`^i-[0-9a-f]{8}([0-9a-f]{9})?$`)
 
-func instanceNotFound(ids ...string) *APIError {
+func instanceNotFound(ids ...string) *core.APIError {
 	if len(ids) == 1 {
-		return Errf("InvalidInstanceID.NotFound", "The instance ID '%s' does not exist", ids[0])
+		return core.Errf("InvalidInstanceID.NotFound", "The instance ID '%s' does not exist", ids[0])
 	}
-	return Errf("InvalidInstanceID.NotFound", "The instance IDs '%s' do not exist", strings.Join(ids, ", "))
+	return core.Errf("InvalidInstanceID.NotFound", "The instance IDs '%s' do not exist", strings.Join(ids, ", "))
 }
 
-func (e *Emulator) visibleInstance(inst *ec2Instance, c *Call) bool {
-	return inst.Owner == c.Account && inst.Region == c.Region && !e.now().Before(inst.Hidden)
+func (e *Service) visibleInstance(inst *ec2Instance, c *core.Call) bool {
+	return inst.Owner == c.Account && inst.Region == c.Region && !e.clock.Now().Before(inst.Hidden)
 }
 
-func (e *Emulator) ownInstance(c *Call, id string) (*ec2Instance, *APIError) {
+func (e *Service) ownInstance(c *core.Call, id string) (*ec2Instance, *core.APIError) {
 	if !instanceIDPattern.MatchString(id) {
 		return nil, malformedID(id, "i")
 	}
-	inst, ok := e.ec2.Instances[id]
+	inst, ok := e.st.Instances[id]
 	if !ok || inst.Owner != c.Account || inst.Region != c.Region {
 		return nil, instanceNotFound(id)
 	}
@@ -237,7 +239,7 @@ type ec2StateOnly struct {
 	State string `xml:"state"`
 }
 
-func (e *Emulator) instanceXML(inst *ec2Instance, account string) xmlInstance {
+func (e *Service) instanceXML(inst *ec2Instance, account string) xmlInstance {
 	x := xmlInstance{
 		InstanceID: inst.ID, ImageID: inst.ImageID,
 		InstanceState: xmlInstanceState{Code: stateCode(inst.State), Name: inst.State},
@@ -262,13 +264,13 @@ func (e *Emulator) instanceXML(inst *ec2Instance, account string) xmlInstance {
 		}
 		for _, g := range inst.SecurityGroups {
 			name := ""
-			if sg, ok := e.ec2.SecurityGroups[g]; ok {
+			if sg, ok := e.st.SecurityGroups[g]; ok {
 				name = sg.Name
 			}
 			x.GroupSet = append(x.GroupSet, xmlGroup{GroupID: g, GroupName: name})
 		}
 		for _, att := range inst.Attachments {
-			if _, ok := e.ec2.Volumes[att.VolumeID]; !ok {
+			if _, ok := e.st.Volumes[att.VolumeID]; !ok {
 				continue
 			}
 			x.BlockDeviceMapping = append(x.BlockDeviceMapping, xmlInstanceBDM{DeviceName: att.DeviceName,
@@ -280,7 +282,7 @@ func (e *Emulator) instanceXML(inst *ec2Instance, account string) xmlInstance {
 		x.StateReason = &xmlStateReason{Code: inst.ReasonCode, Message: inst.ReasonMessage}
 	}
 	if inst.IAMProfileARN != "" {
-		x.IAMInstanceProfile = &xmlIAMProfile{Arn: inst.IAMProfileARN, ID: UniqueID("AIPA", inst.IAMProfileARN)}
+		x.IAMInstanceProfile = &xmlIAMProfile{Arn: inst.IAMProfileARN, ID: core.UniqueID("AIPA", inst.IAMProfileARN)}
 	}
 	if inst.BootMode != "" {
 		x.CurrentBootMode = "uefi"
@@ -298,10 +300,10 @@ type reservationXML struct {
 	InstancesSet  []xmlInstance `xml:"instancesSet>item"`
 }
 
-func (e *Emulator) reservationXML(r *ec2Reservation, account string, include func(*ec2Instance) bool) reservationXML {
+func (e *Service) reservationXML(r *ec2Reservation, account string, include func(*ec2Instance) bool) reservationXML {
 	x := reservationXML{ReservationID: r.ID, OwnerID: r.Owner, GroupSet: []xmlGroup{}, InstancesSet: []xmlInstance{}}
 	for _, id := range r.Instances {
-		inst, ok := e.ec2.Instances[id]
+		inst, ok := e.st.Instances[id]
 		if !ok || (include != nil && !include(inst)) {
 			continue
 		}
@@ -314,15 +316,15 @@ func (e *Emulator) reservationXML(r *ec2Reservation, account string, include fun
 
 var instanceTypePattern = regexp.MustCompile(`^[a-z][a-z0-9-]*\.[a-z0-9]+$`)
 
-func (e *Emulator) ec2RunInstances(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2RunInstances(c *core.Call, p ec2Params) (any, *core.APIError) {
 	tokenKey, earlier, err := e.clientToken(c, p)
 	if err != nil {
 		return nil, err
 	}
 	if earlier != "" {
-		r := e.ec2.Reservations[earlier]
+		r := e.st.Reservations[earlier]
 		for _, id := range r.Instances {
-			e.refreshInstance(e.ec2.Instances[id])
+			e.refreshInstance(e.st.Instances[id])
 		}
 		return e.reservationXML(r, c.Account, nil), nil
 	}
@@ -339,14 +341,14 @@ func (e *Emulator) ec2RunInstances(c *Call, p ec2Params) (any, *APIError) {
 		return nil, err
 	}
 	if minCount < 1 || maxCount < minCount {
-		return nil, Errf("InvalidParameterValue", "MinCount (%d) must be at least 1 and at most MaxCount (%d).", minCount, maxCount)
+		return nil, core.Errf("InvalidParameterValue", "MinCount (%d) must be at least 1 and at most MaxCount (%d).", minCount, maxCount)
 	}
 	if maxCount > 20 {
-		return nil, Errf("InstanceLimitExceeded", "You have requested more instances (%d) than your current instance limit of 20 allows for the specified instance type.", maxCount)
+		return nil, core.Errf("InstanceLimitExceeded", "You have requested more instances (%d) than your current instance limit of 20 allows for the specified instance type.", maxCount)
 	}
 	instanceType := orDefault(p.str("InstanceType"), "m1.small")
 	if !instanceTypePattern.MatchString(instanceType) {
-		return nil, Errf("InvalidParameterValue", "Invalid value '%s' for InstanceType.", instanceType)
+		return nil, core.Errf("InvalidParameterValue", "Invalid value '%s' for InstanceType.", instanceType)
 	}
 	specs, err := p.tagSpecs("instance", "volume", "network-interface")
 	if err != nil {
@@ -355,7 +357,7 @@ func (e *Emulator) ec2RunInstances(c *Call, p ec2Params) (any, *APIError) {
 	userData := p.str("UserData")
 	if userData != "" {
 		if _, derr := base64.StdEncoding.DecodeString(userData); derr != nil {
-			return nil, Errf("InvalidParameterValue", "Invalid BASE64 encoding of user data.")
+			return nil, core.Errf("InvalidParameterValue", "Invalid BASE64 encoding of user data.")
 		}
 	}
 	img, err := e.findImage(c, imageID, c.Region)
@@ -363,11 +365,11 @@ func (e *Emulator) ec2RunInstances(c *Call, p ec2Params) (any, *APIError) {
 		return nil, err
 	}
 	if img.State != "available" {
-		return nil, Errf("InvalidAMIID.Unavailable", "AMI '%s' is %s, and cannot be run", img.ID, img.State)
+		return nil, core.Errf("InvalidAMIID.Unavailable", "AMI '%s' is %s, and cannot be run", img.ID, img.State)
 	}
 	keyName := p.str("KeyName")
 	if keyName != "" && e.keyPairByName(c.Account, c.Region, keyName) == nil {
-		return nil, Errf("InvalidKeyPair.NotFound", "The key pair '%s' does not exist", keyName)
+		return nil, core.Errf("InvalidKeyPair.NotFound", "The key pair '%s' does not exist", keyName)
 	}
 	subnet, groups, err := e.launchNetwork(c, p)
 	if err != nil {
@@ -405,7 +407,7 @@ func (e *Emulator) ec2RunInstances(c *Call, p ec2Params) (any, *APIError) {
 			spec.encrypted = &t
 		}
 		if m.SnapshotID != "" {
-			snap, ok := e.ec2.Snapshots[m.SnapshotID]
+			snap, ok := e.st.Snapshots[m.SnapshotID]
 			if !ok {
 				return nil, snapshotNotFound(m.SnapshotID)
 			}
@@ -414,12 +416,12 @@ func (e *Emulator) ec2RunInstances(c *Call, p ec2Params) (any, *APIError) {
 		plans = append(plans, volPlan{m, spec})
 	}
 
-	now := e.now()
-	res := &ec2Reservation{ID: e.ec2.newID("r"), Owner: c.Account, Region: c.Region, Groups: []string{}}
-	e.ec2.Reservations[res.ID] = res
+	now := e.clock.Now()
+	res := &ec2Reservation{ID: e.st.newID("r"), Owner: c.Account, Region: c.Region, Groups: []string{}}
+	e.st.Reservations[res.ID] = res
 	for i := 0; i < maxCount; i++ {
 		inst := &ec2Instance{
-			ID: e.ec2.newID("i"), Owner: c.Account, Region: c.Region, ReservationID: res.ID, ImageID: img.ID,
+			ID: e.st.newID("i"), Owner: c.Account, Region: c.Region, ReservationID: res.ID, ImageID: img.ID,
 			InstanceType: instanceType, KeyName: keyName, SubnetID: subnet.ID, VpcID: subnet.VpcID, AZ: subnet.AZ,
 			SecurityGroups: groups, UserData: userData, IAMProfileARN: profile, ClientToken: p.str("ClientToken"),
 			LaunchIndex: i, HTTPTokens: httpTokens, RootDeviceName: img.RootDeviceName, Architecture: img.Architecture,
@@ -444,16 +446,16 @@ func (e *Emulator) ec2RunInstances(c *Call, p ec2Params) (any, *APIError) {
 		}
 		if inst.LaunchFails {
 			// Rule 3.5: accepted, then pending → terminated.
-			e.transition(inst, "pending", "terminated", e.latency(LatencyInstanceStart, 0, false))
+			e.transition(inst, "pending", "terminated", e.clock.Latency(core.LatencyInstanceStart, 0, false))
 		} else {
-			e.transition(inst, "pending", "running", e.latency(LatencyInstanceStart, 0, false))
+			e.transition(inst, "pending", "running", e.clock.Latency(core.LatencyInstanceStart, 0, false))
 			volTags := tagsFor(specs, "volume")
 			for _, v := range vols {
-				e.ec2.Volumes[v.ID] = v
+				e.st.Volumes[v.ID] = v
 				inst.Attachments = append(inst.Attachments, ec2Attachment{DeviceName: v.Device, VolumeID: v.ID,
 					DeleteOnTermination: v.DeleteOnTermination, AttachTime: now})
 				if len(volTags) > 0 {
-					e.ec2.setTags(v.ID, c.Account, volTags)
+					e.st.setTags(v.ID, c.Account, volTags)
 				}
 				c.Note("volumeId."+v.Device, v.ID)
 				if v.KmsKeyARN != "" {
@@ -462,10 +464,10 @@ func (e *Emulator) ec2RunInstances(c *Call, p ec2Params) (any, *APIError) {
 			}
 		}
 		inst.Hidden = e.hideIfFault(c.Action)
-		e.ec2.Instances[inst.ID] = inst
+		e.st.Instances[inst.ID] = inst
 		res.Instances = append(res.Instances, inst.ID)
 		if t := tagsFor(specs, "instance"); len(t) > 0 {
-			e.ec2.setTags(inst.ID, c.Account, t)
+			e.st.setTags(inst.ID, c.Account, t)
 		}
 		c.Note("instanceId."+fmt.Sprint(i), inst.ID)
 	}
@@ -474,42 +476,42 @@ func (e *Emulator) ec2RunInstances(c *Call, p ec2Params) (any, *APIError) {
 }
 
 // launchNetwork resolves the subnet and security groups of a launch.
-func (e *Emulator) launchNetwork(c *Call, p ec2Params) (*ec2Subnet, []string, *APIError) {
+func (e *Service) launchNetwork(c *core.Call, p ec2Params) (*ec2Subnet, []string, *core.APIError) {
 	subnetID := orDefault(p.str("SubnetId"), p.str("NetworkInterface.1.SubnetId"))
 	groupIDs := append(p.list("SecurityGroupId"), p.list("NetworkInterface.1.SecurityGroupId")...)
 	groupNames := p.list("SecurityGroup")
 	var subnet *ec2Subnet
 	if subnetID != "" {
-		s, ok := e.ec2.Subnets[subnetID]
+		s, ok := e.st.Subnets[subnetID]
 		if !ok || s.Owner != c.Account || s.Region != c.Region {
-			return nil, nil, Errf("InvalidSubnetID.NotFound", "The subnet ID '%s' does not exist", subnetID)
+			return nil, nil, core.Errf("InvalidSubnetID.NotFound", "The subnet ID '%s' does not exist", subnetID)
 		}
 		subnet = s
 	} else {
 		az := p.str("Placement.AvailabilityZone")
 		if az != "" && !contains(availabilityZones(c.Region), az) {
-			return nil, nil, Errf("InvalidParameterValue", "Invalid availability zone: [%s]", az)
+			return nil, nil, core.Errf("InvalidParameterValue", "Invalid availability zone: [%s]", az)
 		}
 		subnet = e.defaultSubnet(c.Account, c.Region, az)
 		if subnet == nil {
-			return nil, nil, Errf("VPCIdNotSpecified", "No default VPC for this user. GroupName is only supported for EC2-Classic and default VPC.")
+			return nil, nil, core.Errf("VPCIdNotSpecified", "No default VPC for this user. GroupName is only supported for EC2-Classic and default VPC.")
 		}
 	}
 	var groups []string
 	for _, g := range groupIDs {
-		sg, ok := e.ec2.SecurityGroups[g]
+		sg, ok := e.st.SecurityGroups[g]
 		if !ok || sg.Owner != c.Account || sg.Region != c.Region {
-			return nil, nil, Errf("InvalidGroup.NotFound", "The security group '%s' does not exist", g)
+			return nil, nil, core.Errf("InvalidGroup.NotFound", "The security group '%s' does not exist", g)
 		}
 		if sg.VpcID != subnet.VpcID {
-			return nil, nil, Errf("InvalidParameter", "Security group %s and subnet %s belong to different networks.", g, subnet.ID)
+			return nil, nil, core.Errf("InvalidParameter", "Security group %s and subnet %s belong to different networks.", g, subnet.ID)
 		}
 		groups = appendUnique(groups, g)
 	}
 	for _, name := range groupNames {
 		sg := e.securityGroupByName(c.Account, c.Region, subnet.VpcID, name)
 		if sg == nil {
-			return nil, nil, Errf("InvalidGroup.NotFound", "The security group '%s' does not exist in VPC '%s'", name, subnet.VpcID)
+			return nil, nil, core.Errf("InvalidGroup.NotFound", "The security group '%s' does not exist in VPC '%s'", name, subnet.VpcID)
 		}
 		groups = appendUnique(groups, sg.ID)
 	}
@@ -522,7 +524,7 @@ func (e *Emulator) launchNetwork(c *Call, p ec2Params) (*ec2Subnet, []string, *A
 }
 
 // launchMappings merges the image's block devices with the request's.
-func launchMappings(img *ec2Image, req map[string]reqMapping) ([]ec2Mapping, *APIError) {
+func launchMappings(img *ec2Image, req map[string]reqMapping) ([]ec2Mapping, *core.APIError) {
 	var out []ec2Mapping
 	seen := map[string]bool{}
 	for _, m := range img.Mappings {
@@ -536,11 +538,11 @@ func launchMappings(img *ec2Image, req map[string]reqMapping) ([]ec2Mapping, *AP
 		}
 		if ok && r.Ebs != nil {
 			if r.Ebs.SnapshotID != "" && r.Ebs.SnapshotID != m.SnapshotID {
-				return nil, Errf("InvalidBlockDeviceMapping", "The snapshot of device %s can't be changed at launch.", m.DeviceName)
+				return nil, core.Errf("InvalidBlockDeviceMapping", "The snapshot of device %s can't be changed at launch.", m.DeviceName)
 			}
 			if r.Ebs.VolumeSize != 0 {
 				if r.Ebs.VolumeSize < m.SizeGiB {
-					return nil, Errf("InvalidBlockDeviceMapping", "Volume of size %dGB is smaller than snapshot '%s', expect size >= %dGB", r.Ebs.VolumeSize, m.SnapshotID, m.SizeGiB)
+					return nil, core.Errf("InvalidBlockDeviceMapping", "Volume of size %dGB is smaller than snapshot '%s', expect size >= %dGB", r.Ebs.VolumeSize, m.SnapshotID, m.SizeGiB)
 				}
 				m.SizeGiB = r.Ebs.VolumeSize
 			}
@@ -572,7 +574,7 @@ func launchMappings(img *ec2Image, req map[string]reqMapping) ([]ec2Mapping, *AP
 			continue
 		}
 		if r.Ebs.SnapshotID == "" && r.Ebs.VolumeSize == 0 {
-			return nil, Errf("InvalidBlockDeviceMapping", "The block device mapping for %s needs a snapshot ID or a volume size.", dev)
+			return nil, core.Errf("InvalidBlockDeviceMapping", "The block device mapping for %s needs a snapshot ID or a volume size.", dev)
 		}
 		m := ec2Mapping{DeviceName: dev, HasEbs: true, SnapshotID: r.Ebs.SnapshotID, SizeGiB: r.Ebs.VolumeSize,
 			VolumeType: r.Ebs.VolumeType, Iops: r.Ebs.Iops, Throughput: r.Ebs.Throughput, KmsKeyARN: r.Ebs.KmsKeyID,
@@ -601,7 +603,7 @@ type describeInstancesOutput struct {
 	NextToken      string           `xml:"nextToken,omitempty"`
 }
 
-func (e *Emulator) ec2DescribeInstances(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DescribeInstances(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ids := p.list("InstanceId")
 	filters := p.filters()
 	var missing []string
@@ -609,7 +611,7 @@ func (e *Emulator) ec2DescribeInstances(c *Call, p ec2Params) (any, *APIError) {
 		if !instanceIDPattern.MatchString(id) {
 			return nil, malformedID(id, "i")
 		}
-		if inst, ok := e.ec2.Instances[id]; !ok || !e.visibleInstance(inst, c) {
+		if inst, ok := e.st.Instances[id]; !ok || !e.visibleInstance(inst, c) {
 			missing = append(missing, id)
 		}
 	}
@@ -618,7 +620,7 @@ func (e *Emulator) ec2DescribeInstances(c *Call, p ec2Params) (any, *APIError) {
 	}
 	matched := map[string]bool{}
 	var resIDs []string
-	for _, inst := range e.ec2.Instances {
+	for _, inst := range e.st.Instances {
 		if !e.visibleInstance(inst, c) || (len(ids) > 0 && !contains(ids, inst.ID)) {
 			continue
 		}
@@ -641,13 +643,13 @@ func (e *Emulator) ec2DescribeInstances(c *Call, p ec2Params) (any, *APIError) {
 	}
 	out := describeInstancesOutput{NextToken: next, ReservationSet: []reservationXML{}}
 	for _, rid := range resIDs[from:to] {
-		out.ReservationSet = append(out.ReservationSet, e.reservationXML(e.ec2.Reservations[rid], c.Account,
+		out.ReservationSet = append(out.ReservationSet, e.reservationXML(e.st.Reservations[rid], c.Account,
 			func(inst *ec2Instance) bool { return matched[inst.ID] }))
 	}
 	return out, nil
 }
 
-func (e *Emulator) instanceFilterValues(inst *ec2Instance, account, name string) ([]string, bool) {
+func (e *Service) instanceFilterValues(inst *ec2Instance, account, name string) ([]string, bool) {
 	if v, ok, handled := e.tagFilterValues(inst.ID, account, name); handled {
 		return v, ok
 	}
@@ -683,7 +685,7 @@ func (e *Emulator) instanceFilterValues(inst *ec2Instance, account, name string)
 	case "instance.group-name", "group-name":
 		var names []string
 		for _, g := range inst.SecurityGroups {
-			if sg, ok := e.ec2.SecurityGroups[g]; ok {
+			if sg, ok := e.st.SecurityGroups[g]; ok {
 				names = append(names, sg.Name)
 			}
 		}
@@ -725,7 +727,7 @@ type describeInstanceStatusOutput struct {
 	NextToken         string              `xml:"nextToken,omitempty"`
 }
 
-func (e *Emulator) ec2DescribeInstanceStatus(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DescribeInstanceStatus(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ids := p.list("InstanceId")
 	all, err := p.boolean("IncludeAllInstances")
 	if err != nil {
@@ -733,7 +735,7 @@ func (e *Emulator) ec2DescribeInstanceStatus(c *Call, p ec2Params) (any, *APIErr
 	}
 	var missing []string
 	for _, id := range ids {
-		if inst, ok := e.ec2.Instances[id]; !ok || !e.visibleInstance(inst, c) {
+		if inst, ok := e.st.Instances[id]; !ok || !e.visibleInstance(inst, c) {
 			missing = append(missing, id)
 		}
 	}
@@ -742,7 +744,7 @@ func (e *Emulator) ec2DescribeInstanceStatus(c *Call, p ec2Params) (any, *APIErr
 	}
 	filters := p.filters()
 	var found []*ec2Instance
-	for _, inst := range e.ec2.Instances {
+	for _, inst := range e.st.Instances {
 		if !e.visibleInstance(inst, c) || (len(ids) > 0 && !contains(ids, inst.ID)) {
 			continue
 		}
@@ -810,10 +812,10 @@ type instancesChangeOutput struct {
 }
 
 // changeInstances applies change to every InstanceId.N, all or nothing.
-func (e *Emulator) changeInstances(c *Call, p ec2Params, check func(*ec2Instance) *APIError, change func(*ec2Instance)) (any, *APIError) {
+func (e *Service) changeInstances(c *core.Call, p ec2Params, check func(*ec2Instance) *core.APIError, change func(*ec2Instance)) (any, *core.APIError) {
 	ids := p.list("InstanceId")
 	if len(ids) == 0 {
-		return nil, Errf("MissingParameter", "The request must contain the parameter InstanceId")
+		return nil, core.Errf("MissingParameter", "The request must contain the parameter InstanceId")
 	}
 	var insts []*ec2Instance
 	var missing []string
@@ -848,51 +850,51 @@ func (e *Emulator) changeInstances(c *Call, p ec2Params, check func(*ec2Instance
 	return out, nil
 }
 
-func (e *Emulator) userReason(code, what string) (string, string, string) {
+func (e *Service) userReason(code, what string) (string, string, string) {
 	return "Client." + code, "Client." + code + ": User initiated " + what,
-		fmt.Sprintf("User initiated (%s)", e.now().Format("2006-01-02 15:04:05 MST"))
+		fmt.Sprintf("User initiated (%s)", e.clock.Now().Format("2006-01-02 15:04:05 MST"))
 }
 
-func (e *Emulator) ec2StopInstances(c *Call, p ec2Params) (any, *APIError) {
-	return e.changeInstances(c, p, func(inst *ec2Instance) *APIError {
+func (e *Service) ec2StopInstances(c *core.Call, p ec2Params) (any, *core.APIError) {
+	return e.changeInstances(c, p, func(inst *ec2Instance) *core.APIError {
 		switch inst.State {
 		case "running", "stopping", "stopped":
 			return nil
 		}
-		return Errf("IncorrectInstanceState", "This instance '%s' is not in a state from which it can be stopped.", inst.ID)
+		return core.Errf("IncorrectInstanceState", "This instance '%s' is not in a state from which it can be stopped.", inst.ID)
 	}, func(inst *ec2Instance) {
 		if inst.State == "running" {
-			e.transition(inst, "stopping", "stopped", e.latency(LatencyInstanceStop, 0, false))
+			e.transition(inst, "stopping", "stopped", e.clock.Latency(core.LatencyInstanceStop, 0, false))
 			inst.ReasonCode, inst.ReasonMessage, inst.Reason = e.userReason("UserInitiatedShutdown", "shutdown")
 		}
 	})
 }
 
-func (e *Emulator) ec2StartInstances(c *Call, p ec2Params) (any, *APIError) {
-	return e.changeInstances(c, p, func(inst *ec2Instance) *APIError {
+func (e *Service) ec2StartInstances(c *core.Call, p ec2Params) (any, *core.APIError) {
+	return e.changeInstances(c, p, func(inst *ec2Instance) *core.APIError {
 		switch inst.State {
 		case "stopped", "pending", "running":
 			return nil
 		}
-		return Errf("IncorrectInstanceState", "The instance '%s' is not in a state from which it can be started.", inst.ID)
+		return core.Errf("IncorrectInstanceState", "The instance '%s' is not in a state from which it can be started.", inst.ID)
 	}, func(inst *ec2Instance) {
 		if inst.State == "stopped" {
-			e.transition(inst, "pending", "running", e.latency(LatencyInstanceStart, 0, false))
+			e.transition(inst, "pending", "running", e.clock.Latency(core.LatencyInstanceStart, 0, false))
 			inst.ReasonCode, inst.ReasonMessage, inst.Reason = "", "", ""
-			if sub, ok := e.ec2.Subnets[inst.SubnetID]; ok && sub.DefaultForAZ {
-				inst.PublicIP = publicIP(inst.ID + e.now().String())
+			if sub, ok := e.st.Subnets[inst.SubnetID]; ok && sub.DefaultForAZ {
+				inst.PublicIP = publicIP(inst.ID + e.clock.Now().String())
 			}
 		}
 	})
 }
 
-func (e *Emulator) ec2TerminateInstances(c *Call, p ec2Params) (any, *APIError) {
-	return e.changeInstances(c, p, func(*ec2Instance) *APIError { return nil }, func(inst *ec2Instance) {
+func (e *Service) ec2TerminateInstances(c *core.Call, p ec2Params) (any, *core.APIError) {
+	return e.changeInstances(c, p, func(*ec2Instance) *core.APIError { return nil }, func(inst *ec2Instance) {
 		switch inst.State {
 		case "terminated", "shutting-down":
 			return
 		}
-		e.transition(inst, "shutting-down", "terminated", e.latency(LatencyInstanceTerm, 0, false))
+		e.transition(inst, "shutting-down", "terminated", e.clock.Latency(core.LatencyInstanceTerm, 0, false))
 		inst.LaunchFails = false
 		inst.ReasonCode, inst.ReasonMessage, inst.Reason = e.userReason("UserInitiatedShutdown", "shutdown")
 	})
@@ -900,7 +902,7 @@ func (e *Emulator) ec2TerminateInstances(c *Call, p ec2Params) (any, *APIError) 
 
 // ---- instance attributes ----
 
-func (e *Emulator) ec2ModifyInstanceAttribute(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2ModifyInstanceAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("InstanceId")
 	if err != nil {
 		return nil, err
@@ -911,7 +913,7 @@ func (e *Emulator) ec2ModifyInstanceAttribute(c *Call, p ec2Params) (any, *APIEr
 	}
 	if p.has("EnaSupport.Value") {
 		if inst.State != "stopped" {
-			return nil, Errf("IncorrectInstanceState", "The instance '%s' is not in the 'stopped' state.", id)
+			return nil, core.Errf("IncorrectInstanceState", "The instance '%s' is not in the 'stopped' state.", id)
 		}
 		v, err := p.boolean("EnaSupport.Value")
 		if err != nil {
@@ -924,7 +926,7 @@ func (e *Emulator) ec2ModifyInstanceAttribute(c *Call, p ec2Params) (any, *APIEr
 	}
 	if p.has("InstanceType.Value") {
 		if inst.State != "stopped" {
-			return nil, Errf("IncorrectInstanceState", "The instance '%s' is not in the 'stopped' state.", id)
+			return nil, core.Errf("IncorrectInstanceState", "The instance '%s' is not in the 'stopped' state.", id)
 		}
 		inst.InstanceType = p.str("InstanceType.Value")
 	}
@@ -942,7 +944,7 @@ type describeInstanceAttributeOutput struct {
 	BlockDeviceMapping *[]xmlInstanceBDM `xml:"blockDeviceMapping>item,omitempty"`
 }
 
-func (e *Emulator) ec2DescribeInstanceAttribute(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DescribeInstanceAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("InstanceId")
 	if err != nil {
 		return nil, err
@@ -969,7 +971,7 @@ func (e *Emulator) ec2DescribeInstanceAttribute(c *Call, p ec2Params) (any, *API
 	case "blockDeviceMapping":
 		out.BlockDeviceMapping = &x.BlockDeviceMapping
 	default:
-		return nil, Errf("InvalidParameterValue", "Value (%s) for parameter attribute is invalid.", attr)
+		return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter attribute is invalid.", attr)
 	}
 	return out, nil
 }
@@ -986,19 +988,19 @@ func AutoScalingRoleARN(account string) string {
 // RunInstances checks. It returns nil, or the error RunInstances would give
 // or the key failure that would end such a launch in Client.InternalError.
 // The emulator has no Auto Scaling API; tests use this for rule 3.5.
-func (e *Emulator) CheckLaunch(account, region, principalIAM, imageID string) error {
+func (e *Service) CheckLaunch(account, region, principalIAM, imageID string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.ec2 == nil {
-		e.ec2 = newEC2State()
+	if e.st == nil {
+		e.st = newEC2State()
 	}
-	c := &Call{Service: "ec2", Region: region, Account: account, Principal: principalIAM, PrincipalIAM: principalIAM, Action: "RunInstances"}
+	c := &core.Call{Service: "ec2", Region: region, Account: account, Principal: principalIAM, PrincipalIAM: principalIAM, Action: "RunInstances"}
 	img, err := e.findImage(c, imageID, region)
 	if err != nil {
 		return err
 	}
 	for _, m := range img.Mappings {
-		snap, ok := e.ec2.Snapshots[m.SnapshotID]
+		snap, ok := e.st.Snapshots[m.SnapshotID]
 		if !ok || !snap.Encrypted {
 			continue
 		}

@@ -1,4 +1,4 @@
-package awsemu
+package ec2
 
 // ec2_snapshots.go: EBS snapshots and volumes, and the key checks EC2 makes
 // when it copies or restores encrypted data for a caller.
@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
 )
 
 // ec2Snapshot is one EBS snapshot.
@@ -49,8 +51,8 @@ type ec2Snapshot struct {
 }
 
 // refreshSnapshot moves a pending snapshot on (lock held).
-func (e *Emulator) refreshSnapshot(s *ec2Snapshot) {
-	if s.State != "pending" || e.now().Before(s.DoneAt) {
+func (e *Service) refreshSnapshot(s *ec2Snapshot) {
+	if s.State != "pending" || e.clock.Now().Before(s.DoneAt) {
 		return
 	}
 	if s.Fails {
@@ -61,7 +63,7 @@ func (e *Emulator) refreshSnapshot(s *ec2Snapshot) {
 }
 
 // progress is the snapshot's Progress: "0%"…"99%" while pending.
-func (e *Emulator) progress(s *ec2Snapshot) string {
+func (e *Service) progress(s *ec2Snapshot) string {
 	switch s.State {
 	case "completed":
 		return "100%"
@@ -72,7 +74,7 @@ func (e *Emulator) progress(s *ec2Snapshot) string {
 	if total <= 0 {
 		return "99%"
 	}
-	pct := int(100 * e.now().Sub(s.Started) / total)
+	pct := int(100 * e.clock.Now().Sub(s.Started) / total)
 	return fmt.Sprintf("%d%%", max(0, min(pct, 99)))
 }
 
@@ -82,19 +84,19 @@ func (s *ec2Snapshot) canRestore(account string) bool {
 
 var snapIDPattern = regexp.MustCompile(`^snap-[0-9a-f]{8}([0-9a-f]{9})?$`)
 
-func snapshotNotFound(ids ...string) *APIError {
+func snapshotNotFound(ids ...string) *core.APIError {
 	if len(ids) == 1 {
-		return Errf("InvalidSnapshot.NotFound", "The snapshot '%s' does not exist.", ids[0])
+		return core.Errf("InvalidSnapshot.NotFound", "The snapshot '%s' does not exist.", ids[0])
 	}
-	return Errf("InvalidSnapshot.NotFound", "The snapshots '%s' do not exist.", strings.Join(ids, ", "))
+	return core.Errf("InvalidSnapshot.NotFound", "The snapshots '%s' do not exist.", strings.Join(ids, ", "))
 }
 
 // findSnapshot returns a snapshot the caller may restore in region.
-func (e *Emulator) findSnapshot(c *Call, id, region string) (*ec2Snapshot, *APIError) {
+func (e *Service) findSnapshot(c *core.Call, id, region string) (*ec2Snapshot, *core.APIError) {
 	if !snapIDPattern.MatchString(id) {
 		return nil, malformedID(id, "snap")
 	}
-	s, ok := e.ec2.Snapshots[id]
+	s, ok := e.st.Snapshots[id]
 	if !ok || s.Region != region || !s.canRestore(c.Account) {
 		return nil, snapshotNotFound(id)
 	}
@@ -102,21 +104,21 @@ func (e *Emulator) findSnapshot(c *Call, id, region string) (*ec2Snapshot, *APIE
 	return s, nil
 }
 
-func (e *Emulator) ownSnapshot(c *Call, id string) (*ec2Snapshot, *APIError) {
+func (e *Service) ownSnapshot(c *core.Call, id string) (*ec2Snapshot, *core.APIError) {
 	s, err := e.findSnapshot(c, id, c.Region)
 	if err != nil {
 		return nil, err
 	}
 	if s.Owner != c.Account {
-		return nil, Errf("AuthFailure", "Not authorized for snapshot:%s", id)
+		return nil, core.Errf("AuthFailure", "Not authorized for snapshot:%s", id)
 	}
 	return s, nil
 }
 
 // snapshotUser returns the AMI a snapshot is registered behind, if any.
-func (e *Emulator) snapshotUser(id string) string {
+func (e *Service) snapshotUser(id string) string {
 	var users []string
-	for _, img := range e.ec2.Images {
+	for _, img := range e.st.Images {
 		for _, m := range img.Mappings {
 			if m.SnapshotID == id {
 				users = append(users, img.ID)
@@ -132,21 +134,21 @@ func (e *Emulator) snapshotUser(id string) string {
 
 // ---- EBS defaults and key checks ----
 
-func (e *Emulator) ebsDefault(account, region string) *ec2EBSDefault {
-	return e.ec2.EBSDefaults[account+"|"+region]
+func (e *Service) ebsDefault(account, region string) *ec2EBSDefault {
+	return e.st.EBSDefaults[account+"|"+region]
 }
 
 // encryptByDefault reports EBS encryption by default for account-region.
-func (e *Emulator) encryptByDefault(account, region string) bool {
+func (e *Service) encryptByDefault(account, region string) bool {
 	if d := e.ebsDefault(account, region); d != nil && d.Encrypt != nil {
 		return *d.Encrypt
 	}
-	return e.ebsByDefault(account, region)
+	return e.iam.EBSEncryptionByDefault(account, region)
 }
 
 // defaultKeyRef is the account's default EBS key reference in region; ""
 // lets KMS resolve alias/aws/ebs.
-func (e *Emulator) defaultKeyRef(account, region string) string {
+func (e *Service) defaultKeyRef(account, region string) string {
 	if d := e.ebsDefault(account, region); d != nil {
 		return d.KeyARN
 	}
@@ -156,33 +158,33 @@ func (e *Emulator) defaultKeyRef(account, region string) string {
 // Key operations EC2 performs on the caller's behalf. On the source key,
 // the five aws-behaviour.md 3.4 lists for the using account.
 func sourceKeyOps() []string {
-	return []string{OpDescribeKey, OpDecrypt, OpCreateGrant, OpReEncryptFrom, OpGenerateDataKeyWithoutPlaintext}
+	return []string{core.OpDescribeKey, core.OpDecrypt, core.OpCreateGrant, core.OpReEncryptFrom, core.OpGenerateDataKeyWithoutPlaintext}
 }
 
 func destinationKeyOps() []string {
-	return []string{OpGenerateDataKeyWithoutPlaintext, OpCreateGrant, OpDescribeKey}
+	return []string{core.OpGenerateDataKeyWithoutPlaintext, core.OpCreateGrant, core.OpDescribeKey}
 }
 
 // useDestinationKey checks the key new data is encrypted under; data that
 // moves from another key (srcKeyARN) is re-encrypted, which also needs
 // ReEncryptTo on the destination key.
-func (e *Emulator) useDestinationKey(c *Call, ref, srcKeyARN string) (KeyInfo, *APIError) {
+func (e *Service) useDestinationKey(c *core.Call, ref, srcKeyARN string) (core.KeyInfo, *core.APIError) {
 	info, err := e.useKey(c, c.Region, ref, destinationKeyOps())
 	if err != nil || srcKeyARN == "" || info.ARN == srcKeyARN {
 		return info, err
 	}
-	return e.useKey(c, c.Region, info.ARN, []string{OpReEncryptTo})
+	return e.useKey(c, c.Region, info.ARN, []string{core.OpReEncryptTo})
 }
 
 // useKey asks KMS whether the caller may use a key for ops in region.
-func (e *Emulator) useKey(c *Call, region, keyRef string, ops []string) (KeyInfo, *APIError) {
-	return e.authorizeKeyUse(KeyUse{Account: c.Account, PrincipalIAM: c.PrincipalIAM, Region: region, KeyRef: keyRef, Ops: ops})
+func (e *Service) useKey(c *core.Call, region, keyRef string, ops []string) (core.KeyInfo, *core.APIError) {
+	return e.keys.AuthorizeKeyUse(core.KeyUse{Account: c.Account, PrincipalIAM: c.PrincipalIAM, Region: region, KeyRef: keyRef, Ops: ops})
 }
 
 // keyFailure is the state message of a copy or launch that could not use a
 // key (emulator convention, aws-behaviour.md 3.4).
-func keyFailure(c *Call, key string, kmsErr *APIError) *APIError {
-	return Errf("Client.InvalidKMSKey.InvalidState",
+func keyFailure(c *core.Call, key string, kmsErr *core.APIError) *core.APIError {
+	return core.Errf("Client.InvalidKMSKey.InvalidState",
 		"The KMS key %s is not usable: account %s may not use it (%s: %s)", key, c.Account, kmsErr.Code, kmsErr.Message)
 }
 
@@ -196,7 +198,7 @@ type copyPlan struct {
 // planCopy decides how a copy of src made by the caller in its region is
 // encrypted, and checks the caller may use the source and destination keys.
 // With a key error the plan still names the key it meant to use.
-func (e *Emulator) planCopy(c *Call, src *ec2Snapshot, srcRegion string, encrypted bool, keyRef string) (copyPlan, *APIError) {
+func (e *Service) planCopy(c *core.Call, src *ec2Snapshot, srcRegion string, encrypted bool, keyRef string) (copyPlan, *core.APIError) {
 	plan := copyPlan{encrypted: src.Encrypted || encrypted || e.encryptByDefault(c.Account, c.Region)}
 	if src.Encrypted {
 		if _, err := e.useKey(c, srcRegion, src.KmsKeyARN, sourceKeyOps()); err != nil {
@@ -229,40 +231,40 @@ func (e *Emulator) planCopy(c *Call, src *ec2Snapshot, srcRegion string, encrypt
 }
 
 // newSnapshotCopy starts a copy of src into the caller's account and region.
-func (e *Emulator) newSnapshotCopy(c *Call, src *ec2Snapshot, srcRegion string, plan copyPlan, description string) *ec2Snapshot {
-	now := e.now()
+func (e *Service) newSnapshotCopy(c *core.Call, src *ec2Snapshot, srcRegion string, plan copyPlan, description string) *ec2Snapshot {
+	now := e.clock.Now()
 	full := src.Lineage + "|" + c.Account + "|" + c.Region + "|" + plan.keyARN
 	size := src.SizeGiB
-	if e.ec2.FullCopies[full] {
+	if e.st.FullCopies[full] {
 		size /= 10 // incremental: only the changed blocks
 	}
-	e.ec2.FullCopies[full] = true
+	e.st.FullCopies[full] = true
 	s := &ec2Snapshot{
-		ID: e.ec2.newID("snap"), Owner: c.Account, Region: c.Region, VolumeID: "vol-ffffffff", SizeGiB: src.SizeGiB,
+		ID: e.st.newID("snap"), Owner: c.Account, Region: c.Region, VolumeID: "vol-ffffffff", SizeGiB: src.SizeGiB,
 		Description: description, Encrypted: plan.encrypted, KmsKeyARN: plan.keyARN, KeyManager: plan.keyManager,
-		Started: now, DoneAt: now.Add(e.latency(LatencySnapshotCopy, size, srcRegion != c.Region)), State: "pending",
+		Started: now, DoneAt: now.Add(e.clock.Latency(core.LatencySnapshotCopy, size, srcRegion != c.Region)), State: "pending",
 		Lineage: src.Lineage, SourceSnapshotID: src.ID, SourceRegion: srcRegion, Principal: c.Principal,
 	}
-	e.ec2.Snapshots[s.ID] = s
+	e.st.Snapshots[s.ID] = s
 	return s
 }
 
 // snapshotVolume starts a snapshot of a volume.
-func (e *Emulator) snapshotVolume(c *Call, vol *ec2Volume, description string) *ec2Snapshot {
-	now := e.now()
+func (e *Service) snapshotVolume(c *core.Call, vol *ec2Volume, description string) *ec2Snapshot {
+	now := e.clock.Now()
 	size := vol.SizeGiB
 	full := "snapshot|" + vol.ID
-	if e.ec2.FullCopies[full] {
+	if e.st.FullCopies[full] {
 		size /= 10
 	}
-	e.ec2.FullCopies[full] = true
+	e.st.FullCopies[full] = true
 	s := &ec2Snapshot{
-		ID: e.ec2.newID("snap"), Owner: c.Account, Region: c.Region, VolumeID: vol.ID, SizeGiB: vol.SizeGiB,
+		ID: e.st.newID("snap"), Owner: c.Account, Region: c.Region, VolumeID: vol.ID, SizeGiB: vol.SizeGiB,
 		Description: description, Encrypted: vol.Encrypted, KmsKeyARN: vol.KmsKeyARN, KeyManager: vol.KeyManager,
-		Started: now, DoneAt: now.Add(e.latency(LatencySnapshot, size, false)), State: "pending",
+		Started: now, DoneAt: now.Add(e.clock.Latency(core.LatencySnapshot, size, false)), State: "pending",
 		Lineage: vol.ID, Principal: c.Principal,
 	}
-	e.ec2.Snapshots[s.ID] = s
+	e.st.Snapshots[s.ID] = s
 	return s
 }
 
@@ -286,10 +288,10 @@ type xmlSnapshot struct {
 	CompletionTime string   `xml:"completionTime,omitempty"`
 }
 
-func (e *Emulator) snapshotXML(s *ec2Snapshot, account string) xmlSnapshot {
+func (e *Service) snapshotXML(s *ec2Snapshot, account string) xmlSnapshot {
 	x := xmlSnapshot{
 		SnapshotID: s.ID, VolumeID: s.VolumeID, Status: s.State, StartTime: ec2Time(s.Started), Progress: e.progress(s),
-		OwnerID: s.Owner, OwnerAlias: e.ec2.Aliases[s.Owner], VolumeSize: s.SizeGiB, Description: s.Description,
+		OwnerID: s.Owner, OwnerAlias: e.st.Aliases[s.Owner], VolumeSize: s.SizeGiB, Description: s.Description,
 		Encrypted: s.Encrypted, KmsKeyID: s.KmsKeyARN, TagSet: e.tagSet(s.ID, account), StorageTier: "standard",
 	}
 	if s.State == "error" {
@@ -303,7 +305,7 @@ func (e *Emulator) snapshotXML(s *ec2Snapshot, account string) xmlSnapshot {
 
 // ---- CreateSnapshot ----
 
-func (e *Emulator) ec2CreateSnapshot(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2CreateSnapshot(c *core.Call, p ec2Params) (any, *core.APIError) {
 	volID, err := p.required("VolumeId")
 	if err != nil {
 		return nil, err
@@ -319,7 +321,7 @@ func (e *Emulator) ec2CreateSnapshot(c *Call, p ec2Params) (any, *APIError) {
 	s := e.snapshotVolume(c, vol, p.str("Description"))
 	s.Hidden = e.hideIfFault(c.Action)
 	if t := tagsFor(specs, "snapshot"); len(t) > 0 {
-		e.ec2.setTags(s.ID, c.Account, t)
+		e.st.setTags(s.ID, c.Account, t)
 	}
 	c.Note("snapshotId", s.ID)
 	return e.snapshotXML(s, c.Account), nil
@@ -332,7 +334,7 @@ type copySnapshotOutput struct {
 	TagSet     []xmlTag `xml:"tagSet>item,omitempty"`
 }
 
-func (e *Emulator) ec2CopySnapshot(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2CopySnapshot(c *core.Call, p ec2Params) (any, *core.APIError) {
 	srcID, err := p.required("SourceSnapshotId")
 	if err != nil {
 		return nil, err
@@ -341,8 +343,8 @@ func (e *Emulator) ec2CopySnapshot(c *Call, p ec2Params) (any, *APIError) {
 	if err != nil {
 		return nil, err
 	}
-	if !e.regionEnabled(srcRegion) {
-		return nil, Errf("InvalidParameterValue", "Invalid value '%s' for SourceRegion: the region is unknown or not enabled for this account.", srcRegion)
+	if !e.world.RegionEnabled(srcRegion) {
+		return nil, core.Errf("InvalidParameterValue", "Invalid value '%s' for SourceRegion: the region is unknown or not enabled for this account.", srcRegion)
 	}
 	encrypted, encGiven, err := p.optBool("Encrypted")
 	if err != nil {
@@ -361,13 +363,13 @@ func (e *Emulator) ec2CopySnapshot(c *Call, p ec2Params) (any, *APIError) {
 		return nil, err
 	}
 	if src.State != "completed" {
-		return nil, Errf("IncorrectState", "Snapshot '%s' is not 'completed' (it is '%s').", src.ID, src.State)
+		return nil, core.Errf("IncorrectState", "Snapshot '%s' is not 'completed' (it is '%s').", src.ID, src.State)
 	}
 	if src.Encrypted && encGiven && !encrypted {
 		return nil, unencryptedCopy(src.ID)
 	}
 	if n := e.snapshotCopiesInFlight(c.Account, c.Region); n >= e.opts.Limits.ConcurrentSnapshotCopies {
-		return nil, Errf("ResourceLimitExceeded", "You have reached your quota of %d concurrent snapshot copies in %s. Wait for copies in progress to finish.", e.opts.Limits.ConcurrentSnapshotCopies, c.Region)
+		return nil, core.Errf("ResourceLimitExceeded", "You have reached your quota of %d concurrent snapshot copies in %s. Wait for copies in progress to finish.", e.opts.Limits.ConcurrentSnapshotCopies, c.Region)
 	}
 	plan, kerr := e.planCopy(c, src, srcRegion, encrypted, keyRef)
 	desc := p.str("Description")
@@ -380,15 +382,15 @@ func (e *Emulator) ec2CopySnapshot(c *Call, p ec2Params) (any, *APIError) {
 	case kerr != nil:
 		// Accepted; the copy ends in error (aws-behaviour.md 3.4).
 		s.Fails, s.FailMessage = true, kerr.Message
-		s.DoneAt = s.Started.Add(e.latency(LatencySnapshotCopy, 0, srcRegion != c.Region))
+		s.DoneAt = s.Started.Add(e.clock.Latency(core.LatencySnapshotCopy, 0, srcRegion != c.Region))
 		c.Note("failure", kerr.Message)
-	case e.faultFires(FaultCopyFails, c.Action):
+	case e.faultFires(core.FaultCopyFails, c.Action):
 		s.Fails, s.FailMessage = true, "Internal error on copy"
 	}
 	s.Hidden = e.hideIfFault(c.Action)
 	tags := tagsFor(specs, "snapshot")
 	if len(tags) > 0 {
-		e.ec2.setTags(s.ID, c.Account, tags)
+		e.st.setTags(s.ID, c.Account, tags)
 	}
 	c.Note("snapshotId", s.ID)
 	if s.KmsKeyARN != "" {
@@ -397,9 +399,9 @@ func (e *Emulator) ec2CopySnapshot(c *Call, p ec2Params) (any, *APIError) {
 	return copySnapshotOutput{SnapshotID: s.ID, TagSet: e.tagSet(s.ID, c.Account)}, nil
 }
 
-func (e *Emulator) snapshotCopiesInFlight(account, region string) int {
+func (e *Service) snapshotCopiesInFlight(account, region string) int {
 	n := 0
-	for _, s := range e.ec2.Snapshots {
+	for _, s := range e.st.Snapshots {
 		if s.Copy && s.Owner == account && s.Region == region && s.State == "pending" {
 			e.refreshSnapshot(s)
 			if s.State == "pending" {
@@ -417,11 +419,11 @@ type describeSnapshotsOutput struct {
 	NextToken   string        `xml:"nextToken,omitempty"`
 }
 
-func (e *Emulator) visibleSnapshot(s *ec2Snapshot, c *Call) bool {
-	return s.Region == c.Region && s.canRestore(c.Account) && !e.now().Before(s.Hidden)
+func (e *Service) visibleSnapshot(s *ec2Snapshot, c *core.Call) bool {
+	return s.Region == c.Region && s.canRestore(c.Account) && !e.clock.Now().Before(s.Hidden)
 }
 
-func (e *Emulator) ec2DescribeSnapshots(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DescribeSnapshots(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ids := p.list("SnapshotId")
 	owners := p.list("Owner")
 	restorable := p.list("RestorableBy")
@@ -431,18 +433,18 @@ func (e *Emulator) ec2DescribeSnapshots(c *Call, p ec2Params) (any, *APIError) {
 		if !snapIDPattern.MatchString(id) {
 			return nil, malformedID(id, "snap")
 		}
-		if s, ok := e.ec2.Snapshots[id]; !ok || !e.visibleSnapshot(s, c) {
+		if s, ok := e.st.Snapshots[id]; !ok || !e.visibleSnapshot(s, c) {
 			missing = append(missing, id)
 		}
 	}
 	if len(missing) > 0 {
 		return nil, snapshotNotFound(missing...)
 	}
-	candidates := e.ec2.Snapshots
+	candidates := e.st.Snapshots
 	if len(ids) > 0 {
 		candidates = map[string]*ec2Snapshot{}
 		for _, id := range ids {
-			candidates[id] = e.ec2.Snapshots[id]
+			candidates[id] = e.st.Snapshots[id]
 		}
 	}
 	var found []*ec2Snapshot
@@ -497,7 +499,7 @@ func restorableBy(list []string, s *ec2Snapshot, caller string) bool {
 	return false
 }
 
-func (e *Emulator) snapshotFilterValues(s *ec2Snapshot, account, name string) ([]string, bool) {
+func (e *Service) snapshotFilterValues(s *ec2Snapshot, account, name string) ([]string, bool) {
 	if v, ok, handled := e.tagFilterValues(s.ID, account, name); handled {
 		return v, ok
 	}
@@ -509,7 +511,7 @@ func (e *Emulator) snapshotFilterValues(s *ec2Snapshot, account, name string) ([
 	case "owner-id":
 		return []string{s.Owner}, true
 	case "owner-alias":
-		return []string{e.ec2.Aliases[s.Owner]}, true
+		return []string{e.st.Aliases[s.Owner]}, true
 	case "volume-id":
 		return []string{s.VolumeID}, true
 	case "volume-size":
@@ -532,7 +534,7 @@ func (e *Emulator) snapshotFilterValues(s *ec2Snapshot, account, name string) ([
 
 // ---- DeleteSnapshot ----
 
-func (e *Emulator) ec2DeleteSnapshot(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DeleteSnapshot(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("SnapshotId")
 	if err != nil {
 		return nil, err
@@ -542,10 +544,10 @@ func (e *Emulator) ec2DeleteSnapshot(c *Call, p ec2Params) (any, *APIError) {
 		return nil, err
 	}
 	if ami := e.snapshotUser(s.ID); ami != "" {
-		return nil, Errf("InvalidSnapshot.InUse", "The snapshot %s is currently in use by %s", s.ID, ami)
+		return nil, core.Errf("InvalidSnapshot.InUse", "The snapshot %s is currently in use by %s", s.ID, ami)
 	}
-	delete(e.ec2.Snapshots, s.ID)
-	delete(e.ec2.Tags, s.ID)
+	delete(e.st.Snapshots, s.ID)
+	delete(e.st.Tags, s.ID)
 	c.Note("snapshotId", s.ID)
 	return ec2Return{Return: true}, nil
 }
@@ -563,7 +565,7 @@ type describeSnapshotAttributeOutput struct {
 	ProductCodes           *[]struct{}                  `xml:"productCodes>item,omitempty"`
 }
 
-func (e *Emulator) ec2DescribeSnapshotAttribute(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DescribeSnapshotAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("SnapshotId")
 	if err != nil {
 		return nil, err
@@ -590,18 +592,18 @@ func (e *Emulator) ec2DescribeSnapshotAttribute(c *Call, p ec2Params) (any, *API
 	case "productCodes":
 		out.ProductCodes = &[]struct{}{}
 	default:
-		return nil, Errf("InvalidParameterValue", "Value (%s) for parameter attribute is invalid. Expected createVolumePermission or productCodes.", attr)
+		return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter attribute is invalid. Expected createVolumePermission or productCodes.", attr)
 	}
 	return out, nil
 }
 
-func (e *Emulator) ec2ModifySnapshotAttribute(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2ModifySnapshotAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("SnapshotId")
 	if err != nil {
 		return nil, err
 	}
 	if a := p.str("Attribute"); a != "" && a != "createVolumePermission" {
-		return nil, Errf("InvalidParameterValue", "Value (%s) for parameter attribute is invalid. Only createVolumePermission can be modified.", a)
+		return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter attribute is invalid. Only createVolumePermission can be modified.", a)
 	}
 	s, err := e.ownSnapshot(c, id)
 	if err != nil {
@@ -617,28 +619,28 @@ func (e *Emulator) ec2ModifySnapshotAttribute(c *Call, p ec2Params) (any, *APIEr
 		case "remove":
 			remove = legacy
 		default:
-			return nil, Errf("InvalidParameterValue", "Value (%s) for parameter OperationType is invalid. Expected 'add' or 'remove'.", p.str("OperationType"))
+			return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter OperationType is invalid. Expected 'add' or 'remove'.", p.str("OperationType"))
 		}
 	}
 	if add.empty() && remove.empty() {
-		return nil, Errf("MissingParameter", "The request must contain the parameter CreateVolumePermission")
+		return nil, core.Errf("MissingParameter", "The request must contain the parameter CreateVolumePermission")
 	}
 	for _, u := range append(append([]string{}, add.Users...), remove.Users...) {
 		if !accountIDPattern.MatchString(u) {
-			return nil, Errf("InvalidParameterValue", "Value (%s) for parameter userId is invalid. Expected a 12-digit account ID.", u)
+			return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter userId is invalid. Expected a 12-digit account ID.", u)
 		}
 	}
 	for _, g := range append(append([]string{}, add.Groups...), remove.Groups...) {
 		if g != "all" {
-			return nil, Errf("InvalidParameterValue", "Value (%s) for parameter group is invalid. Expected 'all'.", g)
+			return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter group is invalid. Expected 'all'.", g)
 		}
 	}
 	if !add.empty() && s.Encrypted {
 		if s.KeyManager == "AWS" {
-			return nil, Errf("OperationNotPermitted", "Encrypted snapshots with EBS default key cannot be shared")
+			return nil, core.Errf("OperationNotPermitted", "Encrypted snapshots with EBS default key cannot be shared")
 		}
 		if len(add.Groups) > 0 {
-			return nil, Errf("OperationNotPermitted", "Encrypted snapshots can't be made public. Snapshot %s is encrypted.", s.ID)
+			return nil, core.Errf("OperationNotPermitted", "Encrypted snapshots can't be made public. Snapshot %s is encrypted.", s.ID)
 		}
 	}
 	for _, u := range add.Users {
@@ -688,28 +690,28 @@ type ec2Volume struct {
 
 var volIDPattern = regexp.MustCompile(`^vol-[0-9a-f]{8}([0-9a-f]{9})?$`)
 
-func (e *Emulator) ownVolume(c *Call, id string) (*ec2Volume, *APIError) {
+func (e *Service) ownVolume(c *core.Call, id string) (*ec2Volume, *core.APIError) {
 	if !volIDPattern.MatchString(id) {
 		return nil, malformedID(id, "vol")
 	}
-	v, ok := e.ec2.Volumes[id]
+	v, ok := e.st.Volumes[id]
 	if !ok || v.Owner != c.Account || v.Region != c.Region {
-		return nil, Errf("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
+		return nil, core.Errf("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
 	}
 	e.refreshVolume(v)
-	if _, ok := e.ec2.Volumes[id]; !ok {
-		return nil, Errf("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
+	if _, ok := e.st.Volumes[id]; !ok {
+		return nil, core.Errf("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
 	}
 	return v, nil
 }
 
 // refreshVolume follows its instance: deleted with it on termination when
 // DeleteOnTermination, detached otherwise.
-func (e *Emulator) refreshVolume(v *ec2Volume) {
+func (e *Service) refreshVolume(v *ec2Volume) {
 	if v.InstanceID == "" {
 		return
 	}
-	inst, ok := e.ec2.Instances[v.InstanceID]
+	inst, ok := e.st.Instances[v.InstanceID]
 	if ok {
 		e.refreshInstance(inst) // may delete or detach v
 	}
@@ -718,7 +720,7 @@ func (e *Emulator) refreshVolume(v *ec2Volume) {
 	}
 }
 
-func (e *Emulator) volumeState(v *ec2Volume) string {
+func (e *Service) volumeState(v *ec2Volume) string {
 	switch {
 	case v.Failed:
 		return "error"
@@ -754,7 +756,7 @@ type xmlVolume struct {
 	MultiAttachEnabled bool                  `xml:"multiAttachEnabled"`
 }
 
-func (e *Emulator) volumeXML(v *ec2Volume, account string) xmlVolume {
+func (e *Service) volumeXML(v *ec2Volume, account string) xmlVolume {
 	x := xmlVolume{
 		VolumeID: v.ID, Size: v.SizeGiB, SnapshotID: v.SnapshotID, AvailabilityZone: v.AZ, Status: e.volumeState(v),
 		CreateTime: ec2Time(v.Created), AttachmentSet: []xmlVolumeAttachment{}, TagSet: e.tagSet(v.ID, account),
@@ -772,10 +774,10 @@ type describeVolumesOutput struct {
 	NextToken string      `xml:"nextToken,omitempty"`
 }
 
-func (e *Emulator) ec2DescribeVolumes(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DescribeVolumes(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ids := p.list("VolumeId")
 	filters := p.filters()
-	for _, v := range e.ec2.Volumes {
+	for _, v := range e.st.Volumes {
 		if v.Owner == c.Account && v.Region == c.Region {
 			e.refreshVolume(v)
 		}
@@ -784,12 +786,12 @@ func (e *Emulator) ec2DescribeVolumes(c *Call, p ec2Params) (any, *APIError) {
 		if !volIDPattern.MatchString(id) {
 			return nil, malformedID(id, "vol")
 		}
-		if v, ok := e.ec2.Volumes[id]; !ok || v.Owner != c.Account || v.Region != c.Region {
-			return nil, Errf("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
+		if v, ok := e.st.Volumes[id]; !ok || v.Owner != c.Account || v.Region != c.Region {
+			return nil, core.Errf("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
 		}
 	}
 	var found []*ec2Volume
-	for _, v := range e.ec2.Volumes {
+	for _, v := range e.st.Volumes {
 		if v.Owner != c.Account || v.Region != c.Region || (len(ids) > 0 && !contains(ids, v.ID)) {
 			continue
 		}
@@ -813,7 +815,7 @@ func (e *Emulator) ec2DescribeVolumes(c *Call, p ec2Params) (any, *APIError) {
 	return out, nil
 }
 
-func (e *Emulator) volumeFilterValues(v *ec2Volume, account, name string) ([]string, bool) {
+func (e *Service) volumeFilterValues(v *ec2Volume, account, name string) ([]string, bool) {
 	if vals, ok, handled := e.tagFilterValues(v.ID, account, name); handled {
 		return vals, ok
 	}
@@ -860,10 +862,10 @@ type volumeSpec struct {
 
 // newVolume makes a volume for the caller in az, checking its keys. It
 // returns the volume and, when a key can't be used, the key error.
-func (e *Emulator) newVolume(c *Call, az string, spec volumeSpec) (*ec2Volume, *APIError) {
+func (e *Service) newVolume(c *core.Call, az string, spec volumeSpec) (*ec2Volume, *core.APIError) {
 	v := &ec2Volume{
-		ID: e.ec2.newID("vol"), Owner: c.Account, Region: c.Region, AZ: az, SizeGiB: spec.size,
-		VolumeType: orDefault(spec.volumeType, "gp2"), Iops: spec.iops, Throughput: spec.throughput, Created: e.now(),
+		ID: e.st.newID("vol"), Owner: c.Account, Region: c.Region, AZ: az, SizeGiB: spec.size,
+		VolumeType: orDefault(spec.volumeType, "gp2"), Iops: spec.iops, Throughput: spec.throughput, Created: e.clock.Now(),
 	}
 	if v.VolumeType == "gp3" && v.Iops == 0 {
 		v.Iops, v.Throughput = 3000, max(v.Throughput, 125)
@@ -907,13 +909,13 @@ func (e *Emulator) newVolume(c *Call, az string, spec volumeSpec) (*ec2Volume, *
 	return v, nil
 }
 
-func (e *Emulator) ec2CreateVolume(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2CreateVolume(c *core.Call, p ec2Params) (any, *core.APIError) {
 	az, err := p.required("AvailabilityZone")
 	if err != nil {
 		return nil, err
 	}
 	if !contains(availabilityZones(c.Region), az) {
-		return nil, Errf("InvalidParameterValue", "Invalid availability zone: [%s]", az)
+		return nil, core.Errf("InvalidParameterValue", "Invalid availability zone: [%s]", az)
 	}
 	spec := volumeSpec{volumeType: p.str("VolumeType"), keyRef: p.str("KmsKeyId")}
 	if spec.size, err = p.integer("Size", 0); err != nil {
@@ -942,25 +944,25 @@ func (e *Emulator) ec2CreateVolume(c *Call, p ec2Params) (any, *APIError) {
 			return nil, err
 		}
 		if spec.size != 0 && spec.size < spec.snapshot.SizeGiB {
-			return nil, Errf("InvalidParameterValue", "Volume of size %dGB is smaller than snapshot '%s', expect size >= %dGB", spec.size, id, spec.snapshot.SizeGiB)
+			return nil, core.Errf("InvalidParameterValue", "Volume of size %dGB is smaller than snapshot '%s', expect size >= %dGB", spec.size, id, spec.snapshot.SizeGiB)
 		}
 	} else if spec.size == 0 {
-		return nil, Errf("MissingParameter", "The request must contain the parameter size or snapshotId")
+		return nil, core.Errf("MissingParameter", "The request must contain the parameter size or snapshotId")
 	}
 	v, kerr := e.newVolume(c, az, spec)
 	if kerr != nil {
 		v.Failed = true
 		c.Note("failure", kerr.Message)
 	}
-	e.ec2.Volumes[v.ID] = v
+	e.st.Volumes[v.ID] = v
 	if t := tagsFor(specs, "volume"); len(t) > 0 {
-		e.ec2.setTags(v.ID, c.Account, t)
+		e.st.setTags(v.ID, c.Account, t)
 	}
 	c.Note("volumeId", v.ID)
 	return e.volumeXML(v, c.Account), nil
 }
 
-func (e *Emulator) ec2DeleteVolume(c *Call, p ec2Params) (any, *APIError) {
+func (e *Service) ec2DeleteVolume(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("VolumeId")
 	if err != nil {
 		return nil, err
@@ -970,9 +972,9 @@ func (e *Emulator) ec2DeleteVolume(c *Call, p ec2Params) (any, *APIError) {
 		return nil, err
 	}
 	if v.InstanceID != "" {
-		return nil, Errf("VolumeInUse", "Volume %s is currently attached to %s", id, v.InstanceID)
+		return nil, core.Errf("VolumeInUse", "Volume %s is currently attached to %s", id, v.InstanceID)
 	}
-	delete(e.ec2.Volumes, id)
-	delete(e.ec2.Tags, id)
+	delete(e.st.Volumes, id)
+	delete(e.st.Tags, id)
 	return ec2Return{Return: true}, nil
 }

@@ -1,0 +1,67 @@
+// Package ec2 is the emulator's EC2 and EBS: images, snapshots, volumes,
+// instances, key pairs, security groups, VPCs and subnets, tags and the EBS
+// encryption defaults, over the EC2 Query protocol. It reaches KMS and IAM
+// only through the small interfaces below.
+package ec2
+
+import (
+	"sync"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
+)
+
+// Keys is what EC2 asks of KMS when it uses keys on a caller's behalf.
+type Keys interface {
+	// AuthorizeKeyUse resolves u.KeyRef as u.Account sees it in u.Region
+	// (empty: the account's default EBS key) and checks that
+	// u.PrincipalIAM may perform u.Ops with it through EC2.
+	AuthorizeKeyUse(u core.KeyUse) (core.KeyInfo, *core.APIError)
+	// DefaultEBSKey is the account's alias/aws/ebs in region.
+	DefaultEBSKey(account, region string) core.KeyInfo
+	// KeyInfoByARN describes a key.
+	KeyInfoByARN(arn string) (core.KeyInfo, bool)
+}
+
+// Identity is what EC2 asks of IAM.
+type Identity interface {
+	Allowed(principalIAM, action string) bool
+	AccountExists(id string) bool
+	AccountByAlias(alias string) (string, bool)
+	EBSEncryptionByDefault(account, region string) bool
+}
+
+// Options configure the service.
+type Options struct {
+	Limits core.Limits // the copy quotas
+}
+
+// Service serves EC2.
+type Service struct {
+	clock  *core.Clock
+	faults *core.FaultState
+	world  *core.World
+	keys   Keys
+	iam    Identity
+	opts   Options
+
+	mu  sync.Mutex // guards st and cur
+	st  *ec2State
+	cur *core.Call // the call being handled
+}
+
+// New makes the EC2 service of a world and seeds it.
+func New(clock *core.Clock, faults *core.FaultState, w *core.World, keys Keys, iam Identity, opts Options) *Service {
+	e := &Service{clock: clock, faults: faults, world: w, keys: keys, iam: iam, opts: opts}
+	e.seedEC2(w)
+	return e
+}
+
+// faultFires reports whether a fault of kind fires now for action, as the
+// call being handled makes it.
+func (e *Service) faultFires(kind core.FaultKind, action string) bool {
+	return e.faults.Fires(kind, e.cur, action)
+}
+
+func (e *Service) regions() (enabled, disabled []string) {
+	return append([]string(nil), e.world.Regions...), append([]string(nil), e.world.Disabled...)
+}
