@@ -49,6 +49,7 @@ require (
 	github.com/bitfield/gotestdox v0.2.2 // indirect
 	github.com/bodgit/ntlmssp v0.0.0-20240506230425-31973bb52d9b // indirect
 	github.com/bodgit/windows v1.0.1 // indirect
+	github.com/cavaliergopher/cpio v1.0.1 // indirect
 	github.com/cenkalti/backoff/v3 v3.2.2 // indirect
 	github.com/dnephin/pflag v1.0.7 // indirect
 	github.com/dylanmei/iso8601 v0.1.0 // indirect
