@@ -2,6 +2,7 @@ package vmtest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,10 @@ import (
 	"testing"
 	"time"
 )
+
+// ErrTimeout is the error (wrapped) of a boot that outlived Config.Timeout
+// or its context.
+var ErrTimeout = errors.New("boot timed out")
 
 // Result is what a boot showed.
 type Result struct {
@@ -86,7 +91,7 @@ func Boot(ctx context.Context, t testing.TB, cfg Config) *Result {
 		t.Fatalf("vmtest: %v", err)
 	}
 	t.Logf("vmtest: %s: %.1fs (kernel %.1fs, guest ready %.1fs), scenario exit %d, console %s",
-		cfg.Name, res.Duration.Seconds(), res.KernelBoot.Seconds(), res.Ready.Seconds(), res.ExitCode, res.LogPath)
+		cmp.Or(cfg.Name, "boot"), res.Duration.Seconds(), res.KernelBoot.Seconds(), res.Ready.Seconds(), res.ExitCode, res.LogPath)
 	return res
 }
 
@@ -172,10 +177,8 @@ func runQEMU(ctx context.Context, qemu string, args []string, timeout time.Durat
 	res.Duration = time.Since(start)
 	_ = killGroup(cmd.Process.Pid)
 	switch {
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return fmt.Errorf("timed out after %v (Config.Timeout); QEMU was killed", timeout)
 	case ctx.Err() != nil:
-		return fmt.Errorf("stopped: %w", ctx.Err())
+		return fmt.Errorf("%w (Config.Timeout %v, or the caller's context: %w); QEMU was killed", ErrTimeout, timeout, context.Cause(ctx))
 	case err != nil:
 		return fmt.Errorf("%s: %w", qemu, err)
 	}
@@ -237,7 +240,8 @@ func qemuArgs(a *Assets, cfg Config, initrd string) ([]string, error) {
 		host := netip.MustParseAddrPort(f.Host)
 		netdev += fmt.Sprintf(",guestfwd=tcp:%s-cmd:%s nc %s %d", guest, a.Busybox, host.Addr(), host.Port())
 	}
-	args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0")
+	// romfile= drops the card's iPXE boot ROM: the kernel is given directly.
+	args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0,romfile=")
 	return args, nil
 }
 

@@ -1,7 +1,6 @@
 package vmtest
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
@@ -42,11 +41,17 @@ func ContainsBytes(path string, needle []byte) (bool, error) {
 		return false, fmt.Errorf("searching disk image: %w", err)
 	}
 	defer f.Close()
-	// Read in chunks; keep the last len(needle)-1 bytes of each chunk so a
-	// match across a chunk boundary is found.
-	const chunk = 1 << 20
-	buf := make([]byte, 0, chunk+len(needle))
-	r := bufio.NewReaderSize(f, chunk)
+	found, err := containsBytes(f, needle, 1<<20)
+	if err != nil {
+		return false, fmt.Errorf("searching disk image %s: %w", path, err)
+	}
+	return found, nil
+}
+
+// containsBytes reads r in chunks of the given size, keeping the last
+// len(needle)-1 bytes of each so that a match across chunks is found.
+func containsBytes(r io.Reader, needle []byte, chunk int) (bool, error) {
+	buf := make([]byte, 0, chunk+len(needle)-1)
 	for {
 		n, err := io.ReadFull(r, buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
@@ -57,7 +62,7 @@ func ContainsBytes(path string, needle []byte) (bool, error) {
 			return false, nil
 		}
 		if err != nil {
-			return false, fmt.Errorf("searching disk image %s: %w", path, err)
+			return false, err
 		}
 		keep := min(len(buf), len(needle)-1)
 		copy(buf, buf[len(buf)-keep:])

@@ -6,12 +6,16 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/vmtest"
 )
@@ -200,6 +204,123 @@ func TestHarnessEncryptsAndReadsBack(t *testing.T) {
 	t.Logf("boot timings: format %.1fs (kernel %.1fs, ready %.1fs), unlock %.1fs (kernel %.1fs, ready %.1fs)",
 		first.Duration.Seconds(), first.KernelBoot.Seconds(), first.Ready.Seconds(),
 		second.Duration.Seconds(), second.KernelBoot.Seconds(), second.Ready.Seconds())
+}
+
+// A boot that outlives its timeout, or whose guest dies before the end of the
+// scenario, is an error, and no QEMU survives it.
+func TestBootFailures(t *testing.T) {
+	assets := vmtest.RequireAssets(t)
+	for _, tc := range []struct {
+		name, script string
+		timeout      time.Duration
+		wantTimeout  bool
+	}{
+		{name: "timeout", script: "report started yes; sleep 3600", timeout: 30 * time.Second, wantTimeout: true},
+		{name: "kernel-panic", script: "report started yes; echo c >/proc/sysrq-trigger; sleep 3600", timeout: 3 * time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tag := randomHex(t, 8)
+			res, err := vmtest.Run(t.Context(), assets, vmtest.Config{
+				Name:       tc.name,
+				Script:     tc.script,
+				Timeout:    tc.timeout,
+				KernelArgs: map[string]string{"tag": tag},
+			})
+			if err == nil {
+				t.Fatalf("Run succeeded; want an error. Console:\n%s", res.Tail(20))
+			}
+			if errors.Is(err, vmtest.ErrTimeout) != tc.wantTimeout {
+				t.Errorf("Run error %q: errors.Is(ErrTimeout) = %v, want %v", err, !tc.wantTimeout, tc.wantTimeout)
+			}
+			if res == nil || res.Completed || res.ExitCode != -1 {
+				t.Fatalf("result %+v: want a partial result, not completed, exit -1", res)
+			}
+			if res.Lines["started"] != "yes" {
+				t.Errorf("the scenario's first report is missing; console:\n%s", res.Tail(20))
+			}
+			if pids := processesWith("vmtest.tag=" + tag); len(pids) > 0 {
+				t.Errorf("QEMU still runs after Run returned: pids %v", pids)
+			}
+			t.Logf("%s: %v after %.1fs", tc.name, err, res.Duration.Seconds())
+		})
+	}
+}
+
+// processesWith lists the processes whose command line contains s.
+func processesWith(s string) []string {
+	var pids []string
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, path := range cmdlines {
+		if b, err := os.ReadFile(path); err == nil && bytes.Contains(b, []byte(s)) {
+			pids = append(pids, filepath.Base(filepath.Dir(path)))
+		}
+	}
+	return pids
+}
+
+// BenchmarkBoots boots two guests that each format a disk with LUKS2, open
+// it, make a file system and write to it: one after the other, or both at
+// once, with one or two virtual CPUs each. On a 2-core host this tells
+// whether running VM tests in parallel pays. Run with -benchtime=1x.
+func BenchmarkBoots(b *testing.B) {
+	assets := vmtest.RequireAssets(b)
+	const workload = `set -e
+printf '%s' "$passphrase" | cryptsetup luksFormat --type luks2 --batch-mode --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file - /dev/nvme0n1
+printf '%s' "$passphrase" | cryptsetup open --key-file - /dev/nvme0n1 data
+/sbin/mkfs.ext4 -q /dev/mapper/data
+mount /dev/mapper/data /mnt
+dd if=/dev/urandom of=/mnt/data bs=1M count=8 2>/dev/null
+umount /mnt
+cryptsetup close data`
+	for _, bc := range []struct {
+		parallel bool
+		cpus     int
+	}{{false, 1}, {true, 1}, {false, 2}, {true, 2}} {
+		name := fmt.Sprintf("serial/cpus=%d", bc.cpus)
+		if bc.parallel {
+			name = fmt.Sprintf("parallel/cpus=%d", bc.cpus)
+		}
+		b.Run(name, func(b *testing.B) {
+			var boots []*vmtest.Result
+			for b.Loop() {
+				var wg sync.WaitGroup
+				results := make([]*vmtest.Result, 2)
+				errs := make([]error, 2)
+				for i := range results {
+					boot := func() {
+						results[i], errs[i] = vmtest.Run(b.Context(), assets, vmtest.Config{
+							Name:       fmt.Sprintf("bench-%d", i),
+							Script:     workload,
+							CPUs:       bc.cpus,
+							Disks:      []vmtest.Disk{vmtest.NewDisk(b, 64<<20)},
+							KernelArgs: map[string]string{"passphrase": randomHex(b, 32)},
+						})
+					}
+					if bc.parallel {
+						wg.Go(boot)
+					} else {
+						boot()
+					}
+				}
+				wg.Wait()
+				for i, err := range errs {
+					if err != nil || results[i].ExitCode != 0 {
+						b.Fatalf("boot %d: %v (exit %d)", i, err, results[i].ExitCode)
+					}
+				}
+				boots = append(boots, results...)
+			}
+			var boot, ready float64
+			for _, r := range boots {
+				boot += r.Duration.Seconds()
+				ready += r.Ready.Seconds()
+			}
+			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/2boots")
+			b.ReportMetric(boot/float64(len(boots)), "s/boot")
+			b.ReportMetric(ready/float64(len(boots)), "s-to-ready/boot")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
 }
 
 func randomHex(t testing.TB, n int) string {
