@@ -19,6 +19,9 @@ const (
 	// IMDSAddr is where the guest finds the instance metadata service, as on
 	// EC2: forward it to a server on 127.0.0.1.
 	IMDSAddr = "169.254.169.254:80"
+	// AWSAddr is a suggested guest address for the AWS emulator, which a
+	// scenario names with AWS_ENDPOINT_URL=http://169.254.0.10:4566.
+	AWSAddr = "169.254.0.10:4566"
 	// gatewayIP and dnsIP are QEMU's own addresses on GuestNet; restrict=on
 	// leaves them unreachable, and no forward may take them.
 	gatewayIP = "169.254.0.2"
@@ -179,16 +182,16 @@ func (cfg Config) withDefaults() (Config, error) {
 func checkForward(f Forward) (netip.AddrPort, error) {
 	host, err := netip.ParseAddrPort(f.Host)
 	if err != nil || !host.Addr().Is4() || !host.Addr().IsLoopback() || host.Port() == 0 {
-		return netip.AddrPort{}, fmt.Errorf("Host %q: VMs may reach only 127.0.0.0/8; give an IPv4 loopback address and port such as 127.0.0.1:8080 (e.g. an httptest server's Listener.Addr())", f.Host)
+		return netip.AddrPort{}, fmt.Errorf("Forward.Host %q: VMs may reach only 127.0.0.0/8; give an IPv4 loopback address and port such as 127.0.0.1:8080 (e.g. an httptest server's Listener.Addr())", f.Host)
 	}
 	guest, err := netip.ParseAddrPort(f.Guest)
 	net := netip.MustParsePrefix(GuestNet)
 	if err != nil || !net.Contains(guest.Addr()) || guest.Port() == 0 {
-		return netip.AddrPort{}, fmt.Errorf("Guest %q: give an address and port on %s, such as %s or 169.254.0.10:4566", f.Guest, GuestNet, IMDSAddr)
+		return netip.AddrPort{}, fmt.Errorf("Forward.Guest %q: give an address and port on %s, such as %s or 169.254.0.10:4566", f.Guest, GuestNet, IMDSAddr)
 	}
 	switch guest.Addr().String() {
 	case GuestIP, gatewayIP, dnsIP, "169.254.0.0", "169.254.255.255":
-		return netip.AddrPort{}, fmt.Errorf("Guest %q: %s is taken (the guest is %s, QEMU uses %s and %s); pick another address on %s", f.Guest, guest.Addr(), GuestIP, gatewayIP, dnsIP, GuestNet)
+		return netip.AddrPort{}, fmt.Errorf("Forward.Guest %q: %s is taken (the guest is %s, QEMU uses %s and %s); pick another address on %s", f.Guest, guest.Addr(), GuestIP, gatewayIP, dnsIP, GuestNet)
 	}
 	return guest, nil
 }

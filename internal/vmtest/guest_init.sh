@@ -20,6 +20,8 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm /run/cryptsetup /run/lock /tmp
 report vmtest.init "$(uptime_seconds)"
 report vmtest.kernel "$(uname -r)"
+# The clock comes from QEMU's RTC (host time): SigV4 needs it right.
+report vmtest.date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
 # VMTEST_GUEST_IP, VMTEST_PREFIX, VMTEST_DISKS.
 . /etc/vmtest/config

@@ -225,9 +225,9 @@ func (img *image) callerFile(f File) error {
 	clean := path.Clean(f.Path)
 	switch {
 	case !path.IsAbs(f.Path) || clean != f.Path:
-		return fmt.Errorf("Path %q must be an absolute, clean guest path such as /usr/local/bin/amicrypt-agent", f.Path)
+		return fmt.Errorf("File.Path %q must be an absolute, clean guest path such as /usr/local/bin/amicrypt-agent", f.Path)
 	case f.Path == guestInitPath || strings.HasPrefix(f.Path, guestDir+"/") || f.Path == guestDir:
-		return fmt.Errorf("Path %q belongs to the harness (%s and %s/); put the scenario in Config.Script and files elsewhere", f.Path, guestInitPath, guestDir)
+		return fmt.Errorf("File.Path %q belongs to the harness (%s and %s/); put the scenario in Config.Script and files elsewhere", f.Path, guestInitPath, guestDir)
 	case (f.Source == "") == (f.Data == nil):
 		return fmt.Errorf("file %s: set exactly one of Source (a host file) and Data", f.Path)
 	}

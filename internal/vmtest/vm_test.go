@@ -82,6 +82,7 @@ report imds.instance_id "$(wget -q -O - --header "X-aws-ec2-metadata-token: $tok
 // line, for this harness test only), writes the marker through dm-crypt and
 // ext4, and writes it in the clear on nvme1n1 as a control.
 const formatScenario = fetchInstanceID + `
+/usr/local/bin/imdsget
 set -e
 # e2fsprogs when the host has it, else busybox's mke2fs (ext2 only).
 if [ -x /sbin/mkfs.ext4 ]; then mkfs="/sbin/mkfs.ext4 -q" fs=ext4; else mkfs=mke2fs fs=ext2; fi
@@ -114,6 +115,7 @@ cryptsetup close data
 `
 
 func TestHarnessEncryptsAndReadsBack(t *testing.T) {
+	t.Parallel() // two guests at once use 2 cores better than one (BenchmarkBoots)
 	assets := vmtest.RequireAssets(t)
 	ctx := t.Context()
 	const instanceID = "i-0abc1234def567890"
@@ -125,9 +127,12 @@ func TestHarnessEncryptsAndReadsBack(t *testing.T) {
 	control.Serial = "AWS2CONTROL"
 	args := map[string]string{"passphrase": randomHex(t, 32), "marker": marker}
 
+	imdsget := vmtest.BuildGo(t, "./testdata/imdsget")
+	bootStart := time.Now()
 	first := vmtest.Boot(ctx, t, vmtest.Config{
 		Name:       "format",
 		Script:     formatScenario,
+		Files:      []vmtest.File{{Path: "/usr/local/bin/imdsget", Source: imdsget}},
 		Disks:      []vmtest.Disk{encrypted, control},
 		Forwards:   []vmtest.Forward{{Guest: vmtest.IMDSAddr, Host: imds.Listener.Addr().String()}},
 		KernelArgs: args,
@@ -142,6 +147,7 @@ func TestHarnessEncryptsAndReadsBack(t *testing.T) {
 	for key, want := range map[string]string{
 		"imds.token":            stub.token,
 		"imds.instance_id":      instanceID,
+		"go.instance_id":        instanceID,
 		"vmtest.netdevs":        "eth0 lo",
 		"vmtest.nvme0n1.serial": encrypted.Serial,
 		"vmtest.nvme1n1.serial": control.Serial,
@@ -153,7 +159,12 @@ func TestHarnessEncryptsAndReadsBack(t *testing.T) {
 			t.Errorf("boot 1 reported %s=%q, want %q", key, got, want)
 		}
 	}
-	wantCalls := []string{"PUT /latest/api/token OK", "GET /latest/meta-data/instance-id OK"}
+	guestClock, err := time.Parse(time.RFC3339, first.Lines["vmtest.date"])
+	if skew := guestClock.Sub(bootStart).Abs(); err != nil || skew > 2*time.Minute {
+		t.Errorf("guest clock %q (%v) is %v from the host's; SigV4 needs them close", first.Lines["vmtest.date"], err, skew)
+	}
+	wantCalls := []string{"PUT /latest/api/token OK", "GET /latest/meta-data/instance-id OK",
+		"PUT /latest/api/token OK", "GET /latest/meta-data/instance-id OK"}
 	if got := stub.Calls(); strings.Join(got, "\n") != strings.Join(wantCalls, "\n") {
 		t.Errorf("IMDS stub saw %q, want %q", got, wantCalls)
 	}
@@ -219,11 +230,13 @@ func TestBootFailures(t *testing.T) {
 		{name: "kernel-panic", script: "report started yes; echo c >/proc/sysrq-trigger; sleep 3600", timeout: 3 * time.Minute},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			tag := randomHex(t, 8)
 			res, err := vmtest.Run(t.Context(), assets, vmtest.Config{
 				Name:       tc.name,
 				Script:     tc.script,
 				Timeout:    tc.timeout,
+				LogDir:     t.ArtifactDir(),
 				KernelArgs: map[string]string{"tag": tag},
 			})
 			if err == nil {
