@@ -165,7 +165,10 @@ func runQEMU(ctx context.Context, qemu string, args []string, timeout time.Durat
 	cmd := exec.CommandContext(ctx, qemu, args...)
 	cmd.Stdout = console
 	cmd.Stderr = console
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, so that one kill reaches QEMU and its forwards'
+	// helpers; and killed with the test binary (a -timeout panic, Ctrl-C),
+	// which would otherwise leave it running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid) }
 	cmd.WaitDelay = 5 * time.Second
 

@@ -45,7 +45,8 @@ type Config struct {
 	// Script is the scenario: shell (busybox ash) that /init sources in a
 	// subshell once the guest is ready. It reports with `report KEY VALUE`;
 	// its exit status becomes Result.ExitCode. Keys starting with "vmtest."
-	// are the harness's. Debian's busybox shell runs its own applets
+	// are the harness's. It returns rather than powering off: /init does
+	// that, after reporting the end. Debian's busybox shell runs its own applets
 	// before anything on PATH, so call a program that shares a name with
 	// an applet by its full path (/sbin/mke2fs is e2fsprogs', mke2fs is
 	// busybox's).
@@ -85,7 +86,7 @@ type Disk struct {
 	// Path is the raw image file; NewDisk makes a blank one.
 	Path string
 	// Serial is the NVMe serial number (at most 20 characters; default
-	// AWS<index>VMTEST..., unique per boot).
+	// AWS00000000000000001, ...2 by position, the shape of EC2 serials).
 	Serial string
 	// Model is the NVMe model number (default InstanceStoreModel). It is
 	// applied only when Assets.NVMeModelNumber says QEMU can.
@@ -135,7 +136,7 @@ func (cfg Config) withDefaults() (Config, error) {
 			return cfg, fmt.Errorf("Config.Disks[%d].Path is empty: give a raw image, e.g. from vmtest.NewDisk", i)
 		}
 		if d.Serial == "" {
-			d.Serial = fmt.Sprintf("AWS%dVMTEST%08X", i, i+1)
+			d.Serial = fmt.Sprintf("AWS%017X", i+1) // the shape of EC2 serials
 		}
 		if d.Model == "" {
 			d.Model = InstanceStoreModel

@@ -41,7 +41,7 @@ func TestConfigChecks(t *testing.T) {
 		{"disk without path", func(c *Config) { c.Disks[0].Path = "" }, "Config.Disks[0].Path is empty"},
 		{"serial too long", func(c *Config) { c.Disks[0].Serial = strings.Repeat("S", 21) }, "Config.Disks[0].Serial"},
 		{"serial with comma", func(c *Config) { c.Disks[0].Serial = "AWS,1" }, "without commas"},
-		{"same serial twice", func(c *Config) { c.Disks = append(c.Disks, Disk{Path: disk, Serial: "AWS0VMTEST00000001"}) }, "Config.Disks[1].Serial"},
+		{"same serial twice", func(c *Config) { c.Disks = append(c.Disks, Disk{Path: disk, Serial: "AWS00000000000000001"}) }, "Config.Disks[1].Serial"},
 		{"kernel arg upper case", func(c *Config) { c.KernelArgs["PATH"] = "/x" }, `Config.KernelArgs name "PATH"`},
 		{"kernel arg with space", func(c *Config) { c.KernelArgs["marker"] = "a b" }, `Config.KernelArgs["marker"]`},
 		{"kernel arg with quote", func(c *Config) { c.KernelArgs["marker"] = `a"b` }, `Config.KernelArgs["marker"]`},

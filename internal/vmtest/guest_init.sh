@@ -58,6 +58,7 @@ while [ "$(ls -d /sys/block/nvme* 2>/dev/null | wc -l)" -lt "$VMTEST_DISKS" ]; d
 	waited=$((waited + 1))
 	sleep 0.1
 done
+# (Unquoted $(cat ...): word splitting trims the padding NVMe strings carry.)
 for block in /sys/block/nvme*; do
 	[ -e "$block" ] || continue
 	disk=${block##*/}
