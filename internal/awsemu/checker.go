@@ -89,15 +89,11 @@ func (r CheckReport) String() string {
 // CheckMark returns the current audit position, a baseline for
 // CheckOptions.SinceSeq.
 func (e *Emulator) CheckMark() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	return e.audit.Len()
 }
 
 // Check runs every invariant over the state and the audit.
 func (e *Emulator) Check(opts CheckOptions) CheckReport {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	return e.check(opts)
 }
 

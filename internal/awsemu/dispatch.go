@@ -91,18 +91,17 @@ func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// The response is built under the lock (handlers may return values
-	// that point into the state) and written after it, so a slow client
-	// never holds up the others.
+	// No lock is held here: each service locks the stores a call touches,
+	// and the audit, faults and limits have locks of their own. The answer
+	// is encoded whole before it is written, so a slow client holds up
+	// nobody.
 	rec := &bufferedResponse{header: http.Header{}}
-	e.mu.Lock()
-	e.serveLocked(rec, r, body, auth, authErr, service, action, params)
-	e.mu.Unlock()
+	e.serve(rec, r, body, auth, authErr, service, action, params)
 	rec.writeTo(w)
 }
 
-// serveLocked authenticates, admits and handles one call (lock held).
-func (e *Emulator) serveLocked(w http.ResponseWriter, r *http.Request, body []byte, auth SigV4Auth, authErr error, service, action string, params url.Values) {
+// serve authenticates, admits and handles one call.
+func (e *Emulator) serve(w http.ResponseWriter, r *http.Request, body []byte, auth SigV4Auth, authErr error, service, action string, params url.Values) {
 	c := &Call{
 		RequestID: e.nextRequestID(),
 		Time:      e.now(),
@@ -124,7 +123,6 @@ func (e *Emulator) serveLocked(w http.ResponseWriter, r *http.Request, body []by
 		e.finish(w, c, nil, apiErr)
 		return
 	}
-	e.cur = c
 	var out any
 	var apiErr *APIError
 	switch service {
@@ -135,7 +133,6 @@ func (e *Emulator) serveLocked(w http.ResponseWriter, r *http.Request, body []by
 	case "sts":
 		out, apiErr = e.handleSTS(c)
 	}
-	e.cur = nil
 	e.finish(w, c, out, apiErr)
 }
 

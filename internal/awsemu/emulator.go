@@ -44,10 +44,10 @@ type Options struct {
 	Logf func(format string, args ...any)
 }
 
-// Emulator is the local AWS. All state is guarded by mu; handlers run with it
-// held.
+// Emulator is the local AWS: it ties the services together. No lock of its
+// own is held while a call is served; every service guards its state.
 type Emulator struct {
-	mu   sync.Mutex
+	mu   sync.Mutex // guards closed
 	opts Options
 
 	world *World
@@ -61,7 +61,6 @@ type Emulator struct {
 	faults *FaultState
 	limits *Limiter
 	audit  *core.Audit
-	cur    *Call // the call being handled (lock held)
 
 	saved   savedMark  // what the state file holds (saveMu)
 	saveMu  sync.Mutex // serializes state saves (taken before mu)

@@ -6,10 +6,10 @@ func (e *Emulator) admit(c *Call) *APIError {
 	if !e.limits.Allow(c, e.clock.Wall()) {
 		return ThrottleError(c.Service)
 	}
-	if e.faultFiresFor(FaultThrottle, c, c.Action) {
+	if e.faults.Fires(FaultThrottle, c, c.Action) {
 		return ThrottleError(c.Service)
 	}
-	if e.faultFiresFor(FaultInternalError, c, c.Action) {
+	if e.faults.Fires(FaultInternalError, c, c.Action) {
 		return InternalError(c.Service)
 	}
 	return nil

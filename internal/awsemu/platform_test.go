@@ -110,12 +110,10 @@ func TestFaultProbabilityIsSeeded(t *testing.T) {
 		}
 		defer e.Close()
 		var out []bool
-		e.mu.Lock()
-		defer e.mu.Unlock()
 		for range 32 {
-			out = append(out, e.faultFires(FaultCopyFails, "CopyImage"))
+			out = append(out, e.faults.Fires(FaultCopyFails, nil, "CopyImage"))
 		}
-		if e.faultFires(FaultCopyFails, "CopySnapshot") {
+		if e.faults.Fires(FaultCopyFails, nil, "CopySnapshot") {
 			t.Fatal("rule for CopyImage fired for CopySnapshot")
 		}
 		return out

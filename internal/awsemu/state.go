@@ -26,7 +26,7 @@ type stateFile struct {
 	Audit []AuditEntry `json:"audit,omitempty"`
 }
 
-const stateVersion = 2
+const stateVersion = 3
 
 func auditLogPath(statePath string) string { return statePath + ".audit.jsonl" }
 
@@ -124,7 +124,7 @@ func (e *Emulator) dirty() bool {
 }
 
 // snapshotForSave encodes the state and takes the unsaved audit entries
-// (saveMu and mu held).
+// (saveMu held).
 func (e *Emulator) snapshotForSave() (pendingSave, error) {
 	offset := e.clock.Offset()
 	data, err := e.encodeState(offset, nil)
@@ -200,9 +200,7 @@ func (e *Emulator) saver() {
 			e.saveMu.Unlock()
 			continue
 		}
-		e.mu.Lock()
 		p, err := e.snapshotForSave()
-		e.mu.Unlock()
 		if err == nil {
 			err = p.write(e.opts.StatePath)
 		}
@@ -220,9 +218,7 @@ func (e *Emulator) SaveState() error {
 	}
 	e.saveMu.Lock()
 	defer e.saveMu.Unlock()
-	e.mu.Lock()
 	p, err := e.snapshotForSave()
-	e.mu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -231,8 +227,6 @@ func (e *Emulator) SaveState() error {
 
 // StateJSON returns the emulator's state with its audit, for GET /_emu/state.
 func (e *Emulator) StateJSON() ([]byte, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	return e.encodeState(e.clock.Offset(), e.audit.Entries(AuditFilter{}))
 }
 

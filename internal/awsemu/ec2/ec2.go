@@ -1,11 +1,13 @@
 // Package ec2 is the emulator's EC2 and EBS: images, snapshots, volumes,
 // instances, key pairs, security groups, VPCs and subnets, tags and the EBS
-// encryption defaults, over the EC2 Query protocol. It reaches KMS and IAM
-// only through the small interfaces below.
+// encryption defaults, over the EC2 Query protocol. State lives in one store
+// per account and region (store.go); it reaches KMS and IAM only through
+// the small interfaces below.
 package ec2
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
 )
@@ -27,6 +29,7 @@ type Identity interface {
 	Allowed(principalIAM, action string) bool
 	AccountExists(id string) bool
 	AccountByAlias(alias string) (string, bool)
+	Aliases() map[string]string
 	EBSEncryptionByDefault(account, region string) bool
 }
 
@@ -35,31 +38,29 @@ type Options struct {
 	Limits core.Limits // the copy quotas
 }
 
-// Service serves EC2.
+// Service serves EC2. Safe for concurrent use: a call locks only the stores
+// of the account-regions it touches.
 type Service struct {
-	clock  *core.Clock
-	faults *core.FaultState
-	world  *core.World
-	keys   Keys
-	iam    Identity
-	opts   Options
+	clock   *core.Clock
+	faults  *core.FaultState
+	world   *core.World
+	keys    Keys
+	iam     Identity
+	opts    Options
+	aliases map[string]string // account ID -> alias ("amazon"); read-only
 
-	mu  sync.Mutex // guards st and cur
-	st  *ec2State
-	cur *core.Call // the call being handled
+	mu     sync.Mutex // guards the stores map (not the stores)
+	stores map[core.Scope]*store
+	index  sync.Map      // resource ID -> indexed
+	seq    atomic.Uint64 // makes resource IDs
 }
 
 // New makes the EC2 service of a world and seeds it.
 func New(clock *core.Clock, faults *core.FaultState, w *core.World, keys Keys, iam Identity, opts Options) *Service {
-	e := &Service{clock: clock, faults: faults, world: w, keys: keys, iam: iam, opts: opts}
-	e.seedEC2(w)
+	e := &Service{clock: clock, faults: faults, world: w, keys: keys, iam: iam, opts: opts,
+		aliases: iam.Aliases(), stores: map[core.Scope]*store{}}
+	e.seed(w)
 	return e
-}
-
-// faultFires reports whether a fault of kind fires now for action, as the
-// call being handled makes it.
-func (e *Service) faultFires(kind core.FaultKind, action string) bool {
-	return e.faults.Fires(kind, e.cur, action)
 }
 
 func (e *Service) regions() (enabled, disabled []string) {

@@ -77,7 +77,7 @@ type ec2Mapping struct {
 }
 
 // refreshImage moves a pending image on (lock held).
-func (e *Service) refreshImage(img *ec2Image) {
+func (e *view) refreshImage(img *ec2Image) {
 	if img.State != "pending" {
 		return
 	}
@@ -92,7 +92,7 @@ func (e *Service) refreshImage(img *ec2Image) {
 		if m.SnapshotID == "" {
 			continue
 		}
-		snap, ok := e.st.Snapshots[m.SnapshotID]
+		snap, ok := get(e, snapshotsOf, m.SnapshotID)
 		if !ok {
 			img.State, img.FailCode = "failed", "Client.InvalidSnapshot.NotFound"
 			img.FailMessage = fmt.Sprintf("Client.InvalidSnapshot.NotFound: The snapshot '%s' does not exist.", m.SnapshotID)
@@ -120,7 +120,7 @@ func (img *ec2Image) canLaunch(account string) bool {
 
 // visibleImage reports whether the caller sees the image now (rule 3.4 and
 // the just-created NotFound fault of rule 3.14).
-func (e *Service) visibleImage(img *ec2Image, c *core.Call) bool {
+func (e *view) visibleImage(img *ec2Image, c *core.Call) bool {
 	return img.Region == c.Region && img.canLaunch(c.Account) && !e.clock.Now().Before(img.Hidden)
 }
 
@@ -140,11 +140,11 @@ func imageNotFound(ids ...string) *core.APIError {
 }
 
 // findImage returns an image the caller may use in region, or NotFound.
-func (e *Service) findImage(c *core.Call, id, region string) (*ec2Image, *core.APIError) {
+func (e *view) findImage(c *core.Call, id, region string) (*ec2Image, *core.APIError) {
 	if !amiIDPattern.MatchString(id) {
 		return nil, malformedID(id, "ami")
 	}
-	img, ok := e.st.Images[id]
+	img, ok := get(e, imagesOf, id)
 	if !ok || img.Region != region || !img.canLaunch(c.Account) {
 		return nil, imageNotFound(id)
 	}
@@ -154,7 +154,7 @@ func (e *Service) findImage(c *core.Call, id, region string) (*ec2Image, *core.A
 
 // ownImage returns an image the caller owns; a visible image of another
 // account gives AuthFailure.
-func (e *Service) ownImage(c *core.Call, id string) (*ec2Image, *core.APIError) {
+func (e *view) ownImage(c *core.Call, id string) (*ec2Image, *core.APIError) {
 	img, err := e.findImage(c, id, c.Region)
 	if err != nil {
 		return nil, err
@@ -168,14 +168,14 @@ func (e *Service) ownImage(c *core.Call, id string) (*ec2Image, *core.APIError) 
 var amiNamePattern = regexp.MustCompile(`^[A-Za-z0-9()\[\] ./\-'@_]{3,128}$`)
 
 // checkAMIName applies rule 3.11: syntax, then uniqueness per account-region.
-func (e *Service) checkAMIName(c *core.Call, name string) *core.APIError {
+func (e *view) checkAMIName(c *core.Call, name string) *core.APIError {
 	if name == "" {
 		return core.Errf("MissingParameter", "The request must contain the parameter Name")
 	}
 	if !amiNamePattern.MatchString(name) {
 		return core.Errf("InvalidAMIName.Malformed", "AMI names must be between 3 and 128 characters long, and may contain letters, numbers, '(', ')', '.', '-', '/' , '[', ']', ' ', '@', ''' and '_' (got %q)", name)
 	}
-	for _, img := range e.st.Images {
+	for _, img := range allIn(e, imagesOf, c.Region) {
 		if img.Owner == c.Account && img.Region == c.Region && img.Name == name {
 			return core.Errf("InvalidAMIName.Duplicate", "AMI name %s is already in use by AMI %s", name, img.ID)
 		}
@@ -185,9 +185,9 @@ func (e *Service) checkAMIName(c *core.Call, name string) *core.APIError {
 
 // imageUsesAWSManagedKey reports whether a snapshot behind img is encrypted
 // under an AWS managed key.
-func (e *Service) imageUsesAWSManagedKey(img *ec2Image) bool {
+func (e *view) imageUsesAWSManagedKey(img *ec2Image) bool {
 	for _, m := range img.Mappings {
-		if snap, ok := e.st.Snapshots[m.SnapshotID]; ok && snap.Encrypted && snap.KeyManager == "AWS" {
+		if snap, ok := get(e, snapshotsOf, m.SnapshotID); ok && snap.Encrypted && snap.KeyManager == "AWS" {
 			return true
 		}
 	}
@@ -205,7 +205,7 @@ func (img *ec2Image) encrypted() bool {
 
 // recordRegistration remembers how an image was made, for the invariant
 // checker.
-func (e *Service) recordRegistration(c *core.Call, img *ec2Image) {
+func (e *view) recordRegistration(c *core.Call, img *ec2Image) {
 	r := Registration{ImageID: img.ID, Action: c.Action, Account: c.Account, Region: c.Region,
 		Principal: c.Principal, Time: e.clock.Now()}
 	for _, m := range img.Mappings {
@@ -218,14 +218,15 @@ func (e *Service) recordRegistration(c *core.Call, img *ec2Image) {
 			r.ForeignKeys = append(r.ForeignKeys, m.KmsKeyARN)
 		}
 	}
-	e.st.Registrations = append(e.st.Registrations, r)
+	st := e.own(c)
+	st.Registrations = append(st.Registrations, r)
 	c.Note("imageId", img.ID)
 }
 
 // hideIfFault makes a new resource invisible for a moment when the
 // NotFound-after-create fault fires (rule 3.14).
-func (e *Service) hideIfFault(action string) time.Time {
-	if e.faultFires(core.FaultNotFoundAfterNew, action) {
+func (e *view) hideIfFault(c *core.Call) time.Time {
+	if e.faults.Fires(core.FaultNotFoundAfterNew, c, c.Action) {
 		return e.clock.Now().Add(e.clock.Scaled(5 * time.Second))
 	}
 	return time.Time{}
@@ -311,11 +312,11 @@ func mappingsXML(ms []ec2Mapping) []xmlBlockDeviceMapping {
 	return out
 }
 
-func (e *Service) imageXML(img *ec2Image, account string) xmlImage {
+func (e *view) imageXML(img *ec2Image, account string) xmlImage {
 	x := xmlImage{
 		ImageID: img.ID, ImageLocation: img.Owner + "/" + img.Name, ImageState: img.State, ImageOwnerID: img.Owner,
 		CreationDate: ec2Time(img.Created), IsPublic: img.Public, Architecture: img.Architecture, ImageType: "machine",
-		ImageOwnerAlias: e.st.Aliases[img.Owner], Name: img.Name, Description: img.Description,
+		ImageOwnerAlias: e.aliases[img.Owner], Name: img.Name, Description: img.Description,
 		RootDeviceType: "ebs", RootDeviceName: img.RootDeviceName, BlockDeviceMapping: mappingsXML(img.Mappings),
 		VirtualizationType: img.VirtualizationType, TagSet: e.tagSet(img.ID, account), Hypervisor: "xen",
 		EnaSupport: img.EnaSupport, SriovNetSupport: img.SriovNetSupport, BootMode: img.BootMode,
@@ -346,7 +347,7 @@ type describeImagesOutput struct {
 	NextToken string     `xml:"nextToken,omitempty"`
 }
 
-func (e *Service) ec2DescribeImages(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DescribeImages(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ids := p.list("ImageId")
 	owners := p.list("Owner")
 	execBy := p.list("ExecutableBy")
@@ -363,7 +364,7 @@ func (e *Service) ec2DescribeImages(c *core.Call, p ec2Params) (any, *core.APIEr
 	if len(ids) > 0 {
 		var missing []string
 		for _, id := range ids {
-			img, ok := e.st.Images[id]
+			img, ok := get(e, imagesOf, id)
 			if !ok || !e.visibleImage(img, c) {
 				missing = append(missing, id)
 			}
@@ -374,7 +375,7 @@ func (e *Service) ec2DescribeImages(c *core.Call, p ec2Params) (any, *core.APIEr
 	}
 	now := e.clock.Now()
 	var found []*ec2Image
-	for _, img := range e.imageCandidates(ids) {
+	for _, img := range e.imageCandidates(c, ids) {
 		if !e.visibleImage(img, c) {
 			continue
 		}
@@ -411,17 +412,17 @@ func (e *Service) ec2DescribeImages(c *core.Call, p ec2Params) (any, *core.APIEr
 
 // imageCandidates is every image, or only those named when ids are given
 // (a waiter's poll by ID need not walk a world of thousands).
-func (e *Service) imageCandidates(ids []string) []*ec2Image {
+func (e *view) imageCandidates(c *core.Call, ids []string) []*ec2Image {
 	out := make([]*ec2Image, 0, len(ids))
 	if len(ids) == 0 {
-		for _, img := range e.st.Images {
+		for _, img := range allIn(e, imagesOf, c.Region) {
 			out = append(out, img)
 		}
 		return out
 	}
 	seen := map[string]bool{}
 	for _, id := range ids {
-		if img, ok := e.st.Images[id]; ok && !seen[id] {
+		if img, ok := get(e, imagesOf, id); ok && !seen[id] {
 			seen[id] = true
 			out = append(out, img)
 		}
@@ -430,7 +431,7 @@ func (e *Service) imageCandidates(ids []string) []*ec2Image {
 }
 
 // ownerMatches implements the Owner.N parameter: self, amazon, account IDs.
-func (e *Service) ownerMatches(owners []string, owner, caller string) bool {
+func (e *view) ownerMatches(owners []string, owner, caller string) bool {
 	for _, o := range owners {
 		switch o {
 		case "self":
@@ -440,7 +441,7 @@ func (e *Service) ownerMatches(owners []string, owner, caller string) bool {
 		case owner:
 			return true
 		default:
-			if e.st.Aliases[owner] == o {
+			if e.aliases[owner] == o {
 				return true
 			}
 		}
@@ -469,7 +470,7 @@ func executableBy(execBy []string, img *ec2Image, caller string) bool {
 	return false
 }
 
-func (e *Service) imageFilterValues(img *ec2Image, account, name string) ([]string, bool) {
+func (e *view) imageFilterValues(img *ec2Image, account, name string) ([]string, bool) {
 	if v, ok, handled := e.tagFilterValues(img.ID, account, name); handled {
 		return v, ok
 	}
@@ -483,7 +484,7 @@ func (e *Service) imageFilterValues(img *ec2Image, account, name string) ([]stri
 	case "owner-id":
 		return []string{img.Owner}, true
 	case "owner-alias":
-		return []string{e.st.Aliases[img.Owner]}, true
+		return []string{e.aliases[img.Owner]}, true
 	case "is-public":
 		return []string{fmt.Sprint(img.Public)}, true
 	case "architecture":
@@ -538,7 +539,7 @@ type imageIDOutput struct {
 	ImageID string `xml:"imageId"`
 }
 
-func (e *Service) ec2CreateImage(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2CreateImage(c *core.Call, p ec2Params) (any, *core.APIError) {
 	instID, err := p.required("InstanceId")
 	if err != nil {
 		return nil, err
@@ -564,16 +565,16 @@ func (e *Service) ec2CreateImage(c *core.Call, p ec2Params) (any, *core.APIError
 	}
 	now := e.clock.Now()
 	img := &ec2Image{
-		ID: e.st.newID("ami"), Owner: c.Account, Region: c.Region, Name: name, Description: p.str("Description"),
+		ID: e.newID("ami"), Owner: c.Account, Region: c.Region, Name: name, Description: p.str("Description"),
 		Architecture: inst.Architecture, VirtualizationType: inst.VirtualizationType, RootDeviceName: inst.RootDeviceName,
 		EnaSupport: inst.EnaSupport, SriovNetSupport: inst.SriovNetSupport, BootMode: inst.BootMode,
 		TpmSupport: inst.TpmSupport, ImdsSupport: inst.ImdsSupport,
 		Created: now, ReadyAt: now.Add(e.clock.Latency(core.LatencyImageRegister, 0, false)), State: "pending",
-		SourceInstanceID: inst.ID, Action: c.Action, Principal: c.Principal, Hidden: e.hideIfFault(c.Action),
+		SourceInstanceID: inst.ID, Action: c.Action, Principal: c.Principal, Hidden: e.hideIfFault(c),
 	}
 	snapTags := tagsFor(specs, "snapshot")
 	for _, att := range inst.Attachments {
-		vol, ok := e.st.Volumes[att.VolumeID]
+		vol, ok := get(e, volumesOf, att.VolumeID)
 		if !ok {
 			continue
 		}
@@ -593,16 +594,16 @@ func (e *Service) ec2CreateImage(c *core.Call, p ec2Params) (any, *core.APIError
 		}
 		snap := e.snapshotVolume(c, vol, fmt.Sprintf("Created by CreateImage(%s) for %s", inst.ID, img.ID))
 		if len(snapTags) > 0 {
-			e.st.setTags(snap.ID, c.Account, snapTags)
+			e.setTags(snap.ID, c.Account, snapTags)
 		}
 		m.SnapshotID = snap.ID
 		img.Mappings = append(img.Mappings, m)
 		c.Note("snapshotId."+att.DeviceName, snap.ID)
 	}
 	sort.Slice(img.Mappings, func(i, j int) bool { return img.Mappings[i].DeviceName < img.Mappings[j].DeviceName })
-	e.st.Images[img.ID] = img
+	putImage(e, img)
 	if t := tagsFor(specs, "image"); len(t) > 0 {
-		e.st.setTags(img.ID, c.Account, t)
+		e.setTags(img.ID, c.Account, t)
 	}
 	e.recordRegistration(c, img)
 	return imageIDOutput{ImageID: img.ID}, nil
@@ -610,7 +611,7 @@ func (e *Service) ec2CreateImage(c *core.Call, p ec2Params) (any, *core.APIError
 
 // ---- RegisterImage ----
 
-func (e *Service) ec2RegisterImage(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2RegisterImage(c *core.Call, p ec2Params) (any, *core.APIError) {
 	name := p.str("Name")
 	if err := e.checkAMIName(c, name); err != nil {
 		return nil, err
@@ -636,7 +637,7 @@ func (e *Service) ec2RegisterImage(c *core.Call, p ec2Params) (any, *core.APIErr
 	}
 	now := e.clock.Now()
 	img := &ec2Image{
-		ID: e.st.newID("ami"), Owner: c.Account, Region: c.Region, Name: name, Description: p.str("Description"),
+		ID: e.newID("ami"), Owner: c.Account, Region: c.Region, Name: name, Description: p.str("Description"),
 		Architecture: orDefault(p.str("Architecture"), "i386"), VirtualizationType: orDefault(p.str("VirtualizationType"), "paravirtual"),
 		RootDeviceName: root, EnaSupport: ena, SriovNetSupport: p.str("SriovNetSupport"), BootMode: p.str("BootMode"),
 		TpmSupport: p.str("TpmSupport"), ImdsSupport: p.str("ImdsSupport"),
@@ -679,10 +680,10 @@ func (e *Service) ec2RegisterImage(c *core.Call, p ec2Params) (any, *core.APIErr
 	if !rootMapped {
 		return nil, core.Errf("InvalidBlockDeviceMapping", "The root device %s needs a block device mapping with a snapshot ID.", root)
 	}
-	e.st.Images[img.ID] = img
-	img.Hidden = e.hideIfFault(c.Action)
+	putImage(e, img)
+	img.Hidden = e.hideIfFault(c)
 	if t := tagsFor(specs, "image"); len(t) > 0 {
-		e.st.setTags(img.ID, c.Account, t)
+		e.setTags(img.ID, c.Account, t)
 	}
 	e.recordRegistration(c, img)
 	return imageIDOutput{ImageID: img.ID}, nil
@@ -763,7 +764,7 @@ func kmsKeyNeedsEncrypted() *core.APIError {
 
 // ---- CopyImage ----
 
-func (e *Service) ec2CopyImage(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2CopyImage(c *core.Call, p ec2Params) (any, *core.APIError) {
 	tokenKey, earlier, err := e.clientToken(c, p)
 	if err != nil {
 		return nil, err
@@ -813,7 +814,7 @@ func (e *Service) ec2CopyImage(c *core.Call, p ec2Params) (any, *core.APIError) 
 		if m.SnapshotID == "" {
 			continue
 		}
-		snap, ok := e.st.Snapshots[m.SnapshotID]
+		snap, ok := get(e, snapshotsOf, m.SnapshotID)
 		if !ok || (src.Owner != c.Account && !src.Public && !snap.canRestore(c.Account)) {
 			return nil, snapshotNotFound(m.SnapshotID)
 		}
@@ -821,22 +822,22 @@ func (e *Service) ec2CopyImage(c *core.Call, p ec2Params) (any, *core.APIError) 
 			return nil, unencryptedCopy(snap.ID)
 		}
 	}
-	if n := e.imageCopiesInFlight(c.Account, c.Region); n >= e.opts.Limits.ConcurrentImageCopies {
+	if n := e.imageCopiesInFlight(c); n >= e.opts.Limits.ConcurrentImageCopies {
 		return nil, core.Errf("ResourceLimitExceeded", "You have reached your quota of %d concurrent AMI copies in %s. Wait for copies in progress to finish.", e.opts.Limits.ConcurrentImageCopies, c.Region)
 	}
 
 	now := e.clock.Now()
 	cross := srcRegion != c.Region
 	img := &ec2Image{
-		ID: e.st.newID("ami"), Owner: c.Account, Region: c.Region, Name: name, Description: p.str("Description"),
+		ID: e.newID("ami"), Owner: c.Account, Region: c.Region, Name: name, Description: p.str("Description"),
 		Architecture: src.Architecture, VirtualizationType: src.VirtualizationType, RootDeviceName: src.RootDeviceName,
 		EnaSupport: src.EnaSupport, SriovNetSupport: src.SriovNetSupport, BootMode: src.BootMode,
 		TpmSupport: src.TpmSupport, ImdsSupport: src.ImdsSupport,
 		Created: now, ReadyAt: now.Add(e.clock.Latency(core.LatencyImageRegister, 0, false)), State: "pending",
 		SourceImageID: src.ID, SourceRegion: srcRegion, Action: c.Action, Principal: c.Principal,
-		Hidden: e.hideIfFault(c.Action),
+		Hidden: e.hideIfFault(c),
 	}
-	fails := e.faultFires(core.FaultCopyFails, c.Action)
+	fails := e.faults.Fires(core.FaultCopyFails, c, c.Action)
 	snapTags := tagsFor(specs, "snapshot")
 	for _, m := range src.Mappings {
 		nm := m
@@ -844,7 +845,7 @@ func (e *Service) ec2CopyImage(c *core.Call, p ec2Params) (any, *core.APIError) 
 			img.Mappings = append(img.Mappings, nm)
 			continue
 		}
-		snap := e.st.Snapshots[m.SnapshotID]
+		snap, _ := get(e, snapshotsOf, m.SnapshotID)
 		plan, kerr := e.planCopy(c, snap, srcRegion, encrypted, keyRef)
 		if kerr != nil {
 			// Rule 3.4: the copy is accepted and fails later.
@@ -862,7 +863,7 @@ func (e *Service) ec2CopyImage(c *core.Call, p ec2Params) (any, *core.APIError) 
 			cp.Fails, cp.FailMessage = true, "Internal error on copy"
 		}
 		if len(snapTags) > 0 {
-			e.st.setTags(cp.ID, c.Account, snapTags)
+			e.setTags(cp.ID, c.Account, snapTags)
 		}
 		nm.SnapshotID, nm.Encrypted, nm.KmsKeyARN = cp.ID, cp.Encrypted, cp.KmsKeyARN
 		img.Mappings = append(img.Mappings, nm)
@@ -874,8 +875,8 @@ func (e *Service) ec2CopyImage(c *core.Call, p ec2Params) (any, *core.APIError) 
 	if !img.FailAt.IsZero() {
 		// No snapshot of a copy that fails on its key survives it.
 		for _, m := range img.Mappings {
-			if s, ok := e.st.Snapshots[m.SnapshotID]; ok && s.ImageCopy == img.ID {
-				delete(e.st.Snapshots, s.ID)
+			if s, ok := get(e, snapshotsOf, m.SnapshotID); ok && s.ImageCopy == img.ID {
+				del(e, snapshotsOf, s)
 			}
 		}
 		for i := range img.Mappings {
@@ -883,12 +884,12 @@ func (e *Service) ec2CopyImage(c *core.Call, p ec2Params) (any, *core.APIError) 
 		}
 		c.Note("failure", img.FailMessage)
 	}
-	e.st.Images[img.ID] = img
+	putImage(e, img)
 	tags := map[string]string{}
 	if copyTags {
 		// Rule 3.6: only the tags the caller's own account wrote are
 		// visible to it, so only those are copied.
-		for k, v := range e.st.Tags[src.ID][c.Account] {
+		for k, v := range e.tagsOf(src.ID, src.Region, c.Account) {
 			tags[k] = v
 		}
 	}
@@ -896,17 +897,17 @@ func (e *Service) ec2CopyImage(c *core.Call, p ec2Params) (any, *core.APIError) 
 		tags[k] = v
 	}
 	if len(tags) > 0 {
-		e.st.setTags(img.ID, c.Account, tags)
+		e.setTags(img.ID, c.Account, tags)
 	}
 	e.recordRegistration(c, img)
-	e.rememberToken(tokenKey, p, img.ID)
+	e.rememberToken(c, tokenKey, p, img.ID)
 	return imageIDOutput{ImageID: img.ID}, nil
 }
 
-func (e *Service) imageCopiesInFlight(account, region string) int {
+func (e *view) imageCopiesInFlight(c *core.Call) int {
 	n := 0
-	for _, img := range e.st.Images {
-		if img.Action == "CopyImage" && img.Owner == account && img.Region == region && img.State == "pending" {
+	for _, img := range mine(e, imagesOf, c) {
+		if img.Action == "CopyImage" && img.State == "pending" {
 			e.refreshImage(img)
 			if img.State == "pending" {
 				n++
@@ -932,7 +933,7 @@ type xmlDeleteSnapshotRet struct {
 	ReturnCode string `xml:"returnCode"`
 }
 
-func (e *Service) ec2DeregisterImage(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DeregisterImage(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("ImageId")
 	if err != nil {
 		return nil, err
@@ -948,12 +949,11 @@ func (e *Service) ec2DeregisterImage(c *core.Call, p ec2Params) (any, *core.APIE
 	if img.DeregProtection != "" {
 		return nil, core.Errf("OperationNotPermitted", "Image %s has deregistration protection enabled. Disable it before you deregister the image.", id)
 	}
-	delete(e.st.Images, id)
-	delete(e.st.Tags, id)
+	del(e, imagesOf, img)
 	out := deregisterImageOutput{Return: true}
 	if deleteSnaps {
 		for _, m := range img.Mappings {
-			snap, ok := e.st.Snapshots[m.SnapshotID]
+			snap, ok := get(e, snapshotsOf, m.SnapshotID)
 			switch {
 			case !ok:
 				continue
@@ -962,7 +962,7 @@ func (e *Service) ec2DeregisterImage(c *core.Call, p ec2Params) (any, *core.APIE
 			case e.snapshotUser(snap.ID) != "":
 				out.Deleted = append(out.Deleted, xmlDeleteSnapshotRet{snap.ID, "skipped"})
 			default:
-				delete(e.st.Snapshots, snap.ID)
+				del(e, snapshotsOf, snap)
 				out.Deleted = append(out.Deleted, xmlDeleteSnapshotRet{snap.ID, "success"})
 				c.Note("deletedSnapshot."+snap.ID, "success")
 			}
@@ -1014,7 +1014,7 @@ func launchPermissionsXML(img *ec2Image) []xmlLaunchPermission {
 	return out
 }
 
-func (e *Service) ec2DescribeImageAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DescribeImageAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("ImageId")
 	if err != nil {
 		return nil, err
@@ -1094,7 +1094,7 @@ func readPermissions(p ec2Params, prefix string) permissionChange {
 
 var accountIDPattern = regexp.MustCompile(`^[0-9]{12}$`)
 
-func (e *Service) ec2ModifyImageAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2ModifyImageAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("ImageId")
 	if err != nil {
 		return nil, err
@@ -1170,7 +1170,7 @@ func (e *Service) ec2ModifyImageAttribute(c *core.Call, p ec2Params) (any, *core
 	return nil, nil
 }
 
-func (e *Service) ec2ResetImageAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2ResetImageAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("ImageId")
 	if err != nil {
 		return nil, err
@@ -1186,7 +1186,7 @@ func (e *Service) ec2ResetImageAttribute(c *core.Call, p ec2Params) (any, *core.
 	return ec2Return{Return: true}, nil
 }
 
-func (e *Service) ec2EnableImageDeprecation(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2EnableImageDeprecation(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("ImageId")
 	if err != nil {
 		return nil, err
@@ -1208,7 +1208,7 @@ func (e *Service) ec2EnableImageDeprecation(c *core.Call, p ec2Params) (any, *co
 	return ec2Return{Return: true}, nil
 }
 
-func (e *Service) ec2DisableImageDeprecation(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DisableImageDeprecation(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("ImageId")
 	if err != nil {
 		return nil, err
@@ -1225,7 +1225,7 @@ type stringReturn struct {
 	Return string `xml:"return"`
 }
 
-func (e *Service) ec2EnableImageDeregistrationProtection(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2EnableImageDeregistrationProtection(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("ImageId")
 	if err != nil {
 		return nil, err
@@ -1245,7 +1245,7 @@ func (e *Service) ec2EnableImageDeregistrationProtection(c *core.Call, p ec2Para
 	return stringReturn{Return: "true"}, nil
 }
 
-func (e *Service) ec2DisableImageDeregistrationProtection(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DisableImageDeregistrationProtection(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("ImageId")
 	if err != nil {
 		return nil, err

@@ -94,7 +94,7 @@ func stateCode(state string) int {
 }
 
 // refreshInstance applies a due state transition (lock held).
-func (e *Service) refreshInstance(inst *ec2Instance) {
+func (e *view) refreshInstance(inst *ec2Instance) {
 	if inst.Next == "" || e.clock.Now().Before(inst.TransitionAt) {
 		return
 	}
@@ -107,13 +107,12 @@ func (e *Service) refreshInstance(inst *ec2Instance) {
 			inst.Reason = "Client.InternalError: Client error on launch"
 		}
 		for _, att := range inst.Attachments {
-			v, ok := e.st.Volumes[att.VolumeID]
+			v, ok := get(e, volumesOf, att.VolumeID)
 			if !ok {
 				continue
 			}
 			if att.DeleteOnTermination {
-				delete(e.st.Volumes, v.ID)
-				delete(e.st.Tags, v.ID)
+				del(e, volumesOf, v)
 			} else {
 				v.InstanceID, v.Device = "", ""
 			}
@@ -125,7 +124,7 @@ func (e *Service) refreshInstance(inst *ec2Instance) {
 }
 
 // transition starts a state change that completes after d.
-func (e *Service) transition(inst *ec2Instance, now, next string, d time.Duration) {
+func (e *view) transition(inst *ec2Instance, now, next string, d time.Duration) {
 	inst.State, inst.Next, inst.TransitionAt = now, next, e.clock.Now().Add(d)
 }
 
@@ -138,15 +137,15 @@ func instanceNotFound(ids ...string) *core.APIError {
 	return core.Errf("InvalidInstanceID.NotFound", "The instance IDs '%s' do not exist", strings.Join(ids, ", "))
 }
 
-func (e *Service) visibleInstance(inst *ec2Instance, c *core.Call) bool {
+func (e *view) visibleInstance(inst *ec2Instance, c *core.Call) bool {
 	return inst.Owner == c.Account && inst.Region == c.Region && !e.clock.Now().Before(inst.Hidden)
 }
 
-func (e *Service) ownInstance(c *core.Call, id string) (*ec2Instance, *core.APIError) {
+func (e *view) ownInstance(c *core.Call, id string) (*ec2Instance, *core.APIError) {
 	if !instanceIDPattern.MatchString(id) {
 		return nil, malformedID(id, "i")
 	}
-	inst, ok := e.st.Instances[id]
+	inst, ok := get(e, instancesOf, id)
 	if !ok || inst.Owner != c.Account || inst.Region != c.Region {
 		return nil, instanceNotFound(id)
 	}
@@ -239,7 +238,7 @@ type ec2StateOnly struct {
 	State string `xml:"state"`
 }
 
-func (e *Service) instanceXML(inst *ec2Instance, account string) xmlInstance {
+func (e *view) instanceXML(inst *ec2Instance, account string) xmlInstance {
 	x := xmlInstance{
 		InstanceID: inst.ID, ImageID: inst.ImageID,
 		InstanceState: xmlInstanceState{Code: stateCode(inst.State), Name: inst.State},
@@ -264,13 +263,13 @@ func (e *Service) instanceXML(inst *ec2Instance, account string) xmlInstance {
 		}
 		for _, g := range inst.SecurityGroups {
 			name := ""
-			if sg, ok := e.st.SecurityGroups[g]; ok {
+			if sg, ok := get(e, securityGroupsOf, g); ok {
 				name = sg.Name
 			}
 			x.GroupSet = append(x.GroupSet, xmlGroup{GroupID: g, GroupName: name})
 		}
 		for _, att := range inst.Attachments {
-			if _, ok := e.st.Volumes[att.VolumeID]; !ok {
+			if _, ok := get(e, volumesOf, att.VolumeID); !ok {
 				continue
 			}
 			x.BlockDeviceMapping = append(x.BlockDeviceMapping, xmlInstanceBDM{DeviceName: att.DeviceName,
@@ -300,10 +299,10 @@ type reservationXML struct {
 	InstancesSet  []xmlInstance `xml:"instancesSet>item"`
 }
 
-func (e *Service) reservationXML(r *ec2Reservation, account string, include func(*ec2Instance) bool) reservationXML {
+func (e *view) reservationXML(r *ec2Reservation, account string, include func(*ec2Instance) bool) reservationXML {
 	x := reservationXML{ReservationID: r.ID, OwnerID: r.Owner, GroupSet: []xmlGroup{}, InstancesSet: []xmlInstance{}}
 	for _, id := range r.Instances {
-		inst, ok := e.st.Instances[id]
+		inst, ok := get(e, instancesOf, id)
 		if !ok || (include != nil && !include(inst)) {
 			continue
 		}
@@ -316,15 +315,16 @@ func (e *Service) reservationXML(r *ec2Reservation, account string, include func
 
 var instanceTypePattern = regexp.MustCompile(`^[a-z][a-z0-9-]*\.[a-z0-9]+$`)
 
-func (e *Service) ec2RunInstances(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2RunInstances(c *core.Call, p ec2Params) (any, *core.APIError) {
 	tokenKey, earlier, err := e.clientToken(c, p)
 	if err != nil {
 		return nil, err
 	}
 	if earlier != "" {
-		r := e.st.Reservations[earlier]
+		r, _ := get(e, reservationsOf, earlier)
 		for _, id := range r.Instances {
-			e.refreshInstance(e.st.Instances[id])
+			inst, _ := get(e, instancesOf, id)
+			e.refreshInstance(inst)
 		}
 		return e.reservationXML(r, c.Account, nil), nil
 	}
@@ -407,7 +407,7 @@ func (e *Service) ec2RunInstances(c *core.Call, p ec2Params) (any, *core.APIErro
 			spec.encrypted = &t
 		}
 		if m.SnapshotID != "" {
-			snap, ok := e.st.Snapshots[m.SnapshotID]
+			snap, ok := get(e, snapshotsOf, m.SnapshotID)
 			if !ok {
 				return nil, snapshotNotFound(m.SnapshotID)
 			}
@@ -417,11 +417,11 @@ func (e *Service) ec2RunInstances(c *core.Call, p ec2Params) (any, *core.APIErro
 	}
 
 	now := e.clock.Now()
-	res := &ec2Reservation{ID: e.st.newID("r"), Owner: c.Account, Region: c.Region, Groups: []string{}}
-	e.st.Reservations[res.ID] = res
+	res := &ec2Reservation{ID: e.newID("r"), Owner: c.Account, Region: c.Region, Groups: []string{}}
+	put(e, reservationsOf, res)
 	for i := 0; i < maxCount; i++ {
 		inst := &ec2Instance{
-			ID: e.st.newID("i"), Owner: c.Account, Region: c.Region, ReservationID: res.ID, ImageID: img.ID,
+			ID: e.newID("i"), Owner: c.Account, Region: c.Region, ReservationID: res.ID, ImageID: img.ID,
 			InstanceType: instanceType, KeyName: keyName, SubnetID: subnet.ID, VpcID: subnet.VpcID, AZ: subnet.AZ,
 			SecurityGroups: groups, UserData: userData, IAMProfileARN: profile, ClientToken: p.str("ClientToken"),
 			LaunchIndex: i, HTTPTokens: httpTokens, RootDeviceName: img.RootDeviceName, Architecture: img.Architecture,
@@ -451,11 +451,11 @@ func (e *Service) ec2RunInstances(c *core.Call, p ec2Params) (any, *core.APIErro
 			e.transition(inst, "pending", "running", e.clock.Latency(core.LatencyInstanceStart, 0, false))
 			volTags := tagsFor(specs, "volume")
 			for _, v := range vols {
-				e.st.Volumes[v.ID] = v
+				put(e, volumesOf, v)
 				inst.Attachments = append(inst.Attachments, ec2Attachment{DeviceName: v.Device, VolumeID: v.ID,
 					DeleteOnTermination: v.DeleteOnTermination, AttachTime: now})
 				if len(volTags) > 0 {
-					e.st.setTags(v.ID, c.Account, volTags)
+					e.setTags(v.ID, c.Account, volTags)
 				}
 				c.Note("volumeId."+v.Device, v.ID)
 				if v.KmsKeyARN != "" {
@@ -463,26 +463,26 @@ func (e *Service) ec2RunInstances(c *core.Call, p ec2Params) (any, *core.APIErro
 				}
 			}
 		}
-		inst.Hidden = e.hideIfFault(c.Action)
-		e.st.Instances[inst.ID] = inst
+		inst.Hidden = e.hideIfFault(c)
+		put(e, instancesOf, inst)
 		res.Instances = append(res.Instances, inst.ID)
 		if t := tagsFor(specs, "instance"); len(t) > 0 {
-			e.st.setTags(inst.ID, c.Account, t)
+			e.setTags(inst.ID, c.Account, t)
 		}
 		c.Note("instanceId."+fmt.Sprint(i), inst.ID)
 	}
-	e.rememberToken(tokenKey, p, res.ID)
+	e.rememberToken(c, tokenKey, p, res.ID)
 	return e.reservationXML(res, c.Account, nil), nil
 }
 
 // launchNetwork resolves the subnet and security groups of a launch.
-func (e *Service) launchNetwork(c *core.Call, p ec2Params) (*ec2Subnet, []string, *core.APIError) {
+func (e *view) launchNetwork(c *core.Call, p ec2Params) (*ec2Subnet, []string, *core.APIError) {
 	subnetID := orDefault(p.str("SubnetId"), p.str("NetworkInterface.1.SubnetId"))
 	groupIDs := append(p.list("SecurityGroupId"), p.list("NetworkInterface.1.SecurityGroupId")...)
 	groupNames := p.list("SecurityGroup")
 	var subnet *ec2Subnet
 	if subnetID != "" {
-		s, ok := e.st.Subnets[subnetID]
+		s, ok := get(e, subnetsOf, subnetID)
 		if !ok || s.Owner != c.Account || s.Region != c.Region {
 			return nil, nil, core.Errf("InvalidSubnetID.NotFound", "The subnet ID '%s' does not exist", subnetID)
 		}
@@ -499,7 +499,7 @@ func (e *Service) launchNetwork(c *core.Call, p ec2Params) (*ec2Subnet, []string
 	}
 	var groups []string
 	for _, g := range groupIDs {
-		sg, ok := e.st.SecurityGroups[g]
+		sg, ok := get(e, securityGroupsOf, g)
 		if !ok || sg.Owner != c.Account || sg.Region != c.Region {
 			return nil, nil, core.Errf("InvalidGroup.NotFound", "The security group '%s' does not exist", g)
 		}
@@ -603,7 +603,7 @@ type describeInstancesOutput struct {
 	NextToken      string           `xml:"nextToken,omitempty"`
 }
 
-func (e *Service) ec2DescribeInstances(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DescribeInstances(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ids := p.list("InstanceId")
 	filters := p.filters()
 	var missing []string
@@ -611,7 +611,7 @@ func (e *Service) ec2DescribeInstances(c *core.Call, p ec2Params) (any, *core.AP
 		if !instanceIDPattern.MatchString(id) {
 			return nil, malformedID(id, "i")
 		}
-		if inst, ok := e.st.Instances[id]; !ok || !e.visibleInstance(inst, c) {
+		if inst, ok := get(e, instancesOf, id); !ok || !e.visibleInstance(inst, c) {
 			missing = append(missing, id)
 		}
 	}
@@ -620,7 +620,7 @@ func (e *Service) ec2DescribeInstances(c *core.Call, p ec2Params) (any, *core.AP
 	}
 	matched := map[string]bool{}
 	var resIDs []string
-	for _, inst := range e.st.Instances {
+	for _, inst := range allIn(e, instancesOf, c.Region) {
 		if !e.visibleInstance(inst, c) || (len(ids) > 0 && !contains(ids, inst.ID)) {
 			continue
 		}
@@ -643,13 +643,13 @@ func (e *Service) ec2DescribeInstances(c *core.Call, p ec2Params) (any, *core.AP
 	}
 	out := describeInstancesOutput{NextToken: next, ReservationSet: []reservationXML{}}
 	for _, rid := range resIDs[from:to] {
-		out.ReservationSet = append(out.ReservationSet, e.reservationXML(e.st.Reservations[rid], c.Account,
+		out.ReservationSet = append(out.ReservationSet, e.reservationXML(e.own(c).Reservations[rid], c.Account,
 			func(inst *ec2Instance) bool { return matched[inst.ID] }))
 	}
 	return out, nil
 }
 
-func (e *Service) instanceFilterValues(inst *ec2Instance, account, name string) ([]string, bool) {
+func (e *view) instanceFilterValues(inst *ec2Instance, account, name string) ([]string, bool) {
 	if v, ok, handled := e.tagFilterValues(inst.ID, account, name); handled {
 		return v, ok
 	}
@@ -685,7 +685,7 @@ func (e *Service) instanceFilterValues(inst *ec2Instance, account, name string) 
 	case "instance.group-name", "group-name":
 		var names []string
 		for _, g := range inst.SecurityGroups {
-			if sg, ok := e.st.SecurityGroups[g]; ok {
+			if sg, ok := get(e, securityGroupsOf, g); ok {
 				names = append(names, sg.Name)
 			}
 		}
@@ -727,7 +727,7 @@ type describeInstanceStatusOutput struct {
 	NextToken         string              `xml:"nextToken,omitempty"`
 }
 
-func (e *Service) ec2DescribeInstanceStatus(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DescribeInstanceStatus(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ids := p.list("InstanceId")
 	all, err := p.boolean("IncludeAllInstances")
 	if err != nil {
@@ -735,7 +735,7 @@ func (e *Service) ec2DescribeInstanceStatus(c *core.Call, p ec2Params) (any, *co
 	}
 	var missing []string
 	for _, id := range ids {
-		if inst, ok := e.st.Instances[id]; !ok || !e.visibleInstance(inst, c) {
+		if inst, ok := get(e, instancesOf, id); !ok || !e.visibleInstance(inst, c) {
 			missing = append(missing, id)
 		}
 	}
@@ -744,7 +744,7 @@ func (e *Service) ec2DescribeInstanceStatus(c *core.Call, p ec2Params) (any, *co
 	}
 	filters := p.filters()
 	var found []*ec2Instance
-	for _, inst := range e.st.Instances {
+	for _, inst := range allIn(e, instancesOf, c.Region) {
 		if !e.visibleInstance(inst, c) || (len(ids) > 0 && !contains(ids, inst.ID)) {
 			continue
 		}
@@ -812,7 +812,7 @@ type instancesChangeOutput struct {
 }
 
 // changeInstances applies change to every InstanceId.N, all or nothing.
-func (e *Service) changeInstances(c *core.Call, p ec2Params, check func(*ec2Instance) *core.APIError, change func(*ec2Instance)) (any, *core.APIError) {
+func (e *view) changeInstances(c *core.Call, p ec2Params, check func(*ec2Instance) *core.APIError, change func(*ec2Instance)) (any, *core.APIError) {
 	ids := p.list("InstanceId")
 	if len(ids) == 0 {
 		return nil, core.Errf("MissingParameter", "The request must contain the parameter InstanceId")
@@ -850,12 +850,12 @@ func (e *Service) changeInstances(c *core.Call, p ec2Params, check func(*ec2Inst
 	return out, nil
 }
 
-func (e *Service) userReason(code, what string) (string, string, string) {
+func (e *view) userReason(code, what string) (string, string, string) {
 	return "Client." + code, "Client." + code + ": User initiated " + what,
 		fmt.Sprintf("User initiated (%s)", e.clock.Now().Format("2006-01-02 15:04:05 MST"))
 }
 
-func (e *Service) ec2StopInstances(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2StopInstances(c *core.Call, p ec2Params) (any, *core.APIError) {
 	return e.changeInstances(c, p, func(inst *ec2Instance) *core.APIError {
 		switch inst.State {
 		case "running", "stopping", "stopped":
@@ -870,7 +870,7 @@ func (e *Service) ec2StopInstances(c *core.Call, p ec2Params) (any, *core.APIErr
 	})
 }
 
-func (e *Service) ec2StartInstances(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2StartInstances(c *core.Call, p ec2Params) (any, *core.APIError) {
 	return e.changeInstances(c, p, func(inst *ec2Instance) *core.APIError {
 		switch inst.State {
 		case "stopped", "pending", "running":
@@ -881,14 +881,14 @@ func (e *Service) ec2StartInstances(c *core.Call, p ec2Params) (any, *core.APIEr
 		if inst.State == "stopped" {
 			e.transition(inst, "pending", "running", e.clock.Latency(core.LatencyInstanceStart, 0, false))
 			inst.ReasonCode, inst.ReasonMessage, inst.Reason = "", "", ""
-			if sub, ok := e.st.Subnets[inst.SubnetID]; ok && sub.DefaultForAZ {
+			if sub, ok := get(e, subnetsOf, inst.SubnetID); ok && sub.DefaultForAZ {
 				inst.PublicIP = publicIP(inst.ID + e.clock.Now().String())
 			}
 		}
 	})
 }
 
-func (e *Service) ec2TerminateInstances(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2TerminateInstances(c *core.Call, p ec2Params) (any, *core.APIError) {
 	return e.changeInstances(c, p, func(*ec2Instance) *core.APIError { return nil }, func(inst *ec2Instance) {
 		switch inst.State {
 		case "terminated", "shutting-down":
@@ -902,7 +902,7 @@ func (e *Service) ec2TerminateInstances(c *core.Call, p ec2Params) (any, *core.A
 
 // ---- instance attributes ----
 
-func (e *Service) ec2ModifyInstanceAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2ModifyInstanceAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("InstanceId")
 	if err != nil {
 		return nil, err
@@ -944,7 +944,7 @@ type describeInstanceAttributeOutput struct {
 	BlockDeviceMapping *[]xmlInstanceBDM `xml:"blockDeviceMapping>item,omitempty"`
 }
 
-func (e *Service) ec2DescribeInstanceAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DescribeInstanceAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("InstanceId")
 	if err != nil {
 		return nil, err
@@ -989,22 +989,23 @@ func AutoScalingRoleARN(account string) string {
 // or the key failure that would end such a launch in Client.InternalError.
 // The emulator has no Auto Scaling API; tests use this for rule 3.5.
 func (e *Service) CheckLaunch(account, region, principalIAM, imageID string) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.st == nil {
-		e.st = newEC2State()
-	}
 	c := &core.Call{Service: "ec2", Region: region, Account: account, Principal: principalIAM, PrincipalIAM: principalIAM, Action: "RunInstances"}
-	img, err := e.findImage(c, imageID, region)
+	v := e.lockFor(c, ec2Params{v: map[string][]string{"ImageId": {imageID}}})
+	defer v.unlock()
+	return v.checkLaunch(c, imageID)
+}
+
+func (e *view) checkLaunch(c *core.Call, imageID string) error {
+	img, err := e.findImage(c, imageID, c.Region)
 	if err != nil {
 		return err
 	}
 	for _, m := range img.Mappings {
-		snap, ok := e.st.Snapshots[m.SnapshotID]
+		snap, ok := get(e, snapshotsOf, m.SnapshotID)
 		if !ok || !snap.Encrypted {
 			continue
 		}
-		if _, err := e.useKey(c, region, snap.KmsKeyARN, sourceKeyOps()); err != nil {
+		if _, err := e.useKey(c, c.Region, snap.KmsKeyARN, sourceKeyOps()); err != nil {
 			return keyFailure(c, snap.KmsKeyARN, err)
 		}
 		if _, err := e.useDestinationKey(c, snap.KmsKeyARN, snap.KmsKeyARN); err != nil {

@@ -3,6 +3,7 @@ package ec2
 import (
 	"encoding/json"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
@@ -62,75 +63,136 @@ type SecurityGroupView struct {
 	Default, Seeded                    bool
 }
 
-// Inventory returns every resource.
+// Inventory returns every resource. It locks every store, in order.
 func (e *Service) Inventory() Inventory {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	want := map[core.Scope]bool{}
+	for _, sc := range e.scopes() {
+		want[sc] = true
+	}
+	v := e.lock(want)
+	defer v.unlock()
 	var inv Inventory
-	for _, id := range sortedKeys(e.st.Images) {
-		img := e.st.Images[id]
-		v := ImageView{ID: img.ID, Owner: img.Owner, Region: img.Region, Public: img.Public, LaunchUsers: append([]string(nil), img.LaunchUsers...)}
-		for _, m := range img.Mappings {
-			v.SnapshotIDs = append(v.SnapshotIDs, m.SnapshotID)
+	for _, sc := range e.scopes() {
+		st := v.store(sc)
+		for _, id := range sortedKeys(st.Images) {
+			img := st.Images[id]
+			iv := ImageView{ID: img.ID, Owner: img.Owner, Region: img.Region, Public: img.Public, LaunchUsers: append([]string(nil), img.LaunchUsers...)}
+			for _, m := range img.Mappings {
+				iv.SnapshotIDs = append(iv.SnapshotIDs, m.SnapshotID)
+			}
+			inv.Images = append(inv.Images, iv)
 		}
-		inv.Images = append(inv.Images, v)
+		for _, id := range sortedKeys(st.Snapshots) {
+			s := st.Snapshots[id]
+			v.refreshSnapshot(s)
+			inv.Snapshots = append(inv.Snapshots, SnapshotView{
+				ID: s.ID, Owner: s.Owner, Region: s.Region, State: s.State, Encrypted: s.Encrypted, KmsKeyARN: s.KmsKeyARN,
+				Public: s.Public, CreateVolumeUsers: append([]string(nil), s.CreateVolumeUsers...), Copy: s.Copy, ImageCopy: s.ImageCopy,
+				Principal: s.Principal, Started: s.Started, Seeded: s.Seeded,
+			})
+		}
+		for _, id := range sortedKeys(st.Instances) {
+			inst := st.Instances[id]
+			v.refreshInstance(inst)
+			inv.Instances = append(inv.Instances, InstanceView{ID: inst.ID, Owner: inst.Owner, Region: inst.Region, State: inst.State,
+				Principal: inst.Principal, Terminating: inst.State == "terminated" || inst.Next == "terminated", Launched: inst.Launched})
+		}
+		for _, id := range sortedKeys(st.KeyPairs) {
+			k := st.KeyPairs[id]
+			inv.KeyPairs = append(inv.KeyPairs, KeyPairView{ID: k.ID, Owner: k.Owner, Region: k.Region, Name: k.Name, Principal: k.Principal, Created: k.Created})
+		}
+		for _, id := range sortedKeys(st.SecurityGroups) {
+			sg := st.SecurityGroups[id]
+			inv.SecurityGroups = append(inv.SecurityGroups, SecurityGroupView{ID: sg.ID, Owner: sg.Owner, Region: sg.Region, Name: sg.Name,
+				Principal: sg.Principal, Default: sg.Default, Seeded: sg.Seeded})
+		}
+		inv.Registrations = append(inv.Registrations, st.Registrations...)
 	}
-	for _, id := range sortedKeys(e.st.Snapshots) {
-		s := e.st.Snapshots[id]
-		e.refreshSnapshot(s)
-		inv.Snapshots = append(inv.Snapshots, SnapshotView{
-			ID: s.ID, Owner: s.Owner, Region: s.Region, State: s.State, Encrypted: s.Encrypted, KmsKeyARN: s.KmsKeyARN,
-			Public: s.Public, CreateVolumeUsers: append([]string(nil), s.CreateVolumeUsers...), Copy: s.Copy, ImageCopy: s.ImageCopy,
-			Principal: s.Principal, Started: s.Started, Seeded: s.Seeded,
-		})
-	}
-	for _, id := range sortedKeys(e.st.Instances) {
-		inst := e.st.Instances[id]
-		e.refreshInstance(inst)
-		inv.Instances = append(inv.Instances, InstanceView{ID: inst.ID, Owner: inst.Owner, Region: inst.Region, State: inst.State,
-			Principal: inst.Principal, Terminating: inst.State == "terminated" || inst.Next == "terminated", Launched: inst.Launched})
-	}
-	for _, id := range sortedKeys(e.st.KeyPairs) {
-		k := e.st.KeyPairs[id]
-		inv.KeyPairs = append(inv.KeyPairs, KeyPairView{ID: k.ID, Owner: k.Owner, Region: k.Region, Name: k.Name, Principal: k.Principal, Created: k.Created})
-	}
-	for _, id := range sortedKeys(e.st.SecurityGroups) {
-		sg := e.st.SecurityGroups[id]
-		inv.SecurityGroups = append(inv.SecurityGroups, SecurityGroupView{ID: sg.ID, Owner: sg.Owner, Region: sg.Region, Name: sg.Name,
-			Principal: sg.Principal, Default: sg.Default, Seeded: sg.Seeded})
-	}
-	inv.Registrations = append(inv.Registrations, e.st.Registrations...)
 	sort.SliceStable(inv.Registrations, func(i, j int) bool { return inv.Registrations[i].Time.Before(inv.Registrations[j].Time) })
 	return inv
 }
 
-// Handle serves one EC2 Query call.
-func (e *Service) Handle(c *core.Call) (any, *core.APIError) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.cur = c
-	defer func() { e.cur = nil }()
-	return e.handleEC2(c)
+// persisted is the JSON form of the EC2 state in the state file: every
+// store with its scope, and the ID counter.
+type persisted struct {
+	Seq    uint64           `json:"seq"`
+	Stores []persistedStore `json:"stores"`
+}
+
+type persistedStore struct {
+	Account string `json:"account"`
+	Region  string `json:"region"`
+	State   *store `json:"state"`
 }
 
 // MarshalJSON encodes the EC2 state for the state file.
 func (e *Service) MarshalJSON() ([]byte, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return json.Marshal(e.st)
+	want := map[core.Scope]bool{}
+	for _, sc := range e.scopes() {
+		want[sc] = true
+	}
+	v := e.lock(want)
+	defer v.unlock()
+	out := persisted{Seq: e.seq.Load()}
+	for _, sc := range e.scopes() {
+		out.Stores = append(out.Stores, persistedStore{Account: sc.Account, Region: sc.Region, State: v.store(sc)})
+	}
+	return json.Marshal(out)
 }
 
-// UnmarshalJSON restores the EC2 state from the state file.
+// UnmarshalJSON replaces the EC2 state with the state file's.
 func (e *Service) UnmarshalJSON(data []byte) error {
-	st := newEC2State()
-	if err := json.Unmarshal(data, st); err != nil {
+	var in persisted
+	if err := json.Unmarshal(data, &in); err != nil {
 		return err
 	}
-	st.ensure()
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.st = st
+	e.stores = map[core.Scope]*store{}
+	e.mu.Unlock()
+	e.index.Clear()
+	e.seq.Store(in.Seq)
+	for _, ps := range in.Stores {
+		if ps.State == nil {
+			continue
+		}
+		ps.State.ensure()
+		e.mu.Lock()
+		e.stores[core.Scope{Account: ps.Account, Region: ps.Region}] = ps.State
+		e.mu.Unlock()
+	}
+	// Images last: their index entries name their snapshots' stores.
+	for _, images := range []bool{false, true} {
+		for _, ps := range in.Stores {
+			if ps.State != nil {
+				reindex(&e.index, core.Scope{Account: ps.Account, Region: ps.Region}, ps.State, images)
+			}
+		}
+	}
 	return nil
+}
+
+// reindex adds a loaded store's resources to the index: its images, or
+// everything else.
+func reindex(index *sync.Map, sc core.Scope, st *store, images bool) {
+	add := func(id string) { index.Store(id, indexed{home: sc}) }
+	if !images {
+		for _, ids := range [][]string{sortedKeys(st.Snapshots), sortedKeys(st.Volumes), sortedKeys(st.Instances), sortedKeys(st.Reservations),
+			sortedKeys(st.KeyPairs), sortedKeys(st.SecurityGroups), sortedKeys(st.VPCs), sortedKeys(st.Subnets)} {
+			for _, id := range ids {
+				add(id)
+			}
+		}
+		return
+	}
+	for id, img := range st.Images {
+		ix := indexed{home: sc}
+		for _, m := range img.Mappings {
+			if dep, ok := index.Load(m.SnapshotID); ok && dep.(indexed).home != sc {
+				ix.deps = append(ix.deps, dep.(indexed).home)
+			}
+		}
+		index.Store(id, ix)
+	}
 }
 
 // EC2Time is how EC2 writes timestamps.

@@ -91,9 +91,9 @@ func (s *ec2Subnet) nextIP() string {
 	return fmt.Sprintf("%d.%d.%d.%d", a, b, c+(n/256)%16, n%256)
 }
 
-func (e *Service) defaultSubnet(account, region, az string) *ec2Subnet {
+func (e *view) defaultSubnet(account, region, az string) *ec2Subnet {
 	var best *ec2Subnet
-	for _, s := range e.st.Subnets {
+	for _, s := range allIn(e, subnetsOf, region) {
 		if s.Owner != account || s.Region != region || !s.DefaultForAZ || (az != "" && s.AZ != az) {
 			continue
 		}
@@ -104,8 +104,8 @@ func (e *Service) defaultSubnet(account, region, az string) *ec2Subnet {
 	return best
 }
 
-func (e *Service) defaultVPC(account, region string) *ec2VPC {
-	for _, v := range e.st.VPCs {
+func (e *view) defaultVPC(account, region string) *ec2VPC {
+	for _, v := range allIn(e, vpcsOf, region) {
 		if v.Owner == account && v.Region == region && v.Default {
 			return v
 		}
@@ -113,8 +113,8 @@ func (e *Service) defaultVPC(account, region string) *ec2VPC {
 	return nil
 }
 
-func (e *Service) securityGroupByName(account, region, vpcID, name string) *ec2SecurityGroup {
-	for _, sg := range e.st.SecurityGroups {
+func (e *view) securityGroupByName(account, region, vpcID, name string) *ec2SecurityGroup {
+	for _, sg := range allIn(e, securityGroupsOf, region) {
 		if sg.Owner == account && sg.Region == region && sg.VpcID == vpcID && sg.Name == name {
 			return sg
 		}
@@ -122,8 +122,8 @@ func (e *Service) securityGroupByName(account, region, vpcID, name string) *ec2S
 	return nil
 }
 
-func (e *Service) keyPairByName(account, region, name string) *ec2KeyPair {
-	for _, k := range e.st.KeyPairs {
+func (e *view) keyPairByName(account, region, name string) *ec2KeyPair {
+	for _, k := range allIn(e, keyPairsOf, region) {
 		if k.Owner == account && k.Region == region && k.Name == name {
 			return k
 		}
@@ -153,7 +153,7 @@ type createKeyPairOutput struct {
 
 var keyNamePattern = regexp.MustCompile(`^[\x20-\x7e]{1,255}$`)
 
-func (e *Service) newKeyPair(c *core.Call, name, keyType string, specs []ec2TagSpec) (*ec2KeyPair, *core.APIError) {
+func (e *view) newKeyPair(c *core.Call, name, keyType string, specs []ec2TagSpec) (*ec2KeyPair, *core.APIError) {
 	if name == "" {
 		return nil, core.Errf("MissingParameter", "The request must contain the parameter KeyName")
 	}
@@ -163,18 +163,18 @@ func (e *Service) newKeyPair(c *core.Call, name, keyType string, specs []ec2TagS
 	if e.keyPairByName(c.Account, c.Region, name) != nil {
 		return nil, core.Errf("InvalidKeyPair.Duplicate", "The keypair '%s' already exists.", name)
 	}
-	k := &ec2KeyPair{ID: e.st.newID("key"), Owner: c.Account, Region: c.Region, Name: name, Type: keyType,
+	k := &ec2KeyPair{ID: e.newID("key"), Owner: c.Account, Region: c.Region, Name: name, Type: keyType,
 		Created: e.clock.Now(), Principal: c.Principal}
-	e.st.KeyPairs[k.ID] = k
+	put(e, keyPairsOf, k)
 	if t := tagsFor(specs, "key-pair"); len(t) > 0 {
-		e.st.setTags(k.ID, c.Account, t)
+		e.setTags(k.ID, c.Account, t)
 	}
 	c.Note("keyPairId", k.ID)
 	c.Note("keyName", name)
 	return k, nil
 }
 
-func (e *Service) ec2CreateKeyPair(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2CreateKeyPair(c *core.Call, p ec2Params) (any, *core.APIError) {
 	keyType := orDefault(p.str("KeyType"), "rsa")
 	if keyType != "rsa" && keyType != "ed25519" {
 		return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter KeyType is invalid. Expected rsa or ed25519.", keyType)
@@ -210,7 +210,7 @@ func (e *Service) ec2CreateKeyPair(c *core.Call, p ec2Params) (any, *core.APIErr
 		TagSet: e.tagSet(k.ID, c.Account)}, nil
 }
 
-func (e *Service) ec2ImportKeyPair(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2ImportKeyPair(c *core.Call, p ec2Params) (any, *core.APIError) {
 	material, err := p.required("PublicKeyMaterial")
 	if err != nil {
 		return nil, err
@@ -250,14 +250,14 @@ type deleteKeyPairOutput struct {
 	KeyPairID string `xml:"keyPairId,omitempty"`
 }
 
-func (e *Service) ec2DeleteKeyPair(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DeleteKeyPair(c *core.Call, p ec2Params) (any, *core.APIError) {
 	name, id := p.str("KeyName"), p.str("KeyPairId")
 	if name == "" && id == "" {
 		return nil, core.Errf("MissingParameter", "The request must contain the parameter KeyName or KeyPairId")
 	}
 	var k *ec2KeyPair
 	if id != "" {
-		if kp, ok := e.st.KeyPairs[id]; ok && kp.Owner == c.Account && kp.Region == c.Region {
+		if kp, ok := get(e, keyPairsOf, id); ok && kp.Owner == c.Account && kp.Region == c.Region {
 			k = kp
 		} else {
 			return nil, core.Errf("InvalidKeyPair.NotFound", "The key pair ID '%s' does not exist", id)
@@ -269,8 +269,7 @@ func (e *Service) ec2DeleteKeyPair(c *core.Call, p ec2Params) (any, *core.APIErr
 	if k == nil {
 		return deleteKeyPairOutput{Return: true}, nil
 	}
-	delete(e.st.KeyPairs, k.ID)
-	delete(e.st.Tags, k.ID)
+	del(e, keyPairsOf, k)
 	c.Note("keyPairId", k.ID)
 	return deleteKeyPairOutput{Return: true, KeyPairID: k.ID}, nil
 }
@@ -279,7 +278,7 @@ type describeKeyPairsOutput struct {
 	KeySet []xmlKeyPair `xml:"keySet>item"`
 }
 
-func (e *Service) ec2DescribeKeyPairs(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DescribeKeyPairs(c *core.Call, p ec2Params) (any, *core.APIError) {
 	names, ids := p.list("KeyName"), p.list("KeyPairId")
 	includePublic, err := p.boolean("IncludePublicKey")
 	if err != nil {
@@ -291,14 +290,14 @@ func (e *Service) ec2DescribeKeyPairs(c *core.Call, p ec2Params) (any, *core.API
 		}
 	}
 	for _, id := range ids {
-		if k, ok := e.st.KeyPairs[id]; !ok || k.Owner != c.Account || k.Region != c.Region {
+		if k, ok := get(e, keyPairsOf, id); !ok || k.Owner != c.Account || k.Region != c.Region {
 			return nil, core.Errf("InvalidKeyPair.NotFound", "The key pair ID '%s' does not exist", id)
 		}
 	}
 	filters := p.filters()
 	out := describeKeyPairsOutput{KeySet: []xmlKeyPair{}}
 	var found []*ec2KeyPair
-	for _, k := range e.st.KeyPairs {
+	for _, k := range allIn(e, keyPairsOf, c.Region) {
 		if k.Owner != c.Account || k.Region != c.Region {
 			continue
 		}
@@ -369,7 +368,7 @@ func sgARN(sg *ec2SecurityGroup) string {
 	return "arn:aws:ec2:" + sg.Region + ":" + sg.Owner + ":security-group/" + sg.ID
 }
 
-func (e *Service) ec2CreateSecurityGroup(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2CreateSecurityGroup(c *core.Call, p ec2Params) (any, *core.APIError) {
 	name, err := p.required("GroupName")
 	if err != nil {
 		return nil, err
@@ -395,27 +394,27 @@ func (e *Service) ec2CreateSecurityGroup(c *core.Call, p ec2Params) (any, *core.
 			return nil, core.Errf("VPCIdNotSpecified", "No default VPC for this user")
 		}
 		vpcID = v.ID
-	} else if v, ok := e.st.VPCs[vpcID]; !ok || v.Owner != c.Account || v.Region != c.Region {
+	} else if v, ok := get(e, vpcsOf, vpcID); !ok || v.Owner != c.Account || v.Region != c.Region {
 		return nil, core.Errf("InvalidVpcID.NotFound", "The vpc ID '%s' does not exist", vpcID)
 	}
 	if e.securityGroupByName(c.Account, c.Region, vpcID, name) != nil {
 		return nil, core.Errf("InvalidGroup.Duplicate", "The security group '%s' already exists for VPC '%s'", name, vpcID)
 	}
-	sg := &ec2SecurityGroup{ID: e.st.newID("sg"), Owner: c.Account, Region: c.Region, VpcID: vpcID, Name: name,
+	sg := &ec2SecurityGroup{ID: e.newID("sg"), Owner: c.Account, Region: c.Region, VpcID: vpcID, Name: name,
 		Description: desc, Ingress: []ec2Permission{}, Principal: c.Principal,
 		Egress: []ec2Permission{{Protocol: "-1", FromPort: -1, ToPort: -1, CIDRs: []string{"0.0.0.0/0"}}}}
-	e.st.SecurityGroups[sg.ID] = sg
+	put(e, securityGroupsOf, sg)
 	if t := tagsFor(specs, "security-group"); len(t) > 0 {
-		e.st.setTags(sg.ID, c.Account, t)
+		e.setTags(sg.ID, c.Account, t)
 	}
 	c.Note("groupId", sg.ID)
 	return createSecurityGroupOutput{GroupID: sg.ID, SecurityGroupArn: sgARN(sg), TagSet: e.tagSet(sg.ID, c.Account)}, nil
 }
 
 // findGroup resolves GroupId or GroupName (default VPC).
-func (e *Service) findGroup(c *core.Call, p ec2Params) (*ec2SecurityGroup, *core.APIError) {
+func (e *view) findGroup(c *core.Call, p ec2Params) (*ec2SecurityGroup, *core.APIError) {
 	if id := p.str("GroupId"); id != "" {
-		sg, ok := e.st.SecurityGroups[id]
+		sg, ok := get(e, securityGroupsOf, id)
 		if !ok || sg.Owner != c.Account || sg.Region != c.Region {
 			return nil, core.Errf("InvalidGroup.NotFound", "The security group '%s' does not exist", id)
 		}
@@ -512,7 +511,7 @@ func samePermission(a, b ec2Permission) bool {
 	return a.Protocol == b.Protocol && a.FromPort == b.FromPort && a.ToPort == b.ToPort
 }
 
-func (e *Service) authorize(c *core.Call, p ec2Params, egress bool) (any, *core.APIError) {
+func (e *view) authorize(c *core.Call, p ec2Params, egress bool) (any, *core.APIError) {
 	sg, err := e.findGroup(c, p)
 	if err != nil {
 		return nil, err
@@ -528,7 +527,7 @@ func (e *Service) authorize(c *core.Call, p ec2Params, egress bool) (any, *core.
 	out := authorizeOutput{Return: true}
 	for _, perm := range perms {
 		for _, g := range perm.Groups {
-			if _, ok := e.st.SecurityGroups[g]; !ok {
+			if _, ok := get(e, securityGroupsOf, g); !ok {
 				return nil, core.Errf("InvalidGroup.NotFound", "The security group '%s' does not exist", g)
 			}
 		}
@@ -552,22 +551,22 @@ func (e *Service) authorize(c *core.Call, p ec2Params, egress bool) (any, *core.
 			*rules = append(*rules, perm)
 		}
 		for _, cidr := range perm.CIDRs {
-			out.Rules = append(out.Rules, xmlSecurityGroupRule{SecurityGroupRuleID: e.st.newID("sgr"), GroupID: sg.ID,
+			out.Rules = append(out.Rules, xmlSecurityGroupRule{SecurityGroupRuleID: e.newID("sgr"), GroupID: sg.ID,
 				GroupOwnerID: sg.Owner, IsEgress: egress, IPProtocol: perm.Protocol, FromPort: perm.FromPort, ToPort: perm.ToPort, CidrIpv4: cidr})
 		}
 	}
 	return out, nil
 }
 
-func (e *Service) ec2AuthorizeSecurityGroupIngress(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2AuthorizeSecurityGroupIngress(c *core.Call, p ec2Params) (any, *core.APIError) {
 	return e.authorize(c, p, false)
 }
 
-func (e *Service) ec2AuthorizeSecurityGroupEgress(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2AuthorizeSecurityGroupEgress(c *core.Call, p ec2Params) (any, *core.APIError) {
 	return e.authorize(c, p, true)
 }
 
-func (e *Service) ec2RevokeSecurityGroupIngress(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2RevokeSecurityGroupIngress(c *core.Call, p ec2Params) (any, *core.APIError) {
 	sg, err := e.findGroup(c, p)
 	if err != nil {
 		return nil, err
@@ -598,7 +597,7 @@ type deleteSecurityGroupOutput struct {
 	GroupID string `xml:"groupId"`
 }
 
-func (e *Service) ec2DeleteSecurityGroup(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DeleteSecurityGroup(c *core.Call, p ec2Params) (any, *core.APIError) {
 	sg, err := e.findGroup(c, p)
 	if err != nil {
 		return nil, err
@@ -606,7 +605,7 @@ func (e *Service) ec2DeleteSecurityGroup(c *core.Call, p ec2Params) (any, *core.
 	if sg.Default {
 		return nil, core.Errf("CannotDelete", "the specified group: \"%s\" name: \"default\" cannot be deleted by a user", sg.ID)
 	}
-	for _, inst := range e.st.Instances {
+	for _, inst := range allIn(e, instancesOf, c.Region) {
 		if inst.Owner != c.Account || !contains(inst.SecurityGroups, sg.ID) {
 			continue
 		}
@@ -615,8 +614,7 @@ func (e *Service) ec2DeleteSecurityGroup(c *core.Call, p ec2Params) (any, *core.
 			return nil, core.Errf("DependencyViolation", "resource %s has a dependent object", sg.ID)
 		}
 	}
-	delete(e.st.SecurityGroups, sg.ID)
-	delete(e.st.Tags, sg.ID)
+	del(e, securityGroupsOf, sg)
 	c.Note("groupId", sg.ID)
 	return deleteSecurityGroupOutput{Return: true, GroupID: sg.ID}, nil
 }
@@ -682,10 +680,10 @@ type describeSecurityGroupsOutput struct {
 	NextToken         string             `xml:"nextToken,omitempty"`
 }
 
-func (e *Service) ec2DescribeSecurityGroups(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DescribeSecurityGroups(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ids, names := p.list("GroupId"), p.list("GroupName")
 	for _, id := range ids {
-		if sg, ok := e.st.SecurityGroups[id]; !ok || sg.Owner != c.Account || sg.Region != c.Region {
+		if sg, ok := get(e, securityGroupsOf, id); !ok || sg.Owner != c.Account || sg.Region != c.Region {
 			return nil, core.Errf("InvalidGroup.NotFound", "The security group '%s' does not exist", id)
 		}
 	}
@@ -697,7 +695,7 @@ func (e *Service) ec2DescribeSecurityGroups(c *core.Call, p ec2Params) (any, *co
 	}
 	filters := p.filters()
 	var found []*ec2SecurityGroup
-	for _, sg := range e.st.SecurityGroups {
+	for _, sg := range allIn(e, securityGroupsOf, c.Region) {
 		if sg.Owner != c.Account || sg.Region != c.Region {
 			continue
 		}
@@ -772,17 +770,17 @@ type describeVpcsOutput struct {
 	NextToken string   `xml:"nextToken,omitempty"`
 }
 
-func (e *Service) ec2DescribeVpcs(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DescribeVpcs(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ids := p.list("VpcId")
 	for _, id := range ids {
-		if v, ok := e.st.VPCs[id]; !ok || v.Owner != c.Account || v.Region != c.Region {
+		if v, ok := get(e, vpcsOf, id); !ok || v.Owner != c.Account || v.Region != c.Region {
 			return nil, core.Errf("InvalidVpcID.NotFound", "The vpc ID '%s' does not exist", id)
 		}
 	}
 	filters := p.filters()
 	out := describeVpcsOutput{VpcSet: []xmlVpc{}}
-	for _, id := range sortedKeys(e.st.VPCs) {
-		v := e.st.VPCs[id]
+	for _, id := range sortedKeys(e.own(c).VPCs) {
+		v := e.own(c).VPCs[id]
 		if v.Owner != c.Account || v.Region != c.Region || (len(ids) > 0 && !contains(ids, v.ID)) {
 			continue
 		}
@@ -837,16 +835,16 @@ type describeSubnetsOutput struct {
 	NextToken string      `xml:"nextToken,omitempty"`
 }
 
-func (e *Service) ec2DescribeSubnets(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DescribeSubnets(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ids := p.list("SubnetId")
 	for _, id := range ids {
-		if s, ok := e.st.Subnets[id]; !ok || s.Owner != c.Account || s.Region != c.Region {
+		if s, ok := get(e, subnetsOf, id); !ok || s.Owner != c.Account || s.Region != c.Region {
 			return nil, core.Errf("InvalidSubnetID.NotFound", "The subnet ID '%s' does not exist", id)
 		}
 	}
 	filters := p.filters()
 	var found []*ec2Subnet
-	for _, s := range e.st.Subnets {
+	for _, s := range allIn(e, subnetsOf, c.Region) {
 		if s.Owner != c.Account || s.Region != c.Region || (len(ids) > 0 && !contains(ids, s.ID)) {
 			continue
 		}
@@ -908,7 +906,7 @@ type describeRegionsOutput struct {
 	RegionInfo []xmlRegion `xml:"regionInfo>item"`
 }
 
-func (e *Service) ec2DescribeRegions(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DescribeRegions(c *core.Call, p ec2Params) (any, *core.APIError) {
 	all, err := p.boolean("AllRegions")
 	if err != nil {
 		return nil, err
@@ -972,7 +970,7 @@ type describeAvailabilityZonesOutput struct {
 	AvailabilityZoneInfo []xmlAvailabilityZone `xml:"availabilityZoneInfo>item"`
 }
 
-func (e *Service) ec2DescribeAvailabilityZones(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DescribeAvailabilityZones(c *core.Call, p ec2Params) (any, *core.APIError) {
 	names, ids := p.list("ZoneName"), p.list("ZoneId")
 	zones := availabilityZones(c.Region)
 	for _, n := range names {
@@ -1057,7 +1055,7 @@ type describeInstanceTypesOutput struct {
 	InstanceTypeSet []xmlInstanceTypeInfo `xml:"instanceTypeSet>item"`
 }
 
-func (e *Service) ec2DescribeInstanceTypes(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DescribeInstanceTypes(c *core.Call, p ec2Params) (any, *core.APIError) {
 	want := p.list("InstanceType")
 	out := describeInstanceTypesOutput{InstanceTypeSet: []xmlInstanceTypeInfo{}}
 	for _, w := range want {
@@ -1096,7 +1094,7 @@ type describeInstanceTypeOfferingsOutput struct {
 	Offerings []xmlInstanceTypeOffering `xml:"instanceTypeOfferingSet>item"`
 }
 
-func (e *Service) ec2DescribeInstanceTypeOfferings(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DescribeInstanceTypeOfferings(c *core.Call, p ec2Params) (any, *core.APIError) {
 	locType := orDefault(p.str("LocationType"), "region")
 	var locations []string
 	switch locType {

@@ -4,8 +4,6 @@ package ec2
 // action table. The resources live in ec2_*.go by family.
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"sort"
 	"strconv"
@@ -14,45 +12,6 @@ import (
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
 )
-
-// ec2State is everything the EC2 side knows. Exported fields only, so the
-// platform can save and load it with encoding/json.
-type ec2State struct {
-	// Seq makes resource IDs; it survives restarts with the state.
-	Seq uint64 `json:"seq"`
-
-	Images         map[string]*ec2Image         `json:"images"`
-	Snapshots      map[string]*ec2Snapshot      `json:"snapshots"`
-	Volumes        map[string]*ec2Volume        `json:"volumes"`
-	Instances      map[string]*ec2Instance      `json:"instances"`
-	Reservations   map[string]*ec2Reservation   `json:"reservations"`
-	KeyPairs       map[string]*ec2KeyPair       `json:"key_pairs"` // by key-pair ID
-	SecurityGroups map[string]*ec2SecurityGroup `json:"security_groups"`
-	VPCs           map[string]*ec2VPC           `json:"vpcs"`
-	Subnets        map[string]*ec2Subnet        `json:"subnets"`
-
-	// Tags: resource ID -> account that wrote them -> key -> value
-	// (aws-behaviour.md 3.6: tags belong to the account that wrote them).
-	Tags map[string]map[string]map[string]string `json:"tags"`
-
-	// ClientTokens: "account|region|action|token" -> first call.
-	ClientTokens map[string]*ec2ClientToken `json:"client_tokens"`
-
-	// EBS encryption settings changed by API calls, by "account|region".
-	// Absent means the world's setting and alias/aws/ebs.
-	EBSDefaults map[string]*ec2EBSDefault `json:"ebs_defaults"`
-
-	// FullCopies remembers (lineage, region, key) combinations already copied
-	// once, so later copies are incremental (aws-behaviour.md 2).
-	FullCopies map[string]bool `json:"full_copies"`
-
-	// Registrations is the history of every AMI made, kept after
-	// deregistration for the invariant checker.
-	Registrations []Registration `json:"registrations"`
-
-	// Aliases maps account IDs to their alias ("amazon").
-	Aliases map[string]string `json:"aliases"`
-}
 
 type ec2ClientToken struct {
 	Params string `json:"params"` // canonical parameters of the first call
@@ -83,113 +42,22 @@ const ec2TimeFormat = "2006-01-02T15:04:05.000Z"
 
 func ec2Time(t time.Time) string { return t.UTC().Format(ec2TimeFormat) }
 
-func newEC2State() *ec2State {
-	s := &ec2State{}
-	s.ensure()
-	return s
-}
-
-// ensure makes every map usable, also after a state file load.
-func (s *ec2State) ensure() {
-	if s.Images == nil {
-		s.Images = map[string]*ec2Image{}
-	}
-	if s.Snapshots == nil {
-		s.Snapshots = map[string]*ec2Snapshot{}
-	}
-	if s.Volumes == nil {
-		s.Volumes = map[string]*ec2Volume{}
-	}
-	if s.Instances == nil {
-		s.Instances = map[string]*ec2Instance{}
-	}
-	if s.Reservations == nil {
-		s.Reservations = map[string]*ec2Reservation{}
-	}
-	if s.KeyPairs == nil {
-		s.KeyPairs = map[string]*ec2KeyPair{}
-	}
-	if s.SecurityGroups == nil {
-		s.SecurityGroups = map[string]*ec2SecurityGroup{}
-	}
-	if s.VPCs == nil {
-		s.VPCs = map[string]*ec2VPC{}
-	}
-	if s.Subnets == nil {
-		s.Subnets = map[string]*ec2Subnet{}
-	}
-	if s.Tags == nil {
-		s.Tags = map[string]map[string]map[string]string{}
-	}
-	if s.ClientTokens == nil {
-		s.ClientTokens = map[string]*ec2ClientToken{}
-	}
-	if s.EBSDefaults == nil {
-		s.EBSDefaults = map[string]*ec2EBSDefault{}
-	}
-	if s.FullCopies == nil {
-		s.FullCopies = map[string]bool{}
-	}
-	if s.Aliases == nil {
-		s.Aliases = map[string]string{}
-	}
-}
-
-// newID returns a fresh AWS-shaped ID with prefix ("ami", "snap", "i"…):
-// 17 hex digits derived from a counter, so runs are reproducible.
-func (s *ec2State) newID(prefix string) string {
-	for {
-		s.Seq++
-		sum := sha256.Sum256([]byte(prefix + strconv.FormatUint(s.Seq, 10)))
-		id := prefix + "-0" + hex.EncodeToString(sum[:])[:16]
-		if !s.idTaken(id) {
-			return id
-		}
-	}
-}
-
-func (s *ec2State) idTaken(id string) bool {
-	if _, ok := s.Images[id]; ok {
-		return true
-	}
-	if _, ok := s.Snapshots[id]; ok {
-		return true
-	}
-	if _, ok := s.Volumes[id]; ok {
-		return true
-	}
-	if _, ok := s.Instances[id]; ok {
-		return true
-	}
-	if _, ok := s.Reservations[id]; ok {
-		return true
-	}
-	if _, ok := s.KeyPairs[id]; ok {
-		return true
-	}
-	if _, ok := s.SecurityGroups[id]; ok {
-		return true
-	}
-	if _, ok := s.VPCs[id]; ok {
-		return true
-	}
-	_, ok := s.Subnets[id]
-	return ok
-}
-
-// seedEC2 builds the EC2 state of a world: per account and enabled region a
+// seed builds the EC2 state of a world: per account and enabled region a
 // default VPC, one default subnet per availability zone and the default
 // security group; then the world's images and their snapshots.
-func (e *Service) seedEC2(w *core.World) {
-	s := newEC2State()
-	e.st = s
+func (e *Service) seed(w *core.World) {
+	want := map[core.Scope]bool{}
+	for _, a := range w.Accounts {
+		for _, region := range w.Regions {
+			want[core.Scope{Account: a.ID, Region: region}] = true
+		}
+	}
+	v := e.lock(want)
+	defer v.unlock()
 	epoch := e.clock.Now().Add(-30 * 24 * time.Hour)
 	for _, a := range w.Accounts {
-		if a.Alias != "" {
-			s.Aliases[a.ID] = a.Alias
-		}
 		for _, region := range w.Regions {
-			s.seedNetwork(a.ID, region)
+			v.seedNetwork(a.ID, region)
 		}
 	}
 	for _, wi := range w.Images {
@@ -201,51 +69,51 @@ func (e *Service) seedEC2(w *core.World) {
 			SriovNetSupport: wi.SriovNetSupport, BootMode: wi.BootMode, TpmSupport: wi.TpmSupport, ImdsSupport: wi.ImdsSupport,
 			Created: epoch, ReadyAt: epoch, State: "available", Seeded: true,
 		}
-		for _, v := range wi.Volumes {
+		for _, vol := range wi.Volumes {
 			snap := &ec2Snapshot{
-				ID: v.SnapshotID, Owner: wi.Owner, Region: wi.Region, VolumeID: "vol-ffffffff", SizeGiB: v.SizeGiB,
-				Encrypted: v.Encrypted, KmsKeyARN: v.KmsKey, Description: "", Started: epoch, DoneAt: epoch,
-				State: "completed", Lineage: v.SnapshotID, Seeded: true,
+				ID: vol.SnapshotID, Owner: wi.Owner, Region: wi.Region, VolumeID: "vol-ffffffff", SizeGiB: vol.SizeGiB,
+				Encrypted: vol.Encrypted, KmsKeyARN: vol.KmsKey, Description: "", Started: epoch, DoneAt: epoch,
+				State: "completed", Lineage: vol.SnapshotID, Seeded: true,
 			}
-			if v.Encrypted {
+			if vol.Encrypted {
 				snap.KeyManager = "CUSTOMER"
-				if info, ok := e.keys.KeyInfoByARN(v.KmsKey); ok {
+				if info, ok := e.keys.KeyInfoByARN(vol.KmsKey); ok {
 					snap.KmsKeyARN, snap.KeyManager = info.ARN, info.Manager
 				}
 			}
-			s.Snapshots[snap.ID] = snap
+			put(v, snapshotsOf, snap)
 			img.Mappings = append(img.Mappings, ec2Mapping{
-				DeviceName: v.DeviceName, SnapshotID: v.SnapshotID, SizeGiB: v.SizeGiB,
-				VolumeType: orDefault(v.VolumeType, "gp3"), DeleteOnTermination: true,
-				Encrypted: v.Encrypted, KmsKeyARN: snap.KmsKeyARN, HasEbs: true,
+				DeviceName: vol.DeviceName, SnapshotID: vol.SnapshotID, SizeGiB: vol.SizeGiB,
+				VolumeType: orDefault(vol.VolumeType, "gp3"), DeleteOnTermination: true,
+				Encrypted: vol.Encrypted, KmsKeyARN: snap.KmsKeyARN, HasEbs: true,
 			})
 		}
-		s.Images[img.ID] = img
+		putImage(v, img)
 		if len(wi.Tags) > 0 {
-			s.setTags(img.ID, wi.Owner, wi.Tags)
+			v.setTags(img.ID, wi.Owner, wi.Tags)
 		}
 	}
 }
 
 // seedNetwork makes the default VPC, subnets and security group of an
 // account-region.
-func (s *ec2State) seedNetwork(account, region string) {
-	vpc := &ec2VPC{ID: s.newID("vpc"), Owner: account, Region: region, CIDR: "172.31.0.0/16", Default: true}
-	s.VPCs[vpc.ID] = vpc
+func (e *view) seedNetwork(account, region string) {
+	vpc := &ec2VPC{ID: e.newID("vpc"), Owner: account, Region: region, CIDR: "172.31.0.0/16", Default: true}
+	put(e, vpcsOf, vpc)
 	for i, az := range availabilityZones(region) {
 		sub := &ec2Subnet{
-			ID: s.newID("subnet"), Owner: account, Region: region, VpcID: vpc.ID, AZ: az,
+			ID: e.newID("subnet"), Owner: account, Region: region, VpcID: vpc.ID, AZ: az,
 			CIDR: fmt.Sprintf("172.31.%d.0/20", 16*i), DefaultForAZ: true,
 		}
-		s.Subnets[sub.ID] = sub
+		put(e, subnetsOf, sub)
 	}
 	sg := &ec2SecurityGroup{
-		ID: s.newID("sg"), Owner: account, Region: region, VpcID: vpc.ID, Name: "default",
+		ID: e.newID("sg"), Owner: account, Region: region, VpcID: vpc.ID, Name: "default",
 		Description: "default VPC security group", Default: true, Seeded: true,
 	}
 	sg.Ingress = []ec2Permission{{Protocol: "-1", FromPort: -1, ToPort: -1, Groups: []string{sg.ID}}}
 	sg.Egress = []ec2Permission{{Protocol: "-1", FromPort: -1, ToPort: -1, CIDRs: []string{"0.0.0.0/0"}}}
-	s.SecurityGroups[sg.ID] = sg
+	put(e, securityGroupsOf, sg)
 }
 
 // availabilityZones are the zones of a region: a, b and c.
@@ -282,80 +150,77 @@ func orDefault(v, def string) string {
 }
 
 // ec2Handler is one EC2 action.
-type ec2Handler func(e *Service, c *core.Call, p ec2Params) (any, *core.APIError)
+type ec2Handler func(e *view, c *core.Call, p ec2Params) (any, *core.APIError)
 
 // ec2ActionTable maps EC2 actions to their handlers. It is a function,
 // not a package-level map, so there is no package-level mutable state.
 func ec2ActionTable() map[string]ec2Handler {
 	return map[string]ec2Handler{
 		// images
-		"DescribeImages":                       (*Service).ec2DescribeImages,
-		"CreateImage":                          (*Service).ec2CreateImage,
-		"RegisterImage":                        (*Service).ec2RegisterImage,
-		"CopyImage":                            (*Service).ec2CopyImage,
-		"DeregisterImage":                      (*Service).ec2DeregisterImage,
-		"DescribeImageAttribute":               (*Service).ec2DescribeImageAttribute,
-		"ModifyImageAttribute":                 (*Service).ec2ModifyImageAttribute,
-		"ResetImageAttribute":                  (*Service).ec2ResetImageAttribute,
-		"EnableImageDeprecation":               (*Service).ec2EnableImageDeprecation,
-		"DisableImageDeprecation":              (*Service).ec2DisableImageDeprecation,
-		"EnableImageDeregistrationProtection":  (*Service).ec2EnableImageDeregistrationProtection,
-		"DisableImageDeregistrationProtection": (*Service).ec2DisableImageDeregistrationProtection,
+		"DescribeImages":                       (*view).ec2DescribeImages,
+		"CreateImage":                          (*view).ec2CreateImage,
+		"RegisterImage":                        (*view).ec2RegisterImage,
+		"CopyImage":                            (*view).ec2CopyImage,
+		"DeregisterImage":                      (*view).ec2DeregisterImage,
+		"DescribeImageAttribute":               (*view).ec2DescribeImageAttribute,
+		"ModifyImageAttribute":                 (*view).ec2ModifyImageAttribute,
+		"ResetImageAttribute":                  (*view).ec2ResetImageAttribute,
+		"EnableImageDeprecation":               (*view).ec2EnableImageDeprecation,
+		"DisableImageDeprecation":              (*view).ec2DisableImageDeprecation,
+		"EnableImageDeregistrationProtection":  (*view).ec2EnableImageDeregistrationProtection,
+		"DisableImageDeregistrationProtection": (*view).ec2DisableImageDeregistrationProtection,
 		// snapshots and volumes
-		"CreateSnapshot":            (*Service).ec2CreateSnapshot,
-		"CopySnapshot":              (*Service).ec2CopySnapshot,
-		"DescribeSnapshots":         (*Service).ec2DescribeSnapshots,
-		"DeleteSnapshot":            (*Service).ec2DeleteSnapshot,
-		"DescribeSnapshotAttribute": (*Service).ec2DescribeSnapshotAttribute,
-		"ModifySnapshotAttribute":   (*Service).ec2ModifySnapshotAttribute,
-		"DescribeVolumes":           (*Service).ec2DescribeVolumes,
-		"CreateVolume":              (*Service).ec2CreateVolume,
-		"DeleteVolume":              (*Service).ec2DeleteVolume,
+		"CreateSnapshot":            (*view).ec2CreateSnapshot,
+		"CopySnapshot":              (*view).ec2CopySnapshot,
+		"DescribeSnapshots":         (*view).ec2DescribeSnapshots,
+		"DeleteSnapshot":            (*view).ec2DeleteSnapshot,
+		"DescribeSnapshotAttribute": (*view).ec2DescribeSnapshotAttribute,
+		"ModifySnapshotAttribute":   (*view).ec2ModifySnapshotAttribute,
+		"DescribeVolumes":           (*view).ec2DescribeVolumes,
+		"CreateVolume":              (*view).ec2CreateVolume,
+		"DeleteVolume":              (*view).ec2DeleteVolume,
 		// instances
-		"RunInstances":              (*Service).ec2RunInstances,
-		"DescribeInstances":         (*Service).ec2DescribeInstances,
-		"DescribeInstanceStatus":    (*Service).ec2DescribeInstanceStatus,
-		"StopInstances":             (*Service).ec2StopInstances,
-		"StartInstances":            (*Service).ec2StartInstances,
-		"TerminateInstances":        (*Service).ec2TerminateInstances,
-		"ModifyInstanceAttribute":   (*Service).ec2ModifyInstanceAttribute,
-		"DescribeInstanceAttribute": (*Service).ec2DescribeInstanceAttribute,
+		"RunInstances":              (*view).ec2RunInstances,
+		"DescribeInstances":         (*view).ec2DescribeInstances,
+		"DescribeInstanceStatus":    (*view).ec2DescribeInstanceStatus,
+		"StopInstances":             (*view).ec2StopInstances,
+		"StartInstances":            (*view).ec2StartInstances,
+		"TerminateInstances":        (*view).ec2TerminateInstances,
+		"ModifyInstanceAttribute":   (*view).ec2ModifyInstanceAttribute,
+		"DescribeInstanceAttribute": (*view).ec2DescribeInstanceAttribute,
 		// network
-		"CreateKeyPair":                 (*Service).ec2CreateKeyPair,
-		"ImportKeyPair":                 (*Service).ec2ImportKeyPair,
-		"DeleteKeyPair":                 (*Service).ec2DeleteKeyPair,
-		"DescribeKeyPairs":              (*Service).ec2DescribeKeyPairs,
-		"CreateSecurityGroup":           (*Service).ec2CreateSecurityGroup,
-		"AuthorizeSecurityGroupIngress": (*Service).ec2AuthorizeSecurityGroupIngress,
-		"AuthorizeSecurityGroupEgress":  (*Service).ec2AuthorizeSecurityGroupEgress,
-		"RevokeSecurityGroupIngress":    (*Service).ec2RevokeSecurityGroupIngress,
-		"DeleteSecurityGroup":           (*Service).ec2DeleteSecurityGroup,
-		"DescribeSecurityGroups":        (*Service).ec2DescribeSecurityGroups,
-		"DescribeVpcs":                  (*Service).ec2DescribeVpcs,
-		"DescribeSubnets":               (*Service).ec2DescribeSubnets,
+		"CreateKeyPair":                 (*view).ec2CreateKeyPair,
+		"ImportKeyPair":                 (*view).ec2ImportKeyPair,
+		"DeleteKeyPair":                 (*view).ec2DeleteKeyPair,
+		"DescribeKeyPairs":              (*view).ec2DescribeKeyPairs,
+		"CreateSecurityGroup":           (*view).ec2CreateSecurityGroup,
+		"AuthorizeSecurityGroupIngress": (*view).ec2AuthorizeSecurityGroupIngress,
+		"AuthorizeSecurityGroupEgress":  (*view).ec2AuthorizeSecurityGroupEgress,
+		"RevokeSecurityGroupIngress":    (*view).ec2RevokeSecurityGroupIngress,
+		"DeleteSecurityGroup":           (*view).ec2DeleteSecurityGroup,
+		"DescribeSecurityGroups":        (*view).ec2DescribeSecurityGroups,
+		"DescribeVpcs":                  (*view).ec2DescribeVpcs,
+		"DescribeSubnets":               (*view).ec2DescribeSubnets,
 		// account
-		"DescribeRegions":               (*Service).ec2DescribeRegions,
-		"DescribeAvailabilityZones":     (*Service).ec2DescribeAvailabilityZones,
-		"DescribeInstanceTypes":         (*Service).ec2DescribeInstanceTypes,
-		"DescribeInstanceTypeOfferings": (*Service).ec2DescribeInstanceTypeOfferings,
-		"CreateTags":                    (*Service).ec2CreateTags,
-		"DeleteTags":                    (*Service).ec2DeleteTags,
-		"DescribeTags":                  (*Service).ec2DescribeTags,
-		"GetEbsEncryptionByDefault":     (*Service).ec2GetEbsEncryptionByDefault,
-		"EnableEbsEncryptionByDefault":  (*Service).ec2EnableEbsEncryptionByDefault,
-		"DisableEbsEncryptionByDefault": (*Service).ec2DisableEbsEncryptionByDefault,
-		"GetEbsDefaultKmsKeyId":         (*Service).ec2GetEbsDefaultKmsKeyId,
-		"ModifyEbsDefaultKmsKeyId":      (*Service).ec2ModifyEbsDefaultKmsKeyId,
-		"ResetEbsDefaultKmsKeyId":       (*Service).ec2ResetEbsDefaultKmsKeyId,
+		"DescribeRegions":               (*view).ec2DescribeRegions,
+		"DescribeAvailabilityZones":     (*view).ec2DescribeAvailabilityZones,
+		"DescribeInstanceTypes":         (*view).ec2DescribeInstanceTypes,
+		"DescribeInstanceTypeOfferings": (*view).ec2DescribeInstanceTypeOfferings,
+		"CreateTags":                    (*view).ec2CreateTags,
+		"DeleteTags":                    (*view).ec2DeleteTags,
+		"DescribeTags":                  (*view).ec2DescribeTags,
+		"GetEbsEncryptionByDefault":     (*view).ec2GetEbsEncryptionByDefault,
+		"EnableEbsEncryptionByDefault":  (*view).ec2EnableEbsEncryptionByDefault,
+		"DisableEbsEncryptionByDefault": (*view).ec2DisableEbsEncryptionByDefault,
+		"GetEbsDefaultKmsKeyId":         (*view).ec2GetEbsDefaultKmsKeyId,
+		"ModifyEbsDefaultKmsKeyId":      (*view).ec2ModifyEbsDefaultKmsKeyId,
+		"ResetEbsDefaultKmsKeyId":       (*view).ec2ResetEbsDefaultKmsKeyId,
 	}
 }
 
-// handleEC2 serves one EC2 Query call; the emulator lock is held.
-func (e *Service) handleEC2(c *core.Call) (any, *core.APIError) {
-	if e.st == nil {
-		e.st = newEC2State()
-	}
-	e.st.ensure()
+// Handle serves one EC2 Query call, holding the locks of the stores it
+// touches (see lockFor).
+func (e *Service) Handle(c *core.Call) (any, *core.APIError) {
 	h, ok := ec2ActionTable()[c.Action]
 	if !ok {
 		return nil, &core.APIError{HTTPStatus: 400, Code: "InvalidAction",
@@ -373,7 +238,9 @@ func (e *Service) handleEC2(c *core.Call) (any, *core.APIError) {
 		return nil, &core.APIError{HTTPStatus: 412, Code: "DryRunOperation",
 			Message: "Request would have succeeded, but DryRun flag is set."}
 	}
-	return h(e, c, p)
+	v := e.lockFor(c, p)
+	defer v.unlock()
+	return h(v, c, p)
 }
 
 func ec2Unauthorized(c *core.Call) *core.APIError {
@@ -563,7 +430,7 @@ func (p ec2Params) canonical() string {
 // returns the earlier result for the same token and parameters, an
 // IdempotentParameterMismatch for the same token with other parameters, or
 // "" for a new token.
-func (e *Service) clientToken(c *core.Call, p ec2Params) (key, earlier string, err *core.APIError) {
+func (e *view) clientToken(c *core.Call, p ec2Params) (key, earlier string, err *core.APIError) {
 	token := p.str("ClientToken")
 	if token == "" {
 		return "", "", nil
@@ -571,8 +438,8 @@ func (e *Service) clientToken(c *core.Call, p ec2Params) (key, earlier string, e
 	if len(token) > 64 {
 		return "", "", core.Errf("InvalidParameterValue", "Value (%s) for parameter ClientToken is invalid. The client token must be 64 ASCII characters or fewer.", token)
 	}
-	key = c.Account + "|" + c.Region + "|" + c.Action + "|" + token
-	if prev, ok := e.st.ClientTokens[key]; ok {
+	key = c.Action + "|" + token
+	if prev, ok := e.own(c).ClientTokens[key]; ok {
 		if prev.Params != p.canonical() {
 			return "", "", core.Errf("IdempotentParameterMismatch", "Client token %s was already used with different parameters.", token)
 		}
@@ -581,9 +448,9 @@ func (e *Service) clientToken(c *core.Call, p ec2Params) (key, earlier string, e
 	return key, "", nil
 }
 
-func (e *Service) rememberToken(key string, p ec2Params, result string) {
+func (e *view) rememberToken(c *core.Call, key string, p ec2Params, result string) {
 	if key != "" {
-		e.st.ClientTokens[key] = &ec2ClientToken{Params: p.canonical(), Result: result}
+		e.own(c).ClientTokens[key] = &ec2ClientToken{Params: p.canonical(), Result: result}
 	}
 }
 

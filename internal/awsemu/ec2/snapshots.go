@@ -6,6 +6,7 @@ package ec2
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -51,7 +52,7 @@ type ec2Snapshot struct {
 }
 
 // refreshSnapshot moves a pending snapshot on (lock held).
-func (e *Service) refreshSnapshot(s *ec2Snapshot) {
+func (e *view) refreshSnapshot(s *ec2Snapshot) {
 	if s.State != "pending" || e.clock.Now().Before(s.DoneAt) {
 		return
 	}
@@ -63,7 +64,7 @@ func (e *Service) refreshSnapshot(s *ec2Snapshot) {
 }
 
 // progress is the snapshot's Progress: "0%"…"99%" while pending.
-func (e *Service) progress(s *ec2Snapshot) string {
+func (e *view) progress(s *ec2Snapshot) string {
 	switch s.State {
 	case "completed":
 		return "100%"
@@ -92,11 +93,11 @@ func snapshotNotFound(ids ...string) *core.APIError {
 }
 
 // findSnapshot returns a snapshot the caller may restore in region.
-func (e *Service) findSnapshot(c *core.Call, id, region string) (*ec2Snapshot, *core.APIError) {
+func (e *view) findSnapshot(c *core.Call, id, region string) (*ec2Snapshot, *core.APIError) {
 	if !snapIDPattern.MatchString(id) {
 		return nil, malformedID(id, "snap")
 	}
-	s, ok := e.st.Snapshots[id]
+	s, ok := get(e, snapshotsOf, id)
 	if !ok || s.Region != region || !s.canRestore(c.Account) {
 		return nil, snapshotNotFound(id)
 	}
@@ -104,7 +105,7 @@ func (e *Service) findSnapshot(c *core.Call, id, region string) (*ec2Snapshot, *
 	return s, nil
 }
 
-func (e *Service) ownSnapshot(c *core.Call, id string) (*ec2Snapshot, *core.APIError) {
+func (e *view) ownSnapshot(c *core.Call, id string) (*ec2Snapshot, *core.APIError) {
 	s, err := e.findSnapshot(c, id, c.Region)
 	if err != nil {
 		return nil, err
@@ -116,9 +117,9 @@ func (e *Service) ownSnapshot(c *core.Call, id string) (*ec2Snapshot, *core.APIE
 }
 
 // snapshotUser returns the AMI a snapshot is registered behind, if any.
-func (e *Service) snapshotUser(id string) string {
+func (e *view) snapshotUser(id string) string {
 	var users []string
-	for _, img := range e.st.Images {
+	for _, img := range allIn(e, imagesOf, e.regionOf(id)) {
 		for _, m := range img.Mappings {
 			if m.SnapshotID == id {
 				users = append(users, img.ID)
@@ -134,12 +135,12 @@ func (e *Service) snapshotUser(id string) string {
 
 // ---- EBS defaults and key checks ----
 
-func (e *Service) ebsDefault(account, region string) *ec2EBSDefault {
-	return e.st.EBSDefaults[account+"|"+region]
+func (e *view) ebsDefault(account, region string) *ec2EBSDefault {
+	return e.store(core.Scope{Account: account, Region: region}).EBSDefault
 }
 
 // encryptByDefault reports EBS encryption by default for account-region.
-func (e *Service) encryptByDefault(account, region string) bool {
+func (e *view) encryptByDefault(account, region string) bool {
 	if d := e.ebsDefault(account, region); d != nil && d.Encrypt != nil {
 		return *d.Encrypt
 	}
@@ -148,7 +149,7 @@ func (e *Service) encryptByDefault(account, region string) bool {
 
 // defaultKeyRef is the account's default EBS key reference in region; ""
 // lets KMS resolve alias/aws/ebs.
-func (e *Service) defaultKeyRef(account, region string) string {
+func (e *view) defaultKeyRef(account, region string) string {
 	if d := e.ebsDefault(account, region); d != nil {
 		return d.KeyARN
 	}
@@ -168,7 +169,7 @@ func destinationKeyOps() []string {
 // useDestinationKey checks the key new data is encrypted under; data that
 // moves from another key (srcKeyARN) is re-encrypted, which also needs
 // ReEncryptTo on the destination key.
-func (e *Service) useDestinationKey(c *core.Call, ref, srcKeyARN string) (core.KeyInfo, *core.APIError) {
+func (e *view) useDestinationKey(c *core.Call, ref, srcKeyARN string) (core.KeyInfo, *core.APIError) {
 	info, err := e.useKey(c, c.Region, ref, destinationKeyOps())
 	if err != nil || srcKeyARN == "" || info.ARN == srcKeyARN {
 		return info, err
@@ -177,7 +178,7 @@ func (e *Service) useDestinationKey(c *core.Call, ref, srcKeyARN string) (core.K
 }
 
 // useKey asks KMS whether the caller may use a key for ops in region.
-func (e *Service) useKey(c *core.Call, region, keyRef string, ops []string) (core.KeyInfo, *core.APIError) {
+func (e *view) useKey(c *core.Call, region, keyRef string, ops []string) (core.KeyInfo, *core.APIError) {
 	return e.keys.AuthorizeKeyUse(core.KeyUse{Account: c.Account, PrincipalIAM: c.PrincipalIAM, Region: region, KeyRef: keyRef, Ops: ops})
 }
 
@@ -198,7 +199,7 @@ type copyPlan struct {
 // planCopy decides how a copy of src made by the caller in its region is
 // encrypted, and checks the caller may use the source and destination keys.
 // With a key error the plan still names the key it meant to use.
-func (e *Service) planCopy(c *core.Call, src *ec2Snapshot, srcRegion string, encrypted bool, keyRef string) (copyPlan, *core.APIError) {
+func (e *view) planCopy(c *core.Call, src *ec2Snapshot, srcRegion string, encrypted bool, keyRef string) (copyPlan, *core.APIError) {
 	plan := copyPlan{encrypted: src.Encrypted || encrypted || e.encryptByDefault(c.Account, c.Region)}
 	if src.Encrypted {
 		if _, err := e.useKey(c, srcRegion, src.KmsKeyARN, sourceKeyOps()); err != nil {
@@ -231,40 +232,40 @@ func (e *Service) planCopy(c *core.Call, src *ec2Snapshot, srcRegion string, enc
 }
 
 // newSnapshotCopy starts a copy of src into the caller's account and region.
-func (e *Service) newSnapshotCopy(c *core.Call, src *ec2Snapshot, srcRegion string, plan copyPlan, description string) *ec2Snapshot {
+func (e *view) newSnapshotCopy(c *core.Call, src *ec2Snapshot, srcRegion string, plan copyPlan, description string) *ec2Snapshot {
 	now := e.clock.Now()
 	full := src.Lineage + "|" + c.Account + "|" + c.Region + "|" + plan.keyARN
 	size := src.SizeGiB
-	if e.st.FullCopies[full] {
+	if e.own(c).FullCopies[full] {
 		size /= 10 // incremental: only the changed blocks
 	}
-	e.st.FullCopies[full] = true
+	e.own(c).FullCopies[full] = true
 	s := &ec2Snapshot{
-		ID: e.st.newID("snap"), Owner: c.Account, Region: c.Region, VolumeID: "vol-ffffffff", SizeGiB: src.SizeGiB,
+		ID: e.newID("snap"), Owner: c.Account, Region: c.Region, VolumeID: "vol-ffffffff", SizeGiB: src.SizeGiB,
 		Description: description, Encrypted: plan.encrypted, KmsKeyARN: plan.keyARN, KeyManager: plan.keyManager,
 		Started: now, DoneAt: now.Add(e.clock.Latency(core.LatencySnapshotCopy, size, srcRegion != c.Region)), State: "pending",
 		Lineage: src.Lineage, SourceSnapshotID: src.ID, SourceRegion: srcRegion, Principal: c.Principal,
 	}
-	e.st.Snapshots[s.ID] = s
+	put(e, snapshotsOf, s)
 	return s
 }
 
 // snapshotVolume starts a snapshot of a volume.
-func (e *Service) snapshotVolume(c *core.Call, vol *ec2Volume, description string) *ec2Snapshot {
+func (e *view) snapshotVolume(c *core.Call, vol *ec2Volume, description string) *ec2Snapshot {
 	now := e.clock.Now()
 	size := vol.SizeGiB
 	full := "snapshot|" + vol.ID
-	if e.st.FullCopies[full] {
+	if e.own(c).FullCopies[full] {
 		size /= 10
 	}
-	e.st.FullCopies[full] = true
+	e.own(c).FullCopies[full] = true
 	s := &ec2Snapshot{
-		ID: e.st.newID("snap"), Owner: c.Account, Region: c.Region, VolumeID: vol.ID, SizeGiB: vol.SizeGiB,
+		ID: e.newID("snap"), Owner: c.Account, Region: c.Region, VolumeID: vol.ID, SizeGiB: vol.SizeGiB,
 		Description: description, Encrypted: vol.Encrypted, KmsKeyARN: vol.KmsKeyARN, KeyManager: vol.KeyManager,
 		Started: now, DoneAt: now.Add(e.clock.Latency(core.LatencySnapshot, size, false)), State: "pending",
 		Lineage: vol.ID, Principal: c.Principal,
 	}
-	e.st.Snapshots[s.ID] = s
+	put(e, snapshotsOf, s)
 	return s
 }
 
@@ -288,10 +289,10 @@ type xmlSnapshot struct {
 	CompletionTime string   `xml:"completionTime,omitempty"`
 }
 
-func (e *Service) snapshotXML(s *ec2Snapshot, account string) xmlSnapshot {
+func (e *view) snapshotXML(s *ec2Snapshot, account string) xmlSnapshot {
 	x := xmlSnapshot{
 		SnapshotID: s.ID, VolumeID: s.VolumeID, Status: s.State, StartTime: ec2Time(s.Started), Progress: e.progress(s),
-		OwnerID: s.Owner, OwnerAlias: e.st.Aliases[s.Owner], VolumeSize: s.SizeGiB, Description: s.Description,
+		OwnerID: s.Owner, OwnerAlias: e.aliases[s.Owner], VolumeSize: s.SizeGiB, Description: s.Description,
 		Encrypted: s.Encrypted, KmsKeyID: s.KmsKeyARN, TagSet: e.tagSet(s.ID, account), StorageTier: "standard",
 	}
 	if s.State == "error" {
@@ -305,7 +306,7 @@ func (e *Service) snapshotXML(s *ec2Snapshot, account string) xmlSnapshot {
 
 // ---- CreateSnapshot ----
 
-func (e *Service) ec2CreateSnapshot(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2CreateSnapshot(c *core.Call, p ec2Params) (any, *core.APIError) {
 	volID, err := p.required("VolumeId")
 	if err != nil {
 		return nil, err
@@ -319,9 +320,9 @@ func (e *Service) ec2CreateSnapshot(c *core.Call, p ec2Params) (any, *core.APIEr
 		return nil, err
 	}
 	s := e.snapshotVolume(c, vol, p.str("Description"))
-	s.Hidden = e.hideIfFault(c.Action)
+	s.Hidden = e.hideIfFault(c)
 	if t := tagsFor(specs, "snapshot"); len(t) > 0 {
-		e.st.setTags(s.ID, c.Account, t)
+		e.setTags(s.ID, c.Account, t)
 	}
 	c.Note("snapshotId", s.ID)
 	return e.snapshotXML(s, c.Account), nil
@@ -334,7 +335,7 @@ type copySnapshotOutput struct {
 	TagSet     []xmlTag `xml:"tagSet>item,omitempty"`
 }
 
-func (e *Service) ec2CopySnapshot(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2CopySnapshot(c *core.Call, p ec2Params) (any, *core.APIError) {
 	srcID, err := p.required("SourceSnapshotId")
 	if err != nil {
 		return nil, err
@@ -368,7 +369,7 @@ func (e *Service) ec2CopySnapshot(c *core.Call, p ec2Params) (any, *core.APIErro
 	if src.Encrypted && encGiven && !encrypted {
 		return nil, unencryptedCopy(src.ID)
 	}
-	if n := e.snapshotCopiesInFlight(c.Account, c.Region); n >= e.opts.Limits.ConcurrentSnapshotCopies {
+	if n := e.snapshotCopiesInFlight(c); n >= e.opts.Limits.ConcurrentSnapshotCopies {
 		return nil, core.Errf("ResourceLimitExceeded", "You have reached your quota of %d concurrent snapshot copies in %s. Wait for copies in progress to finish.", e.opts.Limits.ConcurrentSnapshotCopies, c.Region)
 	}
 	plan, kerr := e.planCopy(c, src, srcRegion, encrypted, keyRef)
@@ -384,13 +385,13 @@ func (e *Service) ec2CopySnapshot(c *core.Call, p ec2Params) (any, *core.APIErro
 		s.Fails, s.FailMessage = true, kerr.Message
 		s.DoneAt = s.Started.Add(e.clock.Latency(core.LatencySnapshotCopy, 0, srcRegion != c.Region))
 		c.Note("failure", kerr.Message)
-	case e.faultFires(core.FaultCopyFails, c.Action):
+	case e.faults.Fires(core.FaultCopyFails, c, c.Action):
 		s.Fails, s.FailMessage = true, "Internal error on copy"
 	}
-	s.Hidden = e.hideIfFault(c.Action)
+	s.Hidden = e.hideIfFault(c)
 	tags := tagsFor(specs, "snapshot")
 	if len(tags) > 0 {
-		e.st.setTags(s.ID, c.Account, tags)
+		e.setTags(s.ID, c.Account, tags)
 	}
 	c.Note("snapshotId", s.ID)
 	if s.KmsKeyARN != "" {
@@ -399,10 +400,10 @@ func (e *Service) ec2CopySnapshot(c *core.Call, p ec2Params) (any, *core.APIErro
 	return copySnapshotOutput{SnapshotID: s.ID, TagSet: e.tagSet(s.ID, c.Account)}, nil
 }
 
-func (e *Service) snapshotCopiesInFlight(account, region string) int {
+func (e *view) snapshotCopiesInFlight(c *core.Call) int {
 	n := 0
-	for _, s := range e.st.Snapshots {
-		if s.Copy && s.Owner == account && s.Region == region && s.State == "pending" {
+	for _, s := range mine(e, snapshotsOf, c) {
+		if s.Copy && s.State == "pending" {
 			e.refreshSnapshot(s)
 			if s.State == "pending" {
 				n++
@@ -419,11 +420,11 @@ type describeSnapshotsOutput struct {
 	NextToken   string        `xml:"nextToken,omitempty"`
 }
 
-func (e *Service) visibleSnapshot(s *ec2Snapshot, c *core.Call) bool {
+func (e *view) visibleSnapshot(s *ec2Snapshot, c *core.Call) bool {
 	return s.Region == c.Region && s.canRestore(c.Account) && !e.clock.Now().Before(s.Hidden)
 }
 
-func (e *Service) ec2DescribeSnapshots(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DescribeSnapshots(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ids := p.list("SnapshotId")
 	owners := p.list("Owner")
 	restorable := p.list("RestorableBy")
@@ -433,18 +434,20 @@ func (e *Service) ec2DescribeSnapshots(c *core.Call, p ec2Params) (any, *core.AP
 		if !snapIDPattern.MatchString(id) {
 			return nil, malformedID(id, "snap")
 		}
-		if s, ok := e.st.Snapshots[id]; !ok || !e.visibleSnapshot(s, c) {
+		if s, ok := get(e, snapshotsOf, id); !ok || !e.visibleSnapshot(s, c) {
 			missing = append(missing, id)
 		}
 	}
 	if len(missing) > 0 {
 		return nil, snapshotNotFound(missing...)
 	}
-	candidates := e.st.Snapshots
+	candidates := allIn(e, snapshotsOf, c.Region)
 	if len(ids) > 0 {
-		candidates = map[string]*ec2Snapshot{}
+		candidates = nil
 		for _, id := range ids {
-			candidates[id] = e.st.Snapshots[id]
+			if s, ok := get(e, snapshotsOf, id); ok && !slices.Contains(candidates, s) {
+				candidates = append(candidates, s)
+			}
 		}
 	}
 	var found []*ec2Snapshot
@@ -499,7 +502,7 @@ func restorableBy(list []string, s *ec2Snapshot, caller string) bool {
 	return false
 }
 
-func (e *Service) snapshotFilterValues(s *ec2Snapshot, account, name string) ([]string, bool) {
+func (e *view) snapshotFilterValues(s *ec2Snapshot, account, name string) ([]string, bool) {
 	if v, ok, handled := e.tagFilterValues(s.ID, account, name); handled {
 		return v, ok
 	}
@@ -511,7 +514,7 @@ func (e *Service) snapshotFilterValues(s *ec2Snapshot, account, name string) ([]
 	case "owner-id":
 		return []string{s.Owner}, true
 	case "owner-alias":
-		return []string{e.st.Aliases[s.Owner]}, true
+		return []string{e.aliases[s.Owner]}, true
 	case "volume-id":
 		return []string{s.VolumeID}, true
 	case "volume-size":
@@ -534,7 +537,7 @@ func (e *Service) snapshotFilterValues(s *ec2Snapshot, account, name string) ([]
 
 // ---- DeleteSnapshot ----
 
-func (e *Service) ec2DeleteSnapshot(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DeleteSnapshot(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("SnapshotId")
 	if err != nil {
 		return nil, err
@@ -546,8 +549,7 @@ func (e *Service) ec2DeleteSnapshot(c *core.Call, p ec2Params) (any, *core.APIEr
 	if ami := e.snapshotUser(s.ID); ami != "" {
 		return nil, core.Errf("InvalidSnapshot.InUse", "The snapshot %s is currently in use by %s", s.ID, ami)
 	}
-	delete(e.st.Snapshots, s.ID)
-	delete(e.st.Tags, s.ID)
+	del(e, snapshotsOf, s)
 	c.Note("snapshotId", s.ID)
 	return ec2Return{Return: true}, nil
 }
@@ -565,7 +567,7 @@ type describeSnapshotAttributeOutput struct {
 	ProductCodes           *[]struct{}                  `xml:"productCodes>item,omitempty"`
 }
 
-func (e *Service) ec2DescribeSnapshotAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DescribeSnapshotAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("SnapshotId")
 	if err != nil {
 		return nil, err
@@ -597,7 +599,7 @@ func (e *Service) ec2DescribeSnapshotAttribute(c *core.Call, p ec2Params) (any, 
 	return out, nil
 }
 
-func (e *Service) ec2ModifySnapshotAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2ModifySnapshotAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("SnapshotId")
 	if err != nil {
 		return nil, err
@@ -690,16 +692,16 @@ type ec2Volume struct {
 
 var volIDPattern = regexp.MustCompile(`^vol-[0-9a-f]{8}([0-9a-f]{9})?$`)
 
-func (e *Service) ownVolume(c *core.Call, id string) (*ec2Volume, *core.APIError) {
+func (e *view) ownVolume(c *core.Call, id string) (*ec2Volume, *core.APIError) {
 	if !volIDPattern.MatchString(id) {
 		return nil, malformedID(id, "vol")
 	}
-	v, ok := e.st.Volumes[id]
+	v, ok := get(e, volumesOf, id)
 	if !ok || v.Owner != c.Account || v.Region != c.Region {
 		return nil, core.Errf("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
 	}
 	e.refreshVolume(v)
-	if _, ok := e.st.Volumes[id]; !ok {
+	if _, ok := get(e, volumesOf, id); !ok {
 		return nil, core.Errf("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
 	}
 	return v, nil
@@ -707,11 +709,11 @@ func (e *Service) ownVolume(c *core.Call, id string) (*ec2Volume, *core.APIError
 
 // refreshVolume follows its instance: deleted with it on termination when
 // DeleteOnTermination, detached otherwise.
-func (e *Service) refreshVolume(v *ec2Volume) {
+func (e *view) refreshVolume(v *ec2Volume) {
 	if v.InstanceID == "" {
 		return
 	}
-	inst, ok := e.st.Instances[v.InstanceID]
+	inst, ok := get(e, instancesOf, v.InstanceID)
 	if ok {
 		e.refreshInstance(inst) // may delete or detach v
 	}
@@ -720,7 +722,7 @@ func (e *Service) refreshVolume(v *ec2Volume) {
 	}
 }
 
-func (e *Service) volumeState(v *ec2Volume) string {
+func (e *view) volumeState(v *ec2Volume) string {
 	switch {
 	case v.Failed:
 		return "error"
@@ -756,7 +758,7 @@ type xmlVolume struct {
 	MultiAttachEnabled bool                  `xml:"multiAttachEnabled"`
 }
 
-func (e *Service) volumeXML(v *ec2Volume, account string) xmlVolume {
+func (e *view) volumeXML(v *ec2Volume, account string) xmlVolume {
 	x := xmlVolume{
 		VolumeID: v.ID, Size: v.SizeGiB, SnapshotID: v.SnapshotID, AvailabilityZone: v.AZ, Status: e.volumeState(v),
 		CreateTime: ec2Time(v.Created), AttachmentSet: []xmlVolumeAttachment{}, TagSet: e.tagSet(v.ID, account),
@@ -774,10 +776,10 @@ type describeVolumesOutput struct {
 	NextToken string      `xml:"nextToken,omitempty"`
 }
 
-func (e *Service) ec2DescribeVolumes(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DescribeVolumes(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ids := p.list("VolumeId")
 	filters := p.filters()
-	for _, v := range e.st.Volumes {
+	for _, v := range allIn(e, volumesOf, c.Region) {
 		if v.Owner == c.Account && v.Region == c.Region {
 			e.refreshVolume(v)
 		}
@@ -786,12 +788,12 @@ func (e *Service) ec2DescribeVolumes(c *core.Call, p ec2Params) (any, *core.APIE
 		if !volIDPattern.MatchString(id) {
 			return nil, malformedID(id, "vol")
 		}
-		if v, ok := e.st.Volumes[id]; !ok || v.Owner != c.Account || v.Region != c.Region {
+		if v, ok := get(e, volumesOf, id); !ok || v.Owner != c.Account || v.Region != c.Region {
 			return nil, core.Errf("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
 		}
 	}
 	var found []*ec2Volume
-	for _, v := range e.st.Volumes {
+	for _, v := range allIn(e, volumesOf, c.Region) {
 		if v.Owner != c.Account || v.Region != c.Region || (len(ids) > 0 && !contains(ids, v.ID)) {
 			continue
 		}
@@ -815,7 +817,7 @@ func (e *Service) ec2DescribeVolumes(c *core.Call, p ec2Params) (any, *core.APIE
 	return out, nil
 }
 
-func (e *Service) volumeFilterValues(v *ec2Volume, account, name string) ([]string, bool) {
+func (e *view) volumeFilterValues(v *ec2Volume, account, name string) ([]string, bool) {
 	if vals, ok, handled := e.tagFilterValues(v.ID, account, name); handled {
 		return vals, ok
 	}
@@ -862,9 +864,9 @@ type volumeSpec struct {
 
 // newVolume makes a volume for the caller in az, checking its keys. It
 // returns the volume and, when a key can't be used, the key error.
-func (e *Service) newVolume(c *core.Call, az string, spec volumeSpec) (*ec2Volume, *core.APIError) {
+func (e *view) newVolume(c *core.Call, az string, spec volumeSpec) (*ec2Volume, *core.APIError) {
 	v := &ec2Volume{
-		ID: e.st.newID("vol"), Owner: c.Account, Region: c.Region, AZ: az, SizeGiB: spec.size,
+		ID: e.newID("vol"), Owner: c.Account, Region: c.Region, AZ: az, SizeGiB: spec.size,
 		VolumeType: orDefault(spec.volumeType, "gp2"), Iops: spec.iops, Throughput: spec.throughput, Created: e.clock.Now(),
 	}
 	if v.VolumeType == "gp3" && v.Iops == 0 {
@@ -909,7 +911,7 @@ func (e *Service) newVolume(c *core.Call, az string, spec volumeSpec) (*ec2Volum
 	return v, nil
 }
 
-func (e *Service) ec2CreateVolume(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2CreateVolume(c *core.Call, p ec2Params) (any, *core.APIError) {
 	az, err := p.required("AvailabilityZone")
 	if err != nil {
 		return nil, err
@@ -954,15 +956,15 @@ func (e *Service) ec2CreateVolume(c *core.Call, p ec2Params) (any, *core.APIErro
 		v.Failed = true
 		c.Note("failure", kerr.Message)
 	}
-	e.st.Volumes[v.ID] = v
+	put(e, volumesOf, v)
 	if t := tagsFor(specs, "volume"); len(t) > 0 {
-		e.st.setTags(v.ID, c.Account, t)
+		e.setTags(v.ID, c.Account, t)
 	}
 	c.Note("volumeId", v.ID)
 	return e.volumeXML(v, c.Account), nil
 }
 
-func (e *Service) ec2DeleteVolume(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DeleteVolume(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("VolumeId")
 	if err != nil {
 		return nil, err
@@ -974,7 +976,6 @@ func (e *Service) ec2DeleteVolume(c *core.Call, p ec2Params) (any, *core.APIErro
 	if v.InstanceID != "" {
 		return nil, core.Errf("VolumeInUse", "Volume %s is currently attached to %s", id, v.InstanceID)
 	}
-	delete(e.st.Volumes, id)
-	delete(e.st.Tags, id)
+	del(e, volumesOf, v)
 	return ec2Return{Return: true}, nil
 }

@@ -11,26 +11,39 @@ import (
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
 )
 
-// setTags merges tags written by account onto a resource.
-func (s *ec2State) setTags(id, account string, tags map[string]string) {
-	byAccount, ok := s.Tags[id]
-	if !ok {
-		byAccount = map[string]map[string]string{}
-		s.Tags[id] = byAccount
-	}
-	mine, ok := byAccount[account]
+// setTags merges tags written by account onto a resource: they live in
+// the account's store of the resource's region.
+func (e *view) setTags(id, account string, tags map[string]string) {
+	setTags(e.store(core.Scope{Account: account, Region: e.regionOf(id)}), id, tags)
+}
+
+func setTags(st *store, id string, tags map[string]string) {
+	mine, ok := st.Tags[id]
 	if !ok {
 		mine = map[string]string{}
-		byAccount[account] = mine
+		st.Tags[id] = mine
 	}
 	for k, v := range tags {
 		mine[k] = v
 	}
 }
 
+// tagsOf is what account wrote on a resource of region.
+func (e *view) tagsOf(id, region, account string) map[string]string {
+	return e.store(core.Scope{Account: account, Region: region}).Tags[id]
+}
+
+// regionOf is the region of a resource, from the index.
+func (e *view) regionOf(id string) string {
+	if ix, ok := e.index.Load(id); ok {
+		return ix.(indexed).home.Region
+	}
+	return ""
+}
+
 // tagSet is the tags account sees on a resource: only its own (rule 3.6).
-func (e *Service) tagSet(id, account string) []xmlTag {
-	mine := e.st.Tags[id][account]
+func (e *view) tagSet(id, account string) []xmlTag {
+	mine := e.tagsOf(id, e.regionOf(id), account)
 	if len(mine) == 0 {
 		return nil
 	}
@@ -43,8 +56,8 @@ func (e *Service) tagSet(id, account string) []xmlTag {
 
 // tagFilterValues answers tag:KEY, tag-key and tag-value filters; handled
 // is false for other filter names.
-func (e *Service) tagFilterValues(id, account, name string) (values []string, known, handled bool) {
-	mine := e.st.Tags[id][account]
+func (e *view) tagFilterValues(id, account, name string) (values []string, known, handled bool) {
+	mine := e.tagsOf(id, e.regionOf(id), account)
 	switch {
 	case strings.HasPrefix(name, "tag:"):
 		if v, ok := mine[name[4:]]; ok {
@@ -119,45 +132,45 @@ func resourceType(id string) string {
 
 // taggable checks that the caller sees resource id in its region, with the
 // resource's own NotFound error otherwise.
-func (e *Service) taggable(c *core.Call, id string) *core.APIError {
+func (e *view) taggable(c *core.Call, id string) *core.APIError {
 	switch resourceType(id) {
 	case "image":
-		if img, ok := e.st.Images[id]; ok && e.visibleImage(img, c) {
+		if img, ok := get(e, imagesOf, id); ok && e.visibleImage(img, c) {
 			return nil
 		}
 		return imageNotFound(id)
 	case "snapshot":
-		if s, ok := e.st.Snapshots[id]; ok && e.visibleSnapshot(s, c) {
+		if s, ok := get(e, snapshotsOf, id); ok && e.visibleSnapshot(s, c) {
 			return nil
 		}
 		return snapshotNotFound(id)
 	case "instance":
-		if inst, ok := e.st.Instances[id]; ok && e.visibleInstance(inst, c) {
+		if inst, ok := get(e, instancesOf, id); ok && e.visibleInstance(inst, c) {
 			return nil
 		}
 		return instanceNotFound(id)
 	case "volume":
-		if v, ok := e.st.Volumes[id]; ok && v.Owner == c.Account && v.Region == c.Region {
+		if v, ok := get(e, volumesOf, id); ok && v.Owner == c.Account && v.Region == c.Region {
 			return nil
 		}
 		return core.Errf("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
 	case "security-group":
-		if sg, ok := e.st.SecurityGroups[id]; ok && sg.Owner == c.Account && sg.Region == c.Region {
+		if sg, ok := get(e, securityGroupsOf, id); ok && sg.Owner == c.Account && sg.Region == c.Region {
 			return nil
 		}
 		return core.Errf("InvalidGroup.NotFound", "The security group '%s' does not exist", id)
 	case "key-pair":
-		if k, ok := e.st.KeyPairs[id]; ok && k.Owner == c.Account && k.Region == c.Region {
+		if k, ok := get(e, keyPairsOf, id); ok && k.Owner == c.Account && k.Region == c.Region {
 			return nil
 		}
 		return core.Errf("InvalidKeyPair.NotFound", "The key pair ID '%s' does not exist", id)
 	case "vpc":
-		if v, ok := e.st.VPCs[id]; ok && v.Owner == c.Account && v.Region == c.Region {
+		if v, ok := get(e, vpcsOf, id); ok && v.Owner == c.Account && v.Region == c.Region {
 			return nil
 		}
 		return core.Errf("InvalidVpcID.NotFound", "The vpc ID '%s' does not exist", id)
 	case "subnet":
-		if s, ok := e.st.Subnets[id]; ok && s.Owner == c.Account && s.Region == c.Region {
+		if s, ok := get(e, subnetsOf, id); ok && s.Owner == c.Account && s.Region == c.Region {
 			return nil
 		}
 		return core.Errf("InvalidSubnetID.NotFound", "The subnet ID '%s' does not exist", id)
@@ -165,7 +178,7 @@ func (e *Service) taggable(c *core.Call, id string) *core.APIError {
 	return core.Errf("InvalidID", "The ID '%s' is not valid", id)
 }
 
-func (e *Service) ec2CreateTags(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2CreateTags(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ids := p.list("ResourceId")
 	if len(ids) == 0 {
 		return nil, core.Errf("MissingParameter", "The request must contain the parameter resourceIdSet")
@@ -182,7 +195,7 @@ func (e *Service) ec2CreateTags(c *core.Call, p ec2Params) (any, *core.APIError)
 			return nil, err
 		}
 		merged := map[string]string{}
-		for k, v := range e.st.Tags[id][c.Account] {
+		for k, v := range e.own(c).Tags[id] {
 			merged[k] = v
 		}
 		for k, v := range tags {
@@ -193,12 +206,12 @@ func (e *Service) ec2CreateTags(c *core.Call, p ec2Params) (any, *core.APIError)
 		}
 	}
 	for _, id := range ids {
-		e.st.setTags(id, c.Account, tags)
+		e.setTags(id, c.Account, tags)
 	}
 	return ec2Return{Return: true}, nil
 }
 
-func (e *Service) ec2DeleteTags(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DeleteTags(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ids := p.list("ResourceId")
 	if len(ids) == 0 {
 		return nil, core.Errf("MissingParameter", "The request must contain the parameter resourceIdSet")
@@ -218,9 +231,9 @@ func (e *Service) ec2DeleteTags(c *core.Call, p ec2Params) (any, *core.APIError)
 		}
 	}
 	for _, id := range ids {
-		mine := e.st.Tags[id][c.Account]
+		mine := e.own(c).Tags[id]
 		if len(which) == 0 {
-			delete(e.st.Tags[id], c.Account)
+			delete(e.own(c).Tags, id)
 			continue
 		}
 		for _, t := range which {
@@ -244,11 +257,10 @@ type describeTagsOutput struct {
 	NextToken string              `xml:"nextToken,omitempty"`
 }
 
-func (e *Service) ec2DescribeTags(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DescribeTags(c *core.Call, p ec2Params) (any, *core.APIError) {
 	filters := p.filters()
 	var found []xmlTagDescription
-	for id, byAccount := range e.st.Tags {
-		mine := byAccount[c.Account]
+	for id, mine := range e.own(c).Tags {
 		if len(mine) == 0 || e.taggable(c, id) != nil {
 			continue
 		}
@@ -305,27 +317,25 @@ type ebsKeyOutput struct {
 	KmsKeyID string `xml:"kmsKeyId"`
 }
 
-func (e *Service) ebsDefaultFor(c *core.Call) *ec2EBSDefault {
-	key := c.Account + "|" + c.Region
-	d, ok := e.st.EBSDefaults[key]
-	if !ok {
-		d = &ec2EBSDefault{}
-		e.st.EBSDefaults[key] = d
+func (e *view) ebsDefaultFor(c *core.Call) *ec2EBSDefault {
+	st := e.own(c)
+	if st.EBSDefault == nil {
+		st.EBSDefault = &ec2EBSDefault{}
 	}
-	return d
+	return st.EBSDefault
 }
 
-func (e *Service) ec2GetEbsEncryptionByDefault(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2GetEbsEncryptionByDefault(c *core.Call, p ec2Params) (any, *core.APIError) {
 	return ebsEncryptionOutput{EbsEncryptionByDefault: e.encryptByDefault(c.Account, c.Region), SseType: "sse-ebs"}, nil
 }
 
-func (e *Service) ec2EnableEbsEncryptionByDefault(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2EnableEbsEncryptionByDefault(c *core.Call, p ec2Params) (any, *core.APIError) {
 	on := true
 	e.ebsDefaultFor(c).Encrypt = &on
 	return ebsEncryptionOutput{EbsEncryptionByDefault: true}, nil
 }
 
-func (e *Service) ec2DisableEbsEncryptionByDefault(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2DisableEbsEncryptionByDefault(c *core.Call, p ec2Params) (any, *core.APIError) {
 	off := false
 	e.ebsDefaultFor(c).Encrypt = &off
 	return ebsEncryptionOutput{EbsEncryptionByDefault: false}, nil
@@ -337,14 +347,14 @@ func awsManagedEBSAlias(account, region string) string {
 	return "arn:aws:kms:" + region + ":" + account + ":alias/aws/ebs"
 }
 
-func (e *Service) ec2GetEbsDefaultKmsKeyId(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2GetEbsDefaultKmsKeyId(c *core.Call, p ec2Params) (any, *core.APIError) {
 	if ref := e.defaultKeyRef(c.Account, c.Region); ref != "" {
 		return ebsKeyOutput{KmsKeyID: ref}, nil
 	}
 	return ebsKeyOutput{KmsKeyID: awsManagedEBSAlias(c.Account, c.Region)}, nil
 }
 
-func (e *Service) ec2ModifyEbsDefaultKmsKeyId(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2ModifyEbsDefaultKmsKeyId(c *core.Call, p ec2Params) (any, *core.APIError) {
 	ref, err := p.required("KmsKeyId")
 	if err != nil {
 		return nil, err
@@ -357,7 +367,7 @@ func (e *Service) ec2ModifyEbsDefaultKmsKeyId(c *core.Call, p ec2Params) (any, *
 	return ebsKeyOutput{KmsKeyID: info.ARN}, nil
 }
 
-func (e *Service) ec2ResetEbsDefaultKmsKeyId(c *core.Call, p ec2Params) (any, *core.APIError) {
+func (e *view) ec2ResetEbsDefaultKmsKeyId(c *core.Call, p ec2Params) (any, *core.APIError) {
 	e.ebsDefaultFor(c).KeyARN = ""
 	return ebsKeyOutput{KmsKeyID: awsManagedEBSAlias(c.Account, c.Region)}, nil
 }
