@@ -45,11 +45,20 @@ type ExitError struct {
 	Stderr string // trimmed
 }
 
+// Error names the program and its action ("cryptsetup luksFormat"), the
+// status and what the program said; the full line is in Cmd.
 func (e *ExitError) Error() string {
-	if e.Stderr == "" {
-		return fmt.Sprintf("%s: exit status %d", e.Cmd, e.Code)
+	name := e.Cmd
+	if f := strings.Fields(e.Cmd); len(f) > 0 {
+		name = filepath.Base(f[0])
+		if len(f) > 1 && !strings.HasPrefix(f[1], "-") && !strings.HasPrefix(f[1], "/") {
+			name += " " + f[1]
+		}
 	}
-	return fmt.Sprintf("%s: exit status %d: %s", e.Cmd, e.Code, e.Stderr)
+	if e.Stderr == "" {
+		return fmt.Sprintf("%s: exit status %d", name, e.Code)
+	}
+	return fmt.Sprintf("%s: exit status %d: %s", name, e.Code, e.Stderr)
 }
 
 // ExitCode returns the exit status of a command that ran and failed, or -1

@@ -57,7 +57,7 @@ var versionRe = regexp.MustCompile(`cryptsetup (\d+)\.(\d+)\.(\d+)`)
 func (c CLI) Version(ctx context.Context) ([3]int, error) {
 	res, err := c.run(ctx, nil, nil, "--version")
 	if err != nil {
-		return [3]int{}, fmt.Errorf("cryptsetup --version: %w", err)
+		return [3]int{}, fmt.Errorf("asking the cryptsetup version: %w", err)
 	}
 	m := versionRe.FindSubmatch(res.Stdout)
 	if m == nil {
@@ -88,24 +88,24 @@ func (c CLI) IsLUKS(ctx context.Context, dev string) (bool, error) {
 	switch command.ExitCode(err) {
 	case -1:
 		if err != nil {
-			return false, fmt.Errorf("cryptsetup isLuks %s: %w", dev, err)
+			return false, fmt.Errorf("checking %s for a LUKS header: %w", dev, err)
 		}
 		return true, nil
 	case 1:
 		return false, nil
 	}
-	return false, fmt.Errorf("cryptsetup isLuks %s: %w", dev, err)
+	return false, fmt.Errorf("checking %s for a LUKS header: %w", dev, err)
 }
 
 // Metadata returns the LUKS2 JSON metadata of dev.
 func (c CLI) Metadata(ctx context.Context, dev string) (*luks2.Metadata, error) {
 	res, err := c.run(ctx, nil, nil, "luksDump", "--dump-json-metadata", dev)
 	if err != nil {
-		return nil, fmt.Errorf("cryptsetup luksDump %s: %w", dev, err)
+		return nil, fmt.Errorf("reading the LUKS2 metadata of %s: %w", dev, err)
 	}
 	md, err := luks2.ParseMetadata(res.Stdout)
 	if err != nil {
-		return nil, fmt.Errorf("cryptsetup luksDump %s: %w", dev, err)
+		return nil, fmt.Errorf("reading the LUKS2 metadata of %s: %w", dev, err)
 	}
 	return md, nil
 }
@@ -114,7 +114,7 @@ func (c CLI) Metadata(ctx context.Context, dev string) (*luks2.Metadata, error) 
 func (c CLI) UUID(ctx context.Context, dev string) (string, error) {
 	res, err := c.run(ctx, nil, nil, "luksUUID", dev)
 	if err != nil {
-		return "", fmt.Errorf("cryptsetup luksUUID %s: %w", dev, err)
+		return "", fmt.Errorf("reading the LUKS UUID of %s: %w", dev, err)
 	}
 	return strings.TrimSpace(string(res.Stdout)), nil
 }
@@ -142,7 +142,7 @@ func (c CLI) Format(ctx context.Context, dev string, o FormatOptions, passphrase
 		args = append(args, "--subsystem", o.Subsystem)
 	}
 	if _, err := c.run(ctx, passphrase, nil, append(args, dev)...); err != nil {
-		return fmt.Errorf("cryptsetup luksFormat %s: %w", dev, err)
+		return fmt.Errorf("formatting %s as LUKS2: %w", dev, err)
 	}
 	return nil
 }
@@ -156,7 +156,7 @@ func (c CLI) ImportToken(ctx context.Context, dev string, id int, token []byte, 
 		args = append(args, "--token-replace")
 	}
 	if _, err := c.run(ctx, token, nil, append(args, dev)...); err != nil {
-		return fmt.Errorf("cryptsetup token import %s (token %d): %w", dev, id, err)
+		return fmt.Errorf("storing token %d in the header of %s: %w", id, dev, err)
 	}
 	return nil
 }
@@ -165,7 +165,7 @@ func (c CLI) ImportToken(ctx context.Context, dev string, id int, token []byte, 
 func (c CLI) ExportToken(ctx context.Context, dev string, id int) ([]byte, error) {
 	res, err := c.run(ctx, nil, nil, "token", "export", "--token-id", strconv.Itoa(id), dev)
 	if err != nil {
-		return nil, fmt.Errorf("cryptsetup token export %s (token %d): %w", dev, id, err)
+		return nil, fmt.Errorf("reading token %d of %s: %w", id, dev, err)
 	}
 	return res.Stdout, nil
 }
@@ -179,10 +179,10 @@ func (c CLI) TestPassphrase(ctx context.Context, dev string, slot int, passphras
 	}
 	_, err := c.run(ctx, passphrase, nil, append(args, dev)...)
 	if command.ExitCode(err) == exitWrongPassphrase {
-		return fmt.Errorf("cryptsetup open --test-passphrase %s (keyslot %d): %w", dev, slot, ErrWrongPassphrase)
+		return fmt.Errorf("testing the key on keyslot %d of %s: %w", slot, dev, ErrWrongPassphrase)
 	}
 	if err != nil {
-		return fmt.Errorf("cryptsetup open --test-passphrase %s: %w", dev, err)
+		return fmt.Errorf("testing the key on %s: %w", dev, err)
 	}
 	return nil
 }
@@ -191,10 +191,10 @@ func (c CLI) TestPassphrase(ctx context.Context, dev string, slot int, passphras
 func (c CLI) Open(ctx context.Context, dev, name string, passphrase []byte) error {
 	_, err := c.run(ctx, passphrase, nil, "open", "--type", "luks2", "--disable-external-tokens", "--key-file", "-", dev, name)
 	if command.ExitCode(err) == exitWrongPassphrase {
-		return fmt.Errorf("cryptsetup open %s as %s: %w", dev, name, ErrWrongPassphrase)
+		return fmt.Errorf("opening %s as %s: %w", dev, name, ErrWrongPassphrase)
 	}
 	if err != nil {
-		return fmt.Errorf("cryptsetup open %s as %s: %w", dev, name, err)
+		return fmt.Errorf("opening %s as %s: %w", dev, name, err)
 	}
 	return nil
 }
@@ -202,7 +202,7 @@ func (c CLI) Open(ctx context.Context, dev, name string, passphrase []byte) erro
 // Close deactivates /dev/mapper/name.
 func (c CLI) Close(ctx context.Context, name string) error {
 	if _, err := c.run(ctx, nil, nil, "close", name); err != nil {
-		return fmt.Errorf("cryptsetup close %s: %w", name, err)
+		return fmt.Errorf("closing %s: %w", name, err)
 	}
 	return nil
 }
@@ -222,7 +222,7 @@ func (c CLI) Status(ctx context.Context, name string) (Mapping, error) {
 		return Mapping{}, nil
 	}
 	if err != nil {
-		return Mapping{}, fmt.Errorf("cryptsetup status %s: %w", name, err)
+		return Mapping{}, fmt.Errorf("asking whether %s is open: %w", name, err)
 	}
 	m := Mapping{Active: true}
 	sc := bufio.NewScanner(bytes.NewReader(res.Stdout))
@@ -241,10 +241,10 @@ func (c CLI) AddKey(ctx context.Context, dev string, newSlot int, existing, adde
 	args = append(args, dev, "/dev/fd/3")
 	_, err := c.run(ctx, existing, [][]byte{added}, args...)
 	if command.ExitCode(err) == exitWrongPassphrase {
-		return fmt.Errorf("cryptsetup luksAddKey %s: %w", dev, ErrWrongPassphrase)
+		return fmt.Errorf("adding a keyslot to %s: %w", dev, ErrWrongPassphrase)
 	}
 	if err != nil {
-		return fmt.Errorf("cryptsetup luksAddKey %s (keyslot %d): %w", dev, newSlot, err)
+		return fmt.Errorf("adding keyslot %d to %s: %w", newSlot, dev, err)
 	}
 	return nil
 }
@@ -253,10 +253,10 @@ func (c CLI) AddKey(ctx context.Context, dev string, newSlot int, existing, adde
 func (c CLI) KillSlot(ctx context.Context, dev string, slot int, remaining []byte) error {
 	_, err := c.run(ctx, remaining, nil, "luksKillSlot", "--batch-mode", "--key-file", "-", dev, strconv.Itoa(slot))
 	if command.ExitCode(err) == exitWrongPassphrase {
-		return fmt.Errorf("cryptsetup luksKillSlot %s %d: %w", dev, slot, ErrWrongPassphrase)
+		return fmt.Errorf("killing keyslot %d of %s: %w", slot, dev, ErrWrongPassphrase)
 	}
 	if err != nil {
-		return fmt.Errorf("cryptsetup luksKillSlot %s %d: %w", dev, slot, err)
+		return fmt.Errorf("killing keyslot %d of %s: %w", slot, dev, err)
 	}
 	return nil
 }

@@ -80,6 +80,21 @@ func HasMagic(b []byte) bool {
 	return len(b) >= magicLen && (bytes.Equal(b[:magicLen], primaryMagic) || bytes.Equal(b[:magicLen], secondaryMagic))
 }
 
+// FindHeader reports whether b (the start of a device) holds the magic of a
+// LUKS header copy where one may be: the primary at 0, a secondary at any
+// allowed header size. A damaged primary still shows through its secondary.
+func FindHeader(b []byte) bool {
+	if HasMagic(b) {
+		return true
+	}
+	for _, off := range headerSizes {
+		if off < uint64(len(b)) && HasMagic(b[off:]) {
+			return true
+		}
+	}
+	return false
+}
+
 // cString returns the bytes up to the first NUL.
 func cString(b []byte) string {
 	if i := bytes.IndexByte(b, 0); i >= 0 {

@@ -176,3 +176,18 @@ func TestHasMagic(t *testing.T) {
 		}
 	}
 }
+
+func TestFindHeader(t *testing.T) {
+	img := buildImage(t, imageSpec{passphrase: testPass, stripes: 2})
+	if !FindHeader(img) {
+		t.Error("FindHeader(valid image) = false")
+	}
+	clear(img[:binaryHeaderSize])
+	if !FindHeader(img) {
+		t.Error("FindHeader(primary wiped) = false, want the secondary found")
+	}
+	clear(img[testHdrSize : testHdrSize+binaryHeaderSize])
+	if FindHeader(img) {
+		t.Error("FindHeader(both wiped) = true")
+	}
+}

@@ -35,6 +35,9 @@ type Call struct {
 	// fake keeps them so tests can check that no secret ever shows up in an
 	// argument; a real runner keeps nothing.
 	Secrets [][]byte
+	// Buffers are the caller's own stdin and pipe slices (not copies), so a
+	// test can check that the caller cleared them after use.
+	Buffers [][]byte
 	Code    int // exit status the fake answered
 }
 
@@ -234,9 +237,11 @@ func (f *Fake) Run(ctx context.Context, cmd command.Cmd) (command.Result, error)
 	call := Call{Name: filepath.Base(cmd.Name), Args: slices.Clone(cmd.Args)}
 	if cmd.Stdin != nil {
 		call.Secrets = append(call.Secrets, slices.Clone(cmd.Stdin))
+		call.Buffers = append(call.Buffers, cmd.Stdin)
 	}
 	for _, p := range cmd.Pipes {
 		call.Secrets = append(call.Secrets, slices.Clone(p))
+		call.Buffers = append(call.Buffers, p)
 	}
 	call.Writes = writes(call)
 	var res exit
