@@ -18,7 +18,6 @@ require (
 	github.com/hashicorp/packer-plugin-sdk v0.6.4
 	github.com/zclconf/go-cty v1.13.3
 	golang.org/x/crypto v0.41.0
-	golang.org/x/sync v0.24.0
 )
 
 require (
@@ -136,6 +135,7 @@ require (
 	golang.org/x/mod v0.27.0 // indirect
 	golang.org/x/net v0.43.0 // indirect
 	golang.org/x/oauth2 v0.13.0 // indirect
+	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.36.0 // indirect
 	golang.org/x/term v0.35.0 // indirect
 	golang.org/x/text v0.28.0 // indirect
