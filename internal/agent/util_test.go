@@ -3,6 +3,7 @@ package agent_test
 import (
 	"crypto/sha256"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent/command"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent/command/commandtest"
 	"io"
 	"log/slog"
 )
@@ -17,4 +18,8 @@ func slogJSON(w io.Writer) *slog.Logger { return slog.New(slog.NewJSONHandler(w,
 // cmdImport is a token import as an outsider would run it.
 func cmdImport(dev, token string) command.Cmd {
 	return command.Cmd{Name: "cryptsetup", Args: []string{"token", "import", "--token-id", "0", "--token-replace", dev}, Stdin: []byte(token)}
+}
+
+func commandFailure(match string, code int) commandtest.Failure {
+	return commandtest.Failure{Match: match, Code: code, Stderr: "injected failure", Times: 1}
 }
