@@ -229,3 +229,18 @@ func TestKMSTimeout(t *testing.T) {
 		t.Error("written after a timeout")
 	}
 }
+
+func TestAccessDeniedWithoutInstanceProfile(t *testing.T) {
+	w := newWorld(t, awsemu.Options{})
+	w.denyDataKeys(buildKey)
+	dev := w.disk("nvme1n1")
+	cfg := config(t, []string{dev}, nil)
+	cfg.MountPoint = w.mountPoint()
+	id := identity(instanceA)
+	id.RoleName = ""
+	a := agent.New(agent.Options{Config: cfg, Identity: id, KMS: w.kms, Runner: w.fake, Paths: w.paths, Log: slogJSON(w.logs)})
+	err := a.Up(w.ctx)
+	if err == nil || !strings.Contains(err.Error(), "IMDS shows no instance profile role: attach an instance profile") || strings.Contains(err.Error(), "role session") {
+		t.Fatalf("Up: %v", err)
+	}
+}

@@ -114,7 +114,7 @@ func (a *Agent) format(ctx context.Context, v *volume, prepare func(context.Cont
 	if err := a.checkToken(ctx, v.device, 0, tok, dk.plaintext); err != nil {
 		return OutcomeFailed, err
 	}
-	v.probe.State, v.probe.UUID, v.probe.Token = StateOurs, luksUUID, tok
+	v.probe.UUID, v.probe.Token = luksUUID, tok // for the log line; State stays what was found
 	if err := a.openAndMount(ctx, v, dk.plaintext); err != nil {
 		return OutcomeFailed, err
 	}

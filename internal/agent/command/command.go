@@ -71,6 +71,21 @@ func ExitCode(err error) int {
 	return -1
 }
 
+// tidy joins a tool's distinct stderr lines with "; " (cryptsetup repeats
+// itself when it retries an operation).
+func tidy(stderr string) string {
+	var lines []string
+	seen := map[string]bool{}
+	for _, l := range strings.Split(stderr, "\n") {
+		l = strings.TrimSpace(l)
+		if l != "" && !seen[l] {
+			seen[l] = true
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "; ")
+}
+
 // Runner runs commands. Run returns an *ExitError when the command ran and
 // failed, and another error when it could not run at all.
 type Runner interface {
@@ -157,7 +172,7 @@ func (e Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 	}
 	var ee *exec.ExitError
 	if errors.As(runErr, &ee) && ee.ExitCode() >= 0 {
-		return res, &ExitError{Cmd: c.String(), Code: ee.ExitCode(), Stderr: strings.TrimSpace(stderr.String())}
+		return res, &ExitError{Cmd: c.String(), Code: ee.ExitCode(), Stderr: tidy(stderr.String())}
 	}
 	if ctx.Err() != nil {
 		return res, fmt.Errorf("%s: %w", c, ctx.Err())

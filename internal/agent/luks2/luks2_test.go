@@ -191,3 +191,18 @@ func TestFindHeader(t *testing.T) {
 		t.Error("FindHeader(both wiped) = true")
 	}
 }
+
+// BenchmarkVerifyPassphrase is the checker's cost for the agent's keyslot
+// parameters (PBKDF2 1000 iterations, 4000 stripes); reported, not asserted.
+func BenchmarkVerifyPassphrase(b *testing.B) {
+	img := buildImage(b, imageSpec{passphrase: testPass})
+	v, err := Read(bytes.NewReader(img))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if err := v.VerifyPassphrase(bytes.NewReader(img), "0", testPass); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
