@@ -57,7 +57,7 @@ type Agent struct {
 func New(o Options) *Agent {
 	a := &Agent{
 		cfg: o.Config, id: o.Identity, run: o.Runner, paths: o.Paths, log: o.Log, mounter: o.Mounter,
-		keys: keyService{api: o.KMS, timeout: time.Duration(o.Config.KMSTimeout), id: o.Identity},
+		keys: keyService{api: o.KMS, timeout: time.Duration(o.Config.KMSTimeout), id: o.Identity, spent: new(time.Duration)},
 		cs:   cryptsetup.CLI{Runner: o.Runner},
 		md:   mdadm{r: o.Runner},
 	}

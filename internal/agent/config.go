@@ -54,7 +54,8 @@ type Config struct {
 	// EncryptionContext adds keys to the KMS encryption context; keys
 	// starting with "amicrypt:" are the agent's.
 	EncryptionContext map[string]string `json:"encryption_context,omitempty"`
-	// KMSTimeout bounds one KMS operation, retries included ("60s").
+	// KMSTimeout is the total time the KMS calls of one run may take,
+	// retries included ("60s"); then the agent fails closed.
 	KMSTimeout Duration `json:"kms_timeout,omitempty"`
 	// WipeForeign lets the agent reformat a disk that holds something else
 	// than a blank disk or an amicrypt volume. Never a LUKS volume of ours.

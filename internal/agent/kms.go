@@ -24,12 +24,29 @@ type KMSAPI interface {
 	ReEncrypt(context.Context, *kms.ReEncryptInput, ...func(*kms.Options)) (*kms.ReEncryptOutput, error)
 }
 
-// keyService makes the agent's KMS calls, each bounded by kms_timeout
-// (retries included), and turns failures into KMSErrors.
+// keyService makes the agent's KMS calls and turns failures into
+// KMSErrors. kms_timeout is the total time all KMS calls of one command may
+// take, retries included, so a unit's start timeout can be set from it.
 type keyService struct {
 	api     KMSAPI
 	timeout time.Duration
 	id      Identity
+	spent   *time.Duration // KMS time used so far by this command
+}
+
+// reset starts a command's KMS time budget.
+func (k keyService) reset() { *k.spent = 0 }
+
+// budget bounds one call by what is left of kms_timeout; done accounts for
+// the time the call took.
+func (k keyService) budget(ctx context.Context) (context.Context, func()) {
+	remaining := k.timeout - *k.spent
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, max(remaining, 0))
+	return ctx, func() {
+		cancel()
+		*k.spent += time.Since(start)
+	}
 }
 
 // dataKey is a fresh data key: the plaintext (the LUKS passphrase; clear it
@@ -40,9 +57,12 @@ type dataKey struct {
 	keyARN    string
 }
 
+// generate asks for a new data key. The SDK decodes the plaintext out of the
+// response into out.Plaintext, which the caller clears; the response body it
+// was decoded from is a transient SDK buffer the agent can't reach.
 func (k keyService) generate(ctx context.Context, keyRef string, ec map[string]string) (*dataKey, error) {
-	ctx, cancel := context.WithTimeout(ctx, k.timeout)
-	defer cancel()
+	ctx, done := k.budget(ctx)
+	defer done()
 	var attempts int
 	out, err := k.api.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{
 		KeyId: aws.String(keyRef), KeySpec: kmstypes.DataKeySpecAes256, EncryptionContext: ec,
@@ -60,8 +80,8 @@ func (k keyService) generate(ctx context.Context, keyRef string, ec map[string]s
 
 // decrypt unwraps blob; the caller clears the result.
 func (k keyService) decrypt(ctx context.Context, keyARN string, blob []byte, ec map[string]string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, k.timeout)
-	defer cancel()
+	ctx, done := k.budget(ctx)
+	defer done()
 	var attempts int
 	out, err := k.api.Decrypt(ctx, &kms.DecryptInput{KeyId: aws.String(keyARN), CiphertextBlob: blob, EncryptionContext: ec}, countAttempts(&attempts))
 	if err != nil {
@@ -76,8 +96,8 @@ func (k keyService) decrypt(ctx context.Context, keyARN string, blob []byte, ec 
 
 // reencrypt moves blob from srcKeyARN to dstKey under the same context.
 func (k keyService) reencrypt(ctx context.Context, srcKeyARN string, blob []byte, ec map[string]string, dstKey string) ([]byte, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, k.timeout)
-	defer cancel()
+	ctx, done := k.budget(ctx)
+	defer done()
 	var attempts int
 	out, err := k.api.ReEncrypt(ctx, &kms.ReEncryptInput{
 		CiphertextBlob: blob, SourceKeyId: aws.String(srcKeyARN), SourceEncryptionContext: ec,
@@ -178,7 +198,7 @@ func (e *KMSError) fix() string {
 		return "the credentials are not valid; check the instance profile (or AWS_* variables)"
 	case "":
 		if e.Timeout > 0 && errors.Is(e.Err, context.DeadlineExceeded) {
-			return fmt.Sprintf("KMS did not answer within kms_timeout %s (%d attempts); check the instance's route to KMS (VPC endpoint or NAT) and raise kms_timeout if KMS is slow", e.Timeout, e.Attempts)
+			return fmt.Sprintf("KMS did not answer within kms_timeout %s (the total for this run; %d attempts for this call); check the instance's route to KMS (VPC endpoint or NAT) and raise kms_timeout if KMS is slow", e.Timeout, e.Attempts)
 		}
 		if e.Attempts > 1 {
 			return fmt.Sprintf("KMS kept failing after %d attempts; check the instance's route to KMS (VPC endpoint or NAT)", e.Attempts)

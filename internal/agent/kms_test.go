@@ -244,3 +244,31 @@ func TestAccessDeniedWithoutInstanceProfile(t *testing.T) {
 		t.Fatalf("Up: %v", err)
 	}
 }
+
+// kms_timeout is the total for a run: once the first disk used it up, the
+// second disk's key is not even asked for.
+func TestKMSTimeoutIsTotal(t *testing.T) {
+	w := newWorld(t, awsemu.Options{Faults: throttle("GenerateDataKey")})
+	cfg := w.srv.Config(w.ctx, account, region)
+	cfg.Retryer = agent.NewRetryer(agent.RetryOptions{MaxAttempts: 1000, MaxBackoff: 20 * time.Millisecond})
+	disks := []string{w.disk("nvme1n1"), w.disk("nvme2n1")}
+	c := config(t, disks, func(c *agent.Config) { c.KMSTimeout = agent.Duration(time.Second) })
+	c.MountPoint = w.mountPoint()
+	a := agent.New(agent.Options{Config: c, Identity: identity(instanceA), KMS: kms.NewFromConfig(cfg), Runner: w.fake, Paths: w.paths, Log: slogJSON(w.logs)})
+	err := a.Up(w.ctx)
+	for _, d := range disks {
+		if !strings.Contains(err.Error(), d+": no new key") {
+			t.Errorf("%s did not fail for want of a key: %v", d, err)
+		}
+	}
+	uuids := map[string]bool{}
+	for _, e := range w.srv.Emulator().Audit(awsemu.AuditFilter{Service: "kms", Action: "GenerateDataKey"}) {
+		uuids[e.Params["EncryptionContext"]] = true
+	}
+	if len(uuids) != 1 {
+		t.Errorf("KMS was asked for %d disks' keys, want 1: the budget is for the whole run", len(uuids))
+	}
+	if len(w.fake.Writes()) != 0 {
+		t.Error("written without a key")
+	}
+}

@@ -22,9 +22,9 @@ func (a *Agent) volumes(ctx context.Context, only string) ([]*volume, error) {
 	}
 	var vols []*volume
 	if a.cfg.Layout == LayoutRAID0 && len(disks) > 1 {
-		v := &volume{name: a.cfg.Name, device: a.arrayDevice(), members: disks, mountPoint: a.cfg.MountPoint}
-		if !a.md.active(ctx, v.device) {
-			return nil, fmt.Errorf("the raid0 array %s over %v is not assembled; run amicrypt-agent up first", v.device, disks)
+		v := &volume{name: a.cfg.Name, device: a.activeArray(ctx, disks), members: disks, mountPoint: a.cfg.MountPoint}
+		if v.device == "" {
+			return nil, fmt.Errorf("the raid0 array %s over %v is not assembled; run amicrypt-agent up first", a.arrayDevice(), disks)
 		}
 		if v.probe, err = a.probe(ctx, v.device); err != nil {
 			return nil, err
@@ -55,6 +55,7 @@ func (a *Agent) volumes(ctx context.Context, only string) ([]*volume, error) {
 // forEachOurs runs fn on every volume of ours and logs one line each; a
 // volume that is not ours is an error.
 func (a *Agent) forEachOurs(ctx context.Context, action, only string, fn func(context.Context, *volume) (string, error)) error {
+	a.keys.reset()
 	vols, err := a.volumes(ctx, only)
 	if err != nil {
 		return err

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -55,7 +57,9 @@ func (m mdadm) active(ctx context.Context, array string) bool {
 }
 
 func (m mdadm) create(ctx context.Context, array, name string, members []string) error {
-	args := []string{"--create", array, "--run", "--level=0", "--metadata=1.2", "--raid-devices=" + strconv.Itoa(len(members)), "--name=" + name}
+	// homehost "any": whatever the instance's hostname, udev's incremental
+	// assembly names the array /dev/md/NAME, not /dev/md127.
+	args := []string{"--create", array, "--run", "--level=0", "--metadata=1.2", "--raid-devices=" + strconv.Itoa(len(members)), "--name=" + name, "--homehost=any"}
 	if _, err := m.r.Run(ctx, command.Cmd{Name: "mdadm", Args: append(args, members...)}); err != nil {
 		return fmt.Errorf("creating the raid0 array %s over %s: %w", array, strings.Join(members, ", "), err)
 	}
@@ -75,4 +79,42 @@ func (m mdadm) stop(ctx context.Context, array string) error {
 		return fmt.Errorf("stopping %s: %w", array, err)
 	}
 	return nil
+}
+
+// heldBy returns the md device that holds all members (udev may have
+// assembled the array at boot under another name, e.g. /dev/md127), or "".
+func heldBy(p Paths, members []string) string {
+	held := ""
+	for _, m := range members {
+		entries, err := os.ReadDir(filepath.Join(p.SysBlock, filepath.Base(m), "holders"))
+		if err != nil {
+			return ""
+		}
+		h := ""
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), "md") {
+				h = e.Name()
+			}
+		}
+		if h == "" || (held != "" && h != held) {
+			return ""
+		}
+		held = h
+	}
+	if held == "" {
+		return ""
+	}
+	return filepath.Join(p.Dev, held)
+}
+
+// activeArray returns the device of the assembled array over members:
+// /dev/md/NAME, or the md device that holds them; "" when not assembled.
+func (a *Agent) activeArray(ctx context.Context, members []string) string {
+	if a.md.active(ctx, a.arrayDevice()) {
+		return a.arrayDevice()
+	}
+	if dev := heldBy(a.paths, members); dev != "" && a.md.active(ctx, dev) {
+		return dev
+	}
+	return ""
 }

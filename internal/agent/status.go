@@ -65,9 +65,9 @@ func (a *Agent) Status(ctx context.Context) (*StatusReport, error) {
 		rep.Disks = append(rep.Disks, a.diskStatus(ctx, v, mounts, !raid))
 	}
 	if raid {
-		v := &volume{name: a.cfg.Name, device: a.arrayDevice(), members: disks, mountPoint: a.cfg.MountPoint}
-		if !a.md.active(ctx, v.device) {
-			rep.Disks = append(rep.Disks, DiskStatus{Device: v.device, Members: disks, State: StateBlank, Detail: "the array is not assembled"})
+		v := &volume{name: a.cfg.Name, device: a.activeArray(ctx, disks), members: disks, mountPoint: a.cfg.MountPoint}
+		if v.device == "" {
+			rep.Disks = append(rep.Disks, DiskStatus{Device: a.arrayDevice(), Members: disks, Detail: "the array is not assembled"})
 		} else if p, err := a.probe(ctx, v.device); err != nil {
 			rep.Disks = append(rep.Disks, DiskStatus{Device: v.device, Members: disks, Error: err.Error()})
 		} else {

@@ -24,6 +24,7 @@ func (a *Agent) Up(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
+	a.keys.reset()
 	if err := a.cs.CheckVersion(ctx); err != nil {
 		return err
 	}
@@ -283,7 +284,9 @@ func (a *Agent) upArray(ctx context.Context, disks []string) error {
 }
 
 func (a *Agent) upArrayVolume(ctx context.Context, v *volume) (string, error) {
-	if !a.md.active(ctx, v.device) {
+	if dev := a.activeArray(ctx, v.members); dev != "" {
+		v.device = dev
+	} else {
 		outcome, done, err := a.assembleOrCreate(ctx, v)
 		if done || err != nil {
 			return outcome, err

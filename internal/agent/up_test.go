@@ -395,6 +395,36 @@ func TestUpRAID0(t *testing.T) {
 		t.Error("the array was not assembled after the reboot")
 	}
 
+	t.Run("assembled by udev under another name", func(t *testing.T) {
+		w.fake.Reboot()
+		md127 := filepath.Join(w.paths.Dev, "md127")
+		if err := w.fake.AssembleAs(array, md127); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range disks {
+			if err := os.MkdirAll(filepath.Join(w.paths.SysBlock, filepath.Base(d), "holders", "md127"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.agent(instanceA, cfg).Up(w.ctx); err != nil {
+			t.Fatalf("Up: %v", err)
+		}
+		if got := w.lastLog(md127)["outcome"]; got != agent.OutcomeReopened {
+			t.Errorf("outcome %v", got)
+		}
+		rep, err := w.agent(instanceA, cfg).Status(w.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := rep.Disks[len(rep.Disks)-1]
+		if last.Device != md127 || last.State != agent.StateOurs || !last.Open || !last.Mounted || len(last.Members) != 2 {
+			t.Errorf("array status %+v", last)
+		}
+		if err := w.agent(instanceA, cfg).Verify(w.ctx, disks[0]); err != nil {
+			t.Errorf("Verify by member: %v", err)
+		}
+	})
+
 	t.Run("mixed members refused", func(t *testing.T) {
 		w := newWorld(t, awsemu.Options{})
 		disks := []string{w.disk("nvme1n1"), w.disk("nvme2n1")}

@@ -172,6 +172,36 @@ func (f *Fake) Reboot() {
 	}
 }
 
+// AssembleAs assembles the array made as array under another device path,
+// as udev's incremental assembly may at boot (/dev/md127). The LUKS volume
+// on it moves along.
+func (f *Fake) AssembleAs(array, dev string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a, ok := f.arrays[array]
+	if !ok {
+		return fmt.Errorf("no array %s", array)
+	}
+	if err := os.Rename(array, dev); err != nil {
+		return err
+	}
+	delete(f.arrays, array)
+	f.arrays[dev] = a
+	a.active = true
+	for _, m := range a.members {
+		f.member[m] = dev
+	}
+	if v, ok := f.luks[array]; ok {
+		delete(f.luks, array)
+		f.luks[dev] = v
+	}
+	if fs, ok := f.fsOn[array]; ok {
+		delete(f.fsOn, array)
+		f.fsOn[dev] = fs
+	}
+	return nil
+}
+
 var (
 	luksMagic = []byte("LUKS\xba\xbe\x00\x02")
 	mdMagic   = []byte{0xfc, 0x4e, 0x2b, 0xa9} // md superblock 1.x, little-endian a92b4efc
