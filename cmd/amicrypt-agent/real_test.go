@@ -160,7 +160,7 @@ func TestRealCryptsetup(t *testing.T) {
 	if code, _, stderr := h.run(real, "rewrap", "-to", "alias/amicrypt-next"); code != 0 {
 		t.Fatalf("rewrap: exit %d\n%s", code, stderr)
 	}
-	v, tok2 := header(t, dev)
+	_, tok2 := header(t, dev)
 	if tok2.KMSKeyARN != aws.ToString(out.KeyMetadata.Arn) || tok2.Keyslot() != tok.Keyslot() {
 		t.Errorf("after rewrap: key %s keyslot %d", tok2.KMSKeyARN, tok2.Keyslot())
 	}

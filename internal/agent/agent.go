@@ -204,7 +204,9 @@ func (a *Agent) lock() (func(), error) {
 		return nil, fmt.Errorf("another amicrypt-agent is running (it holds %s); wait for it to finish", a.paths.Lock)
 	}
 	return func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		// Closing the file releases the lock too; the explicit unlock is
+		// for clarity, and its error changes nothing.
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	}, nil
 }

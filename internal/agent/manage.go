@@ -68,7 +68,7 @@ func (a *Agent) forEachOurs(ctx context.Context, action, only string, fn func(co
 		case v.probe.State != StateOurs:
 			outcome, err = OutcomeRefused, fmt.Errorf("it is %s, not an amicrypt volume: nothing to %s", describeState(v.probe), action)
 		case v.probe.Token == nil:
-			outcome, err = OutcomeFailed, fmt.Errorf("its amicrypt-kms token is unusable: %v", v.probe.TokenErr)
+			outcome, err = OutcomeFailed, fmt.Errorf("its amicrypt-kms token is unusable: %w", v.probe.TokenErr)
 		default:
 			outcome, err = fn(ctx, v)
 		}
@@ -190,7 +190,7 @@ func (a *Agent) rotate(ctx context.Context, v *volume) (string, error) {
 	if err := a.cs.ImportToken(ctx, v.device, v.probe.TokenID, tok.Marshal(), true); err != nil {
 		// Undo the keyslot nobody could open after this run.
 		if kerr := a.cs.KillSlot(ctx, v.device, newSlot, oldPass); kerr != nil {
-			return OutcomeFailed, fmt.Errorf("%w; keyslot %d was added and could not be removed (%v): remove it with cryptsetup luksKillSlot %s %d", err, newSlot, kerr, v.device, newSlot)
+			return OutcomeFailed, fmt.Errorf("%w; keyslot %d was added and could not be removed (%w): remove it with cryptsetup luksKillSlot %s %d", err, newSlot, kerr, v.device, newSlot)
 		}
 		return OutcomeFailed, fmt.Errorf("%w; the new keyslot was removed, the volume is as it was", err)
 	}
@@ -201,7 +201,7 @@ func (a *Agent) rotate(ctx context.Context, v *volume) (string, error) {
 		return OutcomeFailed, fmt.Errorf("the token uses the new keyslot %d, but the old keyslot %d is still there: %w", newSlot, old.Keyslot(), err)
 	}
 	if err := a.cs.TestPassphrase(ctx, v.device, -1, oldPass); !errors.Is(err, cryptsetup.ErrWrongPassphrase) {
-		return OutcomeFailed, fmt.Errorf("the old passphrase still opens the volume after keyslot %d was killed (%v)", old.Keyslot(), err)
+		return OutcomeFailed, fmt.Errorf("the old passphrase still opens the volume after keyslot %d was killed (test: %w)", old.Keyslot(), errOrNil(err))
 	}
 	v.probe.Token = tok
 	return OutcomeRotated, nil
@@ -215,4 +215,12 @@ func freeKeyslot(md *luks2.Metadata) (int, error) {
 		}
 	}
 	return 0, errors.New("all 32 keyslots are in use; kill one first (cryptsetup luksKillSlot)")
+}
+
+// errOrNil stands for a nil error in a message.
+func errOrNil(err error) error {
+	if err == nil {
+		return errors.New("it opened")
+	}
+	return err
 }

@@ -74,13 +74,6 @@ func (m mdadm) assemble(ctx context.Context, array string, members []string) err
 	return nil
 }
 
-func (m mdadm) stop(ctx context.Context, array string) error {
-	if _, err := m.r.Run(ctx, command.Cmd{Name: "mdadm", Args: []string{"--stop", array}}); err != nil {
-		return fmt.Errorf("stopping %s: %w", array, err)
-	}
-	return nil
-}
-
 // heldBy returns the md device that holds all members (udev may have
 // assembled the array at boot under another name, e.g. /dev/md127), or "".
 func heldBy(p Paths, members []string) string {

@@ -147,7 +147,7 @@ func (a *Agent) checkToken(ctx context.Context, dev string, id int, want *Token,
 func (a *Agent) reopen(ctx context.Context, v *volume) (string, error) {
 	p := v.probe
 	if p.Token == nil {
-		return OutcomeRefused, fmt.Errorf("it is an amicrypt volume whose amicrypt-kms token is unusable (%v); it is left as it is", p.TokenErr)
+		return OutcomeRefused, fmt.Errorf("it is an amicrypt volume whose amicrypt-kms token is unusable (%w); it is left as it is", p.TokenErr)
 	}
 	if m, err := a.mapping(ctx, v.name); err != nil {
 		return OutcomeFailed, err

@@ -161,12 +161,18 @@ func (e Exec) Run(ctx context.Context, c Cmd) (Result, error) {
 		f.Close()
 	}
 	readEnds = nil
+	// A command that exits without reading all of a pipe makes its write
+	// fail (EPIPE) once the read end is closed.
+	var writeErr error
 	for range c.Pipes {
-		// A command that exits without reading its pipe makes the write fail
-		// (EPIPE) once the read end is closed; Run's own error says more.
-		<-writeErrs
+		if err := <-writeErrs; err != nil && writeErr == nil {
+			writeErr = err
+		}
 	}
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	if runErr == nil && writeErr != nil {
+		return res, fmt.Errorf("%s: it exited without reading what was written to its pipe: %w", c, writeErr)
+	}
 	if runErr == nil {
 		return res, nil
 	}

@@ -19,7 +19,7 @@ func TestExec(t *testing.T) {
 		{name: "stdin", cmd: Cmd{Name: "cat", Stdin: []byte("secret\x00bytes")}, wantOut: "secret\x00bytes", wantCode: -1},
 		{name: "pipes on fd 3 and 4", cmd: Cmd{Name: "sh", Args: []string{"-c", "cat /dev/fd/3; echo; cat /dev/fd/4"},
 			Pipes: [][]byte{[]byte("old key"), []byte("new key")}}, wantOut: "old key\nnew key", wantCode: -1},
-		{name: "large pipe, not read", cmd: Cmd{Name: "true", Pipes: [][]byte{make([]byte, 1<<20)}}, wantCode: -1},
+		{name: "large pipe, not read", cmd: Cmd{Name: "true", Pipes: [][]byte{make([]byte, 1<<20)}}, wantCode: -1, wantErrSub: "without reading what was written to its pipe"},
 		{name: "exit status", cmd: Cmd{Name: "sh", Args: []string{"-c", "echo boom >&2; exit 4"}}, wantCode: 4, wantErrSub: "sh: exit status 4: boom"},
 		{name: "repeated stderr", cmd: Cmd{Name: "sh", Args: []string{"-c", "printf 'a\\nb\\na\\nb\\n' >&2; exit 1"}}, wantCode: 1, wantErrSub: "exit status 1: a; b"},
 		{name: "missing program", cmd: Cmd{Name: "amicrypt-no-such-tool"}, wantCode: -1, wantErrSub: "amicrypt-no-such-tool is not installed"},

@@ -33,9 +33,12 @@ const (
 // the passphrase.
 var ErrWrongPassphrase = errors.New("no key available with this passphrase")
 
-// MinVersion is the oldest cryptsetup the agent works with: 2.5 brought
-// `token import --token-replace` and `luksDump --dump-json-metadata`.
-var MinVersion = [2]int{2, 5}
+// The oldest cryptsetup the agent works with: 2.5 brought `token import
+// --token-replace` and `luksDump --dump-json-metadata`.
+const (
+	MinMajor = 2
+	MinMinor = 5
+)
 
 // CLI is the cryptsetup command line.
 type CLI struct {
@@ -76,8 +79,8 @@ func (c CLI) CheckVersion(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if v[0] < MinVersion[0] || (v[0] == MinVersion[0] && v[1] < MinVersion[1]) {
-		return fmt.Errorf("cryptsetup %d.%d.%d is too old: the agent needs %d.%d or later (token import --token-replace, luksDump --dump-json-metadata); install a newer cryptsetup in the image", v[0], v[1], v[2], MinVersion[0], MinVersion[1])
+	if v[0] < MinMajor || (v[0] == MinMajor && v[1] < MinMinor) {
+		return fmt.Errorf("cryptsetup %d.%d.%d is too old: the agent needs %d.%d or later (token import --token-replace, luksDump --dump-json-metadata); install a newer cryptsetup in the image", v[0], v[1], v[2], MinMajor, MinMinor)
 	}
 	return nil
 }

@@ -221,7 +221,7 @@ func Read(r io.ReaderAt) (*Volume, error) {
 	if primaryErr == nil && !primary.Header.Secondary {
 		v.Primary = primary
 	}
-	var secondaryErr error = ErrNotLUKS2
+	secondaryErr := ErrNotLUKS2
 	offsets := headerSizes
 	if v.Primary != nil {
 		offsets = []uint64{v.Primary.Header.HeaderSize}
@@ -241,7 +241,7 @@ func Read(r io.ReaderAt) (*Volume, error) {
 		if errors.Is(primaryErr, ErrNotLUKS2) && errors.Is(secondaryErr, ErrNotLUKS2) {
 			return nil, ErrNotLUKS2
 		}
-		return nil, fmt.Errorf("no valid LUKS2 header copy: primary: %v; secondary: %v", primaryErr, secondaryErr)
+		return nil, fmt.Errorf("no valid LUKS2 header copy: primary: %w; secondary: %w", primaryErr, secondaryErr)
 	case v.Secondary == nil || (v.Primary != nil && v.Primary.Header.SeqID >= v.Secondary.Header.SeqID):
 		v.Active = v.Primary
 	default:

@@ -168,7 +168,7 @@ func (f *Fake) Reboot() {
 	}
 	f.mounts = nil
 	if f.MountsFile != "" {
-		os.WriteFile(f.MountsFile, nil, 0o644)
+		_ = os.WriteFile(f.MountsFile, nil, 0o644) // a test's temp file
 	}
 }
 
@@ -534,7 +534,9 @@ func (f *Fake) cryptsetup(c Call, cmd command.Cmd) exit {
 			return fail(1, "%v", err)
 		}
 		if fs := f.fsOn[dev]; fs != "" {
-			writeFSMagic(mapped, fs)
+			if err := writeFSMagic(mapped, fs); err != nil {
+				return fail(1, "%v", err)
+			}
 		}
 		f.active[name] = dev
 		return exit{}
