@@ -7,13 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// adminChecker is implemented by the EC2 side's invariant checker
-// (checker*.go); the admin endpoint serves it at /_emu/check when present.
-type adminChecker interface {
-	checkHTTP(q url.Values) (any, error)
-}
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/checker"
+)
 
 // serveAdmin serves /_emu/: a path no AWS API uses.
 //
@@ -74,17 +70,12 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	case "world":
 		write(e.world)
 	case "check":
-		c, ok := any(e).(adminChecker)
-		if !ok {
-			fail(http.StatusNotImplemented, "the invariant checker is not built into this emulator")
-			return
-		}
-		report, err := c.checkHTTP(q)
+		opts, err := checker.OptionsFromQuery(q)
 		if err != nil {
 			fail(http.StatusBadRequest, err.Error())
 			return
 		}
-		write(report)
+		write(e.Check(opts))
 	case "advance":
 		if r.Method != http.MethodPost {
 			fail(http.StatusMethodNotAllowed, "use POST /_emu/advance?by=DURATION")

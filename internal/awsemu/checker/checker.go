@@ -1,9 +1,8 @@
-package awsemu
-
-// checker.go: the invariant checker over the world state and the audit.
-// Tests, e2e runs and benchmarks call Check (or GET /_emu/check) after a
-// run to prove nothing unencrypted was registered, nothing leaked and no
-// copy depends on another account's key.
+// Package checker is the emulator's invariant checker: after a run, tests,
+// e2e runs and benchmarks ask it (or GET /_emu/check) to prove nothing
+// unencrypted was registered, nothing leaked and no copy depends on another
+// account's key.
+package checker
 
 import (
 	"fmt"
@@ -17,23 +16,24 @@ import (
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/ec2"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/kms"
 )
 
-// Check names, as they appear in Finding.Check and CheckOptions.Ignore.
+// Check names, as they appear in Finding.Check and Options.Ignore.
 const (
-	CheckUnencryptedAMI        = "unencrypted-ami"
-	CheckLeftoverInstance      = "leftover-instance"
-	CheckLeftoverKeyPair       = "leftover-key-pair"
-	CheckLeftoverSecurityGroup = "leftover-security-group"
-	CheckOrphanSnapshot        = "orphan-snapshot"
-	CheckLeftoverGrant         = "leftover-grant"
-	CheckLeftoverLaunchPerm    = "leftover-launch-permission"
-	CheckLeftoverVolumePerm    = "leftover-create-volume-permission"
-	CheckForeignKeyCopy        = "foreign-key-copy"
+	UnencryptedAMI        = "unencrypted-ami"
+	LeftoverInstance      = "leftover-instance"
+	LeftoverKeyPair       = "leftover-key-pair"
+	LeftoverSecurityGroup = "leftover-security-group"
+	OrphanSnapshot        = "orphan-snapshot"
+	LeftoverGrant         = "leftover-grant"
+	LeftoverLaunchPerm    = "leftover-launch-permission"
+	LeftoverVolumePerm    = "leftover-create-volume-permission"
+	ForeignKeyCopy        = "foreign-key-copy"
 )
 
-// CheckOptions select what a check looks at.
-type CheckOptions struct {
+// Options select what a check looks at.
+type Options struct {
 	// Principal limits the check to what one principal did: a user ARN, a
 	// role ARN (matches its sessions), an assumed-role session ARN, or a
 	// 12-digit account ID. Empty means everybody.
@@ -46,7 +46,7 @@ type CheckOptions struct {
 	// Since is a baseline by emulator time; the later of the two applies.
 	Since time.Time `json:"since,omitempty"`
 	// Ignore lists check names not to report (e.g. a run that shares its
-	// AMI on purpose ignores CheckLeftoverLaunchPerm).
+	// AMI on purpose ignores LeftoverLaunchPerm).
 	Ignore []string `json:"ignore,omitempty"`
 }
 
@@ -60,20 +60,20 @@ type Finding struct {
 	Message   string `json:"message"`
 }
 
-// CheckReport is the checker's answer: Pass is true when there are no
+// Report is the checker's answer: Pass is true when there are no
 // findings. CallCounts are the API calls since the baseline, by action,
 // account and region (not a pass/fail criterion).
-type CheckReport struct {
-	Pass       bool         `json:"pass"`
-	Findings   []Finding    `json:"findings"`
-	CallCounts []CallCount  `json:"call_counts"`
-	TotalCalls int          `json:"total_calls"`
-	Options    CheckOptions `json:"options"`
-	CheckedAt  time.Time    `json:"checked_at"`
+type Report struct {
+	Pass       bool             `json:"pass"`
+	Findings   []Finding        `json:"findings"`
+	CallCounts []core.CallCount `json:"call_counts"`
+	TotalCalls int              `json:"total_calls"`
+	Options    Options          `json:"options"`
+	CheckedAt  time.Time        `json:"checked_at"`
 }
 
 // String is the report for humans: PASS or FAIL and one line per finding.
-func (r CheckReport) String() string {
+func (r Report) String() string {
 	var b strings.Builder
 	if r.Pass {
 		fmt.Fprintf(&b, "PASS: no findings (%d API calls checked)\n", r.TotalCalls)
@@ -86,47 +86,46 @@ func (r CheckReport) String() string {
 	return b.String()
 }
 
-// CheckMark returns the current audit position, a baseline for
-// CheckOptions.SinceSeq.
-func (e *Emulator) CheckMark() int {
-	return e.audit.Len()
+// Source is what the checker reads: the audit, the EC2 resources and the
+// KMS grants.
+type Source struct {
+	Audit     *core.Audit
+	Inventory func() ec2.Inventory
+	Grants    func() []kms.GrantInfo
+	Now       func() time.Time
 }
 
-// Check runs every invariant over the state and the audit.
-func (e *Emulator) Check(opts CheckOptions) CheckReport {
-	return e.check(opts)
-}
-
-// checkHTTP serves GET /_emu/check?principal=&account=&since_seq=&since=&ignore=a,b.
-func (e *Emulator) checkHTTP(q url.Values) (any, error) {
-	opts := CheckOptions{Principal: q.Get("principal"), Account: q.Get("account")}
+// OptionsFromQuery reads check options from GET /_emu/check's query:
+// principal, account, since_seq, since, ignore (comma-separated).
+func OptionsFromQuery(q url.Values) (Options, error) {
+	opts := Options{Principal: q.Get("principal"), Account: q.Get("account")}
 	if s := q.Get("since_seq"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 {
-			return nil, fmt.Errorf("since_seq=%q: want a non-negative audit sequence number", s)
+			return opts, fmt.Errorf("since_seq=%q: want a non-negative audit sequence number", s)
 		}
 		opts.SinceSeq = n
 	}
 	if s := q.Get("since"); s != "" {
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
-			return nil, fmt.Errorf("since=%q: want an RFC 3339 time such as 2026-01-02T15:04:05Z", s)
+			return opts, fmt.Errorf("since=%q: want an RFC 3339 time such as 2026-01-02T15:04:05Z", s)
 		}
 		opts.Since = t
 	}
 	if s := q.Get("ignore"); s != "" {
 		opts.Ignore = strings.Split(s, ",")
 	}
-	return e.check(opts), nil
+	return opts, nil
 }
 
-// check is Check with the lock held.
-func (e *Emulator) check(opts CheckOptions) CheckReport {
+// Check runs every invariant over the state and the audit.
+func Check(src Source, opts Options) Report {
 	since := opts.Since
-	if at, ok := e.audit.At(opts.SinceSeq); ok && at.Time.After(since) {
+	if at, ok := src.Audit.At(opts.SinceSeq); ok && at.Time.After(since) {
 		since = at.Time
 	}
-	ck := checker{e: e, inv: e.ec2.Inventory(), opts: opts, since: since}
+	ck := checker{src: src, inv: src.Inventory(), opts: opts, since: since}
 	ck.unencryptedAMIs()
 	ck.leftoverInstances()
 	ck.leftoverKeyPairs()
@@ -136,7 +135,7 @@ func (e *Emulator) check(opts CheckOptions) CheckReport {
 	ck.leftoverPermissions()
 	ck.foreignKeyCopies()
 
-	report := CheckReport{Findings: []Finding{}, Options: opts, CheckedAt: e.now()}
+	report := Report{Findings: []Finding{}, Options: opts, CheckedAt: src.Now()}
 	for _, f := range ck.findings {
 		if !slices.Contains(opts.Ignore, f.Check) {
 			report.Findings = append(report.Findings, f)
@@ -150,23 +149,23 @@ func (e *Emulator) check(opts CheckOptions) CheckReport {
 		return a.Resource < b.Resource
 	})
 	report.Pass = len(report.Findings) == 0
-	report.CallCounts, report.TotalCalls = e.principalCallCounts(opts)
+	report.CallCounts, report.TotalCalls = principalCallCounts(src.Audit, opts)
 	if report.CallCounts == nil {
-		report.CallCounts = []CallCount{}
+		report.CallCounts = []core.CallCount{}
 	}
 	return report
 }
 
 // principalCallCounts counts calls made by a principal (or its role's
 // sessions) after the baseline.
-func (e *Emulator) principalCallCounts(opts CheckOptions) ([]CallCount, int) {
-	var made []AuditEntry
-	for _, a := range e.audit.Entries(AuditFilter{SinceSeq: opts.SinceSeq, Account: opts.Account}) {
+func principalCallCounts(audit *core.Audit, opts Options) ([]core.CallCount, int) {
+	var made []core.AuditEntry
+	for _, a := range audit.Entries(core.AuditFilter{SinceSeq: opts.SinceSeq, Account: opts.Account}) {
 		if principalMatches(a.Principal, opts.Principal) || principalMatches(a.PrincipalIAM, opts.Principal) {
 			made = append(made, a)
 		}
 	}
-	return CountCalls(made), len(made)
+	return core.CountCalls(made), len(made)
 }
 
 var assumedRolePattern = regexp.MustCompile(`^arn:aws:sts::([0-9]{12}):assumed-role/([^/]+)/`)
@@ -180,18 +179,18 @@ func principalMatches(got, want string) bool {
 	case got == "":
 		return false
 	case core.IsAccountID(want):
-		return ARNAccount(got) == want
+		return core.ARNAccount(got) == want
 	}
 	if m := assumedRolePattern.FindStringSubmatch(got); m != nil {
-		return want == RoleARN(m[1], m[2])
+		return want == core.RoleARN(m[1], m[2])
 	}
 	return false
 }
 
 type checker struct {
-	e        *Emulator
+	src      Source
 	inv      ec2.Inventory
-	opts     CheckOptions
+	opts     Options
 	since    time.Time
 	findings []Finding
 }
@@ -223,7 +222,7 @@ func (ck *checker) unencryptedAMIs() {
 		if len(r.Unencrypted) == 0 || !ck.selected(r.Account, r.Principal, r.Time) {
 			continue
 		}
-		ck.add(Finding{Check: CheckUnencryptedAMI, Account: r.Account, Region: r.Region, Resource: r.ImageID, Principal: r.Principal,
+		ck.add(Finding{Check: UnencryptedAMI, Account: r.Account, Region: r.Region, Resource: r.ImageID, Principal: r.Principal,
 			Message: fmt.Sprintf("%s made AMI %s in %s/%s with %s from unencrypted snapshot(s) %s at %s",
 				r.Principal, r.ImageID, r.Account, r.Region, r.Action, strings.Join(r.Unencrypted, ", "), ec2.EC2Time(r.Time))})
 	}
@@ -235,7 +234,7 @@ func (ck *checker) leftoverInstances() {
 		if !ck.selected(inst.Owner, inst.Principal, inst.Launched) || inst.Terminating {
 			continue
 		}
-		ck.add(Finding{Check: CheckLeftoverInstance, Account: inst.Owner, Region: inst.Region, Resource: inst.ID, Principal: inst.Principal,
+		ck.add(Finding{Check: LeftoverInstance, Account: inst.Owner, Region: inst.Region, Resource: inst.ID, Principal: inst.Principal,
 			Message: fmt.Sprintf("instance %s in %s/%s launched by %s is %s, not terminated", inst.ID, inst.Owner, inst.Region, inst.Principal, inst.State)})
 	}
 }
@@ -245,7 +244,7 @@ func (ck *checker) leftoverKeyPairs() {
 		if !ck.selected(k.Owner, k.Principal, k.Created) {
 			continue
 		}
-		ck.add(Finding{Check: CheckLeftoverKeyPair, Account: k.Owner, Region: k.Region, Resource: k.ID, Principal: k.Principal,
+		ck.add(Finding{Check: LeftoverKeyPair, Account: k.Owner, Region: k.Region, Resource: k.ID, Principal: k.Principal,
 			Message: fmt.Sprintf("key pair %q (%s) in %s/%s created by %s still exists", k.Name, k.ID, k.Owner, k.Region, k.Principal)})
 	}
 }
@@ -259,7 +258,7 @@ func (ck *checker) leftoverSecurityGroups() {
 		if !ck.selected(sg.Owner, sg.Principal, created) {
 			continue
 		}
-		ck.add(Finding{Check: CheckLeftoverSecurityGroup, Account: sg.Owner, Region: sg.Region, Resource: sg.ID, Principal: sg.Principal,
+		ck.add(Finding{Check: LeftoverSecurityGroup, Account: sg.Owner, Region: sg.Region, Resource: sg.ID, Principal: sg.Principal,
 			Message: fmt.Sprintf("security group %q (%s) in %s/%s created by %s still exists", sg.Name, sg.ID, sg.Owner, sg.Region, sg.Principal)})
 	}
 }
@@ -267,7 +266,7 @@ func (ck *checker) leftoverSecurityGroups() {
 // createdAt finds the audit time of the call that created a resource (its
 // ID is in the call's notes); zero when unknown.
 func (ck *checker) createdAt(id string) time.Time {
-	if a, ok := ck.e.audit.LastNoting(id); ok {
+	if a, ok := ck.src.Audit.LastNoting(id); ok {
 		return a.Time
 	}
 	return time.Time{}
@@ -284,20 +283,20 @@ func (ck *checker) orphanSnapshots() {
 		if s.Seeded || used[s.ID] || !ck.selected(s.Owner, s.Principal, s.Started) {
 			continue
 		}
-		ck.add(Finding{Check: CheckOrphanSnapshot, Account: s.Owner, Region: s.Region, Resource: s.ID, Principal: s.Principal,
+		ck.add(Finding{Check: OrphanSnapshot, Account: s.Owner, Region: s.Region, Resource: s.ID, Principal: s.Principal,
 			Message: fmt.Sprintf("snapshot %s in %s/%s (%s, encrypted=%t) made by %s is behind no AMI", s.ID, s.Owner, s.Region, s.State, s.Encrypted, s.Principal)})
 	}
 }
 
 func (ck *checker) leftoverGrants() {
-	for _, g := range ck.e.liveGrants() {
-		if ck.opts.Account != "" && g.KeyAccount != ck.opts.Account && ARNAccount(g.GranteePrincipal) != ck.opts.Account {
+	for _, g := range ck.src.Grants() {
+		if ck.opts.Account != "" && g.KeyAccount != ck.opts.Account && core.ARNAccount(g.GranteePrincipal) != ck.opts.Account {
 			continue
 		}
 		if !principalMatches(g.IssuedBy, ck.opts.Principal) || (!ck.since.IsZero() && !g.Created.After(ck.since)) {
 			continue
 		}
-		ck.add(Finding{Check: CheckLeftoverGrant, Account: g.KeyAccount, Region: g.Region, Resource: g.GrantID, Principal: g.IssuedBy,
+		ck.add(Finding{Check: LeftoverGrant, Account: g.KeyAccount, Region: g.Region, Resource: g.GrantID, Principal: g.IssuedBy,
 			Message: fmt.Sprintf("KMS grant %s on %s for %s (%s) created by %s was never retired or revoked",
 				g.GrantID, g.KeyARN, g.GranteePrincipal, strings.Join(g.Operations, ","), g.IssuedBy)})
 	}
@@ -307,7 +306,7 @@ func (ck *checker) leftoverGrants() {
 // after the baseline that are still in place.
 func (ck *checker) leftoverPermissions() {
 	seen := map[string]bool{}
-	for _, a := range ck.e.audit.Entries(AuditFilter{Service: "ec2", SinceSeq: ck.opts.SinceSeq, Outcome: "ok"}) {
+	for _, a := range ck.src.Audit.Entries(core.AuditFilter{Service: "ec2", SinceSeq: ck.opts.SinceSeq, Outcome: "ok"}) {
 		if a.Action != "ModifyImageAttribute" && a.Action != "ModifySnapshotAttribute" {
 			continue
 		}
@@ -335,7 +334,7 @@ func (ck *checker) leftoverPermissions() {
 				if !ok || !stillGranted(grantee, img.Public, img.LaunchUsers) {
 					continue
 				}
-				ck.add(Finding{Check: CheckLeftoverLaunchPerm, Account: img.Owner, Region: img.Region, Resource: id, Principal: a.Principal,
+				ck.add(Finding{Check: LeftoverLaunchPerm, Account: img.Owner, Region: img.Region, Resource: id, Principal: a.Principal,
 					Message: fmt.Sprintf("AMI %s in %s/%s still has the launch permission for %s that %s added", id, img.Owner, img.Region, grantee, a.Principal)})
 				continue
 			}
@@ -343,7 +342,7 @@ func (ck *checker) leftoverPermissions() {
 			if !ok || !stillGranted(grantee, s.Public, s.CreateVolumeUsers) {
 				continue
 			}
-			ck.add(Finding{Check: CheckLeftoverVolumePerm, Account: s.Owner, Region: s.Region, Resource: id, Principal: a.Principal,
+			ck.add(Finding{Check: LeftoverVolumePerm, Account: s.Owner, Region: s.Region, Resource: id, Principal: a.Principal,
 				Message: fmt.Sprintf("snapshot %s in %s/%s still has the createVolumePermission for %s that %s added", id, s.Owner, s.Region, grantee, a.Principal)})
 		}
 	}
@@ -357,7 +356,7 @@ func (ck *checker) foreignKeyCopies() {
 			continue
 		}
 		reported[r.ImageID] = true
-		ck.add(Finding{Check: CheckForeignKeyCopy, Account: r.Account, Region: r.Region, Resource: r.ImageID, Principal: r.Principal,
+		ck.add(Finding{Check: ForeignKeyCopy, Account: r.Account, Region: r.Region, Resource: r.ImageID, Principal: r.Principal,
 			Message: fmt.Sprintf("AMI copy %s in account %s (%s) is encrypted under key(s) of another account: %s",
 				r.ImageID, r.Account, r.Region, strings.Join(r.ForeignKeys, ", "))})
 	}
@@ -365,8 +364,8 @@ func (ck *checker) foreignKeyCopies() {
 		if !s.Copy || !s.Encrypted || reported[s.ImageCopy] || !ck.selected(s.Owner, s.Principal, s.Started) {
 			continue
 		}
-		if a := ARNAccount(s.KmsKeyARN); a != "" && a != s.Owner {
-			ck.add(Finding{Check: CheckForeignKeyCopy, Account: s.Owner, Region: s.Region, Resource: s.ID, Principal: s.Principal,
+		if a := core.ARNAccount(s.KmsKeyARN); a != "" && a != s.Owner {
+			ck.add(Finding{Check: ForeignKeyCopy, Account: s.Owner, Region: s.Region, Resource: s.ID, Principal: s.Principal,
 				Message: fmt.Sprintf("snapshot copy %s in account %s (%s) is encrypted under %s, a key of account %s", s.ID, s.Owner, s.Region, s.KmsKeyARN, a)})
 		}
 	}
