@@ -1,4 +1,4 @@
-package awsemu
+package awsemu_test
 
 import (
 	"bytes"
@@ -10,18 +10,21 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/emutest"
 )
 
 // awsCLI runs the AWS CLI, an independent client, against srv.
 type awsCLI struct {
 	t   *testing.T
-	srv *Server
+	srv *emutest.Server
 	bin string
 }
 
 // newAWSCLI finds `aws`; without it the test skips, unless
 // AMICRYPT_REQUIRE_AWSCLI=1 (CI), where it fails.
-func newAWSCLI(t *testing.T, srv *Server) *awsCLI {
+func newAWSCLI(t *testing.T, srv *emutest.Server) *awsCLI {
 	t.Helper()
 	bin, err := exec.LookPath("aws")
 	if err != nil {
@@ -82,7 +85,7 @@ func decodeJSON(t *testing.T, s string, v any) {
 }
 
 func TestAWSCLIKMSAndSTS(t *testing.T) {
-	srv := Start(t, Options{})
+	srv := emutest.Start(t, awsemu.Options{})
 	cli := newAWSCLI(t, srv)
 
 	tests := []struct {

@@ -21,3 +21,7 @@ type GrantInfo = kms.GrantInfo
 
 // Grants lists the live KMS grants.
 func (e *Emulator) Grants() []GrantInfo { return e.kms.Grants() }
+
+// KMS is the emulator's KMS service, for tests that check what EC2 asks of
+// it.
+func (e *Emulator) KMS() *kms.Service { return e.kms }

@@ -1,9 +1,11 @@
-package awsemu
+package awsemu_test
 
 import (
 	"context"
 	"testing"
 
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/emutest"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -13,7 +15,7 @@ import (
 // server (SigV4 verification, dispatch, policy evaluation, audit).
 func BenchmarkKMSDescribeKey(b *testing.B) {
 	ctx := context.Background()
-	srv := Start(b, Options{})
+	srv := emutest.Start(b, awsemu.Options{})
 	c := kms.NewFromConfig(srv.Config(ctx, "222222222222", "us-east-1"))
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -31,7 +33,7 @@ func BenchmarkKMSDescribeKey(b *testing.B) {
 // BenchmarkSTSGetCallerIdentity measures the Query-protocol path.
 func BenchmarkSTSGetCallerIdentity(b *testing.B) {
 	ctx := context.Background()
-	srv := Start(b, Options{})
+	srv := emutest.Start(b, awsemu.Options{})
 	c := sts.NewFromConfig(srv.Config(ctx, "111111111111", "us-east-1"))
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {

@@ -1,6 +1,7 @@
-package awsemu
+package awsemu_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/emutest"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -27,12 +30,11 @@ func httpStatus(err error) int {
 	}
 	return 0
 }
-
 func TestFaultInjection(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		name    string
-		rules   []FaultRule
+		rules   []awsemu.FaultRule
 		call    func(cfg aws.Config) error
 		calls   int
 		want    []string // error code per call, "" for success (or the EC2 side's own answer)
@@ -41,7 +43,7 @@ func TestFaultInjection(t *testing.T) {
 	}{
 		{
 			name:  "throttle the 2nd KMS ListKeys",
-			rules: []FaultRule{{Kind: FaultThrottle, Action: "ListKeys", Nth: []int{2}}},
+			rules: []awsemu.FaultRule{{Kind: awsemu.FaultThrottle, Action: "ListKeys", Nth: []int{2}}},
 			call: func(cfg aws.Config) error {
 				_, err := kms.NewFromConfig(cfg).ListKeys(ctx, &kms.ListKeysInput{})
 				return err
@@ -50,7 +52,7 @@ func TestFaultInjection(t *testing.T) {
 		},
 		{
 			name:  "internal error on every 2nd EC2 DescribeRegions",
-			rules: []FaultRule{{Kind: FaultInternalError, Action: "Describe*", Every: 2}},
+			rules: []awsemu.FaultRule{{Kind: awsemu.FaultInternalError, Action: "Describe*", Every: 2}},
 			call: func(cfg aws.Config) error {
 				_, err := ec2.NewFromConfig(cfg).DescribeRegions(ctx, &ec2.DescribeRegionsInput{})
 				return err
@@ -59,7 +61,7 @@ func TestFaultInjection(t *testing.T) {
 		},
 		{
 			name:  "EC2 throttling is a 503 RequestLimitExceeded, only for the named account",
-			rules: []FaultRule{{Kind: FaultThrottle, Service: "ec2", Account: "111111111111", Max: 1}},
+			rules: []awsemu.FaultRule{{Kind: awsemu.FaultThrottle, Service: "ec2", Account: "111111111111", Max: 1}},
 			call: func(cfg aws.Config) error {
 				_, err := ec2.NewFromConfig(cfg).DescribeRegions(ctx, &ec2.DescribeRegionsInput{})
 				return err
@@ -68,7 +70,7 @@ func TestFaultInjection(t *testing.T) {
 		},
 		{
 			name:  "STS internal error",
-			rules: []FaultRule{{Kind: FaultInternalError, Action: "GetCallerIdentity", Probability: 1}},
+			rules: []awsemu.FaultRule{{Kind: awsemu.FaultInternalError, Action: "GetCallerIdentity", Probability: 1}},
 			call: func(cfg aws.Config) error {
 				_, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 				return err
@@ -78,12 +80,12 @@ func TestFaultInjection(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := Start(t, Options{Faults: &FaultProfile{Rules: tc.rules}})
+			srv := emutest.Start(t, awsemu.Options{Faults: &awsemu.FaultProfile{Rules: tc.rules}})
 			cfg := srv.Config(ctx, "111111111111", "us-east-1")
 			cfg.RetryMaxAttempts = 1
 			for i := 0; i < tc.calls; i++ {
 				err := tc.call(cfg)
-				got := errCode(t, err)
+				got := emutest.APICode(err)
 				want := tc.want[i]
 				if want == "*" { // not injected: whatever the handler answers, but no injected code
 					if got == "RequestLimitExceeded" || got == "InternalError" {
@@ -101,61 +103,13 @@ func TestFaultInjection(t *testing.T) {
 		})
 	}
 }
-
-func TestFaultProbabilityIsSeeded(t *testing.T) {
-	run := func() []bool {
-		e, err := New(Options{Faults: &FaultProfile{Seed: 42, Rules: []FaultRule{{Kind: FaultCopyFails, Action: "CopyImage", Probability: 0.5}}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer e.Close()
-		var out []bool
-		for range 32 {
-			out = append(out, e.faults.Fires(FaultCopyFails, nil, "CopyImage"))
-		}
-		if e.faults.Fires(FaultCopyFails, nil, "CopySnapshot") {
-			t.Fatal("rule for CopyImage fired for CopySnapshot")
-		}
-		return out
-	}
-	a, b := run(), run()
-	fired := 0
-	for i := range a {
-		if a[i] != b[i] {
-			t.Fatalf("same seed, different faults at %d", i)
-		}
-		if a[i] {
-			fired++
-		}
-	}
-	if fired == 0 || fired == len(a) {
-		t.Fatalf("probability 0.5 fired %d of %d times", fired, len(a))
-	}
-}
-
-func TestParseFaultProfile(t *testing.T) {
-	tests := []struct{ src, want string }{
-		{`{"rules":[{"kind":"throttle","action":"CopyImage","nth":[2]}]}`, ""},
-		{`{"rules":[{"kind":"explode"}]}`, `rules[0].kind: "explode"`},
-		{`{"rules":[{"kind":"throttle","probability":2}]}`, "rules[0].probability"},
-		{`{"rules":[{"kind":"throttle","nth":[0]}]}`, "rules[0].nth"},
-		{`{"rulez":[]}`, `unknown field "rulez"`},
-	}
-	for _, tc := range tests {
-		_, err := ParseFaultProfile([]byte(tc.src))
-		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
-			t.Errorf("%s: got %v, want %q", tc.src, err, tc.want)
-		}
-	}
-}
-
 func TestRequestRateLimits(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	srv := Start(t, Options{Now: clock, Limits: Limits{DescribeRate: 1, DescribeBurst: 2, MutateRate: 1, MutateBurst: 1}})
-	c := kmsClient(ctx, srv, "111111111111", "us-east-1")
-	other := kmsClient(ctx, srv, "222222222222", "us-east-1")
+	srv := emutest.Start(t, awsemu.Options{Now: clock, Limits: awsemu.Limits{DescribeRate: 1, DescribeBurst: 2, MutateRate: 1, MutateBurst: 1}})
+	c := emutest.KMSClient(ctx, srv, "111111111111", "us-east-1")
+	other := emutest.KMSClient(ctx, srv, "222222222222", "us-east-1")
 	list := func(c *kms.Client) error { _, err := c.ListKeys(ctx, &kms.ListKeysInput{}); return err }
 	encrypt := func(c *kms.Client) error {
 		_, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String("alias/amicrypt-build"), Plaintext: []byte("x")})
@@ -175,7 +129,7 @@ func TestRequestRateLimits(t *testing.T) {
 		{"refilled after a second", func() error { now = now.Add(time.Second); return list(c) }, ""},
 	}
 	for _, s := range steps {
-		wantCode(t, s.name, s.call(), s.want)
+		emutest.WantCode(t, s.name, s.call(), s.want)
 	}
 
 	// EC2 throttling answers HTTP 503 RequestLimitExceeded.
@@ -186,24 +140,23 @@ func TestRequestRateLimits(t *testing.T) {
 	for range 3 {
 		_, last = e2.DescribeRegions(ctx, &ec2.DescribeRegionsInput{})
 	}
-	wantCode(t, "EC2 over the describe bucket", last, "RequestLimitExceeded")
+	emutest.WantCode(t, "EC2 over the describe bucket", last, "RequestLimitExceeded")
 	if httpStatus(last) != 503 || !strings.Contains(last.Error(), "Request limit exceeded.") {
 		t.Fatalf("EC2 throttling: HTTP %d %v", httpStatus(last), last)
 	}
 }
-
 func TestAuditAndAdmin(t *testing.T) {
 	ctx := context.Background()
-	srv := Start(t, Options{})
-	c := kmsClient(ctx, srv, "111111111111", "us-west-2")
-	key := keyARNOf(t, ctx, c, "alias/amicrypt-build")
+	srv := emutest.Start(t, awsemu.Options{})
+	c := emutest.KMSClient(ctx, srv, "111111111111", "us-west-2")
+	key := emutest.KeyARNOf(t, ctx, c, "alias/amicrypt-build")
 	if _, err := c.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(key), GranteePrincipal: aws.String("222222222222"), Operations: []types.GrantOperation{"Decrypt"}}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String("alias/nope"), Plaintext: []byte("top secret")})
-	wantCode(t, "Encrypt unknown alias", err, "NotFoundException")
+	emutest.WantCode(t, "Encrypt unknown alias", err, "NotFoundException")
 
-	entries := srv.Emulator().Audit(AuditFilter{Account: "111111111111", Service: "kms"})
+	entries := srv.Emulator().Audit(awsemu.AuditFilter{Account: "111111111111", Service: "kms"})
 	if len(entries) != 3 {
 		t.Fatalf("%d audit entries: %+v", len(entries), entries)
 	}
@@ -216,7 +169,7 @@ func TestAuditAndAdmin(t *testing.T) {
 	if enc.Outcome != "NotFoundException" || enc.HTTPStatus != 400 || enc.Params["Plaintext"] != "" {
 		t.Fatalf("failed Encrypt entry (plaintext must not be recorded): %+v", enc)
 	}
-	if n := len(srv.Emulator().Audit(AuditFilter{Outcome: "error"})); n != 1 {
+	if n := len(srv.Emulator().Audit(awsemu.AuditFilter{Outcome: "error"})); n != 1 {
 		t.Fatalf("%d error entries", n)
 	}
 
@@ -235,12 +188,12 @@ func TestAuditAndAdmin(t *testing.T) {
 			t.Fatalf("GET %s: %v", path, err)
 		}
 	}
-	var audit []AuditEntry
+	var audit []awsemu.AuditEntry
 	get("/_emu/audit?action=CreateGrant", &audit)
 	if len(audit) != 1 || audit[0].Notes["GrantId"] != g.Notes["GrantId"] {
 		t.Fatalf("admin audit: %+v", audit)
 	}
-	var counts []CallCount
+	var counts []awsemu.CallCount
 	get("/_emu/counts?service=kms", &counts)
 	found := false
 	for _, cc := range counts {
@@ -251,7 +204,7 @@ func TestAuditAndAdmin(t *testing.T) {
 	if !found {
 		t.Fatalf("counts: %+v", counts)
 	}
-	var grants []GrantInfo
+	var grants []awsemu.GrantInfo
 	get("/_emu/grants", &grants)
 	if len(grants) != 1 || grants[0].GranteePrincipal != "arn:aws:iam::222222222222:root" || grants[0].KeyAccount != "111111111111" {
 		t.Fatalf("grants: %+v", grants)
@@ -287,15 +240,15 @@ func TestAuditAndAdmin(t *testing.T) {
 		t.Fatalf("unknown admin path: %d", resp.StatusCode)
 	}
 }
-
 func TestStateFileRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "state.json")
-	srv, err := Listen("127.0.0.1:0", Options{StatePath: path, TimeScale: 0.001})
+	raw, err := awsemu.Listen("127.0.0.1:0", awsemu.Options{StatePath: path, TimeScale: 0.001})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := kmsClient(ctx, srv, "222222222222", "us-east-1")
+	srv := &emutest.Server{Server: raw}
+	c := emutest.KMSClient(ctx, srv, "222222222222", "us-east-1")
 	created, err := c.CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String("survives restarts")})
 	if err != nil {
 		t.Fatal(err)
@@ -309,7 +262,7 @@ func TestStateFileRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Emulator().Advance(time.Minute)
-	auditBefore := len(srv.Emulator().Audit(AuditFilter{}))
+	auditBefore := len(srv.Emulator().Audit(awsemu.AuditFilter{}))
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -324,12 +277,13 @@ func TestStateFileRoundTrip(t *testing.T) {
 	}
 	f.Close()
 
-	srv2, err := Listen("127.0.0.1:0", Options{StatePath: path, TimeScale: 0.001})
+	raw2, err := awsemu.Listen("127.0.0.1:0", awsemu.Options{StatePath: path, TimeScale: 0.001})
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv2 := &emutest.Server{Server: raw2}
 	defer srv2.Close()
-	c2 := kmsClient(ctx, srv2, "222222222222", "us-east-1")
+	c2 := emutest.KMSClient(ctx, srv2, "222222222222", "us-east-1")
 	dec, err := c2.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: ct.CiphertextBlob})
 	if err != nil || string(dec.Plaintext) != "persisted" {
 		t.Fatalf("Decrypt after restart: %v", err)
@@ -343,14 +297,14 @@ func TestStateFileRoundTrip(t *testing.T) {
 	if err != nil || !strings.Contains(aws.ToString(id.Arn), "assumed-role/amicrypt-copy/persist") {
 		t.Fatalf("session after restart: %v", err)
 	}
-	if got := len(srv2.Emulator().Audit(AuditFilter{})); got != auditBefore+2 {
+	if got := len(srv2.Emulator().Audit(awsemu.AuditFilter{})); got != auditBefore+2 {
 		t.Fatalf("audit after restart has %d entries, want %d", got, auditBefore+2)
 	}
 	// Entries appended after the repair survive the next restart too.
 	if err := srv2.Emulator().SaveState(); err != nil {
 		t.Fatal(err)
 	}
-	reloaded, err := readAuditLog(path + ".audit.jsonl")
+	reloaded, err := auditLogEntries(path + ".audit.jsonl")
 	if err != nil || len(reloaded) != auditBefore+2 || reloaded[len(reloaded)-1].Action != "GetCallerIdentity" {
 		t.Fatalf("audit log after repair and append: %v, %d entries", err, len(reloaded))
 	}
@@ -358,62 +312,28 @@ func TestStateFileRoundTrip(t *testing.T) {
 		t.Fatal("the clock offset was not restored")
 	}
 }
-
 func TestListenRefusesNonLoopback(t *testing.T) {
 	for _, addr := range []string{"0.0.0.0:0", ":0", "192.0.2.1:4566", "example.com:80"} {
-		if _, err := Listen(addr, Options{}); err == nil || !strings.Contains(err.Error(), "loopback") {
+		if _, err := awsemu.Listen(addr, awsemu.Options{}); err == nil || !strings.Contains(err.Error(), "loopback") {
 			t.Errorf("%s: got %v, want a loopback error", addr, err)
 		}
 	}
 }
 
-func TestLatencyModel(t *testing.T) {
-	e, err := New(Options{TimeScale: 0.01, CrossRegionFactor: 4, Latency: map[string]LatencySpec{LatencySnapshotCopy: {Base: 10 * time.Second, PerGiB: 5 * time.Second}}})
+// auditLogEntries reads an audit log (one JSON entry per line).
+func auditLogEntries(path string) ([]awsemu.AuditEntry, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	defer e.Close()
-	tests := []struct {
-		op    string
-		size  int
-		cross bool
-		want  time.Duration
-	}{
-		{LatencySnapshotCopy, 0, false, 100 * time.Millisecond},
-		{LatencySnapshotCopy, 8, false, 500 * time.Millisecond},
-		{LatencySnapshotCopy, 8, true, 2 * time.Second},
-		{LatencySnapshot, 8, false, 1500 * time.Millisecond}, // default: 30s + 15s/GiB
-		{LatencyGrant, 0, false, 0},
-	}
-	for _, tc := range tests {
-		if got := e.latency(tc.op, tc.size, tc.cross); got != tc.want {
-			t.Errorf("latency(%s, %d, %v) = %v, want %v", tc.op, tc.size, tc.cross, got, tc.want)
+	var out []awsemu.AuditEntry
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for dec.More() {
+		var a awsemu.AuditEntry
+		if err := dec.Decode(&a); err != nil {
+			return nil, err
 		}
+		out = append(out, a)
 	}
-}
-
-func TestAWSRequestRates(t *testing.T) {
-	l := Limits{ConcurrentImageCopies: 7}.AWSRequestRates()
-	if l.DescribeBurst != 100 || l.DescribeRate != 20 || l.MutateBurst != 200 || l.MutateRate != 5 || l.ConcurrentImageCopies != 7 {
-		t.Fatalf("%+v", l)
-	}
-	lim := NewLimiter(l)
-	now := time.Unix(0, 0)
-	c := &Call{Service: "ec2", Account: "111111111111", Region: "us-east-1", Action: "CopyImage"}
-	n := 0
-	for lim.Allow(c, now) {
-		n++
-	}
-	if n != 200 {
-		t.Fatalf("mutating burst %d, want 200", n)
-	}
-	if !lim.Allow(c, now.Add(200*time.Millisecond)) || lim.Allow(c, now.Add(200*time.Millisecond)) {
-		t.Fatal("refill of 5 per second not applied")
-	}
-	kmsCall := &Call{Service: "kms", Account: "111111111111", Region: "us-east-1", Action: "CreateGrant"}
-	for i := range 500 {
-		if !lim.Allow(kmsCall, now) {
-			t.Fatalf("KMS call %d throttled by EC2's buckets", i)
-		}
-	}
+	return out, nil
 }

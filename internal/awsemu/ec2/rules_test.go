@@ -1,4 +1,4 @@
-package awsemu
+package ec2_test
 
 import (
 	"crypto/sha256"
@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/emutest"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -20,26 +22,26 @@ import (
 )
 
 // rawEC2 sends a signed EC2 Query call and returns the status and body.
-func (x *ec2Env) rawEC2(account, region string, form url.Values) (int, string) {
-	x.t.Helper()
+func rawEC2(x *emutest.Env, account, region string, form url.Values) (int, string) {
+	x.T.Helper()
 	body := form.Encode()
-	req, err := http.NewRequestWithContext(x.ctx, http.MethodPost, x.srv.URL()+"/", strings.NewReader(body))
+	req, err := http.NewRequestWithContext(x.Ctx, http.MethodPost, x.Srv.URL()+"/", strings.NewReader(body))
 	if err != nil {
-		x.t.Fatal(err)
+		x.T.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
-	ak, sk, err := x.srv.Emulator().Credentials(account)
+	ak, sk, err := x.Srv.Emulator().Credentials(account)
 	if err != nil {
-		x.t.Fatal(err)
+		x.T.Fatal(err)
 	}
 	sum := sha256.Sum256([]byte(body))
 	creds := aws.Credentials{AccessKeyID: ak, SecretAccessKey: sk}
-	if err := v4.NewSigner().SignHTTP(x.ctx, creds, req, hex.EncodeToString(sum[:]), "ec2", region, time.Now()); err != nil {
-		x.t.Fatal(err)
+	if err := v4.NewSigner().SignHTTP(x.Ctx, creds, req, hex.EncodeToString(sum[:]), "ec2", region, time.Now()); err != nil {
+		x.T.Fatal(err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		x.t.Fatal(err)
+		x.T.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
@@ -55,32 +57,32 @@ type ruleFixture struct {
 	buildKey                string
 }
 
-func newRuleFixture(x *ec2Env) ruleFixture {
-	x.t.Helper()
+func newRuleFixture(x *emutest.Env) ruleFixture {
+	x.T.Helper()
 	var f ruleFixture
-	f.buildKey = x.keyARN(acctBuild, east, "alias/amicrypt-build")
-	f.managedAMI, f.managedSnap = x.encryptedAMI(acctBuild, east, "", "managed-1")
-	f.custAMI, f.custSnap = x.encryptedAMI(acctBuild, east, "alias/amicrypt-build", "cust-1")
-	c := x.ec2(acctBuild, east)
-	run := must[*ec2.RunInstancesOutput](x.t, "RunInstances")(c.RunInstances(x.ctx, &ec2.RunInstancesInput{
-		ImageId: aws.String(seedAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1)}))
+	f.buildKey = x.KeyARN(emutest.AcctBuild, emutest.East, "alias/amicrypt-build")
+	f.managedAMI, f.managedSnap = x.EncryptedAMI(emutest.AcctBuild, emutest.East, "", "managed-1")
+	f.custAMI, f.custSnap = x.EncryptedAMI(emutest.AcctBuild, emutest.East, "alias/amicrypt-build", "cust-1")
+	c := x.EC2(emutest.AcctBuild, emutest.East)
+	run := emutest.Must[*ec2.RunInstancesOutput](x.T, "RunInstances")(c.RunInstances(x.Ctx, &ec2.RunInstancesInput{
+		ImageId: aws.String(emutest.SeedAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1)}))
 	f.instance = aws.ToString(run.Instances[0].InstanceId)
-	x.waitInstance(c, f.instance)
-	vol := aws.ToString(x.instance(c, f.instance).BlockDeviceMappings[0].Ebs.VolumeId)
-	snap := must[*ec2.CreateSnapshotOutput](x.t, "CreateSnapshot")(c.CreateSnapshot(x.ctx, &ec2.CreateSnapshotInput{VolumeId: aws.String(vol)}))
+	x.WaitInstance(c, f.instance)
+	vol := aws.ToString(x.Instance(c, f.instance).BlockDeviceMappings[0].Ebs.VolumeId)
+	snap := emutest.Must[*ec2.CreateSnapshotOutput](x.T, "CreateSnapshot")(c.CreateSnapshot(x.Ctx, &ec2.CreateSnapshotInput{VolumeId: aws.String(vol)}))
 	f.plainSnap = aws.ToString(snap.SnapshotId)
-	x.waitSnapshot(c, f.plainSnap)
+	x.WaitSnapshot(c, f.plainSnap)
 	return f
 }
 
 // TestEC2ErrorRules checks the synchronous error of every rule of
 // aws-behaviour.md section 3 that has one, code and text.
 func TestEC2ErrorRules(t *testing.T) {
-	x := newEC2Env(t, Options{})
+	x := emutest.NewEnv(t, awsemu.Options{})
 	f := newRuleFixture(x)
-	ctx := x.ctx
-	b := x.ec2(acctBuild, east)
-	t2 := x.ec2(acctT2, east)
+	ctx := x.Ctx
+	b := x.EC2(emutest.AcctBuild, emutest.East)
+	t2 := x.EC2(emutest.AcctT2, emutest.East)
 	share := func(u string) *types.LaunchPermissionModifications {
 		return &types.LaunchPermissionModifications{Add: []types.LaunchPermission{{UserId: aws.String(u)}}}
 	}
@@ -91,34 +93,34 @@ func TestEC2ErrorRules(t *testing.T) {
 		msg  string // exact message when set; a regexp when it starts with ^
 	}{
 		{"rule 1: CopySnapshot unencrypted copy of encrypted", func() error {
-			_, err := b.CopySnapshot(ctx, &ec2.CopySnapshotInput{SourceSnapshotId: aws.String(f.custSnap), SourceRegion: aws.String(east), Encrypted: aws.Bool(false)})
+			_, err := b.CopySnapshot(ctx, &ec2.CopySnapshotInput{SourceSnapshotId: aws.String(f.custSnap), SourceRegion: aws.String(emutest.East), Encrypted: aws.Bool(false)})
 			return err
 		}, "InvalidRequest", "Snapshot " + f.custSnap + " is encrypted. Creating an unencrypted copy from an encrypted snapshot is not supported."},
 		{"rule 1: CopyImage unencrypted copy of encrypted", func() error {
-			_, err := b.CopyImage(ctx, &ec2.CopyImageInput{SourceImageId: aws.String(f.custAMI), SourceRegion: aws.String(east), Name: aws.String("x-1"), Encrypted: aws.Bool(false)})
+			_, err := b.CopyImage(ctx, &ec2.CopyImageInput{SourceImageId: aws.String(f.custAMI), SourceRegion: aws.String(emutest.East), Name: aws.String("x-1"), Encrypted: aws.Bool(false)})
 			return err
 		}, "InvalidRequest", "Snapshot " + f.custSnap + " is encrypted. Creating an unencrypted copy from an encrypted snapshot is not supported."},
 		{"rule 2: CopySnapshot KmsKeyId without Encrypted", func() error {
-			_, err := b.CopySnapshot(ctx, &ec2.CopySnapshotInput{SourceSnapshotId: aws.String(f.plainSnap), SourceRegion: aws.String(east), KmsKeyId: aws.String(f.buildKey)})
+			_, err := b.CopySnapshot(ctx, &ec2.CopySnapshotInput{SourceSnapshotId: aws.String(f.plainSnap), SourceRegion: aws.String(emutest.East), KmsKeyId: aws.String(f.buildKey)})
 			return err
 		}, "InvalidParameterDependency", "The parameter KmsKeyId requires the parameter Encrypted to be set."},
 		{"rule 2: CopyImage KmsKeyId with Encrypted=false", func() error {
-			_, err := b.CopyImage(ctx, &ec2.CopyImageInput{SourceImageId: aws.String(seedAMI), SourceRegion: aws.String(east), Name: aws.String("x-2"),
+			_, err := b.CopyImage(ctx, &ec2.CopyImageInput{SourceImageId: aws.String(emutest.SeedAMI), SourceRegion: aws.String(emutest.East), Name: aws.String("x-2"),
 				Encrypted: aws.Bool(false), KmsKeyId: aws.String(f.buildKey)})
 			return err
 		}, "InvalidParameterDependency", "The parameter KmsKeyId requires the parameter Encrypted to be set."},
 		{"rule 2: RunInstances KmsKeyId without Encrypted", func() error {
-			_, err := b.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(seedAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+			_, err := b.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(emutest.SeedAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
 				BlockDeviceMappings: []types.BlockDeviceMapping{{DeviceName: aws.String("/dev/xvda"), Ebs: &types.EbsBlockDevice{KmsKeyId: aws.String(f.buildKey)}}}})
 			return err
 		}, "InvalidParameterDependency", "The parameter KmsKeyId requires the parameter Encrypted to be set."},
 		{"rule 3: share an AMI under the AWS managed key", func() error {
-			_, err := b.ModifyImageAttribute(ctx, &ec2.ModifyImageAttributeInput{ImageId: aws.String(f.managedAMI), LaunchPermission: share(acctT2)})
+			_, err := b.ModifyImageAttribute(ctx, &ec2.ModifyImageAttributeInput{ImageId: aws.String(f.managedAMI), LaunchPermission: share(emutest.AcctT2)})
 			return err
 		}, "InvalidParameter", "Snapshots encrypted with the AWS Managed CMK can't be shared. Specify another snapshot."},
 		{"rule 3: share a snapshot under the AWS managed key", func() error {
 			_, err := b.ModifySnapshotAttribute(ctx, &ec2.ModifySnapshotAttributeInput{SnapshotId: aws.String(f.managedSnap),
-				Attribute: types.SnapshotAttributeNameCreateVolumePermission, OperationType: types.OperationTypeAdd, UserIds: []string{acctT2}})
+				Attribute: types.SnapshotAttributeNameCreateVolumePermission, OperationType: types.OperationTypeAdd, UserIds: []string{emutest.AcctT2}})
 			return err
 		}, "OperationNotPermitted", "Encrypted snapshots with EBS default key cannot be shared"},
 		{"rule 3: an encrypted AMI can't be public", func() error {
@@ -140,7 +142,7 @@ func TestEC2ErrorRules(t *testing.T) {
 			return err
 		}, "InvalidSnapshot.NotFound", "The snapshot '" + f.custSnap + "' does not exist."},
 		{"rule 4: unshared AMI can't be copied", func() error {
-			_, err := t2.CopyImage(ctx, &ec2.CopyImageInput{SourceImageId: aws.String(f.custAMI), SourceRegion: aws.String(east), Name: aws.String("x-3")})
+			_, err := t2.CopyImage(ctx, &ec2.CopyImageInput{SourceImageId: aws.String(f.custAMI), SourceRegion: aws.String(emutest.East), Name: aws.String("x-3")})
 			return err
 		}, "InvalidAMIID.NotFound", "The image id '[" + f.custAMI + "]' does not exist"},
 		{"rule 4: unshared AMI can't be launched", func() error {
@@ -153,7 +155,7 @@ func TestEC2ErrorRules(t *testing.T) {
 			return err
 		}, "InvalidAMIName.Duplicate", "AMI name cust-1 is already in use by AMI " + f.custAMI},
 		{"rule 11: AMI name too short", func() error {
-			_, err := b.CopyImage(ctx, &ec2.CopyImageInput{SourceImageId: aws.String(seedAMI), SourceRegion: aws.String(east), Name: aws.String("ab")})
+			_, err := b.CopyImage(ctx, &ec2.CopyImageInput{SourceImageId: aws.String(emutest.SeedAMI), SourceRegion: aws.String(emutest.East), Name: aws.String("ab")})
 			return err
 		}, "InvalidAMIName.Malformed", ""},
 		{"rule 11: AMI name with a bad character", func() error {
@@ -173,7 +175,7 @@ func TestEC2ErrorRules(t *testing.T) {
 			return err
 		}, "InvalidParameterValue", "The filter 'colour' is invalid"},
 		{"DryRun allowed", func() error {
-			_, err := b.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(seedAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1), DryRun: aws.Bool(true)})
+			_, err := b.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(emutest.SeedAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1), DryRun: aws.Bool(true)})
 			return err
 		}, "DryRunOperation", "Request would have succeeded, but DryRun flag is set."},
 		{"reserved tag key", func() error {
@@ -185,15 +187,15 @@ func TestEC2ErrorRules(t *testing.T) {
 			return err
 		}, "InvalidAMIID.NotFound", ""},
 		{"copy from a disabled region", func() error {
-			_, err := b.CopyImage(ctx, &ec2.CopyImageInput{SourceImageId: aws.String(seedAMI), SourceRegion: aws.String("ap-southeast-3"), Name: aws.String("x-4")})
+			_, err := b.CopyImage(ctx, &ec2.CopyImageInput{SourceImageId: aws.String(emutest.SeedAMI), SourceRegion: aws.String("ap-southeast-3"), Name: aws.String("x-4")})
 			return err
 		}, "InvalidParameterValue", ""},
 		{"unknown key pair at launch", func() error {
-			_, err := b.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(seedAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1), KeyName: aws.String("nope")})
+			_, err := b.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(emutest.SeedAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1), KeyName: aws.String("nope")})
 			return err
 		}, "InvalidKeyPair.NotFound", "The key pair 'nope' does not exist"},
 		{"unknown subnet at launch", func() error {
-			_, err := b.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(seedAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1), SubnetId: aws.String("subnet-0123456789abcdef0")})
+			_, err := b.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(emutest.SeedAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1), SubnetId: aws.String("subnet-0123456789abcdef0")})
 			return err
 		}, "InvalidSubnetID.NotFound", "The subnet ID 'subnet-0123456789abcdef0' does not exist"},
 		{"default security group can't be deleted", func() error {
@@ -205,7 +207,7 @@ func TestEC2ErrorRules(t *testing.T) {
 			return err
 		}, "InvalidInstanceID.NotFound", "The instance ID 'i-0123456789abcdef0' does not exist"},
 		{"modify another account's AMI", func() error {
-			_, err := b.ModifyImageAttribute(ctx, &ec2.ModifyImageAttributeInput{ImageId: aws.String(seedAMI), LaunchPermission: share(acctT2)})
+			_, err := b.ModifyImageAttribute(ctx, &ec2.ModifyImageAttributeInput{ImageId: aws.String(emutest.SeedAMI), LaunchPermission: share(emutest.AcctT2)})
 			return err
 		}, "AuthFailure", ""},
 		{"delete another account's snapshot", func() error {
@@ -216,10 +218,10 @@ func TestEC2ErrorRules(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.call()
-			if got := apiCode(err); got != tc.code {
+			if got := emutest.APICode(err); got != tc.code {
 				t.Fatalf("code %q (%v), want %q", got, err, tc.code)
 			}
-			msg := apiMessage(err)
+			msg := emutest.APIMessage(err)
 			switch {
 			case tc.msg == "":
 			case strings.HasPrefix(tc.msg, "^"):
@@ -234,7 +236,7 @@ func TestEC2ErrorRules(t *testing.T) {
 }
 
 func TestEC2WireDetails(t *testing.T) {
-	x := newEC2Env(t, Options{})
+	x := emutest.NewEnv(t, awsemu.Options{})
 	tests := []struct {
 		name   string
 		form   url.Values
@@ -243,14 +245,14 @@ func TestEC2WireDetails(t *testing.T) {
 	}{
 		{"unknown action", url.Values{"Action": {"FrobnicateImages"}, "Version": {"2016-11-15"}}, 400, "<Code>InvalidAction</Code>"},
 		{"DryRun is HTTP 412", url.Values{"Action": {"DescribeImages"}, "Version": {"2016-11-15"}, "DryRun": {"true"}}, 412, "<Code>DryRunOperation</Code>"},
-		{"response envelope", url.Values{"Action": {"DescribeImages"}, "Version": {"2016-11-15"}, "ImageId.1": {seedAMI}}, 200,
+		{"response envelope", url.Values{"Action": {"DescribeImages"}, "Version": {"2016-11-15"}, "ImageId.1": {emutest.SeedAMI}}, 200,
 			`<DescribeImagesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>`},
-		{"lists are items in sets", url.Values{"Action": {"DescribeImages"}, "Version": {"2016-11-15"}, "ImageId.1": {seedAMI}}, 200,
-			"<imagesSet><item><imageId>" + seedAMI + "</imageId>"},
+		{"lists are items in sets", url.Values{"Action": {"DescribeImages"}, "Version": {"2016-11-15"}, "ImageId.1": {emutest.SeedAMI}}, 200,
+			"<imagesSet><item><imageId>" + emutest.SeedAMI + "</imageId>"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			status, body := x.rawEC2(acctBuild, east, tc.form)
+			status, body := rawEC2(x, emutest.AcctBuild, emutest.East, tc.form)
 			if status != tc.status || !strings.Contains(body, tc.body) {
 				t.Fatalf("HTTP %d %s\nwant %d containing %s", status, body, tc.status, tc.body)
 			}
@@ -261,28 +263,28 @@ func TestEC2WireDetails(t *testing.T) {
 // TestEC2DryRunDenied: a principal whose IAM denies the action gets
 // UnauthorizedOperation, with and without DryRun.
 func TestEC2DryRunDenied(t *testing.T) {
-	w, err := DefaultWorld()
+	w, err := awsemu.DefaultWorld()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range w.Accounts {
-		if w.Accounts[i].ID == acctT2 {
+		if w.Accounts[i].ID == emutest.AcctT2 {
 			w.Accounts[i].Users[0].Deny = []string{"ec2:RunInstances", "ec2:Copy*"}
 		}
 	}
-	x := newEC2Env(t, Options{World: w})
-	c := x.ec2(acctT2, east)
+	x := emutest.NewEnv(t, awsemu.Options{World: w})
+	c := x.EC2(emutest.AcctT2, emutest.East)
 	for _, dry := range []bool{true, false} {
-		_, err := c.RunInstances(x.ctx, &ec2.RunInstancesInput{ImageId: aws.String(seedAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1), DryRun: aws.Bool(dry)})
-		if apiCode(err) != "UnauthorizedOperation" {
+		_, err := c.RunInstances(x.Ctx, &ec2.RunInstancesInput{ImageId: aws.String(emutest.SeedAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1), DryRun: aws.Bool(dry)})
+		if emutest.APICode(err) != "UnauthorizedOperation" {
 			t.Fatalf("RunInstances DryRun=%t: %v", dry, err)
 		}
 	}
-	_, err = c.CopyImage(x.ctx, &ec2.CopyImageInput{SourceImageId: aws.String(seedAMI), SourceRegion: aws.String(east), Name: aws.String("abc"), DryRun: aws.Bool(true)})
-	if apiCode(err) != "UnauthorizedOperation" {
+	_, err = c.CopyImage(x.Ctx, &ec2.CopyImageInput{SourceImageId: aws.String(emutest.SeedAMI), SourceRegion: aws.String(emutest.East), Name: aws.String("abc"), DryRun: aws.Bool(true)})
+	if emutest.APICode(err) != "UnauthorizedOperation" {
 		t.Fatalf("CopyImage DryRun: %v", err)
 	}
-	if _, err := c.DescribeImages(x.ctx, &ec2.DescribeImagesInput{DryRun: aws.Bool(true)}); apiCode(err) != "DryRunOperation" {
+	if _, err := c.DescribeImages(x.Ctx, &ec2.DescribeImagesInput{DryRun: aws.Bool(true)}); emutest.APICode(err) != "DryRunOperation" {
 		t.Fatalf("DescribeImages DryRun (allowed): %v", err)
 	}
 }
@@ -291,21 +293,21 @@ func TestEC2DryRunDenied(t *testing.T) {
 // destination key, CopyImage and CopySnapshot are accepted and fail later
 // (rule 3.4); a launch fails with Client error on launch (rule 3.5).
 func TestEC2AsyncKeyFailures(t *testing.T) {
-	x := newEC2Env(t, Options{})
-	ctx := x.ctx
+	x := emutest.NewEnv(t, awsemu.Options{})
+	ctx := x.Ctx
 	f := newRuleFixture(x)
-	x.share(acctBuild, east, f.custAMI, f.custSnap, acctT3)
-	x.share(acctBuild, east, f.custAMI, f.custSnap, acctT2)
+	x.Share(emutest.AcctBuild, emutest.East, f.custAMI, f.custSnap, emutest.AcctT3)
+	x.Share(emutest.AcctBuild, emutest.East, f.custAMI, f.custSnap, emutest.AcctT2)
 	// 222222222222 gets a grant on the source key; 333333333333 none.
-	_, err := x.kms(acctBuild, east).CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(f.buildKey), GranteePrincipal: aws.String("arn:aws:iam::" + acctT2 + ":root"),
+	_, err := x.KMS(emutest.AcctBuild, emutest.East).CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(f.buildKey), GranteePrincipal: aws.String("arn:aws:iam::" + emutest.AcctT2 + ":root"),
 		Operations: []kmstypes.GrantOperation{"Decrypt", "DescribeKey", "CreateGrant", "ReEncryptFrom", "GenerateDataKeyWithoutPlaintext"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t2Key := x.keyARN(acctT2, east, "alias/amicrypt-target")
-	t3Key := x.keyARN(acctT3, east, "alias/amicrypt-target")
-	disabled := must[*kms.CreateKeyOutput](t, "CreateKey")(x.kms(acctT2, east).CreateKey(ctx, &kms.CreateKeyInput{}))
-	must[*kms.DisableKeyOutput](t, "DisableKey")(x.kms(acctT2, east).DisableKey(ctx, &kms.DisableKeyInput{KeyId: disabled.KeyMetadata.KeyId}))
+	t2Key := x.KeyARN(emutest.AcctT2, emutest.East, "alias/amicrypt-target")
+	t3Key := x.KeyARN(emutest.AcctT3, emutest.East, "alias/amicrypt-target")
+	disabled := emutest.Must[*kms.CreateKeyOutput](t, "CreateKey")(x.KMS(emutest.AcctT2, emutest.East).CreateKey(ctx, &kms.CreateKeyInput{}))
+	emutest.Must[*kms.DisableKeyOutput](t, "DisableKey")(x.KMS(emutest.AcctT2, emutest.East).DisableKey(ctx, &kms.DisableKeyInput{KeyId: disabled.KeyMetadata.KeyId}))
 	missing := "arn:aws:kms:us-east-1:222222222222:key/00000000-0000-0000-0000-000000000000"
 
 	tests := []struct {
@@ -315,21 +317,21 @@ func TestEC2AsyncKeyFailures(t *testing.T) {
 		wantOK   bool
 		inReason string
 	}{
-		{"no permission on the source key", acctT3, t3Key, false, f.buildKey},
-		{"grant on the source key", acctT2, t2Key, true, ""},
-		{"disabled destination key", acctT2, aws.ToString(disabled.KeyMetadata.Arn), false, aws.ToString(disabled.KeyMetadata.Arn)},
-		{"unknown destination key", acctT2, missing, false, missing},
-		{"destination key of another account", acctT2, t3Key, false, t3Key},
+		{"no permission on the source key", emutest.AcctT3, t3Key, false, f.buildKey},
+		{"grant on the source key", emutest.AcctT2, t2Key, true, ""},
+		{"disabled destination key", emutest.AcctT2, aws.ToString(disabled.KeyMetadata.Arn), false, aws.ToString(disabled.KeyMetadata.Arn)},
+		{"unknown destination key", emutest.AcctT2, missing, false, missing},
+		{"destination key of another account", emutest.AcctT2, t3Key, false, t3Key},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := x.ec2(tc.account, east)
-			out, err := c.CopyImage(ctx, &ec2.CopyImageInput{SourceImageId: aws.String(f.custAMI), SourceRegion: aws.String(east),
+			c := x.EC2(tc.account, emutest.East)
+			out, err := c.CopyImage(ctx, &ec2.CopyImageInput{SourceImageId: aws.String(f.custAMI), SourceRegion: aws.String(emutest.East),
 				Name: aws.String("copy-" + string(rune('a'+i))), Encrypted: aws.Bool(true), KmsKeyId: aws.String(tc.key)})
 			if err != nil {
 				t.Fatalf("CopyImage must be accepted: %v", err)
 			}
-			img := x.waitImage(c, aws.ToString(out.ImageId))
+			img := x.WaitImage(c, aws.ToString(out.ImageId))
 			if tc.wantOK {
 				if img.State != types.ImageStateAvailable {
 					t.Fatalf("copy %s: %+v", img.State, img.StateReason)
@@ -340,12 +342,12 @@ func TestEC2AsyncKeyFailures(t *testing.T) {
 				!strings.Contains(aws.ToString(img.StateReason.Message), tc.inReason) || !strings.Contains(aws.ToString(img.StateReason.Message), tc.account) {
 				t.Fatalf("copy: %s %+v, want failed naming %s and %s", img.State, img.StateReason, tc.inReason, tc.account)
 			}
-			sc, err := c.CopySnapshot(ctx, &ec2.CopySnapshotInput{SourceSnapshotId: aws.String(f.custSnap), SourceRegion: aws.String(east),
+			sc, err := c.CopySnapshot(ctx, &ec2.CopySnapshotInput{SourceSnapshotId: aws.String(f.custSnap), SourceRegion: aws.String(emutest.East),
 				Encrypted: aws.Bool(true), KmsKeyId: aws.String(tc.key)})
 			if err != nil {
 				t.Fatalf("CopySnapshot must be accepted: %v", err)
 			}
-			snap := x.waitSnapshot(c, aws.ToString(sc.SnapshotId))
+			snap := x.WaitSnapshot(c, aws.ToString(sc.SnapshotId))
 			if snap.State != types.SnapshotStateError || !strings.Contains(aws.ToString(snap.StateMessage), tc.inReason) {
 				t.Fatalf("snapshot copy: %s %q", snap.State, aws.ToString(snap.StateMessage))
 			}
@@ -353,26 +355,26 @@ func TestEC2AsyncKeyFailures(t *testing.T) {
 	}
 
 	t.Run("launch without key permission", func(t *testing.T) {
-		c := x.ec2(acctT3, east)
-		run := must[*ec2.RunInstancesOutput](t, "RunInstances")(c.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(f.custAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1)}))
+		c := x.EC2(emutest.AcctT3, emutest.East)
+		run := emutest.Must[*ec2.RunInstancesOutput](t, "RunInstances")(c.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(f.custAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1)}))
 		if run.Instances[0].State.Name != types.InstanceStateNamePending {
 			t.Fatalf("launch state %s, want pending", run.Instances[0].State.Name)
 		}
-		inst := x.waitInstance(c, aws.ToString(run.Instances[0].InstanceId))
+		inst := x.WaitInstance(c, aws.ToString(run.Instances[0].InstanceId))
 		if inst.State.Name != types.InstanceStateNameTerminated || inst.StateReason == nil ||
 			aws.ToString(inst.StateReason.Code) != "Client.InternalError" || aws.ToString(inst.StateReason.Message) != "Client.InternalError: Client error on launch" {
 			t.Fatalf("instance %s %+v", inst.State.Name, inst.StateReason)
 		}
 	})
 	t.Run("launch with a grant", func(t *testing.T) {
-		c := x.ec2(acctT2, east)
-		run := must[*ec2.RunInstancesOutput](t, "RunInstances")(c.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(f.custAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1)}))
-		inst := x.waitInstance(c, aws.ToString(run.Instances[0].InstanceId))
+		c := x.EC2(emutest.AcctT2, emutest.East)
+		run := emutest.Must[*ec2.RunInstancesOutput](t, "RunInstances")(c.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(f.custAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1)}))
+		inst := x.WaitInstance(c, aws.ToString(run.Instances[0].InstanceId))
 		if inst.State.Name != types.InstanceStateNameRunning {
 			t.Fatalf("instance %s %+v", inst.State.Name, inst.StateReason)
 		}
-		vol := x.ec2(acctT2, east)
-		vols := must[*ec2.DescribeVolumesOutput](t, "DescribeVolumes")(vol.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{aws.ToString(inst.BlockDeviceMappings[0].Ebs.VolumeId)}}))
+		vol := x.EC2(emutest.AcctT2, emutest.East)
+		vols := emutest.Must[*ec2.DescribeVolumesOutput](t, "DescribeVolumes")(vol.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{aws.ToString(inst.BlockDeviceMappings[0].Ebs.VolumeId)}}))
 		if aws.ToString(vols.Volumes[0].KmsKeyId) != f.buildKey {
 			t.Fatalf("volume restored from a shared snapshot keeps its key: %s", aws.ToString(vols.Volumes[0].KmsKeyId))
 		}

@@ -1,60 +1,27 @@
-package awsemu
+package kms_test
 
 import (
 	"bytes"
 	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/emutest"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
-	"github.com/aws/smithy-go"
 )
 
 // errCode is the API error code of err, or "" when err is nil.
-func errCode(t *testing.T, err error) string {
-	t.Helper()
-	if err == nil {
-		return ""
-	}
-	var ae smithy.APIError
-	if !errors.As(err, &ae) {
-		t.Fatalf("not an API error: %v", err)
-	}
-	return ae.ErrorCode()
-}
-
-func wantCode(t *testing.T, what string, err error, code string) {
-	t.Helper()
-	if got := errCode(t, err); got != code {
-		t.Fatalf("%s: got error code %q (%v), want %q", what, got, err, code)
-	}
-}
-
-func kmsClient(ctx context.Context, srv *Server, account, region string) *kms.Client {
-	return kms.NewFromConfig(srv.Config(ctx, account, region), func(o *kms.Options) { o.RetryMaxAttempts = 1 })
-}
-
-// keyARNOf resolves an alias for the account through DescribeKey.
-func keyARNOf(t *testing.T, ctx context.Context, c *kms.Client, ref string) string {
-	t.Helper()
-	out, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(ref)})
-	if err != nil {
-		t.Fatalf("DescribeKey %s: %v", ref, err)
-	}
-	return aws.ToString(out.KeyMetadata.Arn)
-}
-
 func TestKMSDescribeKeyResolution(t *testing.T) {
 	ctx := context.Background()
-	srv := Start(t, Options{})
-	build := kmsClient(ctx, srv, "111111111111", "us-east-1")
-	target := kmsClient(ctx, srv, "222222222222", "us-east-1")
-	buildKey := keyARNOf(t, ctx, build, "alias/amicrypt-build")
-	buildKeyWest := keyARNOf(t, ctx, kmsClient(ctx, srv, "111111111111", "us-west-2"), "alias/amicrypt-build")
+	srv := emutest.Start(t, awsemu.Options{})
+	build := emutest.KMSClient(ctx, srv, "111111111111", "us-east-1")
+	target := emutest.KMSClient(ctx, srv, "222222222222", "us-east-1")
+	buildKey := emutest.KeyARNOf(t, ctx, build, "alias/amicrypt-build")
+	buildKeyWest := emutest.KeyARNOf(t, ctx, emutest.KMSClient(ctx, srv, "111111111111", "us-west-2"), "alias/amicrypt-build")
 	buildKeyID := buildKey[strings.LastIndexByte(buildKey, '/')+1:]
 
 	tests := []struct {
@@ -81,7 +48,7 @@ func TestKMSDescribeKeyResolution(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := tc.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(tc.ref)})
-			wantCode(t, "DescribeKey", err, tc.wantCode)
+			emutest.WantCode(t, "DescribeKey", err, tc.wantCode)
 			if err != nil {
 				return
 			}
@@ -101,9 +68,9 @@ func TestKMSDescribeKeyResolution(t *testing.T) {
 
 func TestKMSAWSManagedKeyRules(t *testing.T) {
 	ctx := context.Background()
-	srv := Start(t, Options{})
-	build := kmsClient(ctx, srv, "111111111111", "eu-west-1")
-	ebsKey := keyARNOf(t, ctx, build, "alias/aws/ebs")
+	srv := emutest.Start(t, awsemu.Options{})
+	build := emutest.KMSClient(ctx, srv, "111111111111", "eu-west-1")
+	ebsKey := emutest.KeyARNOf(t, ctx, build, "alias/aws/ebs")
 	tests := []struct {
 		name string
 		call func() error
@@ -138,23 +105,23 @@ func TestKMSAWSManagedKeyRules(t *testing.T) {
 		}, ""},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { wantCode(t, tc.name, tc.call(), tc.want) })
+		t.Run(tc.name, func(t *testing.T) { emutest.WantCode(t, tc.name, tc.call(), tc.want) })
 	}
 
 	// EC2 acting for the owner may use it; for another account it may not.
 	emu := srv.Emulator()
 	uses := []struct {
 		name    string
-		use     KeyUse
+		use     awsemu.KeyUse
 		want    string
 		wantARN string
 	}{
-		{"own account through EC2, default key", KeyUse{Account: "111111111111", PrincipalIAM: "arn:aws:iam::111111111111:user/packer", Region: "eu-west-1", Ops: []string{OpDecrypt, OpCreateGrant, OpGenerateDataKeyWithoutPlaintext}}, "", ebsKey},
-		{"own account through EC2, alias", KeyUse{Account: "111111111111", PrincipalIAM: "arn:aws:iam::111111111111:user/packer", Region: "eu-west-1", KeyRef: "alias/aws/ebs", Ops: []string{OpDecrypt}}, "", ebsKey},
-		{"another account through EC2", KeyUse{Account: "222222222222", PrincipalIAM: "arn:aws:iam::222222222222:user/admin", Region: "eu-west-1", KeyRef: ebsKey, Ops: []string{OpDescribeKey}}, "AccessDeniedException", ""},
+		{"own account through EC2, default key", awsemu.KeyUse{Account: "111111111111", PrincipalIAM: "arn:aws:iam::111111111111:user/packer", Region: "eu-west-1", Ops: []string{awsemu.OpDecrypt, awsemu.OpCreateGrant, awsemu.OpGenerateDataKeyWithoutPlaintext}}, "", ebsKey},
+		{"own account through EC2, alias", awsemu.KeyUse{Account: "111111111111", PrincipalIAM: "arn:aws:iam::111111111111:user/packer", Region: "eu-west-1", KeyRef: "alias/aws/ebs", Ops: []string{awsemu.OpDecrypt}}, "", ebsKey},
+		{"another account through EC2", awsemu.KeyUse{Account: "222222222222", PrincipalIAM: "arn:aws:iam::222222222222:user/admin", Region: "eu-west-1", KeyRef: ebsKey, Ops: []string{awsemu.OpDescribeKey}}, "AccessDeniedException", ""},
 	}
 	for _, u := range uses {
-		info, err := emu.authorizeKeyUse(u.use)
+		info, err := emu.KMS().AuthorizeKeyUse(u.use)
 		got := ""
 		if err != nil {
 			got = err.Code
@@ -171,24 +138,24 @@ func TestKMSAWSManagedKeyRules(t *testing.T) {
 func TestKMSGrantsCrossAccountAndPropagation(t *testing.T) {
 	ctx := context.Background()
 	// 10 emulated minutes at 0.001 is 600ms of emulator clock.
-	srv := Start(t, Options{GrantDelay: 10 * time.Minute})
+	srv := emutest.Start(t, awsemu.Options{GrantDelay: 10 * time.Minute})
 	emu := srv.Emulator()
-	build := kmsClient(ctx, srv, "111111111111", "us-east-1")
-	target := kmsClient(ctx, srv, "222222222222", "us-east-1")
-	buildKey := keyARNOf(t, ctx, build, "alias/amicrypt-build")
+	build := emutest.KMSClient(ctx, srv, "111111111111", "us-east-1")
+	target := emutest.KMSClient(ctx, srv, "222222222222", "us-east-1")
+	buildKey := emutest.KeyARNOf(t, ctx, build, "alias/amicrypt-build")
 
 	_, err := build.CreateGrant(ctx, &kms.CreateGrantInput{
 		KeyId: aws.String(buildKey), GranteePrincipal: aws.String("222222222222"), DryRun: aws.Bool(true),
 		Operations: []types.GrantOperation{types.GrantOperationDecrypt},
 	})
-	wantCode(t, "CreateGrant DryRun", err, "DryRunOperationException")
+	emutest.WantCode(t, "CreateGrant DryRun", err, "DryRunOperationException")
 	if n := len(emu.Grants()); n != 0 {
 		t.Fatalf("a dry run created %d grants", n)
 	}
 	_, err = build.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(buildKey), GranteePrincipal: aws.String("222222222222"), Operations: []types.GrantOperation{"Fly"}})
-	wantCode(t, "CreateGrant bad operation", err, "ValidationException")
+	emutest.WantCode(t, "CreateGrant bad operation", err, "ValidationException")
 	_, err = target.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(buildKey), GranteePrincipal: aws.String("222222222222"), Operations: []types.GrantOperation{types.GrantOperationDecrypt}})
-	wantCode(t, "CreateGrant by an account without permission", err, "AccessDeniedException")
+	emutest.WantCode(t, "CreateGrant by an account without permission", err, "AccessDeniedException")
 
 	grant, err := build.CreateGrant(ctx, &kms.CreateGrantInput{
 		KeyId: aws.String(buildKey), GranteePrincipal: aws.String("arn:aws:iam::222222222222:root"),
@@ -201,26 +168,26 @@ func TestKMSGrantsCrossAccountAndPropagation(t *testing.T) {
 	}
 	// Not yet effective: the grant is still propagating.
 	_, err = target.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(buildKey)})
-	wantCode(t, "DescribeKey before the grant takes effect", err, "AccessDeniedException")
+	emutest.WantCode(t, "DescribeKey before the grant takes effect", err, "AccessDeniedException")
 	// With the grant token, it is effective at once.
 	_, err = target.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(buildKey), GrantTokens: []string{aws.ToString(grant.GrantToken)}})
-	wantCode(t, "DescribeKey with the grant token", err, "")
+	emutest.WantCode(t, "DescribeKey with the grant token", err, "")
 	// EC2 on 222's behalf, before and after propagation.
-	use := KeyUse{Account: "222222222222", PrincipalIAM: "arn:aws:iam::222222222222:role/amicrypt-copy", Region: "us-east-1", KeyRef: buildKey, Ops: []string{OpDecrypt, OpCreateGrant, OpReEncryptFrom}}
-	_, aerr := emu.authorizeKeyUse(use)
+	use := awsemu.KeyUse{Account: "222222222222", PrincipalIAM: "arn:aws:iam::222222222222:role/amicrypt-copy", Region: "us-east-1", KeyRef: buildKey, Ops: []string{awsemu.OpDecrypt, awsemu.OpCreateGrant, awsemu.OpReEncryptFrom}}
+	_, aerr := emu.KMS().AuthorizeKeyUse(use)
 	if aerr == nil || aerr.Code != "AccessDeniedException" {
 		t.Fatalf("authorizeKeyUse before propagation: %v", aerr)
 	}
 	emu.Advance(time.Second)
 	_, err = target.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(buildKey)})
-	wantCode(t, "DescribeKey after the grant takes effect", err, "")
-	_, aerr = emu.authorizeKeyUse(use)
+	emutest.WantCode(t, "DescribeKey after the grant takes effect", err, "")
+	_, aerr = emu.KMS().AuthorizeKeyUse(use)
 	if aerr != nil {
 		t.Fatalf("authorizeKeyUse after propagation: %v", aerr)
 	}
 	// Operations outside the grant stay denied.
 	_, err = target.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(buildKey), Plaintext: []byte("x")})
-	wantCode(t, "Encrypt not granted", err, "AccessDeniedException")
+	emutest.WantCode(t, "Encrypt not granted", err, "AccessDeniedException")
 
 	lg, err := build.ListGrants(ctx, &kms.ListGrantsInput{KeyId: aws.String("alias/amicrypt-build")})
 	if err != nil {
@@ -229,15 +196,15 @@ func TestKMSGrantsCrossAccountAndPropagation(t *testing.T) {
 	if len(lg.Grants) != 1 || aws.ToString(lg.Grants[0].GranteePrincipal) != "arn:aws:iam::222222222222:root" || aws.ToString(lg.Grants[0].IssuingAccount) != "arn:aws:iam::111111111111:root" {
 		t.Fatalf("ListGrants: %+v", lg.Grants)
 	}
-	_, err = kmsClient(ctx, srv, "333333333333", "us-east-1").RetireGrant(ctx, &kms.RetireGrantInput{KeyId: aws.String(buildKey), GrantId: grant.GrantId})
-	wantCode(t, "RetireGrant by a stranger", err, "AccessDeniedException")
+	_, err = emutest.KMSClient(ctx, srv, "333333333333", "us-east-1").RetireGrant(ctx, &kms.RetireGrantInput{KeyId: aws.String(buildKey), GrantId: grant.GrantId})
+	emutest.WantCode(t, "RetireGrant by a stranger", err, "AccessDeniedException")
 	_, err = target.RetireGrant(ctx, &kms.RetireGrantInput{KeyId: aws.String(buildKey), GrantId: grant.GrantId})
-	wantCode(t, "RetireGrant by the grantee", err, "")
+	emutest.WantCode(t, "RetireGrant by the grantee", err, "")
 	if n := len(emu.Grants()); n != 0 {
 		t.Fatalf("%d grants left after RetireGrant", n)
 	}
 	_, err = target.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(buildKey)})
-	wantCode(t, "DescribeKey after retirement", err, "AccessDeniedException")
+	emutest.WantCode(t, "DescribeKey after retirement", err, "AccessDeniedException")
 
 	// RevokeGrant by the key's account; a second revoke finds nothing.
 	g2, err := build.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(buildKey), GranteePrincipal: aws.String("333333333333"), Operations: []types.GrantOperation{types.GrantOperationDecrypt}})
@@ -245,16 +212,16 @@ func TestKMSGrantsCrossAccountAndPropagation(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = build.RevokeGrant(ctx, &kms.RevokeGrantInput{KeyId: aws.String(buildKey), GrantId: g2.GrantId})
-	wantCode(t, "RevokeGrant", err, "")
+	emutest.WantCode(t, "RevokeGrant", err, "")
 	_, err = build.RevokeGrant(ctx, &kms.RevokeGrantInput{KeyId: aws.String(buildKey), GrantId: g2.GrantId})
-	wantCode(t, "RevokeGrant twice", err, "NotFoundException")
+	emutest.WantCode(t, "RevokeGrant twice", err, "NotFoundException")
 }
 
 func TestKMSSlowGrantFault(t *testing.T) {
 	ctx := context.Background()
-	srv := Start(t, Options{Faults: &FaultProfile{Rules: []FaultRule{{Kind: FaultSlowGrant, Action: "CreateGrant", Nth: []int{1}}}}})
-	build := kmsClient(ctx, srv, "111111111111", "us-east-1")
-	key := keyARNOf(t, ctx, build, "alias/amicrypt-build")
+	srv := emutest.Start(t, awsemu.Options{Faults: &awsemu.FaultProfile{Rules: []awsemu.FaultRule{{Kind: awsemu.FaultSlowGrant, Action: "CreateGrant", Nth: []int{1}}}}})
+	build := emutest.KMSClient(ctx, srv, "111111111111", "us-east-1")
+	key := emutest.KeyARNOf(t, ctx, build, "alias/amicrypt-build")
 	for i := range 2 {
 		if _, err := build.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(key), GranteePrincipal: aws.String("222222222222"), Operations: []types.GrantOperation{types.GrantOperationDescribeKey}}); err != nil {
 			t.Fatalf("grant %d: %v", i, err)
@@ -279,28 +246,28 @@ func TestKMSSlowGrantFault(t *testing.T) {
 
 func TestKMSKeyPolicyCrossAccountAndIAMDeny(t *testing.T) {
 	ctx := context.Background()
-	w, err := DefaultWorld()
+	w, err := awsemu.DefaultWorld()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range w.Accounts {
 		if w.Accounts[i].ID == "333333333333" {
-			w.Accounts[i].Users = append(w.Accounts[i].Users, WorldUser{Name: "limited", AccessKey: "AKIA3333333333LIMITED", SecretKey: "s", Deny: []string{"kms:Decrypt", "kms:Re*"}})
+			w.Accounts[i].Users = append(w.Accounts[i].Users, awsemu.WorldUser{Name: "limited", AccessKey: "AKIA3333333333LIMITED", SecretKey: "s", Deny: []string{"kms:Decrypt", "kms:Re*"}})
 		}
 	}
-	srv := Start(t, Options{World: w})
-	build := kmsClient(ctx, srv, "111111111111", "us-east-1")
-	key := keyARNOf(t, ctx, build, "alias/amicrypt-build")
+	srv := emutest.Start(t, awsemu.Options{World: w})
+	build := emutest.KMSClient(ctx, srv, "111111111111", "us-east-1")
+	key := emutest.KeyARNOf(t, ctx, build, "alias/amicrypt-build")
 	policy := `{"Version":"2012-10-17","Statement":[
 	 {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111111111111:root"},"Action":"kms:*","Resource":"*"},
 	 {"Effect":"Allow","Principal":{"AWS":["333333333333"]},"Action":["kms:Describe*","kms:Decrypt","kms:Encrypt"],"Resource":"*"},
 	 {"Effect":"Deny","Principal":"*","Action":"kms:ScheduleKeyDeletion","Resource":"*"}]}`
 	_, err = build.PutKeyPolicy(ctx, &kms.PutKeyPolicyInput{KeyId: aws.String(key), Policy: aws.String(policy)})
-	wantCode(t, "PutKeyPolicy", err, "")
+	emutest.WantCode(t, "PutKeyPolicy", err, "")
 	_, err = build.PutKeyPolicy(ctx, &kms.PutKeyPolicyInput{KeyId: aws.String(key), Policy: aws.String(`{"Statement":"nope"}`)})
-	wantCode(t, "PutKeyPolicy malformed", err, "MalformedPolicyDocumentException")
+	emutest.WantCode(t, "PutKeyPolicy malformed", err, "MalformedPolicyDocumentException")
 
-	admin333 := kmsClient(ctx, srv, "333333333333", "us-east-1")
+	admin333 := emutest.KMSClient(ctx, srv, "333333333333", "us-east-1")
 	limitedCfg := srv.Config(ctx, "333333333333", "us-east-1")
 	limitedCfg.Credentials = aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
 		return aws.Credentials{AccessKeyID: "AKIA3333333333LIMITED", SecretAccessKey: "s"}, nil
@@ -308,7 +275,7 @@ func TestKMSKeyPolicyCrossAccountAndIAMDeny(t *testing.T) {
 	limited := kms.NewFromConfig(limitedCfg)
 
 	enc, err := admin333.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(key), Plaintext: []byte("secret"), EncryptionContext: map[string]string{"a": "b"}})
-	wantCode(t, "Encrypt by a principal of an allowed account", err, "")
+	emutest.WantCode(t, "Encrypt by a principal of an allowed account", err, "")
 	tests := []struct {
 		name string
 		call func() error
@@ -334,7 +301,7 @@ func TestKMSKeyPolicyCrossAccountAndIAMDeny(t *testing.T) {
 			return err
 		}, "AccessDeniedException"},
 		{"account 222 not in the policy", func() error {
-			_, err := kmsClient(ctx, srv, "222222222222", "us-east-1").DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(key)})
+			_, err := emutest.KMSClient(ctx, srv, "222222222222", "us-east-1").DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(key)})
 			return err
 		}, "AccessDeniedException"},
 		{"explicit Deny statement wins over root allow", func() error {
@@ -343,14 +310,14 @@ func TestKMSKeyPolicyCrossAccountAndIAMDeny(t *testing.T) {
 		}, "AccessDeniedException"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { wantCode(t, tc.name, tc.call(), tc.want) })
+		t.Run(tc.name, func(t *testing.T) { emutest.WantCode(t, tc.name, tc.call(), tc.want) })
 	}
 }
 
 func TestKMSCryptoAndKeyLifecycle(t *testing.T) {
 	ctx := context.Background()
-	srv := Start(t, Options{})
-	c := kmsClient(ctx, srv, "222222222222", "eu-central-1")
+	srv := emutest.Start(t, awsemu.Options{})
+	c := emutest.KMSClient(ctx, srv, "222222222222", "eu-central-1")
 	created, err := c.CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String("test key")})
 	if err != nil {
 		t.Fatal(err)
@@ -360,11 +327,11 @@ func TestKMSCryptoAndKeyLifecycle(t *testing.T) {
 		t.Fatalf("CreateKey: %+v", created.KeyMetadata)
 	}
 	_, err = c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/test"), TargetKeyId: created.KeyMetadata.KeyId})
-	wantCode(t, "CreateAlias", err, "")
+	emutest.WantCode(t, "CreateAlias", err, "")
 	_, err = c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/test"), TargetKeyId: created.KeyMetadata.KeyId})
-	wantCode(t, "CreateAlias twice", err, "AlreadyExistsException")
+	emutest.WantCode(t, "CreateAlias twice", err, "AlreadyExistsException")
 	_, err = c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/aws/mine"), TargetKeyId: created.KeyMetadata.KeyId})
-	wantCode(t, "CreateAlias alias/aws/", err, "NotAuthorizedException")
+	emutest.WantCode(t, "CreateAlias alias/aws/", err, "NotAuthorizedException")
 
 	aliases, err := c.ListAliases(ctx, &kms.ListAliasesInput{})
 	if err != nil {
@@ -403,11 +370,11 @@ func TestKMSCryptoAndKeyLifecycle(t *testing.T) {
 		t.Fatalf("Decrypt: %v", err)
 	}
 	_, err = c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: dk.CiphertextBlob, EncryptionContext: map[string]string{"aws:ebs:id": "vol-2"}})
-	wantCode(t, "Decrypt with another context", err, "InvalidCiphertextException")
+	emutest.WantCode(t, "Decrypt with another context", err, "InvalidCiphertextException")
 	_, err = c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: []byte("garbage")})
-	wantCode(t, "Decrypt garbage", err, "InvalidCiphertextException")
+	emutest.WantCode(t, "Decrypt garbage", err, "InvalidCiphertextException")
 	_, err = c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: dk.CiphertextBlob, KeyId: aws.String("alias/amicrypt-target"), EncryptionContext: map[string]string{"aws:ebs:id": "vol-1"}})
-	wantCode(t, "Decrypt naming another key", err, "IncorrectKeyException")
+	emutest.WantCode(t, "Decrypt naming another key", err, "IncorrectKeyException")
 	wp, err := c.GenerateDataKeyWithoutPlaintext(ctx, &kms.GenerateDataKeyWithoutPlaintextInput{KeyId: aws.String(key), NumberOfBytes: aws.Int32(16)})
 	if err != nil || len(wp.CiphertextBlob) == 0 {
 		t.Fatalf("GenerateDataKeyWithoutPlaintext: %v", err)
@@ -463,24 +430,24 @@ func TestKMSCryptoAndKeyLifecycle(t *testing.T) {
 		}, "NotFoundException"},
 	}
 	for _, s := range steps {
-		wantCode(t, s.name, s.call(), s.want)
+		emutest.WantCode(t, s.name, s.call(), s.want)
 	}
 }
 
 func TestKMSMultiRegionReplica(t *testing.T) {
 	ctx := context.Background()
-	w, err := DefaultWorld()
+	w, err := awsemu.DefaultWorld()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range w.Accounts {
 		if w.Accounts[i].ID == "111111111111" {
-			w.Accounts[i].Keys = append(w.Accounts[i].Keys, WorldKey{Region: "us-east-1", Aliases: []string{"alias/mrk"}, MultiRegion: true, ReplicaRegions: []string{"eu-west-1"}})
+			w.Accounts[i].Keys = append(w.Accounts[i].Keys, awsemu.WorldKey{Region: "us-east-1", Aliases: []string{"alias/mrk"}, MultiRegion: true, ReplicaRegions: []string{"eu-west-1"}})
 		}
 	}
-	srv := Start(t, Options{World: w})
-	east := kmsClient(ctx, srv, "111111111111", "us-east-1")
-	west := kmsClient(ctx, srv, "111111111111", "eu-west-1")
+	srv := emutest.Start(t, awsemu.Options{World: w})
+	east := emutest.KMSClient(ctx, srv, "111111111111", "us-east-1")
+	west := emutest.KMSClient(ctx, srv, "111111111111", "eu-west-1")
 	d, err := east.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/mrk")})
 	if err != nil || !strings.HasPrefix(aws.ToString(d.KeyMetadata.KeyId), "mrk-") || !aws.ToBool(d.KeyMetadata.MultiRegion) {
 		t.Fatalf("DescribeKey: %v %+v", err, d)
@@ -513,17 +480,17 @@ func TestKMSMultiRegionReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = west.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: single.CiphertextBlob})
-	wantCode(t, "Decrypt of a single-region key's ciphertext in another region", err, "NotFoundException")
+	emutest.WantCode(t, "Decrypt of a single-region key's ciphertext in another region", err, "NotFoundException")
 	_, err = west.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/mrk")})
-	wantCode(t, "aliases stay in their region", err, "NotFoundException")
+	emutest.WantCode(t, "aliases stay in their region", err, "NotFoundException")
 }
 
 func TestKMSGrantConstraints(t *testing.T) {
 	ctx := context.Background()
-	srv := Start(t, Options{})
-	build := kmsClient(ctx, srv, "111111111111", "us-east-1")
-	target := kmsClient(ctx, srv, "222222222222", "us-east-1")
-	key := keyARNOf(t, ctx, build, "alias/amicrypt-build")
+	srv := emutest.Start(t, awsemu.Options{})
+	build := emutest.KMSClient(ctx, srv, "111111111111", "us-east-1")
+	target := emutest.KMSClient(ctx, srv, "222222222222", "us-east-1")
+	key := emutest.KeyARNOf(t, ctx, build, "alias/amicrypt-build")
 	for _, c := range []*types.GrantConstraints{
 		{EncryptionContextSubset: map[string]string{"project": "amicrypt"}},
 		{EncryptionContextEquals: map[string]string{"project": "exact"}},
@@ -546,17 +513,17 @@ func TestKMSGrantConstraints(t *testing.T) {
 	}
 	for _, tc := range tests {
 		_, err := target.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(key), Plaintext: []byte("x"), EncryptionContext: tc.context})
-		wantCode(t, tc.name, err, tc.want)
+		emutest.WantCode(t, tc.name, err, tc.want)
 	}
 }
 
 func TestKMSRetireByTokenCancelDeletionAndRegrant(t *testing.T) {
 	ctx := context.Background()
-	srv := Start(t, Options{})
-	build := kmsClient(ctx, srv, "111111111111", "us-east-1")
-	target := kmsClient(ctx, srv, "222222222222", "us-east-1")
-	third := kmsClient(ctx, srv, "333333333333", "us-east-1")
-	key := keyARNOf(t, ctx, build, "alias/amicrypt-build")
+	srv := emutest.Start(t, awsemu.Options{})
+	build := emutest.KMSClient(ctx, srv, "111111111111", "us-east-1")
+	target := emutest.KMSClient(ctx, srv, "222222222222", "us-east-1")
+	third := emutest.KMSClient(ctx, srv, "333333333333", "us-east-1")
+	key := emutest.KeyARNOf(t, ctx, build, "alias/amicrypt-build")
 
 	// A grantee whose grant includes CreateGrant may grant onwards.
 	g, err := build.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(key), GranteePrincipal: aws.String("222222222222"),
@@ -565,18 +532,18 @@ func TestKMSRetireByTokenCancelDeletionAndRegrant(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = target.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(key), GranteePrincipal: aws.String("333333333333"), Operations: []types.GrantOperation{types.GrantOperationDescribeKey}})
-	wantCode(t, "re-grant by a grantee with CreateGrant", err, "")
+	emutest.WantCode(t, "re-grant by a grantee with CreateGrant", err, "")
 	_, err = third.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(key)})
-	wantCode(t, "DescribeKey through the onward grant", err, "")
+	emutest.WantCode(t, "DescribeKey through the onward grant", err, "")
 	_, err = third.CreateGrant(ctx, &kms.CreateGrantInput{KeyId: aws.String(key), GranteePrincipal: aws.String("444444444444"), Operations: []types.GrantOperation{types.GrantOperationDescribeKey}})
-	wantCode(t, "re-grant without CreateGrant", err, "AccessDeniedException")
+	emutest.WantCode(t, "re-grant without CreateGrant", err, "AccessDeniedException")
 
 	_, err = target.RetireGrant(ctx, &kms.RetireGrantInput{GrantToken: aws.String("not-a-token")})
-	wantCode(t, "RetireGrant with a bad token", err, "InvalidGrantTokenException")
+	emutest.WantCode(t, "RetireGrant with a bad token", err, "InvalidGrantTokenException")
 	_, err = target.RetireGrant(ctx, &kms.RetireGrantInput{GrantToken: g.GrantToken})
-	wantCode(t, "RetireGrant by token by a grantee whose grant lacks RetireGrant", err, "AccessDeniedException")
+	emutest.WantCode(t, "RetireGrant by token by a grantee whose grant lacks RetireGrant", err, "AccessDeniedException")
 	_, err = build.RetireGrant(ctx, &kms.RetireGrantInput{GrantToken: g.GrantToken})
-	wantCode(t, "RetireGrant by token by the issuing account", err, "")
+	emutest.WantCode(t, "RetireGrant by token by the issuing account", err, "")
 	for _, gi := range srv.Emulator().Grants() {
 		if gi.GrantID == aws.ToString(g.GrantId) {
 			t.Fatal("grant still live after RetireGrant by token")
@@ -592,11 +559,11 @@ func TestKMSRetireByTokenCancelDeletionAndRegrant(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = target.CancelKeyDeletion(ctx, &kms.CancelKeyDeletionInput{KeyId: id})
-	wantCode(t, "CancelKeyDeletion", err, "")
+	emutest.WantCode(t, "CancelKeyDeletion", err, "")
 	d, err := target.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: id})
 	if err != nil || d.KeyMetadata.KeyState != types.KeyStateDisabled || d.KeyMetadata.DeletionDate != nil {
 		t.Fatalf("after CancelKeyDeletion the key is Disabled without deletion date: %v %+v", err, d)
 	}
 	_, err = target.CancelKeyDeletion(ctx, &kms.CancelKeyDeletionInput{KeyId: id})
-	wantCode(t, "CancelKeyDeletion twice", err, "KMSInvalidStateException")
+	emutest.WantCode(t, "CancelKeyDeletion twice", err, "KMSInvalidStateException")
 }

@@ -1,4 +1,4 @@
-package awsemu
+package core
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package awsemu
+package ec2_test
 
 import (
 	"bytes"
@@ -9,17 +9,20 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/emutest"
 )
 
 // cli runs the AWS CLI, an independent client, against the emulator.
 type cli struct {
 	t   *testing.T
-	x   *ec2Env
+	x   *emutest.Env
 	bin string
 	dir string
 }
 
-func newCLI(t *testing.T, x *ec2Env) *cli {
+func newCLI(t *testing.T, x *emutest.Env) *cli {
 	bin, err := exec.LookPath("aws")
 	if err != nil {
 		if os.Getenv("AMICRYPT_REQUIRE_AWSCLI") == "1" {
@@ -34,12 +37,12 @@ func newCLI(t *testing.T, x *ec2Env) *cli {
 // the account's user; it returns stdout, stderr and whether it succeeded.
 func (c *cli) run(account, region string, args ...string) (string, string, bool) {
 	c.t.Helper()
-	ak, sk, err := c.x.srv.Emulator().Credentials(account)
+	ak, sk, err := c.x.Srv.Emulator().Credentials(account)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	full := append([]string{"--endpoint-url", c.x.srv.URL(), "--region", region, "--output", "json"}, args...)
-	cmd := exec.CommandContext(c.x.ctx, c.bin, full...)
+	full := append([]string{"--endpoint-url", c.x.Srv.URL(), "--region", region, "--output", "json"}, args...)
+	cmd := exec.CommandContext(c.x.Ctx, c.bin, full...)
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "AWS_") {
@@ -110,11 +113,11 @@ func (c *cli) waitSnapshot(account, region, id string) cliSnapshots {
 // encrypted snapshot under a new key, share it and copy it from a second
 // account, and see the AWS-managed-key sharing errors.
 func TestEC2AWSCLI(t *testing.T) {
-	x := newEC2Env(t, Options{})
+	x := emutest.NewEnv(t, awsemu.Options{})
 	c := newCLI(t, x)
-	buildKey := x.keyARN(acctBuild, east, "alias/amicrypt-build")
-	targetKey := x.keyARN(acctT2, east, "alias/amicrypt-target")
-	managedKey := x.keyARN(acctBuild, east, "alias/aws/ebs")
+	buildKey := x.KeyARN(emutest.AcctBuild, emutest.East, "alias/amicrypt-build")
+	targetKey := x.KeyARN(emutest.AcctT2, emutest.East, "alias/amicrypt-target")
+	managedKey := x.KeyARN(emutest.AcctBuild, emutest.East, "alias/aws/ebs")
 
 	var images struct {
 		Images []struct {
@@ -122,8 +125,8 @@ func TestEC2AWSCLI(t *testing.T) {
 			Name    string `json:"Name"`
 		} `json:"Images"`
 	}
-	c.ok(acctBuild, east, &images, "ec2", "describe-images", "--owners", "amazon")
-	if len(images.Images) != 1 || images.Images[0].ImageID != seedAMI {
+	c.ok(emutest.AcctBuild, emutest.East, &images, "ec2", "describe-images", "--owners", "amazon")
+	if len(images.Images) != 1 || images.Images[0].ImageID != emutest.SeedAMI {
 		t.Fatalf("describe-images --owners amazon: %+v", images)
 	}
 
@@ -133,78 +136,78 @@ func TestEC2AWSCLI(t *testing.T) {
 			InstanceID string `json:"InstanceId"`
 		} `json:"Instances"`
 	}
-	c.ok(acctBuild, east, &run, "ec2", "run-instances", "--image-id", seedAMI, "--instance-type", "t3.micro", "--count", "1")
+	c.ok(emutest.AcctBuild, emutest.East, &run, "ec2", "run-instances", "--image-id", emutest.SeedAMI, "--instance-type", "t3.micro", "--count", "1")
 	instID := run.Instances[0].InstanceID
 	var vols struct {
 		Volumes []struct {
 			VolumeID string `json:"VolumeId"`
 		} `json:"Volumes"`
 	}
-	c.ok(acctBuild, east, &vols, "ec2", "describe-volumes", "--filters", "Name=attachment.instance-id,Values="+instID)
+	c.ok(emutest.AcctBuild, emutest.East, &vols, "ec2", "describe-volumes", "--filters", "Name=attachment.instance-id,Values="+instID)
 	if len(vols.Volumes) != 1 {
 		t.Fatalf("describe-volumes: %+v", vols)
 	}
 	var snap struct {
 		SnapshotID string `json:"SnapshotId"`
 	}
-	c.ok(acctBuild, east, &snap, "ec2", "create-snapshot", "--volume-id", vols.Volumes[0].VolumeID, "--description", "root")
+	c.ok(emutest.AcctBuild, emutest.East, &snap, "ec2", "create-snapshot", "--volume-id", vols.Volumes[0].VolumeID, "--description", "root")
 	plain := snap.SnapshotID
-	c.waitSnapshot(acctBuild, east, plain)
+	c.waitSnapshot(emutest.AcctBuild, emutest.East, plain)
 
 	// Copy it encrypted under the customer key.
-	c.ok(acctBuild, east, &snap, "ec2", "copy-snapshot", "--source-snapshot-id", plain, "--source-region", east,
+	c.ok(emutest.AcctBuild, emutest.East, &snap, "ec2", "copy-snapshot", "--source-snapshot-id", plain, "--source-region", emutest.East,
 		"--encrypted", "--kms-key-id", "alias/amicrypt-build", "--description", "encrypted root")
 	encrypted := snap.SnapshotID
-	got := c.waitSnapshot(acctBuild, east, encrypted).Snapshots[0]
+	got := c.waitSnapshot(emutest.AcctBuild, emutest.East, encrypted).Snapshots[0]
 	if got.State != "completed" || !got.Encrypted || got.KmsKeyID != buildKey || got.Progress != "100%" {
 		t.Fatalf("encrypted copy: %+v, want key %s", got, buildKey)
 	}
-	c.fails(acctBuild, east, "InvalidRequest", "Creating an unencrypted copy from an encrypted snapshot is not supported",
-		"ec2", "copy-snapshot", "--source-snapshot-id", encrypted, "--source-region", east, "--no-encrypted")
-	c.fails(acctBuild, east, "InvalidParameterDependency", "The parameter KmsKeyId requires the parameter Encrypted to be set.",
-		"ec2", "copy-snapshot", "--source-snapshot-id", plain, "--source-region", east, "--kms-key-id", buildKey)
+	c.fails(emutest.AcctBuild, emutest.East, "InvalidRequest", "Creating an unencrypted copy from an encrypted snapshot is not supported",
+		"ec2", "copy-snapshot", "--source-snapshot-id", encrypted, "--source-region", emutest.East, "--no-encrypted")
+	c.fails(emutest.AcctBuild, emutest.East, "InvalidParameterDependency", "The parameter KmsKeyId requires the parameter Encrypted to be set.",
+		"ec2", "copy-snapshot", "--source-snapshot-id", plain, "--source-region", emutest.East, "--kms-key-id", buildKey)
 
 	// Not shared yet: the second account can't see it.
-	c.fails(acctT2, east, "InvalidSnapshot.NotFound", "The snapshot '"+encrypted+"' does not exist.",
+	c.fails(emutest.AcctT2, emutest.East, "InvalidSnapshot.NotFound", "The snapshot '"+encrypted+"' does not exist.",
 		"ec2", "describe-snapshots", "--snapshot-ids", encrypted)
 	// Share: createVolumePermission plus a grant on the key.
-	c.ok(acctBuild, east, nil, "ec2", "modify-snapshot-attribute", "--snapshot-id", encrypted, "--attribute", "createVolumePermission",
-		"--operation-type", "add", "--user-ids", acctT2)
+	c.ok(emutest.AcctBuild, emutest.East, nil, "ec2", "modify-snapshot-attribute", "--snapshot-id", encrypted, "--attribute", "createVolumePermission",
+		"--operation-type", "add", "--user-ids", emutest.AcctT2)
 	var grant struct {
 		GrantID string `json:"GrantId"`
 	}
-	c.ok(acctBuild, east, &grant, "kms", "create-grant", "--key-id", buildKey, "--grantee-principal", "arn:aws:iam::"+acctT2+":root",
+	c.ok(emutest.AcctBuild, emutest.East, &grant, "kms", "create-grant", "--key-id", buildKey, "--grantee-principal", "arn:aws:iam::"+emutest.AcctT2+":root",
 		"--operations", "Decrypt", "DescribeKey", "CreateGrant", "ReEncryptFrom", "GenerateDataKeyWithoutPlaintext")
 
 	// The second account copies it under its own key.
-	c.ok(acctT2, east, &snap, "ec2", "copy-snapshot", "--source-snapshot-id", encrypted, "--source-region", east,
+	c.ok(emutest.AcctT2, emutest.East, &snap, "ec2", "copy-snapshot", "--source-snapshot-id", encrypted, "--source-region", emutest.East,
 		"--encrypted", "--kms-key-id", targetKey)
-	theirs := c.waitSnapshot(acctT2, east, snap.SnapshotID).Snapshots[0]
+	theirs := c.waitSnapshot(emutest.AcctT2, emutest.East, snap.SnapshotID).Snapshots[0]
 	if theirs.State != "completed" || theirs.KmsKeyID != targetKey {
 		t.Fatalf("cross-account copy: %+v, want key %s", theirs, targetKey)
 	}
 
 	// Under the AWS managed key nothing can be shared.
-	c.ok(acctBuild, east, &snap, "ec2", "copy-snapshot", "--source-snapshot-id", plain, "--source-region", east, "--encrypted")
+	c.ok(emutest.AcctBuild, emutest.East, &snap, "ec2", "copy-snapshot", "--source-snapshot-id", plain, "--source-region", emutest.East, "--encrypted")
 	managed := snap.SnapshotID
-	if s := c.waitSnapshot(acctBuild, east, managed).Snapshots[0]; s.KmsKeyID != managedKey {
+	if s := c.waitSnapshot(emutest.AcctBuild, emutest.East, managed).Snapshots[0]; s.KmsKeyID != managedKey {
 		t.Fatalf("default-key copy: %+v, want %s", s, managedKey)
 	}
-	c.fails(acctBuild, east, "OperationNotPermitted", "Encrypted snapshots with EBS default key cannot be shared",
-		"ec2", "modify-snapshot-attribute", "--snapshot-id", managed, "--attribute", "createVolumePermission", "--operation-type", "add", "--user-ids", acctT2)
+	c.fails(emutest.AcctBuild, emutest.East, "OperationNotPermitted", "Encrypted snapshots with EBS default key cannot be shared",
+		"ec2", "modify-snapshot-attribute", "--snapshot-id", managed, "--attribute", "createVolumePermission", "--operation-type", "add", "--user-ids", emutest.AcctT2)
 	var reg struct {
 		ImageID string `json:"ImageId"`
 	}
-	c.ok(acctBuild, east, &reg, "ec2", "register-image", "--name", "managed-key-ami", "--root-device-name", "/dev/xvda",
+	c.ok(emutest.AcctBuild, emutest.East, &reg, "ec2", "register-image", "--name", "managed-key-ami", "--root-device-name", "/dev/xvda",
 		"--architecture", "x86_64", "--virtualization-type", "hvm", "--ena-support",
 		"--block-device-mappings", `[{"DeviceName":"/dev/xvda","Ebs":{"SnapshotId":"`+managed+`","VolumeType":"gp3"}}]`)
-	c.fails(acctBuild, east, "InvalidParameter", "Snapshots encrypted with the AWS Managed CMK can't be shared. Specify another snapshot.",
-		"ec2", "modify-image-attribute", "--image-id", reg.ImageID, "--launch-permission", "Add=[{UserId="+acctT2+"}]")
-	c.fails(acctBuild, east, "InvalidAMIName.Duplicate", "AMI name managed-key-ami is already in use by AMI "+reg.ImageID,
+	c.fails(emutest.AcctBuild, emutest.East, "InvalidParameter", "Snapshots encrypted with the AWS Managed CMK can't be shared. Specify another snapshot.",
+		"ec2", "modify-image-attribute", "--image-id", reg.ImageID, "--launch-permission", "Add=[{UserId="+emutest.AcctT2+"}]")
+	c.fails(emutest.AcctBuild, emutest.East, "InvalidAMIName.Duplicate", "AMI name managed-key-ami is already in use by AMI "+reg.ImageID,
 		"ec2", "register-image", "--name", "managed-key-ami", "--root-device-name", "/dev/xvda",
 		"--block-device-mappings", `[{"DeviceName":"/dev/xvda","Ebs":{"SnapshotId":"`+managed+`"}}]`)
-	c.fails(acctBuild, east, "InvalidSnapshot.InUse", "The snapshot "+managed+" is currently in use by "+reg.ImageID,
+	c.fails(emutest.AcctBuild, emutest.East, "InvalidSnapshot.InUse", "The snapshot "+managed+" is currently in use by "+reg.ImageID,
 		"ec2", "delete-snapshot", "--snapshot-id", managed)
-	c.fails(acctBuild, east, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.",
+	c.fails(emutest.AcctBuild, emutest.East, "DryRunOperation", "Request would have succeeded, but DryRun flag is set.",
 		"ec2", "describe-regions", "--dry-run")
 }

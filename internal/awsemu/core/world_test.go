@@ -1,10 +1,14 @@
-package awsemu
+package core_test
 
 import (
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/iam"
 )
 
 const hclWorld = `
@@ -71,7 +75,7 @@ image "ami-0a1b2c3d4e5f60001" {
 `
 
 func TestParseWorldHCL(t *testing.T) {
-	w, err := ParseWorld("world.hcl", []byte(hclWorld))
+	w, err := core.ParseWorld("world.hcl", []byte(hclWorld))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,49 +89,46 @@ func TestParseWorldHCL(t *testing.T) {
 	if im.Volumes[0].DeviceName != "/dev/xvda" || im.Volumes[0].SizeGiB != 8 || im.Tags["Name"] != "al2023" || !im.Public || !im.EnaSupport {
 		t.Fatalf("image: %+v", im)
 	}
-	e, err := New(Options{World: w})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	if !e.ebsByDefault("111111111111", "eu-west-1") || e.ebsByDefault("111111111111", "us-east-1") {
+	ids := iam.New(w)
+	if !ids.EBSEncryptionByDefault("111111111111", "eu-west-1") || ids.EBSEncryptionByDefault("111111111111", "us-east-1") {
 		t.Fatal("ebs_encryption_by_default not applied per region")
 	}
-	if e.iamAllowed(&Call{PrincipalIAM: "arn:aws:iam::111111111111:user/packer"}, "ec2:CopyImage") {
+	if ids.Allowed("arn:aws:iam::111111111111:user/packer", "ec2:CopyImage") {
 		t.Fatal("deny list ignored")
 	}
-	if !e.iamAllowed(&Call{PrincipalIAM: "arn:aws:iam::111111111111:user/packer"}, "ec2:CopySnapshot") {
+	if !ids.Allowed("arn:aws:iam::111111111111:user/packer", "ec2:CopySnapshot") {
 		t.Fatal("deny list too broad")
 	}
 }
 
 func TestDefaultWorld(t *testing.T) {
-	w, err := DefaultWorld()
+	w, err := core.DefaultWorld()
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(Options{World: w})
+	e, err := awsemu.New(awsemu.Options{World: w})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
+	ids := iam.New(w)
 	if got := strings.Join(w.Regions, ","); got != "us-east-1,us-west-2,eu-west-1,eu-central-1" {
 		t.Fatalf("regions %s", got)
 	}
-	if e.regionEnabled("ap-southeast-3") || !e.regionKnown("ap-southeast-3") {
+	if w.RegionEnabled("ap-southeast-3") || !w.RegionKnown("ap-southeast-3") {
 		t.Fatal("ap-southeast-3 must be known but not enabled")
 	}
-	if id, ok := e.accountByAlias("amazon"); !ok || id != "137112412989" {
+	if id, ok := ids.AccountByAlias("amazon"); !ok || id != "137112412989" {
 		t.Fatalf("amazon account %q", id)
 	}
 	wantKeys := map[string]string{"111111111111": "alias/amicrypt-build", "222222222222": "alias/amicrypt-target", "333333333333": "alias/amicrypt-target", "444444444444": "alias/amicrypt-target"}
 	for acct, alias := range wantKeys {
 		for _, region := range w.Regions {
-			k, err := e.kms.AuthorizeKeyUse(KeyUse{Account: acct, Region: region, KeyRef: alias, Ops: []string{OpDescribeKey}})
+			k, err := e.KMS().AuthorizeKeyUse(core.KeyUse{Account: acct, Region: region, KeyRef: alias, Ops: []string{core.OpDescribeKey}})
 			if err != nil || k.Manager != "CUSTOMER" || k.Region != region || k.Account != acct {
 				t.Fatalf("%s %s %s: %v %+v", acct, region, alias, err, k)
 			}
-			if ebs := e.defaultEBSKey(acct, region); ebs.Manager != "AWS" || ebs.Region != region {
+			if ebs := e.KMS().DefaultEBSKey(acct, region); ebs.Manager != "AWS" || ebs.Region != region {
 				t.Fatalf("alias/aws/ebs %s %s: %+v", acct, region, ebs)
 			}
 		}
@@ -140,7 +141,7 @@ func TestDefaultWorld(t *testing.T) {
 			t.Fatalf("image %d: %+v", i, im)
 		}
 	}
-	role, _ := e.iam.Role("arn:aws:iam::444444444444:role/amicrypt-copy")
+	role, _ := ids.Role("arn:aws:iam::444444444444:role/amicrypt-copy")
 	if role.ExternalID != "amicrypt-demo" || role.Trusted[0] != "111111111111" {
 		t.Fatalf("444's role: %+v", role)
 	}
@@ -162,7 +163,7 @@ func TestWorldValidation(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseWorld(tc.file, []byte(tc.src))
+			_, err := core.ParseWorld(tc.file, []byte(tc.src))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
@@ -172,7 +173,7 @@ func TestWorldValidation(t *testing.T) {
 
 // TestDocsWorldExample keeps the HCL example of docs/emulator.md valid.
 func TestDocsWorldExample(t *testing.T) {
-	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "emulator.md"))
+	doc, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "emulator.md"))
 	if err != nil {
 		t.Skipf("docs/emulator.md not found: %v", err)
 	}
@@ -181,7 +182,7 @@ func TestDocsWorldExample(t *testing.T) {
 		t.Fatal("docs/emulator.md has no HCL example")
 	}
 	example, _, _ := strings.Cut(rest, "```")
-	w, err := ParseWorld("emulator.md.hcl", []byte(example))
+	w, err := core.ParseWorld("emulator.md.hcl", []byte(example))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,119 @@
+package awsemu_test
+
+// conformance_test.go is the index of the conformance matrix of
+// docs/aws-behaviour.md: one entry per fact the emulator implements, with
+// the tests that pin it down in the package of the service it concerns
+// ("ec2.TestX", "kms.TestRulesMatrix/3.8_NAME"). The matrix cases
+// themselves live beside each service (ec2/, kms/, sts/ conformance_test.go
+// and, for the wire protocols, wire_test.go here).
+
+import (
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// conformanceIndex maps each fact to the tests that cover it.
+var conformanceIndex = []struct {
+	Rule, Fact string
+	Tests      []string
+}{
+	{Rule: "1", Fact: "EC2 Query/XML envelope, <item> lists, error body", Tests: []string{"ec2.TestEC2WireDetails", "awsemu.TestRulesMatrix/1_EC2_error_body"}},
+	{Rule: "1", Fact: "KMS JSON 1.1, HTTP 400 {__type, message}", Tests: []string{"awsemu.TestUnsignedRequest", "awsemu.TestRulesMatrix/1_KMS_error_body"}},
+	{Rule: "1", Fact: "STS Query/XML, <ErrorResponse><Error><Type>Sender", Tests: []string{"awsemu.TestRulesMatrix/1_STS_error_body"}},
+	{Rule: "1", Fact: "SigV4: wrong secret, unknown key, expired session, per-service codes", Tests: []string{"awsemu.TestAuthErrors", "awsemu.TestUnsignedRequest", "core.TestVerifySigV4", "core.TestParseSigV4Errors"}},
+	{Rule: "1", Fact: "throttling 503 RequestLimitExceeded 'Request limit exceeded.'; 500 InternalError; SDKs retry both", Tests: []string{"awsemu.TestFaultInjection", "awsemu.TestRequestRateLimits", "awsemu.TestRulesMatrix/1_SDK_retries_throttling_and_InternalError"}},
+	{Rule: "1", Fact: "DryRun: 412 DryRunOperation / UnauthorizedOperation", Tests: []string{"ec2.TestEC2WireDetails", "ec2.TestEC2DryRunDenied", "awsemu.TestRulesMatrix/1_DryRun_statuses"}},
+	{Rule: "2", Fact: "instance pending→running, stopping→stopped, shutting-down→terminated", Tests: []string{"ec2.TestEC2InstanceLifecycle", "ec2.TestEC2BuildSequence"}},
+	{Rule: "2", Fact: "launch failure: terminated with Client.InternalError: Client error on launch", Tests: []string{"ec2.TestEC2AsyncKeyFailures/launch_without_key_permission"}},
+	{Rule: "2", Fact: "snapshot pending+Progress→completed|error; KmsKeyId always a key ARN", Tests: []string{"ec2.TestEC2SnapshotProgressAndImageState", "ec2.TestEC2EncryptionDefaults", "ec2.TestEC2AsyncKeyFailures"}},
+	{Rule: "2", Fact: "image pending→available only when every snapshot completes, or failed with StateReason", Tests: []string{"ec2.TestEC2SnapshotProgressAndImageState", "ec2.TestEC2AsyncKeyFailures"}},
+	{Rule: "2", Fact: "copy times grow with size, cross-region factor, first copy full", Tests: []string{"ec2.TestEC2CopyTimes", "core.TestLatencyModel"}},
+	{Rule: "3.1", Fact: "no unencrypted copy of encrypted data (CopySnapshot and CopyImage), exact text", Tests: []string{"ec2.TestEC2ErrorRules/rule_1:_CopySnapshot_unencrypted_copy_of_encrypted", "ec2.TestEC2ErrorRules/rule_1:_CopyImage_unencrypted_copy_of_encrypted"}},
+	{Rule: "3.1", Fact: "without Encrypted, a copy of encrypted data stays encrypted", Tests: []string{"ec2.TestRulesMatrix/3.1_copy_without_Encrypted_stays_encrypted"}},
+	{Rule: "3.2", Fact: "KmsKeyId needs Encrypted=true (emulator convention text)", Tests: []string{"ec2.TestEC2ErrorRules/rule_2:_CopySnapshot_KmsKeyId_without_Encrypted", "ec2.TestEC2ErrorRules/rule_2:_CopyImage_KmsKeyId_with_Encrypted=false", "ec2.TestRulesMatrix/3.2_CopyImage_KmsKeyId_without_Encrypted"}},
+	{Rule: "3.2", Fact: "without KmsKeyId an encrypted copy uses the caller's default EBS key", Tests: []string{"ec2.TestEC2EncryptionDefaults", "ec2.TestRulesMatrix/3.2_default_key_fallback_for_CopyImage"}},
+	{Rule: "3.3", Fact: "AWS-managed key: AMI share InvalidParameter, snapshot share OperationNotPermitted (both texts)", Tests: []string{"ec2.TestEC2ErrorRules/rule_3:_share_an_AMI_under_the_AWS_managed_key", "ec2.TestEC2ErrorRules/rule_3:_share_a_snapshot_under_the_AWS_managed_key", "ec2.TestRulesMatrix/3.3_managed_key_share_through_the_other_parameter_forms"}},
+	{Rule: "3.3", Fact: "encrypted snapshots and AMIs never public", Tests: []string{"ec2.TestEC2ErrorRules/rule_3:_an_encrypted_AMI_can't_be_public", "ec2.TestEC2ErrorRules/rule_3:_an_encrypted_snapshot_can't_be_public", "ec2.TestRulesMatrix/3.3_unencrypted_AMI_may_be_public", "ec2.TestRulesMatrix/3.3_encrypted_never_public_through_the_other_parameter_forms"}},
+	{Rule: "3.4", Fact: "without the share: InvalidAMIID.NotFound / InvalidSnapshot.NotFound", Tests: []string{"ec2.TestEC2ErrorRules/rule_4:_unshared_AMI_is_invisible", "ec2.TestEC2ErrorRules/rule_4:_unshared_snapshot_is_invisible", "ec2.TestEC2CrossAccountCopySequence", "ec2.TestRulesMatrix/3.4_unshared_snapshot_can't_be_copied_or_restored"}},
+	{Rule: "3.4", Fact: "without key permission (or with a disabled/unknown destination key) the copy is accepted and fails later", Tests: []string{"ec2.TestEC2AsyncKeyFailures"}},
+	{Rule: "3.4", Fact: "key permission through a key-policy statement instead of a grant", Tests: []string{"ec2.TestRulesMatrix/3.4_key_policy_statement_is_enough"}},
+	{Rule: "3.4", Fact: "the using account's own IAM must allow the key operations", Tests: []string{"ec2.TestRulesMatrix/3.4_using_account's_IAM_deny"}},
+	{Rule: "3.4", Fact: "a grant still propagating does not count yet", Tests: []string{"kms.TestKMSGrantsCrossAccountAndPropagation", "ec2.TestRulesMatrix/3.4_grant_not_yet_effective"}},
+	{Rule: "3.4", Fact: "all three permissions needed: AMI shared but snapshot not", Tests: []string{"ec2.TestRulesMatrix/3.4_snapshot_not_shared"}},
+	{Rule: "3.4", Fact: "each of the five source-key operations is needed", Tests: []string{"ec2.TestRulesMatrix/3.4_every_source-key_operation_is_needed"}},
+	{Rule: "3.4/3.8", Fact: "a key is usable only in its region: a destination key of another region fails the copy", Tests: []string{"ec2.TestRulesMatrix/3.4_destination_key_of_another_region"}},
+	{Rule: "3.5", Fact: "launch with an unusable (disabled) volume key: Client error on launch", Tests: []string{"ec2.TestRulesMatrix/3.5_launch_with_an_unusable_volume_key"}},
+	{Rule: "3.5", Fact: "launch without key permission: Client.InternalError: Client error on launch", Tests: []string{"ec2.TestEC2AsyncKeyFailures/launch_without_key_permission", "ec2.TestEC2AsyncKeyFailures/launch_with_a_grant"}},
+	{Rule: "3.5", Fact: "Auto Scaling service-linked role must be allowed on the key (policy or grant)", Tests: []string{"ec2.TestEC2AutoScalingLaunchKeyAccess", "ec2.TestRulesMatrix/3.5_Auto_Scaling_service-linked_role"}},
+	{Rule: "3.6", Fact: "tags per account; CopyImageTags copies only the caller's; TagSpecifications", Tests: []string{"ec2.TestEC2TagsPerAccount", "ec2.TestEC2CrossAccountCopySequence"}},
+	{Rule: "3.7", Fact: "alias/aws/ebs everywhere, KeyManager AWS, only EC2 in its account; CreateGrant/PutKeyPolicy/ScheduleKeyDeletion AccessDenied", Tests: []string{"kms.TestKMSAWSManagedKeyRules", "kms.TestKMSDescribeKeyResolution"}},
+	{Rule: "3.8", Fact: "key ID, key ARN, alias name, alias ARN; alias only in own account; region-bound; mrk replicas", Tests: []string{"kms.TestKMSDescribeKeyResolution", "kms.TestKMSMultiRegionReplica", "kms.TestRulesMatrix/3.8_identifier_forms_across_accounts_and_regions"}},
+	{Rule: "3.8", Fact: "a key is administered only in its own account (GetKeyPolicy, PutKeyPolicy, Enable/DisableKey, ScheduleKeyDeletion, CreateAlias)", Tests: []string{"kms.TestRulesMatrix/3.8_key_administration_stays_in_the_key's_account"}},
+	{Rule: "3.8", Fact: "DescribeKey fields and states; DisabledException, KMSInvalidStateException, NotFoundException, AccessDeniedException", Tests: []string{"kms.TestKMSCryptoAndKeyLifecycle", "kms.TestRulesMatrix/3.8_DescribeKey_states_and_errors"}},
+	{Rule: "3.9", Fact: "CreateGrant (DryRun, GrantId, GrantToken), propagation, ListGrants, RetireGrant, RevokeGrant; a grantee grants onwards only its own operations", Tests: []string{"ec2.TestRulesMatrix/3.5_Auto_Scaling_service-linked_role", "kms.TestKMSGrantsCrossAccountAndPropagation", "kms.TestKMSSlowGrantFault", "kms.TestKMSRetireByTokenCancelDeletionAndRegrant", "kms.TestRulesMatrix/3.9_RetireGrant_and_RevokeGrant_principals"}},
+	{Rule: "3.10", Fact: "ClientToken idempotency and IdempotentParameterMismatch", Tests: []string{"ec2.TestEC2CrossAccountCopySequence", "ec2.TestRulesMatrix/3.10_RunInstances_ClientToken", "ec2.TestRulesMatrix/3.10_ClientToken_longer_than_64"}},
+	{Rule: "3.11", Fact: "AMI names unique per account and region; 3–128 of the allowed characters", Tests: []string{"ec2.TestEC2ErrorRules/rule_11:_duplicate_AMI_name", "ec2.TestEC2ErrorRules/rule_11:_AMI_name_too_short", "ec2.TestRulesMatrix/3.11_AMI_name_boundaries_and_scope"}},
+	{Rule: "3.12", Fact: "DeleteSnapshot InvalidSnapshot.InUse; DeregisterImage keeps snapshots unless DeleteAssociatedSnapshots", Tests: []string{"ec2.TestEC2ErrorRules/rule_12:_snapshot_in_use", "ec2.TestEC2ImageAttributesAndDeregistration"}},
+	{Rule: "3.13", Fact: "concurrent copy quotas: ResourceLimitExceeded, per destination account-region", Tests: []string{"ec2.TestEC2Quotas", "ec2.TestRulesMatrix/3.13_quotas_per_account-region"}},
+	{Rule: "3.13", Fact: "request token buckets per account-region, Describe* separate from mutating", Tests: []string{"awsemu.TestRequestRateLimits", "core.TestAWSRequestRates"}},
+	{Rule: "3.14", Fact: "eventual consistency: *.NotFound right after create in Describe* and CreateTags", Tests: []string{"ec2.TestEC2Faults"}},
+	{Rule: "3.15", Fact: "STS AssumeRole, ExternalId, AccessDenied text, GetCallerIdentity", Tests: []string{"sts.TestAssumeRole", "sts.TestAssumeRoleChainingAndIAMDeny", "sts.TestGetCallerIdentity", "sts.TestRulesMatrix/3.15_AssumeRole_denial_text"}},
+	{Rule: "4", Fact: "build sequence end to end", Tests: []string{"ec2.TestEC2BuildSequence"}},
+	{Rule: "4", Fact: "cross-account re-encrypted copy end to end", Tests: []string{"ec2.TestEC2CrossAccountCopySequence", "ec2.TestEC2CrossAccountScenarios", "ec2.TestRulesCrossAccountSequence"}},
+}
+
+// packageDirs are where each package's tests live, from this directory.
+var packageDirs = map[string]string{"awsemu": ".", "core": "core", "ec2": "ec2", "kms": "kms", "sts": "sts"}
+
+// TestConformanceIndexNamesRealTests fails when the index names a test
+// function or a matrix case that does not exist, so it can't rot silently.
+func TestConformanceIndexNamesRealTests(t *testing.T) {
+	funcs := map[string]bool{} // "pkg.TestName"
+	cases := map[string]bool{} // "pkg.RULE_NAME"
+	caseRe := regexp.MustCompile(`\{Rule: "([^"]+)", Name: "([^"]+)"`)
+	fset := token.NewFileSet()
+	for pkg, dir := range packageDirs {
+		files, err := filepath.Glob(filepath.Join(dir, "*_test.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			src, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			file, err := parser.ParseFile(fset, f, src, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, obj := range file.Scope.Objects {
+				if obj.Kind.String() == "func" {
+					funcs[pkg+"."+name] = true
+				}
+			}
+			for _, m := range caseRe.FindAllStringSubmatch(string(src), -1) {
+				cases[pkg+"."+strings.ReplaceAll(m[1]+" "+m[2], " ", "_")] = true
+			}
+		}
+	}
+	for _, r := range conformanceIndex {
+		if len(r.Tests) == 0 {
+			t.Errorf("rule %s %q: no test covers it", r.Rule, r.Fact)
+		}
+		for _, name := range r.Tests {
+			pkg, test, _ := strings.Cut(name, ".")
+			top, sub, _ := strings.Cut(test, "/")
+			if !funcs[pkg+"."+top] {
+				t.Errorf("rule %s %q: test %s does not exist in package %s", r.Rule, r.Fact, top, pkg)
+			}
+			if top == "TestRulesMatrix" && !cases[pkg+"."+sub] {
+				t.Errorf("rule %s %q: %s.TestRulesMatrix has no case %s", r.Rule, r.Fact, pkg, sub)
+			}
+		}
+	}
+}

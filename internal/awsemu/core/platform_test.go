@@ -1,0 +1,97 @@
+package core
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFaultProbabilityIsSeeded(t *testing.T) {
+	run := func() []bool {
+		faults := NewFaultState(&FaultProfile{Seed: 42, Rules: []FaultRule{{Kind: FaultCopyFails, Action: "CopyImage", Probability: 0.5}}})
+		var out []bool
+		for range 32 {
+			out = append(out, faults.Fires(FaultCopyFails, nil, "CopyImage"))
+		}
+		if faults.Fires(FaultCopyFails, nil, "CopySnapshot") {
+			t.Fatal("rule for CopyImage fired for CopySnapshot")
+		}
+		return out
+	}
+	a, b := run(), run()
+	fired := 0
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("same seed, different faults at %d", i)
+		}
+		if a[i] {
+			fired++
+		}
+	}
+	if fired == 0 || fired == len(a) {
+		t.Fatalf("probability 0.5 fired %d of %d times", fired, len(a))
+	}
+}
+
+func TestParseFaultProfile(t *testing.T) {
+	tests := []struct{ src, want string }{
+		{`{"rules":[{"kind":"throttle","action":"CopyImage","nth":[2]}]}`, ""},
+		{`{"rules":[{"kind":"explode"}]}`, `rules[0].kind: "explode"`},
+		{`{"rules":[{"kind":"throttle","probability":2}]}`, "rules[0].probability"},
+		{`{"rules":[{"kind":"throttle","nth":[0]}]}`, "rules[0].nth"},
+		{`{"rulez":[]}`, `unknown field "rulez"`},
+	}
+	for _, tc := range tests {
+		_, err := ParseFaultProfile([]byte(tc.src))
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: got %v, want %q", tc.src, err, tc.want)
+		}
+	}
+}
+
+func TestLatencyModel(t *testing.T) {
+	clock := NewClock(nil, 0.01, 4, map[string]LatencySpec{LatencySnapshotCopy: {Base: 10 * time.Second, PerGiB: 5 * time.Second}})
+	tests := []struct {
+		op    string
+		size  int
+		cross bool
+		want  time.Duration
+	}{
+		{LatencySnapshotCopy, 0, false, 100 * time.Millisecond},
+		{LatencySnapshotCopy, 8, false, 500 * time.Millisecond},
+		{LatencySnapshotCopy, 8, true, 2 * time.Second},
+		{LatencySnapshot, 8, false, 1500 * time.Millisecond}, // default: 30s + 15s/GiB
+		{LatencyGrant, 0, false, 0},
+	}
+	for _, tc := range tests {
+		if got := clock.Latency(tc.op, tc.size, tc.cross); got != tc.want {
+			t.Errorf("latency(%s, %d, %v) = %v, want %v", tc.op, tc.size, tc.cross, got, tc.want)
+		}
+	}
+}
+
+func TestAWSRequestRates(t *testing.T) {
+	l := Limits{ConcurrentImageCopies: 7}.AWSRequestRates()
+	if l.DescribeBurst != 100 || l.DescribeRate != 20 || l.MutateBurst != 200 || l.MutateRate != 5 || l.ConcurrentImageCopies != 7 {
+		t.Fatalf("%+v", l)
+	}
+	lim := NewLimiter(l)
+	now := time.Unix(0, 0)
+	c := &Call{Service: "ec2", Account: "111111111111", Region: "us-east-1", Action: "CopyImage"}
+	n := 0
+	for lim.Allow(c, now) {
+		n++
+	}
+	if n != 200 {
+		t.Fatalf("mutating burst %d, want 200", n)
+	}
+	if !lim.Allow(c, now.Add(200*time.Millisecond)) || lim.Allow(c, now.Add(200*time.Millisecond)) {
+		t.Fatal("refill of 5 per second not applied")
+	}
+	kmsCall := &Call{Service: "kms", Account: "111111111111", Region: "us-east-1", Action: "CreateGrant"}
+	for i := range 500 {
+		if !lim.Allow(kmsCall, now) {
+			t.Fatalf("KMS call %d throttled by EC2's buckets", i)
+		}
+	}
+}
