@@ -46,7 +46,7 @@ func (s *stepCopyRegions) Run(ctx context.Context, state multistep.StateBag) mul
 				return fmt.Errorf("%s: %w", region, err)
 			}
 			detail(ui(state), fmt.Sprintf("%s: AMI %s is available", region, id))
-			return nil
+			return verify(gctx, state, client, region, id, b.regionKeys[region])
 		})
 	}
 	if err := g.Wait(); err != nil {
