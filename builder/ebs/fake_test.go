@@ -36,7 +36,7 @@ type fakeEC2 struct {
 	failCopies bool
 	// wrongKey, when set, is the key EC2 "uses" for CopySnapshot/CopyImage
 	// results instead of the one asked for: what verification must catch.
-	wrongKey string
+	wrongKey   string
 	runInput   *ec2.RunInstancesInput
 	regInput   *ec2.RegisterImageInput
 	copyInputs []*ec2.CopySnapshotInput
