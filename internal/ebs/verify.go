@@ -48,13 +48,25 @@ func (e *EncryptionMismatchError) Error() string {
 // *EncryptionMismatchError naming the snapshot, the key found and the key
 // expected. amicrypt says an AMI is encrypted under a key only after this.
 func VerifyImageEncrypted(ctx context.Context, client EC2API, imageID, keyARN string) (Verified, error) {
-	v := Verified{ImageID: imageID, KeyARN: keyARN}
 	if keyARN == "" {
-		return v, fmt.Errorf("verifying %s: no expected key ARN given", imageID)
+		return Verified{ImageID: imageID}, fmt.Errorf("verifying %s: no expected key ARN given", imageID)
 	}
 	img, err := FindImageByID(ctx, client, imageID)
 	if err != nil {
-		return v, fmt.Errorf("verifying %s: %w", imageID, err)
+		return Verified{ImageID: imageID, KeyARN: keyARN}, fmt.Errorf("verifying %s: %w", imageID, err)
+	}
+	return VerifyEncrypted(ctx, client, img, keyARN)
+}
+
+// VerifyEncrypted is VerifyImageEncrypted for an image the caller has just
+// read with DescribeImages as its owner, such as the batched wait that saw
+// it become available: it saves a DescribeImages per image where many
+// copies are waited for together.
+func VerifyEncrypted(ctx context.Context, client EC2API, img *types.Image, keyARN string) (Verified, error) {
+	imageID := aws.ToString(img.ImageId)
+	v := Verified{ImageID: imageID, KeyARN: keyARN}
+	if keyARN == "" {
+		return v, fmt.Errorf("verifying %s: no expected key ARN given", imageID)
 	}
 	if img.State != types.ImageStateAvailable {
 		return v, fmt.Errorf("verifying %s: the image is %s, not available", imageID, img.State)

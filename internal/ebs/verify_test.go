@@ -146,3 +146,20 @@ func TestFindSnapshotsFollowsPagesAndNamesTheMissing(t *testing.T) {
 		t.Errorf("err = %v, want snap-3 not found", err)
 	}
 }
+
+// TestVerifyEncryptedTakesTheWaitedImage: given the image a wait just read,
+// verification asks only DescribeSnapshots, and judges by the snapshots'
+// keys, never by the image's mappings.
+func TestVerifyEncryptedTakesTheWaitedImage(t *testing.T) {
+	client := verifyFake(types.ImageStateAvailable, nil, map[string]types.Snapshot{"snap-1": snapshot("snap-1", true, otherKey)})
+	img := &types.Image{ImageId: aws.String("ami-1"), State: types.ImageStateAvailable, BlockDeviceMappings: []types.BlockDeviceMapping{
+		{DeviceName: aws.String("/dev/xvda"), Ebs: &types.EbsBlockDevice{SnapshotId: aws.String("snap-1"), Encrypted: aws.Bool(true), KmsKeyId: aws.String(wantKey)}},
+	}}
+	_, err := VerifyEncrypted(context.Background(), client, img, wantKey)
+	if !IsEncryptionMismatch(err) || !strings.Contains(err.Error(), "encrypted under "+otherKey) {
+		t.Errorf("err = %v; the snapshot's own key must decide", err)
+	}
+	if client.n("DescribeImages") != 0 || client.n("DescribeSnapshots") != 1 {
+		t.Errorf("%d DescribeImages, %d DescribeSnapshots; want 0 and 1", client.n("DescribeImages"), client.n("DescribeSnapshots"))
+	}
+}
