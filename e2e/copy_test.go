@@ -32,12 +32,14 @@ type copyManifest struct {
 	Failed        int    `json:"failed"`
 	Error         string `json:"error"`
 	Copies        []struct {
-		Account string `json:"account"`
-		Region  string `json:"region"`
-		ImageID string `json:"ami_id"`
-		KeyARN  string `json:"kms_key_arn"`
-		State   string `json:"state"`
-		Reason  string `json:"reason"`
+		Account  string `json:"account"`
+		Region   string `json:"region"`
+		ImageID  string `json:"ami_id"`
+		KeyARN   string `json:"kms_key_arn"`
+		State    string `json:"state"`
+		Reason   string `json:"reason"`
+		Reused   bool   `json:"reused"`
+		Verified bool   `json:"verified"`
 	} `json:"copies"`
 }
 
@@ -132,9 +134,27 @@ func assertCopiesAsOwnersSeeThem(t *testing.T, emu *Emulator, m copyManifest, ta
 				t.Errorf("%s/%s: %s lacks tag %s as its account sees it: %v", c.Account, c.Region, c.ImageID, k, seen)
 			}
 		}
+		// Keys come from DescribeSnapshots: DescribeImages doesn't return them.
+		var snaps []string
 		for _, bdm := range img.BlockDeviceMappings {
-			if bdm.Ebs != nil && (!aws.ToBool(bdm.Ebs.Encrypted) || aws.ToString(bdm.Ebs.KmsKeyId) != c.KeyARN) {
-				t.Errorf("%s/%s: %s device %s encrypted=%v key %s", c.Account, c.Region, c.ImageID, aws.ToString(bdm.DeviceName), aws.ToBool(bdm.Ebs.Encrypted), aws.ToString(bdm.Ebs.KmsKeyId))
+			if bdm.Ebs == nil {
+				continue
+			}
+			if !aws.ToBool(bdm.Ebs.Encrypted) {
+				t.Errorf("%s/%s: %s device %s is not encrypted", c.Account, c.Region, c.ImageID, aws.ToString(bdm.DeviceName))
+			}
+			if bdm.Ebs.SnapshotId != nil {
+				snaps = append(snaps, aws.ToString(bdm.Ebs.SnapshotId))
+			}
+		}
+		out, err := targetEC2(emu, c.Account, c.Region).DescribeSnapshots(context.Background(), &ec2.DescribeSnapshotsInput{SnapshotIds: snaps})
+		if err != nil || len(snaps) == 0 || len(out.Snapshots) != len(snaps) {
+			t.Errorf("%s/%s: snapshots %v of %s as their owner sees them: %v", c.Account, c.Region, snaps, c.ImageID, err)
+			continue
+		}
+		for _, s := range out.Snapshots {
+			if !aws.ToBool(s.Encrypted) || aws.ToString(s.KmsKeyId) != c.KeyARN {
+				t.Errorf("%s/%s: %s snapshot %s encrypted=%v key %s, want %s", c.Account, c.Region, c.ImageID, aws.ToString(s.SnapshotId), aws.ToBool(s.Encrypted), aws.ToString(s.KmsKeyId), c.KeyARN)
 			}
 		}
 	}
@@ -164,6 +184,11 @@ func TestCopyDemoChain(t *testing.T) {
 	m := readCopyManifest(t, filepath.Join(dir, "amicrypt-demo-copies.json"))
 	if m.Succeeded != 6 || m.Failed != 0 || len(m.Copies) != 6 {
 		t.Fatalf("manifest: %d ok, %d failed, %d copies", m.Succeeded, m.Failed, len(m.Copies))
+	}
+	for _, c := range m.Copies {
+		if !c.Verified || !strings.Contains(res.Output, c.ImageID+" read back: snap-") {
+			t.Errorf("%s/%s %s: not read back (manifest verified %v)", c.Account, c.Region, c.ImageID, c.Verified)
+		}
 	}
 	assertCopiesAsOwnersSeeThem(t, emu, m, []string{"Name", "Team", "Compliance", "CopiedBy", "Encrypted", "CopiedFromAMI", "amicrypt:kms-key-arn"})
 	report := emu.Check(t, url.Values{"since_seq": {strconv.Itoa(mark)}})
@@ -294,6 +319,10 @@ func TestCopyInterruptedBySIGINT(t *testing.T) {
 	for id, img := range liveCopies(t, emu) {
 		t.Errorf("%s (%s, owner %s) survived the interrupted run (reported in manifest: %v)", id, img.State, aws.ToString(img.OwnerId), reported[id])
 	}
+	// The AMI the build made is not the copies': it survives Ctrl-C.
+	f := builtAMIFate(t, emu, res.Output)
+	assertBuiltAMIKept(t, f, res.Output)
+	t.Logf("after Ctrl-C during the copies: %s", f)
 }
 
 // TestCopyValidateRejects runs `packer validate` on a template with bad
