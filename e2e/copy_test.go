@@ -199,7 +199,7 @@ func TestCopyDemoChain(t *testing.T) {
 }
 
 // TestCopyExamples builds the runnable examples: example/copy (every
-// option) and the templates of seeds 001 and 002. Grants made by
+// option), per-account-keys and copy-with-tags. Grants made by
 // grant_autoscaling_role and launch permissions from ami_users stay in the
 // target accounts on purpose, so the invariant checker is run three ways:
 // strict on everything the source principal did (the temporary shares and
@@ -217,8 +217,8 @@ func TestCopyExamples(t *testing.T) {
 	}{
 		// 222 and 444 in us-east-1 and us-west-2, 333 in eu-west-1, 111 in both.
 		{"copy", "copies.json", 7, 7, 2, nil},
-		{"seed-001", "seed-001-copies.json", 4, 4, 0, []string{"Name", "Stack", "Encrypted", "CopiedFromAMI", "amicrypt:kms-key-arn"}},
-		{"seed-002", "seed-002-copies.json", 2, 0, 0, []string{"Recipe", "BuildId", "AmigoStage", "CopiedBy", "Encrypted", "CopiedFromAMI"}},
+		{"per-account-keys", "per-account-keys-copies.json", 4, 4, 0, []string{"Name", "Stack", "Encrypted", "CopiedFromAMI", "amicrypt:kms-key-arn"}},
+		{"copy-with-tags", "copy-with-tags-copies.json", 2, 0, 0, []string{"Recipe", "BuildId", "AmigoStage", "CopiedBy", "Encrypted", "CopiedFromAMI"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.example, func(t *testing.T) {

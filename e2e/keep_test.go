@@ -15,6 +15,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -265,4 +266,74 @@ func liveCopyDests(t *testing.T, emu *Emulator) map[string]string {
 		}
 	}
 	return dests
+}
+
+// failingPPTemplate is an amicrypt-ebs build followed by a post-processor
+// that fails and never asks the builder's artifact to keep anything, and
+// optionally by a manifest block of its own.
+const failingPPTemplate = `
+packer {
+  required_plugins {
+    amicrypt = {
+      source  = "github.com/amicrypt/amicrypt"
+      version = ">= 0.1.0"
+    }
+  }
+}
+
+source "amicrypt-ebs" "app" {
+  region        = "us-east-1"
+  source_ami    = "ami-0a1b2c3d4e5f60001"
+  instance_type = "t3.micro"
+  communicator  = "none"
+  kms_key_id    = "alias/amicrypt-build"
+  ami_name      = "amicrypt-pp-fails"
+}
+
+build {
+  sources = ["source.amicrypt-ebs.app"]
+  post-processor "shell-local" {
+    inline = ["exit 1"]
+  }
+%s
+}
+`
+
+// TestPackerKeepsWhatAPostProcessorBlockKept checks, with the real Packer,
+// the rule the docs give users of builders that don't answer amicrypt-copy:
+// after a failed post-processor Packer destroys the builder's artifact
+// (amicrypt-ebs's Destroy deregisters its AMI, as nobody asked to keep it),
+// unless another post-processor block that ran without error kept its input,
+// as a manifest block of its own does.
+func TestPackerKeepsWhatAPostProcessorBlockKept(t *testing.T) {
+	env := New(t)
+	for k, v := range offlineProxy {
+		env.Vars[k] = v
+	}
+	env.Vars["AWS_POLL_DELAY_SECONDS"] = "0.02"
+	for _, tc := range []struct {
+		name     string
+		extra    string
+		wantKept bool
+	}{
+		{"failing post-processor alone", "", false},
+		{"with a manifest block of its own", `  post-processor "manifest" {}`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			emu := env.StartEmulator(t, EmulatorOptions{})
+			dir := t.TempDir()
+			WriteFile(t, dir, "pp.pkr.hcl", fmt.Sprintf(failingPPTemplate, tc.extra))
+			res := env.Packer(t, dir, "build", "-color=false", ".")
+			if res.ExitCode == 0 {
+				t.Fatalf("packer build passed although shell-local exits 1:\n%s", res.Output)
+			}
+			f := builtAMIFate(t, emu, res.Output)
+			kept := f.State == "available" && f.Deregisters == 0 && f.SnapshotDeletes == 0 && f.SnapshotsLive == len(f.Snapshots)
+			destroyed := f.State == "gone" && f.Deregisters == 1 && f.SnapshotDeletes == len(f.Snapshots)
+			if tc.wantKept && !kept || !tc.wantKept && !destroyed {
+				t.Errorf("want kept %v: %s", tc.wantKept, f)
+			}
+			t.Logf("%s: %s", tc.name, f)
+		})
+	}
 }

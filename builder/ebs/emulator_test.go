@@ -497,7 +497,7 @@ func TestEmulatorAsyncCopyFailureLeavesNothing(t *testing.T) {
 
 // An AMI shared without access to its key: RunInstances is accepted, the
 // instance terminates, and the build fails quoting AWS's state reason
-// (seed 001's "Client.InternalError: Client error on launch"), leaving nothing.
+// ("Client.InternalError: Client error on launch"), leaving nothing.
 func TestEmulatorLaunchFailureQuotesStateReason(t *testing.T) {
 	srv := startEmulator(t, awsemu.Options{})
 	// Account 222222222222 builds an AMI under its own key and shares it with

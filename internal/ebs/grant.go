@@ -11,7 +11,8 @@ import (
 )
 
 // CrossAccountCopyOps are the key operations another account needs to copy
-// or launch from snapshots encrypted under the key (aws-behaviour.md 3.4).
+// or launch from snapshots encrypted under the key (docs/aws-behaviour.md:
+// cross-account use of a shared encrypted AMI).
 var CrossAccountCopyOps = []kmstypes.GrantOperation{
 	kmstypes.GrantOperationDescribeKey,
 	kmstypes.GrantOperationDecrypt,
