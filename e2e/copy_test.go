@@ -357,6 +357,11 @@ build {
     kms_key_id   = "arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     on_failure   = "ignore"
     deprecate_at = "tomorrow"
+    source_ami   = "ami-0a1b2c3d4e5f60001"
+    source_ami_filter {
+      filters = { name = "app-*" }
+      owners  = ["self"]
+    }
     target { account_id = "2222" }
     target {
       account_id = "333333333333"
@@ -378,9 +383,43 @@ build {
 		`deprecate_at: "tomorrow"`,
 		`alias/aws/ebs`,
 		"is a key of account 111111111111, but target[2] (account 444444444444) inherits it",
+		"source_ami, source_ami_filter: both set",
+		`source_ami: set, yet this amicrypt-copy follows a "amicrypt-ebs" source, whose AMIs it copies`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("packer validate output lacks %q:\n%s", want, res.Output)
 		}
+	}
+
+	// Behind the null builder source_ami is at home, but needs a region.
+	null := t.TempDir()
+	WriteFile(t, null, "existing.pkr.hcl", `
+packer {
+  required_plugins {
+    amicrypt = {
+      source  = "github.com/amicrypt/amicrypt"
+      version = ">= 0.1.0"
+    }
+  }
+}
+
+source "null" "existing" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.existing"]
+  post-processor "amicrypt-copy" {
+    source_ami = "ami-0a1b2c3d4e5f60001"
+    role_name  = "amicrypt-copy"
+    kms_key_id = "alias/amicrypt-target"
+    target { account_id = "222222222222" }
+  }
+}
+`)
+	res = env.Packer(t, null, "validate", ".")
+	out = strings.Join(strings.Fields(res.Output), " ")
+	if res.ExitCode == 0 || !strings.Contains(out, "region: not set, and source_ami needs it") || strings.Contains(out, "follows a") {
+		t.Errorf("packer validate of source_ami behind the null builder without region: exit %d\n%s", res.ExitCode, res.Output)
 	}
 }
