@@ -70,6 +70,8 @@ type input struct {
 func (p *PostProcessor) input(artifact packer.Artifact) (input, error) {
 	if p.config.fromConfig() {
 		if amis, err := parseArtifact(artifact); err == nil {
+			// Refused, but the build's AMI must not pay for the mistake.
+			artifact.State(builderebs.KeepState)
 			var pairs []string
 			for _, a := range amis {
 				pairs = append(pairs, a.Region+":"+a.ImageID)

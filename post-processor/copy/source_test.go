@@ -91,11 +91,16 @@ func TestCopyAnExistingAMI(t *testing.T) {
 func TestSourceAMIRefusesAnArtifactWithAMIs(t *testing.T) {
 	raw := validRaw()
 	raw["source_ami"] = "ami-0a1b2c3d4e5f60001"
-	_, _, _, err := newPP(t, raw).PostProcess(context.Background(), newUI(), fakeArtifact{"mitchellh.amazonebs", "us-east-1:ami-0123456789abcdef0"})
-	for _, w := range []string{"source_ami or source_ami_filter is set", `builder "mitchellh.amazonebs"`, "us-east-1:ami-0123456789abcdef0", "null builder"} {
+	art := &keepingArtifact{fakeArtifact: fakeArtifact{"amicrypt.ebs", "us-east-1:ami-0123456789abcdef0"}}
+	_, _, _, err := newPP(t, raw).PostProcess(context.Background(), newUI(), art)
+	for _, w := range []string{"source_ami or source_ami_filter is set", `builder "amicrypt.ebs"`, "us-east-1:ami-0123456789abcdef0", "null builder"} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("err = %v, want it to contain %q", err, w)
 		}
+	}
+	// Refused, yet the build's AMI is still asked to outlive Packer's cleanup.
+	if len(art.asked) != 1 || art.asked[0] != builderebs.KeepState {
+		t.Errorf("State calls %v; want %q", art.asked, builderebs.KeepState)
 	}
 }
 
