@@ -121,10 +121,24 @@ func TestBuilderExample(t *testing.T) {
 	if err != nil || len(img.Images) != 1 {
 		t.Fatalf("DescribeImages %s: %v", amiID, err)
 	}
+	// Keys come from DescribeSnapshots: DescribeImages doesn't return them.
+	var snaps []string
 	for _, m := range img.Images[0].BlockDeviceMappings {
-		if m.Ebs != nil && (!aws.ToBool(m.Ebs.Encrypted) || aws.ToString(m.Ebs.KmsKeyId) != aws.ToString(key.KeyMetadata.Arn)) {
-			t.Errorf("%s: encrypted=%v key=%s", aws.ToString(m.DeviceName), aws.ToBool(m.Ebs.Encrypted), aws.ToString(m.Ebs.KmsKeyId))
+		if m.Ebs != nil && m.Ebs.SnapshotId != nil {
+			snaps = append(snaps, aws.ToString(m.Ebs.SnapshotId))
 		}
+	}
+	described, err := ec2c.DescribeSnapshots(context.Background(), &ec2.DescribeSnapshotsInput{SnapshotIds: snaps})
+	if err != nil || len(snaps) == 0 || len(described.Snapshots) != len(snaps) {
+		t.Fatalf("DescribeSnapshots %v of %s: %v", snaps, amiID, err)
+	}
+	for _, s := range described.Snapshots {
+		if !aws.ToBool(s.Encrypted) || aws.ToString(s.KmsKeyId) != aws.ToString(key.KeyMetadata.Arn) {
+			t.Errorf("snapshot %s: encrypted=%v key=%s", aws.ToString(s.SnapshotId), aws.ToBool(s.Encrypted), aws.ToString(s.KmsKeyId))
+		}
+	}
+	if !strings.Contains(res.Output, "us-east-1: AMI "+amiID+" read back: "+strings.Join(snaps, ", ")+" encrypted under "+aws.ToString(key.KeyMetadata.Arn)) {
+		t.Errorf("packer build output does not report the read-back of %s:\n%s", amiID, res.Output)
 	}
 
 	// No unencrypted AMI ever registered, no leftovers.

@@ -32,12 +32,14 @@ type copyManifest struct {
 	Failed        int    `json:"failed"`
 	Error         string `json:"error"`
 	Copies        []struct {
-		Account string `json:"account"`
-		Region  string `json:"region"`
-		ImageID string `json:"ami_id"`
-		KeyARN  string `json:"kms_key_arn"`
-		State   string `json:"state"`
-		Reason  string `json:"reason"`
+		Account  string `json:"account"`
+		Region   string `json:"region"`
+		ImageID  string `json:"ami_id"`
+		KeyARN   string `json:"kms_key_arn"`
+		State    string `json:"state"`
+		Reason   string `json:"reason"`
+		Reused   bool   `json:"reused"`
+		Verified bool   `json:"verified"`
 	} `json:"copies"`
 }
 
@@ -132,9 +134,27 @@ func assertCopiesAsOwnersSeeThem(t *testing.T, emu *Emulator, m copyManifest, ta
 				t.Errorf("%s/%s: %s lacks tag %s as its account sees it: %v", c.Account, c.Region, c.ImageID, k, seen)
 			}
 		}
+		// Keys come from DescribeSnapshots: DescribeImages doesn't return them.
+		var snaps []string
 		for _, bdm := range img.BlockDeviceMappings {
-			if bdm.Ebs != nil && (!aws.ToBool(bdm.Ebs.Encrypted) || aws.ToString(bdm.Ebs.KmsKeyId) != c.KeyARN) {
-				t.Errorf("%s/%s: %s device %s encrypted=%v key %s", c.Account, c.Region, c.ImageID, aws.ToString(bdm.DeviceName), aws.ToBool(bdm.Ebs.Encrypted), aws.ToString(bdm.Ebs.KmsKeyId))
+			if bdm.Ebs == nil {
+				continue
+			}
+			if !aws.ToBool(bdm.Ebs.Encrypted) {
+				t.Errorf("%s/%s: %s device %s is not encrypted", c.Account, c.Region, c.ImageID, aws.ToString(bdm.DeviceName))
+			}
+			if bdm.Ebs.SnapshotId != nil {
+				snaps = append(snaps, aws.ToString(bdm.Ebs.SnapshotId))
+			}
+		}
+		out, err := targetEC2(emu, c.Account, c.Region).DescribeSnapshots(context.Background(), &ec2.DescribeSnapshotsInput{SnapshotIds: snaps})
+		if err != nil || len(snaps) == 0 || len(out.Snapshots) != len(snaps) {
+			t.Errorf("%s/%s: snapshots %v of %s as their owner sees them: %v", c.Account, c.Region, snaps, c.ImageID, err)
+			continue
+		}
+		for _, s := range out.Snapshots {
+			if !aws.ToBool(s.Encrypted) || aws.ToString(s.KmsKeyId) != c.KeyARN {
+				t.Errorf("%s/%s: %s snapshot %s encrypted=%v key %s, want %s", c.Account, c.Region, c.ImageID, aws.ToString(s.SnapshotId), aws.ToBool(s.Encrypted), aws.ToString(s.KmsKeyId), c.KeyARN)
 			}
 		}
 	}
@@ -165,6 +185,11 @@ func TestCopyDemoChain(t *testing.T) {
 	if m.Succeeded != 6 || m.Failed != 0 || len(m.Copies) != 6 {
 		t.Fatalf("manifest: %d ok, %d failed, %d copies", m.Succeeded, m.Failed, len(m.Copies))
 	}
+	for _, c := range m.Copies {
+		if !c.Verified || !strings.Contains(res.Output, c.ImageID+" read back: snap-") {
+			t.Errorf("%s/%s %s: not read back (manifest verified %v)", c.Account, c.Region, c.ImageID, c.Verified)
+		}
+	}
 	assertCopiesAsOwnersSeeThem(t, emu, m, []string{"Name", "Team", "Compliance", "CopiedBy", "Encrypted", "CopiedFromAMI", "amicrypt:kms-key-arn"})
 	report := emu.Check(t, url.Values{"since_seq": {strconv.Itoa(mark)}})
 	if !report.Pass {
@@ -174,7 +199,7 @@ func TestCopyDemoChain(t *testing.T) {
 }
 
 // TestCopyExamples builds the runnable examples: example/copy (every
-// option) and the templates of seeds 001 and 002. Grants made by
+// option), per-account-keys and copy-with-tags. Grants made by
 // grant_autoscaling_role and launch permissions from ami_users stay in the
 // target accounts on purpose, so the invariant checker is run three ways:
 // strict on everything the source principal did (the temporary shares and
@@ -192,8 +217,8 @@ func TestCopyExamples(t *testing.T) {
 	}{
 		// 222 and 444 in us-east-1 and us-west-2, 333 in eu-west-1, 111 in both.
 		{"copy", "copies.json", 7, 7, 2, nil},
-		{"seed-001", "seed-001-copies.json", 4, 4, 0, []string{"Name", "Stack", "Encrypted", "CopiedFromAMI", "amicrypt:kms-key-arn"}},
-		{"seed-002", "seed-002-copies.json", 2, 0, 0, []string{"Recipe", "BuildId", "AmigoStage", "CopiedBy", "Encrypted", "CopiedFromAMI"}},
+		{"per-account-keys", "per-account-keys-copies.json", 4, 4, 0, []string{"Name", "Stack", "Encrypted", "CopiedFromAMI", "amicrypt:kms-key-arn"}},
+		{"copy-with-tags", "copy-with-tags-copies.json", 2, 0, 0, []string{"Recipe", "BuildId", "AmigoStage", "CopiedBy", "Encrypted", "CopiedFromAMI"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.example, func(t *testing.T) {
@@ -294,6 +319,10 @@ func TestCopyInterruptedBySIGINT(t *testing.T) {
 	for id, img := range liveCopies(t, emu) {
 		t.Errorf("%s (%s, owner %s) survived the interrupted run (reported in manifest: %v)", id, img.State, aws.ToString(img.OwnerId), reported[id])
 	}
+	// The AMI the build made is not the copies': it survives Ctrl-C.
+	f := builtAMIFate(t, emu, res.Output)
+	assertBuiltAMIKept(t, f, res.Output)
+	t.Logf("after Ctrl-C during the copies: %s", f)
 }
 
 // TestCopyValidateRejects runs `packer validate` on a template with bad
@@ -328,6 +357,11 @@ build {
     kms_key_id   = "arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     on_failure   = "ignore"
     deprecate_at = "tomorrow"
+    source_ami   = "ami-0a1b2c3d4e5f60001"
+    source_ami_filter {
+      filters = { name = "app-*" }
+      owners  = ["self"]
+    }
     target { account_id = "2222" }
     target {
       account_id = "333333333333"
@@ -349,9 +383,43 @@ build {
 		`deprecate_at: "tomorrow"`,
 		`alias/aws/ebs`,
 		"is a key of account 111111111111, but target[2] (account 444444444444) inherits it",
+		"source_ami, source_ami_filter: both set",
+		`source_ami: set, yet this amicrypt-copy follows a "amicrypt-ebs" source, whose AMIs it copies`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("packer validate output lacks %q:\n%s", want, res.Output)
 		}
+	}
+
+	// Behind the null builder source_ami is at home, but needs a region.
+	null := t.TempDir()
+	WriteFile(t, null, "existing.pkr.hcl", `
+packer {
+  required_plugins {
+    amicrypt = {
+      source  = "github.com/amicrypt/amicrypt"
+      version = ">= 0.1.0"
+    }
+  }
+}
+
+source "null" "existing" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.existing"]
+  post-processor "amicrypt-copy" {
+    source_ami = "ami-0a1b2c3d4e5f60001"
+    role_name  = "amicrypt-copy"
+    kms_key_id = "alias/amicrypt-target"
+    target { account_id = "222222222222" }
+  }
+}
+`)
+	res = env.Packer(t, null, "validate", ".")
+	out = strings.Join(strings.Fields(res.Output), " ")
+	if res.ExitCode == 0 || !strings.Contains(out, "region: not set, and source_ami needs it") || strings.Contains(out, "follows a") {
+		t.Errorf("packer validate of source_ami behind the null builder without region: exit %d\n%s", res.ExitCode, res.Output)
 	}
 }

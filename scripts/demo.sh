@@ -30,8 +30,7 @@ plugin_version="$(sed -n 's/^[[:space:]]*Version[[:space:]]*=[[:space:]]*"\(.*\)
 section() { if [ -t 1 ]; then printf '\n\033[1m==> %s\033[0m\n' "$*"; else printf '\n==> %s\n' "$*"; fi; }
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
-[ -d cmd/awsemu ] || die "cmd/awsemu is missing: the emulator server is not in this tree yet (issue 4)."
-[ -d "$demo_dir" ] || die "$demo_dir is missing: the demo template (example/demo) is not in this tree yet (issue 6)."
+[ -d "$demo_dir" ] || die "$demo_dir is missing: set AMICRYPT_DEMO_DIR to a template directory."
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/amicrypt-demo.XXXXXX")"
 emu_pid=""
@@ -52,8 +51,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-section "Building Packer v1.12.0 (once, into .cache/), the emulator and the plugin v$plugin_version"
-packer="$(bash scripts/packer.sh)"
+packer_version="${PACKER_VERSION:-v1.12.0}"
+section "Building Packer $packer_version, the emulator and the plugin v$plugin_version"
+# Packer is built from the Go module proxy once and cached (scripts/packer.sh);
+# its build output goes to a log, shown only if it fails.
+if [ -x "${AMICRYPT_CACHE:-$root/.cache}/packer-$packer_version/packer" ]; then
+  echo "Packer $packer_version: already built, in ${AMICRYPT_CACHE:-.cache}/"
+else
+  echo "Packer $packer_version: building it from the Go module proxy into ${AMICRYPT_CACHE:-.cache}/ (this happens once and takes a few minutes)"
+fi
+packer="$(bash scripts/packer.sh 2>"$work/packer-build-tool.log")" || { cat "$work/packer-build-tool.log" >&2; die "building Packer failed."; }
 go build -o "$work/awsemu" ./cmd/awsemu
 go build -ldflags "-X $module/version.Version=$plugin_version -X $module/version.VersionPrerelease=" \
   -o "$work/packer-plugin-amicrypt" .

@@ -1,4 +1,4 @@
-//go:generate go tool packer-sdc mapstructure-to-hcl2 -type Config,BlockDevice,AMIFilter,SubnetFilter,DeregistrationProtection
+//go:generate go tool packer-sdc mapstructure-to-hcl2 -type Config,BlockDevice,SubnetFilter,DeregistrationProtection
 // packer-sdc struct-markdown finds the project root by a parent directory
 // named packer-plugin-* and loops forever without one, so it runs through a
 // symlink with that name.
@@ -26,19 +26,6 @@ import (
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 )
-
-// AMIFilter finds the source AMI by filters, like the Amazon plugin's
-// source_ami_filter.
-type AMIFilter struct {
-	// DescribeImages filters, e.g. `name = "al2023-ami-2023.*-x86_64"`.
-	Filters map[string]string `mapstructure:"filters" required:"false"`
-	// Owners of the image: account IDs, `self` or `amazon`. Required with filters.
-	Owners []string `mapstructure:"owners" required:"false"`
-	// Take the newest of several matches. Without it, several matches are an error.
-	MostRecent bool `mapstructure:"most_recent" required:"false"`
-}
-
-func (f AMIFilter) empty() bool { return len(f.Filters) == 0 && len(f.Owners) == 0 }
 
 // SubnetFilter picks the subnet to launch in by filters.
 type SubnetFilter struct {
@@ -135,7 +122,7 @@ type Config struct {
 	// The source AMI's ID. Either this or `source_ami_filter`.
 	SourceAMI string `mapstructure:"source_ami" required:"false"`
 	// Find the source AMI by filters.
-	SourceAMIFilter AMIFilter `mapstructure:"source_ami_filter" required:"false"`
+	SourceAMIFilter ebs.AMIFilter `mapstructure:"source_ami_filter" required:"false"`
 	// Re-encrypt the source AMI's own snapshots without launching an
 	// instance. Launch and provisioning settings are then refused.
 	SkipLaunch bool `mapstructure:"skip_launch" required:"false"`
@@ -202,7 +189,6 @@ type Config struct {
 var (
 	amiNamePattern    = regexp.MustCompile(`^[a-zA-Z0-9()\[\] ./\-'@_]{3,128}$`)
 	deviceNamePattern = regexp.MustCompile(`^/dev/[a-z0-9]+$|^xvd[a-z]+$|^sd[a-z]+$`)
-	amiIDPattern      = regexp.MustCompile(`^ami-[0-9a-f]{8}([0-9a-f]{9})?$`)
 )
 
 // volumeTypes are the EBS volume types an AMI or instance may use.
@@ -310,17 +296,17 @@ func (c *Config) prepareAMI() []error {
 	case !amiNamePattern.MatchString(c.AMIName):
 		errs = append(errs, fmt.Errorf("ami_name: %q is not a valid AMI name; use 3–128 letters, digits and ()[] ./-'@_ only", c.AMIName))
 	}
-	if c.SourceAMI == "" && c.SourceAMIFilter.empty() {
+	if c.SourceAMI == "" && c.SourceAMIFilter.Empty() {
 		errs = append(errs, errors.New(`source_ami: not set; set source_ami = "ami-…" or a source_ami_filter { filters = {…} owners = [...] }`))
 	}
-	if c.SourceAMI != "" && !amiIDPattern.MatchString(c.SourceAMI) {
+	if c.SourceAMI != "" && !ebs.ValidAMIID(c.SourceAMI) {
 		errs = append(errs, fmt.Errorf("source_ami: %q is not an AMI ID; use an ID such as \"ami-0a1b2c3d4e5f60001\", or find the image with source_ami_filter", c.SourceAMI))
 	}
-	if c.SourceAMI != "" && !c.SourceAMIFilter.empty() {
+	if c.SourceAMI != "" && !c.SourceAMIFilter.Empty() {
 		errs = append(errs, errors.New("source_ami, source_ami_filter: both set; keep one"))
 	}
-	if !c.SourceAMIFilter.empty() && len(c.SourceAMIFilter.Owners) == 0 {
-		errs = append(errs, errors.New(`source_ami_filter.owners: not set; name the image owners, e.g. owners = ["amazon"], so no stranger's image matches`))
+	if err := c.SourceAMIFilter.Validate("source_ami_filter"); err != nil {
+		errs = append(errs, err)
 	}
 	if c.DeprecateAt != "" {
 		t, err := time.Parse(time.RFC3339, c.DeprecateAt)

@@ -4,36 +4,10 @@ package ebs
 
 import (
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
 )
-
-// FlatAMIFilter is an auto-generated flat version of AMIFilter.
-// Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
-type FlatAMIFilter struct {
-	Filters    map[string]string `mapstructure:"filters" required:"false" cty:"filters" hcl:"filters"`
-	Owners     []string          `mapstructure:"owners" required:"false" cty:"owners" hcl:"owners"`
-	MostRecent *bool             `mapstructure:"most_recent" required:"false" cty:"most_recent" hcl:"most_recent"`
-}
-
-// FlatMapstructure returns a new FlatAMIFilter.
-// FlatAMIFilter is an auto-generated flat version of AMIFilter.
-// Where the contents a fields with a `mapstructure:,squash` tag are bubbled up.
-func (*AMIFilter) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.Spec } {
-	return new(FlatAMIFilter)
-}
-
-// HCL2Spec returns the hcl spec of a AMIFilter.
-// This spec is used by HCL to read the fields of AMIFilter.
-// The decoded values from this spec will then be applied to a FlatAMIFilter.
-func (*FlatAMIFilter) HCL2Spec() map[string]hcldec.Spec {
-	s := map[string]hcldec.Spec{
-		"filters":     &hcldec.AttrSpec{Name: "filters", Type: cty.Map(cty.String), Required: false},
-		"owners":      &hcldec.AttrSpec{Name: "owners", Type: cty.List(cty.String), Required: false},
-		"most_recent": &hcldec.AttrSpec{Name: "most_recent", Type: cty.Bool, Required: false},
-	}
-	return s
-}
 
 // FlatBlockDevice is an auto-generated flat version of BlockDevice.
 // Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
@@ -153,7 +127,7 @@ type FlatConfig struct {
 	AMIName                   *string                       `mapstructure:"ami_name" required:"true" cty:"ami_name" hcl:"ami_name"`
 	AMIDescription            *string                       `mapstructure:"ami_description" required:"false" cty:"ami_description" hcl:"ami_description"`
 	SourceAMI                 *string                       `mapstructure:"source_ami" required:"false" cty:"source_ami" hcl:"source_ami"`
-	SourceAMIFilter           *FlatAMIFilter                `mapstructure:"source_ami_filter" required:"false" cty:"source_ami_filter" hcl:"source_ami_filter"`
+	SourceAMIFilter           *ebs.FlatAMIFilter            `mapstructure:"source_ami_filter" required:"false" cty:"source_ami_filter" hcl:"source_ami_filter"`
 	SkipLaunch                *bool                         `mapstructure:"skip_launch" required:"false" cty:"skip_launch" hcl:"skip_launch"`
 	InstanceType              *string                       `mapstructure:"instance_type" required:"false" cty:"instance_type" hcl:"instance_type"`
 	SubnetID                  *string                       `mapstructure:"subnet_id" required:"false" cty:"subnet_id" hcl:"subnet_id"`
@@ -265,7 +239,7 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"ami_name":                     &hcldec.AttrSpec{Name: "ami_name", Type: cty.String, Required: false},
 		"ami_description":              &hcldec.AttrSpec{Name: "ami_description", Type: cty.String, Required: false},
 		"source_ami":                   &hcldec.AttrSpec{Name: "source_ami", Type: cty.String, Required: false},
-		"source_ami_filter":            &hcldec.BlockSpec{TypeName: "source_ami_filter", Nested: hcldec.ObjectSpec((*FlatAMIFilter)(nil).HCL2Spec())},
+		"source_ami_filter":            &hcldec.BlockSpec{TypeName: "source_ami_filter", Nested: hcldec.ObjectSpec((*ebs.FlatAMIFilter)(nil).HCL2Spec())},
 		"skip_launch":                  &hcldec.AttrSpec{Name: "skip_launch", Type: cty.Bool, Required: false},
 		"instance_type":                &hcldec.AttrSpec{Name: "instance_type", Type: cty.String, Required: false},
 		"subnet_id":                    &hcldec.AttrSpec{Name: "subnet_id", Type: cty.String, Required: false},

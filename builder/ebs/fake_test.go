@@ -34,6 +34,9 @@ type fakeEC2 struct {
 	instances map[string]*types.Instance
 	// failCopies makes CopySnapshot/CopyImage results end in error/failed.
 	failCopies bool
+	// wrongKey, when set, is the key EC2 "uses" for CopySnapshot/CopyImage
+	// results instead of the one asked for: what verification must catch.
+	wrongKey   string
 	runInput   *ec2.RunInstancesInput
 	regInput   *ec2.RegisterImageInput
 	copyInputs []*ec2.CopySnapshotInput
@@ -79,7 +82,7 @@ func (f *fakeEC2) DescribeImages(_ context.Context, in *ec2.DescribeImagesInput,
 		if !ok {
 			return nil, notFound("InvalidAMIID.NotFound", id)
 		}
-		out.Images = append(out.Images, *img)
+		out.Images = append(out.Images, asDescribed(img))
 	}
 	if len(in.ImageIds) == 0 {
 		for _, img := range f.images {
@@ -90,11 +93,28 @@ func (f *fakeEC2) DescribeImages(_ context.Context, in *ec2.DescribeImagesInput,
 				}
 			}
 			if match && img.State != types.ImageStateDeregistered {
-				out.Images = append(out.Images, *img)
+				out.Images = append(out.Images, asDescribed(img))
 			}
 		}
 	}
 	return out, nil
+}
+
+// asDescribed is an image as DescribeImages returns it: AWS gives each EBS
+// mapping's Encrypted but never its KmsKeyId (keys come from
+// DescribeSnapshots), so nothing here may come to depend on it.
+func asDescribed(img *types.Image) types.Image {
+	out := *img
+	out.BlockDeviceMappings = nil
+	for _, m := range img.BlockDeviceMappings {
+		if m.Ebs != nil {
+			e := *m.Ebs
+			e.KmsKeyId = nil
+			m.Ebs = &e
+		}
+		out.BlockDeviceMappings = append(out.BlockDeviceMappings, m)
+	}
+	return out
 }
 
 func (f *fakeEC2) DescribeSnapshots(_ context.Context, in *ec2.DescribeSnapshotsInput, _ ...func(*ec2.Options)) (*ec2.DescribeSnapshotsOutput, error) {
@@ -203,7 +223,7 @@ func (f *fakeEC2) CopySnapshot(_ context.Context, in *ec2.CopySnapshotInput, _ .
 	f.record("CopySnapshot")
 	f.copyInputs = append(f.copyInputs, in)
 	s := &types.Snapshot{SnapshotId: aws.String(f.id("snap")), State: types.SnapshotStateCompleted, Progress: aws.String("100%"),
-		Encrypted: in.Encrypted, KmsKeyId: in.KmsKeyId}
+		Encrypted: in.Encrypted, KmsKeyId: f.keyUsed(in.KmsKeyId)}
 	if f.failCopies {
 		s.State, s.StateMessage = types.SnapshotStateError, aws.String("Given key ID is not accessible")
 	}
@@ -254,7 +274,7 @@ func (f *fakeEC2) CopyImage(_ context.Context, in *ec2.CopyImageInput, _ ...func
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("CopyImage")
-	snap := &types.Snapshot{SnapshotId: aws.String(f.id("snap")), State: types.SnapshotStateCompleted, Encrypted: aws.Bool(true), KmsKeyId: in.KmsKeyId}
+	snap := &types.Snapshot{SnapshotId: aws.String(f.id("snap")), State: types.SnapshotStateCompleted, Encrypted: aws.Bool(true), KmsKeyId: f.keyUsed(in.KmsKeyId)}
 	f.snapshots[*snap.SnapshotId] = snap
 	img := &types.Image{ImageId: aws.String(f.id("ami")), Name: in.Name, State: types.ImageStateAvailable, RootDeviceType: types.DeviceTypeEbs,
 		BlockDeviceMappings: []types.BlockDeviceMapping{{DeviceName: aws.String("/dev/xvda"), Ebs: &types.EbsBlockDevice{SnapshotId: snap.SnapshotId, Encrypted: aws.Bool(true), KmsKeyId: in.KmsKeyId}}}}
@@ -264,6 +284,13 @@ func (f *fakeEC2) CopyImage(_ context.Context, in *ec2.CopyImageInput, _ ...func
 	}
 	f.images[*img.ImageId] = img
 	return &ec2.CopyImageOutput{ImageId: img.ImageId}, nil
+}
+
+func (f *fakeEC2) keyUsed(asked *string) *string {
+	if f.wrongKey != "" {
+		return aws.String(f.wrongKey)
+	}
+	return asked
 }
 
 func (f *fakeEC2) CreateTags(_ context.Context, _ *ec2.CreateTagsInput, _ ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error) {

@@ -42,11 +42,12 @@ func (s *stepCopyRegions) Run(ctx context.Context, state multistep.StateBag) mul
 			b.setAMI(region, id)
 			detail(ui(state), fmt.Sprintf("%s: copy %s started under %s", region, id, b.regionKeys[region]))
 			progress := imageProgress(ui(state), region+": copy", stillWaitingEvery, time.Now)
-			if _, err := ebs.WaitImageAvailable(gctx, client, c.PollingConfig, id, progress); err != nil {
+			img, err := ebs.WaitImageAvailable(gctx, client, c.PollingConfig, id, progress)
+			if err != nil {
 				return fmt.Errorf("%s: %w", region, err)
 			}
 			detail(ui(state), fmt.Sprintf("%s: AMI %s is available", region, id))
-			return nil
+			return verify(gctx, state, client, region, img, b.regionKeys[region])
 		})
 	}
 	if err := g.Wait(); err != nil {

@@ -28,11 +28,18 @@ func (s *stepCreateSnapshots) Run(ctx context.Context, state multistep.StateBag)
 	client := b.clients.EC2(b.config.RawRegion)
 	if b.config.SkipLaunch {
 		b.sourceSnapshots = sourceAMISnapshots(b.source)
-		for _, snap := range b.sourceSnapshots {
-			if _, err := ebs.FindSnapshotByID(ctx, client, snap.SnapshotID); ebs.IsNotFound(err) {
+		// Whether a snapshot is encrypted, and under which key, only
+		// DescribeSnapshots says: DescribeImages doesn't return the key.
+		for i, snap := range b.sourceSnapshots {
+			found, err := ebs.FindSnapshotByID(ctx, client, snap.SnapshotID)
+			switch {
+			case ebs.IsNotFound(err):
 				b.copySourceImage = true
-			} else if err != nil {
+			case err != nil:
 				return halt(state, err)
+			default:
+				b.sourceSnapshots[i].Encrypted = aws.ToBool(found.Encrypted)
+				b.sourceSnapshots[i].KmsKeyID = aws.ToString(found.KmsKeyId)
 			}
 		}
 		if b.copySourceImage {
@@ -103,6 +110,7 @@ func (s *stepCreateSnapshots) Run(ctx context.Context, state multistep.StateBag)
 }
 
 // sourceAMISnapshots lists the EBS devices of an AMI as snapshots to copy.
+// Their encryption is left for DescribeSnapshots to fill in.
 func sourceAMISnapshots(img *types.Image) []sourceSnapshot {
 	var snaps []sourceSnapshot
 	for _, m := range img.BlockDeviceMappings {
@@ -111,7 +119,6 @@ func sourceAMISnapshots(img *types.Image) []sourceSnapshot {
 		}
 		snaps = append(snaps, sourceSnapshot{
 			Device: aws.ToString(m.DeviceName), SnapshotID: *m.Ebs.SnapshotId,
-			Encrypted: aws.ToBool(m.Ebs.Encrypted), KmsKeyID: aws.ToString(m.Ebs.KmsKeyId),
 			VolumeSize: m.Ebs.VolumeSize, VolumeType: m.Ebs.VolumeType, Iops: m.Ebs.Iops, Throughput: m.Ebs.Throughput,
 			DeleteOnTermination: m.Ebs.DeleteOnTermination,
 		})

@@ -62,7 +62,9 @@ func findSourceAMI(ctx context.Context, client ebs.EC2API, c *Config) (*types.Im
 			return nil, fmt.Errorf("source_ami: %q not found in %s (or not shared with this account); check the ID and region: %w", c.SourceAMI, c.RawRegion, err)
 		}
 	} else {
-		img, err = findByFilter(ctx, client, c.SourceAMIFilter)
+		if img, err = ebs.FindImageByFilter(ctx, client, c.SourceAMIFilter); err != nil {
+			err = fmt.Errorf("source_ami_filter: %w", err)
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -75,20 +77,6 @@ func findSourceAMI(ctx context.Context, client ebs.EC2API, c *Config) (*types.Im
 		return nil, fmt.Errorf("source AMI %s is %s, not available", id, img.State)
 	}
 	return img, nil
-}
-
-func findByFilter(ctx context.Context, client ebs.EC2API, f AMIFilter) (*types.Image, error) {
-	imgs, err := ebs.FindImagesByFilter(ctx, client, f.Owners, f.Filters)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case len(imgs) == 0:
-		return nil, fmt.Errorf("source_ami_filter: no image matches filters %v owned by %v; loosen the filters or fix the owners", f.Filters, f.Owners)
-	case len(imgs) > 1 && !f.MostRecent:
-		return nil, fmt.Errorf("source_ami_filter: %d images match filters %v; narrow the filters or set most_recent = true", len(imgs), f.Filters)
-	}
-	return &imgs[0], nil
 }
 
 func (s *stepPreflight) checkKeys(ctx context.Context, b *buildState) (string, error) {

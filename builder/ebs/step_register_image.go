@@ -3,6 +3,7 @@ package ebs
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -70,6 +71,9 @@ func (s *stepRegisterImage) Run(ctx context.Context, state multistep.StateBag) m
 	}
 	b.mu.Unlock()
 	detail(ui(state), fmt.Sprintf("AMI %s is available in %s", id, c.RawRegion))
+	if err := verify(ctx, state, client, c.RawRegion, img, b.keyARN); err != nil {
+		return halt(state, err)
+	}
 	return multistep.ActionContinue
 }
 
@@ -171,4 +175,17 @@ func (s *stepRegisterImage) Cleanup(state multistep.StateBag) {
 	b.mu.Unlock()
 	detail(ui(state), removed)
 	s.imageID = ""
+}
+
+// verify takes the AMI as its wait read it back (DescribeImages) and checks every snapshot behind it
+// is encrypted under keyARN; only then does the build say so. A mismatch
+// fails the build (and so removes the AMI), naming the snapshot, the key
+// found and the key expected.
+func verify(ctx context.Context, state multistep.StateBag, client ebs.EC2API, region string, img *types.Image, keyARN string) error {
+	v, err := ebs.VerifyEncrypted(ctx, client, img, keyARN)
+	if err != nil {
+		return fmt.Errorf("%s: %w", region, err)
+	}
+	detail(ui(state), fmt.Sprintf("%s: AMI %s read back: %s encrypted under %s", region, v.ImageID, strings.Join(v.Snapshots, ", "), keyARN))
+	return nil
 }

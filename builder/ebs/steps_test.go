@@ -441,7 +441,7 @@ func TestArtifact(t *testing.T) {
 	if a.BuilderId() != "amicrypt.ebs" || a.Id() != "eu-west-1:ami-2,us-east-1:ami-1" {
 		t.Errorf("id = %s", a.Id())
 	}
-	if s := a.String(); !strings.Contains(s, "eu-west-1: ami-2 (encrypted under arn:k2)") || !strings.Contains(s, "us-east-1: ami-1 (encrypted under arn:k1)") {
+	if s := a.String(); !strings.Contains(s, "eu-west-1: ami-2 (read back: every snapshot encrypted under arn:k2)") || !strings.Contains(s, "us-east-1: ami-1 (read back: every snapshot encrypted under arn:k1)") {
 		t.Errorf("String() = %s", s)
 	}
 	if md := a.State("atlas.artifact.metadata").(map[string]string); md["region.us-east-1"] != "ami-1" {
@@ -452,7 +452,7 @@ func TestArtifact(t *testing.T) {
 		t.Fatalf("hcp = %v", imgs)
 	}
 	for _, img := range imgs {
-		if img.ProviderName != "aws" || img.SourceImageID != sourceAMI || img.Labels["encrypted"] != "true" || img.Labels["kms_key_arn"] != a.keyFor(img.ProviderRegion) {
+		if img.ProviderName != "aws" || img.SourceImageID != sourceAMI || img.Labels["encrypted"] != "true" || img.Labels["verified"] != "true" || img.Labels["kms_key_arn"] != a.keyFor(img.ProviderRegion) {
 			t.Errorf("hcp image %+v", img)
 		}
 	}

@@ -2,6 +2,7 @@ package ebs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -10,7 +11,8 @@ import (
 )
 
 // CrossAccountCopyOps are the key operations another account needs to copy
-// or launch from snapshots encrypted under the key (aws-behaviour.md 3.4).
+// or launch from snapshots encrypted under the key (docs/aws-behaviour.md:
+// cross-account use of a shared encrypted AMI).
 var CrossAccountCopyOps = []kmstypes.GrantOperation{
 	kmstypes.GrantOperationDescribeKey,
 	kmstypes.GrantOperationDecrypt,
@@ -39,7 +41,10 @@ type Grant struct {
 }
 
 // CreateGrant creates the grant, or with s.DryRun checks that it could and
-// returns a zero Grant.
+// returns a zero Grant. A DryRun that KMS answers with a real grant (no
+// DryRunOperationException) made the grant: it is retired at once, or
+// revoked when retiring is refused, so a check never leaves use of a key
+// behind; when neither works the error names the grant to remove by hand.
 func CreateGrant(ctx context.Context, client KMSAPI, s GrantSpec) (Grant, error) {
 	in := &kms.CreateGrantInput{
 		KeyId: aws.String(s.KeyARN), GranteePrincipal: aws.String(s.GranteePrincipal), Operations: s.Operations,
@@ -54,8 +59,11 @@ func CreateGrant(ctx context.Context, client KMSAPI, s GrantSpec) (Grant, error)
 		in.Name = aws.String(s.Name)
 	}
 	out, err := client.CreateGrant(ctx, in)
-	if s.DryRun && (err == nil || IsCode(err, "DryRunOperationException", "DryRunOperation")) {
+	if s.DryRun && IsCode(err, "DryRunOperationException", "DryRunOperation") {
 		return Grant{}, nil
+	}
+	if s.DryRun && err == nil {
+		return Grant{}, takeBackDryRunGrant(ctx, client, s, Grant{KeyARN: s.KeyARN, ID: aws.ToString(out.GrantId)})
 	}
 	if err != nil {
 		return Grant{}, fmt.Errorf("granting %s use of KMS key %s: %w", s.GranteePrincipal, s.KeyARN, err)
@@ -79,6 +87,23 @@ func RevokeGrant(ctx context.Context, client KMSAPI, g Grant) error {
 	_, err := client.RevokeGrant(ctx, &kms.RevokeGrantInput{KeyId: aws.String(g.KeyARN), GrantId: aws.String(g.ID)})
 	if err != nil && !IsCode(err, "NotFoundException") {
 		return fmt.Errorf("revoking grant %s on %s: %w", g.ID, g.KeyARN, err)
+	}
+	return nil
+}
+
+// takeBackDryRunGrant removes a grant KMS made although DryRun was set. The
+// check it answered passed: the caller could create the grant.
+func takeBackDryRunGrant(ctx context.Context, client KMSAPI, s GrantSpec, g Grant) error {
+	if g.ID == "" {
+		return nil // nothing was made that could be named
+	}
+	retireErr := RetireGrant(ctx, client, g)
+	if retireErr == nil {
+		return nil
+	}
+	if revokeErr := RevokeGrant(ctx, client, g); revokeErr != nil {
+		return fmt.Errorf("KMS made grant %s on %s for %s although DryRun was set, and it could not be taken back; revoke it by hand "+
+			"(aws kms revoke-grant --key-id %s --grant-id %s): %w", g.ID, s.KeyARN, s.GranteePrincipal, s.KeyARN, g.ID, errors.Join(retireErr, revokeErr))
 	}
 	return nil
 }

@@ -85,3 +85,59 @@ func TestCreateGrantDryRun(t *testing.T) {
 		})
 	}
 }
+
+// TestCreateGrantDryRunThatMadeAGrant: KMS answering a DryRun with a real
+// grant made one; it is taken back at once (retired, else revoked), and
+// the check passes. Only when neither works is it an error, naming the grant.
+func TestCreateGrantDryRunThatMadeAGrant(t *testing.T) {
+	cases := []struct {
+		name                   string
+		retireErr, revokeErr   error
+		wantRetired, wantRevok int
+		wantErr                []string
+	}{
+		{name: "retired", wantRetired: 1},
+		{name: "revoked when retiring is refused", retireErr: apiErr("AccessDeniedException", "not the retiring principal"), wantRetired: 1, wantRevok: 1},
+		{name: "neither works", retireErr: apiErr("AccessDeniedException", "no retire"), revokeErr: apiErr("AccessDeniedException", "no revoke"),
+			wantRetired: 1, wantRevok: 1, wantErr: []string{"grant g-9 on arn:k", "DryRun", "revoke it by hand", "no retire", "no revoke"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var retired, revoked []string
+			client := &fakeKMS{
+				createGrant: func(*kms.CreateGrantInput) (*kms.CreateGrantOutput, error) {
+					return &kms.CreateGrantOutput{GrantId: aws.String("g-9"), GrantToken: aws.String("tok")}, nil
+				},
+				retireGrant: func(in *kms.RetireGrantInput) (*kms.RetireGrantOutput, error) {
+					retired = append(retired, aws.ToString(in.KeyId)+"/"+aws.ToString(in.GrantId))
+					return &kms.RetireGrantOutput{}, tc.retireErr
+				},
+				revokeGrant: func(in *kms.RevokeGrantInput) (*kms.RevokeGrantOutput, error) {
+					revoked = append(revoked, aws.ToString(in.KeyId)+"/"+aws.ToString(in.GrantId))
+					return &kms.RevokeGrantOutput{}, tc.revokeErr
+				},
+			}
+			g, err := CreateGrant(context.Background(), client, GrantSpec{KeyARN: "arn:k", GranteePrincipal: "arn:aws:iam::222222222222:role/r",
+				Operations: CrossAccountCopyOps, DryRun: true})
+			if g != (Grant{}) {
+				t.Errorf("dry run returned grant %+v; a check hands out no grant", g)
+			}
+			if len(retired) != tc.wantRetired || len(revoked) != tc.wantRevok {
+				t.Errorf("retired %v, revoked %v; want %d and %d", retired, revoked, tc.wantRetired, tc.wantRevok)
+			}
+			for _, id := range append(retired, revoked...) {
+				if id != "arn:k/g-9" {
+					t.Errorf("took back %s, want arn:k/g-9", id)
+				}
+			}
+			if len(tc.wantErr) == 0 && err != nil {
+				t.Errorf("err = %v, want nil (the check passed and the grant is gone)", err)
+			}
+			for _, w := range tc.wantErr {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v, want it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -130,10 +130,14 @@ type Sharing struct {
 }
 
 var (
+	amiIDPattern     = regexp.MustCompile(`^ami-[0-9a-f]{8}([0-9a-f]{9})?$`)
 	accountIDPattern = regexp.MustCompile(`^\d{12}$`)
 	orgARNPattern    = regexp.MustCompile(`^arn:aws[a-z-]*:organizations::\d{12}:organization/o-[a-z0-9]{10,32}$`)
 	ouARNPattern     = regexp.MustCompile(`^arn:aws[a-z-]*:organizations::\d{12}:ou/o-[a-z0-9]{10,32}/ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}$`)
 )
+
+// ValidAMIID reports whether s is an AMI ID: ami- and 8 or 17 hex digits.
+func ValidAMIID(s string) bool { return amiIDPattern.MatchString(s) }
 
 // ValidAccountID reports whether s is an AWS account ID: 12 digits.
 func ValidAccountID(s string) bool { return accountIDPattern.MatchString(s) }

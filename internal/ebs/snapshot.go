@@ -3,6 +3,7 @@ package ebs
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -165,4 +166,39 @@ func DeleteSnapshotWhenSettled(ctx context.Context, client EC2API, poll *awsauth
 		return fmt.Errorf("waiting to delete snapshot %s: %w", snapshotID, err)
 	}
 	return DeleteSnapshot(ctx, client, snapshotID)
+}
+
+// FindSnapshots describes the snapshots in one DescribeSnapshots call (as
+// many pages as AWS gives) and returns them by ID. A snapshot the caller
+// can't see is a *NotFoundError. This is where the key of a snapshot comes
+// from: DescribeImages doesn't return KmsKeyId in an image's block device
+// mappings, DescribeSnapshots always does, as a key ARN (docs/aws-behaviour.md).
+func FindSnapshots(ctx context.Context, client EC2API, snapshotIDs []string) (map[string]*types.Snapshot, error) {
+	found := make(map[string]*types.Snapshot, len(snapshotIDs))
+	if len(snapshotIDs) == 0 {
+		return found, nil
+	}
+	in := &ec2.DescribeSnapshotsInput{SnapshotIds: snapshotIDs}
+	for {
+		out, err := client.DescribeSnapshots(ctx, in)
+		if IsCode(err, "InvalidSnapshot.NotFound") {
+			return nil, &NotFoundError{Kind: "snapshot", ID: strings.Join(snapshotIDs, ", "), Err: err}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("describing snapshots %s: %w", strings.Join(snapshotIDs, ", "), err)
+		}
+		for i := range out.Snapshots {
+			found[aws.ToString(out.Snapshots[i].SnapshotId)] = &out.Snapshots[i]
+		}
+		if aws.ToString(out.NextToken) == "" {
+			break
+		}
+		in.NextToken = out.NextToken
+	}
+	for _, id := range snapshotIDs {
+		if found[id] == nil {
+			return nil, &NotFoundError{Kind: "snapshot", ID: id}
+		}
+	}
+	return found, nil
 }

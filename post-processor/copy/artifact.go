@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,11 +23,14 @@ type Copy struct {
 	KeyARN    string `json:"kms_key_arn,omitempty"`
 	SourceAMI string `json:"source_ami"`
 	// SourceRegion is the region of the source AMI.
-	SourceRegion string  `json:"source_region"`
-	State        string  `json:"state"`
-	Reason       string  `json:"reason,omitempty"`
-	Reused       bool    `json:"reused,omitempty"`
-	Seconds      float64 `json:"duration_seconds"`
+	SourceRegion string `json:"source_region"`
+	State        string `json:"state"`
+	Reason       string `json:"reason,omitempty"`
+	Reused       bool   `json:"reused,omitempty"`
+	// Verified says the copy was read back as its owner (DescribeImages,
+	// then DescribeSnapshots) with every snapshot encrypted under KeyARN.
+	Verified bool    `json:"verified"`
+	Seconds  float64 `json:"duration_seconds"`
 }
 
 // Artifact lists the copies of one amicrypt-copy run.
@@ -69,7 +73,11 @@ func (a *Artifact) String() string {
 	var b strings.Builder
 	b.WriteString("Encrypted AMI copies:\n")
 	for _, c := range a.existing() {
-		fmt.Fprintf(&b, "%s %s: %s (%s, key %s)\n", c.Account, c.Region, c.ImageID, c.State, c.KeyARN)
+		readBack := "not read back"
+		if c.Verified {
+			readBack = "read back"
+		}
+		fmt.Fprintf(&b, "%s %s: %s (%s, key %s, %s)\n", c.Account, c.Region, c.ImageID, c.State, c.KeyARN, readBack)
 	}
 	return b.String()
 }
@@ -86,7 +94,7 @@ func (a *Artifact) State(name string) interface{} {
 			ImageID: c.ImageID, ProviderName: "aws", ProviderRegion: c.Region, SourceImageID: c.SourceAMI,
 			Labels: map[string]string{
 				"account_id": c.Account, "kms_key_arn": c.KeyARN, "source_ami": c.SourceAMI,
-				"source_account": a.SourceAccount, "source_region": c.SourceRegion,
+				"source_account": a.SourceAccount, "source_region": c.SourceRegion, "verified": strconv.FormatBool(c.Verified),
 			},
 		})
 	}
@@ -141,7 +149,7 @@ func (j *job) copy() Copy {
 	c := Copy{
 		Account: j.Target.Account, Region: j.Region, ImageID: j.ImageID, Name: j.Name, KeyARN: j.KeyARN,
 		SourceAMI: j.Source.ImageID, SourceRegion: j.Source.Region,
-		State: j.State, Reason: j.Reason, Reused: j.Existing != "" && j.Existing == j.ImageID,
+		State: j.State, Reason: j.Reason, Reused: j.Existing != "" && j.Existing == j.ImageID, Verified: j.Verified,
 	}
 	if !j.Started.IsZero() && !j.Finished.IsZero() {
 		c.Seconds = j.Finished.Sub(j.Started).Round(time.Millisecond).Seconds()

@@ -98,6 +98,19 @@ type Config struct {
 	// Amazon plugin's field names. `region` defaults to the source AMI's.
 	awsauth.AccessConfig `mapstructure:",squash"`
 
+	// Copy this AMI, which exists already, instead of the AMIs of the input
+	// artifact: the ID of an AMI in `region` (then required) owned by the
+	// source account. Run amicrypt-copy behind Packer's `null` builder
+	// (`communicator = "none"`) to copy an AMI made earlier, or to finish the
+	// copies of a failed run. Not with `source_ami_filter`, and not behind a
+	// builder that makes AMIs.
+	SourceAMI string `mapstructure:"source_ami" required:"false"`
+	// Find the AMI to copy by filters in `region` (then required), as
+	// amicrypt-ebs's `source_ami_filter` does, e.g. the newest AMI of the
+	// source account with a name prefix: `owners = ["self"]`,
+	// `most_recent = true`. Not with `source_ami`.
+	SourceAMIFilter ebs.AMIFilter `mapstructure:"source_ami_filter" required:"false"`
+
 	// One block per account that receives copies. At least one.
 	Targets []TargetConfig `mapstructure:"target" required:"true"`
 	// Default regions of every target.
@@ -215,6 +228,7 @@ func (c *Config) Prepare(raws ...interface{}) error {
 		return err
 	}
 	var errs []error
+	errs = append(errs, c.prepareSource()...)
 
 	// The source region defaults to the source AMI's, known only at run time.
 	regionFromArtifact := c.RawRegion == ""
@@ -234,6 +248,44 @@ func (c *Config) Prepare(raws ...interface{}) error {
 		return errors.Join(errs...)
 	}
 	return nil
+}
+
+// amiBuilderTypes are the source types whose artifacts are AMIs:
+// amicrypt-copy copies those, so source_ami next to them is ambiguous.
+var amiBuilderTypes = []string{"amicrypt-ebs", "amazon-ebs", "amazon-ebssurrogate", "amazon-chroot", "amazon-instance"}
+
+// fromConfig reports whether the AMI to copy comes from source_ami or
+// source_ami_filter rather than from the input artifact.
+func (c *Config) fromConfig() bool { return c.SourceAMI != "" || !c.SourceAMIFilter.Empty() }
+
+// prepareSource checks source_ami and source_ami_filter: one AMI of one
+// region, and no builder whose AMIs would be copied instead.
+func (c *Config) prepareSource() []error {
+	if !c.fromConfig() {
+		return nil
+	}
+	var errs []error
+	field := "source_ami"
+	if c.SourceAMI == "" {
+		field = "source_ami_filter"
+	}
+	if c.SourceAMI != "" && !c.SourceAMIFilter.Empty() {
+		errs = append(errs, errors.New("source_ami, source_ami_filter: both set; amicrypt-copy copies one AMI: keep source_ami (an ID) or source_ami_filter (a search), not both"))
+	}
+	if c.SourceAMI != "" && !ebs.ValidAMIID(c.SourceAMI) {
+		errs = append(errs, fmt.Errorf("source_ami: %q is not an AMI ID; use an ID such as \"ami-0a1b2c3d4e5f60001\", or find the image with source_ami_filter", c.SourceAMI))
+	}
+	if err := c.SourceAMIFilter.Validate("source_ami_filter"); err != nil {
+		errs = append(errs, err)
+	}
+	if c.RawRegion == "" {
+		errs = append(errs, fmt.Errorf("region: not set, and %s needs it: an AMI lives in one region; set region to the AMI's, e.g. region = \"us-east-1\"", field))
+	}
+	if slices.Contains(amiBuilderTypes, c.PackerBuilderType) {
+		errs = append(errs, fmt.Errorf("%s: set, yet this amicrypt-copy follows a %q source, whose AMIs it copies; remove %s to copy the AMIs the build makes, "+
+			"or run amicrypt-copy behind the null builder (source \"null\" \"NAME\" { communicator = \"none\" }) to copy an AMI that exists already", field, c.PackerBuilderType, field))
+	}
+	return errs
 }
 
 func (c *Config) prepareTargets() []error {

@@ -4,6 +4,7 @@ package copy
 
 import (
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
 )
@@ -30,6 +31,8 @@ type FlatConfig struct {
 	SkipCredsValidation      *bool                                `mapstructure:"skip_credential_validation" required:"false" cty:"skip_credential_validation" hcl:"skip_credential_validation"`
 	MaxRetries               *int                                 `mapstructure:"max_retries" required:"false" cty:"max_retries" hcl:"max_retries"`
 	PollingConfig            *awsauth.FlatPollingConfig           `mapstructure:"aws_polling" required:"false" cty:"aws_polling" hcl:"aws_polling"`
+	SourceAMI                *string                              `mapstructure:"source_ami" required:"false" cty:"source_ami" hcl:"source_ami"`
+	SourceAMIFilter          *ebs.FlatAMIFilter                   `mapstructure:"source_ami_filter" required:"false" cty:"source_ami_filter" hcl:"source_ami_filter"`
 	Targets                  []FlatTargetConfig                   `mapstructure:"target" required:"true" cty:"target" hcl:"target"`
 	Regions                  []string                             `mapstructure:"regions" required:"false" cty:"regions" hcl:"regions"`
 	RoleName                 *string                              `mapstructure:"role_name" required:"false" cty:"role_name" hcl:"role_name"`
@@ -86,6 +89,8 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"skip_credential_validation": &hcldec.AttrSpec{Name: "skip_credential_validation", Type: cty.Bool, Required: false},
 		"max_retries":                &hcldec.AttrSpec{Name: "max_retries", Type: cty.Number, Required: false},
 		"aws_polling":                &hcldec.BlockSpec{TypeName: "aws_polling", Nested: hcldec.ObjectSpec((*awsauth.FlatPollingConfig)(nil).HCL2Spec())},
+		"source_ami":                 &hcldec.AttrSpec{Name: "source_ami", Type: cty.String, Required: false},
+		"source_ami_filter":          &hcldec.BlockSpec{TypeName: "source_ami_filter", Nested: hcldec.ObjectSpec((*ebs.FlatAMIFilter)(nil).HCL2Spec())},
 		"target":                     &hcldec.BlockListSpec{TypeName: "target", Nested: hcldec.ObjectSpec((*FlatTargetConfig)(nil).HCL2Spec())},
 		"regions":                    &hcldec.AttrSpec{Name: "regions", Type: cty.List(cty.String), Required: false},
 		"role_name":                  &hcldec.AttrSpec{Name: "role_name", Type: cty.String, Required: false},

@@ -86,6 +86,26 @@ func TestPrepareRejects(t *testing.T) {
 			r["kms_key_id"] = "arn:aws:kms:us-east-1:222222222222:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 		}, []string{"create_missing_keys", "alias"}},
 		{"access config", func(r map[string]interface{}) { r["access_key"] = "AKIA" }, []string{"secret_key"}},
+		{"source_ami and source_ami_filter", func(r map[string]interface{}) {
+			r["source_ami"] = "ami-0a1b2c3d4e5f60001"
+			r["source_ami_filter"] = map[string]interface{}{"filters": map[string]string{"name": "app-*"}, "owners": []string{"self"}}
+		}, []string{"source_ami, source_ami_filter: both set", "not both"}},
+		{"malformed source_ami", func(r map[string]interface{}) { r["source_ami"] = "ami123" }, []string{`source_ami: "ami123" is not an AMI ID`, "source_ami_filter"}},
+		{"source_ami without region", func(r map[string]interface{}) {
+			r["source_ami"] = "ami-0a1b2c3d4e5f60001"
+			delete(r, "region")
+		}, []string{"region: not set", "source_ami needs it", `region = "us-east-1"`}},
+		{"source_ami_filter without owners", func(r map[string]interface{}) {
+			r["source_ami_filter"] = map[string]interface{}{"filters": map[string]string{"name": "app-*"}}
+		}, []string{"source_ami_filter.owners: not set", `["self"]`}},
+		{"source_ami behind a builder that makes AMIs", func(r map[string]interface{}) {
+			r["source_ami"] = "ami-0a1b2c3d4e5f60001"
+			r["packer_builder_type"] = "amicrypt-ebs"
+		}, []string{"source_ami: set, yet this amicrypt-copy follows a \"amicrypt-ebs\" source", "remove source_ami", "null builder"}},
+		{"source_ami_filter behind amazon-ebs", func(r map[string]interface{}) {
+			r["source_ami_filter"] = map[string]interface{}{"filters": map[string]string{"name": "app-*"}, "owners": []string{"self"}}
+			r["packer_builder_type"] = "amazon-ebs"
+		}, []string{"source_ami_filter: set, yet this amicrypt-copy follows a \"amazon-ebs\" source"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,6 +120,27 @@ func TestPrepareRejects(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q lacks %q", err, w)
 				}
+			}
+		})
+	}
+}
+
+// TestPrepareSourceAMIBehindTheNullBuilder: source_ami and
+// source_ami_filter are accepted behind the null builder, with a region.
+func TestPrepareSourceAMIBehindTheNullBuilder(t *testing.T) {
+	for name, mut := range map[string]func(map[string]interface{}){
+		"source_ami": func(r map[string]interface{}) { r["source_ami"] = "ami-0a1b2c3d4e5f60001" },
+		"source_ami_filter": func(r map[string]interface{}) {
+			r["source_ami_filter"] = map[string]interface{}{"filters": map[string]string{"name": "app-*"}, "owners": []string{"self"}, "most_recent": true}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			raw := validRaw()
+			raw["packer_builder_type"] = "null"
+			mut(raw)
+			var c Config
+			if err := c.Prepare(raw); err != nil || !c.fromConfig() {
+				t.Errorf("Prepare: %v (fromConfig %v)", err, c.fromConfig())
 			}
 		})
 	}

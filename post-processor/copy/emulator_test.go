@@ -228,7 +228,7 @@ func TestCopyToThreeAccountsAndSourceTwoRegions(t *testing.T) {
 		}
 	}
 	out := ui.buf.String()
-	for _, want := range []string{"ACCOUNT", "REGION", "AMI", "KEY", "STATE", "DURATION", "444444444444"} {
+	for _, want := range []string{"ACCOUNT", "REGION", "AMI", "KEY", "STATE", "READ BACK", "DURATION", "444444444444", " read back: snap-"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("UI output lacks %q:\n%s", want, out)
 		}
@@ -251,6 +251,15 @@ func TestCopyToThreeAccountsAndSourceTwoRegions(t *testing.T) {
 	}
 	if m.Succeeded != 8 || m.Failed != 0 || len(m.Copies) != 8 || m.SourceAccount != srcAccount {
 		t.Errorf("manifest: %d ok, %d failed, %d copies, source %s", m.Succeeded, m.Failed, len(m.Copies), m.SourceAccount)
+	}
+	for _, c := range m.Copies {
+		if !c.Verified {
+			t.Errorf("manifest: %s/%s %s not recorded as read back", c.Account, c.Region, c.ImageID)
+		}
+		// The read-back asked DescribeSnapshots as the copy's owner.
+		if n := len(srv.Emulator().Audit(awsemu.AuditFilter{Action: "DescribeSnapshots", Account: c.Account, Region: c.Region, SinceSeq: mark})); n == 0 {
+			t.Errorf("%s/%s: no DescribeSnapshots as the owner: the copy was not read back", c.Account, c.Region)
+		}
 	}
 
 	// HCP Packer metadata: one image per copy with account and key labels.

@@ -217,6 +217,52 @@ func TestAsyncCopyFailure(t *testing.T) {
 				if art == nil || len(strings.Split(art.Id(), ",")) != 8 {
 					t.Errorf("keep: artifact must list the kept copies, got %v", art)
 				}
+				// Finish only the fan-out, behind the null builder: the seven
+				// kept copies are reused, the failed one replaced, none doubled.
+				raw2 := baseConfig(t)
+				raw2["packer_builder_type"] = "null"
+				raw2["source_ami"] = srcAMI
+				mark2 := srv.Emulator().CheckMark()
+				ui2 := newUI()
+				art2, _, _, err := newPP(t, raw2).PostProcess(context.Background(), ui2, nullArtifact)
+				if err != nil {
+					t.Fatalf("rerun through source_ami: %v\n%s", err, ui2.buf)
+				}
+				m2 := readManifest(t, raw2["manifest_output"].(string))
+				reused := 0
+				for _, c := range m2.Copies {
+					if c.Reused {
+						reused++
+					}
+					if !c.Verified || c.State != "available" {
+						t.Errorf("rerun: %s/%s is %s, verified %v", c.Account, c.Region, c.State, c.Verified)
+					}
+				}
+				if reused != 7 || !strings.Contains(ui2.buf.String(), "removed "+failed.ImageID+", a failed copy an earlier run kept") {
+					t.Errorf("rerun reused %d copies (want 7) and must say it removed the failed %s:\n%s", reused, failed.ImageID, ui2.buf)
+				}
+				perDest := map[string]int{}
+				for _, c := range m2.Copies {
+					client := ec2.NewFromConfig(srv.Config(context.Background(), c.Account, c.Region))
+					imgs, err := ebs.FindImagesByFilter(context.Background(), client, []string{"self"}, map[string]string{"tag:" + TagSourceAMI: srcAMI})
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, img := range imgs {
+						if img.State != ec2types.ImageStateDeregistered {
+							perDest[c.Account+"/"+c.Region]++
+						}
+					}
+				}
+				for dest, n := range perDest {
+					if n != 1 {
+						t.Errorf("%s holds %d copies of %s after the rerun, want 1", dest, n, srcAMI)
+					}
+				}
+				if len(perDest) != 8 || len(strings.Split(art2.Id(), ",")) != 8 {
+					t.Errorf("rerun: copies in %d destinations, artifact %q; want 8", len(perDest), art2.Id())
+				}
+				check(t, srv, mark2)
 			}
 		})
 	}

@@ -46,14 +46,18 @@ func writeManifest(path string, m Manifest) error {
 func summaryTable(copies []Copy) string {
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "ACCOUNT\tREGION\tAMI\tKEY\tSTATE\tDURATION")
+	fmt.Fprintln(w, "ACCOUNT\tREGION\tAMI\tKEY\tSTATE\tREAD BACK\tDURATION")
 	var reasons []string
 	for _, c := range copies {
 		state := c.State
 		if c.Reused {
 			state += " (reused)"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Account, c.Region, orDash(c.ImageID), orDash(c.KeyARN), state,
+		readBack := "-"
+		if c.Verified {
+			readBack = "yes"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Account, c.Region, orDash(c.ImageID), orDash(c.KeyARN), state, readBack,
 			(time.Duration(c.Seconds * float64(time.Second))).Round(time.Millisecond))
 		if c.Reason != "" && c.State != "available" {
 			reasons = append(reasons, fmt.Sprintf("%s/%s: %s", c.Account, c.Region, c.Reason))

@@ -61,12 +61,18 @@ type job struct {
 	// Existing is a copy an earlier run made (found by name and provenance
 	// tags); this run reuses it.
 	Existing string
+	// Failed is a failed copy an earlier run kept (on_failure = "keep"); this
+	// run removes it before copying again.
+	Failed string
 
 	// Outcome.
 	ImageID string
 	State   string // available, failed, pending, rolled back, …
 	Reason  string
 	Made    bool // made by this run
+	// Verified is set once the copy was read back as its owner, every
+	// snapshot encrypted under KeyARN.
+	Verified bool
 	// rolledBack is set when the rollback removed this run's copy.
 	rolledBack bool
 	Started    time.Time

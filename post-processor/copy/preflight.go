@@ -284,10 +284,19 @@ func (c *Config) checkJob(ctx context.Context, p *plan, j *job) {
 			return
 		}
 		for _, img := range prior {
-			if img.State == ec2types.ImageStateAvailable || img.State == ec2types.ImageStatePending {
-				j.Existing = aws.ToString(img.ImageId)
-				break
+			switch img.State {
+			case ec2types.ImageStateAvailable, ec2types.ImageStatePending:
+				if j.Existing == "" {
+					j.Existing = aws.ToString(img.ImageId)
+				}
+			case ec2types.ImageStateFailed, ec2types.ImageStateError, ec2types.ImageStateInvalid:
+				if aws.ToString(img.Name) == j.Name && j.Failed == "" {
+					j.Failed = aws.ToString(img.ImageId)
+				}
 			}
+		}
+		if j.Existing != "" {
+			j.Failed = "" // a usable copy is reused; the failed one is left alone
 		}
 	}
 	same, err := ebs.FindImagesByName(ctx, tc.EC2, "self", j.Name)
@@ -297,7 +306,7 @@ func (c *Config) checkJob(ctx context.Context, p *plan, j *job) {
 	}
 	for _, img := range same {
 		id := aws.ToString(img.ImageId)
-		if id == j.Existing || img.State == ec2types.ImageStateDeregistered {
+		if id == j.Existing || id == j.Failed || img.State == ec2types.ImageStateDeregistered {
 			continue
 		}
 		p.problem(j.Dest(), "AMI name", fmt.Sprintf("the name %q is already in use by %s in account %s", j.Name, id, j.Target.Account),

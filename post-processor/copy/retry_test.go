@@ -27,6 +27,10 @@ type fakeEC2 struct {
 	images     map[string]ec2types.Image
 	tokens     []string
 	deregister []string
+	// usedKey, when set, is the key EC2 encrypts copies under whatever
+	// was asked: what the read-back must catch. Copies get one snapshot.
+	usedKey   string
+	snapshots map[string]ec2types.Snapshot
 }
 
 const kmsReasonMessage = "The KMS key arn:aws:kms:us-east-1:111111111111:key/k is not usable: account 222222222222 may not use it"
@@ -42,8 +46,29 @@ func (f *fakeEC2) CopyImage(_ context.Context, in *ec2.CopyImageInput, _ ...func
 		img.State = ec2types.ImageStateFailed
 		img.StateReason = &ec2types.StateReason{Code: aws.String(code), Message: aws.String(kmsReasonMessage)}
 	}
+	if f.snapshots != nil {
+		snap := fmt.Sprintf("snap-%08d", n+1)
+		key := aws.ToString(in.KmsKeyId)
+		if f.usedKey != "" {
+			key = f.usedKey
+		}
+		f.snapshots[snap] = ec2types.Snapshot{SnapshotId: aws.String(snap), Encrypted: aws.Bool(true), KmsKeyId: aws.String(key), State: ec2types.SnapshotStateCompleted}
+		img.BlockDeviceMappings = []ec2types.BlockDeviceMapping{{DeviceName: aws.String("/dev/xvda"), Ebs: &ec2types.EbsBlockDevice{SnapshotId: aws.String(snap), Encrypted: aws.Bool(true)}}}
+	}
 	f.images[id] = img
 	return &ec2.CopyImageOutput{ImageId: aws.String(id)}, nil
+}
+
+func (f *fakeEC2) DescribeSnapshots(_ context.Context, in *ec2.DescribeSnapshotsInput, _ ...func(*ec2.Options)) (*ec2.DescribeSnapshotsOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := &ec2.DescribeSnapshotsOutput{}
+	for _, id := range in.SnapshotIds {
+		if s, ok := f.snapshots[id]; ok {
+			out.Snapshots = append(out.Snapshots, s)
+		}
+	}
+	return out, nil
 }
 
 func (f *fakeEC2) DescribeImages(_ context.Context, in *ec2.DescribeImagesInput, _ ...func(*ec2.Options)) (*ec2.DescribeImagesOutput, error) {
@@ -106,7 +131,7 @@ func TestCopyRetriesAfterKMSStateReason(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeEC2{outcomes: tt.outcomes, images: map[string]ec2types.Image{}}
 			r, j, c := fakeRunner(t, f)
-			err := r.copyWithRetries(context.Background(), c, j)
+			_, err := r.copyWithRetries(context.Background(), c, j)
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Fatalf("copy failed: %v", err)
@@ -133,6 +158,40 @@ func TestCopyRetriesAfterKMSStateReason(t *testing.T) {
 			}
 			if got := len(r.ledger.Pending(fanout.Rollback)); got != 1 {
 				t.Errorf("%d copies recorded for rollback, want exactly the last one", got)
+			}
+		})
+	}
+}
+
+// TestCopyIsReadBack: a copy is available, yet only a read-back that finds
+// every snapshot under the target key makes it a success; one under another
+// key is a failure naming the snapshot and both keys, left to the rollback.
+func TestCopyIsReadBack(t *testing.T) {
+	const stray = "arn:aws:kms:us-east-1:222222222222:key/stray"
+	for _, tt := range []struct {
+		name    string
+		usedKey string
+	}{{"under the target key", ""}, {"under another key", stray}} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeEC2{outcomes: []string{"available"}, images: map[string]ec2types.Image{}, usedKey: tt.usedKey, snapshots: map[string]ec2types.Snapshot{}}
+			r, j, c := fakeRunner(t, f)
+			j.Target.IsSource = true // no grant to wait for
+			err := r.copyWith(context.Background(), c, j)
+			if tt.usedKey == "" {
+				if err != nil || !j.Verified || j.State != "available" {
+					t.Fatalf("copy: %v, verified %v, state %s", err, j.Verified, j.State)
+				}
+				if c := j.copy(); !c.Verified {
+					t.Errorf("the artifact's copy does not record verified: %+v", c)
+				}
+				return
+			}
+			want := "snapshot snap-00000001 (/dev/xvda) of ami-00000001 is encrypted under " + stray + ", not under the expected " + j.KeyARN
+			if err == nil || !strings.Contains(err.Error(), want) || j.Verified || j.State != stateUnverified || !strings.Contains(j.Reason, want) {
+				t.Fatalf("err %v, state %s, verified %v, reason %q; want a failure saying %q", err, j.State, j.Verified, j.Reason, want)
+			}
+			if got := len(r.ledger.Pending(fanout.Rollback)); got != 1 {
+				t.Errorf("%d copies recorded for rollback; the unverified copy must be", got)
 			}
 		})
 	}

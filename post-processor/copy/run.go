@@ -294,6 +294,9 @@ func (r *runner) transit(ctx context.Context, src *source) error {
 	if err != nil {
 		return fmt.Errorf("source %s: transit copy %s: %w", src.Region, id, err)
 	}
+	if _, err := ebs.VerifyImageEncrypted(ctx, sc.EC2, id, src.TransitKey); err != nil {
+		return fmt.Errorf("source %s: transit copy: %w", src.Region, err)
+	}
 	src.Shared = id
 	src.SharedSnaps = ebs.ImageSnapshotIDs(img)
 	r.say("source %s: transit copy %s is available", src.Region, id)
@@ -315,13 +318,8 @@ func (r *runner) staleTransit(ctx context.Context, sc *clients, src *source, nam
 			continue // not ours: CopyImage reports the name in use
 		}
 		usable := img.State == ec2types.ImageStateAvailable || img.State == ec2types.ImageStatePending
-		for _, m := range img.BlockDeviceMappings {
-			if m.Ebs == nil {
-				continue
-			}
-			if k := aws.ToString(m.Ebs.KmsKeyId); k != "" && k != src.TransitKey {
-				usable = false // made under another transit key
-			}
+		if usable {
+			usable = r.underKey(ctx, sc, &img, src.TransitKey)
 		}
 		if usable {
 			r.say("source %s: transit copy %s was left by an earlier run; reusing it, and deleting it at the end", src.Region, id)
@@ -333,6 +331,22 @@ func (r *runner) staleTransit(ctx context.Context, sc *clients, src *source, nam
 		}
 	}
 	return "", nil
+}
+
+// underKey reports whether every snapshot of img that DescribeSnapshots
+// shows (a pending copy may list none yet) is under keyARN. The keys come
+// from DescribeSnapshots: DescribeImages doesn't return them.
+func (r *runner) underKey(ctx context.Context, sc *clients, img *ec2types.Image, keyARN string) bool {
+	snaps, err := ebs.FindSnapshots(ctx, sc.EC2, ebs.ImageSnapshotIDs(img))
+	if err != nil {
+		return false // unreadable: not worth reusing
+	}
+	for _, s := range snaps {
+		if aws.ToString(s.KmsKeyId) != keyARN {
+			return false // made under another transit key
+		}
+	}
+	return true
 }
 
 // share gives exactly the target accounts that copy from src what they
@@ -512,33 +526,64 @@ func (r *runner) adoptStaleGrants(ctx context.Context, sc *clients, src *source,
 	return nil
 }
 
-// copyOne makes (or finds) the copy of one job and finishes it.
+// copyOne makes (or finds) the copy of one job, reads it back and finishes it.
 func (r *runner) copyOne(ctx context.Context, j *job) error {
+	return r.copyWith(ctx, r.clientsFor(j), j)
+}
+
+// stateUnverified is the state of a copy that exists but did not read back
+// encrypted under its key: a failure, never a success.
+const stateUnverified = "unverified"
+
+// copyWith is copyOne with the target account's clients.
+func (r *runner) copyWith(ctx context.Context, tc *clients, j *job) error {
 	j.Started = time.Now()
 	defer func() { j.Finished = time.Now() }()
-	tc := r.clientsFor(j)
 	fail := func(state string, err error) error {
 		j.State, j.Reason = state, err.Error()
 		r.say("%s: %s %s: %s", j.Dest(), orDash(j.ImageID), state, j.Reason)
 		return fmt.Errorf("%s: %w", j.Dest(), err)
 	}
 
+	// img is the copy as the batched wait last read it (DescribeImages, as
+	// its owner) when it became available.
+	var img *ec2types.Image
+	var err error
 	if j.Existing != "" {
 		j.ImageID = j.Existing
 		r.say("%s: %s already made by an earlier run (provenance tags match); reusing it", j.Dest(), j.ImageID)
-		if _, err := r.waiter(tc).Wait(ctx, j.ImageID, nil); err != nil {
+		if img, err = r.waiter(tc).Wait(ctx, j.ImageID, nil); err != nil {
 			return fail(waitState(err), err)
 		}
 	} else {
+		if j.Failed != "" {
+			// A failed copy an earlier run kept (on_failure = "keep") holds
+			// the name; it is of no use to anyone.
+			if err := ebs.DeleteImageWhenSettled(ctx, tc.EC2, r.poll, j.Failed); err != nil {
+				return fail("failed", fmt.Errorf("removing %s, a failed copy an earlier run kept: %w", j.Failed, err))
+			}
+			r.say("%s: removed %s, a failed copy an earlier run kept; copying again", j.Dest(), j.Failed)
+		}
 		if !j.Target.IsSource {
 			if err := r.awaitGrant(ctx, tc, j); err != nil {
 				return fail(waitState(err), err)
 			}
 		}
-		if err := r.copyWithRetries(ctx, tc, j); err != nil {
+		if img, err = r.copyWithRetries(ctx, tc, j); err != nil {
 			return fail(waitState(err), err)
 		}
 	}
+	// Read back: the snapshots' keys from DescribeSnapshots as the owner.
+	v, err := ebs.VerifyEncrypted(ctx, tc.EC2, img, j.KeyARN)
+	if err != nil {
+		state := stateUnverified
+		if !ebs.IsEncryptionMismatch(err) {
+			state = waitState(err)
+		}
+		return fail(state, fmt.Errorf("reading the copy back: %w", err))
+	}
+	j.Verified = true
+	r.say("%s: %s read back: %s encrypted under %s", j.Dest(), j.ImageID, strings.Join(v.Snapshots, ", "), j.KeyARN)
 	if err := r.finish(ctx, tc, j); err != nil {
 		return fail("available", err)
 	}
@@ -594,8 +639,9 @@ func (r *runner) awaitGrant(ctx context.Context, tc *clients, j *job) error {
 
 // copyWithRetries starts the copy, backing off while the destination's
 // copy quota is full, and starts it again (bounded) when it fails because
-// a key could not be used yet.
-func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) error {
+// a key could not be used yet. It returns the copy as the wait saw it
+// become available.
+func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) (*ec2types.Image, error) {
 	src := j.Source
 	prov := provenance(src, r.plan.sess.SourceAccount, j.KeyARN)
 	spec := ebs.CopyImageSpec{
@@ -630,7 +676,7 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) error
 			continue
 		}
 		if err != nil && id == "" {
-			return err
+			return nil, err
 		}
 		j.ImageID, j.Made, j.State = id, true, "pending"
 		forget := r.ledger.Add(fanout.Rollback, fmt.Sprintf("copy %s in %s", id, j.Dest()),
@@ -640,9 +686,9 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) error
 				return err
 			})
 		r.say("%s: copying %s (%s) as %s under %s", j.Dest(), src.Shared, src.Region, id, j.KeyARN)
-		_, err = r.waiter(tc).Wait(ctx, id, r.progress(j))
+		img, err := r.waiter(tc).Wait(ctx, id, r.progress(j))
 		if err == nil {
-			return nil
+			return img, nil
 		}
 		var se *ebs.StateError
 		if (ebs.IsNotFound(err) || errors.As(err, &se) && se.State == string(ec2types.ImageStateDeregistered)) && burnt < maxBurntTokens {
@@ -656,17 +702,17 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) error
 		}
 		kmsFailures++
 		if !errors.As(err, &se) || !strings.HasPrefix(se.Reason, kmsStateReasonPrefix) || kmsFailures >= copyAttempts || j.Target.IsSource {
-			return err
+			return nil, err
 		}
 		r.say("%s: %s failed: %s: %s; a new grant may not have taken effect yet, copying again", j.Dest(), id, se.Reason, se.Message)
 		if derr := ebs.DeleteImageAndSnapshots(ctx, tc.EC2, id); derr != nil {
-			return errors.Join(err, derr)
+			return nil, errors.Join(err, derr)
 		}
 		forget()
 		pause := r.retry.Pause(kmsFailures)
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(pause):
 		}
 	}

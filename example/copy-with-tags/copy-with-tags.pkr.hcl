@@ -1,17 +1,17 @@
-# Seed 002 ("Why the Guardian is using encrypted EC2 root volumes on AWS"):
-# the Guardian baked in one account (AMIgo) and ran an "Image Copier" Lambda
-# in every account to make an encrypted local copy, because
+# Bake in one account, then give each account that uses a recipe an
+# encrypted local copy, with the image's tags carried over. Without a tool,
+# teams run a copier (a Lambda, say) in every account because
 #
 #   - encrypted AMIs can only be used where their key is: each account needs
 #     its own encrypted copy;
-#   - tags are not visible from other accounts: they carried them by hand and
-#     added Encrypted and CopiedFromAMI;
+#   - tags are not visible from other accounts: they must be carried by hand,
+#     with Encrypted and CopiedFromAMI added;
 #   - only some accounts should get a copy of a given recipe.
 #
-# amicrypt-copy does all of it from the build, with no Lambda to deploy:
-# the source AMI's tags are written onto every copy and its snapshots, plus
-# Encrypted=true, CopiedFromAMI and amicrypt:* provenance tags; the target
-# blocks list which accounts get the recipe.
+# amicrypt-copy does all of it from the build, with nothing to deploy in the
+# accounts: the source AMI's tags are written onto every copy and its
+# snapshots, plus Encrypted=true, CopiedFromAMI and amicrypt:* provenance
+# tags; the target blocks list which accounts get the recipe.
 #
 # Runs as is against the local emulator's default world.
 
@@ -63,7 +63,7 @@ build {
     ami_name        = "{{ .SourceAMIName }}-encrypted"
     tags            = { CopiedBy = "amicrypt-copy" }
     snapshot_tags   = { Recipe = var.recipe }
-    manifest_output = "seed-002-copies.json"
+    manifest_output = "copy-with-tags-copies.json"
 
     # Only the accounts that use this recipe; regions default to the
     # source AMI's (eu-west-1).

@@ -1,8 +1,8 @@
-# Seed 001 ("Encrypt AWS AMIs: one way to do it badly"): Bedrock shared one
-# encrypted AMI and one key with every account, and spent weeks on key
-# policies and grants before giving up. Their conclusion: copy and encrypt
-# the AMI in each user account under a dedicated key. This template does
-# exactly that, and also covers the errors they met:
+# Each user account gets its own copy of the AMI under its own key, instead
+# of one encrypted AMI and one key shared with every account. Sharing one
+# key means weeks of key policies and grants in every account, and still
+# ends with every account depending on it. This template also covers the
+# errors that pattern meets:
 #
 #   "Creating an unencrypted copy from an encrypted snapshot is not
 #    supported"             -> every copy is made with Encrypted=true.
@@ -72,7 +72,7 @@ build {
     grant_autoscaling_role = true
 
     on_failure      = "rollback"
-    manifest_output = "seed-001-copies.json"
+    manifest_output = "per-account-keys-copies.json"
 
     target { account_id = "222222222222" } # kubernetes platform
     target { account_id = "333333333333" } # vod platform
