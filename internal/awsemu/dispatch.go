@@ -10,6 +10,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/kms"
 )
 
 const (
@@ -65,6 +68,21 @@ func (k authError) apiError(service string) *APIError {
 	}
 }
 
+// authHeaderError is the error of a request without a usable Authorization
+// header: missing, or malformed (IncompleteSignature, with AWS's text
+// naming what is missing).
+func authHeaderError(service string, err error) *APIError {
+	var malformed *core.MalformedAuthError
+	if !errors.As(err, &malformed) {
+		return authMissing.apiError(service)
+	}
+	code := "IncompleteSignature"
+	if service == "kms" {
+		code = "IncompleteSignatureException"
+	}
+	return &APIError{HTTPStatus: 400, Code: code, Message: malformed.Message}
+}
+
 // serveHTTP is the one endpoint of every service and region.
 func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, adminPrefix) {
@@ -76,17 +94,17 @@ func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "reading request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	auth, authErr := ParseSigV4(r.Header.Get("Authorization"))
+	auth, authErr := core.ParseSigV4(r.Header.Get("Authorization"))
 	service := auth.Service
 	if authErr != nil {
 		service = guessService(r, body)
 	}
 	action, params, aerr := parseAction(service, r, body)
 	if aerr != nil {
-		e.writeError(w, service, "", aerr)
+		e.writeError(w, service, e.nextRequestID(), aerr)
 		return
 	}
-	if service != "ec2" && service != "kms" && service != "sts" {
+	if _, ok := e.services()[service]; !ok {
 		http.Error(w, "awsemu serves ec2, kms and sts; got signing service "+service, http.StatusBadRequest)
 		return
 	}
@@ -101,8 +119,8 @@ func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serve authenticates, admits and handles one call.
-func (e *Emulator) serve(w http.ResponseWriter, r *http.Request, body []byte, auth SigV4Auth, authErr error, service, action string, params url.Values) {
-	c := &Call{
+func (e *Emulator) serve(w http.ResponseWriter, r *http.Request, body []byte, auth core.SigV4Auth, authErr error, service, action string, params url.Values) {
+	c := &core.Call{
 		RequestID: e.nextRequestID(),
 		Time:      e.now(),
 		Service:   service,
@@ -112,7 +130,7 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request, body []byte, au
 		Body:      body,
 	}
 	if authErr != nil {
-		e.finish(w, c, nil, authMissing.apiError(service))
+		e.finish(w, c, nil, authHeaderError(service, authErr))
 		return
 	}
 	if kind, ok := e.authenticate(c, r, body, auth); !ok {
@@ -123,22 +141,13 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request, body []byte, au
 		e.finish(w, c, nil, apiErr)
 		return
 	}
-	var out any
-	var apiErr *APIError
-	switch service {
-	case "ec2":
-		out, apiErr = e.handleEC2(c)
-	case "kms":
-		out, apiErr = e.handleKMS(c)
-	case "sts":
-		out, apiErr = e.handleSTS(c)
-	}
+	out, apiErr := e.services()[service].Handle(c)
 	e.finish(w, c, out, apiErr)
 }
 
 // authenticate resolves the caller from the access key, checks the
 // signature and, for session credentials, the token and its expiry.
-func (e *Emulator) authenticate(c *Call, r *http.Request, body []byte, auth SigV4Auth) (authError, bool) {
+func (e *Emulator) authenticate(c *core.Call, r *http.Request, body []byte, auth core.SigV4Auth) (authError, bool) {
 	var secret string
 	var expires time.Time
 	token := r.Header.Get("X-Amz-Security-Token")
@@ -157,7 +166,7 @@ func (e *Emulator) authenticate(c *Call, r *http.Request, body []byte, auth SigV
 	} else {
 		return authUnknownKey, false
 	}
-	if !VerifySigV4(r, body, auth, secret) {
+	if !core.VerifySigV4(r, body, auth, secret) {
 		return authBadSignature, false
 	}
 	if !expires.IsZero() && !e.now().Before(expires) {
@@ -191,13 +200,13 @@ func parseAction(service string, r *http.Request, body []byte) (string, url.Valu
 		target := r.Header.Get("X-Amz-Target")
 		op, ok := strings.CutPrefix(target, "TrentService.")
 		if !ok || op == "" {
-			return "", nil, &APIError{HTTPStatus: 400, Code: "UnknownOperationException", Message: ""}
+			return "", nil, kms.UnknownOperation(target)
 		}
 		return op, nil, nil
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
-		return "", nil, Errf("MalformedQueryString", "the request body is not a valid form: %v", err)
+		return "", nil, core.Errf("MalformedQueryString", "the request body is not a valid form: %v", err)
 	}
 	for k, v := range r.URL.Query() {
 		form[k] = append(form[k], v...)
@@ -213,7 +222,7 @@ func parseAction(service string, r *http.Request, body []byte) (string, url.Valu
 }
 
 // finish records the call and writes the response.
-func (e *Emulator) finish(w http.ResponseWriter, c *Call, out any, apiErr *APIError) {
+func (e *Emulator) finish(w http.ResponseWriter, c *core.Call, out any, apiErr *APIError) {
 	status := http.StatusOK
 	if apiErr != nil {
 		if apiErr.HTTPStatus == 0 {

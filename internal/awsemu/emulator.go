@@ -58,8 +58,8 @@ type Emulator struct {
 	kms    *kms.Service
 	sts    *sts.Service
 	ec2    *ec2.Service
-	faults *FaultState
-	limits *Limiter
+	faults *core.FaultState
+	limits *core.Limiter
 	audit  *core.Audit
 
 	saved   savedMark  // what the state file holds (saveMu)
@@ -119,8 +119,8 @@ func New(opts Options) (*Emulator, error) {
 		audit:   &core.Audit{},
 		stopped: make(chan struct{}),
 	}
-	e.faults = NewFaultState(opts.Faults)
-	e.limits = NewLimiter(opts.Limits)
+	e.faults = core.NewFaultState(opts.Faults)
+	e.limits = core.NewLimiter(opts.Limits)
 	e.iam = iam.New(w)
 	e.sts = sts.New(e.clock, e.iam)
 

@@ -5,8 +5,12 @@ package awsemu_test
 
 import (
 	"encoding/json"
+	"html"
+	"io"
+	"net/http"
 	"net/url"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
@@ -20,6 +24,60 @@ func TestRulesMatrix(t *testing.T) { emutest.RunCases(t, conformance()) }
 
 func conformance() []emutest.Case {
 	return []emutest.Case{
+		{Rule: "1", Name: "errors before dispatch carry a request ID", Run: func(t *testing.T, x *emutest.Env) {
+			for _, tc := range []struct {
+				service, body string
+				header        map[string]string
+				code          string
+			}{
+				{"ec2", "Version=2016-11-15", map[string]string{"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}, "MissingAction"},
+				{"ec2", "Action=DescribeImages&Version=2016-11-15&%zz", map[string]string{"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}, "MalformedQueryString"},
+				{"kms", "{}", map[string]string{"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "TrentService."}, "UnknownOperationException"},
+			} {
+				status, body := x.RawCall(emutest.AcctBuild, emutest.East, tc.service, tc.body, tc.header)
+				if status != 400 || !strings.Contains(body, tc.code) {
+					t.Fatalf("%s %q: HTTP %d %s, want %s", tc.service, tc.body, status, body, tc.code)
+				}
+				if tc.service == "ec2" && !regexp.MustCompile(`<RequestID>[0-9a-f-]{36}</RequestID>`).MatchString(body) {
+					t.Fatalf("%s %q: no request ID in %s", tc.service, tc.body, body)
+				}
+				if tc.service == "kms" && !strings.Contains(body, `"message":"The operation TrentService. is not supported by AWS KMS."`) {
+					t.Fatalf("KMS unknown operation without a message: %s", body)
+				}
+			}
+		}},
+		{Rule: "1", Name: "malformed Authorization header is IncompleteSignature", Run: func(t *testing.T, x *emutest.Env) {
+			for _, tc := range []struct{ service, target, code string }{
+				{"ec2", "", "IncompleteSignature"},
+				{"kms", "TrentService.DescribeKey", "IncompleteSignatureException"},
+			} {
+				body := "Action=DescribeRegions&Version=2016-11-15"
+				if tc.service == "kms" {
+					body = `{"KeyId":"alias/amicrypt-build"}`
+				}
+				req, err := http.NewRequestWithContext(x.Ctx, http.MethodPost, x.Srv.URL()+"/", strings.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKIA1111111111111111/20260101/us-east-1/"+tc.service+"/aws4_request")
+				if tc.target != "" {
+					req.Header.Set("X-Amz-Target", tc.target)
+					req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+				} else {
+					req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				raw, _ := io.ReadAll(resp.Body)
+				got := html.UnescapeString(string(raw))
+				resp.Body.Close()
+				if resp.StatusCode != 400 || !strings.Contains(string(got), tc.code) || !strings.Contains(string(got), "Authorization header requires 'Signature' parameter.") {
+					t.Fatalf("%s: HTTP %d %s, want 400 %s naming the missing Signature", tc.service, resp.StatusCode, got, tc.code)
+				}
+			}
+		}},
 		{Rule: "1", Name: "EC2 error body", Run: func(t *testing.T, x *emutest.Env) {
 			status, body := x.RawCall(emutest.AcctBuild, emutest.East, "ec2", url.Values{"Action": {"DescribeImages"}, "Version": {"2016-11-15"}, "ImageId.1": {"ami-0123456789abcdef0"}}.Encode(),
 				map[string]string{"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})

@@ -122,3 +122,12 @@ func (s Scope) Less(o Scope) bool {
 }
 
 func (s Scope) String() string { return s.Account + "/" + s.Region }
+
+// InstanceProfile is an instance profile and the role it passes to
+// instances.
+type InstanceProfile struct {
+	Account string
+	Name    string
+	ARN     string // arn:aws:iam::ACCT:instance-profile/NAME
+	Role    Role
+}

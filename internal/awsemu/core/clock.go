@@ -14,6 +14,7 @@ const (
 	LatencySnapshot      = "snapshot-create"
 	LatencySnapshotCopy  = "snapshot-copy"
 	LatencyImageRegister = "image-register"
+	LatencyVolumeCreate  = "volume-create"
 	LatencyGrant         = "grant-propagation"
 )
 
@@ -34,6 +35,7 @@ func DefaultLatency() map[string]LatencySpec {
 		LatencySnapshot:      {Base: 30 * time.Second, PerGiB: 15 * time.Second},
 		LatencySnapshotCopy:  {Base: 45 * time.Second, PerGiB: 20 * time.Second},
 		LatencyImageRegister: {Base: 5 * time.Second},
+		LatencyVolumeCreate:  {Base: 10 * time.Second},
 		LatencyGrant:         {},
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"sort"
@@ -26,7 +27,15 @@ type SigV4Auth struct {
 	Signature     string
 }
 
+// ErrNoAuth is ParseSigV4's error for a request without an Authorization
+// header.
 var ErrNoAuth = errors.New("missing authentication")
+
+// MalformedAuthError is ParseSigV4's error for an Authorization header that
+// is there but incomplete or malformed; its text is AWS's.
+type MalformedAuthError struct{ Message string }
+
+func (e *MalformedAuthError) Error() string { return e.Message }
 
 // ParseSigV4 parses "AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/SERVICE/aws4_request, SignedHeaders=a;b, Signature=hex".
 func ParseSigV4(h string) (SigV4Auth, error) {
@@ -35,29 +44,40 @@ func ParseSigV4(h string) (SigV4Auth, error) {
 		return a, ErrNoAuth
 	}
 	const algo = "AWS4-HMAC-SHA256 "
-	if !strings.HasPrefix(h, algo) {
-		return a, errors.New("unsupported authorization algorithm")
-	}
-	for _, part := range strings.Split(h[len(algo):], ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if !ok {
-			continue
-		}
-		switch k {
-		case "Credential":
-			f := strings.Split(v, "/")
-			if len(f) != 5 || f[4] != "aws4_request" {
-				return a, errors.New("malformed credential scope")
+	rest, ok := strings.CutPrefix(h, algo)
+	if ok {
+		for _, part := range strings.Split(rest, ",") {
+			part = strings.TrimSpace(part)
+			k, v, ok := strings.Cut(part, "=")
+			if !ok {
+				return a, &MalformedAuthError{fmt.Sprintf("'%s' not a valid key=value pair (missing equal-sign) in Authorization header: '%s'.", part, h)}
 			}
-			a.AccessKey, a.Date, a.Region, a.Service = f[0], f[1], f[2], f[3]
-		case "SignedHeaders":
-			a.SignedHeaders = strings.Split(v, ";")
-		case "Signature":
-			a.Signature = v
+			switch k {
+			case "Credential":
+				f := strings.Split(v, "/")
+				if len(f) != 5 || f[4] != "aws4_request" {
+					return a, &MalformedAuthError{fmt.Sprintf("Credential should be scoped to a valid region, not '%s'. Authorization=%s", v, h)}
+				}
+				a.AccessKey, a.Date, a.Region, a.Service = f[0], f[1], f[2], f[3]
+			case "SignedHeaders":
+				a.SignedHeaders = strings.Split(v, ";")
+			case "Signature":
+				a.Signature = v
+			}
 		}
 	}
-	if a.AccessKey == "" || a.Signature == "" || len(a.SignedHeaders) == 0 {
-		return a, errors.New("incomplete authorization header")
+	var missing []string
+	if a.AccessKey == "" {
+		missing = append(missing, "Authorization header requires 'Credential' parameter.")
+	}
+	if a.Signature == "" {
+		missing = append(missing, "Authorization header requires 'Signature' parameter.")
+	}
+	if len(a.SignedHeaders) == 0 {
+		missing = append(missing, "Authorization header requires 'SignedHeaders' parameter.")
+	}
+	if len(missing) > 0 {
+		return a, &MalformedAuthError{strings.Join(missing, " ") + " Authorization=" + h}
 	}
 	return a, nil
 }

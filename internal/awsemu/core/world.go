@@ -65,7 +65,7 @@ type WorldUser struct {
 // WorldRole is an IAM role and its trust.
 type WorldRole struct {
 	Name       string   `json:"name" hcl:"name,label"`
-	TrustedBy  []string `json:"trusted" hcl:"trusted"` // account IDs or principal ARNs allowed to assume it
+	TrustedBy  []string `json:"trusted" hcl:"trusted"` // account IDs, principal ARNs or service principals (ec2.amazonaws.com) allowed to assume it
 	ExternalID string   `json:"external_id,omitempty" hcl:"external_id,optional"`
 	Deny       []string `json:"deny,omitempty" hcl:"deny,optional"`
 }
@@ -116,6 +116,10 @@ type WorldVolume struct {
 	SnapshotID string `json:"snapshot_id" hcl:"snapshot_id"`
 	SizeGiB    int    `json:"size_gib" hcl:"size_gib"`
 	VolumeType string `json:"volume_type,omitempty" hcl:"volume_type,optional"`
+	// Iops and Throughput (MiB/s) default to gp3's baseline, 3000 and 125,
+	// for a gp3 volume, as AWS shows them on its public AMIs.
+	Iops       int    `json:"iops,omitempty" hcl:"iops,optional"`
+	Throughput int    `json:"throughput,omitempty" hcl:"throughput,optional"`
 	Encrypted  bool   `json:"encrypted,omitempty" hcl:"encrypted,optional"`
 	KmsKey     string `json:"kms_key,omitempty" hcl:"kms_key,optional"` // key ARN when encrypted
 }
@@ -239,8 +243,8 @@ func (w *World) Validate() error {
 				return fmt.Errorf("%s.name: %q is not a valid IAM role name", rw, r.Name)
 			}
 			for _, t := range r.TrustedBy {
-				if !accountIDRe.MatchString(t) && !strings.HasPrefix(t, "arn:aws:") {
-					return fmt.Errorf("%s.trusted: %q must be an account ID or a principal ARN", rw, t)
+				if !accountIDRe.MatchString(t) && !strings.HasPrefix(t, "arn:aws:") && !strings.HasSuffix(t, ".amazonaws.com") {
+					return fmt.Errorf("%s.trusted: %q must be an account ID, a principal ARN or a service principal such as ec2.amazonaws.com", rw, t)
 				}
 			}
 		}

@@ -24,6 +24,70 @@ func TestRulesMatrix(t *testing.T) { emutest.RunCases(t, conformance()) }
 
 func conformance() []emutest.Case {
 	return []emutest.Case{
+		// Section 2: resources as AWS describes them.
+		{Rule: "2", Name: "DescribeImages has no KmsKeyId, DescribeSnapshots has the key ARN", Run: func(t *testing.T, x *emutest.Env) {
+			c := x.EC2(emutest.AcctBuild, emutest.East)
+			key := x.KeyARN(emutest.AcctBuild, emutest.East, "alias/amicrypt-build")
+			amiID, snapID := x.OwnEncryptedAMI(emutest.AcctBuild, emutest.East, "alias/amicrypt-build", "no-kmskeyid-in-images")
+			img := x.Image(c, amiID)
+			ebs := img.BlockDeviceMappings[0].Ebs
+			if ebs == nil || !aws.ToBool(ebs.Encrypted) || ebs.KmsKeyId != nil {
+				t.Fatalf("DescribeImages mapping %+v: want Encrypted and no KmsKeyId", ebs)
+			}
+			attr := emutest.Must[*ec2.DescribeImageAttributeOutput](t, "DescribeImageAttribute")(c.DescribeImageAttribute(x.Ctx, &ec2.DescribeImageAttributeInput{
+				ImageId: aws.String(amiID), Attribute: types.ImageAttributeNameBlockDeviceMapping}))
+			if len(attr.BlockDeviceMappings) != 1 || attr.BlockDeviceMappings[0].Ebs.KmsKeyId != nil {
+				t.Fatalf("DescribeImageAttribute blockDeviceMapping %+v: want no KmsKeyId", attr.BlockDeviceMappings)
+			}
+			if got := aws.ToString(x.Snapshot(c, snapID).KmsKeyId); got != key {
+				t.Fatalf("DescribeSnapshots KmsKeyId %q, want the key ARN %s", got, key)
+			}
+		}},
+		{Rule: "2", Name: "CreateVolume answers creating, then available", Opts: awsemu.Options{TimeScale: 0.01}, Run: func(t *testing.T, x *emutest.Env) {
+			c := x.EC2(emutest.AcctBuild, emutest.East)
+			vol := emutest.Must[*ec2.CreateVolumeOutput](t, "CreateVolume")(c.CreateVolume(x.Ctx, &ec2.CreateVolumeInput{
+				AvailabilityZone: aws.String(emutest.East + "a"), Size: aws.Int32(8), VolumeType: types.VolumeTypeGp3}))
+			if vol.State != types.VolumeStateCreating {
+				t.Fatalf("CreateVolume answered %s, want creating", vol.State)
+			}
+			emutest.Poll(t, "volume available", func() (types.VolumeState, bool) {
+				out := emutest.Must[*ec2.DescribeVolumesOutput](t, "DescribeVolumes")(c.DescribeVolumes(x.Ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{aws.ToString(vol.VolumeId)}}))
+				st := out.Volumes[0].State
+				if st != types.VolumeStateCreating && st != types.VolumeStateAvailable {
+					t.Fatalf("volume state %s", st)
+				}
+				return st, st == types.VolumeStateAvailable
+			})
+		}},
+		{Rule: "2", Name: "public AMIs show gp3 baseline Iops and Throughput", Run: func(t *testing.T, x *emutest.Env) {
+			img := x.Image(x.EC2(emutest.AcctBuild, emutest.East), emutest.SeedAMI)
+			ebs := img.BlockDeviceMappings[0].Ebs
+			if ebs.VolumeType != types.VolumeTypeGp3 || aws.ToInt32(ebs.Iops) != 3000 || aws.ToInt32(ebs.Throughput) != 125 {
+				t.Fatalf("public AMI root: %s iops %d throughput %d, want gp3 3000 125", ebs.VolumeType, aws.ToInt32(ebs.Iops), aws.ToInt32(ebs.Throughput))
+			}
+		}},
+		{Rule: "5", Name: "RunInstances with an instance profile", Run: func(t *testing.T, x *emutest.Env) {
+			c := x.EC2(emutest.AcctBuild, emutest.East)
+			in := func(p *types.IamInstanceProfileSpecification) *ec2.RunInstancesInput {
+				return &ec2.RunInstancesInput{ImageId: aws.String(emutest.SeedAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+					InstanceType: types.InstanceTypeT3Micro, IamInstanceProfile: p}
+			}
+			_, err := c.RunInstances(x.Ctx, in(&types.IamInstanceProfileSpecification{Name: aws.String("nope")}))
+			if emutest.APICode(err) != "InvalidParameterValue" || emutest.APIMessage(err) != "Value (nope) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name" {
+				t.Fatalf("unknown profile: %v", err)
+			}
+			_, err = c.RunInstances(x.Ctx, in(&types.IamInstanceProfileSpecification{Arn: aws.String("arn:aws:iam::111111111111:instance-profile/nope")}))
+			if emutest.APICode(err) != "InvalidParameterValue" {
+				t.Fatalf("unknown profile ARN: %v", err)
+			}
+			run := emutest.Must[*ec2.RunInstancesOutput](t, "RunInstances")(c.RunInstances(x.Ctx, in(&types.IamInstanceProfileSpecification{Name: aws.String("amicrypt-instance-store")})))
+			inst := x.Instance(c, aws.ToString(run.Instances[0].InstanceId))
+			if inst.IamInstanceProfile == nil || aws.ToString(inst.IamInstanceProfile.Arn) != "arn:aws:iam::111111111111:instance-profile/amicrypt-instance-store" {
+				t.Fatalf("instance profile %+v", inst.IamInstanceProfile)
+			}
+			emutest.Must[*ec2.TerminateInstancesOutput](t, "TerminateInstances")(c.TerminateInstances(x.Ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{aws.ToString(inst.InstanceId)}}))
+		}},
+		// Section 3: rules.
 		{Rule: "3.1", Name: "copy without Encrypted stays encrypted", Run: func(t *testing.T, x *emutest.Env) {
 			c := x.EC2(emutest.AcctBuild, emutest.East)
 			buildKey := x.KeyARN(emutest.AcctBuild, emutest.East, "alias/amicrypt-build")
@@ -31,8 +95,8 @@ func conformance() []emutest.Case {
 			// Still encrypted, and (rule 3.2) under the caller's default key.
 			defaultKey := x.KeyARN(emutest.AcctBuild, emutest.East, "alias/aws/ebs")
 			img := x.CopyOf(c, amiID, emutest.East, "r31-copy", nil, "")
-			if ebs := img.BlockDeviceMappings[0].Ebs; img.State != types.ImageStateAvailable || !aws.ToBool(ebs.Encrypted) || aws.ToString(ebs.KmsKeyId) != defaultKey {
-				t.Fatalf("CopyImage without Encrypted: %s encrypted=%v key=%s, want %s", img.State, aws.ToBool(ebs.Encrypted), aws.ToString(ebs.KmsKeyId), defaultKey)
+			if ebs := img.BlockDeviceMappings[0].Ebs; img.State != types.ImageStateAvailable || !aws.ToBool(ebs.Encrypted) || x.ImageKey(c, img) != defaultKey {
+				t.Fatalf("CopyImage without Encrypted: %s encrypted=%v key=%s, want %s", img.State, aws.ToBool(ebs.Encrypted), x.ImageKey(c, img), defaultKey)
 			}
 			out := emutest.Must[*ec2.CopySnapshotOutput](t, "CopySnapshot")(c.CopySnapshot(x.Ctx, &ec2.CopySnapshotInput{SourceSnapshotId: aws.String(snapID), SourceRegion: aws.String(emutest.East)}))
 			if s := x.WaitSnapshot(c, aws.ToString(out.SnapshotId)); s.State != types.SnapshotStateCompleted || !aws.ToBool(s.Encrypted) || aws.ToString(s.KmsKeyId) != defaultKey {
@@ -49,10 +113,11 @@ func conformance() []emutest.Case {
 		{Rule: "3.2", Name: "default key fallback for CopyImage", Run: func(t *testing.T, x *emutest.Env) {
 			for _, region := range []string{emutest.East, emutest.West} { // same region, and a copy into another region
 				want := x.KeyARN(emutest.AcctT2, region, "alias/aws/ebs")
-				img := x.CopyOf(x.EC2(emutest.AcctT2, region), emutest.SeedAMI, emutest.East, "r32-default-"+region, aws.Bool(true), "")
+				c := x.EC2(emutest.AcctT2, region)
+				img := x.CopyOf(c, emutest.SeedAMI, emutest.East, "r32-default-"+region, aws.Bool(true), "")
 				ebs := img.BlockDeviceMappings[0].Ebs
-				if img.State != types.ImageStateAvailable || !aws.ToBool(ebs.Encrypted) || aws.ToString(ebs.KmsKeyId) != want {
-					t.Fatalf("%s: %s encrypted=%v key=%s, want %s", region, img.State, aws.ToBool(ebs.Encrypted), aws.ToString(ebs.KmsKeyId), want)
+				if img.State != types.ImageStateAvailable || !aws.ToBool(ebs.Encrypted) || x.ImageKey(c, img) != want {
+					t.Fatalf("%s: %s encrypted=%v key=%s, want %s", region, img.State, aws.ToBool(ebs.Encrypted), x.ImageKey(c, img), want)
 				}
 			}
 		}},
@@ -379,7 +444,7 @@ func TestRulesCrossAccountSequence(t *testing.T) {
 	// Step 1 in S: the image, its snapshots and their keys.
 	img := x.Image(s, amiID)
 	snaps := emutest.Must[*ec2.DescribeSnapshotsOutput](t, "DescribeSnapshots")(s.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: []string{snapID}}))
-	if len(snaps.Snapshots) != 1 || aws.ToString(snaps.Snapshots[0].KmsKeyId) != buildKey || aws.ToString(img.BlockDeviceMappings[0].Ebs.KmsKeyId) != buildKey {
+	if len(snaps.Snapshots) != 1 || aws.ToString(snaps.Snapshots[0].KmsKeyId) != buildKey || img.BlockDeviceMappings[0].Ebs.KmsKeyId != nil {
 		t.Fatalf("source snapshot %+v, image %+v", snaps.Snapshots, img.BlockDeviceMappings)
 	}
 	src := emutest.Must[*kms.DescribeKeyOutput](t, "DescribeKey source")(sKMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(buildKey)}))
@@ -420,7 +485,7 @@ func TestRulesCrossAccountSequence(t *testing.T) {
 	// Step 5 in T, R.
 	cp := x.WaitImage(tEC2, aws.ToString(out.ImageId))
 	if cp.State != types.ImageStateAvailable || aws.ToString(cp.OwnerId) != target || len(cp.Tags) != 2 ||
-		!aws.ToBool(cp.BlockDeviceMappings[0].Ebs.Encrypted) || aws.ToString(cp.BlockDeviceMappings[0].Ebs.KmsKeyId) != targetKey {
+		!aws.ToBool(cp.BlockDeviceMappings[0].Ebs.Encrypted) || x.ImageKey(tEC2, cp) != targetKey {
 		t.Fatalf("copy: %s %+v", cp.State, cp)
 	}
 	cpSnap := x.Snapshot(tEC2, aws.ToString(cp.BlockDeviceMappings[0].Ebs.SnapshotId))

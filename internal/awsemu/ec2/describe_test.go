@@ -194,7 +194,14 @@ func TestEC2ImageAttributesAndDeregistration(t *testing.T) {
 // TestEC2NetworkAndAccount covers key pairs, security groups, VPCs,
 // subnets, regions, zones and instance types.
 func TestEC2NetworkAndAccount(t *testing.T) {
-	x := emutest.NewEnv(t, awsemu.Options{})
+	x := emutest.NewEnv(t, awsemu.Options{World: emutest.DefaultWorldWith(t, func(w *awsemu.World) {
+		for i := range w.Accounts {
+			if w.Accounts[i].ID == emutest.AcctT3 {
+				w.Accounts[i].Roles = append(w.Accounts[i].Roles, awsemu.WorldRole{Name: "builder", TrustedBy: []string{"ec2.amazonaws.com"}})
+				w.Accounts[i].InstanceProfiles = append(w.Accounts[i].InstanceProfiles, awsemu.WorldInstanceProfile{Name: "builder", Role: "builder"})
+			}
+		}
+	})})
 	c := x.EC2(emutest.AcctT3, "eu-west-1")
 	ctx := x.Ctx
 

@@ -31,6 +31,8 @@ type Identity interface {
 	AccountByAlias(alias string) (string, bool)
 	Aliases() map[string]string
 	EBSEncryptionByDefault(account, region string) bool
+	// InstanceProfile finds an instance profile of account by name or ARN.
+	InstanceProfile(account, nameOrARN string) (core.InstanceProfile, bool)
 }
 
 // Options configure the service.

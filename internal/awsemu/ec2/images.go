@@ -252,7 +252,10 @@ type xmlEbs struct {
 	Iops                int    `xml:"iops,omitempty"`
 	Throughput          int    `xml:"throughput,omitempty"`
 	Encrypted           bool   `xml:"encrypted"`
-	KmsKeyID            string `xml:"kmsKeyId,omitempty"`
+	// No kmsKeyId: AWS returns it only in the block device mappings of
+	// RunInstances, RequestSpotInstances and CreateFleet, never in an
+	// image's (docs/aws-behaviour.md, "DescribeImages does not return
+	// KmsKeyId"); clients read the key from DescribeSnapshots.
 }
 
 type xmlBlockDeviceMapping struct {
@@ -305,7 +308,7 @@ func mappingsXML(ms []ec2Mapping) []xmlBlockDeviceMapping {
 		}
 		if m.HasEbs {
 			x.Ebs = &xmlEbs{SnapshotID: m.SnapshotID, VolumeSize: m.SizeGiB, DeleteOnTermination: m.DeleteOnTermination,
-				VolumeType: m.VolumeType, Iops: m.Iops, Throughput: m.Throughput, Encrypted: m.Encrypted, KmsKeyID: m.KmsKeyARN}
+				VolumeType: m.VolumeType, Iops: m.Iops, Throughput: m.Throughput, Encrypted: m.Encrypted}
 		}
 		out = append(out, x)
 	}

@@ -31,9 +31,12 @@ type ec2Instance struct {
 	PublicIP       string   `json:"public_ip,omitempty"`
 	UserData       string   `json:"user_data,omitempty"`
 	IAMProfileARN  string   `json:"iam_profile_arn,omitempty"`
-	ClientToken    string   `json:"client_token,omitempty"`
-	LaunchIndex    int      `json:"launch_index"`
-	HTTPTokens     string   `json:"http_tokens"`
+	// RoleARN is the role of the instance profile: the instance's
+	// credentials are sessions of it, named after the instance.
+	RoleARN     string `json:"role_arn,omitempty"`
+	ClientToken string `json:"client_token,omitempty"`
+	LaunchIndex int    `json:"launch_index"`
+	HTTPTokens  string `json:"http_tokens"`
 
 	RootDeviceName     string `json:"root_device_name"`
 	Architecture       string `json:"architecture"`
@@ -383,9 +386,9 @@ func (e *view) ec2RunInstances(c *core.Call, p ec2Params) (any, *core.APIError) 
 	if err != nil {
 		return nil, err
 	}
-	profile := p.str("IamInstanceProfile.Arn")
-	if name := p.str("IamInstanceProfile.Name"); profile == "" && name != "" {
-		profile = "arn:aws:iam::" + c.Account + ":instance-profile/" + name
+	profile, err := e.launchProfile(c, p)
+	if err != nil {
+		return nil, err
 	}
 	httpTokens := p.str("MetadataOptions.HttpTokens")
 	if httpTokens == "" {
@@ -423,7 +426,7 @@ func (e *view) ec2RunInstances(c *core.Call, p ec2Params) (any, *core.APIError) 
 		inst := &ec2Instance{
 			ID: e.newID("i"), Owner: c.Account, Region: c.Region, ReservationID: res.ID, ImageID: img.ID,
 			InstanceType: instanceType, KeyName: keyName, SubnetID: subnet.ID, VpcID: subnet.VpcID, AZ: subnet.AZ,
-			SecurityGroups: groups, UserData: userData, IAMProfileARN: profile, ClientToken: p.str("ClientToken"),
+			SecurityGroups: groups, UserData: userData, IAMProfileARN: profile.ARN, RoleARN: profile.Role.ARN, ClientToken: p.str("ClientToken"),
 			LaunchIndex: i, HTTPTokens: httpTokens, RootDeviceName: img.RootDeviceName, Architecture: img.Architecture,
 			VirtualizationType: img.VirtualizationType, EnaSupport: img.EnaSupport, SriovNetSupport: img.SriovNetSupport,
 			BootMode: img.BootMode, TpmSupport: img.TpmSupport, ImdsSupport: img.ImdsSupport,
@@ -1013,4 +1016,25 @@ func (e *view) checkLaunch(c *core.Call, imageID string) error {
 		}
 	}
 	return nil
+}
+
+// launchProfile is the instance profile RunInstances names, by ARN or name,
+// which must exist in the caller's account (docs/aws-behaviour.md, instance
+// profiles).
+func (e *view) launchProfile(c *core.Call, p ec2Params) (core.InstanceProfile, *core.APIError) {
+	if arn := p.str("IamInstanceProfile.Arn"); arn != "" {
+		prof, ok := e.iam.InstanceProfile(c.Account, arn)
+		if !ok {
+			return prof, core.Errf("InvalidParameterValue", "Value (%s) for parameter iamInstanceProfile.arn is invalid. Invalid IAM Instance Profile ARN", arn)
+		}
+		return prof, nil
+	}
+	if name := p.str("IamInstanceProfile.Name"); name != "" {
+		prof, ok := e.iam.InstanceProfile(c.Account, name)
+		if !ok {
+			return prof, core.Errf("InvalidParameterValue", "Value (%s) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name", name)
+		}
+		return prof, nil
+	}
+	return core.InstanceProfile{}, nil
 }

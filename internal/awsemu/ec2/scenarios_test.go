@@ -35,7 +35,7 @@ func TestEC2CrossAccountScenarios(t *testing.T) {
 	re := emutest.Must[*ec2.CopyImageOutput](t, "re-encrypt")(s.CopyImage(ctx, &ec2.CopyImageInput{SourceImageId: aws.String(managedAMI), SourceRegion: aws.String(emutest.East),
 		Name: aws.String("managed-src-cmk"), Encrypted: aws.Bool(true), KmsKeyId: aws.String(buildKey)}))
 	src := x.WaitImage(s, aws.ToString(re.ImageId))
-	if src.State != types.ImageStateAvailable || aws.ToString(src.BlockDeviceMappings[0].Ebs.KmsKeyId) != buildKey {
+	if src.State != types.ImageStateAvailable || x.ImageKey(s, src) != buildKey {
 		t.Fatalf("re-encrypted source: %s %+v", src.State, src.BlockDeviceMappings)
 	}
 	srcID, srcSnap := aws.ToString(src.ImageId), aws.ToString(src.BlockDeviceMappings[0].Ebs.SnapshotId)
@@ -61,7 +61,7 @@ func TestEC2CrossAccountScenarios(t *testing.T) {
 			out := emutest.Must[*ec2.CopyImageOutput](t, "CopyImage")(target.CopyImage(ctx, &ec2.CopyImageInput{SourceImageId: aws.String(srcID), SourceRegion: aws.String(emutest.East),
 				Name: aws.String("fanout-copy"), Encrypted: aws.Bool(true), KmsKeyId: aws.String(targetKey), ClientToken: aws.String("fanout-" + tc.account)}))
 			img := x.WaitImage(target, aws.ToString(out.ImageId))
-			if img.State != types.ImageStateAvailable || aws.ToString(img.BlockDeviceMappings[0].Ebs.KmsKeyId) != targetKey ||
+			if img.State != types.ImageStateAvailable || x.ImageKey(target, img) != targetKey ||
 				aws.ToString(img.SourceImageRegion) != emutest.East {
 				t.Fatalf("copy in %s/%s: %s %+v %+v", tc.account, tc.region, img.State, img.StateReason, img.BlockDeviceMappings)
 			}
@@ -146,8 +146,11 @@ func TestEC2MoreActions(t *testing.T) {
 			}
 			return err
 		}, func() bool {
-			out, err := c.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{volID}})
-			return err == nil && aws.ToBool(out.Volumes[0].Encrypted) && out.Volumes[0].State == types.VolumeStateAvailable
+			vol := emutest.Poll(t, "volume available", func() (types.Volume, bool) {
+				out := emutest.Must[*ec2.DescribeVolumesOutput](t, "DescribeVolumes")(c.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{volID}}))
+				return out.Volumes[0], out.Volumes[0].State != types.VolumeStateCreating
+			})
+			return aws.ToBool(vol.Encrypted) && vol.State == types.VolumeStateAvailable
 		}},
 		{"DeleteVolume", func() error {
 			_, err := c.DeleteVolume(ctx, &ec2.DeleteVolumeInput{VolumeId: aws.String(volID)})

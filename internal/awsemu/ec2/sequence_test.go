@@ -102,7 +102,7 @@ func TestEC2BuildSequence(t *testing.T) {
 	}))
 	img := x.WaitImage(c, aws.ToString(reg.ImageId))
 	if img.State != types.ImageStateAvailable || img.Architecture != types.ArchitectureValuesX8664 || img.BootMode != types.BootModeValuesUefiPreferred ||
-		!aws.ToBool(img.BlockDeviceMappings[0].Ebs.Encrypted) || aws.ToString(img.BlockDeviceMappings[0].Ebs.KmsKeyId) != buildKey ||
+		!aws.ToBool(img.BlockDeviceMappings[0].Ebs.Encrypted) || x.ImageKey(c, img) != buildKey ||
 		aws.ToInt32(img.BlockDeviceMappings[0].Ebs.VolumeSize) != 8 || len(img.Tags) != 1 {
 		t.Fatalf("registered image: %+v", img)
 	}
@@ -188,7 +188,7 @@ func TestEC2CrossAccountCopySequence(t *testing.T) {
 	if cp.State != types.ImageStateAvailable {
 		t.Fatalf("copy: %s %+v", cp.State, cp.StateReason)
 	}
-	if got := aws.ToString(cp.BlockDeviceMappings[0].Ebs.KmsKeyId); got != targetKey || aws.ToString(cp.OwnerId) != emutest.AcctT2 ||
+	if got := x.ImageKey(tc, cp); got != targetKey || aws.ToString(cp.OwnerId) != emutest.AcctT2 ||
 		aws.ToString(cp.SourceImageId) != amiID || len(cp.Tags) != 2 {
 		t.Fatalf("copy fields: key %s (want %s), %+v", got, targetKey, cp)
 	}

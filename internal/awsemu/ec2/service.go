@@ -4,6 +4,7 @@ package ec2
 // action table. The resources live in ec2_*.go by family.
 
 import (
+	"cmp"
 	"fmt"
 	"sort"
 	"strconv"
@@ -82,11 +83,16 @@ func (e *Service) seed(w *core.World) {
 				}
 			}
 			put(v, snapshotsOf, snap)
-			img.Mappings = append(img.Mappings, ec2Mapping{
+			m := ec2Mapping{
 				DeviceName: vol.DeviceName, SnapshotID: vol.SnapshotID, SizeGiB: vol.SizeGiB,
 				VolumeType: orDefault(vol.VolumeType, "gp3"), DeleteOnTermination: true,
 				Encrypted: vol.Encrypted, KmsKeyARN: snap.KmsKeyARN, HasEbs: true,
-			})
+				Iops: vol.Iops, Throughput: vol.Throughput,
+			}
+			if m.VolumeType == "gp3" {
+				m.Iops, m.Throughput = cmp.Or(m.Iops, 3000), cmp.Or(m.Throughput, 125)
+			}
+			img.Mappings = append(img.Mappings, m)
 		}
 		putImage(v, img)
 		if len(wi.Tags) > 0 {

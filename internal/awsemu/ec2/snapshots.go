@@ -683,6 +683,8 @@ type ec2Volume struct {
 	KeyManager string    `json:"key_manager,omitempty"`
 	Created    time.Time `json:"created"`
 	Failed     bool      `json:"failed,omitempty"` // could not use its key
+	// ReadyAt is when a volume CreateVolume made leaves creating.
+	ReadyAt time.Time `json:"ready_at,omitzero"`
 
 	InstanceID          string    `json:"instance_id,omitempty"`
 	Device              string    `json:"device,omitempty"`
@@ -722,12 +724,16 @@ func (e *view) refreshVolume(v *ec2Volume) {
 	}
 }
 
+// volumeState is creating until a new volume is ready, then available or
+// in-use (docs/aws-behaviour.md, volumes).
 func (e *view) volumeState(v *ec2Volume) string {
 	switch {
 	case v.Failed:
 		return "error"
 	case v.InstanceID != "":
 		return "in-use"
+	case e.clock.Now().Before(v.ReadyAt):
+		return "creating"
 	}
 	return "available"
 }
@@ -952,6 +958,7 @@ func (e *view) ec2CreateVolume(c *core.Call, p ec2Params) (any, *core.APIError) 
 		return nil, core.Errf("MissingParameter", "The request must contain the parameter size or snapshotId")
 	}
 	v, kerr := e.newVolume(c, az, spec)
+	v.ReadyAt = v.Created.Add(e.clock.Latency(core.LatencyVolumeCreate, 0, false))
 	if kerr != nil {
 		v.Failed = true
 		c.Note("failure", kerr.Message)

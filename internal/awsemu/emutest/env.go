@@ -339,3 +339,17 @@ func KeyARNOf(t *testing.T, ctx context.Context, c *kms.Client, ref string) stri
 	}
 	return aws.ToString(out.KeyMetadata.Arn)
 }
+
+// ImageKey is the key ARN of an image's first EBS snapshot, read as AWS
+// clients must read it: from DescribeSnapshots (DescribeImages does not
+// return KmsKeyId in an image's block device mappings).
+func (x *Env) ImageKey(c *ec2.Client, img types.Image) string {
+	x.T.Helper()
+	for _, m := range img.BlockDeviceMappings {
+		if m.Ebs != nil && m.Ebs.SnapshotId != nil {
+			return aws.ToString(x.Snapshot(c, aws.ToString(m.Ebs.SnapshotId)).KmsKeyId)
+		}
+	}
+	x.T.Fatalf("image %s has no EBS snapshot", aws.ToString(img.ImageId))
+	return ""
+}

@@ -14,10 +14,10 @@ import (
 // IAM is the identity side of the world.
 type IAM struct {
 	accounts map[string]*core.WorldAccount
-	keys     map[string]User      // access key -> user
-	users    map[string]User      // user ARN -> user
-	roles    map[string]core.Role // role ARN -> role
-	profiles map[string]Profile   // "account|name" -> instance profile
+	keys     map[string]User                 // access key -> user
+	users    map[string]User                 // user ARN -> user
+	roles    map[string]core.Role            // role ARN -> role
+	profiles map[string]core.InstanceProfile // "account|name" -> instance profile
 }
 
 // User is an IAM user with an access key.
@@ -30,14 +30,6 @@ type User struct {
 	Deny      []string
 }
 
-// Profile is an instance profile and the role it passes to instances.
-type Profile struct {
-	Account string
-	Name    string
-	ARN     string // arn:aws:iam::ACCT:instance-profile/NAME
-	Role    core.Role
-}
-
 // New builds the IAM of a validated world.
 func New(w *core.World) *IAM {
 	s := &IAM{
@@ -45,7 +37,7 @@ func New(w *core.World) *IAM {
 		keys:     map[string]User{},
 		users:    map[string]User{},
 		roles:    map[string]core.Role{},
-		profiles: map[string]Profile{},
+		profiles: map[string]core.InstanceProfile{},
 	}
 	for i := range w.Accounts {
 		a := &w.Accounts[i]
@@ -60,7 +52,7 @@ func New(w *core.World) *IAM {
 			s.roles[ir.ARN] = ir
 		}
 		for _, p := range a.InstanceProfiles {
-			s.profiles[a.ID+"|"+p.Name] = Profile{
+			s.profiles[a.ID+"|"+p.Name] = core.InstanceProfile{
 				Account: a.ID, Name: p.Name, ARN: ProfileARN(a.ID, p.Name),
 				Role: s.roles[core.RoleARN(a.ID, p.Role)],
 			}
@@ -87,11 +79,11 @@ func (s *IAM) Role(arn string) (core.Role, bool) {
 }
 
 // InstanceProfile finds an instance profile of account by name or ARN.
-func (s *IAM) InstanceProfile(account, nameOrARN string) (Profile, bool) {
+func (s *IAM) InstanceProfile(account, nameOrARN string) (core.InstanceProfile, bool) {
 	name := nameOrARN
 	if strings.HasPrefix(nameOrARN, "arn:") {
 		if core.ARNAccount(nameOrARN) != account {
-			return Profile{}, false
+			return core.InstanceProfile{}, false
 		}
 		_, name, _ = strings.Cut(nameOrARN, ":instance-profile/")
 	}

@@ -46,3 +46,12 @@ func managedKeyDenied(c *core.Call, k *key, action string) *core.APIError {
 func internalError(err error) *core.APIError {
 	return &core.APIError{HTTPStatus: 500, Code: "KMSInternalException", Message: err.Error()}
 }
+
+// UnknownOperation is KMS's answer to an X-Amz-Target it does not serve
+// (the text is an emulator convention, docs/aws-behaviour.md).
+func UnknownOperation(target string) *core.APIError {
+	if target == "" {
+		target = "(no X-Amz-Target header)"
+	}
+	return core.Errf("UnknownOperationException", "The operation %s is not supported by AWS KMS.", target)
+}

@@ -84,7 +84,7 @@ func actions() map[string]handler {
 func (s *Service) Handle(c *core.Call) (any, *core.APIError) {
 	h, ok := actions()[c.Action]
 	if !ok {
-		return nil, &core.APIError{HTTPStatus: 400, Code: "UnknownOperationException", Message: ""}
+		return nil, UnknownOperation("TrentService." + c.Action)
 	}
 	var req request
 	if len(bytes.TrimSpace(c.Body)) > 0 {

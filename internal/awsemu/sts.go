@@ -1,3 +1,0 @@
-package awsemu
-
-func (e *Emulator) handleSTS(c *Call) (any, *APIError) { return e.sts.Handle(c) }
