@@ -36,6 +36,15 @@ const (
 	stagedSelfTest = "self-test.sh"
 )
 
+// forgetCloudInitMounts removes cloud-init's lines from /etc/fstab.
+// cloud-init writes its mounts, the ephemeral disk's among them, there with
+// comment=cloudconfig, and writes them again at each new instance's first
+// boot from its config, which no longer has the ephemeral disk. Left in the
+// image, the build instance's line would let systemd mount the raw disk at
+// boot, before cloud-init drops it.
+const forgetCloudInitMounts = `if [ -f /etc/fstab ] && grep -q 'comment=cloudconfig' /etc/fstab; then ` +
+	`sed -i '/comment=cloudconfig/d' /etc/fstab && echo "Removed the build instance's cloud-init mounts from /etc/fstab (cloud-init writes them again at first boot, without the ephemeral disk)."; fi`
+
 // cleanupTimeout bounds the removal of the staging directory, which runs
 // even after Ctrl-C.
 const cleanupTimeout = time.Minute
@@ -159,13 +168,6 @@ func (p *Provisioner) Provision(ctx context.Context, ui packersdk.Ui, comm packe
 			return err
 		}
 	}
-	// cloud-init writes its mounts, the ephemeral disk's among them, into
-	// /etc/fstab with comment=cloudconfig, and writes them again at each new
-	// instance's first boot from its config, which no longer has the
-	// ephemeral disk. Left in the image, the build instance's line would let
-	// systemd mount the raw disk at boot, before cloud-init drops it.
-	const forgetCloudInitMounts = `if [ -f /etc/fstab ] && grep -q 'comment=cloudconfig' /etc/fstab; then ` +
-		`sed -i '/comment=cloudconfig/d' /etc/fstab && echo "Removed the build instance's cloud-init mounts from /etc/fstab (cloud-init writes them again at first boot, without the ephemeral disk)."; fi`
 	if _, err := r.run(ctx, "removing the build instance's cloud-init mounts from /etc/fstab", r.privileged(forgetCloudInitMounts), true); err != nil {
 		return err
 	}
@@ -214,7 +216,7 @@ func (p *Provisioner) selfTest(ctx context.Context, r *remote, script string) er
 	var cmdErr *CommandError
 	if errors.As(err, &cmdErr) {
 		parsed := parseSelfTest(res.Stdout)
-		return &SelfTestError{Problems: parsed.problems(res.ExitCode), Output: res.Stdout + res.Stderr}
+		return &SelfTestError{Problems: parsed.problems(res.ExitCode, res.Stderr), Output: res.Stdout + res.Stderr}
 	}
 	if err != nil {
 		return err

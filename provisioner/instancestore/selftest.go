@@ -120,8 +120,9 @@ func installCommand(pm, cmd string) string {
 }
 
 // problems lists, for a failed self-test, what is wrong with the image and
-// how to fix each thing. exitCode is the script's exit status.
-func (r selfTestResult) problems(exitCode int) []string {
+// how to fix each thing. exitCode is the script's exit status, stderr what
+// it (or sudo, or the shell) said besides its report.
+func (r selfTestResult) problems(exitCode int, stderr string) []string {
 	var out []string
 	for _, cmd := range r.Missing {
 		why := "amicrypt-agent needs it"
@@ -167,7 +168,11 @@ func (r selfTestResult) problems(exitCode int) []string {
 		out = append(out, msg)
 	}
 	if len(out) == 0 && exitCode != 0 {
-		out = append(out, fmt.Sprintf("the self-test exited with status %d without saying why", exitCode))
+		msg := fmt.Sprintf("the self-test exited with status %d without saying why", exitCode)
+		if stderr = strings.TrimSpace(stderr); stderr != "" {
+			msg += ": " + stderr
+		}
+		out = append(out, msg)
 	}
 	return out
 }
