@@ -111,6 +111,29 @@ func TestEmbeddedAgentsMatchTheFolder(t *testing.T) {
 	}
 }
 
+// standIns builds the stand-in agents with `make agent` (skipping without
+// make) and returns them by architecture.
+func standIns(t *testing.T) map[string]string {
+	t.Helper()
+	bins, err := agenttest.BuildStandIns(t.TempDir())
+	if errors.Is(err, agenttest.ErrNoMake) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bins
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := agenttest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
 func TestAgentTestAgreesWithThePackage(t *testing.T) {
 	if agenttest.AgentDir != "provisioner/instancestore/"+AgentDir {
 		t.Errorf("agenttest.AgentDir = %q", agenttest.AgentDir)
@@ -131,9 +154,8 @@ func TestMakeAgent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds Go binaries")
 	}
-	dir := t.TempDir()
-	bins := agenttest.BuildStandIns(t, dir)
-	root := agenttest.RepoRoot(t)
+	bins := standIns(t)
+	root := repoRoot(t)
 	for arch, machine := range elfMachines {
 		data, err := os.ReadFile(bins[arch])
 		if err != nil {
@@ -167,14 +189,17 @@ func TestMakeAgent(t *testing.T) {
 
 func TestMakeAgentWithoutThePackage(t *testing.T) {
 	dir := t.TempDir()
-	out, err := agenttest.Make(t, "agent", "AGENT_PKG=./cmd/no-such-agent", "AGENT_DIR="+dir)
+	out, err := agenttest.Make("agent", "AGENT_PKG=./cmd/no-such-agent", "AGENT_DIR="+dir)
+	if errors.Is(err, agenttest.ErrNoMake) {
+		t.Skip(err)
+	}
 	if err != nil || !strings.Contains(out, "./cmd/no-such-agent does not exist yet; skipped") {
 		t.Fatalf("want a graceful skip, got %v:\n%s", err, out)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("built %v", entries)
 	}
-	out, err = agenttest.Make(t, "agent", "AGENT_PKG=./cmd/no-such-agent", "AGENT_DIR="+dir, "AGENT_REQUIRED=1")
+	out, err = agenttest.Make("agent", "AGENT_PKG=./cmd/no-such-agent", "AGENT_DIR="+dir, "AGENT_REQUIRED=1")
 	if err == nil || !strings.Contains(out, "AGENT_REQUIRED is set") {
 		t.Fatalf("AGENT_REQUIRED=1: want a failure, got %v:\n%s", err, out)
 	}
@@ -187,11 +212,14 @@ func TestPluginBuildEmbedsTheAgent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds Go binaries")
 	}
-	bins := agenttest.BuildStandIns(t, t.TempDir())
-	overlay := agenttest.Overlay(t, bins)
+	bins := standIns(t)
+	overlay, err := agenttest.WriteOverlay(t.TempDir(), bins)
+	if err != nil {
+		t.Fatal(err)
+	}
 	probe := filepath.Join(t.TempDir(), "embedprobe")
 	build := exec.Command("go", "build", "-overlay", overlay, "-o", probe, "./provisioner/instancestore/testdata/embedprobe")
-	build.Dir = agenttest.RepoRoot(t)
+	build.Dir = repoRoot(t)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build -overlay: %v\n%s", err, out)
 	}

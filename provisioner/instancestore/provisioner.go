@@ -107,6 +107,9 @@ func (p *Provisioner) Provision(ctx context.Context, ui packersdk.Ui, comm packe
 		return err
 	}
 	stage := strings.TrimSpace(staged.Stdout)
+	if stage == "" {
+		return errNoCommandRuns("mktemp -d")
+	}
 	if !strings.HasPrefix(stage, "/tmp/amicrypt-instance-store.") || strings.ContainsAny(stage, " \t\n'\"\\") {
 		return fmt.Errorf("creating a staging directory: mktemp printed %q, not a directory under /tmp", staged.Stdout)
 	}
@@ -190,6 +193,14 @@ func (p *Provisioner) Provision(ctx context.Context, ui packersdk.Ui, comm packe
 	return nil
 }
 
+// errNoCommandRuns is the error for a command that "succeeded" in silence, as
+// every command does through Packer's communicator = "none", which runs
+// nothing, exits 0 and can't upload.
+func errNoCommandRuns(command string) error {
+	return fmt.Errorf("amicrypt-instance-store: `%s` exited 0 but printed nothing: the communicator runs no commands "+
+		"(communicator = \"none\"?); this provisioner needs one that reaches the image, such as ssh", command)
+}
+
 // architecture is the configured architecture, or the build instance's.
 func (p *Provisioner) architecture(ctx context.Context, r *remote) (string, error) {
 	if p.config.Architecture != "" {
@@ -198,6 +209,9 @@ func (p *Provisioner) architecture(ctx context.Context, r *remote) (string, erro
 	res, err := r.run(ctx, "detecting the image's architecture", "uname -m", false)
 	if err != nil {
 		return "", err
+	}
+	if strings.TrimSpace(res.Stdout) == "" {
+		return "", errNoCommandRuns("uname -m")
 	}
 	arch, err := archFromUname(res.Stdout)
 	if err != nil {

@@ -389,6 +389,10 @@ func TestProvisionFailures(t *testing.T) {
 			want: []string{"checking the unit is enabled", "disabled"}},
 		{name: "odd mktemp", command: "mktemp", answer: answer{Stdout: "/var/tmp/x\n"},
 			want: []string{`mktemp printed "/var/tmp/x\n"`}},
+		{name: "communicator none, uname", command: "uname -m", answer: answer{},
+			want: []string{"`uname -m` exited 0 but printed nothing", `communicator = "none"`}},
+		{name: "communicator none, mktemp", command: "mktemp", answer: answer{},
+			want: []string{"`mktemp -d` exited 0 but printed nothing", `communicator = "none"`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,11 +6,12 @@ package agenttest
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 )
 
 // Where the plugin embeds the agent, relative to the repository root; the
@@ -24,71 +25,77 @@ const (
 // Arches are the architectures `make agent` builds.
 var Arches = []string{"amd64", "arm64"}
 
-// RepoRoot is the module's root, from `go env GOMOD` in the test's directory.
-func RepoRoot(t testing.TB) string {
-	t.Helper()
+// ErrNoMake means make is not installed; the build step is a GNUmakefile
+// target.
+var ErrNoMake = errors.New("make is not installed")
+
+// FileName is the embedded agent's name for linux/arch.
+func FileName(arch string) string { return agentPattern + arch }
+
+// RepoRoot is the module's root, from `go env GOMOD` in the working directory.
+func RepoRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
-		t.Fatalf("go env GOMOD: %v", err)
+		return "", fmt.Errorf("go env GOMOD: %w", err)
 	}
 	gomod := strings.TrimSpace(string(out))
 	if gomod == "" || gomod == os.DevNull {
-		t.Fatal("go env GOMOD: not inside the module")
+		return "", errors.New("go env GOMOD: not inside the module")
 	}
-	return filepath.Dir(gomod)
+	return filepath.Dir(gomod), nil
 }
 
-// Make runs `make ARGS...` at the repository root and returns its output;
-// the test is skipped when make is not installed.
-func Make(t testing.TB, args ...string) (string, error) {
-	t.Helper()
+// Make runs `make ARGS...` at the repository root and returns its output.
+func Make(args ...string) (string, error) {
 	if _, err := exec.LookPath("make"); err != nil {
-		t.Skip("make is not installed; the build step is a GNUmakefile target")
+		return "", ErrNoMake
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
 	}
 	cmd := exec.Command("make", append([]string{"--no-print-directory"}, args...)...)
-	cmd.Dir = RepoRoot(t)
+	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
-	return string(out), err
+	if err != nil {
+		return string(out), fmt.Errorf("make %s: %w", strings.Join(args, " "), err)
+	}
+	return string(out), nil
 }
 
 // BuildStandIns builds testdata/standin for every architecture with
 // `make agent` into dir and returns the binaries by architecture.
-func BuildStandIns(t testing.TB, dir string) map[string]string {
-	t.Helper()
-	out, err := Make(t, "agent", "AGENT_PKG="+StandInPkg, "AGENT_DIR="+dir)
+func BuildStandIns(dir string) (map[string]string, error) {
+	out, err := Make("agent", "AGENT_PKG="+StandInPkg, "AGENT_DIR="+dir)
 	if err != nil {
-		t.Fatalf("make agent with the stand-in: %v\n%s", err, out)
+		return nil, fmt.Errorf("%w\n%s", err, out)
 	}
 	bins := map[string]string{}
 	for _, arch := range Arches {
-		bins[arch] = filepath.Join(dir, agentPattern+arch)
+		bins[arch] = filepath.Join(dir, FileName(arch))
 		if _, err := os.Stat(bins[arch]); err != nil {
-			t.Fatalf("make agent did not build %s: %v\n%s", bins[arch], err, out)
+			return nil, fmt.Errorf("make agent did not build %s: %w\n%s", bins[arch], err, out)
 		}
 	}
-	return bins
+	return bins, nil
 }
 
-// Overlay writes a `go build -overlay` file that places bins (by
-// architecture) into the plugin's agent folder, as if `make agent` had
+// WriteOverlay writes into dir a `go build -overlay` file that places bins
+// (by architecture) into the plugin's agent folder, as if `make agent` had
 // built them there, and returns its path. The source tree is not touched.
-func Overlay(t testing.TB, bins map[string]string) string {
-	t.Helper()
-	root := RepoRoot(t)
+func WriteOverlay(dir string, bins map[string]string) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
 	replace := map[string]string{}
 	for arch, bin := range bins {
-		replace[filepath.Join(root, AgentDir, agentPattern+arch)] = bin
+		replace[filepath.Join(root, AgentDir, FileName(arch))] = bin
 	}
 	data, err := json.Marshal(map[string]any{"Replace": replace})
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
-	path := filepath.Join(t.TempDir(), "overlay.json")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	path := filepath.Join(dir, "overlay.json")
+	return path, os.WriteFile(path, data, 0o644)
 }
-
-// FileName is the embedded agent's name for linux/arch.
-func FileName(arch string) string { return agentPattern + arch }
