@@ -178,6 +178,28 @@ func TestInstanceStoreValidate(t *testing.T) {
 	}
 }
 
+// TestInstanceStoreExampleValidates: example/instance-store (amicrypt-ebs and
+// this provisioner) validates offline, with no AWS call.
+func TestInstanceStoreExampleValidates(t *testing.T) {
+	env := newInstanceStoreEnv(t)
+	emu := env.StartEmulator(t, EmulatorOptions{})
+	mark := emu.Mark(t)
+	data, err := os.ReadFile(filepath.Join(env.Root, "example", "instance-store", "instance-store.pkr.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	WriteFile(t, dir, "instance-store.pkr.hcl", string(data))
+	for _, args := range [][]string{{"init", "."}, {"validate", "."}} {
+		if res := env.Packer(t, dir, args...); res.ExitCode != 0 {
+			t.Fatalf("packer %s: exit %d\n%s", strings.Join(args, " "), res.ExitCode, res.Output)
+		}
+	}
+	if calls := emu.Audit(t, nil); len(calls) > 0 && calls[len(calls)-1].Seq > mark {
+		t.Errorf("packer validate made AWS calls: %+v", calls[len(calls)-1])
+	}
+}
+
 // TestInstanceStoreValidateWithoutAgent: the plugin the harness builds with
 // a plain `go build` embeds whatever agent/ holds. Without `make agent` there
 // is none, and validate says how to build a plugin that has it.
