@@ -36,6 +36,14 @@ const (
 	stagedSelfTest = "self-test.sh"
 )
 
+// stagedFile is an upload into the staging directory, private to the
+// communicator's user until installed as root with its final mode.
+type stagedFile struct {
+	name string
+	data []byte
+	mode fs.FileMode
+}
+
 // forgetCloudInitMounts removes cloud-init's lines from /etc/fstab.
 // cloud-init writes its mounts, the ephemeral disk's among them, there with
 // comment=cloudconfig, and writes them again at each new instance's first
@@ -126,22 +134,14 @@ func (p *Provisioner) Provision(ctx context.Context, ui packersdk.Ui, comm packe
 	sum := sha256.Sum256(agent)
 	ui.Say(fmt.Sprintf("Uploading amicrypt-agent (linux/%s, %.1f MiB, sha256 %s), its config, the systemd unit and the cloud-init drop-in...",
 		arch, float64(len(agent))/(1<<20), hex.EncodeToString(sum[:])[:16]))
-	uploads := []struct {
-		name string
-		data []byte
-		mode fs.FileMode
-	}{
+	uploads := []stagedFile{
 		{stagedAgent, agent, 0o700},
 		{stagedConfig, configJSON, 0o600},
 		{stagedUnit, []byte(c.Unit()), 0o600},
 		{stagedDropIn, []byte(CloudInitDropIn), 0o600},
 	}
 	if !c.SkipSelfTest {
-		uploads = append(uploads, struct {
-			name string
-			data []byte
-			mode fs.FileMode
-		}{stagedSelfTest, []byte(selfTestScript), 0o600})
+		uploads = append(uploads, stagedFile{stagedSelfTest, []byte(selfTestScript), 0o600})
 	}
 	for _, u := range uploads {
 		if err := r.upload(staging(u.name), u.data, u.mode); err != nil {
