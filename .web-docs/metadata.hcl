@@ -3,7 +3,7 @@
 # docs/ (see .web-docs/scripts/compile-to-webdocs.sh).
 integration {
   name        = "amicrypt"
-  description = "Build AMIs encrypted under a customer-managed KMS key, and copy them into many AWS accounts and regions, each under its own key."
+  description = "Build AMIs encrypted under a customer-managed KMS key, copy them into many AWS accounts and regions, each under its own key, and encrypt their instance-store disks at boot under a KMS-wrapped key."
   identifier  = "packer/amicrypt/amicrypt"
   flags       = ["hcp-ready"]
   docs {
@@ -20,5 +20,10 @@ integration {
     type = "post-processor"
     name = "amicrypt-copy"
     slug = "copy"
+  }
+  component {
+    type = "provisioner"
+    name = "amicrypt-instance-store"
+    slug = "instance-store"
   }
 }
