@@ -22,6 +22,9 @@ import (
 //	GET  /_emu/check?…          the invariant checker's report
 //	POST /_emu/advance?by=1h    move the emulator clock forward
 //	POST /_emu/save             write the state file now
+//	POST /_emu/hold?action=…    hold matching calls (service, account, region optional) until released
+//	POST /_emu/release?id=…     let a hold's calls through (all=1: every hold)
+//	GET  /_emu/held             holds and the calls waiting on each
 func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	name := strings.TrimPrefix(r.URL.Path, adminPrefix)
@@ -98,6 +101,29 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		write(map[string]any{"saved": e.opts.StatePath})
+	case "hold":
+		if r.Method != http.MethodPost {
+			fail(http.StatusMethodNotAllowed, "use POST /_emu/hold?action=ACTION[&service=&account=&region=]")
+			return
+		}
+		h, err := e.holds.add(q)
+		if err != nil {
+			fail(http.StatusBadRequest, err.Error())
+			return
+		}
+		write(map[string]string{"id": h.ID})
+	case "release":
+		if r.Method != http.MethodPost {
+			fail(http.StatusMethodNotAllowed, "use POST /_emu/release?id=ID or ?all=1")
+			return
+		}
+		if err := e.holds.release(q.Get("id"), q.Get("all") != ""); err != nil {
+			fail(http.StatusBadRequest, err.Error())
+			return
+		}
+		write(map[string]bool{"released": true})
+	case "held":
+		write(e.holds.list())
 	default:
 		fail(http.StatusNotFound, "unknown admin path "+r.URL.Path+"; see docs/emulator.md")
 	}

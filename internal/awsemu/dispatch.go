@@ -141,6 +141,7 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request, body []byte, au
 		e.finish(w, c, nil, apiErr)
 		return
 	}
+	e.holds.wait(c, e.stopped)
 	out, apiErr := e.services()[service].Handle(c)
 	e.finish(w, c, out, apiErr)
 }

@@ -61,6 +61,7 @@ type Emulator struct {
 	faults *core.FaultState
 	limits *core.Limiter
 	audit  *core.Audit
+	holds  holds
 
 	saved   savedMark  // what the state file holds (saveMu)
 	saveMu  sync.Mutex // serializes state saves (taken before mu)

@@ -337,3 +337,66 @@ func auditLogEntries(path string) ([]awsemu.AuditEntry, error) {
 	}
 	return out, nil
 }
+
+// TestHoldAndRelease: a held action blocks until released, others pass,
+// and GET /_emu/held shows the waiting call.
+func TestHoldAndRelease(t *testing.T) {
+	srv := emutest.Start(t, awsemu.Options{})
+	ctx := context.Background()
+	post := func(path string) map[string]any {
+		t.Helper()
+		resp, err := http.Post(srv.URL()+path, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST %s: HTTP %d %v %v", path, resp.StatusCode, out, err)
+		}
+		return out
+	}
+	held := func() []map[string]any {
+		t.Helper()
+		resp, err := http.Get(srv.URL() + "/_emu/held")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out []map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	id := post("/_emu/hold?action=DescribeKey&account=111111111111")["id"].(string)
+	c := emutest.KMSClient(ctx, srv, "111111111111", "us-east-1")
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/amicrypt-build")})
+		done <- err
+	}()
+	emutest.Poll(t, "the call to be held", func() (any, bool) {
+		h := held()
+		return h, len(h) == 1 && h[0]["waiting"].(float64) == 1
+	})
+	// Another account's call, and another action, are not held.
+	if _, err := emutest.KMSClient(ctx, srv, "222222222222", "us-east-1").DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/amicrypt-target")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ListAliases(ctx, &kms.ListAliasesInput{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the held call returned before release: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	post("/_emu/release?id=" + id)
+	if err := <-done; err != nil {
+		t.Fatalf("released call: %v", err)
+	}
+	if h := held(); len(h) != 0 {
+		t.Fatalf("holds after release: %v", h)
+	}
+}
