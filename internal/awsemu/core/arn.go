@@ -105,6 +105,7 @@ type Role struct {
 	Trusted    []string // account IDs, principal ARNs or service principals
 	ExternalID string
 	Deny       []string
+	Policies   []*Policy // identity policies; none: everything but Deny
 }
 
 // Scope is an account and a region: the unit of a service's store.
@@ -130,4 +131,11 @@ type InstanceProfile struct {
 	Name    string
 	ARN     string // arn:aws:iam::ACCT:instance-profile/NAME
 	Role    Role
+}
+
+// IdentityDecision is what a principal's own identity policies say of a
+// request.
+type IdentityDecision struct {
+	Allowed      bool // an identity policy (or the absence of any) allows it
+	ExplicitDeny bool // a Deny statement or the world's deny list matches
 }

@@ -1,33 +1,60 @@
 package core
 
+// policy.go: the part of the IAM policy language the emulator evaluates,
+// for KMS key policies (resource-based: a Principal per statement) and for
+// the identity policies of IAM users and roles (no Principal; Resource
+// matters). The evaluator is hand-written: no maintained Go library
+// evaluates IAM policies.
+
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
-// Policy is the subset of the IAM policy language KMS key policies use
-// here: Allow and Deny statements, Principal "*" or {"AWS": …}, Action with
-// wildcards, and StringEquals/StringLike/Bool conditions on a few keys.
+// Policy is a policy document.
 type Policy struct {
-	Version   string      `json:"Version,omitempty"`
-	ID        string      `json:"Id,omitempty"`
-	Statement []Statement `json:"Statement"`
+	Version   string     `json:"Version,omitempty"`
+	ID        string     `json:"Id,omitempty"`
+	Statement Statements `json:"Statement"`
 }
 
+// Statements is a Statement list, which JSON may write as a single object.
+type Statements []Statement
+
+// UnmarshalJSON takes one statement or a list.
+func (s *Statements) UnmarshalJSON(b []byte) error {
+	var one Statement
+	if err := json.Unmarshal(b, &one); err == nil && one.Effect != "" {
+		*s = Statements{one}
+		return nil
+	}
+	var many []Statement
+	if err := json.Unmarshal(b, &many); err != nil {
+		return fmt.Errorf("field Statement: %w", err)
+	}
+	*s = many
+	return nil
+}
+
+// Statement is one statement of a policy.
 type Statement struct {
-	Sid       string                           `json:"Sid,omitempty"`
-	Effect    string                           `json:"Effect"`
-	Principal Principal                        `json:"Principal"`
-	Action    StringList                       `json:"Action"`
-	Resource  StringList                       `json:"Resource,omitempty"`
-	Condition map[string]map[string]StringList `json:"Condition,omitempty"`
+	Sid         string                           `json:"Sid,omitempty"`
+	Effect      string                           `json:"Effect"`
+	Principal   *Principal                       `json:"Principal,omitempty"`
+	Action      StringList                       `json:"Action,omitempty"`
+	NotAction   StringList                       `json:"NotAction,omitempty"`
+	Resource    StringList                       `json:"Resource,omitempty"`
+	NotResource StringList                       `json:"NotResource,omitempty"`
+	Condition   map[string]map[string]StringList `json:"Condition,omitempty"`
 }
 
 // StringList is a JSON string or array of strings.
 type StringList []string
 
+// UnmarshalJSON takes a string or a list of strings.
 func (s *StringList) UnmarshalJSON(b []byte) error {
 	var one string
 	if err := json.Unmarshal(b, &one); err == nil {
@@ -36,7 +63,18 @@ func (s *StringList) UnmarshalJSON(b []byte) error {
 	}
 	var many []string
 	if err := json.Unmarshal(b, &many); err != nil {
-		return errors.New("must be a string or a list of strings")
+		// Condition values may be booleans or numbers.
+		var values []any
+		if json.Unmarshal(b, &values) != nil {
+			var scalar any
+			if json.Unmarshal(b, &scalar) != nil {
+				return errors.New("must be a string or a list of strings")
+			}
+			values = []any{scalar}
+		}
+		for _, v := range values {
+			many = append(many, fmt.Sprint(v))
+		}
 	}
 	*s = many
 	return nil
@@ -49,6 +87,7 @@ type Principal struct {
 	Service StringList
 }
 
+// UnmarshalJSON takes "*" or an object.
 func (p *Principal) UnmarshalJSON(b []byte) error {
 	var star string
 	if err := json.Unmarshal(b, &star); err == nil {
@@ -66,14 +105,13 @@ func (p *Principal) UnmarshalJSON(b []byte) error {
 		return fmt.Errorf("field Principal: %w", err)
 	}
 	p.AWS, p.Service = obj.AWS, obj.Service
-	for _, v := range p.AWS {
-		if v == "*" {
-			p.Any = true
-		}
+	if slices.Contains(p.AWS, "*") {
+		p.Any = true
 	}
 	return nil
 }
 
+// MarshalJSON writes "*" or the object.
 func (p Principal) MarshalJSON() ([]byte, error) {
 	if p.Any && len(p.AWS) == 0 {
 		return json.Marshal("*")
@@ -88,67 +126,146 @@ func (p Principal) MarshalJSON() ([]byte, error) {
 	return json.Marshal(m)
 }
 
-// ParsePolicy parses and checks a key policy document.
+// ParsePolicy parses and checks a key policy document: every statement
+// names a Principal.
 func ParsePolicy(doc string) (*Policy, error) {
+	p, err := parsePolicy(doc, "key policy")
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range p.Statement {
+		if s.Principal == nil || !s.Principal.Any && len(s.Principal.AWS) == 0 && len(s.Principal.Service) == 0 {
+			return nil, fmt.Errorf("key policy Statement[%d] has no Principal", i)
+		}
+	}
+	return p, nil
+}
+
+// ParseIdentityPolicy parses and checks the identity policy of a user or
+// role: no statement names a Principal, every one has a Resource.
+func ParseIdentityPolicy(doc string) (*Policy, error) {
+	p, err := parsePolicy(doc, "identity policy")
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range p.Statement {
+		if s.Principal != nil {
+			return nil, fmt.Errorf("identity policy Statement[%d] has a Principal; identity policies name none (it is the user or role they are attached to)", i)
+		}
+		if len(s.Resource) == 0 && len(s.NotResource) == 0 {
+			return nil, fmt.Errorf("identity policy Statement[%d] has no Resource; write \"Resource\": \"*\" or the ARNs it applies to", i)
+		}
+	}
+	return p, nil
+}
+
+func parsePolicy(doc, what string) (*Policy, error) {
 	var p Policy
 	if err := json.Unmarshal([]byte(doc), &p); err != nil {
-		return nil, fmt.Errorf("key policy is not a valid policy document: %w", err)
+		return nil, fmt.Errorf("%s is not a valid policy document: %w", what, err)
 	}
 	if len(p.Statement) == 0 {
-		return nil, errors.New("key policy has no Statement")
+		return nil, fmt.Errorf("%s has no Statement", what)
 	}
 	for i, s := range p.Statement {
 		if s.Effect != "Allow" && s.Effect != "Deny" {
-			return nil, fmt.Errorf("key policy Statement[%d].Effect %q must be Allow or Deny", i, s.Effect)
+			return nil, fmt.Errorf("%s Statement[%d].Effect %q must be Allow or Deny", what, i, s.Effect)
 		}
-		if len(s.Action) == 0 {
-			return nil, fmt.Errorf("key policy Statement[%d] has no Action", i)
+		if len(s.Action) == 0 && len(s.NotAction) == 0 {
+			return nil, fmt.Errorf("%s Statement[%d] has no Action", what, i)
 		}
-		if !s.Principal.Any && len(s.Principal.AWS) == 0 && len(s.Principal.Service) == 0 {
-			return nil, fmt.Errorf("key policy Statement[%d] has no Principal", i)
+		for op := range s.Condition {
+			if _, _, ok := conditionOperator(op); !ok {
+				return nil, fmt.Errorf("%s Statement[%d].Condition: operator %q is not one this emulator evaluates (String*, Arn*, Bool, with IfExists / ForAnyValue: / ForAllValues:)", what, i, op)
+			}
 		}
 	}
 	return &p, nil
 }
 
-// PolicyRequest is what a key policy is evaluated against.
+// PolicyRequest is what a policy is evaluated against.
 type PolicyRequest struct {
 	Account      string // caller account
 	Principal    string // caller ARN (user, root or assumed-role session)
 	PrincipalIAM string // IAM identity (user, root or role ARN)
 	Action       string // "kms:Decrypt"
+	Resource     string // the ARN acted on; "" is "*"
 	ViaService   string // "ec2.us-east-1.amazonaws.com" when EC2 acts for the caller
+	// Context holds the other condition keys of the request, by lower-case
+	// name: "kms:encryptioncontext:amicrypt:instance-arn",
+	// "kms:grantisforawsresource", "aws:resourcetag/team"…
+	Context map[string][]string
 	// NoIAMDelegation: the caller's IAM grants it no KMS permissions (a
 	// service-linked role), so an Allow naming its account or account root
 	// does not apply to it; only one naming it (or "*") does.
 	NoIAMDelegation bool
 }
 
+// Evaluation is what a policy says of a request.
+type Evaluation struct {
+	Allowed bool // some Allow statement matches
+	Denied  bool // some Deny statement matches (explicit deny)
+	// Direct: an Allow statement names the caller itself or "*" (not only
+	// its account), so the caller's own IAM need not allow too.
+	Direct bool
+}
+
 // Evaluate returns whether some Allow statement matches and whether some
 // Deny statement matches.
 func (p *Policy) Evaluate(r PolicyRequest) (allowed, denied bool) {
+	ev := p.Eval(r)
+	return ev.Allowed, ev.Denied
+}
+
+// Eval evaluates every statement against r.
+func (p *Policy) Eval(r PolicyRequest) Evaluation {
+	var ev Evaluation
 	for _, s := range p.Statement {
 		if !s.matches(r) {
 			continue
 		}
 		if s.Effect == "Deny" {
-			denied = true
-		} else if !r.NoIAMDelegation || s.principalNamesDirectly(r) {
-			allowed = true
+			ev.Denied = true
+			continue
+		}
+		direct := s.principalNamesDirectly(r)
+		if !r.NoIAMDelegation || direct {
+			ev.Allowed = true
+			ev.Direct = ev.Direct || direct
 		}
 	}
-	return allowed, denied
+	return ev
 }
 
 func (s Statement) matches(r PolicyRequest) bool {
-	if !s.principalMatches(r) {
+	if s.Principal != nil && !s.principalMatches(r) {
 		return false
 	}
-	actionOK := false
-	for _, a := range s.Action {
-		actionOK = actionOK || ActionMatches(a, r.Action)
+	if !matchesAny(s.Action, s.NotAction, r.Action, ActionMatches) {
+		return false
 	}
-	return actionOK && s.conditionsMatch(r)
+	resource := r.Resource
+	if resource == "" {
+		resource = "*"
+	}
+	if (len(s.Resource) > 0 || len(s.NotResource) > 0) && !matchesAny(s.Resource, s.NotResource, resource, resourceMatches) {
+		return false
+	}
+	return s.conditionsMatch(r)
+}
+
+// matchesAny is the Action/NotAction (Resource/NotResource) rule: the value
+// matches a pattern of the list, or, with the Not form, none of them.
+func matchesAny(list, notList StringList, v string, match func(pattern, v string) bool) bool {
+	if len(list) > 0 {
+		return slices.ContainsFunc(list, func(p string) bool { return match(p, v) })
+	}
+	return !slices.ContainsFunc(notList, func(p string) bool { return match(p, v) })
+}
+
+// resourceMatches matches an ARN against a Resource pattern with * and ?.
+func resourceMatches(pattern, arn string) bool {
+	return pattern == "*" || GlobMatch(pattern, arn)
 }
 
 // principalMatches: an account ID or its root ARN names every principal of
@@ -167,9 +284,9 @@ func (s Statement) principalMatches(r PolicyRequest) bool {
 }
 
 // principalNamesDirectly: the statement names the caller itself or "*",
-// not merely its account.
+// not merely its account. An identity policy statement names its owner.
 func (s Statement) principalNamesDirectly(r PolicyRequest) bool {
-	if s.Principal.Any {
+	if s.Principal == nil || s.Principal.Any {
 		return true
 	}
 	for _, v := range s.Principal.AWS {
@@ -180,21 +297,30 @@ func (s Statement) principalNamesDirectly(r PolicyRequest) bool {
 	return false
 }
 
+// values returns the request's values of a condition key (case-insensitive
+// names, as IAM reads them).
+func (r PolicyRequest) values(key string) ([]string, bool) {
+	switch k := strings.ToLower(key); k {
+	case "kms:calleraccount", "aws:principalaccount":
+		return []string{r.Account}, true
+	case "kms:viaservice":
+		if r.ViaService == "" {
+			return nil, false
+		}
+		return []string{r.ViaService}, true
+	case "aws:principalarn":
+		return []string{r.PrincipalIAM}, true
+	default:
+		v, ok := r.Context[k]
+		return v, ok
+	}
+}
+
 func (s Statement) conditionsMatch(r PolicyRequest) bool {
 	for op, kv := range s.Condition {
 		for key, want := range kv {
-			var got string
-			switch strings.ToLower(key) {
-			case "kms:calleraccount":
-				got = r.Account
-			case "kms:viaservice":
-				got = r.ViaService
-			case "aws:principalarn":
-				got = r.PrincipalIAM
-			default:
-				return false // unknown keys never match (conservative)
-			}
-			if !conditionValueMatches(op, got, want) {
+			got, present := r.values(key)
+			if !conditionHolds(op, got, present, want) {
 				return false
 			}
 		}
@@ -202,20 +328,62 @@ func (s Statement) conditionsMatch(r PolicyRequest) bool {
 	return true
 }
 
-func conditionValueMatches(op, got string, want []string) bool {
-	for _, w := range want {
-		switch op {
-		case "StringEquals":
-			if got == w {
-				return true
-			}
-		case "StringLike":
-			if GlobMatch(w, got) {
-				return true
-			}
-		default:
-			return false
+// conditionOperator splits an operator into its set qualifier
+// (ForAnyValue/ForAllValues), its base and IfExists.
+func conditionOperator(op string) (set, base string, ok bool) {
+	base = op
+	if q, rest, found := strings.Cut(op, ":"); found {
+		if q != "ForAnyValue" && q != "ForAllValues" {
+			return "", "", false
 		}
+		set, base = q, rest
+	}
+	base = strings.TrimSuffix(base, "IfExists")
+	switch base {
+	case "StringEquals", "StringNotEquals", "StringEqualsIgnoreCase", "StringNotEqualsIgnoreCase",
+		"StringLike", "StringNotLike", "ArnEquals", "ArnLike", "ArnNotEquals", "ArnNotLike", "Bool":
+		return set, base, true
+	}
+	return "", "", false
+}
+
+// conditionHolds applies one operator to the request's values of a key.
+// A key absent from the request fails a positive operator and passes a
+// negated one; IfExists makes an absent key pass.
+func conditionHolds(op string, got []string, present bool, want []string) bool {
+	set, base, ok := conditionOperator(op)
+	if !ok {
+		return false
+	}
+	negated := strings.Contains(base, "Not")
+	if !present {
+		return strings.HasSuffix(op, "IfExists") || negated || set == "ForAllValues"
+	}
+	one := func(v string) bool {
+		matched := slices.ContainsFunc(want, func(w string) bool { return valueMatches(base, v, w) })
+		if negated {
+			return !matched
+		}
+		return matched
+	}
+	switch set {
+	case "ForAllValues":
+		return !slices.ContainsFunc(got, func(v string) bool { return !one(v) })
+	default: // single-valued keys and ForAnyValue
+		return slices.ContainsFunc(got, one)
+	}
+}
+
+func valueMatches(base, got, want string) bool {
+	switch base {
+	case "StringEquals", "StringNotEquals", "ArnEquals", "ArnNotEquals":
+		return got == want
+	case "StringEqualsIgnoreCase", "StringNotEqualsIgnoreCase":
+		return strings.EqualFold(got, want)
+	case "StringLike", "StringNotLike", "ArnLike", "ArnNotLike":
+		return GlobMatch(want, got)
+	case "Bool":
+		return strings.EqualFold(got, want)
 	}
 	return false
 }

@@ -60,6 +60,10 @@ type WorldUser struct {
 	AccessKey string   `json:"access_key" hcl:"access_key"`
 	SecretKey string   `json:"secret_key" hcl:"secret_key"`
 	Deny      []string `json:"deny,omitempty" hcl:"deny,optional"` // IAM actions denied, e.g. "kms:CreateGrant", "ec2:CopyImage", wildcards allowed
+	// Policies are the user's identity policies (JSON documents). With
+	// none, the user may do everything its deny list does not name; with
+	// some, only what they allow (an explicit Deny wins).
+	Policies []string `json:"policies,omitempty" hcl:"policies,optional"`
 }
 
 // WorldRole is an IAM role and its trust.
@@ -68,6 +72,7 @@ type WorldRole struct {
 	TrustedBy  []string `json:"trusted" hcl:"trusted"` // account IDs, principal ARNs or service principals (ec2.amazonaws.com) allowed to assume it
 	ExternalID string   `json:"external_id,omitempty" hcl:"external_id,optional"`
 	Deny       []string `json:"deny,omitempty" hcl:"deny,optional"`
+	Policies   []string `json:"policies,omitempty" hcl:"policies,optional"` // as WorldUser.Policies
 }
 
 // WorldInstanceProfile is an instance profile and the role of its account
@@ -236,11 +241,21 @@ func (w *World) Validate() error {
 			if u.SecretKey == "" {
 				return fmt.Errorf("%s.secret_key: empty; every user needs a secret key", uw)
 			}
+			for k, doc := range u.Policies {
+				if _, err := ParseIdentityPolicy(doc); err != nil {
+					return fmt.Errorf("%s.policies[%d]: %w", uw, k, err)
+				}
+			}
 		}
 		for j, r := range a.Roles {
 			rw := fmt.Sprintf("%s.roles[%d]", where, j)
 			if !nameRe.MatchString(r.Name) {
 				return fmt.Errorf("%s.name: %q is not a valid IAM role name", rw, r.Name)
+			}
+			for k, doc := range r.Policies {
+				if _, err := ParseIdentityPolicy(doc); err != nil {
+					return fmt.Errorf("%s.policies[%d]: %w", rw, k, err)
+				}
 			}
 			for _, t := range r.TrustedBy {
 				if !accountIDRe.MatchString(t) && !strings.HasPrefix(t, "arn:aws:") && !strings.HasSuffix(t, ".amazonaws.com") {

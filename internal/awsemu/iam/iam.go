@@ -28,6 +28,7 @@ type User struct {
 	AccessKey string
 	Secret    string
 	Deny      []string
+	Policies  []*core.Policy
 }
 
 // New builds the IAM of a validated world.
@@ -43,12 +44,14 @@ func New(w *core.World) *IAM {
 		a := &w.Accounts[i]
 		s.accounts[a.ID] = a
 		for _, u := range a.Users {
-			iu := User{Account: a.ID, Name: u.Name, ARN: core.UserARN(a.ID, u.Name), AccessKey: u.AccessKey, Secret: u.SecretKey, Deny: u.Deny}
+			iu := User{Account: a.ID, Name: u.Name, ARN: core.UserARN(a.ID, u.Name), AccessKey: u.AccessKey, Secret: u.SecretKey, Deny: u.Deny,
+				Policies: mustParse(u.Policies)}
 			s.keys[u.AccessKey] = iu
 			s.users[iu.ARN] = iu
 		}
 		for _, r := range a.Roles {
-			ir := core.Role{Account: a.ID, Name: r.Name, ARN: core.RoleARN(a.ID, r.Name), Trusted: r.TrustedBy, ExternalID: r.ExternalID, Deny: r.Deny}
+			ir := core.Role{Account: a.ID, Name: r.Name, ARN: core.RoleARN(a.ID, r.Name), Trusted: r.TrustedBy, ExternalID: r.ExternalID, Deny: r.Deny,
+				Policies: mustParse(r.Policies)}
 			s.roles[ir.ARN] = ir
 		}
 		for _, p := range a.InstanceProfiles {
@@ -145,24 +148,59 @@ func (s *IAM) Credentials(account string) (accessKey, secretKey string, err erro
 	return a.Users[0].AccessKey, a.Users[0].SecretKey, nil
 }
 
-// Allowed reports whether the identity policy of an IAM principal (user or
-// role ARN) allows action ("ec2:CopyImage", "kms:CreateGrant"). The
-// emulator's IAM allows everything but what the world's deny lists name.
-func (s *IAM) Allowed(principalIAM, action string) bool {
-	for _, pattern := range s.denyList(principalIAM) {
-		if core.ActionMatches(pattern, action) {
-			return false
+// mustParse parses identity policies World.Validate already checked.
+func mustParse(docs []string) []*core.Policy {
+	out := make([]*core.Policy, 0, len(docs))
+	for _, d := range docs {
+		p, err := core.ParseIdentityPolicy(d)
+		if err != nil {
+			panic(fmt.Sprintf("iam: a validated world has an invalid policy: %v", err))
 		}
+		out = append(out, p)
 	}
-	return true
+	return out
 }
 
-func (s *IAM) denyList(principalIAM string) []string {
+// Allowed reports whether the identity policies of an IAM principal (user
+// or role ARN) allow action ("ec2:CopyImage") on any resource.
+func (s *IAM) Allowed(principalIAM, action string) bool {
+	return s.Authorize(core.PolicyRequest{PrincipalIAM: principalIAM, Action: action}).Allowed
+}
+
+// Authorize evaluates a principal's identity policies for a request, as IAM
+// does: an explicit Deny (a statement, or the world's deny list) wins; a
+// principal with policies may do only what one allows; a principal without
+// any (and an account root) may do everything not denied. Principals IAM
+// does not know (service-linked roles) have no identity policies here;
+// KMS decides for them.
+func (s *IAM) Authorize(r core.PolicyRequest) core.IdentityDecision {
+	deny, policies := s.identity(r.PrincipalIAM)
+	for _, pattern := range deny {
+		if core.ActionMatches(pattern, r.Action) {
+			return core.IdentityDecision{ExplicitDeny: true}
+		}
+	}
+	if len(policies) == 0 {
+		return core.IdentityDecision{Allowed: true}
+	}
+	var d core.IdentityDecision
+	for _, p := range policies {
+		ev := p.Eval(r)
+		d.ExplicitDeny = d.ExplicitDeny || ev.Denied
+		d.Allowed = d.Allowed || ev.Allowed
+	}
+	if d.ExplicitDeny {
+		d.Allowed = false
+	}
+	return d
+}
+
+func (s *IAM) identity(principalIAM string) (deny []string, policies []*core.Policy) {
 	if u, ok := s.users[principalIAM]; ok {
-		return u.Deny
+		return u.Deny, u.Policies
 	}
 	if r, ok := s.roles[principalIAM]; ok {
-		return r.Deny
+		return r.Deny, r.Policies
 	}
-	return nil
+	return nil, nil
 }

@@ -3,6 +3,7 @@ package kms
 import (
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -121,46 +122,94 @@ type access struct {
 	// Context is the encryption context of a cryptographic operation; nil
 	// for other operations, whose grants' constraints do not apply.
 	Context map[string]string
+	// Grant is what a CreateGrant asks for, for the kms:Grant* condition
+	// keys; nil for other operations.
+	Grant *grantRequest
+}
+
+// grantRequest is the part of a CreateGrant the condition keys describe.
+type grantRequest struct {
+	Operations        []string
+	Grantee, Retiring string
+	ForAWSResource    bool // an AWS service (EC2) creates it for the caller
+}
+
+// request is a's policy request on k: the condition keys KMS sets
+// (docs/aws-behaviour.md, KMS condition keys).
+func (a access) request(k *key) core.PolicyRequest {
+	ctx := map[string][]string{}
+	if a.Context != nil {
+		keys := make([]string, 0, len(a.Context))
+		for ck, cv := range a.Context {
+			ctx["kms:encryptioncontext:"+strings.ToLower(ck)] = []string{cv}
+			keys = append(keys, ck)
+		}
+		sort.Strings(keys)
+		if len(keys) > 0 {
+			ctx["kms:encryptioncontextkeys"] = keys
+		}
+	}
+	if g := a.Grant; g != nil {
+		ctx["kms:grantoperations"] = g.Operations
+		ctx["kms:granteeprincipal"] = []string{g.Grantee}
+		if g.Retiring != "" {
+			ctx["kms:retiringprincipal"] = []string{g.Retiring}
+		}
+		ctx["kms:grantisforawsresource"] = []string{strconv.FormatBool(g.ForAWSResource)}
+	}
+	return core.PolicyRequest{
+		Account: a.Account, Principal: a.Principal, PrincipalIAM: a.PrincipalIAM, Action: "kms:" + a.Action,
+		Resource: k.ARN, ViaService: a.ViaService, Context: ctx, NoIAMDelegation: isServiceLinkedRole(a.PrincipalIAM),
+	}
 }
 
 // allowed decides a key use (store locked): the caller's IAM must not deny
 // it, no key policy Deny may match, and an Allow statement or an effective
 // grant must.
+// A key policy statement that names the caller itself (same account) is
+// enough; one that names its account delegates to the account's IAM, whose
+// identity policies must allow too, as must a cross-account caller's; a
+// grant is enough on its own; any explicit Deny wins
+// (docs/aws-behaviour.md, KMS authorization).
 func (s *Service) allowed(st *store, k *key, a access) *core.APIError {
 	iamAction := "kms:" + a.Action
-	if !s.iam.Allowed(a.PrincipalIAM, iamAction) {
+	req := a.request(k)
+	identity := s.iam.Authorize(req)
+	if identity.ExplicitDeny {
 		return accessDenied(a.Principal, iamAction, k.ARN, "with an explicit deny in an identity-based policy")
 	}
-	allowed, denied := policyAllows(k, a)
-	if denied {
+	kp := policyEval(k, req)
+	if kp.Denied {
 		return accessDenied(a.Principal, iamAction, k.ARN, "with an explicit deny in a resource-based policy")
 	}
-	if allowed || len(s.effectiveGrants(st, k, a)) > 0 {
+	if len(s.effectiveGrants(st, k, a)) > 0 {
 		return nil
+	}
+	if kp.Allowed {
+		if (kp.Direct && k.Account == a.Account) || identity.Allowed {
+			return nil
+		}
+		return accessDenied(a.Principal, iamAction, k.ARN, "because no identity-based policy allows the "+iamAction+" action")
 	}
 	return accessDenied(a.Principal, iamAction, k.ARN, "because no resource-based policy allows the "+iamAction+" action")
 }
 
-// policyAllows evaluates k's key policy alone for a.
-func policyAllows(k *key, a access) (allowed, denied bool) {
-	slr := isServiceLinkedRole(a.PrincipalIAM)
-	allowed, denied = k.parsedPolicy().Evaluate(core.PolicyRequest{
-		Account: a.Account, Principal: a.Principal, PrincipalIAM: a.PrincipalIAM, Action: "kms:" + a.Action, ViaService: a.ViaService,
-		NoIAMDelegation: slr,
-	})
-	if slr && k.Account != a.Account {
+// policyEval evaluates k's key policy alone.
+func policyEval(k *key, req core.PolicyRequest) core.Evaluation {
+	ev := k.parsedPolicy().Eval(req)
+	if req.NoIAMDelegation && k.Account != req.Account {
 		// Cross-account use needs the principal's own IAM permission too,
 		// which a service-linked role never has for KMS: only a grant helps.
-		allowed = false
+		ev.Allowed = false
 	}
-	return allowed, denied
+	return ev
 }
 
 // regrantLimit is, when a's principal may CreateGrant on k only through
 // grants, the operations those grants give it: KMS lets a grantee create
 // grants with the same operations or fewer. nil when the key policy allows.
 func (s *Service) regrantLimit(st *store, k *key, a access) []string {
-	if allowed, _ := policyAllows(k, a); allowed {
+	if policyEval(k, a.request(k)).Allowed {
 		return nil
 	}
 	ops := []string{}
@@ -234,10 +283,15 @@ func (s *Service) AuthorizeKeyUse(u core.KeyUse) (core.KeyInfo, *core.APIError) 
 		principal = core.RootARN(u.Account)
 	}
 	for _, op := range u.Ops {
-		if err := s.allowed(st, k, access{
+		a := access{
 			Account: u.Account, Principal: principal, PrincipalIAM: principal, Action: op,
 			ViaService: "ec2." + u.Region + ".amazonaws.com",
-		}); err != nil {
+		}
+		if op == core.OpCreateGrant {
+			// EC2 creates grants for the volumes it makes: kms:GrantIsForAWSResource.
+			a.Grant = &grantRequest{ForAWSResource: true}
+		}
+		if err := s.allowed(st, k, a); err != nil {
 			return k.info(), err
 		}
 	}

@@ -104,14 +104,19 @@ func (s *Service) keyFor(c *core.Call, ref, action string, grantTokens []string)
 // keyForContext is keyFor for a cryptographic operation with an encryption
 // context, which grant constraints are checked against.
 func (s *Service) keyForContext(c *core.Call, ref, action string, grantTokens []string, context map[string]string) (*store, *key, *core.APIError) {
+	return s.keyForAccess(c, ref, access{
+		Account: c.Account, Principal: c.Principal, PrincipalIAM: c.PrincipalIAM, Action: action, GrantTokens: grantTokens,
+		Context: context,
+	})
+}
+
+// keyForAccess is keyFor with the whole request described.
+func (s *Service) keyForAccess(c *core.Call, ref string, a access) (*store, *key, *core.APIError) {
 	st, k, err := s.lockKey(ref, c.Account, c.Region)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := s.allowed(st, k, access{
-		Account: c.Account, Principal: c.Principal, PrincipalIAM: c.PrincipalIAM, Action: action, GrantTokens: grantTokens,
-		Context: context,
-	}); err != nil {
+	if err := s.allowed(st, k, a); err != nil {
 		st.mu.Unlock()
 		return nil, nil, err
 	}
@@ -510,7 +515,10 @@ func (s *Service) createGrant(c *core.Call, req *request) (any, *core.APIError) 
 	if req.RetiringPrincipal != "" && !validPrincipal(req.RetiringPrincipal) {
 		return nil, core.Errf("ValidationException", "Invalid RetiringPrincipal %s: use an account ID or an IAM ARN.", req.RetiringPrincipal)
 	}
-	st, k, err := s.keyFor(c, req.KeyID, "CreateGrant", req.GrantTokens)
+	st, k, err := s.keyForAccess(c, req.KeyID, access{
+		Account: c.Account, Principal: c.Principal, PrincipalIAM: c.PrincipalIAM, Action: "CreateGrant", GrantTokens: req.GrantTokens,
+		Grant: &grantRequest{Operations: req.Operations, Grantee: normalizePrincipal(req.GranteePrincipal), Retiring: normalizePrincipal(req.RetiringPrincipal)},
+	})
 	if err != nil {
 		return nil, err
 	}

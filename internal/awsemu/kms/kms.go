@@ -15,10 +15,11 @@ import (
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
 )
 
-// Identity is what KMS needs of IAM: whether a principal's own identity
-// policy allows an action, and which accounts exist.
+// Identity is what KMS needs of IAM: what a principal's own identity
+// policies say of a request, and which accounts exist.
 type Identity interface {
 	Allowed(principalIAM, action string) bool
+	Authorize(r core.PolicyRequest) core.IdentityDecision
 	AccountExists(id string) bool
 }
 

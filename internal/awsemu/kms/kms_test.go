@@ -10,6 +10,7 @@ import (
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/emutest"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 )
@@ -566,4 +567,48 @@ func TestKMSRetireByTokenCancelDeletionAndRegrant(t *testing.T) {
 	}
 	_, err = target.CancelKeyDeletion(ctx, &kms.CancelKeyDeletionInput{KeyId: id})
 	emutest.WantCode(t, "CancelKeyDeletion twice", err, "KMSInvalidStateException")
+}
+
+// TestKMSIdentityPolicies: a user with identity policies may use a key the
+// key policy delegates to its account only as far as its policies allow; a
+// key policy statement naming the user itself is enough on its own.
+func TestKMSIdentityPolicies(t *testing.T) {
+	ctx := context.Background()
+	const limited = "arn:aws:iam::111111111111:user/limited"
+	w := emutest.DefaultWorldWith(t, func(w *awsemu.World) {
+		emutest.AddUser(w, emutest.AcctBuild, awsemu.WorldUser{Name: "limited", AccessKey: "AKIALIMITED000000001", SecretKey: "emu-secret-limited",
+			Policies: []string{`{"Version":"2012-10-17","Statement":[
+				{"Effect":"Allow","Action":["kms:DescribeKey","kms:ListAliases"],"Resource":"*"},
+				{"Effect":"Allow","Action":"ec2:Describe*","Resource":"*"}]}`}})
+		for i := range w.Accounts {
+			if w.Accounts[i].ID == emutest.AcctBuild {
+				w.Accounts[i].Keys = append(w.Accounts[i].Keys, awsemu.WorldKey{Region: emutest.East, Aliases: []string{"alias/names-limited"},
+					Policy: `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"` + limited + `"},"Action":"kms:Encrypt","Resource":"*"}]}`})
+			}
+		}
+	})
+	x := emutest.NewEnv(t, awsemu.Options{World: w})
+	c := kms.NewFromConfig(x.UserCfg(emutest.AcctBuild, emutest.East, "AKIALIMITED000000001", "emu-secret-limited"))
+	if _, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/amicrypt-build")}); err != nil {
+		t.Fatalf("DescribeKey allowed by the identity policy: %v", err)
+	}
+	_, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String("alias/amicrypt-build"), Plaintext: []byte("x")})
+	if emutest.APICode(err) != "AccessDeniedException" || !strings.Contains(emutest.APIMessage(err), "because no identity-based policy allows the kms:Encrypt action") {
+		t.Fatalf("Encrypt not in the identity policy: %v", err)
+	}
+	if _, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String("alias/names-limited"), Plaintext: []byte("x")}); err != nil {
+		t.Fatalf("Encrypt allowed by a key policy naming the user: %v", err)
+	}
+	// The other user of the account, without identity policies, is unchanged.
+	if _, err := x.KMS(emutest.AcctBuild, emutest.East).Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String("alias/amicrypt-build"), Plaintext: []byte("x")}); err != nil {
+		t.Fatalf("user without identity policies: %v", err)
+	}
+	// EC2 checks the identity policy too.
+	e := ec2.NewFromConfig(x.UserCfg(emutest.AcctBuild, emutest.East, "AKIALIMITED000000001", "emu-secret-limited"))
+	if _, err := e.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{emutest.SeedAMI}}); err != nil {
+		t.Fatalf("ec2:Describe* allowed: %v", err)
+	}
+	if _, err := e.CopyImage(ctx, &ec2.CopyImageInput{SourceImageId: aws.String(emutest.SeedAMI), SourceRegion: aws.String(emutest.East), Name: aws.String("nope")}); emutest.APICode(err) != "UnauthorizedOperation" {
+		t.Fatalf("CopyImage outside the identity policy: %v", err)
+	}
 }

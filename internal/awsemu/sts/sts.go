@@ -18,7 +18,7 @@ import (
 // Identity is what STS needs of IAM.
 type Identity interface {
 	Role(arn string) (core.Role, bool)
-	Allowed(principalIAM, action string) bool
+	Authorize(r core.PolicyRequest) core.IdentityDecision
 }
 
 // Service serves STS and keeps the sessions it issued. Safe for concurrent
@@ -161,7 +161,9 @@ func (s *Service) assumeRole(c *core.Call) (any, *core.APIError) {
 	denied := core.Errf("AccessDenied", "User: %s is not authorized to perform: sts:AssumeRole on resource: %s", c.Principal, arn)
 	denied.HTTPStatus = 403
 	role, ok := s.iam.Role(arn)
-	if !ok || !s.iam.Allowed(c.PrincipalIAM, "sts:AssumeRole") || !roleTrusts(role, c) {
+	mayAssume := s.iam.Authorize(core.PolicyRequest{Account: c.Account, Principal: c.Principal, PrincipalIAM: c.PrincipalIAM,
+		Action: "sts:AssumeRole", Resource: arn}).Allowed
+	if !ok || !mayAssume || !roleTrusts(role, c) {
 		return nil, denied
 	}
 	if role.ExternalID != "" && p.Get("ExternalId") != role.ExternalID {
