@@ -1,15 +1,6 @@
 package core
 
-// Package awsemu is a local AWS (EC2/EBS, KMS, STS) for amicrypt's tests,
-// benchmarks and demo. It serves the real wire protocols on one endpoint,
-// across many accounts and regions, and follows shared/aws-behaviour.md.
-
-// contract.go is the seam between the emulator's platform (server, SigV4,
-// world, clock, limits, faults, audit, KMS, STS) and its EC2 service
-// (ec2*.go). Both sides may add to it; neither changes what is here in an
-// incompatible way.
-
-// KMS operations EC2 performs on a caller's behalf (aws-behaviour.md 3.4).
+// KMS operations EC2 performs on a caller's behalf (docs/aws-behaviour.md 3.4).
 const (
 	OpDescribeKey                     = "DescribeKey"
 	OpDecrypt                         = "Decrypt"

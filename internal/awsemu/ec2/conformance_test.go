@@ -92,7 +92,7 @@ func conformance() []emutest.Case {
 			c := x.EC2(emutest.AcctBuild, emutest.East)
 			buildKey := x.KeyARN(emutest.AcctBuild, emutest.East, "alias/amicrypt-build")
 			amiID, snapID := x.OwnEncryptedAMI(emutest.AcctBuild, emutest.East, buildKey, "r31-src")
-			// Still encrypted, and (rule 3.2) under the caller's default key.
+			// Still encrypted, and (docs/aws-behaviour.md 3.2) under the caller's default key.
 			defaultKey := x.KeyARN(emutest.AcctBuild, emutest.East, "alias/aws/ebs")
 			img := x.CopyOf(c, amiID, emutest.East, "r31-copy", nil, "")
 			if ebs := img.BlockDeviceMappings[0].Ebs; img.State != types.ImageStateAvailable || !aws.ToBool(ebs.Encrypted) || x.ImageKey(c, img) != defaultKey {

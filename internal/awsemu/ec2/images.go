@@ -118,8 +118,8 @@ func (img *ec2Image) canLaunch(account string) bool {
 	return img.Owner == account || img.Public || contains(img.LaunchUsers, account)
 }
 
-// visibleImage reports whether the caller sees the image now (rule 3.4 and
-// the just-created NotFound fault of rule 3.14).
+// visibleImage reports whether the caller sees the image now (docs/aws-behaviour.md 3.4 and
+// the just-created NotFound fault of docs/aws-behaviour.md 3.14).
 func (e *view) visibleImage(img *ec2Image, c *core.Call) bool {
 	return img.Region == c.Region && img.canLaunch(c.Account) && !e.clock.Now().Before(img.Hidden)
 }
@@ -167,7 +167,7 @@ func (e *view) ownImage(c *core.Call, id string) (*ec2Image, *core.APIError) {
 
 var amiNamePattern = regexp.MustCompile(`^[A-Za-z0-9()\[\] ./\-'@_]{3,128}$`)
 
-// checkAMIName applies rule 3.11: syntax, then uniqueness per account-region.
+// checkAMIName applies docs/aws-behaviour.md 3.11: syntax, then uniqueness per account-region.
 func (e *view) checkAMIName(c *core.Call, name string) *core.APIError {
 	if name == "" {
 		return core.Errf("MissingParameter", "The request must contain the parameter Name")
@@ -224,7 +224,7 @@ func (e *view) recordRegistration(c *core.Call, img *ec2Image) {
 }
 
 // hideIfFault makes a new resource invisible for a moment when the
-// NotFound-after-create fault fires (rule 3.14).
+// NotFound-after-create fault fires (docs/aws-behaviour.md 3.14).
 func (e *view) hideIfFault(c *core.Call) time.Time {
 	if e.faults.Fires(core.FaultNotFoundAfterNew, c, c.Action) {
 		return e.clock.Now().Add(e.clock.Scaled(5 * time.Second))

@@ -54,7 +54,7 @@ type ec2Instance struct {
 	State        string    `json:"state"`
 	Next         string    `json:"next,omitempty"`
 	TransitionAt time.Time `json:"transition_at,omitempty"`
-	// LaunchFails: the launch could not use a key (aws-behaviour.md 3.5).
+	// LaunchFails: the launch could not use a key (docs/aws-behaviour.md 3.5).
 	LaunchFails   bool   `json:"launch_fails,omitempty"`
 	ReasonCode    string `json:"reason_code,omitempty"`
 	ReasonMessage string `json:"reason_message,omitempty"`
@@ -980,7 +980,7 @@ func (e *view) ec2DescribeInstanceAttribute(c *core.Call, p ec2Params) (any, *co
 }
 
 // AutoScalingRoleARN is the service-linked role Auto Scaling launches
-// instances with in account (aws-behaviour.md 3.5).
+// instances with in account (docs/aws-behaviour.md 3.5).
 func AutoScalingRoleARN(account string) string {
 	return "arn:aws:iam::" + account + ":role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
 }
@@ -990,7 +990,7 @@ func AutoScalingRoleARN(account string) string {
 // account and every encrypted snapshot's key usable by the principal, as
 // RunInstances checks. It returns nil, or the error RunInstances would give
 // or the key failure that would end such a launch in Client.InternalError.
-// The emulator has no Auto Scaling API; tests use this for rule 3.5.
+// The emulator has no Auto Scaling API; tests use this for docs/aws-behaviour.md 3.5.
 func (e *Service) CheckLaunch(account, region, principalIAM, imageID string) error {
 	c := &core.Call{Service: "ec2", Region: region, Account: account, Principal: principalIAM, PrincipalIAM: principalIAM, Action: "RunInstances"}
 	v := e.lockFor(c, ec2Params{v: map[string][]string{"ImageId": {imageID}}})

@@ -90,7 +90,7 @@ func TestEC2InstanceLifecycle(t *testing.T) {
 	if _, err := c.StopInstances(x.Ctx, &ec2.StopInstancesInput{InstanceIds: []string{id}}); emutest.APICode(err) != "IncorrectInstanceState" {
 		t.Fatalf("stopping a terminated instance: %v", err)
 	}
-	// rule 3.10: the same token returns the first reservation, other
+	// docs/aws-behaviour.md 3.10: the same token returns the first reservation, other
 	// parameters are a mismatch.
 	again := emutest.Must[*ec2.RunInstancesOutput](t, "RunInstances again")(c.RunInstances(x.Ctx, &ec2.RunInstancesInput{
 		ImageId: aws.String(emutest.SeedAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1), ClientToken: aws.String("tok-1")}))
@@ -172,7 +172,7 @@ func TestEC2CopyTimes(t *testing.T) {
 }
 
 // TestEC2Quotas: concurrent copies over the quota fail with
-// ResourceLimitExceeded until copies finish (rule 3.13).
+// ResourceLimitExceeded until copies finish (docs/aws-behaviour.md 3.13).
 func TestEC2Quotas(t *testing.T) {
 	x := realTime(t, awsemu.Options{Limits: awsemu.Limits{ConcurrentImageCopies: 2, ConcurrentSnapshotCopies: 2}})
 	c := x.EC2(emutest.AcctBuild, emutest.East)
@@ -210,7 +210,7 @@ func TestEC2Quotas(t *testing.T) {
 	}
 }
 
-// TestEC2Faults: NotFound right after create (rule 3.14) and copies that fail.
+// TestEC2Faults: NotFound right after create (docs/aws-behaviour.md 3.14) and copies that fail.
 func TestEC2Faults(t *testing.T) {
 	x := realTime(t, awsemu.Options{Faults: &awsemu.FaultProfile{Rules: []awsemu.FaultRule{
 		{Kind: awsemu.FaultNotFoundAfterNew, Action: "CopyImage", Max: 1},
@@ -288,7 +288,7 @@ func TestEC2EncryptionDefaults(t *testing.T) {
 	}
 }
 
-// TestEC2TagsPerAccount: rule 3.6.
+// TestEC2TagsPerAccount: docs/aws-behaviour.md 3.6.
 func TestEC2TagsPerAccount(t *testing.T) {
 	x := emutest.NewEnv(t, awsemu.Options{})
 	f := newRuleFixture(x)

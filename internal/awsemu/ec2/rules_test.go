@@ -76,7 +76,7 @@ func newRuleFixture(x *emutest.Env) ruleFixture {
 }
 
 // TestEC2ErrorRules checks the synchronous error of every rule of
-// aws-behaviour.md section 3 that has one, code and text.
+// docs/aws-behaviour.md section 3 that has one, code and text.
 func TestEC2ErrorRules(t *testing.T) {
 	x := emutest.NewEnv(t, awsemu.Options{})
 	f := newRuleFixture(x)
@@ -291,7 +291,7 @@ func TestEC2DryRunDenied(t *testing.T) {
 
 // TestEC2AsyncKeyFailures: without key permission, or with an unusable
 // destination key, CopyImage and CopySnapshot are accepted and fail later
-// (rule 3.4); a launch fails with Client error on launch (rule 3.5).
+// (docs/aws-behaviour.md 3.4); a launch fails with Client error on launch (docs/aws-behaviour.md 3.5).
 func TestEC2AsyncKeyFailures(t *testing.T) {
 	x := emutest.NewEnv(t, awsemu.Options{})
 	ctx := x.Ctx

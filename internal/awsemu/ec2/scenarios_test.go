@@ -14,7 +14,7 @@ import (
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 )
 
-// TestEC2CrossAccountScenarios: the variants of aws-behaviour.md section 4's
+// TestEC2CrossAccountScenarios: the variants of docs/aws-behaviour.md section 4's
 // fan-out: an AWS-managed source key re-encrypted in S first, a target role
 // that needs an ExternalId, and a copy into another region.
 func TestEC2CrossAccountScenarios(t *testing.T) {
@@ -200,7 +200,7 @@ func TestEC2MoreActions(t *testing.T) {
 	}
 }
 
-// TestEC2AutoScalingLaunchKeyAccess: rule 3.5's Auto Scaling case, through
+// TestEC2AutoScalingLaunchKeyAccess: docs/aws-behaviour.md 3.5's Auto Scaling case, through
 // CheckLaunch: the service-linked role needs its own access to the key.
 func TestEC2AutoScalingLaunchKeyAccess(t *testing.T) {
 	x := emutest.NewEnv(t, awsemu.Options{})
@@ -226,7 +226,7 @@ func TestEC2AutoScalingLaunchKeyAccess(t *testing.T) {
 }
 
 // TestEC2CallerIAMOnKeyUse: the using account's own IAM policy must allow
-// the key operations EC2 performs for it (rule 3.4), even with a grant.
+// the key operations EC2 performs for it (docs/aws-behaviour.md 3.4), even with a grant.
 func TestEC2CallerIAMOnKeyUse(t *testing.T) {
 	w, err := awsemu.DefaultWorld()
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 )
 
-// TestEC2BuildSequence drives aws-behaviour.md section 4 "Build" end to
+// TestEC2BuildSequence drives docs/aws-behaviour.md section 4 "Build" end to
 // end and then asks the invariant checker whether anything leaked.
 func TestEC2BuildSequence(t *testing.T) {
 	x := emutest.NewEnv(t, awsemu.Options{})
@@ -130,7 +130,7 @@ func TestEC2BuildSequence(t *testing.T) {
 	}
 }
 
-// TestEC2CrossAccountCopySequence drives aws-behaviour.md section 4
+// TestEC2CrossAccountCopySequence drives docs/aws-behaviour.md section 4
 // "Cross-account re-encrypted copy" with an assumed role in the target.
 func TestEC2CrossAccountCopySequence(t *testing.T) {
 	x := emutest.NewEnv(t, awsemu.Options{})
@@ -143,7 +143,7 @@ func TestEC2CrossAccountCopySequence(t *testing.T) {
 	mark := x.Srv.Emulator().CheckMark()
 
 	tc := x.RoleEC2(emutest.AcctT2, emutest.East)
-	// Not shared yet: the target does not see the AMI (rule 3.4).
+	// Not shared yet: the target does not see the AMI (docs/aws-behaviour.md 3.4).
 	_, err := tc.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{amiID}})
 	if emutest.APICode(err) != "InvalidAMIID.NotFound" || emutest.APIMessage(err) != "The image id '["+amiID+"]' does not exist" {
 		t.Fatalf("DescribeImages before sharing: %v", err)
@@ -158,7 +158,7 @@ func TestEC2CrossAccountCopySequence(t *testing.T) {
 			kmstypes.GrantOperationReEncryptFrom, kmstypes.GrantOperationGenerateDataKeyWithoutPlaintext},
 	}))
 
-	// The shared AMI shows without the owner's tags (rule 3.6).
+	// The shared AMI shows without the owner's tags (docs/aws-behaviour.md 3.6).
 	shared := x.Image(tc, amiID)
 	if len(shared.Tags) != 0 || aws.ToString(shared.OwnerId) != emutest.AcctBuild {
 		t.Fatalf("shared AMI as seen by the target: %+v", shared)

@@ -432,7 +432,7 @@ func (p ec2Params) canonical() string {
 	return b.String()
 }
 
-// clientToken implements ClientToken idempotency (aws-behaviour.md 3.10): it
+// clientToken implements ClientToken idempotency (docs/aws-behaviour.md 3.10): it
 // returns the earlier result for the same token and parameters, an
 // IdempotentParameterMismatch for the same token with other parameters, or
 // "" for a new token.

@@ -157,7 +157,7 @@ func (e *view) defaultKeyRef(account, region string) string {
 }
 
 // Key operations EC2 performs on the caller's behalf. On the source key,
-// the five aws-behaviour.md 3.4 lists for the using account.
+// the five docs/aws-behaviour.md 3.4 lists for the using account.
 func sourceKeyOps() []string {
 	return []string{core.OpDescribeKey, core.OpDecrypt, core.OpCreateGrant, core.OpReEncryptFrom, core.OpGenerateDataKeyWithoutPlaintext}
 }
@@ -183,7 +183,7 @@ func (e *view) useKey(c *core.Call, region, keyRef string, ops []string) (core.K
 }
 
 // keyFailure is the state message of a copy or launch that could not use a
-// key (emulator convention, aws-behaviour.md 3.4).
+// key (an emulator convention, docs/aws-behaviour.md 3.4).
 func keyFailure(c *core.Call, key string, kmsErr *core.APIError) *core.APIError {
 	return core.Errf("Client.InvalidKMSKey.InvalidState",
 		"The KMS key %s is not usable: account %s may not use it (%s: %s)", key, c.Account, kmsErr.Code, kmsErr.Message)
@@ -381,7 +381,7 @@ func (e *view) ec2CopySnapshot(c *core.Call, p ec2Params) (any, *core.APIError) 
 	s.Copy = true
 	switch {
 	case kerr != nil:
-		// Accepted; the copy ends in error (aws-behaviour.md 3.4).
+		// Accepted; the copy ends in error (docs/aws-behaviour.md 3.4).
 		s.Fails, s.FailMessage = true, kerr.Message
 		s.DoneAt = s.Started.Add(e.clock.Latency(core.LatencySnapshotCopy, 0, srcRegion != c.Region))
 		c.Note("failure", kerr.Message)

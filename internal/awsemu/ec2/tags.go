@@ -41,7 +41,7 @@ func (e *view) regionOf(id string) string {
 	return ""
 }
 
-// tagSet is the tags account sees on a resource: only its own (rule 3.6).
+// tagSet is the tags account sees on a resource: only its own (docs/aws-behaviour.md 3.6).
 func (e *view) tagSet(id, account string) []xmlTag {
 	mine := e.tagsOf(id, e.regionOf(id), account)
 	if len(mine) == 0 {

@@ -298,7 +298,7 @@ func ExternalIDFor(account string) string {
 	return ""
 }
 
-// wantFailedOnKey asserts the rule 3.4 convention: image failed with
+// wantFailedOnKey asserts the docs/aws-behaviour.md 3.4 convention: image failed with
 // Client.InvalidKMSKey.InvalidState, naming the key and the caller account.
 func WantFailedOnKey(t *testing.T, img types.Image, key, account string) {
 	t.Helper()
