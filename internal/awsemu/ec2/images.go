@@ -124,47 +124,6 @@ func (e *view) visibleImage(img *ec2Image, c *core.Call) bool {
 	return img.Region == c.Region && img.canLaunch(c.Account) && !e.clock.Now().Before(img.Hidden)
 }
 
-var amiIDPattern = regexp.MustCompile(`^ami-[0-9a-f]{8}([0-9a-f]{9})?$`)
-
-func malformedID(id, prefix string) *core.APIError {
-	code := map[string]string{"ami": "InvalidAMIID.Malformed", "snap": "InvalidSnapshotID.Malformed",
-		"i": "InvalidInstanceID.Malformed", "vol": "InvalidVolumeID.Malformed"}[prefix]
-	return core.Errf(code, "Invalid id: \"%s\" (expecting \"%s-...\")", id, prefix)
-}
-
-func imageNotFound(ids ...string) *core.APIError {
-	if len(ids) == 1 {
-		return core.Errf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", ids[0])
-	}
-	return core.Errf("InvalidAMIID.NotFound", "The image ids '[%s]' do not exist", strings.Join(ids, ", "))
-}
-
-// findImage returns an image the caller may use in region, or NotFound.
-func (e *view) findImage(c *core.Call, id, region string) (*ec2Image, *core.APIError) {
-	if !amiIDPattern.MatchString(id) {
-		return nil, malformedID(id, "ami")
-	}
-	img, ok := get(e, imagesOf, id)
-	if !ok || img.Region != region || !img.canLaunch(c.Account) {
-		return nil, imageNotFound(id)
-	}
-	e.refreshImage(img)
-	return img, nil
-}
-
-// ownImage returns an image the caller owns; a visible image of another
-// account gives AuthFailure.
-func (e *view) ownImage(c *core.Call, id string) (*ec2Image, *core.APIError) {
-	img, err := e.findImage(c, id, c.Region)
-	if err != nil {
-		return nil, err
-	}
-	if img.Owner != c.Account {
-		return nil, core.Errf("AuthFailure", "Not authorized for image:%s", id)
-	}
-	return img, nil
-}
-
 var amiNamePattern = regexp.MustCompile(`^[A-Za-z0-9()\[\] ./\-'@_]{3,128}$`)
 
 // checkAMIName applies docs/aws-behaviour.md 3.11: syntax, then uniqueness per account-region.
@@ -351,86 +310,34 @@ type describeImagesOutput struct {
 }
 
 func (e *view) ec2DescribeImages(c *core.Call, p ec2Params) (any, *core.APIError) {
-	ids := p.list("ImageId")
 	owners := p.list("Owner")
 	execBy := p.list("ExecutableBy")
-	filters := p.filters()
 	includeDeprecated, err := p.boolean("IncludeDeprecated")
 	if err != nil {
 		return nil, err
 	}
-	for _, id := range ids {
-		if !amiIDPattern.MatchString(id) {
-			return nil, malformedID(id, "ami")
-		}
-	}
-	if len(ids) > 0 {
-		var missing []string
-		for _, id := range ids {
-			img, ok := get(e, imagesOf, id)
-			if !ok || !e.visibleImage(img, c) {
-				missing = append(missing, id)
-			}
-		}
-		if len(missing) > 0 {
-			return nil, imageNotFound(missing...)
-		}
-	}
 	now := e.clock.Now()
-	var found []*ec2Image
-	for _, img := range e.imageCandidates(c, ids) {
-		if !e.visibleImage(img, c) {
-			continue
-		}
-		if len(owners) > 0 && !e.ownerMatches(owners, img.Owner, c.Account) {
-			continue
-		}
-		if len(execBy) > 0 && !executableBy(execBy, img, c.Account) {
-			continue
-		}
-		if len(ids) == 0 && !includeDeprecated && img.Owner != c.Account &&
-			img.DeprecationTime != nil && !now.Before(*img.DeprecationTime) {
-			continue
-		}
-		e.refreshImage(img)
-		ok, ferr := matchFilters(filters, func(name string) ([]string, bool) { return e.imageFilterValues(img, c.Account, name) })
-		if ferr != nil {
-			return nil, ferr
-		}
-		if ok {
-			found = append(found, img)
-		}
-	}
-	sort.Slice(found, func(i, j int) bool { return found[i].ID < found[j].ID })
-	from, to, next, err := paginate(p, len(found))
+	page, next, err := describe(e, images(), c, p, "ImageId",
+		func(img *ec2Image) bool { return e.visibleImage(img, c) },
+		func(img *ec2Image, byID bool) bool {
+			if len(owners) > 0 && !e.ownerMatches(owners, img.Owner, c.Account) {
+				return false
+			}
+			if len(execBy) > 0 && !permitted(execBy, img.Owner, img.Public, img.LaunchUsers, c.Account) {
+				return false
+			}
+			// Deprecated images of others are listed only by ID or on request.
+			return byID || includeDeprecated || img.Owner == c.Account || img.DeprecationTime == nil || now.Before(*img.DeprecationTime)
+		},
+		func(img *ec2Image, name string) ([]string, bool) { return e.imageFilterValues(img, c.Account, name) })
 	if err != nil {
 		return nil, err
 	}
 	out := describeImagesOutput{NextToken: next, ImagesSet: []xmlImage{}}
-	for _, img := range found[from:to] {
+	for _, img := range page {
 		out.ImagesSet = append(out.ImagesSet, e.imageXML(img, c.Account))
 	}
 	return out, nil
-}
-
-// imageCandidates is every image, or only those named when ids are given
-// (a waiter's poll by ID need not walk a world of thousands).
-func (e *view) imageCandidates(c *core.Call, ids []string) []*ec2Image {
-	out := make([]*ec2Image, 0, len(ids))
-	if len(ids) == 0 {
-		for _, img := range allIn(e, imagesOf, c.Region) {
-			out = append(out, img)
-		}
-		return out
-	}
-	seen := map[string]bool{}
-	for _, id := range ids {
-		if img, ok := get(e, imagesOf, id); ok && !seen[id] {
-			seen[id] = true
-			out = append(out, img)
-		}
-	}
-	return out
 }
 
 // ownerMatches implements the Owner.N parameter: self, amazon, account IDs.
@@ -445,27 +352,6 @@ func (e *view) ownerMatches(owners []string, owner, caller string) bool {
 			return true
 		default:
 			if e.aliases[owner] == o {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// executableBy implements ExecutableBy.N: self, all, account IDs.
-func executableBy(execBy []string, img *ec2Image, caller string) bool {
-	for _, x := range execBy {
-		switch x {
-		case "all":
-			if img.Public {
-				return true
-			}
-		case "self":
-			if img.Owner == caller || contains(img.LaunchUsers, caller) {
-				return true
-			}
-		default:
-			if contains(img.LaunchUsers, x) || img.Owner == x {
 				return true
 			}
 		}
@@ -555,7 +441,7 @@ func (e *view) ec2CreateImage(c *core.Call, p ec2Params) (any, *core.APIError) {
 	if err != nil {
 		return nil, err
 	}
-	inst, err := e.ownInstance(c, instID)
+	inst, err := own(e, instances(), c, instID)
 	if err != nil {
 		return nil, err
 	}
@@ -657,7 +543,7 @@ func (e *view) ec2RegisterImage(c *core.Call, p ec2Params) (any, *core.APIError)
 			m.DeleteOnTermination = r.Ebs.DeleteOnTermination == nil || *r.Ebs.DeleteOnTermination
 			m.Iops, m.Throughput, m.SizeGiB = r.Ebs.Iops, r.Ebs.Throughput, r.Ebs.VolumeSize
 			if r.Ebs.SnapshotID != "" {
-				snap, err := e.findSnapshot(c, r.Ebs.SnapshotID, c.Region)
+				snap, err := find(e, snapshots(), c, r.Ebs.SnapshotID, c.Region)
 				if err != nil {
 					return nil, err
 				}
@@ -761,10 +647,6 @@ func (p ec2Params) hasPrefix(prefix string) bool {
 	return false
 }
 
-func kmsKeyNeedsEncrypted() *core.APIError {
-	return core.Errf("InvalidParameterDependency", "The parameter KmsKeyId requires the parameter Encrypted to be set.")
-}
-
 // ---- CopyImage ----
 
 func (e *view) ec2CopyImage(c *core.Call, p ec2Params) (any, *core.APIError) {
@@ -775,25 +657,11 @@ func (e *view) ec2CopyImage(c *core.Call, p ec2Params) (any, *core.APIError) {
 	if earlier != "" {
 		return imageIDOutput{ImageID: earlier}, nil
 	}
-	srcID, err := p.required("SourceImageId")
+	cp, err := e.copyRequest(p, "SourceImageId")
 	if err != nil {
 		return nil, err
 	}
-	srcRegion, err := p.required("SourceRegion")
-	if err != nil {
-		return nil, err
-	}
-	if !e.world.RegionEnabled(srcRegion) {
-		return nil, core.Errf("InvalidParameterValue", "Invalid value '%s' for SourceRegion: the region is unknown or not enabled for this account.", srcRegion)
-	}
-	encrypted, encGiven, err := p.optBool("Encrypted")
-	if err != nil {
-		return nil, err
-	}
-	keyRef := p.str("KmsKeyId")
-	if keyRef != "" && !encrypted {
-		return nil, kmsKeyNeedsEncrypted()
-	}
+	srcID, srcRegion, encrypted, encGiven, keyRef := cp.srcID, cp.srcRegion, cp.encrypted, cp.encGiven, cp.keyRef
 	copyTags, err := p.boolean("CopyImageTags")
 	if err != nil {
 		return nil, err
@@ -806,7 +674,7 @@ func (e *view) ec2CopyImage(c *core.Call, p ec2Params) (any, *core.APIError) {
 	if err != nil {
 		return nil, err
 	}
-	src, err := e.findImage(c, srcID, srcRegion)
+	src, err := find(e, images(), c, srcID, srcRegion)
 	if err != nil {
 		return nil, err
 	}
@@ -920,10 +788,6 @@ func (e *view) imageCopiesInFlight(c *core.Call) int {
 	return n
 }
 
-func unencryptedCopy(snapID string) *core.APIError {
-	return core.Errf("InvalidRequest", "Snapshot %s is encrypted. Creating an unencrypted copy from an encrypted snapshot is not supported.", snapID)
-}
-
 // ---- DeregisterImage ----
 
 type deregisterImageOutput struct {
@@ -945,7 +809,7 @@ func (e *view) ec2DeregisterImage(c *core.Call, p ec2Params) (any, *core.APIErro
 	if err != nil {
 		return nil, err
 	}
-	img, err := e.ownImage(c, id)
+	img, err := own(e, images(), c, id)
 	if err != nil {
 		return nil, err
 	}
@@ -1026,7 +890,7 @@ func (e *view) ec2DescribeImageAttribute(c *core.Call, p ec2Params) (any, *core.
 	if err != nil {
 		return nil, err
 	}
-	img, err := e.ownImage(c, id)
+	img, err := own(e, images(), c, id)
 	if err != nil {
 		return nil, err
 	}
@@ -1065,44 +929,12 @@ func (e *view) ec2DescribeImageAttribute(c *core.Call, p ec2Params) (any, *core.
 	return out, nil
 }
 
-// permissionChange is what a Modify*Attribute call adds or removes.
-type permissionChange struct {
-	Users, Groups, Orgs, OUs []string
-}
-
-func (pc permissionChange) empty() bool {
-	return len(pc.Users)+len(pc.Groups)+len(pc.Orgs)+len(pc.OUs) == 0
-}
-
-// readPermissions reads Name.Add.N.{UserId,Group,…} or Name.Remove.N.
-func readPermissions(p ec2Params, prefix string) permissionChange {
-	var pc permissionChange
-	for _, n := range p.indices(prefix) {
-		pre := fmt.Sprintf("%s.%d.", prefix, n)
-		if v := p.str(pre + "UserId"); v != "" {
-			pc.Users = append(pc.Users, v)
-		}
-		if v := p.str(pre + "Group"); v != "" {
-			pc.Groups = append(pc.Groups, v)
-		}
-		if v := p.str(pre + "OrganizationArn"); v != "" {
-			pc.Orgs = append(pc.Orgs, v)
-		}
-		if v := p.str(pre + "OrganizationalUnitArn"); v != "" {
-			pc.OUs = append(pc.OUs, v)
-		}
-	}
-	return pc
-}
-
-var accountIDPattern = regexp.MustCompile(`^[0-9]{12}$`)
-
 func (e *view) ec2ModifyImageAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
 	id, err := p.required("ImageId")
 	if err != nil {
 		return nil, err
 	}
-	img, err := e.ownImage(c, id)
+	img, err := own(e, images(), c, id)
 	if err != nil {
 		return nil, err
 	}
@@ -1114,32 +946,14 @@ func (e *view) ec2ModifyImageAttribute(c *core.Call, p ec2Params) (any, *core.AP
 		img.ImdsSupport = p.str("ImdsSupport.Value")
 		return nil, nil
 	}
-	add := readPermissions(p, "LaunchPermission.Add")
-	remove := readPermissions(p, "LaunchPermission.Remove")
 	legacy := permissionChange{Users: p.list("UserId"), Groups: p.list("UserGroup"),
 		Orgs: p.list("OrganizationArn"), OUs: p.list("OrganizationalUnitArn")}
-	if !legacy.empty() {
-		switch p.str("OperationType") {
-		case "add":
-			add = legacy
-		case "remove":
-			remove = legacy
-		default:
-			return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter OperationType is invalid. Expected 'add' or 'remove'.", p.str("OperationType"))
-		}
-	}
-	if add.empty() && remove.empty() {
-		return nil, core.Errf("MissingParameter", "The request must contain the parameter LaunchPermission, Description or ImdsSupport")
-	}
-	for _, u := range append(append([]string{}, add.Users...), remove.Users...) {
-		if !accountIDPattern.MatchString(u) {
-			return nil, core.Errf("InvalidAMIAttributeItemValue", "Invalid attribute item value \"%s\" for userId item type.", u)
-		}
-	}
-	for _, g := range append(append([]string{}, add.Groups...), remove.Groups...) {
-		if g != "all" {
-			return nil, core.Errf("InvalidAMIAttributeItemValue", "Invalid attribute item value \"%s\" for group item type.", g)
-		}
+	add, remove, err := readPermissionChange(p, "LaunchPermission", legacy, "LaunchPermission, Description or ImdsSupport",
+		func(field, v string) *core.APIError {
+			return core.Errf("InvalidAMIAttributeItemValue", "Invalid attribute item value \"%s\" for %s item type.", v, field)
+		})
+	if err != nil {
+		return nil, err
 	}
 	if !add.empty() {
 		if e.imageUsesAWSManagedKey(img) {
@@ -1149,27 +963,9 @@ func (e *view) ec2ModifyImageAttribute(c *core.Call, p ec2Params) (any, *core.AP
 			return nil, core.Errf("InvalidParameter", "Encrypted AMIs can't be made public. Image %s has encrypted snapshots.", img.ID)
 		}
 	}
-	for _, u := range add.Users {
-		if u != img.Owner && !contains(img.LaunchUsers, u) {
-			img.LaunchUsers = append(img.LaunchUsers, u)
-		}
-		c.Note("launchPermission.add."+u, id)
-	}
-	img.LaunchOrgs = appendUnique(img.LaunchOrgs, add.Orgs...)
-	img.LaunchOUs = appendUnique(img.LaunchOUs, add.OUs...)
-	if len(add.Groups) > 0 {
-		img.Public = true
-		c.Note("launchPermission.add.all", id)
-	}
-	img.LaunchUsers = removeAll(img.LaunchUsers, remove.Users...)
-	img.LaunchOrgs = removeAll(img.LaunchOrgs, remove.Orgs...)
-	img.LaunchOUs = removeAll(img.LaunchOUs, remove.OUs...)
-	for _, u := range remove.Users {
-		c.Note("launchPermission.remove."+u, id)
-	}
-	if len(remove.Groups) > 0 {
-		img.Public = false
-	}
+	applyPermissions(c, "launchPermission", img.ID, img.Owner, &img.LaunchUsers, &img.Public, add, remove)
+	img.LaunchOrgs = removeAll(appendUnique(img.LaunchOrgs, add.Orgs...), remove.Orgs...)
+	img.LaunchOUs = removeAll(appendUnique(img.LaunchOUs, add.OUs...), remove.OUs...)
 	return nil, nil
 }
 
@@ -1178,7 +974,7 @@ func (e *view) ec2ResetImageAttribute(c *core.Call, p ec2Params) (any, *core.API
 	if err != nil {
 		return nil, err
 	}
-	img, err := e.ownImage(c, id)
+	img, err := own(e, images(), c, id)
 	if err != nil {
 		return nil, err
 	}
@@ -1198,7 +994,7 @@ func (e *view) ec2EnableImageDeprecation(c *core.Call, p ec2Params) (any, *core.
 	if err != nil {
 		return nil, err
 	}
-	img, err := e.ownImage(c, id)
+	img, err := own(e, images(), c, id)
 	if err != nil {
 		return nil, err
 	}
@@ -1216,7 +1012,7 @@ func (e *view) ec2DisableImageDeprecation(c *core.Call, p ec2Params) (any, *core
 	if err != nil {
 		return nil, err
 	}
-	img, err := e.ownImage(c, id)
+	img, err := own(e, images(), c, id)
 	if err != nil {
 		return nil, err
 	}
@@ -1237,7 +1033,7 @@ func (e *view) ec2EnableImageDeregistrationProtection(c *core.Call, p ec2Params)
 	if err != nil {
 		return nil, err
 	}
-	img, err := e.ownImage(c, id)
+	img, err := own(e, images(), c, id)
 	if err != nil {
 		return nil, err
 	}
@@ -1253,7 +1049,7 @@ func (e *view) ec2DisableImageDeregistrationProtection(c *core.Call, p ec2Params
 	if err != nil {
 		return nil, err
 	}
-	img, err := e.ownImage(c, id)
+	img, err := own(e, images(), c, id)
 	if err != nil {
 		return nil, err
 	}

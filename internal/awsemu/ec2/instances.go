@@ -131,29 +131,8 @@ func (e *view) transition(inst *ec2Instance, now, next string, d time.Duration) 
 	inst.State, inst.Next, inst.TransitionAt = now, next, e.clock.Now().Add(d)
 }
 
-var instanceIDPattern = regexp.MustCompile(`^i-[0-9a-f]{8}([0-9a-f]{9})?$`)
-
-func instanceNotFound(ids ...string) *core.APIError {
-	if len(ids) == 1 {
-		return core.Errf("InvalidInstanceID.NotFound", "The instance ID '%s' does not exist", ids[0])
-	}
-	return core.Errf("InvalidInstanceID.NotFound", "The instance IDs '%s' do not exist", strings.Join(ids, ", "))
-}
-
 func (e *view) visibleInstance(inst *ec2Instance, c *core.Call) bool {
 	return inst.Owner == c.Account && inst.Region == c.Region && !e.clock.Now().Before(inst.Hidden)
-}
-
-func (e *view) ownInstance(c *core.Call, id string) (*ec2Instance, *core.APIError) {
-	if !instanceIDPattern.MatchString(id) {
-		return nil, malformedID(id, "i")
-	}
-	inst, ok := get(e, instancesOf, id)
-	if !ok || inst.Owner != c.Account || inst.Region != c.Region {
-		return nil, instanceNotFound(id)
-	}
-	e.refreshInstance(inst)
-	return inst, nil
 }
 
 // ---- XML ----
@@ -363,7 +342,7 @@ func (e *view) ec2RunInstances(c *core.Call, p ec2Params) (any, *core.APIError) 
 			return nil, core.Errf("InvalidParameterValue", "Invalid BASE64 encoding of user data.")
 		}
 	}
-	img, err := e.findImage(c, imageID, c.Region)
+	img, err := find(e, images(), c, imageID, c.Region)
 	if err != nil {
 		return nil, err
 	}
@@ -823,7 +802,7 @@ func (e *view) changeInstances(c *core.Call, p ec2Params, check func(*ec2Instanc
 	var insts []*ec2Instance
 	var missing []string
 	for _, id := range ids {
-		inst, err := e.ownInstance(c, id)
+		inst, err := own(e, instances(), c, id)
 		if err != nil {
 			if err.Code == "InvalidInstanceID.NotFound" {
 				missing = append(missing, id)
@@ -910,7 +889,7 @@ func (e *view) ec2ModifyInstanceAttribute(c *core.Call, p ec2Params) (any, *core
 	if err != nil {
 		return nil, err
 	}
-	inst, err := e.ownInstance(c, id)
+	inst, err := own(e, instances(), c, id)
 	if err != nil {
 		return nil, err
 	}
@@ -952,7 +931,7 @@ func (e *view) ec2DescribeInstanceAttribute(c *core.Call, p ec2Params) (any, *co
 	if err != nil {
 		return nil, err
 	}
-	inst, err := e.ownInstance(c, id)
+	inst, err := own(e, instances(), c, id)
 	if err != nil {
 		return nil, err
 	}
@@ -999,7 +978,7 @@ func (e *Service) CheckLaunch(account, region, principalIAM, imageID string) err
 }
 
 func (e *view) checkLaunch(c *core.Call, imageID string) error {
-	img, err := e.findImage(c, imageID, c.Region)
+	img, err := find(e, images(), c, imageID, c.Region)
 	if err != nil {
 		return err
 	}

@@ -249,11 +249,6 @@ func (e *Service) Handle(c *core.Call) (any, *core.APIError) {
 	return h(v, c, p)
 }
 
-func ec2Unauthorized(c *core.Call) *core.APIError {
-	return &core.APIError{HTTPStatus: 403, Code: "UnauthorizedOperation",
-		Message: fmt.Sprintf("You are not authorized to perform this operation. User: %s is not authorized to perform: ec2:%s", c.Principal, c.Action)}
-}
-
 // ec2Params reads EC2 Query parameters.
 type ec2Params struct{ v map[string][]string }
 

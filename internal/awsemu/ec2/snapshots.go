@@ -5,10 +5,7 @@ package ec2
 
 import (
 	"fmt"
-	"regexp"
-	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
@@ -81,39 +78,6 @@ func (e *view) progress(s *ec2Snapshot) string {
 
 func (s *ec2Snapshot) canRestore(account string) bool {
 	return s.Owner == account || s.Public || contains(s.CreateVolumeUsers, account)
-}
-
-var snapIDPattern = regexp.MustCompile(`^snap-[0-9a-f]{8}([0-9a-f]{9})?$`)
-
-func snapshotNotFound(ids ...string) *core.APIError {
-	if len(ids) == 1 {
-		return core.Errf("InvalidSnapshot.NotFound", "The snapshot '%s' does not exist.", ids[0])
-	}
-	return core.Errf("InvalidSnapshot.NotFound", "The snapshots '%s' do not exist.", strings.Join(ids, ", "))
-}
-
-// findSnapshot returns a snapshot the caller may restore in region.
-func (e *view) findSnapshot(c *core.Call, id, region string) (*ec2Snapshot, *core.APIError) {
-	if !snapIDPattern.MatchString(id) {
-		return nil, malformedID(id, "snap")
-	}
-	s, ok := get(e, snapshotsOf, id)
-	if !ok || s.Region != region || !s.canRestore(c.Account) {
-		return nil, snapshotNotFound(id)
-	}
-	e.refreshSnapshot(s)
-	return s, nil
-}
-
-func (e *view) ownSnapshot(c *core.Call, id string) (*ec2Snapshot, *core.APIError) {
-	s, err := e.findSnapshot(c, id, c.Region)
-	if err != nil {
-		return nil, err
-	}
-	if s.Owner != c.Account {
-		return nil, core.Errf("AuthFailure", "Not authorized for snapshot:%s", id)
-	}
-	return s, nil
 }
 
 // snapshotUser returns the AMI a snapshot is registered behind, if any.
@@ -315,7 +279,7 @@ func (e *view) ec2CreateSnapshot(c *core.Call, p ec2Params) (any, *core.APIError
 	if err != nil {
 		return nil, err
 	}
-	vol, err := e.ownVolume(c, volID)
+	vol, err := own(e, volumes(), c, volID)
 	if err != nil {
 		return nil, err
 	}
@@ -336,30 +300,16 @@ type copySnapshotOutput struct {
 }
 
 func (e *view) ec2CopySnapshot(c *core.Call, p ec2Params) (any, *core.APIError) {
-	srcID, err := p.required("SourceSnapshotId")
+	cp, err := e.copyRequest(p, "SourceSnapshotId")
 	if err != nil {
 		return nil, err
 	}
-	srcRegion, err := p.required("SourceRegion")
-	if err != nil {
-		return nil, err
-	}
-	if !e.world.RegionEnabled(srcRegion) {
-		return nil, core.Errf("InvalidParameterValue", "Invalid value '%s' for SourceRegion: the region is unknown or not enabled for this account.", srcRegion)
-	}
-	encrypted, encGiven, err := p.optBool("Encrypted")
-	if err != nil {
-		return nil, err
-	}
-	keyRef := p.str("KmsKeyId")
-	if keyRef != "" && !encrypted {
-		return nil, kmsKeyNeedsEncrypted()
-	}
+	srcID, srcRegion, encrypted, encGiven, keyRef := cp.srcID, cp.srcRegion, cp.encrypted, cp.encGiven, cp.keyRef
 	specs, err := p.tagSpecs("snapshot")
 	if err != nil {
 		return nil, err
 	}
-	src, err := e.findSnapshot(c, srcID, srcRegion)
+	src, err := find(e, snapshots(), c, srcID, srcRegion)
 	if err != nil {
 		return nil, err
 	}
@@ -425,81 +375,23 @@ func (e *view) visibleSnapshot(s *ec2Snapshot, c *core.Call) bool {
 }
 
 func (e *view) ec2DescribeSnapshots(c *core.Call, p ec2Params) (any, *core.APIError) {
-	ids := p.list("SnapshotId")
 	owners := p.list("Owner")
 	restorable := p.list("RestorableBy")
-	filters := p.filters()
-	var missing []string
-	for _, id := range ids {
-		if !snapIDPattern.MatchString(id) {
-			return nil, malformedID(id, "snap")
-		}
-		if s, ok := get(e, snapshotsOf, id); !ok || !e.visibleSnapshot(s, c) {
-			missing = append(missing, id)
-		}
-	}
-	if len(missing) > 0 {
-		return nil, snapshotNotFound(missing...)
-	}
-	candidates := allIn(e, snapshotsOf, c.Region)
-	if len(ids) > 0 {
-		candidates = nil
-		for _, id := range ids {
-			if s, ok := get(e, snapshotsOf, id); ok && !slices.Contains(candidates, s) {
-				candidates = append(candidates, s)
-			}
-		}
-	}
-	var found []*ec2Snapshot
-	for _, s := range candidates {
-		if !e.visibleSnapshot(s, c) {
-			continue
-		}
-		if len(owners) > 0 && !e.ownerMatches(owners, s.Owner, c.Account) {
-			continue
-		}
-		if len(restorable) > 0 && !restorableBy(restorable, s, c.Account) {
-			continue
-		}
-		e.refreshSnapshot(s)
-		ok, ferr := matchFilters(filters, func(name string) ([]string, bool) { return e.snapshotFilterValues(s, c.Account, name) })
-		if ferr != nil {
-			return nil, ferr
-		}
-		if ok {
-			found = append(found, s)
-		}
-	}
-	sort.Slice(found, func(i, j int) bool { return found[i].ID < found[j].ID })
-	from, to, next, err := paginate(p, len(found))
+	page, next, err := describe(e, snapshots(), c, p, "SnapshotId",
+		func(s *ec2Snapshot) bool { return e.visibleSnapshot(s, c) },
+		func(s *ec2Snapshot, _ bool) bool {
+			return (len(owners) == 0 || e.ownerMatches(owners, s.Owner, c.Account)) &&
+				(len(restorable) == 0 || permitted(restorable, s.Owner, s.Public, s.CreateVolumeUsers, c.Account))
+		},
+		func(s *ec2Snapshot, name string) ([]string, bool) { return e.snapshotFilterValues(s, c.Account, name) })
 	if err != nil {
 		return nil, err
 	}
 	out := describeSnapshotsOutput{NextToken: next, SnapshotSet: []xmlSnapshot{}}
-	for _, s := range found[from:to] {
+	for _, s := range page {
 		out.SnapshotSet = append(out.SnapshotSet, e.snapshotXML(s, c.Account))
 	}
 	return out, nil
-}
-
-func restorableBy(list []string, s *ec2Snapshot, caller string) bool {
-	for _, x := range list {
-		switch x {
-		case "all":
-			if s.Public {
-				return true
-			}
-		case "self":
-			if s.Owner == caller || contains(s.CreateVolumeUsers, caller) {
-				return true
-			}
-		default:
-			if s.Owner == x || contains(s.CreateVolumeUsers, x) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func (e *view) snapshotFilterValues(s *ec2Snapshot, account, name string) ([]string, bool) {
@@ -542,7 +434,7 @@ func (e *view) ec2DeleteSnapshot(c *core.Call, p ec2Params) (any, *core.APIError
 	if err != nil {
 		return nil, err
 	}
-	s, err := e.ownSnapshot(c, id)
+	s, err := own(e, snapshots(), c, id)
 	if err != nil {
 		return nil, err
 	}
@@ -576,7 +468,7 @@ func (e *view) ec2DescribeSnapshotAttribute(c *core.Call, p ec2Params) (any, *co
 	if err != nil {
 		return nil, err
 	}
-	s, err := e.ownSnapshot(c, id)
+	s, err := own(e, snapshots(), c, id)
 	if err != nil {
 		return nil, err
 	}
@@ -607,35 +499,18 @@ func (e *view) ec2ModifySnapshotAttribute(c *core.Call, p ec2Params) (any, *core
 	if a := p.str("Attribute"); a != "" && a != "createVolumePermission" {
 		return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter attribute is invalid. Only createVolumePermission can be modified.", a)
 	}
-	s, err := e.ownSnapshot(c, id)
+	s, err := own(e, snapshots(), c, id)
 	if err != nil {
 		return nil, err
 	}
-	add := readPermissions(p, "CreateVolumePermission.Add")
-	remove := readPermissions(p, "CreateVolumePermission.Remove")
 	legacy := permissionChange{Users: p.list("UserId"), Groups: p.list("UserGroup")}
-	if !legacy.empty() {
-		switch p.str("OperationType") {
-		case "add":
-			add = legacy
-		case "remove":
-			remove = legacy
-		default:
-			return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter OperationType is invalid. Expected 'add' or 'remove'.", p.str("OperationType"))
-		}
-	}
-	if add.empty() && remove.empty() {
-		return nil, core.Errf("MissingParameter", "The request must contain the parameter CreateVolumePermission")
-	}
-	for _, u := range append(append([]string{}, add.Users...), remove.Users...) {
-		if !accountIDPattern.MatchString(u) {
-			return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter userId is invalid. Expected a 12-digit account ID.", u)
-		}
-	}
-	for _, g := range append(append([]string{}, add.Groups...), remove.Groups...) {
-		if g != "all" {
-			return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter group is invalid. Expected 'all'.", g)
-		}
+	add, remove, err := readPermissionChange(p, "CreateVolumePermission", legacy, "CreateVolumePermission",
+		func(field, v string) *core.APIError {
+			want := map[string]string{"userId": "a 12-digit account ID", "group": "'all'"}[field]
+			return core.Errf("InvalidParameterValue", "Value (%s) for parameter %s is invalid. Expected %s.", v, field, want)
+		})
+	if err != nil {
+		return nil, err
 	}
 	if !add.empty() && s.Encrypted {
 		if s.KeyManager == "AWS" {
@@ -645,23 +520,7 @@ func (e *view) ec2ModifySnapshotAttribute(c *core.Call, p ec2Params) (any, *core
 			return nil, core.Errf("OperationNotPermitted", "Encrypted snapshots can't be made public. Snapshot %s is encrypted.", s.ID)
 		}
 	}
-	for _, u := range add.Users {
-		if u != s.Owner {
-			s.CreateVolumeUsers = appendUnique(s.CreateVolumeUsers, u)
-		}
-		c.Note("createVolumePermission.add."+u, id)
-	}
-	if len(add.Groups) > 0 {
-		s.Public = true
-		c.Note("createVolumePermission.add.all", id)
-	}
-	s.CreateVolumeUsers = removeAll(s.CreateVolumeUsers, remove.Users...)
-	for _, u := range remove.Users {
-		c.Note("createVolumePermission.remove."+u, id)
-	}
-	if len(remove.Groups) > 0 {
-		s.Public = false
-	}
+	applyPermissions(c, "createVolumePermission", s.ID, s.Owner, &s.CreateVolumeUsers, &s.Public, add, remove)
 	return nil, nil
 }
 
@@ -690,23 +549,6 @@ type ec2Volume struct {
 	Device              string    `json:"device,omitempty"`
 	DeleteOnTermination bool      `json:"delete_on_termination,omitempty"`
 	AttachTime          time.Time `json:"attach_time,omitempty"`
-}
-
-var volIDPattern = regexp.MustCompile(`^vol-[0-9a-f]{8}([0-9a-f]{9})?$`)
-
-func (e *view) ownVolume(c *core.Call, id string) (*ec2Volume, *core.APIError) {
-	if !volIDPattern.MatchString(id) {
-		return nil, malformedID(id, "vol")
-	}
-	v, ok := get(e, volumesOf, id)
-	if !ok || v.Owner != c.Account || v.Region != c.Region {
-		return nil, core.Errf("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
-	}
-	e.refreshVolume(v)
-	if _, ok := get(e, volumesOf, id); !ok {
-		return nil, core.Errf("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
-	}
-	return v, nil
 }
 
 // refreshVolume follows its instance: deleted with it on termination when
@@ -948,7 +790,7 @@ func (e *view) ec2CreateVolume(c *core.Call, p ec2Params) (any, *core.APIError) 
 		return nil, err
 	}
 	if id := p.str("SnapshotId"); id != "" {
-		if spec.snapshot, err = e.findSnapshot(c, id, c.Region); err != nil {
+		if spec.snapshot, err = find(e, snapshots(), c, id, c.Region); err != nil {
 			return nil, err
 		}
 		if spec.size != 0 && spec.size < spec.snapshot.SizeGiB {
@@ -976,7 +818,7 @@ func (e *view) ec2DeleteVolume(c *core.Call, p ec2Params) (any, *core.APIError) 
 	if err != nil {
 		return nil, err
 	}
-	v, err := e.ownVolume(c, id)
+	v, err := own(e, volumes(), c, id)
 	if err != nil {
 		return nil, err
 	}
@@ -985,4 +827,34 @@ func (e *view) ec2DeleteVolume(c *core.Call, p ec2Params) (any, *core.APIError) 
 	}
 	del(e, volumesOf, v)
 	return ec2Return{Return: true}, nil
+}
+
+// copyRequest is what CopyImage and CopySnapshot share of their parameters:
+// the source, its region (enabled) and the encryption asked for.
+type copyRequest struct {
+	srcID, srcRegion    string
+	encrypted, encGiven bool
+	keyRef              string
+}
+
+func (e *view) copyRequest(p ec2Params, idParam string) (copyRequest, *core.APIError) {
+	var r copyRequest
+	var err *core.APIError
+	if r.srcID, err = p.required(idParam); err != nil {
+		return r, err
+	}
+	if r.srcRegion, err = p.required("SourceRegion"); err != nil {
+		return r, err
+	}
+	if !e.world.RegionEnabled(r.srcRegion) {
+		return r, core.Errf("InvalidParameterValue", "Invalid value '%s' for SourceRegion: the region is unknown or not enabled for this account.", r.srcRegion)
+	}
+	if r.encrypted, r.encGiven, err = p.optBool("Encrypted"); err != nil {
+		return r, err
+	}
+	r.keyRef = p.str("KmsKeyId")
+	if r.keyRef != "" && !r.encrypted {
+		return r, kmsKeyNeedsEncrypted()
+	}
+	return r, nil
 }
