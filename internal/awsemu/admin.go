@@ -17,6 +17,7 @@ import (
 //	GET  /_emu/audit?…          audit entries (filters: service, account, region, principal, action, outcome, since)
 //	GET  /_emu/counts?…         call counts by service, action, account, region (same filters)
 //	GET  /_emu/grants           live KMS grants
+//	GET  /_emu/cloudtrail?…     KMS calls as CloudTrail records them (audit filters)
 //	GET  /_emu/state            the state, as the state file stores it
 //	GET  /_emu/world            the world
 //	GET  /_emu/check?…          the invariant checker's report
@@ -25,6 +26,7 @@ import (
 //	POST /_emu/hold?action=…    hold matching calls (service, account, region optional) until released
 //	POST /_emu/release?id=…     let a hold's calls through (all=1: every hold)
 //	GET  /_emu/held             holds and the calls waiting on each
+//	POST /_emu/imds?instance=…  the instance's metadata service on a loopback port: {"url":…}
 func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	name := strings.TrimPrefix(r.URL.Path, adminPrefix)
@@ -62,6 +64,13 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		write(e.CallCounts(f))
 	case "grants":
 		write(e.Grants())
+	case "cloudtrail":
+		f, err := auditFilterFromQuery(q)
+		if err != nil {
+			fail(http.StatusBadRequest, err.Error())
+			return
+		}
+		write(map[string]any{"Records": e.CloudTrail(f)})
 	case "state":
 		data, err := e.StateJSON()
 		if err != nil {
@@ -124,6 +133,17 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		write(map[string]bool{"released": true})
 	case "held":
 		write(e.holds.list())
+	case "imds":
+		if r.Method != http.MethodPost {
+			fail(http.StatusMethodNotAllowed, "use POST /_emu/imds?instance=i-…")
+			return
+		}
+		url, err := e.ServeIMDS(q.Get("instance"))
+		if err != nil {
+			fail(http.StatusBadRequest, err.Error())
+			return
+		}
+		write(map[string]string{"instance": q.Get("instance"), "url": url})
 	default:
 		fail(http.StatusNotFound, "unknown admin path "+r.URL.Path+"; see docs/emulator.md")
 	}

@@ -20,6 +20,7 @@ const (
 	CheckLeftoverLaunchPerm    = checker.LeftoverLaunchPerm
 	CheckLeftoverVolumePerm    = checker.LeftoverVolumePerm
 	CheckForeignKeyCopy        = checker.ForeignKeyCopy
+	CheckInstanceContext       = checker.InstanceContext
 )
 
 // CheckMark returns the current audit position, a baseline for

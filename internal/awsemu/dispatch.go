@@ -157,13 +157,14 @@ func (e *Emulator) authenticate(c *core.Call, r *http.Request, body []byte, auth
 			return authBadToken, false
 		}
 		secret = u.Secret
-		c.Account, c.Principal, c.PrincipalIAM = u.Account, u.ARN, u.ARN
+		c.Account, c.Principal, c.PrincipalIAM, c.AccessKeyID = u.Account, u.ARN, u.ARN, auth.AccessKey
 	} else if s, ok := e.sts.Session(auth.AccessKey); ok {
 		if token != s.SessionToken {
 			return authBadToken, false
 		}
 		secret, expires = s.SecretAccessKey, s.Expiration
-		c.Account, c.Principal, c.PrincipalIAM = s.Account, s.ARN, s.RoleARN
+		c.Account, c.Principal, c.PrincipalIAM, c.AccessKeyID = s.Account, s.ARN, s.RoleARN, auth.AccessKey
+		c.SourceInstanceARN = s.InstanceARN
 	} else {
 		return authUnknownKey, false
 	}

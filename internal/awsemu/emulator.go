@@ -62,6 +62,7 @@ type Emulator struct {
 	limits *core.Limiter
 	audit  *core.Audit
 	holds  holds
+	imds   imdsServers
 
 	saved   savedMark  // what the state file holds (saveMu)
 	saveMu  sync.Mutex // serializes state saves (taken before mu)
@@ -129,7 +130,7 @@ func New(opts Options) (*Emulator, error) {
 	if e.kms, err = kms.New(e.clock, e.faults, w, e.iam, kms.Options{SlowGrantDelay: opts.SlowGrantDelay}); err != nil {
 		return nil, err
 	}
-	e.ec2 = ec2.New(e.clock, e.faults, w, e.kms, e.iam, ec2.Options{Limits: opts.Limits})
+	e.ec2 = ec2.New(e.clock, e.faults, w, e.kms, e.iam, e.sts, ec2.Options{Limits: opts.Limits})
 	if opts.StatePath != "" {
 		var err error
 		if _, err = e.loadState(opts.StatePath); err != nil {
@@ -154,6 +155,7 @@ func (e *Emulator) Close() error {
 	e.closed = true
 	close(e.stopped)
 	e.mu.Unlock()
+	e.imds.close()
 	e.saverWG.Wait()
 	return e.SaveState()
 }
@@ -171,23 +173,8 @@ func (e *Emulator) Now() time.Time { return e.clock.Now() }
 // session credentials or finish copies in a test without waiting.
 func (e *Emulator) Advance(d time.Duration) { e.clock.Advance(d) }
 
-// latency is the duration of op: (base + perGiB×sizeGiB) × cross-region
-// factor when crossRegion × time scale.
-func (e *Emulator) latency(op string, sizeGiB int, crossRegion bool) time.Duration {
-	return e.clock.Latency(op, sizeGiB, crossRegion)
-}
-
-// scaled converts an emulated duration to emulator-clock time.
-func (e *Emulator) scaled(d time.Duration) time.Duration { return e.clock.Scaled(d) }
-
 // nextRequestID returns a fresh request ID shaped like AWS's (lock held).
 func (e *Emulator) nextRequestID() string { return e.ids.Next() }
-
-// accountExists reports whether id is an account of the world.
-func (e *Emulator) accountExists(id string) bool { return e.iam.AccountExists(id) }
-
-// accountByAlias returns the account ID with that alias ("amazon").
-func (e *Emulator) accountByAlias(alias string) (string, bool) { return e.iam.AccountByAlias(alias) }
 
 // regionEnabled reports whether region is enabled in the world.
 func (e *Emulator) regionEnabled(region string) bool { return e.world.RegionEnabled(region) }
@@ -195,16 +182,6 @@ func (e *Emulator) regionEnabled(region string) bool { return e.world.RegionEnab
 // regionKnown reports whether region is enabled or known but not enabled.
 func (e *Emulator) regionKnown(region string) bool { return e.world.RegionKnown(region) }
 
-// Regions lists the enabled regions, then the known disabled ones.
-func (e *Emulator) regions() (enabled, disabled []string) {
-	return append([]string(nil), e.world.Regions...), append([]string(nil), e.world.Disabled...)
-}
-
-// ebsByDefault reports whether the account encrypts new EBS volumes by
-// default in region.
-func (e *Emulator) ebsByDefault(account, region string) bool {
-	return e.iam.EBSEncryptionByDefault(account, region)
-}
 func (e *Emulator) logf(format string, args ...any) {
 	if e.opts.Logf != nil {
 		e.opts.Logf(format, args...)

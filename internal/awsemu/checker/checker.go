@@ -5,6 +5,8 @@
 package checker
 
 import (
+	"cmp"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -30,6 +32,9 @@ const (
 	LeftoverLaunchPerm    = "leftover-launch-permission"
 	LeftoverVolumePerm    = "leftover-create-volume-permission"
 	ForeignKeyCopy        = "foreign-key-copy"
+	// InstanceContext: a KMS call whose encryption context names an
+	// instance came from someone else than that instance's role.
+	InstanceContext = "instance-context"
 )
 
 // Options select what a check looks at.
@@ -134,6 +139,7 @@ func Check(src Source, opts Options) Report {
 	ck.leftoverGrants()
 	ck.leftoverPermissions()
 	ck.foreignKeyCopies()
+	ck.instanceContexts()
 
 	report := Report{Findings: []Finding{}, Options: opts, CheckedAt: src.Now()}
 	for _, f := range ck.findings {
@@ -387,4 +393,45 @@ func (ck *checker) snapshot(id string) (ec2.SnapshotView, bool) {
 		}
 	}
 	return ec2.SnapshotView{}, false
+}
+
+// instanceARNPattern finds instance ARNs in an encryption context.
+var instanceARNPattern = regexp.MustCompile(`^arn:aws[a-z-]*:ec2:[a-z0-9-]+:([0-9]{12}):instance/(i-[0-9a-f]+)$`)
+
+// (4) KMS calls whose encryption context names an instance must come from
+// that instance's role session, named after it: a data key bound to an
+// instance is unwrapped by that instance only.
+func (ck *checker) instanceContexts() {
+	roles := map[string]string{}
+	for _, inst := range ck.inv.Instances {
+		roles[inst.ID] = inst.RoleARN
+	}
+	for _, a := range ck.src.Audit.Entries(core.AuditFilter{Service: "kms", SinceSeq: ck.opts.SinceSeq}) {
+		if !ck.selected(a.Account, a.Principal, a.Time) {
+			continue
+		}
+		for _, param := range []string{"EncryptionContext", "SourceEncryptionContext", "DestinationEncryptionContext"} {
+			var ctx map[string]string
+			if json.Unmarshal([]byte(a.Params[param]), &ctx) != nil {
+				continue
+			}
+			for _, v := range ctx {
+				m := instanceARNPattern.FindStringSubmatch(v)
+				if m == nil {
+					continue
+				}
+				role, ok := roles[m[2]]
+				want := ""
+				if ok && role != "" {
+					want = "arn:aws:sts::" + core.ARNAccount(role) + ":assumed-role/" + role[strings.LastIndexByte(role, '/')+1:] + "/" + m[2]
+				}
+				if want != "" && a.Principal == want {
+					continue
+				}
+				ck.add(Finding{Check: InstanceContext, Account: a.Account, Region: a.Region, Resource: m[2], Principal: a.Principal,
+					Message: fmt.Sprintf("kms:%s (%s) with an encryption context naming instance %s was called by %s, not that instance's role session %s",
+						a.Action, a.Outcome, m[2], a.Principal, cmp.Or(want, "(the instance has no instance profile)"))})
+			}
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
+	"time"
 )
 
 func UserARN(account, name string) string { return "arn:aws:iam::" + account + ":user/" + name }
@@ -138,4 +139,14 @@ type InstanceProfile struct {
 type IdentityDecision struct {
 	Allowed      bool // an identity policy (or the absence of any) allows it
 	ExplicitDeny bool // a Deny statement or the world's deny list matches
+}
+
+// Credentials are temporary security credentials, as STS issues them.
+type Credentials struct {
+	AccessKeyID     string
+	SecretAccessKey string
+	SessionToken    string
+	Expiration      time.Time
+	// ARN is the session: arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION.
+	ARN string
 }

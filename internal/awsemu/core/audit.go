@@ -19,6 +19,7 @@ type AuditEntry struct {
 	Account      string            `json:"account,omitempty"`
 	Principal    string            `json:"principal,omitempty"`
 	PrincipalIAM string            `json:"principal_iam,omitempty"`
+	AccessKeyID  string            `json:"access_key_id,omitempty"`
 	Action       string            `json:"action"`
 	Params       map[string]string `json:"params,omitempty"`
 	Notes        map[string]string `json:"notes,omitempty"`
@@ -172,6 +173,7 @@ func (a *Audit) Record(c *Call, apiErr *APIError, status int) {
 		Account:      c.Account,
 		Principal:    c.Principal,
 		PrincipalIAM: c.PrincipalIAM,
+		AccessKeyID:  c.AccessKeyID,
 		Action:       c.Action,
 		Params:       AuditParams(c),
 		Notes:        c.Notes,

@@ -19,9 +19,13 @@ type Call struct {
 	// PrincipalIAM is the IAM identity behind Principal, as key policies and
 	// grants name it: the user ARN, the root ARN or arn:aws:iam::ACCT:role/ROLE.
 	PrincipalIAM string
-	Action       string     // "DescribeImages", "CreateGrant", …
-	Params       url.Values // Query protocols (EC2, STS): the form
-	Body         []byte     // JSON protocol (KMS): the raw body
+	AccessKeyID  string // the access key the call was signed with (not a secret)
+	// SourceInstanceARN is the instance whose role credentials signed the
+	// call (the global condition key ec2:SourceInstanceARN); "" otherwise.
+	SourceInstanceARN string
+	Action            string     // "DescribeImages", "CreateGrant", …
+	Params            url.Values // Query protocols (EC2, STS): the form
+	Body              []byte     // JSON protocol (KMS): the raw body
 	// Notes are key parameters and outcomes a handler wants in the audit
 	// (resource IDs created, key ARNs used). The platform records them.
 	Notes map[string]string

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -320,12 +321,36 @@ func (s Statement) conditionsMatch(r PolicyRequest) bool {
 	for op, kv := range s.Condition {
 		for key, want := range kv {
 			got, present := r.values(key)
-			if !conditionHolds(op, got, present, want) {
+			resolved, ok := r.resolveVariables(want)
+			if !ok || !conditionHolds(op, got, present, resolved) {
 				return false
 			}
 		}
 	}
 	return true
+}
+
+var policyVariable = regexp.MustCompile(`\$\{([^}]+)\}`)
+
+// resolveVariables replaces policy variables such as
+// ${ec2:SourceInstanceARN} in condition values with the request's value; a
+// variable the request lacks makes the condition fail (IAM user guide,
+// "IAM policy elements: Variables and tags").
+func (r PolicyRequest) resolveVariables(want []string) ([]string, bool) {
+	out := make([]string, len(want))
+	ok := true
+	for i, w := range want {
+		out[i] = policyVariable.ReplaceAllStringFunc(w, func(v string) string {
+			name := v[2 : len(v)-1]
+			vals, present := r.values(name)
+			if !present || len(vals) != 1 {
+				ok = false
+				return v
+			}
+			return vals[0]
+		})
+	}
+	return out, ok
 }
 
 // conditionOperator splits an operator into its set qualifier

@@ -33,6 +33,8 @@ type Identity interface {
 	EBSEncryptionByDefault(account, region string) bool
 	// InstanceProfile finds an instance profile of account by name or ARN.
 	InstanceProfile(account, nameOrARN string) (core.InstanceProfile, bool)
+	// Role finds a role by ARN.
+	Role(arn string) (core.Role, bool)
 }
 
 // Options configure the service.
@@ -43,23 +45,26 @@ type Options struct {
 // Service serves EC2. Safe for concurrent use: a call locks only the stores
 // of the account-regions it touches.
 type Service struct {
-	clock   *core.Clock
-	faults  *core.FaultState
-	world   *core.World
-	keys    Keys
-	iam     Identity
-	opts    Options
-	aliases map[string]string // account ID -> alias ("amazon"); read-only
+	clock    *core.Clock
+	faults   *core.FaultState
+	world    *core.World
+	keys     Keys
+	iam      Identity
+	sessions Sessions
+	opts     Options
+	aliases  map[string]string // account ID -> alias ("amazon"); read-only
 
 	mu     sync.Mutex // guards the stores map (not the stores)
 	stores map[core.Scope]*store
 	index  sync.Map      // resource ID -> indexed
 	seq    atomic.Uint64 // makes resource IDs
+
+	imds imdsState // the metadata services' tokens and credentials
 }
 
 // New makes the EC2 service of a world and seeds it.
-func New(clock *core.Clock, faults *core.FaultState, w *core.World, keys Keys, iam Identity, opts Options) *Service {
-	e := &Service{clock: clock, faults: faults, world: w, keys: keys, iam: iam, opts: opts,
+func New(clock *core.Clock, faults *core.FaultState, w *core.World, keys Keys, iam Identity, sessions Sessions, opts Options) *Service {
+	e := &Service{clock: clock, faults: faults, world: w, keys: keys, iam: iam, sessions: sessions, opts: opts,
 		aliases: iam.Aliases(), stores: map[core.Scope]*store{}}
 	e.seed(w)
 	return e

@@ -44,9 +44,9 @@ type SnapshotView struct {
 }
 
 // InstanceView is an instance. Terminating is true once it is on its way
-// to terminated.
+// to terminated. RoleARN is its instance profile's role.
 type InstanceView struct {
-	ID, Owner, Region, State, Principal string
+	ID, Owner, Region, State, Principal, RoleARN string
 	Terminating                         bool
 	Launched                            time.Time
 }
@@ -94,7 +94,7 @@ func (e *Service) Inventory() Inventory {
 		for _, id := range sortedKeys(st.Instances) {
 			inst := st.Instances[id]
 			v.refreshInstance(inst)
-			inv.Instances = append(inv.Instances, InstanceView{ID: inst.ID, Owner: inst.Owner, Region: inst.Region, State: inst.State,
+			inv.Instances = append(inv.Instances, InstanceView{ID: inst.ID, Owner: inst.Owner, Region: inst.Region, State: inst.State, RoleARN: inst.RoleARN,
 				Principal: inst.Principal, Terminating: inst.State == "terminated" || inst.Next == "terminated", Launched: inst.Launched})
 		}
 		for _, id := range sortedKeys(st.KeyPairs) {

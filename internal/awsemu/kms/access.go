@@ -125,6 +125,9 @@ type access struct {
 	// Grant is what a CreateGrant asks for, for the kms:Grant* condition
 	// keys; nil for other operations.
 	Grant *grantRequest
+	// SourceInstanceARN: the call is signed with an instance role's
+	// credentials (ec2:SourceInstanceARN).
+	SourceInstanceARN string
 }
 
 // grantRequest is the part of a CreateGrant the condition keys describe.
@@ -156,6 +159,9 @@ func (a access) request(k *key) core.PolicyRequest {
 			ctx["kms:retiringprincipal"] = []string{g.Retiring}
 		}
 		ctx["kms:grantisforawsresource"] = []string{strconv.FormatBool(g.ForAWSResource)}
+	}
+	if a.SourceInstanceARN != "" {
+		ctx["ec2:sourceinstancearn"] = []string{a.SourceInstanceARN}
 	}
 	return core.PolicyRequest{
 		Account: a.Account, Principal: a.Principal, PrincipalIAM: a.PrincipalIAM, Action: "kms:" + a.Action,

@@ -106,7 +106,7 @@ func (s *Service) keyFor(c *core.Call, ref, action string, grantTokens []string)
 func (s *Service) keyForContext(c *core.Call, ref, action string, grantTokens []string, context map[string]string) (*store, *key, *core.APIError) {
 	return s.keyForAccess(c, ref, access{
 		Account: c.Account, Principal: c.Principal, PrincipalIAM: c.PrincipalIAM, Action: action, GrantTokens: grantTokens,
-		Context: context,
+		Context: context, SourceInstanceARN: c.SourceInstanceARN,
 	})
 }
 

@@ -342,7 +342,7 @@ func TestKMSCryptoAndKeyLifecycle(t *testing.T) {
 	for _, a := range aliases.Aliases {
 		names = append(names, aws.ToString(a.AliasName))
 	}
-	if strings.Join(names, ",") != "alias/amicrypt-target,alias/aws/ebs,alias/test" {
+	if strings.Join(names, ",") != "alias/amicrypt-instance-store,alias/amicrypt-target,alias/aws/ebs,alias/test" {
 		t.Fatalf("ListAliases: %v", names)
 	}
 	keys, err := c.ListKeys(ctx, &kms.ListKeysInput{Limit: aws.Int32(2)})
@@ -350,7 +350,7 @@ func TestKMSCryptoAndKeyLifecycle(t *testing.T) {
 		t.Fatalf("ListKeys page 1: %v %+v", err, keys)
 	}
 	keys2, err := c.ListKeys(ctx, &kms.ListKeysInput{Marker: keys.NextMarker})
-	if err != nil || len(keys2.Keys) != 1 || keys2.Truncated {
+	if err != nil || len(keys2.Keys) != 2 || keys2.Truncated {
 		t.Fatalf("ListKeys page 2: %v %+v", err, keys2)
 	}
 	pol, err := c.GetKeyPolicy(ctx, &kms.GetKeyPolicyInput{KeyId: aws.String("alias/test")})

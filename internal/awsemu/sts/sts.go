@@ -42,6 +42,9 @@ type Session struct {
 	SessionName     string    `json:"session_name"`
 	ARN             string    `json:"arn"` // arn:aws:sts::ACCT:assumed-role/ROLE/SESSION
 	SourceIdentity  string    `json:"source_principal"`
+	// InstanceARN is set for the credentials of an instance's role, which
+	// EC2 issues: requests signed with them carry ec2:SourceInstanceARN.
+	InstanceARN string `json:"instance_arn,omitempty"`
 }
 
 // New makes the STS service.
@@ -187,6 +190,10 @@ func (s *Service) assumeRole(c *core.Call) (any, *core.APIError) {
 // Issue makes a session of role named sessionName, valid for duration, on
 // behalf of source (the caller of AssumeRole, or EC2 for an instance).
 func (s *Service) Issue(role core.Role, sessionName string, duration time.Duration, source string) Session {
+	return s.issue(role, sessionName, duration, source, "")
+}
+
+func (s *Service) issue(role core.Role, sessionName string, duration time.Duration, source, instanceARN string) Session {
 	now := s.clock.Now()
 	ss := &Session{
 		AccessKeyID:     "ASIA" + core.UniqueID("", hex.EncodeToString(core.RandomBytes(16)))[:16],
@@ -198,6 +205,7 @@ func (s *Service) Issue(role core.Role, sessionName string, duration time.Durati
 		SessionName:     sessionName,
 		ARN:             "arn:aws:sts::" + role.Account + ":assumed-role/" + role.Name + "/" + sessionName,
 		SourceIdentity:  source,
+		InstanceARN:     instanceARN,
 	}
 	s.mu.Lock()
 	s.sessions[ss.AccessKeyID] = ss
@@ -230,4 +238,18 @@ func (s *Service) expireLocked(now time.Time) {
 			delete(s.sessions, id)
 		}
 	}
+}
+
+// instanceSessionDuration is how long instance profile credentials last;
+// IMDS hands out fresh ones well before (AWS: about six hours, rotated
+// hourly; docs/aws-behaviour.md 5.1).
+const instanceSessionDuration = 6 * time.Hour
+
+// IssueForInstance makes the credentials an instance's metadata service
+// gives it: a session of its profile's role named after the instance,
+// issued by EC2.
+func (s *Service) IssueForInstance(role core.Role, instanceID, instanceARN string) core.Credentials {
+	ss := s.issue(role, instanceID, instanceSessionDuration, "ec2.amazonaws.com", instanceARN)
+	return core.Credentials{AccessKeyID: ss.AccessKeyID, SecretAccessKey: ss.SecretAccessKey, SessionToken: ss.SessionToken,
+		Expiration: ss.Expiration, ARN: ss.ARN}
 }
