@@ -47,8 +47,8 @@ type SnapshotView struct {
 // to terminated. RoleARN is its instance profile's role.
 type InstanceView struct {
 	ID, Owner, Region, State, Principal, RoleARN string
-	Terminating                         bool
-	Launched                            time.Time
+	Terminating                                  bool
+	Launched                                     time.Time
 }
 
 // KeyPairView is a key pair.
