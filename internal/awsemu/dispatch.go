@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -68,6 +69,27 @@ func (k authError) apiError(service string) *APIError {
 	}
 }
 
+// readBody reads a request body of at most maxBodyBytes.
+func readBody(r *http.Request) ([]byte, *APIError) {
+	if r.ContentLength > maxBodyBytes {
+		return nil, bodyTooLarge()
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	if err != nil {
+		return nil, &APIError{HTTPStatus: http.StatusBadRequest, Code: "RequestTimeout",
+			Message: "The request body was not read whole before the timeout: " + err.Error()}
+	}
+	if len(body) > maxBodyBytes {
+		return nil, bodyTooLarge()
+	}
+	return body, nil
+}
+
+func bodyTooLarge() *APIError {
+	return &APIError{HTTPStatus: http.StatusRequestEntityTooLarge, Code: "RequestEntityTooLarge",
+		Message: fmt.Sprintf("The request body is larger than %d bytes.", maxBodyBytes)}
+}
+
 // authHeaderError is the error of a request without a usable Authorization
 // header: missing, or malformed (IncompleteSignature, with AWS's text
 // naming what is missing).
@@ -89,15 +111,17 @@ func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		e.serveAdmin(w, r)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes))
-	if err != nil {
-		http.Error(w, "reading request: "+err.Error(), http.StatusBadRequest)
-		return
-	}
 	auth, authErr := core.ParseSigV4(r.Header.Get("Authorization"))
+	body, err := readBody(r)
 	service := auth.Service
 	if authErr != nil {
 		service = guessService(r, body)
+	}
+	if err != nil {
+		// Bodies over the limit are refused whole, never cut; a body shorter
+		// than its Content-Length ends with the server's read timeout.
+		e.writeError(w, service, e.nextRequestID(), err)
+		return
 	}
 	action, params, aerr := parseAction(service, r, body)
 	if aerr != nil {

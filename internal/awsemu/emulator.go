@@ -42,6 +42,12 @@ type Options struct {
 	Now func() time.Time
 	// Logf receives diagnostics (state file errors); nil discards them.
 	Logf func(format string, args ...any)
+	// ReadTimeout bounds the time to read a whole request, body included
+	// (0: 30 s): a body shorter than its Content-Length ends there.
+	ReadTimeout time.Duration
+	// AuditLimit is how many audit entries stay in memory (0: 200,000); the
+	// oldest go first, once the state file has them when there is one.
+	AuditLimit int
 }
 
 // Emulator is the local AWS: it ties the services together. No lock of its
@@ -118,7 +124,7 @@ func New(opts Options) (*Emulator, error) {
 		world:   w,
 		clock:   core.NewClock(opts.Now, opts.TimeScale, opts.CrossRegionFactor, latency),
 		ids:     core.NewRequestIDs(seed),
-		audit:   &core.Audit{},
+		audit:   core.NewAudit(opts.AuditLimit, opts.StatePath != ""),
 		stopped: make(chan struct{}),
 	}
 	e.faults = core.NewFaultState(opts.Faults)

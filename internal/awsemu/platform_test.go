@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -398,5 +400,36 @@ func TestHoldAndRelease(t *testing.T) {
 	}
 	if h := held(); len(h) != 0 {
 		t.Fatalf("holds after release: %v", h)
+	}
+}
+
+// TestHostileBodies: a body over the limit is refused whole (413), and a
+// body shorter than its Content-Length ends with the read timeout, as an
+// AWS-shaped error rather than a connection held open.
+func TestHostileBodies(t *testing.T) {
+	srv := emutest.Start(t, awsemu.Options{ReadTimeout: 300 * time.Millisecond})
+	big := strings.NewReader("Action=DescribeImages&Version=2016-11-15&X=" + strings.Repeat("a", 8<<20))
+	resp, err := http.Post(srv.URL()+"/", "application/x-www-form-urlencoded", big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), "RequestEntityTooLarge") {
+		t.Fatalf("oversized body: HTTP %d %s", resp.StatusCode, body)
+	}
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL(), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nAction=Describe")
+	// The client's own deadline is far past the server's read timeout: an
+	// answer before it is the server's.
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	answer, err := io.ReadAll(conn)
+	if err != nil || !strings.HasPrefix(string(answer), "HTTP/1.1 400") || !strings.Contains(string(answer), "RequestTimeout") {
+		t.Fatalf("short body: %v, answered %q", err, answer)
 	}
 }

@@ -1,6 +1,7 @@
 package awsemu
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,7 +37,7 @@ func Listen(addr string, opts Options) (*Server, error) {
 	s := &Server{
 		emu:  emu,
 		ln:   ln,
-		http: &http.Server{Handler: emu.Handler(), ReadHeaderTimeout: 10 * time.Second},
+		http: &http.Server{Handler: emu.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: cmp.Or(opts.ReadTimeout, 30*time.Second)},
 		url:  "http://" + ln.Addr().String(),
 		done: make(chan error, 1),
 	}

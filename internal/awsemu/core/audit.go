@@ -156,11 +156,26 @@ func CountCalls(entries []AuditEntry) []CallCount {
 	return out
 }
 
-// Audit is the record of every call, in order. Safe for concurrent use.
+// Audit is the record of every call, in order. It keeps at most a limit
+// of entries in memory: the oldest go first, and, when the emulator has a
+// state file, only once the audit log on disk has them. Sequence numbers
+// keep counting, so a SinceSeq mark stays valid. Safe for concurrent use.
 type Audit struct {
 	mu      sync.Mutex
 	entries []AuditEntry
-	saved   int // entries already written to the audit log
+	base    int  // Seq of the entry before entries[0] (entries dropped so far)
+	saved   int  // Seq of the last entry written to the audit log
+	keep    bool // entries not yet saved may not be dropped
+	limit   int
+}
+
+// NewAudit makes an audit that keeps at most limit entries in memory (0:
+// 200,000); with persisted, unsaved entries are never dropped.
+func NewAudit(limit int, persisted bool) *Audit {
+	if limit <= 0 {
+		limit = 200_000
+	}
+	return &Audit{limit: limit, keep: persisted}
 }
 
 // Record appends the entry of call c with its outcome.
@@ -184,21 +199,41 @@ func (a *Audit) Record(c *Call, apiErr *APIError, status int) {
 		entry.Outcome, entry.Message = apiErr.Code, apiErr.Message
 	}
 	a.mu.Lock()
-	entry.Seq = len(a.entries) + 1
+	entry.Seq = a.base + len(a.entries) + 1
 	a.entries = append(a.entries, entry)
+	a.trim()
 	a.mu.Unlock()
 }
 
-// Entries returns the entries that match f, oldest first.
+// trim drops the oldest tenth of the entries when over the limit (lock
+// held), only saved ones when the audit is persisted.
+func (a *Audit) trim() {
+	if a.limit <= 0 || len(a.entries) <= a.limit {
+		return
+	}
+	n := max(1, a.limit/10)
+	if a.keep {
+		n = min(n, a.saved-a.base)
+	}
+	if n <= 0 {
+		return
+	}
+	a.entries = append([]AuditEntry(nil), a.entries[n:]...)
+	a.base += n
+}
+
+// index is the position in entries of the entry after seq (lock held).
+func (a *Audit) index(seq int) int {
+	return min(max(seq-a.base, 0), len(a.entries))
+}
+
+// Entries returns the entries that match f, oldest first (of those still
+// in memory).
 func (a *Audit) Entries(f AuditFilter) []AuditEntry {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var out []AuditEntry
-	start := 0
-	if f.SinceSeq > 0 && f.SinceSeq <= len(a.entries) {
-		start = f.SinceSeq // Seq is index+1
-	}
-	for i := start; i < len(a.entries); i++ {
+	for i := a.index(f.SinceSeq); i < len(a.entries); i++ {
 		if f.Match(&a.entries[i]) {
 			out = append(out, a.entries[i])
 		}
@@ -210,29 +245,38 @@ func (a *Audit) Entries(f AuditFilter) []AuditEntry {
 // region.
 func (a *Audit) Counts(f AuditFilter) []CallCount { return CountCalls(a.Entries(f)) }
 
-// Len is the number of entries, the Seq of the last one.
+// Len is the number of entries ever recorded, the Seq of the last one.
 func (a *Audit) Len() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return len(a.entries)
+	return a.base + len(a.entries)
 }
 
-// At returns the entry with sequence number seq (1-based).
+// Dropped is how many of the oldest entries are no longer in memory.
+func (a *Audit) Dropped() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.base
+}
+
+// At returns the entry with sequence number seq (1-based), if in memory.
 func (a *Audit) At(seq int) (AuditEntry, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if seq < 1 || seq > len(a.entries) {
+	i := seq - a.base - 1
+	if seq < 1 || i < 0 || i >= len(a.entries) {
 		return AuditEntry{}, false
 	}
-	return a.entries[seq-1], true
+	return a.entries[i], true
 }
 
 // Load replaces the entries with ones read back from the audit log.
 func (a *Audit) Load(entries []AuditEntry) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.entries = entries
+	a.entries, a.base = entries, 0
 	a.saved = len(entries)
+	a.trim()
 }
 
 // TakeUnsaved returns the entries not yet written to the audit log and
@@ -241,8 +285,8 @@ func (a *Audit) Load(entries []AuditEntry) {
 func (a *Audit) TakeUnsaved() []AuditEntry {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := a.entries[a.saved:len(a.entries):len(a.entries)]
-	a.saved = len(a.entries)
+	out := a.entries[a.index(a.saved):len(a.entries):len(a.entries)]
+	a.saved = a.base + len(a.entries)
 	return out
 }
 
