@@ -2,6 +2,7 @@ package awsemu
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -28,125 +29,121 @@ import (
 //	GET  /_emu/held             holds and the calls waiting on each
 //	POST /_emu/imds?instance=…  the instance's metadata service on a loopback port: {"url":…}
 func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
 	name := strings.TrimPrefix(r.URL.Path, adminPrefix)
-	write := func(v any) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(v)
+	ep, ok := e.adminEndpoints()[name]
+	if !ok {
+		writeAdminError(w, http.StatusNotFound, "unknown admin path "+r.URL.Path+"; see docs/emulator.md")
+		return
 	}
-	fail := func(status int, msg string) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+	if ep.post && r.Method != http.MethodPost {
+		writeAdminError(w, http.StatusMethodNotAllowed, "use POST "+adminPrefix+ep.usage)
+		return
 	}
-	switch name {
-	case "health":
-		write(map[string]any{"ok": true, "time": e.Now()})
-	case "audit":
-		f, err := auditFilterFromQuery(q)
-		if err != nil {
-			fail(http.StatusBadRequest, err.Error())
-			return
-		}
-		entries := e.Audit(f)
-		if entries == nil {
-			entries = []AuditEntry{}
-		}
-		write(entries)
-	case "counts":
-		f, err := auditFilterFromQuery(q)
-		if err != nil {
-			fail(http.StatusBadRequest, err.Error())
-			return
-		}
-		write(e.CallCounts(f))
-	case "grants":
-		write(e.Grants())
-	case "cloudtrail":
-		f, err := auditFilterFromQuery(q)
-		if err != nil {
-			fail(http.StatusBadRequest, err.Error())
-			return
-		}
-		write(map[string]any{"Records": e.CloudTrail(f)})
-	case "state":
-		data, err := e.StateJSON()
-		if err != nil {
-			fail(http.StatusInternalServerError, err.Error())
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(data)
-	case "world":
-		write(e.world)
-	case "check":
-		opts, err := checker.OptionsFromQuery(q)
-		if err != nil {
-			fail(http.StatusBadRequest, err.Error())
-			return
-		}
-		write(e.Check(opts))
-	case "advance":
-		if r.Method != http.MethodPost {
-			fail(http.StatusMethodNotAllowed, "use POST /_emu/advance?by=DURATION")
-			return
-		}
-		d, err := time.ParseDuration(q.Get("by"))
-		if err != nil || d < 0 {
-			fail(http.StatusBadRequest, "by: "+strconv.Quote(q.Get("by"))+" must be a positive Go duration such as 90s or 2h")
-			return
-		}
-		e.Advance(d)
-		write(map[string]any{"time": e.Now()})
-	case "save":
-		if r.Method != http.MethodPost {
-			fail(http.StatusMethodNotAllowed, "use POST /_emu/save")
-			return
-		}
-		if err := e.SaveState(); err != nil {
-			fail(http.StatusInternalServerError, err.Error())
-			return
-		}
-		write(map[string]any{"saved": e.opts.StatePath})
-	case "hold":
-		if r.Method != http.MethodPost {
-			fail(http.StatusMethodNotAllowed, "use POST /_emu/hold?action=ACTION[&service=&account=&region=]")
-			return
-		}
-		h, err := e.holds.add(q)
-		if err != nil {
-			fail(http.StatusBadRequest, err.Error())
-			return
-		}
-		write(map[string]string{"id": h.ID})
-	case "release":
-		if r.Method != http.MethodPost {
-			fail(http.StatusMethodNotAllowed, "use POST /_emu/release?id=ID or ?all=1")
-			return
-		}
-		if err := e.holds.release(q.Get("id"), q.Get("all") != ""); err != nil {
-			fail(http.StatusBadRequest, err.Error())
-			return
-		}
-		write(map[string]bool{"released": true})
-	case "held":
-		write(e.holds.list())
-	case "imds":
-		if r.Method != http.MethodPost {
-			fail(http.StatusMethodNotAllowed, "use POST /_emu/imds?instance=i-…")
-			return
-		}
-		url, err := e.ServeIMDS(q.Get("instance"))
-		if err != nil {
-			fail(http.StatusBadRequest, err.Error())
-			return
-		}
-		write(map[string]string{"instance": q.Get("instance"), "url": url})
-	default:
-		fail(http.StatusNotFound, "unknown admin path "+r.URL.Path+"; see docs/emulator.md")
+	v, status, err := ep.serve(r.URL.Query())
+	if err != nil {
+		writeAdminError(w, status, err.Error())
+		return
 	}
+	if raw, ok := v.([]byte); ok {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(raw)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// adminEndpoint is one /_emu/ path: post says it changes the emulator and
+// takes POST only; serve returns the JSON value (or raw JSON bytes) to write,
+// or the status and error to report.
+type adminEndpoint struct {
+	post  bool
+	usage string
+	serve func(q url.Values) (any, int, error)
+}
+
+func (e *Emulator) adminEndpoints() map[string]adminEndpoint {
+	bad := http.StatusBadRequest
+	withFilter := func(f func(AuditFilter) any) func(url.Values) (any, int, error) {
+		return func(q url.Values) (any, int, error) {
+			filter, err := auditFilterFromQuery(q)
+			if err != nil {
+				return nil, bad, err
+			}
+			return f(filter), 0, nil
+		}
+	}
+	return map[string]adminEndpoint{
+		"health": {serve: func(url.Values) (any, int, error) {
+			return map[string]any{"ok": true, "time": e.Now()}, 0, nil
+		}},
+		"audit": {serve: withFilter(func(f AuditFilter) any {
+			if entries := e.Audit(f); entries != nil {
+				return entries
+			}
+			return []AuditEntry{}
+		})},
+		"counts": {serve: withFilter(func(f AuditFilter) any { return e.CallCounts(f) })},
+		"grants": {serve: func(url.Values) (any, int, error) { return e.Grants(), 0, nil }},
+		"cloudtrail": {serve: withFilter(func(f AuditFilter) any {
+			return map[string]any{"Records": e.CloudTrail(f)}
+		})},
+		"state": {serve: func(url.Values) (any, int, error) {
+			data, err := e.StateJSON()
+			return data, http.StatusInternalServerError, err
+		}},
+		"world": {serve: func(url.Values) (any, int, error) { return e.world, 0, nil }},
+		"check": {serve: func(q url.Values) (any, int, error) {
+			opts, err := checker.OptionsFromQuery(q)
+			if err != nil {
+				return nil, bad, err
+			}
+			return e.Check(opts), 0, nil
+		}},
+		"advance": {post: true, usage: "advance?by=DURATION", serve: func(q url.Values) (any, int, error) {
+			d, err := time.ParseDuration(q.Get("by"))
+			if err != nil || d < 0 {
+				return nil, bad, errors.New("by: " + strconv.Quote(q.Get("by")) + " must be a positive Go duration such as 90s or 2h")
+			}
+			e.Advance(d)
+			return map[string]any{"time": e.Now()}, 0, nil
+		}},
+		"save": {post: true, usage: "save", serve: func(url.Values) (any, int, error) {
+			if err := e.SaveState(); err != nil {
+				return nil, http.StatusInternalServerError, err
+			}
+			return map[string]any{"saved": e.opts.StatePath}, 0, nil
+		}},
+		"hold": {post: true, usage: "hold?action=ACTION[&service=&account=&region=]", serve: func(q url.Values) (any, int, error) {
+			h, err := e.holds.add(q)
+			if err != nil {
+				return nil, bad, err
+			}
+			return map[string]string{"id": h.ID}, 0, nil
+		}},
+		"release": {post: true, usage: "release?id=ID or ?all=1", serve: func(q url.Values) (any, int, error) {
+			if err := e.holds.release(q.Get("id"), q.Get("all") != ""); err != nil {
+				return nil, bad, err
+			}
+			return map[string]bool{"released": true}, 0, nil
+		}},
+		"held": {serve: func(url.Values) (any, int, error) { return e.holds.list(), 0, nil }},
+		"imds": {post: true, usage: "imds?instance=i-…", serve: func(q url.Values) (any, int, error) {
+			u, err := e.ServeIMDS(q.Get("instance"))
+			if err != nil {
+				return nil, bad, err
+			}
+			return map[string]string{"instance": q.Get("instance"), "url": u}, 0, nil
+		}},
+	}
+}
+
+func writeAdminError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }
 
 func auditFilterFromQuery(q url.Values) (AuditFilter, error) {

@@ -188,23 +188,9 @@ var (
 // Validate reports the first problem in the world, naming the field, the
 // value and what is expected.
 func (w *World) Validate() error {
-	if len(w.Regions) == 0 {
-		return fmt.Errorf("regions: at least one enabled region is required, e.g. regions = [\"us-east-1\"]")
-	}
-	enabled := map[string]bool{}
-	for _, r := range w.Regions {
-		if !regionRe.MatchString(r) {
-			return fmt.Errorf("regions: %q is not a region name like us-east-1", r)
-		}
-		enabled[r] = true
-	}
-	for _, r := range w.Disabled {
-		if !regionRe.MatchString(r) {
-			return fmt.Errorf("disabled_regions: %q is not a region name like ap-southeast-3", r)
-		}
-		if enabled[r] {
-			return fmt.Errorf("disabled_regions: %q is also in regions; a region is either enabled or not", r)
-		}
+	enabled, err := w.validateRegions()
+	if err != nil {
+		return err
 	}
 	accounts := map[string]bool{}
 	accessKeys := map[string]bool{}
@@ -217,84 +203,14 @@ func (w *World) Validate() error {
 			return fmt.Errorf("%s.id: account %s is declared twice", where, a.ID)
 		}
 		accounts[a.ID] = true
-		for j, u := range a.Users {
-			uw := fmt.Sprintf("%s.users[%d]", where, j)
-			if !nameRe.MatchString(u.Name) {
-				return fmt.Errorf("%s.name: %q is not a valid IAM user name", uw, u.Name)
-			}
-			if !accessKeyRe.MatchString(u.AccessKey) {
-				return fmt.Errorf("%s.access_key: %q must be AKIA followed by at least 12 capital letters or digits", uw, u.AccessKey)
-			}
-			if accessKeys[u.AccessKey] {
-				return fmt.Errorf("%s.access_key: %q is used twice; access keys are unique", uw, u.AccessKey)
-			}
-			accessKeys[u.AccessKey] = true
-			if u.SecretKey == "" {
-				return fmt.Errorf("%s.secret_key: empty; every user needs a secret key", uw)
-			}
-			for k, doc := range u.Policies {
-				if _, err := ParseIdentityPolicy(doc); err != nil {
-					return fmt.Errorf("%s.policies[%d]: %w", uw, k, err)
-				}
-			}
+		if err := validateUsers(where, a.Users, accessKeys); err != nil {
+			return err
 		}
-		for j, r := range a.Roles {
-			rw := fmt.Sprintf("%s.roles[%d]", where, j)
-			if !nameRe.MatchString(r.Name) {
-				return fmt.Errorf("%s.name: %q is not a valid IAM role name", rw, r.Name)
-			}
-			for k, doc := range r.Policies {
-				if _, err := ParseIdentityPolicy(doc); err != nil {
-					return fmt.Errorf("%s.policies[%d]: %w", rw, k, err)
-				}
-			}
-			for _, t := range r.TrustedBy {
-				if !accountIDRe.MatchString(t) && !strings.HasPrefix(t, "arn:aws:") && !strings.HasSuffix(t, ".amazonaws.com") {
-					return fmt.Errorf("%s.trusted: %q must be an account ID, a principal ARN or a service principal such as ec2.amazonaws.com", rw, t)
-				}
-			}
+		if err := validateRoles(where, a); err != nil {
+			return err
 		}
-		roles := map[string]bool{}
-		for _, r := range a.Roles {
-			roles[r.Name] = true
-		}
-		for j, p := range a.InstanceProfiles {
-			pw := fmt.Sprintf("%s.instance_profiles[%d]", where, j)
-			if !nameRe.MatchString(p.Name) {
-				return fmt.Errorf("%s.name: %q is not a valid instance profile name", pw, p.Name)
-			}
-			if !roles[p.Role] {
-				return fmt.Errorf("%s.role: %q is not a role of account %s; declare it with role %q { ... }", pw, p.Role, a.ID, p.Role)
-			}
-		}
-		for j, k := range a.Keys {
-			kw := fmt.Sprintf("%s.keys[%d]", where, j)
-			if !enabled[k.Region] {
-				return fmt.Errorf("%s.region: %q is not an enabled region of this world (%s)", kw, k.Region, strings.Join(w.Regions, ", "))
-			}
-			for _, al := range k.Aliases {
-				if !strings.HasPrefix(al, "alias/") || strings.HasPrefix(al, "alias/aws/") {
-					return fmt.Errorf("%s.aliases: %q must start with alias/ and not alias/aws/", kw, al)
-				}
-			}
-			for _, r := range k.ReplicaRegions {
-				if !k.MultiRegion {
-					return fmt.Errorf("%s.replica_regions: only a multi_region key has replicas; set multi_region = true", kw)
-				}
-				if !enabled[r] || r == k.Region {
-					return fmt.Errorf("%s.replica_regions: %q must be an enabled region other than the primary %s", kw, r, k.Region)
-				}
-			}
-			switch k.State {
-			case "", "Enabled", "Disabled", "PendingDeletion":
-			default:
-				return fmt.Errorf("%s.state: %q must be Enabled, Disabled or PendingDeletion", kw, k.State)
-			}
-			if k.Policy != "" {
-				if _, err := ParsePolicy(k.Policy); err != nil {
-					return fmt.Errorf("%s.policy: %w", kw, err)
-				}
-			}
+		if err := w.validateKeys(where, a.Keys, enabled); err != nil {
+			return err
 		}
 		for _, r := range a.EBSEncryptionByDefault {
 			if r != "*" && !enabled[r] {
@@ -302,6 +218,130 @@ func (w *World) Validate() error {
 			}
 		}
 	}
+	return w.validateImages(accounts, enabled)
+}
+
+// validateRegions checks regions and disabled_regions and returns the set of
+// enabled regions.
+func (w *World) validateRegions() (map[string]bool, error) {
+	if len(w.Regions) == 0 {
+		return nil, fmt.Errorf("regions: at least one enabled region is required, e.g. regions = [\"us-east-1\"]")
+	}
+	enabled := map[string]bool{}
+	for _, r := range w.Regions {
+		if !regionRe.MatchString(r) {
+			return nil, fmt.Errorf("regions: %q is not a region name like us-east-1", r)
+		}
+		enabled[r] = true
+	}
+	for _, r := range w.Disabled {
+		if !regionRe.MatchString(r) {
+			return nil, fmt.Errorf("disabled_regions: %q is not a region name like ap-southeast-3", r)
+		}
+		if enabled[r] {
+			return nil, fmt.Errorf("disabled_regions: %q is also in regions; a region is either enabled or not", r)
+		}
+	}
+	return enabled, nil
+}
+
+// validateUsers checks an account's users; accessKeys collects the keys seen
+// so far across every account, which must be unique.
+func validateUsers(where string, users []WorldUser, accessKeys map[string]bool) error {
+	for j, u := range users {
+		uw := fmt.Sprintf("%s.users[%d]", where, j)
+		if !nameRe.MatchString(u.Name) {
+			return fmt.Errorf("%s.name: %q is not a valid IAM user name", uw, u.Name)
+		}
+		if !accessKeyRe.MatchString(u.AccessKey) {
+			return fmt.Errorf("%s.access_key: %q must be AKIA followed by at least 12 capital letters or digits", uw, u.AccessKey)
+		}
+		if accessKeys[u.AccessKey] {
+			return fmt.Errorf("%s.access_key: %q is used twice; access keys are unique", uw, u.AccessKey)
+		}
+		accessKeys[u.AccessKey] = true
+		if u.SecretKey == "" {
+			return fmt.Errorf("%s.secret_key: empty; every user needs a secret key", uw)
+		}
+		for k, doc := range u.Policies {
+			if _, err := ParseIdentityPolicy(doc); err != nil {
+				return fmt.Errorf("%s.policies[%d]: %w", uw, k, err)
+			}
+		}
+	}
+	return nil
+}
+
+// validateRoles checks an account's roles and the instance profiles that
+// name them.
+func validateRoles(where string, a WorldAccount) error {
+	roles := map[string]bool{}
+	for j, r := range a.Roles {
+		rw := fmt.Sprintf("%s.roles[%d]", where, j)
+		if !nameRe.MatchString(r.Name) {
+			return fmt.Errorf("%s.name: %q is not a valid IAM role name", rw, r.Name)
+		}
+		for k, doc := range r.Policies {
+			if _, err := ParseIdentityPolicy(doc); err != nil {
+				return fmt.Errorf("%s.policies[%d]: %w", rw, k, err)
+			}
+		}
+		for _, t := range r.TrustedBy {
+			if !accountIDRe.MatchString(t) && !strings.HasPrefix(t, "arn:aws:") && !strings.HasSuffix(t, ".amazonaws.com") {
+				return fmt.Errorf("%s.trusted: %q must be an account ID, a principal ARN or a service principal such as ec2.amazonaws.com", rw, t)
+			}
+		}
+		roles[r.Name] = true
+	}
+	for j, p := range a.InstanceProfiles {
+		pw := fmt.Sprintf("%s.instance_profiles[%d]", where, j)
+		if !nameRe.MatchString(p.Name) {
+			return fmt.Errorf("%s.name: %q is not a valid instance profile name", pw, p.Name)
+		}
+		if !roles[p.Role] {
+			return fmt.Errorf("%s.role: %q is not a role of account %s; declare it with role %q { ... }", pw, p.Role, a.ID, p.Role)
+		}
+	}
+	return nil
+}
+
+// validateKeys checks an account's KMS keys against the enabled regions.
+func (w *World) validateKeys(where string, keys []WorldKey, enabled map[string]bool) error {
+	for j, k := range keys {
+		kw := fmt.Sprintf("%s.keys[%d]", where, j)
+		if !enabled[k.Region] {
+			return fmt.Errorf("%s.region: %q is not an enabled region of this world (%s)", kw, k.Region, strings.Join(w.Regions, ", "))
+		}
+		for _, al := range k.Aliases {
+			if !strings.HasPrefix(al, "alias/") || strings.HasPrefix(al, "alias/aws/") {
+				return fmt.Errorf("%s.aliases: %q must start with alias/ and not alias/aws/", kw, al)
+			}
+		}
+		for _, r := range k.ReplicaRegions {
+			if !k.MultiRegion {
+				return fmt.Errorf("%s.replica_regions: only a multi_region key has replicas; set multi_region = true", kw)
+			}
+			if !enabled[r] || r == k.Region {
+				return fmt.Errorf("%s.replica_regions: %q must be an enabled region other than the primary %s", kw, r, k.Region)
+			}
+		}
+		switch k.State {
+		case "", "Enabled", "Disabled", "PendingDeletion":
+		default:
+			return fmt.Errorf("%s.state: %q must be Enabled, Disabled or PendingDeletion", kw, k.State)
+		}
+		if k.Policy != "" {
+			if _, err := ParsePolicy(k.Policy); err != nil {
+				return fmt.Errorf("%s.policy: %w", kw, err)
+			}
+		}
+	}
+	return nil
+}
+
+// validateImages checks the seeded images against the world's accounts and
+// enabled regions.
+func (w *World) validateImages(accounts, enabled map[string]bool) error {
 	for i, im := range w.Images {
 		where := fmt.Sprintf("images[%d]", i)
 		if !strings.HasPrefix(im.ID, "ami-") {
