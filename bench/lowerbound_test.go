@@ -1,0 +1,73 @@
+package bench
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
+)
+
+func TestLowerBound(t *testing.T) {
+	src := SourceImage{Region: "us-east-1", SnapshotGiB: []int{8}}
+	fanout := func(accounts int, regions ...string) []Destination {
+		var out []Destination
+		for a := range accounts {
+			for _, r := range regions {
+				out = append(out, Destination{Account: string(rune('a' + a)), Region: r, Copies: 1})
+			}
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		model   Model
+		src     SourceImage
+		dests   []Destination
+		want    time.Duration
+		waves   int
+		binding string
+		wantErr string
+	}{
+		// 45 s + 20 s/GiB × 8 GiB = 205 s in the source region.
+		{name: "one copy, same region", model: DefaultModel(), src: src, dests: fanout(1, "us-east-1"), want: 205 * time.Second, waves: 1, binding: "a/us-east-1"},
+		// × 3 across regions: 615 s, whatever the number of destinations.
+		{name: "5x2", model: DefaultModel(), src: src, dests: fanout(5, "us-east-1", "eu-west-1"), want: 615 * time.Second, waves: 1, binding: "a/eu-west-1"},
+		{name: "100x5", model: DefaultModel(), src: src, dests: fanout(100, "us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2"), want: 615 * time.Second, waves: 1},
+		// 120 copies into one account-region with a quota of 50: 3 waves.
+		{name: "quota waves", model: DefaultModel(), src: src, dests: []Destination{{Account: "x", Region: "us-east-1", Copies: 120}}, want: 3 * 205 * time.Second, waves: 3, binding: "x/us-east-1"},
+		// Same-region waves can outweigh one cross-region copy.
+		{name: "waves beat distance", model: Model{Latency: awsemu.DefaultLatency(), CrossRegionFactor: 3, ImageCopyQuota: 1},
+			src:   src,
+			dests: []Destination{{Account: "x", Region: "us-east-1", Copies: 4}, {Account: "x", Region: "eu-west-1", Copies: 1}},
+			want:  4 * 205 * time.Second, waves: 4, binding: "x/us-east-1"},
+		// The image is available when its longest snapshot is.
+		{name: "two snapshots", model: DefaultModel(), src: SourceImage{Region: "us-east-1", SnapshotGiB: []int{8, 100}}, dests: fanout(1, "us-east-1"), want: (45 + 2000) * time.Second, waves: 1},
+		// Registration alone when the snapshots are instant.
+		{name: "registration floor", model: Model{Latency: map[string]awsemu.LatencySpec{awsemu.LatencyImageRegister: {Base: 5 * time.Second}}, CrossRegionFactor: 3, ImageCopyQuota: 50},
+			src: src, dests: fanout(1, "eu-west-1"), want: 5 * time.Second, waves: 1},
+		{name: "no quota", model: Model{Latency: awsemu.DefaultLatency()}, src: src, dests: fanout(1, "us-east-1"), wantErr: "quota"},
+		{name: "no snapshot", model: DefaultModel(), src: SourceImage{Region: "us-east-1"}, dests: fanout(1, "us-east-1"), wantErr: "no snapshot"},
+		{name: "no copies", model: DefaultModel(), src: src, wantErr: "no destination"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := tc.model.LowerBound(tc.src, tc.dests)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Makespan != tc.want || b.Waves != tc.waves {
+				t.Errorf("bound = %s in %d waves, want %s in %d", b.Makespan, b.Waves, tc.want, tc.waves)
+			}
+			if tc.binding != "" && b.Binding != tc.binding {
+				t.Errorf("binding destination = %s, want %s", b.Binding, tc.binding)
+			}
+		})
+	}
+}
