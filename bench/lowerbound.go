@@ -60,7 +60,7 @@ type Bound struct {
 	Makespan time.Duration // emulated time
 	Waves    int           // quota waves at the binding destination
 	Copy     time.Duration // one copy's duration at the binding destination
-	Binding  string        // "account/region" of the binding destination
+	Binding  Destination   // the destination that sets the bound
 }
 
 // LowerBound is the shortest makespan any client could reach on this model:
@@ -84,11 +84,28 @@ func (m Model) LowerBound(src SourceImage, dests []Destination) (Bound, error) {
 		waves := (d.Copies + m.ImageCopyQuota - 1) / m.ImageCopyQuota
 		one := m.CopyDuration(src, d.Region)
 		if span := time.Duration(waves) * one; span > b.Makespan {
-			b = Bound{Makespan: span, Waves: waves, Copy: one, Binding: d.Account + "/" + d.Region}
+			b = Bound{Makespan: span, Waves: waves, Copy: one, Binding: d}
 		}
 	}
 	if b.Makespan == 0 {
 		return Bound{}, fmt.Errorf("no destination with copies")
 	}
 	return b, nil
+}
+
+// Explain says how b was reached, e.g. "1 wave (1 copy ÷ quota 50, rounded
+// up) × (45s + 20s/GiB × 8 GiB) × 3 across regions, into
+// 200000000001/eu-west-1 from us-east-1 = 10m15s".
+func (m Model) Explain(src SourceImage, b Bound) string {
+	spec := m.Latency[awsemu.LatencySnapshotCopy]
+	cross := ""
+	if b.Binding.Region != src.Region {
+		cross = fmt.Sprintf(" × %g across regions", m.CrossRegionFactor)
+	}
+	largest := 0
+	for _, g := range src.SnapshotGiB {
+		largest = max(largest, g)
+	}
+	return fmt.Sprintf("%d wave(s) (%d copies ÷ quota %d, rounded up) × (%s + %s/GiB × %d GiB)%s, into %s/%s from %s = %s",
+		b.Waves, b.Binding.Copies, m.ImageCopyQuota, spec.Base, spec.PerGiB, largest, cross, b.Binding.Account, b.Binding.Region, src.Region, b.Makespan)
 }

@@ -65,9 +65,22 @@ func TestLowerBound(t *testing.T) {
 			if b.Makespan != tc.want || b.Waves != tc.waves {
 				t.Errorf("bound = %s in %d waves, want %s in %d", b.Makespan, b.Waves, tc.want, tc.waves)
 			}
-			if tc.binding != "" && b.Binding != tc.binding {
-				t.Errorf("binding destination = %s, want %s", b.Binding, tc.binding)
+			if got := b.Binding.Account + "/" + b.Binding.Region; tc.binding != "" && got != tc.binding {
+				t.Errorf("binding destination = %s, want %s", got, tc.binding)
 			}
 		})
+	}
+}
+
+func TestExplain(t *testing.T) {
+	m := DefaultModel()
+	src := SourceImage{Region: "us-east-1", SnapshotGiB: []int{8}}
+	b, err := m.LowerBound(src, []Destination{{Account: "200000000001", Region: "eu-west-1", Copies: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "1 wave(s) (1 copies ÷ quota 50, rounded up) × (45s + 20s/GiB × 8 GiB) × 3 across regions, into 200000000001/eu-west-1 from us-east-1 = 10m15s"
+	if got := m.Explain(src, b); got != want {
+		t.Errorf("Explain =\n%s\nwant\n%s", got, want)
 	}
 }

@@ -15,6 +15,7 @@ type CallStats struct {
 	Total     int
 	ByAction  map[string]int // "service:Action"
 	Errors    int            // calls answered with any error
+	ErrorsBy  map[string]int // "service:Action code"
 	Throttled int            // answered with a throttling error
 	First     time.Time      // emulator clock of the first and last call
 	Last      time.Time
@@ -25,12 +26,13 @@ var throttleCodes = map[string]bool{"RequestLimitExceeded": true, "ThrottlingExc
 
 // Calls summarises entries.
 func Calls(entries []awsemu.AuditEntry) CallStats {
-	s := CallStats{ByAction: map[string]int{}}
+	s := CallStats{ByAction: map[string]int{}, ErrorsBy: map[string]int{}}
 	for i, e := range entries {
 		s.Total++
 		s.ByAction[e.Service+":"+e.Action]++
 		if e.Outcome != "ok" {
 			s.Errors++
+			s.ErrorsBy[e.Service+":"+e.Action+" "+e.Outcome]++
 		}
 		if throttleCodes[e.Outcome] {
 			s.Throttled++
@@ -121,17 +123,21 @@ func isPollAction(k string) bool {
 // EmuImage and EmuSnapshot are the parts of the emulator's state
 // (GET /_emu/state) the benchmarks read.
 type EmuImage struct {
-	ID        string    `json:"id"`
-	Owner     string    `json:"owner"`
-	Region    string    `json:"region"`
-	State     string    `json:"state"`
-	Action    string    `json:"action"`
-	Principal string    `json:"principal"`
-	Created   time.Time `json:"created"`
-	ReadyAt   time.Time `json:"ready_at"`
-	Mappings  []struct {
-		SnapshotID string `json:"snapshot_id"`
-	} `json:"mappings"`
+	ID        string       `json:"id"`
+	Owner     string       `json:"owner"`
+	Region    string       `json:"region"`
+	State     string       `json:"state"`
+	Action    string       `json:"action"`
+	Principal string       `json:"principal"`
+	Created   time.Time    `json:"created"`
+	ReadyAt   time.Time    `json:"ready_at"`
+	Mappings  []EmuMapping `json:"mappings"`
+}
+
+// EmuMapping is a block device of an image.
+type EmuMapping struct {
+	SnapshotID string `json:"snapshot_id"`
+	SizeGiB    int    `json:"size_gib"`
 }
 
 type EmuSnapshot struct {
@@ -327,4 +333,92 @@ func SortedKeys[V any](m map[string]V) []string {
 // Emulated converts an emulator-clock duration into emulated time.
 func Emulated(d time.Duration, scale float64) time.Duration {
 	return time.Duration(float64(d) / scale)
+}
+
+// Merge adds the images and snapshots of other that st has not seen, so a
+// state sampled during a run keeps the resources the run deleted before it
+// ended (their ready times never change once made).
+func (st EmuState) Merge(other EmuState) {
+	for id, img := range other.Images {
+		if _, ok := st.Images[id]; !ok {
+			st.Images[id] = img
+		}
+	}
+	for id, s := range other.Snapshots {
+		if _, ok := st.Snapshots[id]; !ok {
+			st.Snapshots[id] = s
+		}
+	}
+}
+
+// Lag is how late a run saw the resources it waited for.
+type Lag struct {
+	Total time.Duration // emulated
+	Waits int           // resources polled before they were ready
+}
+
+// PollLag measures, for every image and snapshot of st that entries polled
+// (a Describe* naming it) before it was ready, how long after it became
+// ready the first Describe* naming it came: the time the run lost to its
+// poll interval. A run that saw every resource the moment it was ready has
+// no lag; one that polls every p of emulated time loses up to p per wait.
+func PollLag(entries []awsemu.AuditEntry, st EmuState, scale float64) Lag {
+	ready := map[string]time.Time{}
+	for id, img := range st.Images {
+		if at, ok := st.AvailableAt(img); ok {
+			ready[id] = at
+		}
+	}
+	for id, s := range st.Snapshots {
+		if s.State != "error" && !s.DoneAt.IsZero() {
+			ready[id] = s.DoneAt
+		}
+	}
+	type wait struct {
+		polledBefore bool
+		seen         time.Time
+	}
+	waits := map[string]*wait{}
+	for _, e := range entries {
+		if !awsemu.IsDescribe(e.Action) || e.Outcome != "ok" {
+			continue
+		}
+		for _, id := range namedResources(e.Params) {
+			at, ok := ready[id]
+			if !ok {
+				continue
+			}
+			w := waits[id]
+			if w == nil {
+				w = &wait{}
+				waits[id] = w
+			}
+			switch {
+			case e.Time.Before(at):
+				w.polledBefore = true
+			case w.seen.IsZero():
+				w.seen = e.Time
+			}
+		}
+	}
+	var lag Lag
+	for id, w := range waits {
+		if w.polledBefore && !w.seen.IsZero() {
+			lag.Total += Emulated(w.seen.Sub(ready[id]), scale)
+			lag.Waits++
+		}
+	}
+	return lag
+}
+
+// namedResources are the image and snapshot IDs a Describe* call names
+// (ImageId.N, SnapshotId.N; the audit joins repeated values with commas).
+func namedResources(params map[string]string) []string {
+	var ids []string
+	for k, v := range params {
+		if strings.HasPrefix(k, "ImageId") || strings.HasPrefix(k, "SnapshotId") {
+			ids = append(ids, strings.Split(v, ",")...)
+		}
+	}
+	return ids
 }

@@ -28,6 +28,9 @@ func TestCalls(t *testing.T) {
 	if s.Total != 5 || s.Errors != 3 || s.Throttled != 2 {
 		t.Errorf("total, errors, throttled = %d, %d, %d; want 5, 3, 2", s.Total, s.Errors, s.Throttled)
 	}
+	if s.ErrorsBy["sts:AssumeRole AccessDenied"] != 1 || len(s.ErrorsBy) != 3 {
+		t.Errorf("errors by action and code: %v", s.ErrorsBy)
+	}
 	if s.ByAction["ec2:DescribeImages"] != 2 || s.Mutating() != 3 {
 		t.Errorf("by action %v, mutating %d", s.ByAction, s.Mutating())
 	}
@@ -171,5 +174,45 @@ func TestLifetimeAndSplit(t *testing.T) {
 	}
 	if got := PerCopy(map[string]int{"ec2:CopyImage": 10}, 4)["ec2:CopyImage"]; got != 2.5 {
 		t.Errorf("per copy %g", got)
+	}
+}
+
+func TestPollLag(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	st := EmuState{
+		Images: map[string]EmuImage{
+			// Ready at 10 s once its snapshot is done at 10 s.
+			"ami-1": {ID: "ami-1", State: "pending", ReadyAt: at(1), Mappings: []EmuMapping{{SnapshotID: "snap-1", SizeGiB: 8}}},
+		},
+		Snapshots: map[string]EmuSnapshot{
+			"snap-1": {ID: "snap-1", DoneAt: at(10), State: "pending"},
+			"snap-2": {ID: "snap-2", DoneAt: at(2), State: "completed"},
+		},
+	}
+	describe := func(s float64, params map[string]string) awsemu.AuditEntry {
+		return awsemu.AuditEntry{Action: "DescribeImages", Outcome: "ok", Time: at(s), Params: params}
+	}
+	entries := []awsemu.AuditEntry{
+		describe(5, map[string]string{"ImageId.1": "ami-1"}),
+		describe(13, map[string]string{"ImageId.1": "ami-0,ami-1"}), // sees it 3 s late
+		describe(20, map[string]string{"ImageId.1": "ami-1"}),       // later polls don't count
+		// snap-2 was never polled before it was ready: no wait.
+		{Action: "DescribeSnapshots", Outcome: "ok", Time: at(30), Params: map[string]string{"SnapshotId.1": "snap-2"}},
+		// A failed call saw nothing.
+		{Action: "DescribeSnapshots", Outcome: "RequestLimitExceeded", Time: at(9), Params: map[string]string{"SnapshotId.1": "snap-1"}},
+		{Action: "DescribeSnapshots", Outcome: "ok", Time: at(9.5), Params: map[string]string{"SnapshotId.1": "snap-1"}},
+		{Action: "DescribeSnapshots", Outcome: "ok", Time: at(10.5), Params: map[string]string{"SnapshotId.1": "snap-1"}},
+	}
+	lag := PollLag(entries, st, 0.1)
+	// (13 − 10) + (10.5 − 10) = 3.5 s on the emulator clock, 35 s emulated.
+	if lag.Waits != 2 || lag.Total != 35*time.Second {
+		t.Errorf("lag %s over %d waits, want 35s over 2", lag.Total, lag.Waits)
+	}
+
+	merged := EmuState{Images: map[string]EmuImage{}, Snapshots: map[string]EmuSnapshot{"snap-1": {ID: "snap-1", SizeGiB: 1}}}
+	merged.Merge(st)
+	if len(merged.Images) != 1 || len(merged.Snapshots) != 2 || merged.Snapshots["snap-1"].SizeGiB != 1 {
+		t.Errorf("merge: %+v (a resource seen first keeps its first record)", merged)
 	}
 }

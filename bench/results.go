@@ -44,6 +44,8 @@ type Row struct {
 
 	WallS              float64 `json:"wall_s,omitempty"`
 	MakespanS          float64 `json:"makespan_emulated_s,omitempty"`
+	PollLagS           float64 `json:"poll_lag_emulated_s,omitempty"`
+	PollWaits          int     `json:"poll_waits,omitempty"`
 	LowerBoundS        float64 `json:"lower_bound_s,omitempty"`
 	RatioToBound       float64 `json:"makespan_over_bound,omitempty"`
 	LowerBoundHow      string  `json:"lower_bound_how,omitempty"`
@@ -56,6 +58,7 @@ type Row struct {
 	Calls                int                `json:"calls,omitempty"`
 	MutatingCalls        int                `json:"mutating_calls,omitempty"`
 	Errors               int                `json:"errors"`
+	ErrorsBy             map[string]int     `json:"errors_by_action_and_code,omitempty"`
 	Throttled            int                `json:"throttled"`
 	CallsByAction        map[string]int     `json:"calls_by_action,omitempty"`
 	CallsPerCopy         float64            `json:"calls_per_copy,omitempty"`
@@ -212,11 +215,12 @@ func buildTable(sb *strings.Builder, rows []Row) {
 			unenc = fmt.Sprintf("**yes**, %d (%s)", r.UnencryptedAMIs, dur(r.UnencryptedLifetimeS))
 		}
 		lines = append(lines, []string{
-			r.Tool, r.Size, dur(r.WallS), dur(r.MakespanS), strconv.Itoa(r.GiBCopied), strconv.Itoa(r.FullCopies),
+			r.Tool, r.Size, dur(r.WallS), dur(r.MakespanS), fmt.Sprintf("%s (%d waits)", dur(r.PollLagS), r.PollWaits), dur(r.MakespanS - r.PollLagS),
+			strconv.Itoa(r.GiBCopied), strconv.Itoa(r.FullCopies),
 			unenc, strconv.Itoa(r.Calls), strconv.Itoa(r.MutatingCalls), strconv.Itoa(r.Errors),
 		})
 	}
-	table(sb, []string{"tool", "volume", "wall", "emulated makespan", "GiB copied", "full-data copies", "unencrypted AMI ever existed (emulated lifetime)", "calls", "mutating calls", "errors"}, "llrrrrlrrr", lines)
+	table(sb, []string{"tool", "volume", "wall", "emulated makespan", "poll lag", "makespan − poll lag", "GiB copied", "full-data copies", "unencrypted AMI ever existed (emulated lifetime)", "calls", "mutating calls", "errors"}, "llrrrrrrlrrr", lines)
 	sb.WriteString("Calls by action:\n\n")
 	byAction(sb, rows, func(r Row) string { return r.Tool + ", " + r.Size }, func(r Row, k string) string {
 		if n := r.CallsByAction[k]; n > 0 {
@@ -295,7 +299,7 @@ func conditions(sb *strings.Builder, rows []Row) {
 	seen := map[cond]bool{}
 	var lines []string
 	for _, r := range rows {
-		what := fmt.Sprintf("time scale %g, polling every %gs of wall time = %gs emulated (cadence factor %.3g)", r.TimeScale, r.PollWallS, r.PollEmulatedS, r.CadenceFactor)
+		what := fmt.Sprintf("time scale %.4g, polling every %gs of wall time = %gs emulated (cadence factor %.3g)", r.TimeScale, r.PollWallS, r.PollEmulatedS, r.CadenceFactor)
 		if r.Scenario == ScenarioInstStore {
 			what = "no emulator"
 		}
