@@ -176,14 +176,20 @@ func panel(rows []row, label string, y func(row) float64, target float64, target
 	p.Add(goal, line, points, names)
 	p.Legend.Add(targetLabel, goal)
 	p.Legend.Add("measured", line, points)
-	p.Legend.Top = true
-	p.Legend.Left = true
+	// Where the data leaves room: ratios start near 1 on the left and grow
+	// to the right (top left is free); calls per copy sit well above 0
+	// (bottom right is free).
+	p.Legend.Top, p.Legend.Left = logY, logY
+	p.Legend.XOffs = vg.Points(8)
+	if !logY {
+		p.Legend.XOffs, p.Legend.YOffs = -vg.Points(8), vg.Points(8)
+	}
 	if logY {
 		p.Y.Scale = plot.LogScale{}
 		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-		p.Y.Min, p.Y.Max = 0.8, top*3 // headroom for the legend
+		p.Y.Min, p.Y.Max = 0.8, top*2
 	} else {
-		p.Y.Min, p.Y.Max = 0, top*1.35
+		p.Y.Min, p.Y.Max = 0, top*1.15
 	}
 	return p, nil
 }
