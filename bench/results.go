@@ -275,6 +275,9 @@ func byAction(sb *strings.Builder, rows []Row, column func(Row) string, cell fun
 		for k := range r.CallsByAction {
 			actions[k] = true
 		}
+		for k := range r.CallsPerCopyByAction {
+			actions[k] = true
+		}
 	}
 	header := []string{"action"}
 	align := "l"
@@ -347,10 +350,14 @@ func num(x float64) string {
 	if x == 0 {
 		return "–"
 	}
-	if x >= 100 {
+	switch {
+	case x >= 100:
 		return fmt.Sprintf("%.0f", x)
+	case x >= 1:
+		return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.2f", x), "0"), ".")
+	default:
+		return fmt.Sprintf("%.2g", x) // 0.004, not 0
 	}
-	return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.2f", x), "0"), ".")
 }
 
 func secs(x float64) string {
