@@ -235,11 +235,11 @@ func fanoutTable(sb *strings.Builder, rows []Row) {
 	for _, r := range rows {
 		lines = append(lines, []string{
 			r.Size, strconv.Itoa(r.Copies), dur(r.WallS), dur(r.MakespanS), dur(r.LowerBoundS), ratio(r.RatioToBound),
-			num(r.CallsPerCopyRealTime), dur(r.FirstCopyS), mib(r.PluginPeakRSSBytes), secs(r.PluginCPUS), secs(r.EmulatorCPUS),
+			num(r.CallsPerCopyRealTime), dur(r.FirstCopyCallS), dur(r.FirstCopyS), mib(r.PluginPeakRSSBytes), secs(r.PluginCPUS), secs(r.EmulatorCPUS),
 			strconv.Itoa(r.Errors), strconv.Itoa(r.Throttled),
 		})
 	}
-	table(sb, []string{"accounts × regions", "copies", "wall", "emulated makespan", "lower bound", "makespan ÷ bound", "calls per copy (real-time cadence)", "time to first copy", "plugin peak RSS", "plugin CPU", "emulator CPU", "errors", "throttled"}, "lrrrrrrrrrrrr", lines)
+	table(sb, []string{"accounts × regions", "copies", "wall", "emulated makespan", "lower bound", "makespan ÷ bound", "calls per copy (real-time cadence)", "first CopyImage after", "time to first copy", "plugin peak RSS", "plugin CPU", "emulator CPU", "errors", "throttled"}, "lrrrrrrrrrrrrr", lines)
 	sb.WriteString("Calls per copy by action:\n\n")
 	byAction(sb, rows, func(r Row) string { return r.Size }, func(r Row, k string) string {
 		if v := r.CallsPerCopyByAction[k]; v > 0 {

@@ -56,13 +56,13 @@ func TestResultsMarkdown(t *testing.T) {
 		PollLagS: 200, PollWaits: 2, GiBCopied: 8, FullCopies: 1, UnencryptedAMIs: 1, UnencryptedLifetimeS: 400,
 		CallsByAction: map[string]int{"ec2:CreateImage": 1, "ec2:CopyImage": 1}, TimeScale: 1.0 / 15, PollWallS: 1, PollEmulatedS: 15, CadenceFactor: 1, MeasuredAt: at})
 	r.Put(Row{Scenario: ScenarioFanout, Tool: "amicrypt-copy", Size: "5x2", Copies: 10, MakespanS: 700, LowerBoundS: 615, RatioToBound: 700.0 / 615,
-		CallsPerCopyRealTime: 12.345, CallsPerCopyByAction: map[string]float64{"ec2:CopyImage": 1, "kms:ListGrants": 0.004}, CallsByAction: map[string]int{"ec2:CopyImage": 10},
+		CallsPerCopyRealTime: 12.345, FirstCopyCallS: 7.5, CallsPerCopyByAction: map[string]float64{"ec2:CopyImage": 1, "kms:ListGrants": 0.004}, CallsByAction: map[string]int{"ec2:CopyImage": 10},
 		PluginPeakRSSBytes: 64 << 20, TimeScale: 0.01, PollWallS: 0.15, PollEmulatedS: 15, CadenceFactor: 1, MeasuredAt: at})
 	md := r.Markdown()
 	for _, want := range []string{
 		"### B1", "| amazon-ebs | 8 GiB | 30s | 7m30s | 3m20s (2 waits) | 4m10s | 8 | 1 | **yes**, 1 (6m40s) |",
 		"`ec2:CreateImage` | 1 |",
-		"### B2", "| 5x2 | 10 |", "| 1.14× |", "| 12.35 |", "| 64 MiB |", "`kms:ListGrants` | 0.004 |",
+		"### B2", "| 5x2 | 10 |", "| 1.14× |", "| 12.35 | 7.5s |", "| 64 MiB |", "`kms:ListGrants` | 0.004 |",
 		"- B1: time scale 0.06667, polling every 1s of wall time = 15s emulated (cadence factor 1)",
 		"- B2: time scale 0.01, polling every 0.15s of wall time = 15s emulated (cadence factor 1)",
 	} {
