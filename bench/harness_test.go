@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -133,7 +134,7 @@ func loadSettings(b *testing.B) settings {
 	if s.throttled, err = parseShape(env("AMICRYPT_BENCH_B3_SHAPE", "20x4")); err != nil {
 		b.Fatalf("AMICRYPT_BENCH_B3_SHAPE: %v", err)
 	}
-	if s.buildPoll != float64(int(s.buildPoll)) && contains(s.buildTools, toolAmazonEBS) {
+	if s.buildPoll != float64(int(s.buildPoll)) && slices.Contains(s.buildTools, toolAmazonEBS) {
 		b.Fatalf("AMICRYPT_BENCH_B1_POLL=%g: amazon-ebs reads AWS_POLL_DELAY_SECONDS as whole seconds; use an integer", s.buildPoll)
 	}
 	return s
@@ -176,15 +177,6 @@ func envFloat(b *testing.B, name string, def float64) float64 {
 		b.Fatalf("%s=%q: want a positive number", name, v)
 	}
 	return f
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // pollEnv is AWS_POLL_DELAY_SECONDS for a wall delay.

@@ -21,8 +21,14 @@ type CallStats struct {
 	Last      time.Time
 }
 
-// Throttling codes of EC2, KMS and STS.
-var throttleCodes = map[string]bool{"RequestLimitExceeded": true, "ThrottlingException": true, "Throttling": true}
+// isThrottle reports the throttling codes of EC2, KMS and STS.
+func isThrottle(code string) bool {
+	switch code {
+	case "RequestLimitExceeded", "ThrottlingException", "Throttling":
+		return true
+	}
+	return false
+}
 
 // Calls summarises entries.
 func Calls(entries []awsemu.AuditEntry) CallStats {
@@ -34,7 +40,7 @@ func Calls(entries []awsemu.AuditEntry) CallStats {
 			s.Errors++
 			s.ErrorsBy[e.Service+":"+e.Action+" "+e.Outcome]++
 		}
-		if throttleCodes[e.Outcome] {
+		if isThrottle(e.Outcome) {
 			s.Throttled++
 		}
 		if i == 0 || e.Time.Before(s.First) {
@@ -68,9 +74,9 @@ func (s CallStats) Mutating() int {
 	return n
 }
 
-// PollActions are the actions the plugins poll with: the image and snapshot
-// waiters. Cadence normalisation rescales these.
-var PollActions = []string{"ec2:DescribeImages", "ec2:DescribeSnapshots", "ec2:DescribeInstances"}
+// PollActions are the actions the plugins poll with (the image, snapshot
+// and instance waiters): cadence normalisation rescales these.
+const PollActions = "ec2:DescribeImages, ec2:DescribeSnapshots, ec2:DescribeInstances"
 
 // Cadence says how a run's polling compares with the plugin's own
 // real-time cadence: the plugin polls every WallDelay of wall time while an
@@ -112,10 +118,9 @@ func (c Cadence) RealTimeCalls(byAction map[string]int) float64 {
 }
 
 func isPollAction(k string) bool {
-	for _, a := range PollActions {
-		if a == k {
-			return true
-		}
+	switch k {
+	case "ec2:DescribeImages", "ec2:DescribeSnapshots", "ec2:DescribeInstances":
+		return true
 	}
 	return false
 }

@@ -28,16 +28,19 @@ const (
 	FanoutSourceAMI = "ami-0a1b2c3d4e5f60001" // public AL2023 in us-east-1, one 8 GiB snapshot
 )
 
-// FanoutRegions are the regions of the fan-out, in the order scenarios take
-// them: the source region first.
-var fanoutRegions = []string{"us-east-1", "eu-west-1", "us-west-2", "eu-central-1", "ap-southeast-2"}
+// allFanoutRegions are the regions of the fan-out, in the order scenarios
+// take them: the source region first.
+func allFanoutRegions() []string {
+	return []string{"us-east-1", "eu-west-1", "us-west-2", "eu-central-1", "ap-southeast-2"}
+}
 
 // FanoutRegions returns the first n regions of the fan-out.
 func FanoutRegions(n int) ([]string, error) {
-	if n < 1 || n > len(fanoutRegions) {
-		return nil, fmt.Errorf("regions: %d; the fan-out world has 1 to %d regions", n, len(fanoutRegions))
+	all := allFanoutRegions()
+	if n < 1 || n > len(all) {
+		return nil, fmt.Errorf("regions: %d; the fan-out world has 1 to %d regions", n, len(all))
 	}
-	return slices.Clone(fanoutRegions[:n]), nil
+	return all[:n], nil
 }
 
 // TargetAccount is the ID of the i-th target account (0-based):
@@ -53,7 +56,7 @@ func FanoutWorld(accounts int) (*awsemu.World, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range fanoutRegions {
+	for _, r := range allFanoutRegions() {
 		if !slices.Contains(w.Regions, r) {
 			w.Regions = append(w.Regions, r)
 		}
@@ -65,7 +68,7 @@ func FanoutWorld(accounts int) (*awsemu.World, error) {
 	}
 	acct := &w.Accounts[build]
 	acct.Users = append(acct.Users, awsemu.WorldUser{Name: CopyUser, AccessKey: CopyAccessKey, SecretKey: CopySecretKey})
-	for _, r := range fanoutRegions {
+	for _, r := range allFanoutRegions() {
 		has := slices.ContainsFunc(acct.Keys, func(k awsemu.WorldKey) bool {
 			return k.Region == r && slices.Contains(k.Aliases, BuildKeyAlias)
 		})
@@ -78,7 +81,7 @@ func FanoutWorld(accounts int) (*awsemu.World, error) {
 			ID:    TargetAccount(i),
 			Roles: []awsemu.WorldRole{{Name: FanoutRole, TrustedBy: []string{BuildAccount}}},
 		}
-		for _, r := range fanoutRegions {
+		for _, r := range allFanoutRegions() {
 			a.Keys = append(a.Keys, awsemu.WorldKey{Region: r, Aliases: []string{FanoutKeyAlias}})
 		}
 		w.Accounts = append(w.Accounts, a)
