@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/checker"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
 )
 
 // serveAdmin serves /_emu/: a path no AWS API uses.
@@ -21,6 +22,7 @@ import (
 //	GET  /_emu/cloudtrail?…     KMS calls as CloudTrail records them (audit filters)
 //	GET  /_emu/state            the state, as the state file stores it
 //	GET  /_emu/world            the world
+//	GET  /_emu/model            time scale, cross-region factor, latency model and quotas
 //	GET  /_emu/check?…          the invariant checker's report
 //	POST /_emu/advance?by=1h    move the emulator clock forward
 //	POST /_emu/save             write the state file now
@@ -94,6 +96,7 @@ func (e *Emulator) adminEndpoints() map[string]adminEndpoint {
 			data, err := e.StateJSON()
 			return data, http.StatusInternalServerError, err
 		}},
+		"model": {serve: func(url.Values) (any, int, error) { return e.Model(), 0, nil }},
 		"world": {serve: func(url.Values) (any, int, error) { return e.world, 0, nil }},
 		"check": {serve: func(q url.Values) (any, int, error) {
 			opts, err := checker.OptionsFromQuery(q)
@@ -159,4 +162,16 @@ func auditFilterFromQuery(q url.Values) (AuditFilter, error) {
 		f.SinceSeq = n
 	}
 	return f, nil
+}
+
+// Model is the emulator's timing model and quotas: what a benchmark needs
+// to compute the lower bound of a run (GET /_emu/model).
+type Model struct {
+	core.ClockModel
+	Limits Limits `json:"limits"`
+}
+
+// Model returns the emulator's timing model and quotas.
+func (e *Emulator) Model() Model {
+	return Model{ClockModel: e.clock.Model(), Limits: e.opts.Limits}
 }

@@ -92,3 +92,9 @@ const (
 	OpReEncryptTo                     = core.OpReEncryptTo
 	OpGenerateDataKeyWithoutPlaintext = core.OpGenerateDataKeyWithoutPlaintext
 )
+
+// DefaultLatency is the default latency model, in emulated time.
+func DefaultLatency() map[string]LatencySpec { return core.DefaultLatency() }
+
+// IsDescribe reports whether action is metered as a read (Describe*, List*, Get*).
+func IsDescribe(action string) bool { return core.IsDescribe(action) }

@@ -233,6 +233,24 @@ func TestAuditAndAdmin(t *testing.T) {
 	if adv.StatusCode != http.StatusOK || srv.Emulator().Now().Sub(before) < 2*time.Hour {
 		t.Fatalf("advance: %d", adv.StatusCode)
 	}
+	// The model endpoint reports what the emulator was started with and the
+	// defaults it filled in.
+	var model awsemu.Model
+	get("/_emu/model", &model)
+	if model.TimeScale != 0.001 || model.CrossRegionFactor != 3 || model.Limits.ConcurrentImageCopies != 50 ||
+		model.Latency[awsemu.LatencySnapshotCopy] != (awsemu.LatencySpec{Base: 45 * time.Second, PerGiB: 20 * time.Second}) {
+		t.Fatalf("model: %+v", model)
+	}
+	// A POST-only endpoint refuses GET and says how to call it.
+	notPost, err := http.Get(srv.URL() + "/_emu/advance?by=1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(notPost.Body)
+	notPost.Body.Close()
+	if notPost.StatusCode != http.StatusMethodNotAllowed || !strings.Contains(string(msg), "use POST /_emu/advance?by=DURATION") {
+		t.Fatalf("GET advance: %d %s", notPost.StatusCode, msg)
+	}
 	resp, err := http.Get(srv.URL() + "/_emu/nope")
 	if err != nil {
 		t.Fatal(err)

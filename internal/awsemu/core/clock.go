@@ -96,3 +96,21 @@ func (c *Clock) Latency(op string, sizeGiB int, crossRegion bool) time.Duration 
 func (c *Clock) Scaled(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * c.scale)
 }
+
+// ClockModel is what a client needs to predict the emulator's durations:
+// the time scale, the cross-region factor and the latency of each
+// operation, in emulated time.
+type ClockModel struct {
+	TimeScale         float64                `json:"time_scale"`
+	CrossRegionFactor float64                `json:"cross_region_factor"`
+	Latency           map[string]LatencySpec `json:"latency"`
+}
+
+// Model returns the clock's model (a copy).
+func (c *Clock) Model() ClockModel {
+	m := ClockModel{TimeScale: c.scale, CrossRegionFactor: c.crossRegion, Latency: map[string]LatencySpec{}}
+	for op, spec := range c.model {
+		m.Latency[op] = spec
+	}
+	return m
+}

@@ -15,11 +15,23 @@ variable "kms_key_id" {
   description = "ARN of the build account's customer key, alias/amicrypt-build."
 }
 
+variable "volume_size" {
+  type        = number
+  description = "Size of the root volume in GiB."
+}
+
 source "amazon-ebs" "al2023" {
   region        = "us-east-1"
   source_ami    = "ami-0a1b2c3d4e5f60001"
   instance_type = "t3.micro"
   communicator  = "none"
+
+  launch_block_device_mappings {
+    device_name           = "/dev/xvda"
+    volume_size           = var.volume_size
+    volume_type           = "gp3"
+    delete_on_termination = true
+  }
 
   ami_name     = "bench-amazon-ebs"
   encrypt_boot = true
