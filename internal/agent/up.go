@@ -95,7 +95,11 @@ func (a *Agent) format(ctx context.Context, v *volume, prepare func(context.Cont
 	}
 	luksUUID := uuid.NewString()
 	ec := a.encryptionContext(luksUUID)
-	dk, err := a.keys.generate(ctx, a.cfg.KMSKeyID, ec)
+	var dk *dataKey
+	err := v.took.time(&v.took.kms, func() (err error) {
+		dk, err = a.keys.generate(ctx, a.cfg.KMSKeyID, ec)
+		return err
+	})
 	if err != nil {
 		return OutcomeFailed, fmt.Errorf("no new key, so nothing was written to the disk: %w", err)
 	}
@@ -105,14 +109,17 @@ func (a *Agent) format(ctx context.Context, v *volume, prepare func(context.Cont
 			return OutcomeFailed, err
 		}
 	}
-	if err := a.cs.Format(ctx, v.device, cryptsetup.FormatOptions{UUID: luksUUID, Label: v.name, Subsystem: Subsystem}, dk.plaintext); err != nil {
-		return OutcomeFailed, err
-	}
 	tok := newToken(0, dk.keyARN, dk.blob, ec, v.name)
-	if err := a.cs.ImportToken(ctx, v.device, 0, tok.Marshal(), false); err != nil {
-		return OutcomeFailed, fmt.Errorf("%w; the volume's key is lost, so the disk holds nothing usable: run the agent again with wipe_foreign to reformat it", err)
-	}
-	if err := a.checkToken(ctx, v.device, 0, tok, dk.plaintext); err != nil {
+	err = v.took.time(&v.took.format, func() error {
+		if err := a.cs.Format(ctx, v.device, cryptsetup.FormatOptions{UUID: luksUUID, Label: v.name, Subsystem: Subsystem}, dk.plaintext); err != nil {
+			return err
+		}
+		if err := a.cs.ImportToken(ctx, v.device, 0, tok.Marshal(), false); err != nil {
+			return fmt.Errorf("%w; the volume's key is lost, so the disk holds nothing usable: run the agent again with wipe_foreign to reformat it", err)
+		}
+		return a.checkToken(ctx, v.device, 0, tok, dk.plaintext)
+	})
+	if err != nil {
 		return OutcomeFailed, err
 	}
 	v.probe.UUID, v.probe.Token = luksUUID, tok // for the log line; State stays what was found
@@ -160,7 +167,11 @@ func (a *Agent) reopen(ctx context.Context, v *volume) (string, error) {
 		}
 		return OutcomeAlreadyOpen, nil
 	}
-	passphrase, err := a.unwrap(ctx, p)
+	var passphrase []byte
+	err := v.took.time(&v.took.kms, func() (err error) {
+		passphrase, err = a.unwrap(ctx, p)
+		return err
+	})
 	if err != nil {
 		if IsCode(err, "InvalidCiphertextException") {
 			return OutcomeRefused, err
@@ -218,7 +229,7 @@ func (a *Agent) diagnoseContext(p *Probe, ec map[string]string) string {
 // openAndMount opens the volume, makes its filesystem when it has none yet
 // (a first boot, or one interrupted before mkfs), and mounts it.
 func (a *Agent) openAndMount(ctx context.Context, v *volume, passphrase []byte) error {
-	if err := a.cs.Open(ctx, v.device, v.name, passphrase); err != nil {
+	if err := v.took.time(&v.took.open, func() error { return a.cs.Open(ctx, v.device, v.name, passphrase) }); err != nil {
 		if !a.dmAvailable() {
 			return fmt.Errorf("%w: this kernel has no device-mapper (no %s/control; dm-crypt is needed to open LUKS volumes). "+
 				"The disk stays formatted with its wrapped key in its LUKS2 header; a boot with dm-crypt opens it. Nothing is mounted", err, a.paths.Mapper)
@@ -235,11 +246,11 @@ func (a *Agent) filesystemAndMount(ctx context.Context, v *volume) error {
 		return err
 	}
 	if !has {
-		if err := a.mkfs(ctx, mapped); err != nil {
+		if err := v.took.time(&v.took.mkfs, func() error { return a.mkfs(ctx, mapped) }); err != nil {
 			return err
 		}
 	}
-	return a.mount(ctx, mapped, v.mountPoint)
+	return v.took.time(&v.took.mount, func() error { return a.mount(ctx, mapped, v.mountPoint) })
 }
 
 func (a *Agent) mkfs(ctx context.Context, dev string) error {

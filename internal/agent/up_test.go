@@ -82,6 +82,7 @@ func TestUpBlankDisk(t *testing.T) {
 	if log["outcome"] != agent.OutcomeFormatted || log["action"] != "up" || log["instance"] != instanceA || log["mount_point"] != w.mountPoint() {
 		t.Errorf("log line %v", log)
 	}
+	wantPhases(t, log, []string{"kms_ms", "format_ms", "open_ms", "mkfs_ms", "mount_ms"}, nil)
 	w.checkNoSecretLeaks(err)
 }
 
@@ -104,6 +105,7 @@ func TestUpReboot(t *testing.T) {
 	if got := w.lastLog(dev)["outcome"]; got != agent.OutcomeReopened {
 		t.Errorf("outcome %v, want %s", got, agent.OutcomeReopened)
 	}
+	wantPhases(t, w.lastLog(dev), []string{"kms_ms", "open_ms", "mount_ms"}, []string{"format_ms", "mkfs_ms"})
 	if n := len(w.fake.Writes()); n != writes {
 		t.Errorf("a reboot wrote to disks: %v", w.fake.Writes()[writes:])
 	}
@@ -551,5 +553,21 @@ func TestLock(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Errorf("first agent: %v", err)
+	}
+}
+
+// wantPhases checks which step durations a log line carries: each of want
+// as a number of milliseconds, none of absent.
+func wantPhases(t *testing.T, line map[string]any, want, absent []string) {
+	t.Helper()
+	for _, k := range want {
+		if ms, ok := line[k].(float64); !ok || ms < 0 {
+			t.Errorf("log line lacks %s: %v", k, line)
+		}
+	}
+	for _, k := range absent {
+		if _, ok := line[k]; ok {
+			t.Errorf("log line has %s for a step that did not run: %v", k, line)
+		}
 	}
 }
