@@ -596,3 +596,37 @@ func wantPhases(t *testing.T, line map[string]any, want, absent []string) {
 		}
 	}
 }
+
+// A first boot that stopped between luksFormat and mkfs (here mkfs failed;
+// a power cut would do the same) leaves a volume of ours without a
+// filesystem. The next boot unlocks it, makes the filesystem, and mounts it:
+// it never formats the LUKS volume again.
+func TestUpFinishesAnInterruptedFirstBoot(t *testing.T) {
+	w := newWorld(t, awsemu.Options{})
+	dev := w.disk("nvme1n1")
+	cfg := config(t, []string{dev}, nil)
+	w.fake.Fail(commandtest.Failure{Match: "mkfs.ext4 -q", Code: 1, Stderr: "injected", Times: 1})
+	if err := w.agent(w.a, cfg).Up(w.ctx); err == nil || !strings.Contains(err.Error(), "making the ext4 filesystem") {
+		t.Fatalf("first boot: %v", err)
+	}
+	before := w.fake.Volume(dev)
+	w.fake.Reboot()
+	mark := w.srv.Mark()
+	if err := w.agent(w.a, cfg).Up(w.ctx); err != nil {
+		t.Fatalf("the next boot: %v", err)
+	}
+	line := w.lastLog(dev)
+	if line["outcome"] != agent.OutcomeReopened {
+		t.Errorf("log line %v", line)
+	}
+	wantPhases(t, line, []string{"kms_ms", "open_ms", "mkfs_ms", "mount_ms"}, []string{"format_ms"})
+	if after := w.fake.Volume(dev); after.UUID != before.UUID || string(after.Tokens[0]) != string(before.Tokens[0]) {
+		t.Error("the volume was formatted again")
+	}
+	if w.calls("GenerateDataKey", mark) != 0 || w.calls("Decrypt", mark) != 1 {
+		t.Errorf("KMS: %d GenerateDataKey, %d Decrypt; want 0 and 1", w.calls("GenerateDataKey", mark), w.calls("Decrypt", mark))
+	}
+	if !strings.Contains(w.mounts(), w.mountPoint()+" ext4") {
+		t.Errorf("mounts %q", w.mounts())
+	}
+}
