@@ -564,12 +564,14 @@ func TestAgentInstanceStore(t *testing.T) {
 			}
 			// kms_timeout bounds the KMS calls of the whole run: all of it
 			// went to the first volume, none was left for the second. The
-			// run as a whole (IMDS, cryptsetup's probes, on a TCG guest)
-			// takes a little more.
-			if limit := kmsTimeout.Seconds() * 1000; kmsMS < limit-500 || kmsMS > limit+1000 {
+			// agent waited that long for KMS (it did not give up at once),
+			// and no longer: the rest of its run is IMDS and cryptsetup's
+			// probes, slow on a TCG guest, hence the loose upper bound, which
+			// only tells a bounded wait from a hang.
+			if limit := kmsTimeout.Seconds() * 1000; kmsMS < limit-500 || kmsMS > limit+2000 {
 				t.Errorf("KMS time %.0f ms, want kms_timeout (%.0f ms)", kmsMS, limit)
 			}
-			if r.seconds < kmsTimeout.Seconds()-0.5 || r.seconds > kmsTimeout.Seconds()+15 {
+			if r.seconds < kmsTimeout.Seconds()-0.5 || r.seconds > kmsTimeout.Seconds()+60 {
 				t.Errorf("the agent ran %.2fs with kms_timeout %s", r.seconds, kmsTimeout)
 			}
 			if dialed.Load() == 0 {
