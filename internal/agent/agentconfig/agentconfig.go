@@ -191,13 +191,10 @@ var SystemDirs = []string{"/", "/bin", "/etc", "/home", "/lib", "/lib64", "/root
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	switch {
-	case c.KMSKeyID == "":
+	if c.KMSKeyID == "" {
 		add("kms_key_id: missing; set the KMS key that wraps the disks' keys, e.g. \"alias/amicrypt-instance-store\"")
-	default:
-		if err := ValidateKeyRef(c.KMSKeyID); err != nil {
-			add("kms_key_id: %w", err)
-		}
+	} else if err := ValidateKeyRef(c.KMSKeyID); err != nil {
+		add("kms_key_id: %w", err)
 	}
 	switch c.Layout {
 	case LayoutSingle, LayoutEach, LayoutRAID0:
