@@ -62,6 +62,9 @@ type suite struct {
 func newSuite(t testing.TB) *suite {
 	t.Helper()
 	s := &suite{assets: vmtest.RequireAssets(t)}
+	if s.assets.Mke2fs == "" {
+		t.Fatal("the agent makes its filesystem with mkfs.ext4, which a guest has only when the host has e2fsprogs' mke2fs: install e2fsprogs (apt-get)")
+	}
 	s.agent = vmtest.BuildGo(t, agentPkg)
 	s.srv = emutest.Start(t, awsemu.Options{})
 	s.a, s.b = instancetest.Launch(t, s.srv), instancetest.Launch(t, s.srv)
