@@ -93,7 +93,9 @@ func newWorld(t *testing.T, opts awsemu.Options) *world {
 }
 
 // testRetries keep the tests' retries short: 4 attempts, 5 ms backoff.
-var testRetries = agent.RetryOptions{MaxAttempts: 4, MaxBackoff: 5 * time.Millisecond}
+func testRetries() agent.RetryOptions {
+	return agent.RetryOptions{MaxAttempts: 4, MaxBackoff: 5 * time.Millisecond}
+}
 
 // onInstance is what the agent's main gives it on inst: its identity from
 // the instance identity document and a KMS client signed with the
@@ -163,7 +165,7 @@ func (w *world) mountPoint() string { return filepath.Join(w.dir, "mnt", "store"
 
 // agent returns an agent running on inst with cfg.
 func (w *world) agent(inst instancetest.Instance, cfg *agent.Config) *agent.Agent {
-	return w.agentWith(inst, cfg, testRetries)
+	return w.agentWith(inst, cfg, testRetries())
 }
 
 func (w *world) agentWith(inst instancetest.Instance, cfg *agent.Config, ro agent.RetryOptions) *agent.Agent {

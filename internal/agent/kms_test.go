@@ -236,7 +236,7 @@ func TestAccessDeniedWithoutInstanceProfile(t *testing.T) {
 	cfg.MountPoint = w.mountPoint()
 	// Credentials from elsewhere than an instance profile (the account
 	// user's here): IMDS names no role, and the message says so.
-	id, _ := w.onInstance(w.a, testRetries)
+	id, _ := w.onInstance(w.a, testRetries())
 	id.RoleName = ""
 	a := agent.New(agent.Options{Config: cfg, Identity: id, KMS: w.kms, Runner: w.fake, Paths: w.paths, Log: slogJSON(w.logs)})
 	err := a.Up(w.ctx)

@@ -106,12 +106,6 @@ var (
 	unitNamePattern   = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+\.(service|socket|target|mount|automount|timer|path|slice|scope)$`)
 )
 
-// forbiddenMountTrees may not hold the mount point, nor be it.
-var forbiddenMountTrees = agentconfig.ForbiddenMountTrees
-
-// systemDirs may not be the mount point: a mount there would hide the system.
-var systemDirs = agentconfig.SystemDirs
-
 // Prepare decodes and validates the configuration. It runs nothing remote
 // and calls no AWS API; every problem is reported at once, naming the field,
 // the value and the fix.
@@ -221,12 +215,12 @@ func (c *Config) prepareMount() []error {
 	case strings.ContainsAny(mp, " \t\n\\"):
 		errs = append(errs, fmt.Errorf("mount_point: %q contains whitespace or a backslash; use a plain path such as %q", mp, DefaultMountPoint))
 	default:
-		for _, tree := range forbiddenMountTrees {
+		for _, tree := range agentconfig.ForbiddenMountTrees() {
 			if mp == tree || strings.HasPrefix(mp, tree+"/") {
 				errs = append(errs, fmt.Errorf("mount_point: %q is under %s, which the system owns; use a directory of its own such as %q", mp, tree, DefaultMountPoint))
 			}
 		}
-		for _, dir := range systemDirs {
+		for _, dir := range agentconfig.SystemDirs() {
 			if mp == dir {
 				errs = append(errs, fmt.Errorf("mount_point: %q would hide a system directory; use a directory of its own such as %q", mp, DefaultMountPoint))
 			}

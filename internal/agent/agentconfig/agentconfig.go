@@ -179,12 +179,15 @@ var (
 // 1-64 letters, digits, '_', '.', '+' or '-', starting with a letter or digit.
 func ValidName(name string) bool { return dmNameRe.MatchString(name) }
 
-// ForbiddenMountTrees may neither be the mount point nor hold it: the
-// system owns them.
-var ForbiddenMountTrees = []string{"/proc", "/sys", "/dev", "/run", "/boot"}
+// ForbiddenMountTrees are the directories that may neither be the mount
+// point nor hold it: the system owns them.
+func ForbiddenMountTrees() []string { return []string{"/proc", "/sys", "/dev", "/run", "/boot"} }
 
-// SystemDirs may not be the mount point: a mount there would hide the system.
-var SystemDirs = []string{"/", "/bin", "/etc", "/home", "/lib", "/lib64", "/root", "/sbin", "/usr", "/var"}
+// SystemDirs are the directories that may not be the mount point: a mount
+// there would hide the system.
+func SystemDirs() []string {
+	return []string{"/", "/bin", "/etc", "/home", "/lib", "/lib64", "/root", "/sbin", "/usr", "/var"}
+}
 
 // Validate checks every field and returns every problem at once, each naming
 // the field, the value and the fix.
@@ -252,12 +255,12 @@ func validateMountPoint(mp string) error {
 	if strings.ContainsAny(mp, " \t\n\\") {
 		return fmt.Errorf("mount_point: %q contains whitespace or a backslash; use a plain path like %s", mp, DefaultMountPoint)
 	}
-	for _, tree := range ForbiddenMountTrees {
+	for _, tree := range ForbiddenMountTrees() {
 		if mp == tree || strings.HasPrefix(mp, tree+"/") {
 			return fmt.Errorf("mount_point: %q is under %s, which the system owns; use a directory of its own like %s", mp, tree, DefaultMountPoint)
 		}
 	}
-	for _, d := range SystemDirs {
+	for _, d := range SystemDirs() {
 		if mp == d {
 			return fmt.Errorf("mount_point: %q would hide a system directory; use a directory of its own like %s", mp, DefaultMountPoint)
 		}
