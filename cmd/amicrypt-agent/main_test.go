@@ -19,37 +19,42 @@ import (
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent/command"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent/command/commandtest"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent/instancetest"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/emutest"
 )
 
 const (
-	account   = "111111111111"
-	region    = "us-east-1"
-	instanceA = "i-0aaaaaaaaaaaaaaa1"
-	instanceB = "i-0bbbbbbbbbbbbbbb2"
-	role      = "amicrypt-instance"
+	account = instancetest.Account
+	region  = instancetest.Region
+	key     = instancetest.Key
 )
 
-// harness runs the agent's main the way systemd does, against the
-// emulator (KMS), a fake IMDSv2 and files standing for disks.
+// harness runs the agent's main the way systemd does on an instance: the
+// emulator for KMS and EC2, two running instances with the
+// amicrypt-instance-store profile, whose own metadata services give the
+// agent its identity and credentials (no AWS credentials in the
+// environment), and files standing for disks.
 type harness struct {
 	t      *testing.T
 	ctx    context.Context
 	srv    *emutest.Server
-	imds   *fakeIMDS
+	a, b   instancetest.Instance
+	imds   *imdsRelay // what the agent reaches as its metadata service: a's, or b's
 	dir    string
 	paths  agent.Paths
 	config string
-	kms    *kms.Client // the test's own client, as the account's admin
+	kms    *kms.Client // the account user's client: key administration only
+	mark   int         // audit position after the setup
 }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	h := &harness{t: t, ctx: context.Background(), dir: t.TempDir()}
 	h.srv = emutest.Start(t, awsemu.Options{})
-	h.srv.PointEnv(t, account)
-	h.imds = startIMDS(t, account, region, instanceA, role)
+	h.srv.PointEnv(t, "") // the endpoint, and no credentials: they come from IMDS
+	h.a, h.b = instancetest.Launch(t, h.srv), instancetest.Launch(t, h.srv)
+	h.imds = startIMDSRelay(t, h.a)
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "false")
 	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", h.imds.URL)
 	t.Setenv("AWS_REGION", "")
@@ -66,7 +71,8 @@ func newHarness(t *testing.T) *harness {
 		}
 	}
 	h.config = filepath.Join(h.dir, "instance-store.json")
-	h.kms = kms.NewFromConfig(h.srv.Config(h.ctx, account, region))
+	h.kms = instancetest.AdminKMS(h.ctx, h.srv)
+	h.mark = h.srv.Mark()
 	return h
 }
 
@@ -85,7 +91,7 @@ func (h *harness) disk(name string) string {
 func (h *harness) writeConfig(devices ...string) {
 	h.t.Helper()
 	cfg := map[string]any{
-		"kms_key_id": "alias/amicrypt-build", "devices": devices, "layout": "single",
+		"kms_key_id": key, "devices": devices, "layout": "single",
 		"mount_point": filepath.Join(h.dir, "mnt"), "encryption_context": map[string]string{"team": "payments"}, "kms_timeout": "20s",
 	}
 	b, _ := json.Marshal(cfg)
@@ -156,12 +162,14 @@ func TestUpThroughIMDS(t *testing.T) {
 		t.Fatalf("up: exit %d\n%s", code, stderr)
 	}
 	line := logLine(t, stderr, "up", dev)
-	if line["outcome"] != "formatted" || line["instance"] != instanceA {
+	if line["outcome"] != "formatted" || line["instance"] != h.a.ID {
 		t.Errorf("log line %v", line)
 	}
-	gdk := h.srv.Emulator().Audit(awsemu.AuditFilter{Service: "kms", Action: "GenerateDataKey"})
-	if len(gdk) != 1 || gdk[0].Region != region || !strings.Contains(gdk[0].Params["EncryptionContext"], "arn:aws:ec2:us-east-1:111111111111:instance/"+instanceA) {
-		t.Errorf("GenerateDataKey as KMS saw it: %+v", gdk)
+	// KMS saw the instance's own role session, with a context naming it.
+	gdk := instancetest.CloudTrail(t, h.srv, "GenerateDataKey", h.mark)
+	if len(gdk) != 1 || gdk[0].AWSRegion != region || gdk[0].UserIdentity.ARN != h.a.SessionARN() ||
+		instancetest.Context(gdk[0])[agent.ContextInstanceARN] != h.a.ARN() || gdk[0].ErrorCode != "" {
+		t.Errorf("GenerateDataKey as CloudTrail recorded it: %+v", gdk)
 	}
 	if tokens, v1 := h.imds.counts(); tokens == 0 || v1 != 0 {
 		t.Errorf("IMDS: %d tokens, %d requests without a token; want IMDSv2 only", tokens, v1)
@@ -181,6 +189,12 @@ func TestUpThroughIMDS(t *testing.T) {
 	if code, _, stderr := h.run(fake, "verify"); code != 0 {
 		t.Errorf("verify: exit %d\n%s", code, stderr)
 	}
+	if dec := instancetest.CloudTrail(t, h.srv, "Decrypt", h.mark); len(dec) != 1 || dec[0].UserIdentity.ARN != h.a.SessionARN() {
+		t.Errorf("verify's Decrypt as CloudTrail recorded it: %+v", dec)
+	}
+	if f := instancetest.InstanceContextFindings(h.srv, h.mark); len(f) != 0 {
+		t.Errorf("invariant checker: %+v", f)
+	}
 }
 
 func TestIMDSv1Refused(t *testing.T) {
@@ -197,7 +211,7 @@ func TestIMDSv1Refused(t *testing.T) {
 	if _, v1 := h.imds.counts(); v1 != 0 {
 		t.Errorf("%d IMDS requests without a token", v1)
 	}
-	if len(fake.Writes()) != 0 || h.srv.Calls(awsemu.AuditFilter{Service: "kms"}) != 0 {
+	if len(fake.Writes()) != 0 || h.srv.Calls(awsemu.AuditFilter{Service: "kms", SinceSeq: h.mark}) != 0 {
 		t.Error("the agent went on without an identity")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent/command"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent/cryptsetup"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent/instancetest"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent/luks2"
 )
 
@@ -73,11 +74,12 @@ func header(t *testing.T, dev string) (*luks2.Volume, *agent.Token) {
 	return v, tok
 }
 
-// passphrase unwraps a token's key the way the agent does, as the test's
-// own principal: the test needs it to check the header independently.
+// passphrase unwraps a token's key the way the agent does, as instance a
+// (only its role may, and only with a context naming it): the test needs it
+// to check the header independently.
 func (h *harness) passphrase(tok *agent.Token) []byte {
 	h.t.Helper()
-	out, err := h.kms.Decrypt(h.ctx, &kms.DecryptInput{KeyId: aws.String(tok.KMSKeyARN), CiphertextBlob: tok.Blob(), EncryptionContext: tok.EncryptionContext})
+	out, err := h.a.KMS(h.ctx, h.srv).Decrypt(h.ctx, &kms.DecryptInput{KeyId: aws.String(tok.KMSKeyARN), CiphertextBlob: tok.Blob(), EncryptionContext: tok.EncryptionContext})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -132,7 +134,7 @@ func TestRealCryptsetup(t *testing.T) {
 		}
 	}
 	v, tok := header(t, dev)
-	if tok.InstanceARN() != "arn:aws:ec2:us-east-1:111111111111:instance/"+instanceA || tok.EncryptionContext["team"] != "payments" {
+	if tok.InstanceARN() != h.a.ARN() || tok.EncryptionContext["team"] != "payments" {
 		t.Errorf("token context %v", tok.EncryptionContext)
 	}
 	if v.Subsystem() != agent.Subsystem || v.Label() != "amicrypt" {
@@ -149,8 +151,13 @@ func TestRealCryptsetup(t *testing.T) {
 		t.Fatalf("verify: exit %d\n%s", code, stderr)
 	}
 
-	// rewrap: another key, same passphrase.
-	out, err := h.kms.CreateKey(h.ctx, &kms.CreateKeyInput{})
+	// rewrap: another key, bound to the instance the same way (its policy is
+	// the instance-store key's), same passphrase.
+	policy, err := h.kms.GetKeyPolicy(h.ctx, &kms.GetKeyPolicyInput{KeyId: aws.String(key), PolicyName: aws.String("default")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := h.kms.CreateKey(h.ctx, &kms.CreateKeyInput{Policy: policy.Policy})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,10 +196,10 @@ func TestRealCryptsetup(t *testing.T) {
 
 	t.Run("another instance's disk is left as it is", func(t *testing.T) {
 		before := hashFile(t, dev)
-		h.imds.setInstance(instanceB)
-		defer h.imds.setInstance(instanceA)
+		h.imds.setInstance(t, h.b)
+		defer h.imds.setInstance(t, h.a)
 		code, _, stderr := h.run(real, "up")
-		if code != 1 || !strings.Contains(stderr, "belongs to another instance") || !strings.Contains(stderr, instanceA) {
+		if code != 1 || !strings.Contains(stderr, "belongs to another instance") || !strings.Contains(stderr, h.a.ID) {
 			t.Fatalf("up as another instance: exit %d\n%s", code, stderr)
 		}
 		if hashFile(t, dev) != before {
@@ -215,14 +222,34 @@ func TestRealCryptsetup(t *testing.T) {
 			t.Error("the foreign disk changed")
 		}
 	})
+	t.Run("a rewrap the key policy refuses leaves the header as it is", func(t *testing.T) {
+		// A key whose policy lets the account administer it and nobody use it.
+		closed, err := h.kms.CreateKey(h.ctx, &kms.CreateKeyInput{Policy: aws.String(`{"Version":"2012-10-17","Statement":[{"Sid":"Admin","Effect":"Allow",` +
+			`"Principal":{"AWS":"arn:aws:iam::` + account + `:root"},"Action":["kms:Create*","kms:Describe*","kms:Enable*","kms:List*","kms:Put*","kms:Update*",` +
+			`"kms:Revoke*","kms:Disable*","kms:Get*","kms:Delete*","kms:ScheduleKeyDeletion","kms:CancelKeyDeletion"],"Resource":"*"}]}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := hashFile(t, dev)
+		code, _, stderr := h.run(real, "rewrap", "-to", aws.ToString(closed.KeyMetadata.Arn))
+		if code != 1 || !strings.Contains(stderr, "AccessDeniedException") || !strings.Contains(stderr, "kms:ReEncryptTo") {
+			t.Fatalf("rewrap to a closed key: exit %d\n%s", code, stderr)
+		}
+		if hashFile(t, dev) != before {
+			t.Error("a refused rewrap changed the disk")
+		}
+		if code, _, stderr := h.run(real, "verify"); code != 0 {
+			t.Fatalf("verify after a refused rewrap: exit %d\n%s", code, stderr)
+		}
+	})
 	t.Run("disabled key", func(t *testing.T) {
 		blank := h.disk("nvme3n1")
 		blankHash, oursHash := hashFile(t, blank), hashFile(t, dev)
-		h.disableKey("alias/amicrypt-build")
+		h.disableKey(key)
 		h.disableKey("alias/amicrypt-next")
 		h.writeConfig(blank)
 		code, _, stderr := h.run(real, "up")
-		if code != 1 || !strings.Contains(stderr, "DisabledException") || !strings.Contains(stderr, "nothing was written") {
+		if code != 1 || !strings.Contains(stderr, "DisabledException") || !strings.Contains(stderr, "nothing was written") || !strings.Contains(stderr, "enable-key --key-id "+key) {
 			t.Fatalf("up on a blank disk with a disabled key: exit %d\n%s", code, stderr)
 		}
 		if hashFile(t, blank) != blankHash {
@@ -236,5 +263,54 @@ func TestRealCryptsetup(t *testing.T) {
 		if hashFile(t, dev) != oursHash {
 			t.Error("our disk changed because KMS failed")
 		}
+		// Nor do rotate, rewrap or verify touch it while KMS refuses.
+		for _, args := range [][]string{{"rotate"}, {"rewrap", "-to", key}, {"verify"}} {
+			code, _, stderr := h.run(real, args...)
+			if code != 1 || !strings.Contains(stderr, "DisabledException") {
+				t.Errorf("%v with a disabled key: exit %d\n%s", args, code, stderr)
+			}
+			if hashFile(t, dev) != oursHash {
+				t.Errorf("%v changed our disk while KMS refused", args)
+			}
+		}
 	})
+
+	// CloudTrail: every use of a key by the role session of the instance
+	// that made it, with a context naming that instance; the checker agrees.
+	var uses int
+	for _, ev := range instancetest.CloudTrail(t, h.srv, "", h.mark) {
+		switch ev.EventName {
+		case "GenerateDataKey", "Decrypt", "ReEncrypt", "Encrypt":
+		default:
+			continue // the test's key administration, as the account user
+		}
+		ec := instancetest.Context(ev)
+		if len(ec) == 0 {
+			ec = map[string]string{}
+			for _, k := range []string{"sourceEncryptionContext", "destinationEncryptionContext"} {
+				if m, ok := ev.RequestParameters[k].(map[string]any); ok {
+					ec[agent.ContextInstanceARN], _ = m[agent.ContextInstanceARN].(string)
+				}
+			}
+		}
+		uses++
+		switch ev.UserIdentity.ARN {
+		case h.a.SessionARN():
+			if ec[agent.ContextInstanceARN] != h.a.ARN() {
+				t.Errorf("%s by a with context %v", ev.EventName, ec)
+			}
+		case h.b.SessionARN():
+			if ev.EventName != "Decrypt" || ev.ErrorCode != "InvalidCiphertextException" || ec[agent.ContextInstanceARN] != h.b.ARN() {
+				t.Errorf("b's call: %s %s with context %v", ev.EventName, ev.ErrorCode, ec)
+			}
+		default:
+			t.Errorf("%s by %s, not an instance's role session", ev.EventName, ev.UserIdentity.ARN)
+		}
+	}
+	if uses < 8 {
+		t.Errorf("CloudTrail shows %d uses of keys; up, verify, rewrap, rotate and the refusals make more", uses)
+	}
+	if f := instancetest.InstanceContextFindings(h.srv, h.mark); len(f) != 0 {
+		t.Errorf("invariant checker: %+v", f)
+	}
 }

@@ -78,6 +78,40 @@ type volume struct {
 	members    []string // raid0 members
 	mountPoint string
 	probe      *Probe
+	took       phases
+}
+
+// phases are how long a volume's steps took, for its log line: an operator
+// sees where a slow boot spent its time (KMS, luksFormat, open, mkfs,
+// mount), and benchmarks read them.
+type phases struct {
+	kms    time.Duration // the KMS calls, retries included
+	format time.Duration // luksFormat, token import and its check
+	open   time.Duration // cryptsetup open
+	mkfs   time.Duration
+	mount  time.Duration
+}
+
+// time runs step and adds its duration to *d.
+func (*phases) time(d *time.Duration, step func() error) error {
+	start := time.Now()
+	err := step()
+	*d += time.Since(start)
+	return err
+}
+
+// attrs are the steps that ran, as NAME_ms log attributes.
+func (p *phases) attrs() []slog.Attr {
+	var attrs []slog.Attr
+	for _, ph := range []struct {
+		name string
+		d    time.Duration
+	}{{"kms_ms", p.kms}, {"format_ms", p.format}, {"open_ms", p.open}, {"mkfs_ms", p.mkfs}, {"mount_ms", p.mount}} {
+		if ph.d > 0 {
+			attrs = append(attrs, slog.Int64(ph.name, ph.d.Milliseconds()))
+		}
+	}
+	return attrs
 }
 
 func (v *volume) mapped(p Paths) string { return filepath.Join(p.Mapper, v.name) }
@@ -232,6 +266,7 @@ func (a *Agent) logVolume(ctx context.Context, action string, v *volume, outcome
 		slog.String("outcome", outcome),
 		slog.Int64("duration_ms", time.Since(start).Milliseconds()),
 	}
+	attrs = append(attrs, v.took.attrs()...)
 	if len(v.members) > 0 {
 		attrs = append(attrs, slog.Any("members", v.members))
 	}

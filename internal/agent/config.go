@@ -1,236 +1,47 @@
 package agent
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"regexp"
-	"strings"
-	"time"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent/agentconfig"
 )
 
+// The config file's schema lives in agentconfig, which the
+// amicrypt-instance-store provisioner shares; these names keep the agent's
+// code and its callers short.
+
 // DefaultConfigPath is where the provisioner writes the agent's config.
-const DefaultConfigPath = "/etc/amicrypt/instance-store.json"
+const DefaultConfigPath = agentconfig.DefaultPath
 
 // Layouts.
 const (
-	LayoutSingle = "single" // one disk, one volume
-	LayoutEach   = "each"   // every disk its own volume, mounted at MOUNT_POINT/N
-	LayoutRAID0  = "raid0"  // all disks striped into one md array, one volume
+	LayoutSingle = agentconfig.LayoutSingle
+	LayoutEach   = agentconfig.LayoutEach
+	LayoutRAID0  = agentconfig.LayoutRAID0
 )
 
 // Defaults of the optional fields.
 const (
-	DefaultLayout     = LayoutSingle
-	DefaultMountPoint = "/mnt/instance-store"
-	DefaultFilesystem = "ext4"
-	DefaultKMSTimeout = 60 * time.Second
-	DefaultName       = "amicrypt"
+	DefaultLayout     = agentconfig.DefaultLayout
+	DefaultMountPoint = agentconfig.DefaultMountPoint
+	DefaultFilesystem = agentconfig.DefaultFilesystem
+	DefaultKMSTimeout = agentconfig.DefaultKMSTimeout
+	DefaultName       = agentconfig.DefaultName
 )
 
 // ReservedContextPrefix starts the encryption context keys the agent sets
 // itself; users can't set them.
-const ReservedContextPrefix = "amicrypt:"
+const ReservedContextPrefix = agentconfig.ReservedContextPrefix
 
-// Config is /etc/amicrypt/instance-store.json. It never holds key material:
-// the data keys live wrapped in each disk's LUKS2 header.
-type Config struct {
-	// KMSKeyID is the KMS key that wraps new disks' keys: a key ID, key ARN,
-	// alias name or alias ARN. An alias name resolves in the account and
-	// region the instance runs in.
-	KMSKeyID string `json:"kms_key_id"`
-	// Devices lists the disks to encrypt; empty means every NVMe instance
-	// store disk (model "Amazon EC2 NVMe Instance Storage").
-	Devices []string `json:"devices,omitempty"`
-	// Layout is single, each or raid0.
-	Layout string `json:"layout,omitempty"`
-	// MountPoint is where the volume is mounted (each: MountPoint/0, /1, …).
-	MountPoint string `json:"mount_point,omitempty"`
-	// Filesystem is ext4 or xfs.
-	Filesystem string `json:"filesystem,omitempty"`
-	// EncryptionContext adds keys to the KMS encryption context; keys
-	// starting with "amicrypt:" are the agent's.
-	EncryptionContext map[string]string `json:"encryption_context,omitempty"`
-	// KMSTimeout is the total time the KMS calls of one run may take,
-	// retries included ("60s"); then the agent fails closed.
-	KMSTimeout Duration `json:"kms_timeout,omitempty"`
-	// WipeForeign lets the agent reformat a disk that holds something else
-	// than a blank disk or an amicrypt volume. Never a LUKS volume of ours.
-	WipeForeign bool `json:"wipe_foreign,omitempty"`
-	// Name prefixes the device-mapper names (/dev/mapper/NAME, NAME-0…).
-	Name string `json:"name,omitempty"`
-}
+// Config is /etc/amicrypt/instance-store.json (agentconfig.Config).
+type Config = agentconfig.Config
 
-// Duration is a time.Duration written as a Go duration string ("60s").
-type Duration time.Duration
-
-// UnmarshalJSON parses "90s", "2m".
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("kms_timeout: %s is not a duration string; write it like \"60s\" or \"2m\"", b)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("kms_timeout: %q is not a duration; write it like \"60s\" or \"2m\"", s)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalJSON writes the duration string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+// Duration is kms_timeout's type: a Go duration string in JSON.
+type Duration = agentconfig.Duration
 
 // LoadConfig reads, defaults and validates the config file at path.
-func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading the agent config: %w (the amicrypt-instance-store provisioner writes it to %s)", err, DefaultConfigPath)
-	}
-	c, err := ParseConfig(data)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	return c, nil
-}
+func LoadConfig(path string) (*Config, error) { return agentconfig.Load(path) }
 
 // ParseConfig parses, defaults and validates a config.
-func ParseConfig(data []byte) (*Config, error) {
-	var c Config
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("%w (fields: kms_key_id, devices, layout, mount_point, filesystem, encryption_context, kms_timeout, wipe_foreign, name)", err)
-	}
-	if dec.More() {
-		return nil, errors.New("more than one JSON value; the config is one object")
-	}
-	c.applyDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return &c, nil
-}
+func ParseConfig(data []byte) (*Config, error) { return agentconfig.Parse(data) }
 
-func (c *Config) applyDefaults() {
-	if c.Layout == "" {
-		c.Layout = DefaultLayout
-	}
-	if c.MountPoint == "" {
-		c.MountPoint = DefaultMountPoint
-	}
-	if c.Filesystem == "" {
-		c.Filesystem = DefaultFilesystem
-	}
-	if c.KMSTimeout == 0 {
-		c.KMSTimeout = Duration(DefaultKMSTimeout)
-	}
-	if c.Name == "" {
-		c.Name = DefaultName
-	}
-}
-
-var (
-	dmNameRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$`)
-	contextKeyRe = regexp.MustCompile(`^[\x21-\x7e][\x20-\x7e]*$`)
-)
-
-// systemDirs are mount points that would hide the system.
-var systemDirs = []string{"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/proc", "/root", "/run",
-	"/sbin", "/sys", "/usr", "/var"}
-
-// Validate checks every field, naming the field, the value and the fix.
-func (c *Config) Validate() error {
-	if c.KMSKeyID == "" {
-		return errors.New("kms_key_id: missing; set the KMS key that wraps the disks' keys, e.g. \"alias/amicrypt-instance-store\"")
-	}
-	if err := ValidateKeyRef(c.KMSKeyID); err != nil {
-		return fmt.Errorf("kms_key_id: %w", err)
-	}
-	switch c.Layout {
-	case LayoutSingle, LayoutEach, LayoutRAID0:
-	default:
-		return fmt.Errorf("layout: %q is not a layout; use single (one disk), each (one volume per disk) or raid0 (all disks striped)", c.Layout)
-	}
-	seen := map[string]bool{}
-	for i, d := range c.Devices {
-		if !filepath.IsAbs(d) || filepath.Clean(d) != d {
-			return fmt.Errorf("devices[%d]: %q is not an absolute, clean device path like /dev/nvme1n1", i, d)
-		}
-		if seen[d] {
-			return fmt.Errorf("devices[%d]: %q is listed twice", i, d)
-		}
-		seen[d] = true
-	}
-	switch {
-	case c.Layout == LayoutSingle && len(c.Devices) > 1:
-		return fmt.Errorf("devices: layout single takes one device, got %d (%s); use layout each or raid0 for several", len(c.Devices), strings.Join(c.Devices, ", "))
-	case c.Layout == LayoutRAID0 && len(c.Devices) == 1:
-		return fmt.Errorf("devices: layout raid0 needs at least two devices, got %s; use layout single for one", c.Devices[0])
-	}
-	mp := c.MountPoint
-	if !filepath.IsAbs(mp) || filepath.Clean(mp) != mp {
-		return fmt.Errorf("mount_point: %q is not an absolute, clean path like %s", mp, DefaultMountPoint)
-	}
-	for _, d := range systemDirs {
-		if mp == d {
-			return fmt.Errorf("mount_point: %q would hide a system directory; use a directory of its own like %s", mp, DefaultMountPoint)
-		}
-	}
-	if strings.ContainsAny(mp, " \t\n\\") {
-		return fmt.Errorf("mount_point: %q contains whitespace or a backslash; use a plain path like %s", mp, DefaultMountPoint)
-	}
-	switch c.Filesystem {
-	case "ext4", "xfs":
-	default:
-		return fmt.Errorf("filesystem: %q is not supported; use ext4 or xfs", c.Filesystem)
-	}
-	for k, v := range c.EncryptionContext {
-		if strings.HasPrefix(strings.ToLower(k), ReservedContextPrefix) {
-			return fmt.Errorf("encryption_context: key %q starts with %q, which the agent reserves for its own keys (amicrypt:instance-arn, amicrypt:luks-uuid); rename it", k, ReservedContextPrefix)
-		}
-		if !contextKeyRe.MatchString(k) || len(k) > 256 {
-			return fmt.Errorf("encryption_context: key %q must be 1-256 printable ASCII characters", k)
-		}
-		if v == "" || len(v) > 1024 {
-			return fmt.Errorf("encryption_context: the value of %q must be 1-1024 characters, got %d", k, len(v))
-		}
-	}
-	if t := time.Duration(c.KMSTimeout); t < time.Second || t > time.Hour {
-		return fmt.Errorf("kms_timeout: %s is out of range; use between 1s and 1h (default %s)", t, DefaultKMSTimeout)
-	}
-	if !dmNameRe.MatchString(c.Name) {
-		return fmt.Errorf("name: %q is not a device-mapper name; use 1-64 letters, digits, '_', '.', '+' or '-', starting with a letter or digit", c.Name)
-	}
-	return nil
-}
-
-const keyIDRE = `(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})`
-
-// These mirror the key reference syntax the rest of amicrypt accepts; the
-// agent keeps its own copy so the static binary does not pull in the EC2 SDK.
-var (
-	keyIDPattern    = regexp.MustCompile(`^` + keyIDRE + `$`)
-	keyARNPattern   = regexp.MustCompile(`^arn:aws[a-z-]*:kms:[a-z]{2}(?:-[a-z]+)+-\d{1,2}:\d{12}:key/` + keyIDRE + `$`)
-	aliasNamePat    = regexp.MustCompile(`^alias/[a-zA-Z0-9/_-]{1,250}$`)
-	aliasARNPattern = regexp.MustCompile(`^arn:aws[a-z-]*:kms:[a-z]{2}(?:-[a-z]+)+-\d{1,2}:\d{12}:alias/[a-zA-Z0-9/_-]{1,250}$`)
-)
-
-// ValidateKeyRef checks the syntax of a key ID, key ARN, alias name or alias
-// ARN, and refuses AWS-managed aliases (only AWS services may use them).
-func ValidateKeyRef(ref string) error {
-	switch {
-	case keyIDPattern.MatchString(ref), keyARNPattern.MatchString(ref):
-		return nil
-	case aliasNamePat.MatchString(ref), aliasARNPattern.MatchString(ref):
-		if strings.HasPrefix(ref[strings.Index(ref, "alias/"):], "alias/aws/") {
-			return fmt.Errorf("%q is an AWS managed key, which only AWS services may use; create a customer managed key and give its alias", ref)
-		}
-		return nil
-	}
-	return fmt.Errorf("%q is not a KMS key reference; use a key ID (1234abcd-12ab-34cd-56ef-1234567890ab or mrk-…), "+
-		"a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), an alias name (alias/NAME) or an alias ARN (arn:aws:kms:REGION:ACCOUNT:alias/NAME)", ref)
-}
+// ValidateKeyRef checks the syntax of a KMS key reference.
+func ValidateKeyRef(ref string) error { return agentconfig.ValidateKeyRef(ref) }

@@ -14,34 +14,36 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent/command/commandtest"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent/instancetest"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/emutest"
 )
 
 const (
-	account   = "111111111111"
-	region    = "us-east-1"
-	buildKey  = "alias/amicrypt-build"
-	instanceA = "i-0aaaaaaaaaaaaaaa1"
-	instanceB = "i-0bbbbbbbbbbbbbbb2"
-	roleName  = "amicrypt-instance"
-	diskSize  = 64 << 20
+	account  = instancetest.Account
+	region   = instancetest.Region
+	key      = instancetest.Key // its policy binds data keys to the instance that asks
+	diskSize = 64 << 20
 )
 
-// world is one test's machine: an emulator for KMS, the fake system tools,
-// and a temporary directory standing for /dev, /sys/block, /run and
-// /proc/self/mounts.
+// world is one test's machine: an emulator for EC2 and KMS with two running
+// instances, a and b, of the amicrypt-instance-store profile (the agent
+// takes its identity and credentials from their metadata services), the
+// fake system tools, and a temporary directory standing for /dev,
+// /sys/block, /run and /proc/self/mounts.
 type world struct {
 	t     *testing.T
 	ctx   context.Context
 	srv   *emutest.Server
+	a, b  instancetest.Instance
 	fake  *commandtest.Fake
 	paths agent.Paths
-	kms   *kms.Client
+	kms   *kms.Client // the account user's: key administration
 	logs  *syncBuffer
 	dir   string
 }
@@ -67,6 +69,13 @@ func newWorld(t *testing.T, opts awsemu.Options) *world {
 	t.Helper()
 	w := &world{t: t, ctx: context.Background(), dir: t.TempDir(), logs: &syncBuffer{}}
 	w.srv = emutest.Start(t, opts)
+	// No credentials in the environment: the agent's come from IMDS.
+	w.srv.PointEnv(t, "")
+	for _, v := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EC2_METADATA_SERVICE_ENDPOINT"} {
+		t.Setenv(v, "")
+	}
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "false")
+	w.a, w.b = instancetest.Launch(t, w.srv), instancetest.Launch(t, w.srv)
 	w.paths = agent.Paths{
 		SysBlock: filepath.Join(w.dir, "sys", "block"), Dev: filepath.Join(w.dir, "dev"),
 		Mapper: filepath.Join(w.dir, "dev", "mapper"), MD: filepath.Join(w.dir, "dev", "md"),
@@ -79,10 +88,29 @@ func newWorld(t *testing.T, opts awsemu.Options) *world {
 		}
 	}
 	w.fake = commandtest.New(w.paths.Mapper, w.paths.Mounts, w.paths.SystemdRun)
-	cfg := w.srv.Config(w.ctx, account, region)
-	cfg.Retryer = agent.NewRetryer(agent.RetryOptions{MaxAttempts: 4, MaxBackoff: 5 * time.Millisecond})
-	w.kms = kms.NewFromConfig(cfg)
+	w.kms = instancetest.AdminKMS(w.ctx, w.srv)
 	return w
+}
+
+// testRetries keep the tests' retries short: 4 attempts, 5 ms backoff.
+func testRetries() agent.RetryOptions {
+	return agent.RetryOptions{MaxAttempts: 4, MaxBackoff: 5 * time.Millisecond}
+}
+
+// onInstance is what the agent's main gives it on inst: its identity from
+// the instance identity document and a KMS client signed with the
+// instance role's credentials, both from inst's metadata service.
+func (w *world) onInstance(inst instancetest.Instance, ro agent.RetryOptions) (agent.Identity, *kms.Client) {
+	w.t.Helper()
+	cfg, id, err := agent.LoadAWS(w.ctx, 10*time.Second, ro,
+		awsconfig.WithEC2IMDSEndpoint(inst.IMDS), awsconfig.WithBaseEndpoint(w.srv.URL()))
+	if err != nil {
+		w.t.Fatalf("the agent's AWS setup on %s: %v", inst.ID, err)
+	}
+	if id.InstanceID != inst.ID || id.RoleName != instancetest.Role || id.AccountID != account || id.Region != region {
+		w.t.Fatalf("identity from %s's metadata: %+v", inst.ID, id)
+	}
+	return id, kms.NewFromConfig(cfg)
 }
 
 // disk makes a blank sparse disk under dev/ and returns its path.
@@ -111,18 +139,10 @@ func (w *world) write(dev string, off int64, b []byte) {
 	}
 }
 
-func identity(instance string) agent.Identity {
-	return agent.Identity{AccountID: account, Region: region, InstanceID: instance, RoleName: roleName}
-}
-
-func instanceARN(instance string) string {
-	return "arn:aws:ec2:" + region + ":" + account + ":instance/" + instance
-}
-
 // config returns a valid config for disks, changed by edit.
 func config(t *testing.T, disks []string, edit func(*agent.Config)) *agent.Config {
 	t.Helper()
-	c := &agent.Config{KMSKeyID: buildKey, Devices: disks, Layout: agent.LayoutSingle,
+	c := &agent.Config{KMSKeyID: key, Devices: disks, Layout: agent.LayoutSingle,
 		EncryptionContext: map[string]string{"team": "payments"}}
 	if len(disks) > 1 {
 		c.Layout = agent.LayoutEach
@@ -143,13 +163,18 @@ func config(t *testing.T, disks []string, edit func(*agent.Config)) *agent.Confi
 
 func (w *world) mountPoint() string { return filepath.Join(w.dir, "mnt", "store") }
 
-// agent returns an agent running as instance with cfg.
-func (w *world) agent(instance string, cfg *agent.Config) *agent.Agent {
+// agent returns an agent running on inst with cfg.
+func (w *world) agent(inst instancetest.Instance, cfg *agent.Config) *agent.Agent {
+	return w.agentWith(inst, cfg, testRetries())
+}
+
+func (w *world) agentWith(inst instancetest.Instance, cfg *agent.Config, ro agent.RetryOptions) *agent.Agent {
 	if cfg.MountPoint == agent.DefaultMountPoint {
 		cfg.MountPoint = w.mountPoint()
 	}
+	id, client := w.onInstance(inst, ro)
 	return agent.New(agent.Options{
-		Config: cfg, Identity: identity(instance), KMS: w.kms, Runner: w.fake, Paths: w.paths,
+		Config: cfg, Identity: id, KMS: client, Runner: w.fake, Paths: w.paths,
 		Log: slogJSON(w.logs),
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -141,9 +142,10 @@ func NewRetryer(o RetryOptions) func() aws.Retryer {
 // credential chain (the instance role through the same IMDSv2-only client,
 // unless the environment provides credentials) and the agent's retryer.
 // The standard variables point it elsewhere (AWS_ENDPOINT_URL,
-// AWS_EC2_METADATA_SERVICE_ENDPOINT), as tests do.
-func LoadAWS(ctx context.Context, timeout time.Duration, ro RetryOptions) (aws.Config, Identity, error) {
-	base, err := config.LoadDefaultConfig(ctx)
+// AWS_EC2_METADATA_SERVICE_ENDPOINT), as tests do, and so do optFns
+// (config.WithEC2IMDSEndpoint, config.WithBaseEndpoint), which come first.
+func LoadAWS(ctx context.Context, timeout time.Duration, ro RetryOptions, optFns ...func(*config.LoadOptions) error) (aws.Config, Identity, error) {
+	base, err := config.LoadDefaultConfig(ctx, optFns...)
 	if err != nil {
 		return aws.Config{}, Identity{}, fmt.Errorf("loading the AWS SDK configuration: %w", err)
 	}
@@ -153,11 +155,11 @@ func LoadAWS(ctx context.Context, timeout time.Duration, ro RetryOptions) (aws.C
 	if err != nil {
 		return aws.Config{}, Identity{}, err
 	}
-	cfg, err := config.LoadDefaultConfig(ctx,
+	cfg, err := config.LoadDefaultConfig(ctx, append(slices.Clone(optFns),
 		config.WithRegion(id.Region),
 		config.WithRetryer(NewRetryer(ro)),
 		config.WithEC2RoleCredentialOptions(func(o *ec2rolecreds.Options) { o.Client = metadata }),
-	)
+	)...)
 	if err != nil {
 		return aws.Config{}, Identity{}, fmt.Errorf("loading the AWS SDK configuration for %s: %w", id.Region, err)
 	}

@@ -198,7 +198,14 @@ func (e *KMSError) fix() string {
 		return "the credentials are not valid; check the instance profile (or AWS_* variables)"
 	case "":
 		if e.Timeout > 0 && errors.Is(e.Err, context.DeadlineExceeded) {
-			return fmt.Sprintf("KMS did not answer within kms_timeout %s (the total for this run; %d attempts for this call); check the instance's route to KMS (VPC endpoint or NAT) and raise kms_timeout if KMS is slow", e.Timeout, e.Attempts)
+			spent := fmt.Sprintf("%d attempts for this call", e.Attempts)
+			switch e.Attempts {
+			case 0:
+				spent = "none of it was left for this call"
+			case 1:
+				spent = "1 attempt for this call"
+			}
+			return fmt.Sprintf("KMS did not answer within kms_timeout %s (the total for this run; %s); check the instance's route to KMS (VPC endpoint or NAT) and raise kms_timeout if KMS is slow", e.Timeout, spent)
 		}
 		if e.Attempts > 1 {
 			return fmt.Sprintf("KMS kept failing after %d attempts; check the instance's route to KMS (VPC endpoint or NAT)", e.Attempts)

@@ -85,16 +85,16 @@ func TestUpBlankFailClosed(t *testing.T) {
 			wantErr: []string{"kept failing after 4 attempts", "ThrottlingException"}},
 		{name: "internal error always", faults: &awsemu.FaultProfile{Rules: []awsemu.FaultRule{{Kind: awsemu.FaultInternalError, Service: "kms"}}}, wantCalls: 4,
 			wantErr: []string{"4 attempts", "KMSInternalException"}},
-		{name: "disabled key", prepare: func(w *world) { w.disableKey(buildKey) }, wantCalls: 1,
-			wantErr: []string{"DisabledException", "the key is disabled", "aws kms enable-key --key-id alias/amicrypt-build"}},
-		{name: "pending deletion", prepare: func(w *world) { w.scheduleDeletion(buildKey) }, wantCalls: 1,
+		{name: "disabled key", prepare: func(w *world) { w.disableKey(key) }, wantCalls: 1,
+			wantErr: []string{"DisabledException", "the key is disabled", "aws kms enable-key --key-id alias/amicrypt-instance-store"}},
+		{name: "pending deletion", prepare: func(w *world) { w.scheduleDeletion(key) }, wantCalls: 1,
 			wantErr: []string{"KMSInvalidStateException", "cancel-key-deletion"}},
 		{name: "no such alias", keyID: "alias/not-here", wantCalls: 1,
 			wantErr: []string{"NotFoundException", "alias/not-here", "does not exist in account 111111111111 region us-east-1", "create the alias there"}},
-		{name: "key policy denies", prepare: func(w *world) { w.denyDataKeys(buildKey) }, wantCalls: 1,
+		{name: "key policy denies", prepare: func(w *world) { w.denyDataKeys(key) }, wantCalls: 1,
 			wantErr: []string{"AccessDeniedException",
-				"the key policy of the key behind alias/amicrypt-build (arn:aws:kms:us-east-1:111111111111:alias/amicrypt-build) needs a statement allowing kms:GenerateDataKey to arn:aws:iam::111111111111:role/amicrypt-instance with condition StringEquals kms:EncryptionContext:amicrypt:instance-arn",
-				"role session arn:aws:sts::111111111111:assumed-role/amicrypt-instance/" + instanceA}},
+				"the key policy of the key behind alias/amicrypt-instance-store (arn:aws:kms:us-east-1:111111111111:alias/amicrypt-instance-store) needs a statement allowing kms:GenerateDataKey to arn:aws:iam::111111111111:role/amicrypt-instance-store with condition StringEquals kms:EncryptionContext:amicrypt:instance-arn",
+				"role session arn:aws:sts::111111111111:assumed-role/amicrypt-instance-store/{a}"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -110,7 +110,7 @@ func TestUpBlankFailClosed(t *testing.T) {
 					c.KMSKeyID = tt.keyID
 				}
 			})
-			err := w.agent(instanceA, cfg).Up(w.ctx)
+			err := w.agent(w.a, cfg).Up(w.ctx)
 			if got := w.calls("GenerateDataKey", mark); got != tt.wantCalls {
 				t.Errorf("GenerateDataKey calls %d, want %d", got, tt.wantCalls)
 			}
@@ -118,14 +118,15 @@ func TestUpBlankFailClosed(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Up: %v", err)
 				}
-				formatted(t, w, dev, instanceA)
+				formatted(t, w, dev, w.a)
 				return
 			}
 			if err == nil {
 				t.Fatal("Up succeeded")
 			}
-			wants := append([]string{dev, "nothing was written", instanceA, instanceARN(instanceA)}, tt.wantErr...)
+			wants := append([]string{dev, "nothing was written", w.a.ID, w.a.ARN()}, tt.wantErr...)
 			for _, want := range wants {
+				want = strings.ReplaceAll(want, "{a}", w.a.ID)
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("error lacks %q:\n%v", want, err)
 				}
@@ -158,9 +159,9 @@ func TestUpRebootFailClosed(t *testing.T) {
 		wantCalls int
 		wantErr   []string
 	}{
-		{name: "disabled key", prepare: func(w *world) { w.disableKey(buildKey) }, wantCalls: 1, wantErr: []string{"kms:Decrypt", "DisabledException"}},
-		{name: "key policy denies", prepare: func(w *world) { w.denyDataKeys(buildKey) }, wantCalls: 1,
-			wantErr: []string{"needs a statement allowing kms:Decrypt to arn:aws:iam::111111111111:role/amicrypt-instance"}},
+		{name: "disabled key", prepare: func(w *world) { w.disableKey(key) }, wantCalls: 1, wantErr: []string{"kms:Decrypt", "DisabledException"}},
+		{name: "key policy denies", prepare: func(w *world) { w.denyDataKeys(key) }, wantCalls: 1,
+			wantErr: []string{"needs a statement allowing kms:Decrypt to arn:aws:iam::111111111111:role/amicrypt-instance-store"}},
 		{name: "throttled always", faults: throttle("Decrypt"), wantCalls: 4, wantErr: []string{"4 attempts"}},
 		{name: "throttled once", faults: throttle("Decrypt", 1), wantCalls: 2},
 	}
@@ -169,7 +170,7 @@ func TestUpRebootFailClosed(t *testing.T) {
 			w := newWorld(t, awsemu.Options{Faults: tt.faults})
 			dev := w.disk("nvme1n1")
 			cfg := config(t, []string{dev}, func(c *agent.Config) { c.WipeForeign = true })
-			if err := w.agent(instanceA, cfg).Up(w.ctx); err != nil {
+			if err := w.agent(w.a, cfg).Up(w.ctx); err != nil {
 				t.Fatal(err)
 			}
 			w.fake.Reboot()
@@ -177,7 +178,7 @@ func TestUpRebootFailClosed(t *testing.T) {
 				tt.prepare(w)
 			}
 			before, hash, writes, mark := w.fake.Volume(dev), fileHash(t, dev), len(w.fake.Writes()), w.srv.Mark()
-			err := w.agent(instanceA, cfg).Up(w.ctx)
+			err := w.agent(w.a, cfg).Up(w.ctx)
 			if got := w.calls("Decrypt", mark); got != tt.wantCalls {
 				t.Errorf("Decrypt calls %d, want %d", got, tt.wantCalls)
 			}
@@ -190,7 +191,7 @@ func TestUpRebootFailClosed(t *testing.T) {
 			if err == nil {
 				t.Fatal("Up succeeded")
 			}
-			for _, want := range append([]string{dev, w.keyARN(buildKey)}, tt.wantErr...) {
+			for _, want := range append([]string{dev, w.keyARN(key)}, tt.wantErr...) {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("error lacks %q:\n%v", want, err)
 				}
@@ -208,12 +209,9 @@ func TestUpRebootFailClosed(t *testing.T) {
 
 func TestKMSTimeout(t *testing.T) {
 	w := newWorld(t, awsemu.Options{Faults: throttle("GenerateDataKey")})
-	cfg := w.srv.Config(w.ctx, account, region)
-	cfg.Retryer = agent.NewRetryer(agent.RetryOptions{MaxAttempts: 1000, MaxBackoff: 20 * time.Millisecond})
 	dev := w.disk("nvme1n1")
 	c := config(t, []string{dev}, func(c *agent.Config) { c.KMSTimeout = agent.Duration(time.Second) })
-	c.MountPoint = w.mountPoint()
-	a := agent.New(agent.Options{Config: c, Identity: identity(instanceA), KMS: kms.NewFromConfig(cfg), Runner: w.fake, Paths: w.paths, Log: slogJSON(w.logs)})
+	a := w.agentWith(w.a, c, agent.RetryOptions{MaxAttempts: 1000, MaxBackoff: 20 * time.Millisecond})
 	start := time.Now()
 	err := a.Up(w.ctx)
 	if err == nil || !strings.Contains(err.Error(), "did not answer within kms_timeout 1s") {
@@ -232,11 +230,13 @@ func TestKMSTimeout(t *testing.T) {
 
 func TestAccessDeniedWithoutInstanceProfile(t *testing.T) {
 	w := newWorld(t, awsemu.Options{})
-	w.denyDataKeys(buildKey)
+	w.denyDataKeys(key)
 	dev := w.disk("nvme1n1")
 	cfg := config(t, []string{dev}, nil)
 	cfg.MountPoint = w.mountPoint()
-	id := identity(instanceA)
+	// Credentials from elsewhere than an instance profile (the account
+	// user's here): IMDS names no role, and the message says so.
+	id, _ := w.onInstance(w.a, testRetries())
 	id.RoleName = ""
 	a := agent.New(agent.Options{Config: cfg, Identity: id, KMS: w.kms, Runner: w.fake, Paths: w.paths, Log: slogJSON(w.logs)})
 	err := a.Up(w.ctx)
@@ -249,12 +249,9 @@ func TestAccessDeniedWithoutInstanceProfile(t *testing.T) {
 // second disk's key is not even asked for.
 func TestKMSTimeoutIsTotal(t *testing.T) {
 	w := newWorld(t, awsemu.Options{Faults: throttle("GenerateDataKey")})
-	cfg := w.srv.Config(w.ctx, account, region)
-	cfg.Retryer = agent.NewRetryer(agent.RetryOptions{MaxAttempts: 1000, MaxBackoff: 20 * time.Millisecond})
 	disks := []string{w.disk("nvme1n1"), w.disk("nvme2n1")}
 	c := config(t, disks, func(c *agent.Config) { c.KMSTimeout = agent.Duration(time.Second) })
-	c.MountPoint = w.mountPoint()
-	a := agent.New(agent.Options{Config: c, Identity: identity(instanceA), KMS: kms.NewFromConfig(cfg), Runner: w.fake, Paths: w.paths, Log: slogJSON(w.logs)})
+	a := w.agentWith(w.a, c, agent.RetryOptions{MaxAttempts: 1000, MaxBackoff: 20 * time.Millisecond})
 	err := a.Up(w.ctx)
 	for _, d := range disks {
 		if !strings.Contains(err.Error(), d+": no new key") {

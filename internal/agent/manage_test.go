@@ -25,7 +25,7 @@ func TestRewrap(t *testing.T) {
 	newKeyARN := w.newKey("alias/amicrypt-next")
 	dev := w.disk("nvme1n1")
 	cfg := config(t, []string{dev}, nil)
-	a := w.agent(instanceA, cfg)
+	a := w.agent(w.a, cfg)
 	if err := a.Up(w.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -56,10 +56,10 @@ func TestRewrap(t *testing.T) {
 	}
 	// The volume opens with the new key after a reboot, the config's key
 	// disabled: the token's key is what counts.
-	w.disableKey(buildKey)
+	w.disableKey(key)
 	w.fake.Reboot()
 	mark = w.srv.Mark()
-	if err := w.agent(instanceA, cfg).Up(w.ctx); err != nil {
+	if err := w.agent(w.a, cfg).Up(w.ctx); err != nil {
 		t.Fatalf("Up after rewrap: %v", err)
 	}
 	dec := w.srv.Emulator().Audit(awsemu.AuditFilter{Service: "kms", Action: "Decrypt", SinceSeq: mark})
@@ -95,7 +95,7 @@ func TestRotate(t *testing.T) {
 	w := newWorld(t, awsemu.Options{})
 	dev := w.disk("nvme1n1")
 	cfg := config(t, []string{dev}, nil)
-	a := w.agent(instanceA, cfg)
+	a := w.agent(w.a, cfg)
 	if err := a.Up(w.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestRotate(t *testing.T) {
 		t.Errorf("Verify after rotate: %v", err)
 	}
 	w.fake.Reboot()
-	if err := w.agent(instanceA, cfg).Up(w.ctx); err != nil {
+	if err := w.agent(w.a, cfg).Up(w.ctx); err != nil {
 		t.Fatalf("Up after rotate: %v", err)
 	}
 	w.checkNoSecretLeaks(err)
@@ -158,10 +158,10 @@ func TestRotate(t *testing.T) {
 func TestVerify(t *testing.T) {
 	w := newWorld(t, awsemu.Options{})
 	ours, blank := w.disk("nvme1n1"), w.disk("nvme2n1")
-	if err := w.agent(instanceA, config(t, []string{ours}, nil)).Up(w.ctx); err != nil {
+	if err := w.agent(w.a, config(t, []string{ours}, nil)).Up(w.ctx); err != nil {
 		t.Fatal(err)
 	}
-	a := w.agent(instanceA, config(t, []string{ours, blank}, nil))
+	a := w.agent(w.a, config(t, []string{ours, blank}, nil))
 	writes := len(w.fake.Writes())
 	err := a.Verify(w.ctx, ours)
 	if err != nil {
@@ -180,7 +180,7 @@ func TestVerify(t *testing.T) {
 		t.Errorf("Verify(unknown): %v", err)
 	}
 	// Another instance can't verify it.
-	if err := w.agent(instanceB, config(t, []string{ours}, nil)).Verify(w.ctx, ""); err == nil || !strings.Contains(err.Error(), "belongs to another instance") {
+	if err := w.agent(w.b, config(t, []string{ours}, nil)).Verify(w.ctx, ""); err == nil || !strings.Contains(err.Error(), "belongs to another instance") {
 		t.Errorf("Verify from another instance: %v", err)
 	}
 	w.checkNoSecretLeaks(err)
@@ -190,11 +190,11 @@ func TestStatus(t *testing.T) {
 	w := newWorld(t, awsemu.Options{})
 	ours, blank, foreign := w.disk("nvme1n1"), w.disk("nvme2n1"), w.disk("nvme3n1")
 	w.write(foreign, 0, []byte("XFSB"))
-	if err := w.agent(instanceA, config(t, []string{ours}, func(c *agent.Config) { c.Layout = agent.LayoutEach })).Up(w.ctx); err != nil {
+	if err := w.agent(w.a, config(t, []string{ours}, func(c *agent.Config) { c.Layout = agent.LayoutEach })).Up(w.ctx); err != nil {
 		t.Fatal(err)
 	}
 	mark := w.srv.Mark()
-	rep, err := w.agent(instanceA, config(t, []string{ours, blank, foreign}, nil)).Status(w.ctx)
+	rep, err := w.agent(w.a, config(t, []string{ours, blank, foreign}, nil)).Status(w.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("status %s", raw)
 	}
 	d := got.Disks[0]
-	if d.Device != ours || d.State != "luks-amicrypt" || d.KMSKeyARN != w.keyARN(buildKey) || d.Context[agent.ContextInstanceARN] != instanceARN(instanceA) ||
+	if d.Device != ours || d.State != "luks-amicrypt" || d.KMSKeyARN != w.keyARN(key) || d.Context[agent.ContextInstanceARN] != w.a.ARN() ||
 		!d.Open || !d.Mounted || d.MountPoint != filepath.Join(w.mountPoint(), "0") || d.Mapper != filepath.Join(w.paths.Mapper, "amicrypt-0") {
 		t.Errorf("our disk: %+v", d)
 	}

@@ -183,8 +183,11 @@ func signature(first, last []byte, size int64) string {
 	case has(3, "NTFS    "):
 		return "an NTFS filesystem"
 	}
-	return "data (no known signature)"
+	return noSignature
 }
+
+// noSignature is what signature says of bytes it does not recognise.
+const noSignature = "data (no known signature)"
 
 // probeRaw reads a device's bytes: blank, LUKS-looking, or something else.
 func probeRaw(dev string) (*Probe, []byte, error) {
@@ -347,18 +350,36 @@ func mountOf(mounts []mountEntry, dir string) string {
 	return ""
 }
 
-// hasFilesystem reports whether an opened volume already holds a
-// filesystem (anything but zeros in its first 64 KiB).
-func hasFilesystem(dev string) (bool, error) {
+// fsProbeSpan covers the superblocks filesystemOn looks for (btrfs's is at
+// 64 KiB).
+const fsProbeSpan = 128 << 10
+
+// filesystemOn names what an opened volume holds: "ext4" (an ext2/3/4
+// superblock), "xfs", the description of another known signature, or ""
+// when its start holds none.
+func filesystemOn(dev string) (string, error) {
 	f, err := os.Open(dev)
 	if err != nil {
-		return false, fmt.Errorf("opening %s: %w", dev, err)
+		return "", fmt.Errorf("opening %s: %w", dev, err)
 	}
 	defer f.Close()
-	buf := make([]byte, 64<<10)
+	buf := make([]byte, fsProbeSpan)
 	n, err := f.ReadAt(buf, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return false, fmt.Errorf("reading %s: %w", dev, err)
+		return "", fmt.Errorf("reading %s: %w", dev, err)
 	}
-	return !allZero(buf[:n]), nil
+	first := buf[:n]
+	has := func(off int, magic string) bool {
+		return off+len(magic) <= len(first) && string(first[off:off+len(magic)]) == magic
+	}
+	switch {
+	case has(0x438, "\x53\xef"):
+		return "ext4", nil
+	case has(0, "XFSB"):
+		return "xfs", nil
+	}
+	if sig := signature(first, nil, int64(len(first))); sig != noSignature {
+		return sig, nil
+	}
+	return "", nil
 }

@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent/agentconfig"
 )
 
 // TokenType is the LUKS2 token type that holds a disk's KMS-wrapped key.
@@ -47,7 +49,7 @@ type Token struct {
 	Volume string `json:"volume,omitempty"`
 }
 
-var tokenKeyARNPattern = regexp.MustCompile(`^arn:aws[a-z-]*:kms:[a-z]{2}(?:-[a-z]+)+-\d{1,2}:\d{12}:key/` + keyIDRE + `$`)
+var tokenKeyARNPattern = regexp.MustCompile(`^arn:aws[a-z-]*:kms:[a-z]{2}(?:-[a-z]+)+-\d{1,2}:\d{12}:key/` + agentconfig.KeyIDPattern + `$`)
 
 // ParseToken parses and checks an amicrypt-kms token.
 func ParseToken(b []byte) (*Token, error) {
@@ -87,7 +89,7 @@ func (t *Token) validate() error {
 			return fmt.Errorf("encryption_context lacks %s", k)
 		}
 	}
-	if t.Volume != "" && !dmNameRe.MatchString(t.Volume) {
+	if t.Volume != "" && !agentconfig.ValidName(t.Volume) {
 		return fmt.Errorf("volume %q is not a device-mapper name", t.Volume)
 	}
 	return nil

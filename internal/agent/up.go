@@ -95,7 +95,11 @@ func (a *Agent) format(ctx context.Context, v *volume, prepare func(context.Cont
 	}
 	luksUUID := uuid.NewString()
 	ec := a.encryptionContext(luksUUID)
-	dk, err := a.keys.generate(ctx, a.cfg.KMSKeyID, ec)
+	var dk *dataKey
+	err := v.took.time(&v.took.kms, func() (err error) {
+		dk, err = a.keys.generate(ctx, a.cfg.KMSKeyID, ec)
+		return err
+	})
 	if err != nil {
 		return OutcomeFailed, fmt.Errorf("no new key, so nothing was written to the disk: %w", err)
 	}
@@ -105,18 +109,21 @@ func (a *Agent) format(ctx context.Context, v *volume, prepare func(context.Cont
 			return OutcomeFailed, err
 		}
 	}
-	if err := a.cs.Format(ctx, v.device, cryptsetup.FormatOptions{UUID: luksUUID, Label: v.name, Subsystem: Subsystem}, dk.plaintext); err != nil {
-		return OutcomeFailed, err
-	}
 	tok := newToken(0, dk.keyARN, dk.blob, ec, v.name)
-	if err := a.cs.ImportToken(ctx, v.device, 0, tok.Marshal(), false); err != nil {
-		return OutcomeFailed, fmt.Errorf("%w; the volume's key is lost, so the disk holds nothing usable: run the agent again with wipe_foreign to reformat it", err)
-	}
-	if err := a.checkToken(ctx, v.device, 0, tok, dk.plaintext); err != nil {
+	err = v.took.time(&v.took.format, func() error {
+		if err := a.cs.Format(ctx, v.device, cryptsetup.FormatOptions{UUID: luksUUID, Label: v.name, Subsystem: Subsystem}, dk.plaintext); err != nil {
+			return err
+		}
+		if err := a.cs.ImportToken(ctx, v.device, 0, tok.Marshal(), false); err != nil {
+			return fmt.Errorf("%w; the volume's key is lost, so the disk holds nothing usable: run the agent again with wipe_foreign to reformat it", err)
+		}
+		return a.checkToken(ctx, v.device, 0, tok, dk.plaintext)
+	})
+	if err != nil {
 		return OutcomeFailed, err
 	}
 	v.probe.UUID, v.probe.Token = luksUUID, tok // for the log line; State stays what was found
-	if err := a.openAndMount(ctx, v, dk.plaintext); err != nil {
+	if err := a.openAndMount(ctx, v, dk.plaintext, true); err != nil {
 		return OutcomeFailed, err
 	}
 	return OutcomeFormatted, nil
@@ -155,12 +162,16 @@ func (a *Agent) reopen(ctx context.Context, v *volume) (string, error) {
 		if !sameFile(m.Device, v.device) {
 			return OutcomeRefused, fmt.Errorf("/dev/mapper/%s is already open on %s, not on this disk; close it (cryptsetup close %s)", v.name, m.Device, v.name)
 		}
-		if err := a.filesystemAndMount(ctx, v); err != nil {
+		if err := a.filesystemAndMount(ctx, v, false); err != nil {
 			return OutcomeFailed, err
 		}
 		return OutcomeAlreadyOpen, nil
 	}
-	passphrase, err := a.unwrap(ctx, p)
+	var passphrase []byte
+	err := v.took.time(&v.took.kms, func() (err error) {
+		passphrase, err = a.unwrap(ctx, p)
+		return err
+	})
 	if err != nil {
 		if IsCode(err, "InvalidCiphertextException") {
 			return OutcomeRefused, err
@@ -168,7 +179,7 @@ func (a *Agent) reopen(ctx context.Context, v *volume) (string, error) {
 		return OutcomeFailed, err
 	}
 	defer clear(passphrase)
-	if err := a.openAndMount(ctx, v, passphrase); err != nil {
+	if err := a.openAndMount(ctx, v, passphrase, false); err != nil {
 		return OutcomeFailed, err
 	}
 	return OutcomeReopened, nil
@@ -215,31 +226,45 @@ func (a *Agent) diagnoseContext(p *Probe, ec map[string]string) string {
 	return "the token's ciphertext does not match its recorded context: it was altered"
 }
 
-// openAndMount opens the volume, makes its filesystem when it has none yet
-// (a first boot, or one interrupted before mkfs), and mounts it.
-func (a *Agent) openAndMount(ctx context.Context, v *volume, passphrase []byte) error {
-	if err := a.cs.Open(ctx, v.device, v.name, passphrase); err != nil {
+// openAndMount opens the volume, makes its filesystem when it is fresh (just
+// formatted) or has none yet (a first boot interrupted before mkfs), and
+// mounts it.
+func (a *Agent) openAndMount(ctx context.Context, v *volume, passphrase []byte, fresh bool) error {
+	if err := v.took.time(&v.took.open, func() error { return a.cs.Open(ctx, v.device, v.name, passphrase) }); err != nil {
 		if !a.dmAvailable() {
 			return fmt.Errorf("%w: this kernel has no device-mapper (no %s/control; dm-crypt is needed to open LUKS volumes). "+
 				"The disk stays formatted with its wrapped key in its LUKS2 header; a boot with dm-crypt opens it. Nothing is mounted", err, a.paths.Mapper)
 		}
 		return err
 	}
-	return a.filesystemAndMount(ctx, v)
+	return a.filesystemAndMount(ctx, v, fresh)
 }
 
-func (a *Agent) filesystemAndMount(ctx context.Context, v *volume) error {
+// filesystemAndMount makes the filesystem of a fresh volume, or of one of
+// ours that has none (an earlier first boot stopped between luksFormat and
+// mkfs), and mounts what the volume holds. A volume over a blank disk does
+// not read as zeros through dm-crypt, but as the decryption of zeros, which
+// looks random: only a known signature tells a filesystem.
+func (a *Agent) filesystemAndMount(ctx context.Context, v *volume, fresh bool) error {
 	mapped := v.mapped(a.paths)
-	has, err := hasFilesystem(mapped)
-	if err != nil {
-		return err
-	}
-	if !has {
-		if err := a.mkfs(ctx, mapped); err != nil {
+	fstype := ""
+	if !fresh {
+		var err error
+		if fstype, err = filesystemOn(mapped); err != nil {
 			return err
 		}
 	}
-	return a.mount(ctx, mapped, v.mountPoint)
+	switch fstype {
+	case "":
+		if err := v.took.time(&v.took.mkfs, func() error { return a.mkfs(ctx, mapped) }); err != nil {
+			return err
+		}
+		fstype = a.cfg.Filesystem
+	case "ext4", "xfs":
+	default:
+		return fmt.Errorf("the opened volume %s holds %s, not an ext4 or xfs filesystem; it was left as it is and nothing is mounted", mapped, fstype)
+	}
+	return v.took.time(&v.took.mount, func() error { return a.mount(ctx, mapped, v.mountPoint, fstype) })
 }
 
 func (a *Agent) mkfs(ctx context.Context, dev string) error {
@@ -256,7 +281,7 @@ func (a *Agent) mkfs(ctx context.Context, dev string) error {
 	return nil
 }
 
-func (a *Agent) mount(ctx context.Context, mapped, dir string) error {
+func (a *Agent) mount(ctx context.Context, mapped, dir, fstype string) error {
 	mounts, err := readMounts(a.paths.Mounts)
 	if err != nil {
 		return err
@@ -270,7 +295,7 @@ func (a *Agent) mount(ctx context.Context, mapped, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("making the mount point: %w", err)
 	}
-	return a.mounter.Mount(ctx, mapped, dir, a.cfg.Filesystem)
+	return a.mounter.Mount(ctx, mapped, dir, fstype)
 }
 
 // upArray brings up layout raid0: the md array is made (or assembled) from

@@ -9,14 +9,18 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent/command/commandtest"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent/instancetest"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
 )
 
 // formatted checks that dev holds a volume of instance: a LUKS2 header with
 // our token, whose context binds it to the instance and the header UUID.
-func formatted(t *testing.T, w *world, dev, instance string) *agent.Token {
+func formatted(t *testing.T, w *world, dev string, inst instancetest.Instance) *agent.Token {
 	t.Helper()
 	v := w.fake.Volume(dev)
 	if v == nil {
@@ -30,7 +34,7 @@ func formatted(t *testing.T, w *world, dev, instance string) *agent.Token {
 	if err != nil {
 		t.Fatalf("token of %s: %v", dev, err)
 	}
-	want := map[string]string{agent.ContextInstanceARN: instanceARN(instance), agent.ContextLUKSUUID: v.UUID, "team": "payments"}
+	want := map[string]string{agent.ContextInstanceARN: inst.ARN(), agent.ContextLUKSUUID: v.UUID, "team": "payments"}
 	if len(tok.EncryptionContext) != len(want) {
 		t.Errorf("context %v, want %v", tok.EncryptionContext, want)
 	}
@@ -39,8 +43,8 @@ func formatted(t *testing.T, w *world, dev, instance string) *agent.Token {
 			t.Errorf("context[%s] = %q, want %q", k, tok.EncryptionContext[k], val)
 		}
 	}
-	if tok.KMSKeyARN != w.keyARN(buildKey) {
-		t.Errorf("token key %s, want the ARN of %s (%s)", tok.KMSKeyARN, buildKey, w.keyARN(buildKey))
+	if tok.KMSKeyARN != w.keyARN(key) {
+		t.Errorf("token key %s, want the ARN of %s (%s)", tok.KMSKeyARN, key, w.keyARN(key))
 	}
 	if v.Subsystem != agent.Subsystem {
 		t.Errorf("subsystem %q", v.Subsystem)
@@ -59,19 +63,19 @@ func TestUpBlankDisk(t *testing.T) {
 		}
 		return nil
 	}
-	err := w.agent(instanceA, config(t, []string{dev}, nil)).Up(w.ctx)
+	err := w.agent(w.a, config(t, []string{dev}, nil)).Up(w.ctx)
 	if err != nil {
 		t.Fatalf("Up: %v", err)
 	}
 	if len(writesBeforeKey) > 0 {
 		t.Errorf("written before GenerateDataKey: %v", writesBeforeKey)
 	}
-	formatted(t, w, dev, instanceA)
+	formatted(t, w, dev, w.a)
 	if got := w.srv.Calls(awsemu.AuditFilter{Service: "kms", Action: "GenerateDataKey", Outcome: "ok"}); got != 1 {
 		t.Errorf("GenerateDataKey calls %d, want 1", got)
 	}
 	entries := w.srv.Emulator().Audit(awsemu.AuditFilter{Service: "kms", Action: "GenerateDataKey"})
-	if ec := entries[0].Params["EncryptionContext"]; !strings.Contains(ec, instanceARN(instanceA)) || !strings.Contains(ec, "payments") {
+	if ec := entries[0].Params["EncryptionContext"]; !strings.Contains(ec, w.a.ARN()) || !strings.Contains(ec, "payments") {
 		t.Errorf("GenerateDataKey context as KMS saw it: %s", ec)
 	}
 	want := fmt.Sprintf("%s %s ext4", filepath.Join(w.paths.Mapper, "amicrypt"), w.mountPoint())
@@ -79,9 +83,10 @@ func TestUpBlankDisk(t *testing.T) {
 		t.Errorf("mounts %q, want a line %q", w.mounts(), want)
 	}
 	log := w.lastLog(dev)
-	if log["outcome"] != agent.OutcomeFormatted || log["action"] != "up" || log["instance"] != instanceA || log["mount_point"] != w.mountPoint() {
+	if log["outcome"] != agent.OutcomeFormatted || log["action"] != "up" || log["instance"] != w.a.ID || log["mount_point"] != w.mountPoint() {
 		t.Errorf("log line %v", log)
 	}
+	wantPhases(t, log, []string{"kms_ms", "format_ms", "open_ms", "mkfs_ms", "mount_ms"}, nil)
 	w.checkNoSecretLeaks(err)
 }
 
@@ -89,7 +94,7 @@ func TestUpReboot(t *testing.T) {
 	w := newWorld(t, awsemu.Options{})
 	dev := w.disk("nvme1n1")
 	cfg := config(t, []string{dev}, nil)
-	if err := w.agent(instanceA, cfg).Up(w.ctx); err != nil {
+	if err := w.agent(w.a, cfg).Up(w.ctx); err != nil {
 		t.Fatal(err)
 	}
 	before := w.fake.Volume(dev)
@@ -97,13 +102,14 @@ func TestUpReboot(t *testing.T) {
 	mark := w.srv.Mark()
 	writes := len(w.fake.Writes())
 
-	err := w.agent(instanceA, cfg).Up(w.ctx)
+	err := w.agent(w.a, cfg).Up(w.ctx)
 	if err != nil {
 		t.Fatalf("Up after reboot: %v", err)
 	}
 	if got := w.lastLog(dev)["outcome"]; got != agent.OutcomeReopened {
 		t.Errorf("outcome %v, want %s", got, agent.OutcomeReopened)
 	}
+	wantPhases(t, w.lastLog(dev), []string{"kms_ms", "open_ms", "mount_ms"}, []string{"format_ms", "mkfs_ms"})
 	if n := len(w.fake.Writes()); n != writes {
 		t.Errorf("a reboot wrote to disks: %v", w.fake.Writes()[writes:])
 	}
@@ -111,7 +117,7 @@ func TestUpReboot(t *testing.T) {
 		t.Errorf("after reboot: %d GenerateDataKey, %d Decrypt; want 0 and 1", w.calls("GenerateDataKey", mark), w.calls("Decrypt", mark))
 	}
 	dec := w.srv.Emulator().Audit(awsemu.AuditFilter{Service: "kms", Action: "Decrypt", SinceSeq: mark})[0]
-	if dec.Params["KeyId"] != w.keyARN(buildKey) {
+	if dec.Params["KeyId"] != w.keyARN(key) {
 		t.Errorf("Decrypt KeyId %q, want the token's key ARN", dec.Params["KeyId"])
 	}
 	after := w.fake.Volume(dev)
@@ -124,7 +130,7 @@ func TestUpReboot(t *testing.T) {
 
 	// Running again without a reboot finds it open: no KMS call.
 	mark = w.srv.Mark()
-	if err := w.agent(instanceA, cfg).Up(w.ctx); err != nil {
+	if err := w.agent(w.a, cfg).Up(w.ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := w.lastLog(dev)["outcome"]; got != agent.OutcomeAlreadyOpen {
@@ -139,7 +145,7 @@ func TestUpReboot(t *testing.T) {
 func TestUpAnotherInstancesDisk(t *testing.T) {
 	w := newWorld(t, awsemu.Options{})
 	dev := w.disk("nvme1n1")
-	if err := w.agent(instanceA, config(t, []string{dev}, nil)).Up(w.ctx); err != nil {
+	if err := w.agent(w.a, config(t, []string{dev}, nil)).Up(w.ctx); err != nil {
 		t.Fatal(err)
 	}
 	w.fake.Reboot()
@@ -148,11 +154,11 @@ func TestUpAnotherInstancesDisk(t *testing.T) {
 	mark := w.srv.Mark()
 
 	// Even wipe_foreign never reformats a volume of ours.
-	err := w.agent(instanceB, config(t, []string{dev}, func(c *agent.Config) { c.WipeForeign = true })).Up(w.ctx)
+	err := w.agent(w.b, config(t, []string{dev}, func(c *agent.Config) { c.WipeForeign = true })).Up(w.ctx)
 	if err == nil {
 		t.Fatal("Up on another instance's disk succeeded")
 	}
-	for _, want := range []string{dev, "belongs to another instance", instanceARN(instanceA), instanceARN(instanceB), "InvalidCiphertextException", "left as it is"} {
+	for _, want := range []string{dev, "belongs to another instance", w.a.ARN(), w.b.ARN(), "InvalidCiphertextException", "left as it is"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
@@ -171,6 +177,27 @@ func TestUpAnotherInstancesDisk(t *testing.T) {
 	}
 	if got := w.lastLog(dev)["outcome"]; got != agent.OutcomeRefused {
 		t.Errorf("outcome %v", got)
+	}
+	// KMS saw b's own role session ask with b's context, and refused to
+	// unwrap a's key; the invariant checker finds nothing wrong in that.
+	dec := instancetest.CloudTrail(t, w.srv, "Decrypt", mark)
+	if len(dec) != 1 || dec[0].UserIdentity.ARN != w.b.SessionARN() || dec[0].ErrorCode != "InvalidCiphertextException" ||
+		instancetest.Context(dec[0])[agent.ContextInstanceARN] != w.b.ARN() {
+		t.Errorf("Decrypt as CloudTrail recorded it: %+v", dec)
+	}
+	if f := instancetest.InstanceContextFindings(w.srv, mark); len(f) != 0 {
+		t.Errorf("invariant checker: %+v", f)
+	}
+	// Asking with a's context instead (say, a token copied with its
+	// context) does not help b: the key policy binds the context to the
+	// caller's instance. The checker reports that attempt.
+	tok := formatted(t, w, dev, w.a)
+	_, err = w.b.KMS(w.ctx, w.srv).Decrypt(w.ctx, &kms.DecryptInput{KeyId: aws.String(tok.KMSKeyARN), CiphertextBlob: tok.Blob(), EncryptionContext: tok.EncryptionContext})
+	if !agent.IsCode(err, "AccessDeniedException") {
+		t.Errorf("b decrypting a's key with a's context: %v, want AccessDeniedException", err)
+	}
+	if f := instancetest.InstanceContextFindings(w.srv, mark); len(f) != 1 || f[0].Resource != w.a.ID || f[0].Principal != w.b.SessionARN() {
+		t.Errorf("invariant checker: %+v, want b's attempt on a's context", f)
 	}
 }
 
@@ -196,7 +223,7 @@ func TestUpRefusesForeignDisks(t *testing.T) {
 			dev := w.disk("nvme1n1")
 			tt.setup(w, dev)
 			hash := fileHash(t, dev)
-			err := w.agent(instanceA, config(t, []string{dev}, nil)).Up(w.ctx)
+			err := w.agent(w.a, config(t, []string{dev}, nil)).Up(w.ctx)
 			if err == nil {
 				t.Fatal("Up succeeded on a foreign disk")
 			}
@@ -223,13 +250,13 @@ func TestUpRefusesForeignDisks(t *testing.T) {
 				}
 				return nil
 			}
-			if err := w.agent(instanceA, config(t, []string{dev}, func(c *agent.Config) { c.WipeForeign = true })).Up(w.ctx); err != nil {
+			if err := w.agent(w.a, config(t, []string{dev}, func(c *agent.Config) { c.WipeForeign = true })).Up(w.ctx); err != nil {
 				t.Fatalf("Up with wipe_foreign: %v", err)
 			}
 			if !strings.HasPrefix(firstWrite, "wipefs --all "+dev) {
 				t.Errorf("first write %q, want wipefs", firstWrite)
 			}
-			formatted(t, w, dev, instanceA)
+			formatted(t, w, dev, w.a)
 		})
 	}
 }
@@ -241,7 +268,7 @@ func TestUpRefusesMountedRawDisk(t *testing.T) {
 	if err := os.WriteFile(w.paths.Mounts, []byte(dev+" /mnt ext4 rw 0 0\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err := w.agent(instanceA, config(t, []string{dev}, func(c *agent.Config) { c.WipeForeign = true })).Up(w.ctx)
+	err := w.agent(w.a, config(t, []string{dev}, func(c *agent.Config) { c.WipeForeign = true })).Up(w.ctx)
 	if err == nil || !strings.Contains(err.Error(), "mounted at /mnt") || !strings.Contains(err.Error(), "cloud-init") {
 		t.Fatalf("Up on a mounted disk: %v", err)
 	}
@@ -254,7 +281,7 @@ func TestUpDamagedToken(t *testing.T) {
 	w := newWorld(t, awsemu.Options{})
 	dev := w.disk("nvme1n1")
 	cfg := config(t, []string{dev}, func(c *agent.Config) { c.WipeForeign = true })
-	if err := w.agent(instanceA, cfg).Up(w.ctx); err != nil {
+	if err := w.agent(w.a, cfg).Up(w.ctx); err != nil {
 		t.Fatal(err)
 	}
 	w.fake.Reboot()
@@ -263,7 +290,7 @@ func TestUpDamagedToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	writes := len(w.fake.Writes())
-	err := w.agent(instanceA, cfg).Up(w.ctx)
+	err := w.agent(w.a, cfg).Up(w.ctx)
 	if err == nil || !strings.Contains(err.Error(), "token is unusable") || !strings.Contains(err.Error(), "amicrypt_version 7") {
 		t.Fatalf("Up with a damaged token: %v", err)
 	}
@@ -276,7 +303,7 @@ func TestUpNoDeviceMapper(t *testing.T) {
 	w := newWorld(t, awsemu.Options{})
 	w.fake.NoDeviceMapper = true
 	dev := w.disk("nvme1n1")
-	a := w.agent(instanceA, config(t, []string{dev}, nil))
+	a := w.agent(w.a, config(t, []string{dev}, nil))
 	err := a.Up(w.ctx)
 	if err == nil {
 		t.Fatal("Up without device-mapper succeeded")
@@ -286,7 +313,7 @@ func TestUpNoDeviceMapper(t *testing.T) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
 	}
-	formatted(t, w, dev, instanceA)
+	formatted(t, w, dev, w.a)
 	if err := a.Verify(w.ctx, ""); err != nil {
 		t.Errorf("Verify after a format without device-mapper: %v", err)
 	}
@@ -300,7 +327,7 @@ func TestUpLayouts(t *testing.T) {
 			w.disk(n)
 			sysDisk(t, w, n, agent.InstanceStoreModel)
 		}
-		err := w.agent(instanceA, config(t, nil, nil)).Up(w.ctx)
+		err := w.agent(w.a, config(t, nil, nil)).Up(w.ctx)
 		if err == nil || !strings.Contains(err.Error(), "layout single") || !strings.Contains(err.Error(), "nvme2n1") {
 			t.Fatalf("Up: %v", err)
 		}
@@ -308,7 +335,7 @@ func TestUpLayouts(t *testing.T) {
 	t.Run("no instance store", func(t *testing.T) {
 		w := newWorld(t, awsemu.Options{})
 		sysDisk(t, w, "nvme0n1", "Amazon Elastic Block Store")
-		err := w.agent(instanceA, config(t, nil, nil)).Up(w.ctx)
+		err := w.agent(w.a, config(t, nil, nil)).Up(w.ctx)
 		if err == nil || !strings.Contains(err.Error(), "no instance store disk") {
 			t.Fatalf("Up: %v", err)
 		}
@@ -318,12 +345,12 @@ func TestUpLayouts(t *testing.T) {
 func TestUpEachKeepsNamesAcrossReboots(t *testing.T) {
 	w := newWorld(t, awsemu.Options{})
 	disks := []string{w.disk("nvme1n1"), w.disk("nvme2n1"), w.disk("nvme3n1")}
-	if err := w.agent(instanceA, config(t, disks, nil)).Up(w.ctx); err != nil {
+	if err := w.agent(w.a, config(t, disks, nil)).Up(w.ctx); err != nil {
 		t.Fatal(err)
 	}
 	volumeOf := map[string]string{}
 	for i, d := range disks {
-		tok := formatted(t, w, d, instanceA)
+		tok := formatted(t, w, d, w.a)
 		want := fmt.Sprintf("amicrypt-%d", i)
 		if tok.Volume != want {
 			t.Errorf("%s: volume %q, want %q", d, tok.Volume, want)
@@ -338,7 +365,7 @@ func TestUpEachKeepsNamesAcrossReboots(t *testing.T) {
 	w.fake.Reboot()
 	extra := w.disk("nvme4n1")
 	reordered := []string{extra, disks[2], disks[0], disks[1]}
-	if err := w.agent(instanceA, config(t, reordered, nil)).Up(w.ctx); err != nil {
+	if err := w.agent(w.a, config(t, reordered, nil)).Up(w.ctx); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range disks {
@@ -346,7 +373,7 @@ func TestUpEachKeepsNamesAcrossReboots(t *testing.T) {
 			t.Errorf("%s opened as %v after reboot, want %s", d, got, volumeOf[d])
 		}
 	}
-	if got := formatted(t, w, extra, instanceA).Volume; got != "amicrypt-3" {
+	if got := formatted(t, w, extra, w.a).Volume; got != "amicrypt-3" {
 		t.Errorf("new disk got %q, want amicrypt-3", got)
 	}
 }
@@ -365,20 +392,20 @@ func TestUpRAID0(t *testing.T) {
 		}
 		return nil
 	}
-	if err := w.agent(instanceA, cfg).Up(w.ctx); err != nil {
+	if err := w.agent(w.a, cfg).Up(w.ctx); err != nil {
 		t.Fatal(err)
 	}
 	array := filepath.Join(w.paths.MD, "amicrypt")
 	if !strings.HasPrefix(firstWrite, "mdadm --create "+array) {
 		t.Errorf("first write %q, want the array", firstWrite)
 	}
-	formatted(t, w, array, instanceA)
+	formatted(t, w, array, w.a)
 	if w.fake.Volume(disks[0]) != nil {
 		t.Error("a member got a LUKS header: LUKS goes on the array")
 	}
 	w.fake.Reboot()
 	mark := w.srv.Mark()
-	if err := w.agent(instanceA, cfg).Up(w.ctx); err != nil {
+	if err := w.agent(w.a, cfg).Up(w.ctx); err != nil {
 		t.Fatalf("Up after reboot: %v", err)
 	}
 	if got := w.lastLog(array)["outcome"]; got != agent.OutcomeReopened {
@@ -406,13 +433,13 @@ func TestUpRAID0(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := w.agent(instanceA, cfg).Up(w.ctx); err != nil {
+		if err := w.agent(w.a, cfg).Up(w.ctx); err != nil {
 			t.Fatalf("Up: %v", err)
 		}
 		if got := w.lastLog(md127)["outcome"]; got != agent.OutcomeReopened {
 			t.Errorf("outcome %v", got)
 		}
-		rep, err := w.agent(instanceA, cfg).Status(w.ctx)
+		rep, err := w.agent(w.a, cfg).Status(w.ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -420,7 +447,7 @@ func TestUpRAID0(t *testing.T) {
 		if last.Device != md127 || last.State != agent.StateOurs || !last.Open || !last.Mounted || len(last.Members) != 2 {
 			t.Errorf("array status %+v", last)
 		}
-		if err := w.agent(instanceA, cfg).Verify(w.ctx, disks[0]); err != nil {
+		if err := w.agent(w.a, cfg).Verify(w.ctx, disks[0]); err != nil {
 			t.Errorf("Verify by member: %v", err)
 		}
 	})
@@ -429,7 +456,7 @@ func TestUpRAID0(t *testing.T) {
 		w := newWorld(t, awsemu.Options{})
 		disks := []string{w.disk("nvme1n1"), w.disk("nvme2n1")}
 		w.write(disks[1], 0x438, []byte{0x53, 0xef})
-		err := w.agent(instanceA, config(t, disks, func(c *agent.Config) { c.Layout = agent.LayoutRAID0 })).Up(w.ctx)
+		err := w.agent(w.a, config(t, disks, func(c *agent.Config) { c.Layout = agent.LayoutRAID0 })).Up(w.ctx)
 		if err == nil || !strings.Contains(err.Error(), "neither all blank") || !strings.Contains(err.Error(), "ext2/3/4") {
 			t.Fatalf("Up: %v", err)
 		}
@@ -445,7 +472,7 @@ func TestUpSystemdMount(t *testing.T) {
 		t.Fatal(err)
 	}
 	dev := w.disk("nvme1n1")
-	if err := w.agent(instanceA, config(t, []string{dev}, nil)).Up(w.ctx); err != nil {
+	if err := w.agent(w.a, config(t, []string{dev}, nil)).Up(w.ctx); err != nil {
 		t.Fatal(err)
 	}
 	unit := agent.UnitName(w.mountPoint(), "mount")
@@ -511,7 +538,7 @@ func TestUpToolFailuresLeaveNothingMounted(t *testing.T) {
 			w := newWorld(t, awsemu.Options{})
 			dev := w.disk("nvme1n1")
 			w.fake.Fail(commandtest.Failure{Match: tt.match, Code: 1, Stderr: "injected"})
-			err := w.agent(instanceA, config(t, []string{dev}, nil)).Up(w.ctx)
+			err := w.agent(w.a, config(t, []string{dev}, nil)).Up(w.ctx)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "injected") {
 				t.Fatalf("Up: %v", err)
 			}
@@ -540,16 +567,66 @@ func TestLock(t *testing.T) {
 		}
 		return nil
 	}
-	a := w.agent(instanceA, config(t, []string{dev}, nil))
+	a := w.agent(w.a, config(t, []string{dev}, nil))
 	done := make(chan error)
 	go func() { done <- a.Up(context.Background()) }()
 	<-held
-	err := w.agent(instanceA, config(t, []string{dev}, nil)).Up(w.ctx)
+	err := w.agent(w.a, config(t, []string{dev}, nil)).Up(w.ctx)
 	close(release)
 	if err == nil || !strings.Contains(err.Error(), "another amicrypt-agent is running") {
 		t.Errorf("second agent: %v", err)
 	}
 	if err := <-done; err != nil {
 		t.Errorf("first agent: %v", err)
+	}
+}
+
+// wantPhases checks which step durations a log line carries: each of want
+// as a number of milliseconds, none of absent.
+func wantPhases(t *testing.T, line map[string]any, want, absent []string) {
+	t.Helper()
+	for _, k := range want {
+		if ms, ok := line[k].(float64); !ok || ms < 0 {
+			t.Errorf("log line lacks %s: %v", k, line)
+		}
+	}
+	for _, k := range absent {
+		if _, ok := line[k]; ok {
+			t.Errorf("log line has %s for a step that did not run: %v", k, line)
+		}
+	}
+}
+
+// A first boot that stopped between luksFormat and mkfs (here mkfs failed;
+// a power cut would do the same) leaves a volume of ours without a
+// filesystem. The next boot unlocks it, makes the filesystem, and mounts it:
+// it never formats the LUKS volume again.
+func TestUpFinishesAnInterruptedFirstBoot(t *testing.T) {
+	w := newWorld(t, awsemu.Options{})
+	dev := w.disk("nvme1n1")
+	cfg := config(t, []string{dev}, nil)
+	w.fake.Fail(commandtest.Failure{Match: "mkfs.ext4 -q", Code: 1, Stderr: "injected", Times: 1})
+	if err := w.agent(w.a, cfg).Up(w.ctx); err == nil || !strings.Contains(err.Error(), "making the ext4 filesystem") {
+		t.Fatalf("first boot: %v", err)
+	}
+	before := w.fake.Volume(dev)
+	w.fake.Reboot()
+	mark := w.srv.Mark()
+	if err := w.agent(w.a, cfg).Up(w.ctx); err != nil {
+		t.Fatalf("the next boot: %v", err)
+	}
+	line := w.lastLog(dev)
+	if line["outcome"] != agent.OutcomeReopened {
+		t.Errorf("log line %v", line)
+	}
+	wantPhases(t, line, []string{"kms_ms", "open_ms", "mkfs_ms", "mount_ms"}, []string{"format_ms"})
+	if after := w.fake.Volume(dev); after.UUID != before.UUID || string(after.Tokens[0]) != string(before.Tokens[0]) {
+		t.Error("the volume was formatted again")
+	}
+	if w.calls("GenerateDataKey", mark) != 0 || w.calls("Decrypt", mark) != 1 {
+		t.Errorf("KMS: %d GenerateDataKey, %d Decrypt; want 0 and 1", w.calls("GenerateDataKey", mark), w.calls("Decrypt", mark))
+	}
+	if !strings.Contains(w.mounts(), w.mountPoint()+" ext4") {
+		t.Errorf("mounts %q", w.mounts())
 	}
 }

@@ -38,8 +38,20 @@
 //	// res.Lines["agent.rc"], res.Lines["mounted"], res.Duration;
 //	// vmtest.ReadLUKS2Header(disk.Path), vmtest.ContainsBytes(disk.Path, ...)
 //
+// The package's own VM tests include the amicrypt-agent suite,
+// TestAgentInstanceStore: the real agent as an instance of the in-process
+// AWS emulator (internal/agent/instancetest), whose only exits are the
+// instance's metadata service and the emulator, through a first boot, a
+// reboot, the disk moved to another instance, KMS unreachable, a disabled
+// key and a stop/start, checked on the console, on the raw images, in
+// CloudTrail and by the emulator's invariant checker. BenchmarkAgentBoot
+// times the agent's first boot and reboot (KMS, luksFormat, open, mkfs,
+// mount) and weighs its binary:
+//
+//	go test -tags vm -run '^$' -bench '^BenchmarkAgentBoot$' -benchtime 3x ./internal/vmtest/
+//
 // The kernel comes from scripts/vm-assets.sh (`make vm-assets`); tests that
 // boot carry the build tag `vm` and run with `make vmtest`. Without the
 // assets FindAssets fails and RequireAssets skips the test, or fails it when
-// AMICRYPT_REQUIRE_VM=1.
+// AMICRYPT_REQUIRE_VM=1 (which `make vmtest` sets).
 package vmtest

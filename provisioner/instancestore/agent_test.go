@@ -241,3 +241,40 @@ func TestPluginBuildEmbedsTheAgent(t *testing.T) {
 		}
 	}
 }
+
+// TestMakeAgentBuildsTheRealAgent: `make agent AGENT_REQUIRED=1`, as `make
+// build` and the release run it, cross-compiles the real ./cmd/amicrypt-agent
+// for both architectures into binaries the provisioner accepts, stamped
+// with the plugin's version.
+func TestMakeAgentBuildsTheRealAgent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds amicrypt-agent twice")
+	}
+	dir := t.TempDir()
+	out, err := agenttest.Make("agent", "AGENT_DIR="+dir, "AGENT_REQUIRED=1")
+	if errors.Is(err, agenttest.ErrNoMake) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, arch := range Architectures {
+		data, err := os.ReadFile(filepath.Join(dir, AgentFileName(arch)))
+		if err != nil {
+			t.Fatalf("make agent built no %s: %v\n%s", AgentFileName(arch), err, out)
+		}
+		if _, err := agentBinary(fstest.MapFS{AgentDir + "/" + AgentFileName(arch): {Data: data}}, arch); err != nil {
+			t.Errorf("%s: %v", arch, err)
+		}
+		if !bytes.Contains(data, []byte("amicrypt-agent")) || !bytes.Contains(data, []byte("kms:GenerateDataKey")) {
+			t.Errorf("%s: not the real agent", arch)
+		}
+	}
+	if runtime.GOOS == "linux" && runtime.GOARCH == "amd64" {
+		msg, err := exec.Command(filepath.Join(dir, AgentFileName("amd64")), "version").Output()
+		version, _ := agenttest.Make("-s", "--eval=print-version: ; @echo $(PLUGIN_VERSION)", "print-version")
+		if err != nil || strings.TrimSpace(string(msg)) != "amicrypt-agent "+strings.TrimSpace(version) {
+			t.Errorf("the amd64 agent says %q, %v; want amicrypt-agent %s", msg, err, strings.TrimSpace(version))
+		}
+	}
+}

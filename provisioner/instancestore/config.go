@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/template/config"
 	"github.com/hashicorp/packer-plugin-sdk/template/interpolate"
 
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent/agentconfig"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 )
 
@@ -90,27 +91,20 @@ type Config struct {
 	ctx        interpolate.Context
 }
 
-// Limits the agent enforces, checked here so `packer validate` refuses what
-// the agent would refuse at boot.
+// Limits the agent enforces (agentconfig), checked here so `packer validate`
+// refuses what the agent would refuse at boot.
 const (
-	minKMSTimeout       = time.Second
-	maxKMSTimeout       = time.Hour
-	maxContextKeyLen    = 256
-	maxContextValueLen  = 1024
+	minKMSTimeout       = agentconfig.MinKMSTimeout
+	maxKMSTimeout       = agentconfig.MaxKMSTimeout
+	maxContextKeyLen    = agentconfig.MaxContextKeyLen
+	maxContextValueLen  = agentconfig.MaxContextValueLen
 	unitStartTimeMargin = 15 * time.Minute // luksFormat, mkfs, mdadm after the KMS calls
 )
 
 var (
-	dmNamePattern     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$`)
 	contextKeyPattern = regexp.MustCompile(`^[\x21-\x7e][\x20-\x7e]*$`)
 	unitNamePattern   = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+\.(service|socket|target|mount|automount|timer|path|slice|scope)$`)
 )
-
-// forbiddenMountTrees may not hold the mount point, nor be it.
-var forbiddenMountTrees = []string{"/proc", "/sys", "/dev", "/run", "/boot"}
-
-// systemDirs may not be the mount point: a mount there would hide the system.
-var systemDirs = []string{"/", "/bin", "/etc", "/home", "/lib", "/lib64", "/root", "/sbin", "/usr", "/var"}
 
 // Prepare decodes and validates the configuration. It runs nothing remote
 // and calls no AWS API; every problem is reported at once, naming the field,
@@ -132,6 +126,15 @@ func (c *Config) Prepare(raws ...interface{}) error {
 	errs = append(errs, c.prepareContext()...)
 	errs = append(errs, c.prepareBoot()...)
 	errs = append(errs, c.prepareBuild()...)
+	if len(errs) == 0 {
+		// The checks above speak Packer's language; the agent's own
+		// validation of the file it will read is the last word, so no image
+		// ever gets a config its agent refuses at boot.
+		ac := c.AgentConfig()
+		if err := ac.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("amicrypt-agent would refuse the config file this gives: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -212,12 +215,12 @@ func (c *Config) prepareMount() []error {
 	case strings.ContainsAny(mp, " \t\n\\"):
 		errs = append(errs, fmt.Errorf("mount_point: %q contains whitespace or a backslash; use a plain path such as %q", mp, DefaultMountPoint))
 	default:
-		for _, tree := range forbiddenMountTrees {
+		for _, tree := range agentconfig.ForbiddenMountTrees() {
 			if mp == tree || strings.HasPrefix(mp, tree+"/") {
 				errs = append(errs, fmt.Errorf("mount_point: %q is under %s, which the system owns; use a directory of its own such as %q", mp, tree, DefaultMountPoint))
 			}
 		}
-		for _, dir := range systemDirs {
+		for _, dir := range agentconfig.SystemDirs() {
 			if mp == dir {
 				errs = append(errs, fmt.Errorf("mount_point: %q would hide a system directory; use a directory of its own such as %q", mp, DefaultMountPoint))
 			}
@@ -268,7 +271,7 @@ func (c *Config) prepareBoot() []error {
 	default:
 		c.kmsTimeout = d
 	}
-	if !dmNamePattern.MatchString(c.Name) {
+	if !agentconfig.ValidName(c.Name) {
 		errs = append(errs, fmt.Errorf("name: %q is not a device-mapper name; use 1-64 letters, digits, '_', '.', '+' or '-', starting with a letter or digit, e.g. %q", c.Name, DefaultName))
 	}
 	seen := map[string]bool{}
@@ -309,7 +312,7 @@ func (c *Config) AgentConfig() AgentConfig {
 		MountPoint:        c.MountPoint,
 		Filesystem:        c.Filesystem,
 		EncryptionContext: c.EncryptionContext,
-		KMSTimeout:        c.KMSTimeout,
+		KMSTimeout:        agentconfig.Duration(c.kmsTimeout),
 		WipeForeign:       c.WipeForeign,
 		Name:              c.Name,
 	}

@@ -3,10 +3,13 @@ package instancestore
 import (
 	"errors"
 	"maps"
+	"reflect"
 	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/agent/agentconfig"
 )
 
 const testKey = "alias/amicrypt-instance-store"
@@ -169,6 +172,18 @@ func TestPrepareFields(t *testing.T) {
 				if err != nil {
 					t.Fatalf("want valid, got %v", err)
 				}
+				// The file it uploads is one amicrypt-agent reads back as is.
+				data, err := p.config.AgentConfig().Marshal()
+				if err != nil {
+					t.Fatal(err)
+				}
+				parsed, err := agentconfig.Parse(data)
+				if err != nil {
+					t.Fatalf("amicrypt-agent refuses the config file:\n%s\n%v", data, err)
+				}
+				if want := p.config.AgentConfig(); !reflect.DeepEqual(*parsed, want) {
+					t.Errorf("amicrypt-agent reads %+v, the provisioner meant %+v", *parsed, want)
+				}
 				if tc.check != nil {
 					tc.check(t, &p.config)
 				}
@@ -248,6 +263,23 @@ func TestPrepareNeedsTheEmbeddedAgent(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDefaultsAreTheAgents: the provisioner's defaults are the agent's.
+func TestDefaultsAreTheAgents(t *testing.T) {
+	if d, err := time.ParseDuration(DefaultKMSTimeout); err != nil || d != agentconfig.DefaultKMSTimeout {
+		t.Errorf("DefaultKMSTimeout %q, the agent's %s", DefaultKMSTimeout, agentconfig.DefaultKMSTimeout)
+	}
+	p, err := newProvisioner(t, fakeAgents(t), map[string]interface{}{"kms_key_id": testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := p.config.AgentConfig()
+	want := agentconfig.Config{KMSKeyID: testKey}
+	want.ApplyDefaults()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the provisioner's defaults %+v, the agent's %+v", got, want)
 	}
 }
 

@@ -533,6 +533,12 @@ func (f *Fake) cryptsetup(c Call, cmd command.Cmd) exit {
 		if err := os.Truncate(mapped, 16<<20); err != nil {
 			return fail(1, "%v", err)
 		}
+		// As real dm-crypt over a disk that was zeros, a volume without a
+		// filesystem reads as the decryption of zeros, which looks random:
+		// never as zeros.
+		if err := writeAt(mapped, 0, bytes.Repeat([]byte{0xa5}, 128<<10)); err != nil {
+			return fail(1, "%v", err)
+		}
 		if fs := f.fsOn[dev]; fs != "" {
 			if err := writeFSMagic(mapped, fs); err != nil {
 				return fail(1, "%v", err)
