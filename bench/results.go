@@ -304,7 +304,7 @@ func conditions(sb *strings.Builder, rows []Row) {
 	for _, r := range rows {
 		what := fmt.Sprintf("time scale %.4g, polling every %gs of wall time = %gs emulated (cadence factor %.3g)", r.TimeScale, r.PollWallS, r.PollEmulatedS, r.CadenceFactor)
 		if r.Scenario == ScenarioInstStore {
-			what = "no emulator"
+			what = "real time: a QEMU guest (TCG, no KVM) as an instance of the in-process emulator, the agent timed from its start to the volume mounted"
 		}
 		what += fmt.Sprintf("; %s, %s, %d CPUs, commit %s", r.MeasuredAt.UTC().Format("2006-01-02"), r.GoVersion, r.CPUs, orDash(r.Commit))
 		c := cond{r.Scenario, what}
