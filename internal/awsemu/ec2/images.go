@@ -728,7 +728,7 @@ func (e *view) ec2CopyImage(c *core.Call, p ec2Params) (any, *core.APIError) {
 			img.Mappings = append(img.Mappings, nm)
 			continue
 		}
-		cp := e.newSnapshotCopy(c, snap, srcRegion, plan, fmt.Sprintf("Copied for DestinationAmi %s from SourceAmi %s for SourceSnapshot %s. Task created on %s.", img.ID, src.ID, snap.ID, now.Format("2006-01-02,15:04:05")))
+		cp := e.newSnapshotCopy(c, now, snap, srcRegion, plan, fmt.Sprintf("Copied for DestinationAmi %s from SourceAmi %s for SourceSnapshot %s. Task created on %s.", img.ID, src.ID, snap.ID, now.Format("2006-01-02,15:04:05")))
 		cp.ImageCopy = img.ID
 		if fails {
 			cp.Fails, cp.FailMessage = true, "Internal error on copy"

@@ -195,9 +195,10 @@ func (e *view) planCopy(c *core.Call, src *ec2Snapshot, srcRegion string, encryp
 	return plan, nil
 }
 
-// newSnapshotCopy starts a copy of src into the caller's account and region.
-func (e *view) newSnapshotCopy(c *core.Call, src *ec2Snapshot, srcRegion string, plan copyPlan, description string) *ec2Snapshot {
-	now := e.clock.Now()
+// newSnapshotCopy starts a copy of src into the caller's account and region
+// at now: the time of the call that asks for it, so the snapshots of one
+// CopyImage start when its image is created.
+func (e *view) newSnapshotCopy(c *core.Call, now time.Time, src *ec2Snapshot, srcRegion string, plan copyPlan, description string) *ec2Snapshot {
 	full := src.Lineage + "|" + c.Account + "|" + c.Region + "|" + plan.keyARN
 	size := src.SizeGiB
 	if e.own(c).FullCopies[full] {
@@ -327,7 +328,7 @@ func (e *view) ec2CopySnapshot(c *core.Call, p ec2Params) (any, *core.APIError) 
 	if desc == "" {
 		desc = fmt.Sprintf("[Copied %s from %s]", src.ID, srcRegion)
 	}
-	s := e.newSnapshotCopy(c, src, srcRegion, plan, desc)
+	s := e.newSnapshotCopy(c, e.clock.Now(), src, srcRegion, plan, desc)
 	s.Copy = true
 	switch {
 	case kerr != nil:
