@@ -28,11 +28,7 @@ type Builder struct {
 func (b *Builder) ConfigSpec() hcldec.ObjectSpec { return b.config.FlatMapstructure().HCL2Spec() }
 
 func (b *Builder) Prepare(raws ...interface{}) ([]string, []string, error) {
-	generated, err := b.config.Prepare(raws...)
-	if err != nil {
-		return nil, nil, err
-	}
-	return generated, nil, nil
+	return b.config.Prepare(raws...)
 }
 
 func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook) (packersdk.Artifact, error) {

@@ -554,7 +554,7 @@ func TestEmulatorBuildSurvivesThrottlingAndEventualConsistency(t *testing.T) {
 func TestEmulatorTemporaryKeyPairAndSecurityGroup(t *testing.T) {
 	srv := startEmulator(t, awsemu.Options{})
 	var c Config
-	if _, err := c.Prepare(with("communicator", "ssh", "ssh_username", "ec2-user", "ami_name", "amicrypt-ssh")); err != nil {
+	if _, _, err := c.Prepare(with("communicator", "ssh", "ssh_username", "ec2-user", "ami_name", "amicrypt-ssh")); err != nil {
 		t.Fatal(err)
 	}
 	access := &c.AccessConfig

@@ -378,7 +378,7 @@ func stepState(t *testing.T, clients *fakeClients, raw map[string]interface{}) (
 	t.Setenv("AWS_POLL_DELAY_SECONDS", "0.001")
 	t.Setenv("AWS_MAX_ATTEMPTS", "")
 	var c Config
-	if _, err := c.Prepare(raw); err != nil {
+	if _, _, err := c.Prepare(raw); err != nil {
 		t.Fatal(err)
 	}
 	b := &buildState{config: &c, clients: clients, runID: "test"}

@@ -253,7 +253,15 @@ func DeregisterImage(ctx context.Context, client EC2API, imageID string) error {
 // FindImagesByFilter returns the images of the owners matching every filter
 // (name → one value, wildcards allowed), newest first.
 func FindImagesByFilter(ctx context.Context, client EC2API, owners []string, filters map[string]string) ([]types.Image, error) {
+	return findImages(ctx, client, owners, filters, false)
+}
+
+// findImages is FindImagesByFilter, with deprecated images when asked.
+func findImages(ctx context.Context, client EC2API, owners []string, filters map[string]string, includeDeprecated bool) ([]types.Image, error) {
 	in := &ec2.DescribeImagesInput{Owners: owners}
+	if includeDeprecated {
+		in.IncludeDeprecated = aws.Bool(true)
+	}
 	keys := make([]string, 0, len(filters))
 	for k := range filters {
 		keys = append(keys, k)
