@@ -55,7 +55,9 @@ func TestPrepareAcceptsAmazonEBSFields(t *testing.T) {
 		{name: "skip_profile_validation", raw: with("iam_instance_profile", "p", "skip_profile_validation", true)},
 		{name: "security_group_id", raw: with("security_group_id", "sg-0123456789abcdef0"), check: func(c *Config) error { return eq(c.SecurityGroupIDs, []string{"sg-0123456789abcdef0"}) }},
 		{name: "security_group_filter blocks", raw: with("security_group_filter", map[string]interface{}{"filter": []map[string]interface{}{{"name": "group-name", "value": "build"}}}),
-			check: func(c *Config) error { return eq(c.SecurityGroupFilter.Filters, map[string]string{"group-name": "build"}) }},
+			check: func(c *Config) error {
+				return eq(c.SecurityGroupFilter.Filters, map[string]string{"group-name": "build"})
+			}},
 		{name: "vpc_filter", raw: with("vpc_filter", map[string]interface{}{"filters": map[string]string{"tag:Name": "build"}})},
 		{name: "subnet_filter random and filter blocks", raw: with("subnet_filter", map[string]interface{}{"random": true, "filter": []map[string]interface{}{{"name": "tag:Tier", "value": "private"}}}),
 			check: func(c *Config) error {
@@ -102,7 +104,9 @@ func TestPrepareAcceptsAmazonEBSFields(t *testing.T) {
 		{name: "force_delete_snapshot", raw: with("force_deregister", true, "force_delete_snapshot", true)},
 		{name: "packer -force", raw: with(common.ForceConfigKey, true), check: func(c *Config) error { return eq(c.ForceDeregister, true) }},
 		{name: "ami_virtualization_type", raw: with("ami_virtualization_type", "hvm", "ena_support", true, "sriov_support", true),
-			check: func(c *Config) error { return firstErr(eq(c.AMIENASupport.True(), true), eq(c.AMISriovNetSupport, true)) }},
+			check: func(c *Config) error {
+				return firstErr(eq(c.AMIENASupport.True(), true), eq(c.AMISriovNetSupport, true))
+			}},
 		{name: "ena_support false", raw: with("ena_support", false), check: func(c *Config) error { return eq(c.AMIENASupport.False(), true) }},
 		{name: "ami_product_codes", raw: with("ami_product_codes", []string{"1abc2defghijklm3nopqrs4tu"})},
 		{name: "skip_region_validation", raw: with("skip_region_validation", true)},
@@ -345,4 +349,3 @@ func firstErr(errs ...error) error {
 	}
 	return nil
 }
-
