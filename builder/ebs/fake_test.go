@@ -41,6 +41,7 @@ type fakeEC2 struct {
 	runInput   *ec2.RunInstancesInput
 	regInput   *ec2.RegisterImageInput
 	copyInputs []*ec2.CopySnapshotInput
+	imageAttrs []*ec2.ModifyImageAttributeInput
 }
 
 func newFakeEC2(region string) *fakeEC2 {
@@ -301,10 +302,11 @@ func (f *fakeEC2) CreateTags(_ context.Context, _ *ec2.CreateTagsInput, _ ...fun
 	return &ec2.CreateTagsOutput{}, nil
 }
 
-func (f *fakeEC2) ModifyImageAttribute(_ context.Context, _ *ec2.ModifyImageAttributeInput, _ ...func(*ec2.Options)) (*ec2.ModifyImageAttributeOutput, error) {
+func (f *fakeEC2) ModifyImageAttribute(_ context.Context, in *ec2.ModifyImageAttributeInput, _ ...func(*ec2.Options)) (*ec2.ModifyImageAttributeOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("ModifyImageAttribute")
+	f.imageAttrs = append(f.imageAttrs, in)
 	return &ec2.ModifyImageAttributeOutput{}, nil
 }
 
