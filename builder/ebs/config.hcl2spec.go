@@ -417,6 +417,9 @@ func (*FlatDeregistrationProtection) HCL2Spec() map[string]hcldec.Spec {
 // Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
 type FlatFastLaunchConfig struct {
 	UseFastLaunch         *bool                          `mapstructure:"enable_fast_launch" required:"false" cty:"enable_fast_launch" hcl:"enable_fast_launch"`
+	LaunchTemplateID      *string                        `mapstructure:"template_id" required:"false" cty:"template_id" hcl:"template_id"`
+	LaunchTemplateName    *string                        `mapstructure:"template_name" required:"false" cty:"template_name" hcl:"template_name"`
+	LaunchTemplateVersion *int                           `mapstructure:"template_version" required:"false" cty:"template_version" hcl:"template_version"`
 	RegionLaunchTemplates []FlatFastLaunchTemplateConfig `mapstructure:"region_launch_templates" required:"false" cty:"region_launch_templates" hcl:"region_launch_templates"`
 	MaxParallelLaunches   *int                           `mapstructure:"max_parallel_launches" required:"false" cty:"max_parallel_launches" hcl:"max_parallel_launches"`
 	TargetResourceCount   *int                           `mapstructure:"target_resource_count" required:"false" cty:"target_resource_count" hcl:"target_resource_count"`
@@ -435,6 +438,9 @@ func (*FastLaunchConfig) FlatMapstructure() interface{ HCL2Spec() map[string]hcl
 func (*FlatFastLaunchConfig) HCL2Spec() map[string]hcldec.Spec {
 	s := map[string]hcldec.Spec{
 		"enable_fast_launch":      &hcldec.AttrSpec{Name: "enable_fast_launch", Type: cty.Bool, Required: false},
+		"template_id":             &hcldec.AttrSpec{Name: "template_id", Type: cty.String, Required: false},
+		"template_name":           &hcldec.AttrSpec{Name: "template_name", Type: cty.String, Required: false},
+		"template_version":        &hcldec.AttrSpec{Name: "template_version", Type: cty.Number, Required: false},
 		"region_launch_templates": &hcldec.BlockListSpec{TypeName: "region_launch_templates", Nested: hcldec.ObjectSpec((*FlatFastLaunchTemplateConfig)(nil).HCL2Spec())},
 		"max_parallel_launches":   &hcldec.AttrSpec{Name: "max_parallel_launches", Type: cty.Number, Required: false},
 		"target_resource_count":   &hcldec.AttrSpec{Name: "target_resource_count", Type: cty.Number, Required: false},

@@ -51,7 +51,8 @@ func RefusedFields() map[string]Refusal {
 			Reason: "amicrypt-ebs doesn't turn on Windows fast launch; enable it after the build with `aws ec2 enable-fast-launch --image-id AMI` (its pre-provisioned snapshots are then encrypted under the AMI's key)",
 			set: func(c *Config) bool {
 				f := c.FastLaunch
-				return f.UseFastLaunch || len(f.RegionLaunchTemplates) > 0 || f.MaxParallelLaunches != 0 || f.TargetResourceCount != 0
+				return f.UseFastLaunch || len(f.RegionLaunchTemplates) > 0 || f.MaxParallelLaunches != 0 || f.TargetResourceCount != 0 ||
+					f.LaunchTemplateID != "" || f.LaunchTemplateName != "" || f.LaunchTemplateVersion != 0
 			},
 		},
 		"block_duration_minutes": {

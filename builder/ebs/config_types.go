@@ -96,6 +96,9 @@ type FastLaunchTemplateConfig struct {
 // only to be refused with a reason (see RefusedFields).
 type FastLaunchConfig struct {
 	UseFastLaunch         bool                       `mapstructure:"enable_fast_launch" required:"false"`
+	LaunchTemplateID      string                     `mapstructure:"template_id" required:"false"`
+	LaunchTemplateName    string                     `mapstructure:"template_name" required:"false"`
+	LaunchTemplateVersion int                        `mapstructure:"template_version" required:"false"`
 	RegionLaunchTemplates []FastLaunchTemplateConfig `mapstructure:"region_launch_templates" required:"false"`
 	MaxParallelLaunches   int                        `mapstructure:"max_parallel_launches" required:"false"`
 	TargetResourceCount   int                        `mapstructure:"target_resource_count" required:"false"`
