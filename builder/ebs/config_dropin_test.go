@@ -187,6 +187,8 @@ func TestPrepareRejectsAmazonEBSFieldValues(t *testing.T) {
 		{"ssh_interface", ssh("ssh_interface", "eth0"), []string{`ssh_interface: "eth0" is not an interface`, "public_ip"}},
 		{"session_manager without profile", ssh("ssh_interface", "session_manager"), []string{"needs iam_instance_profile", "AmazonSSMManagedInstanceCore"}},
 		{"session_manager with winrm", with("communicator", "winrm", "winrm_username", "a", "ssh_interface", "session_manager", "iam_instance_profile", "p"), []string{`not with communicator = "winrm"`}},
+		{"session_manager with a key file only", ssh("ssh_interface", "session_manager", "iam_instance_profile", "p", "ssh_private_key_file", "config_test.go"),
+			[]string{"EC2 Instance Connect", "set ssh_keypair_name"}},
 		{"session_manager_port without session_manager", ssh("session_manager_port", 8022), []string{`session_manager_port, pause_before_ssm: set without ssh_interface = "session_manager"`}},
 		{"ipv6 without cidrs", ssh("ssh_interface", "ipv6"), []string{"never opens ::/0 by default"}},
 		{"key pair type", ssh("temporary_key_pair_type", "dsa"), []string{`temporary_key_pair_type: "dsa"`, `"rsa" or "ed25519"`}},

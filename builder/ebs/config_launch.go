@@ -337,6 +337,9 @@ func (c *Config) prepareConnection() []error {
 		if c.IAMInstanceProfile == "" {
 			errs = append(errs, errors.New(`ssh_interface = "session_manager": needs iam_instance_profile, a profile whose role allows SSM (the AmazonSSMManagedInstanceCore policy)`))
 		}
+		if cc.SSHPrivateKeyFile != "" && cc.SSHKeyPairName == "" {
+			errs = append(errs, errors.New(`ssh_interface = "session_manager" with ssh_private_key_file and no ssh_keypair_name: amazon-ebs would push that key with EC2 Instance Connect, which amicrypt-ebs doesn't do; set ssh_keypair_name to the key pair of that private key (or remove both to get a temporary key pair)`))
+		}
 	}
 	if c.SessionManagerPort < 0 || c.SessionManagerPort > 65535 {
 		errs = append(errs, fmt.Errorf("session_manager_port: %d is not a port; use 1024–65535, or leave it unset for a free one", c.SessionManagerPort))
@@ -358,9 +361,9 @@ func (c *Config) prepareConnection() []error {
 	switch keyType {
 	case "rsa":
 		switch cc.SSHTemporaryKeyPairBits {
-		case 0, 2048, 3072, 4096:
+		case 0, 2048, 4096:
 		default:
-			errs = append(errs, fmt.Errorf("temporary_key_pair_bits: %d is not an RSA key size EC2 imports; use 2048 (what EC2 creates), 3072 or 4096", cc.SSHTemporaryKeyPairBits))
+			errs = append(errs, fmt.Errorf("temporary_key_pair_bits: %d is not an RSA key size EC2 imports; use 2048 (what EC2 creates) or 4096", cc.SSHTemporaryKeyPairBits))
 		}
 	case "ed25519":
 		if cc.SSHTemporaryKeyPairBits != 0 {

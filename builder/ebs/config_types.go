@@ -1,3 +1,7 @@
+// packer-sdc struct-markdown documents the structs of one file ($GOFILE),
+// through the packer-plugin-* symlink config.go explains.
+//go:generate sh -c "ln -sfn \"$(dirname $(go env GOMOD))\" \"${TMPDIR:-/tmp}/packer-plugin-amicrypt\" && cd \"${TMPDIR:-/tmp}/packer-plugin-amicrypt/builder/ebs\" && go tool packer-sdc struct-markdown"
+
 package ebs
 
 import (
