@@ -60,7 +60,7 @@ func (c *Config) render(info *BuildInfo) (renderedTags, error) {
 			rk, kerr := interpolate.Render(k, &ictx)
 			rv, verr := interpolate.Render(m[k], &ictx)
 			if kerr != nil || verr != nil {
-				err = fmt.Errorf("%s: rendering tag %q = %q: %v", field, k, m[k], firstNonNil(kerr, verr))
+				err = fmt.Errorf("%s: rendering tag %q = %q: %w", field, k, m[k], firstNonNil(kerr, verr))
 				return nil
 			}
 			r[rk] = rv

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/hashicorp/packer-plugin-sdk/template/config"
 )
 
 // The launch settings: instance, network, spot, metadata and connection.
@@ -263,7 +261,7 @@ func copyFilterBlocks(f *ResourceFilter) []error {
 	if len(f.Filter) == 0 {
 		return nil
 	}
-	return config.NameValues(f.Filter).CopyOn(&f.Filters)
+	return f.Filter.CopyOn(&f.Filters)
 }
 
 func (c *Config) prepareSpot() []error {

@@ -48,11 +48,11 @@ func newStepRun(t *testing.T, raw map[string]interface{}) *stepRun {
 	if _, _, err := c.Prepare(raw); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := c.AccessConfig.Config(context.Background())
+	cfg, err := c.Config(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &buildState{config: &c, clients: newAWSClients(cfg, c.AccessConfig.EC2Options()), runID: "run-" + t.Name()}
+	b := &buildState{config: &c, clients: newAWSClients(cfg, c.EC2Options()), runID: "run-" + t.Name()}
 	b.lease = newLease(b.runID, c.templateID(), time.Hour)
 	out := &syncBuffer{}
 	state := new(multistep.BasicStateBag)

@@ -253,7 +253,7 @@ func (b *buildState) regionError(ctx context.Context, region string, err error) 
 		return fmt.Errorf("in %s: %w (the credentials were refused there; if they work in other regions, %s may be an opt-in region this account hasn't enabled)", region, err, region)
 	}
 	if p := regionProblem(region, regions, b.account); p != nil {
-		return fmt.Errorf("%w; AWS refused the credentials there: %v", p, err)
+		return fmt.Errorf("%w; AWS refused the credentials there: %w", p, err)
 	}
 	return fmt.Errorf("in %s: the credentials were refused: %w", region, err)
 }

@@ -2,6 +2,7 @@ package ebs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -64,8 +65,8 @@ func (s *stepRunSpotInstance) Run(ctx context.Context, state multistep.StateBag)
 	var id, fleetID string
 	_, err = ebs.Retry(ctx, fleetCapacityTries, func(try int) time.Duration { return time.Duration(try) * 500 * time.Millisecond },
 		func(err error) bool {
-			fe, ok := err.(*ebs.FleetError)
-			return ok && slices.Contains(fe.Codes, "InsufficientInstanceCapacity")
+			var fe *ebs.FleetError
+			return errors.As(err, &fe) && slices.Contains(fe.Codes, "InsufficientInstanceCapacity")
 		},
 		func(_ int, err error, pause time.Duration) {
 			detail(ui(state), fmt.Sprintf("%v; trying again in %s", err, pause))

@@ -69,7 +69,7 @@ func decodeAuthorizationMessages(client decoder) func(*middleware.Stack) error {
 				}
 				dec, derr := client.DecodeAuthorizationMessage(ctx, &sts.DecodeAuthorizationMessageInput{EncodedMessage: aws.String(encoded)})
 				if derr != nil {
-					return out, md, fmt.Errorf("%w (decode_authorization_messages: sts:DecodeAuthorizationMessage failed: %v)", err, derr)
+					return out, md, fmt.Errorf("%w (decode_authorization_messages: sts:DecodeAuthorizationMessage failed: %w)", err, derr)
 				}
 				return out, md, &DecodedAuthorizationError{Err: err, Decoded: aws.ToString(dec.DecodedMessage)}
 			}), middleware.Before)

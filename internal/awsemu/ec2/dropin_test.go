@@ -204,7 +204,7 @@ func TestEC2GetPasswordData(t *testing.T) {
 	if err != nil {
 		t.Fatalf("password data %q: %v", aws.ToString(out.PasswordData), err)
 	}
-	plain, err := rsa.DecryptPKCS1v15(nil, priv, enc)
+	plain, err := rsa.DecryptPKCS1v15(nil, priv, enc) //nolint:staticcheck // SA1019: AWS encrypts Windows passwords with PKCS #1 v1.5
 	if err != nil || len(plain) < 16 {
 		t.Fatalf("decrypting the password: %q, %v", plain, err)
 	}

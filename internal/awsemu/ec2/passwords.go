@@ -53,6 +53,7 @@ func (e *view) setWindowsPassword(c *core.Call, inst *ec2Instance) {
 		return // ED25519 key pairs can't carry a Windows password
 	}
 	password := randomPassword()
+	//nolint:staticcheck // SA1019: PKCS #1 v1.5 is what AWS uses for Windows passwords (GetPasswordData)
 	enc, err := rsa.EncryptPKCS1v15(rand.Reader, rsaKey, []byte(password))
 	if err != nil {
 		return
@@ -84,10 +85,14 @@ func (e *view) ec2GetPasswordData(c *core.Call, p ec2Params) (any, *core.APIErro
 	if err != nil {
 		return nil, err
 	}
-	inst, err := e.ownInstance(c, id)
-	if err != nil {
-		return nil, err
+	if !instanceIDPattern.MatchString(id) {
+		return nil, malformedID(id, "i")
 	}
+	inst, ok := get(e, instancesOf, id)
+	if !ok || inst.Owner != c.Account || inst.Region != c.Region {
+		return nil, instanceNotFound(id)
+	}
+	e.refreshInstance(inst)
 	out := getPasswordDataOutput{InstanceID: inst.ID, Timestamp: ec2Time(e.clock.Now())}
 	if inst.PasswordData != "" && !e.clock.Now().Before(inst.PasswordAt) {
 		out.PasswordData = inst.PasswordData
