@@ -11,6 +11,10 @@ integration {
     readme_location = "./README.md"
     external_url    = "https://github.com/amicrypt/packer-plugin-amicrypt"
   }
+  license {
+    type = "MPL-2.0"
+    url  = "https://github.com/amicrypt/packer-plugin-amicrypt/blob/main/LICENSE"
+  }
   component {
     type = "builder"
     name = "amicrypt-ebs"

@@ -234,9 +234,9 @@ build {
 		{"malformed key", `instance_type = "t3.micro"
   ami_name = "x-1"
   kms_key_id = "amicrypt-build"`, []string{`"amicrypt-build" is not a KMS key reference`}},
-		{"regions without keys", `instance_type = "t3.micro"
+		{"regions without keys for a key ARN", `instance_type = "t3.micro"
   ami_name = "x-1"
-  kms_key_id = "alias/amicrypt-build"
+  kms_key_id = "arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab"
   ami_regions = ["us-west-2"]`, []string{`region_kms_key_ids: no key for "us-west-2"`}},
 		{"bad ami_users", `instance_type = "t3.micro"
   ami_name = "x-1"

@@ -227,6 +227,10 @@ func (e *Env) Environ() []string {
 		"AWS_EC2_METADATA_DISABLED":   "true",
 		"AWS_CONFIG_FILE":             os.DevNull,
 		"AWS_SHARED_CREDENTIALS_FILE": os.DevNull,
+		// Builds that narrow a temporary security group to this machine's
+		// public IP must not ask the internet for it; tests that need an
+		// answer serve one on loopback and override this.
+		"AMICRYPT_CHECK_IP_URL": "http://127.0.0.1:1/no-checkip-in-e2e",
 	}
 	if e.Endpoint != "" {
 		vars["AWS_ENDPOINT_URL"] = e.Endpoint
@@ -322,6 +326,10 @@ func (r *PackerRun) Output() string { return r.out.String() }
 // Interrupt sends SIGINT to Packer's process group, as Ctrl-C in a terminal
 // does: Packer's panicwrap parent doesn't forward a signal sent to it alone.
 func (r *PackerRun) Interrupt() error { return syscall.Kill(-r.cmd.Process.Pid, syscall.SIGINT) }
+
+// Signal sends sig to Packer's process group: SIGTERM as a CI runner
+// stopping a job, SIGKILL as one that gives up on it (nothing runs after).
+func (r *PackerRun) Signal(sig syscall.Signal) error { return syscall.Kill(-r.cmd.Process.Pid, sig) }
 
 // WaitForOutput waits until Packer's output contains substr. It fails the
 // test if Packer exits first or the timeout passes.

@@ -28,11 +28,7 @@ type Builder struct {
 func (b *Builder) ConfigSpec() hcldec.ObjectSpec { return b.config.FlatMapstructure().HCL2Spec() }
 
 func (b *Builder) Prepare(raws ...interface{}) ([]string, []string, error) {
-	generated, err := b.config.Prepare(raws...)
-	if err != nil {
-		return nil, nil, err
-	}
-	return generated, nil, nil
+	return b.config.Prepare(raws...)
 }
 
 func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook) (packersdk.Artifact, error) {
@@ -45,7 +41,19 @@ func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook)
 		}
 		clients = newAWSClients(cfg, access.EC2Options())
 	}
+	leaseFor, err := leaseDuration()
+	if err != nil {
+		return nil, err
+	}
 	build := &buildState{config: &b.config, clients: clients, runID: uuid.TimeOrderedUUID()}
+	build.lease = newLease(build.runID, b.config.templateID(), leaseFor)
+	// The lease is renewed while the build runs; what a dead build made is
+	// removed by a later run (step_reap.go).
+	renewCtx, stopRenewing := context.WithCancel(context.Background())
+	defer stopRenewing()
+	go build.lease.keepRenewing(renewCtx, clients, func(err error) {
+		ui.Error(fmt.Sprintf("renewing the build's lease: %v (will try again)", err))
+	})
 	state := new(multistep.BasicStateBag)
 	state.Put("build", build)
 	state.Put("config", &b.config)
@@ -66,6 +74,11 @@ func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook)
 	}
 	amis := build.amiSnapshot()
 	if len(amis) == 0 {
+		if b.config.SkipCreateAMI {
+			// As amazon-ebs: no AMI, no artifact.
+			ui.Say("skip_create_ami: no AMI was made")
+			return nil, nil
+		}
 		return nil, fmt.Errorf("build finished without an AMI")
 	}
 	return &Artifact{
@@ -81,23 +94,38 @@ func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook)
 // steps is the build flow; see docs/builders/ebs.mdx.
 func (b *Builder) steps() []multistep.Step {
 	c := &b.config
-	steps := []multistep.Step{&stepPreflight{}, &stepSourceAMIInfo{}}
+	steps := []multistep.Step{&stepPreflight{}, &stepReap{}, &stepSourceAMIInfo{}}
 	if c.SkipLaunch {
 		// No instance: provisioners that need none (shell-local, …) still run.
 		steps = append(steps, &commonsteps.StepProvision{})
 	} else {
+		var run multistep.Step = &stepRunInstance{}
+		if c.spot() {
+			run = &stepRunSpotInstance{}
+		}
 		steps = append(steps,
+			&stepNetwork{},
 			&stepKeyPair{},
 			&stepSecurityGroup{},
-			&stepRunInstance{},
+			run,
+			&stepGetPassword{},
+			&stepSSMTunnel{},
 			&communicator.StepConnect{
 				Config:    &c.Comm,
 				Host:      instanceHost,
+				SSHPort:   instancePort,
+				WinRMPort: instancePort,
 				SSHConfig: c.Comm.SSHConfigFunc(),
 			},
 			&commonsteps.StepProvision{},
+			// ssh_clear_authorized_keys: the SDK's step removes the
+			// temporary key by its name.
+			&commonsteps.StepCleanupTempKeys{Comm: &c.Comm},
 			&stepStopInstance{},
 		)
+	}
+	if c.SkipCreateAMI {
+		return steps
 	}
 	return append(steps,
 		&stepCreateSnapshots{},
@@ -105,6 +133,8 @@ func (b *Builder) steps() []multistep.Step {
 		&stepDeregister{},
 		&stepRegisterImage{},
 		&stepCopyRegions{},
+		&stepSkipSaveBuildRegion{},
 		&stepShare{},
+		&stepRelease{},
 	)
 }

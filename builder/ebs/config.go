@@ -1,4 +1,4 @@
-//go:generate go tool packer-sdc mapstructure-to-hcl2 -type Config,BlockDevice,SubnetFilter,DeregistrationProtection
+//go:generate go tool packer-sdc mapstructure-to-hcl2 -type Config,BlockDevice,SubnetFilter,ResourceFilter,DeregistrationProtection,MetadataOptions,Placement,LicenseSpecification,LicenseConfigurationRequest,PolicyDocument,Statement,FastLaunchConfig,FastLaunchTemplateConfig
 // packer-sdc struct-markdown finds the project root by a parent directory
 // named packer-plugin-* and loops forever without one, so it runs through a
 // symlink with that name.
@@ -9,7 +9,6 @@ package ebs
 import (
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -26,14 +25,6 @@ import (
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 )
-
-// SubnetFilter picks the subnet to launch in by filters.
-type SubnetFilter struct {
-	// DescribeSubnets filters, e.g. `"tag:Name" = "build"`.
-	Filters map[string]string `mapstructure:"filters" required:"false"`
-	// Of several matches, take the one with the most free IP addresses.
-	MostFree bool `mapstructure:"most_free" required:"false"`
-}
 
 // BlockDevice is one block device mapping of the launch instance or the AMI.
 type BlockDevice struct {
@@ -53,7 +44,11 @@ type BlockDevice struct {
 	Encrypted bool `mapstructure:"encrypted" required:"false"`
 	// Launch volumes only: the key that encrypts the volume.
 	KmsKeyID string `mapstructure:"kms_key_id" required:"false"`
-	// Delete the volume when the instance terminates. Defaults to true.
+	// Delete the volume when an instance using it terminates. Unset means
+	// false, as in amazon-ebs: a launch volume outlives the build instance
+	// (the builder deletes it after the snapshot) and the AMI's device keeps
+	// its volume when an instance launched from it terminates. Set it to true
+	// for the usual behaviour.
 	DeleteOnTermination *bool `mapstructure:"delete_on_termination" required:"false"`
 	// Create the volume from this snapshot.
 	SnapshotID string `mapstructure:"snapshot_id" required:"false"`
@@ -178,46 +173,221 @@ type Config struct {
 	DeprecateAt string `mapstructure:"deprecate_at" required:"false"`
 	// Protect the AMI (and copies) from deregistration.
 	DeregistrationProtection DeregistrationProtection `mapstructure:"deregistration_protection" required:"false"`
-	// Deregister an existing AMI with the same name (and delete its
-	// snapshots) in the build region and `ami_regions` before registering.
+	// Deregister an existing AMI with the same name in the build region and
+	// `ami_regions` before registering. `packer build -force` sets it too.
 	ForceDeregister bool `mapstructure:"force_deregister" required:"false"`
+	// With `force_deregister`: delete the snapshots of the deregistered AMI as
+	// well (as amazon-ebs, they are kept otherwise).
+	ForceDeleteSnapshot bool `mapstructure:"force_delete_snapshot" required:"false"`
+
+	// Tags on the AMI as repeatable `tag { key = … value = … }` blocks.
+	AMITag config.KeyValues `mapstructure:"tag" required:"false"`
+	// Tags on the AMI's snapshots as `snapshot_tag` blocks.
+	SnapshotTag config.KeyValues `mapstructure:"snapshot_tag" required:"false"`
+	// Tags on the build instance as `run_tag` blocks.
+	RunTag config.KeyValues `mapstructure:"run_tag" required:"false"`
+	// Tags on the build instance's volumes as `run_volume_tag { name = … value = … }` blocks.
+	VolumeRunTag config.NameValues `mapstructure:"run_volume_tag" required:"false"`
+	// Don't put `run_tags` on the AMI and its snapshots. By default they are
+	// (as amazon-ebs), under `tags` and `snapshot_tags`.
+	SkipAMIRunTags bool `mapstructure:"skip_ami_run_tags" required:"false"`
+
+	// Accepted as `true` (what amicrypt-ebs always does). `false` is refused:
+	// amicrypt-ebs never makes an unencrypted AMI.
+	EncryptBoot config.Trilean `mapstructure:"encrypt_boot" required:"false"`
+	// Refused: encrypted AMIs can't be public (the only group is `all`).
+	AMIGroups []string `mapstructure:"ami_groups" required:"false"`
+	// Refused: encrypted snapshots can't be public (the only group is `all`).
+	SnapshotGroups []string `mapstructure:"snapshot_groups" required:"false"`
+	// The virtualization type the AMI must have, `hvm` or `paravirtual`.
+	// The AMI keeps the source's type; a source of another type fails the
+	// preflight. `ena_support` and `sriov_support` need `hvm`.
+	AMIVirtType string `mapstructure:"ami_virtualization_type" required:"false"`
+	// Mark the AMI as supporting ENA (true) or not (false). Unset keeps the
+	// source AMI's setting.
+	AMIENASupport config.Trilean `mapstructure:"ena_support" required:"false"`
+	// Mark the AMI as supporting SR-IOV enhanced networking (`simple`).
+	AMISriovNetSupport bool `mapstructure:"sriov_support" required:"false"`
+	// Product codes to attach to the AMI (AWS Marketplace sellers).
+	AMIProductCodes []string `mapstructure:"ami_product_codes" required:"false"`
+	// `v2.0`: instances launched from the AMI require IMDSv2. Empty keeps the
+	// source AMI's setting.
+	AMIIMDSSupport string `mapstructure:"imds_support" required:"false"`
+	// Don't check `ami_regions` against the account's enabled regions
+	// (ec2:DescribeRegions) before the build.
+	SkipRegionValidation bool `mapstructure:"skip_region_validation" required:"false"`
+	// Keep the AMI only in `ami_regions`: the build region's AMI is
+	// deregistered (and its snapshots deleted) once the copies are done.
+	SkipSaveBuildRegion bool `mapstructure:"skip_save_build_region" required:"false"`
+	// Launch and provision, but make no AMI (e.g. to test provisioning). The
+	// build has no artifact.
+	SkipCreateAMI bool `mapstructure:"skip_create_ami" required:"false"`
+	// Minutes within which each `ami_regions` copy must complete
+	// (time-based copy, CopyImage SnapshotCopyCompletionDurationMinutes):
+	// 15 to 2880, in steps of 15.
+	SnapshotCopyDurationMinutes int64 `mapstructure:"snapshot_copy_duration_minutes" required:"false"`
+	// Refused: Windows fast launch is not turned on by amicrypt-ebs.
+	FastLaunch FastLaunchConfig `mapstructure:"fast_launch" required:"false"`
+
+	// How the communicator reaches the instance: `public_ip`, `private_ip`,
+	// `public_dns`, `private_dns` or `session_manager` (an SSM port
+	// forwarding session through the local session-manager-plugin, which
+	// needs an instance profile allowing SSM). Unset: the public IP, else
+	// the private IP.
+	SSHInterface string `mapstructure:"ssh_interface" required:"false"`
+	// The local port of the `session_manager` tunnel. Defaults to a free port
+	// between 8000 and 9000.
+	SessionManagerPort int `mapstructure:"session_manager_port" required:"false"`
+	// How long to wait before opening the `session_manager` tunnel, e.g.
+	// `"30s"`, while the SSM agent starts.
+	PauseBeforeSSM time.Duration `mapstructure:"pause_before_ssm" required:"false"`
+	// With `communicator = "winrm"` and no `winrm_password`: how long to
+	// wait for the Windows administrator password (ec2:GetPasswordData,
+	// decrypted with the temporary key pair). Defaults to `"20m"`.
+	WindowsPasswordTimeout time.Duration `mapstructure:"windows_password_timeout" required:"false"`
+
+	// The build instance's instance metadata settings. See `metadata_options`.
+	Metadata MetadataOptions `mapstructure:"metadata_options" required:"false"`
+	// CIDR blocks the temporary security group admits on the communicator
+	// port. Defaults to the caller's public IP (as
+	// `temporary_security_group_source_public_ip`), or to the VPC's CIDR
+	// blocks when the communicator connects to a private address. Never
+	// 0.0.0.0/0 unless you write it.
+	TemporarySGSourceCidrs []string `mapstructure:"temporary_security_group_source_cidrs" required:"false"`
+	// Admit only this machine's public IP address (as
+	// https://checkip.amazonaws.com sees it) in the temporary security group.
+	TemporarySGSourcePublicIp bool `mapstructure:"temporary_security_group_source_public_ip" required:"false"`
+	// Refused: amicrypt-ebs doesn't create IAM roles or instance profiles.
+	TemporaryIamInstanceProfilePolicyDocument *PolicyDocument `mapstructure:"temporary_iam_instance_profile_policy_document" required:"false"`
+	// Don't check `iam_instance_profile` with iam:GetInstanceProfile before
+	// launching.
+	SkipProfileValidation bool `mapstructure:"skip_profile_validation" required:"false"`
+	// One security group to attach instead of a temporary one.
+	SecurityGroupID string `mapstructure:"security_group_id" required:"false"`
+	// Find the security groups to attach by filters (in the build VPC).
+	SecurityGroupFilter ResourceFilter `mapstructure:"security_group_filter" required:"false"`
+	// Find the VPC to launch in by filters; exactly one must match.
+	VpcFilter ResourceFilter `mapstructure:"vpc_filter" required:"false"`
+	// The availability zone to launch in, e.g. `us-east-1a`.
+	AvailabilityZone string `mapstructure:"availability_zone" required:"false"`
+	// Host placement and tenancy. See `placement`.
+	Placement Placement `mapstructure:"placement" required:"false"`
+	// Deprecated in amazon-ebs for `placement { tenancy }`: `default`,
+	// `dedicated` or `host`.
+	Tenancy string `mapstructure:"tenancy" required:"false"`
+	// Launch with AWS Nitro Enclaves enabled (not with spot or burstable types).
+	EnableNitroEnclave bool `mapstructure:"enable_nitro_enclave" required:"false"`
+	// License Manager configurations to attach to the build instance.
+	LicenseSpecifications []LicenseSpecification `mapstructure:"license_specifications" required:"false"`
+
+	// Launch a spot instance of one of these types (EC2 Fleet, type
+	// `instant`) instead of `instance_type`.
+	SpotInstanceTypes []string `mapstructure:"spot_instance_types" required:"false"`
+	// The highest hourly spot price, or `auto` for the current spot price.
+	// Set (and not "0"), the build instance is a spot instance.
+	SpotPrice string `mapstructure:"spot_price" required:"false"`
+	// The fleet's spot allocation strategy: `lowest-price`, `diversified`,
+	// `capacity-optimized`, `capacity-optimized-prioritized` or
+	// `price-capacity-optimized`.
+	SpotAllocationStrategy string `mapstructure:"spot_allocation_strategy" required:"false"`
+	// Tags on the spot request (the fleet's launch template and the spot
+	// instance request).
+	SpotTags map[string]string `mapstructure:"spot_tags" required:"false"`
+	// `spot_tags` as `spot_tag` blocks.
+	SpotTag config.KeyValues `mapstructure:"spot_tag" required:"false"`
+	// Tags on the EC2 Fleet of a spot build.
+	FleetTags map[string]string `mapstructure:"fleet_tags" required:"false"`
+	// `fleet_tags` as `fleet_tag` blocks.
+	FleetTag config.KeyValues `mapstructure:"fleet_tag" required:"false"`
+	// Refused: AWS no longer offers Spot blocks (defined-duration spot instances).
+	BlockDurationMinutes int64 `mapstructure:"block_duration_minutes" required:"false"`
+	// Deprecated and unused, as in amazon-ebs: accepted with a warning.
+	SpotPriceAutoProduct string `mapstructure:"spot_price_auto_product" required:"false"`
+
+	// Launch the build instance EBS-optimized.
+	EbsOptimized bool `mapstructure:"ebs_optimized" required:"false"`
+	// What a shutdown from inside the instance does: `stop` (default) or
+	// `terminate`.
+	InstanceInitiatedShutdownBehavior string `mapstructure:"shutdown_behavior" required:"false"`
+	// Don't stop the instance: a provisioner stops it (e.g. Windows sysprep
+	// with shutdown), and the builder waits for it to be stopped.
+	DisableStopInstance bool `mapstructure:"disable_stop_instance" required:"false"`
+	// Launch a burstable (T2, T3, T3a, T4g) instance with unlimited CPU credits.
+	EnableUnlimitedCredits bool `mapstructure:"enable_unlimited_credits" required:"false"`
+	// Deprecated in amazon-ebs for `enable_unlimited_credits`, same meaning.
+	EnableT2Unlimited bool `mapstructure:"enable_t2_unlimited" required:"false"`
+	// `none` (default) or `open`: whether the instance may use open capacity
+	// reservations.
+	CapacityReservationPreference string `mapstructure:"capacity_reservation_preference" required:"false"`
+	// Launch into this capacity reservation.
+	CapacityReservationId string `mapstructure:"capacity_reservation_id" required:"false"`
+	// Launch into a capacity reservation of this resource group.
+	CapacityReservationGroupArn string `mapstructure:"capacity_reservation_group_arn" required:"false"`
+	// Suppress the instance store devices xvdca–xvdcz at launch (Windows),
+	// as amazon-ebs does.
+	NoEphemeral bool `mapstructure:"no_ephemeral" required:"false"`
 
 	deprecateAt time.Time
 	ctx         interpolate.Context
+	// copyKeys is the key reference each ami_regions copy uses: its
+	// region_kms_key_ids entry, or kms_key_id's alias name.
+	copyKeys map[string]string
+	warnings []string
 }
 
 var (
 	amiNamePattern    = regexp.MustCompile(`^[a-zA-Z0-9()\[\] ./\-'@_]{3,128}$`)
-	deviceNamePattern = regexp.MustCompile(`^/dev/[a-z0-9]+$|^xvd[a-z]+$|^sd[a-z]+$`)
+	deviceNamePattern = regexp.MustCompile(`^/dev/[a-z0-9]+$`)
+	// bareDeviceNamePattern is a device name without /dev/, which AWS
+	// accepts and Windows AMIs use (xvdb…); a Linux guest sees /dev/NAME.
+	bareDeviceNamePattern = regexp.MustCompile(`^(xvd|sd)[a-z]+[0-9]*$`)
 )
 
 // volumeTypes are the EBS volume types an AMI or instance may use.
 var volumeTypes = []string{"gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"}
 
-// generatedDataKeys are the names templates may use as build.NAME.
-var generatedDataKeys = []string{"SourceAMI", "SourceAMIName", "SourceAMIOwner", "SourceAMICreationDate", "BuildRegion", "KmsKeyArn"}
+// generatedDataKeys are the names templates may use as build.NAME: those of
+// amazon-ebs, and the key every snapshot is encrypted under.
+var generatedDataKeys = []string{"SourceAMIName", "BuildRegion", "SourceAMI", "SourceAMICreationDate", "SourceAMIOwner", "SourceAMIOwnerName", "KmsKeyArn"}
+
+// interpolatedAtBuild are the fields rendered when the build runs, with the
+// build's data (SourceAMIName, BuildRegion…), as in amazon-ebs.
+var interpolatedAtBuild = []string{"ami_description", "fleet_tags", "fleet_tag", "run_tags", "run_tag", "run_volume_tags", "run_volume_tag",
+	"spot_tags", "spot_tag", "snapshot_tags", "snapshot_tag", "tags", "tag"}
 
 // Prepare decodes and validates the configuration. It makes no API call.
-func (c *Config) Prepare(raws ...interface{}) ([]string, error) {
+// It returns the generated data names and warnings.
+func (c *Config) Prepare(raws ...interface{}) ([]string, []string, error) {
+	c.ctx.Funcs = templateFuncs()
 	err := config.Decode(c, &config.DecodeOpts{
 		PluginType:         BuilderId,
 		Interpolate:        true,
 		InterpolateContext: &c.ctx,
-		InterpolateFilter:  &interpolate.RenderFilter{Exclude: []string{"ami_description", "run_tags", "run_volume_tags", "snapshot_tags", "tags"}},
+		InterpolateFilter:  &interpolate.RenderFilter{Exclude: interpolatedAtBuild},
 	}, raws...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if c.PackerForce {
+		c.ForceDeregister = true
 	}
 	var errs []error
+	errs = append(errs, c.mergeTagBlocks()...)
 	errs = append(errs, c.AccessConfig.Prepare()...)
+	errs = append(errs, c.refusals()...)
 	errs = append(errs, c.prepareKeys()...)
 	errs = append(errs, c.prepareAMI()...)
 	errs = append(errs, c.prepareSharing()...)
+	errs = append(errs, c.prepareTags()...)
 	errs = append(errs, c.prepareLaunch()...)
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, c.warnings, errors.Join(errs...)
 	}
-	return generatedDataKeys, nil
+	return generatedDataKeys, c.warnings, nil
+}
+
+func (c *Config) warn(format string, args ...interface{}) {
+	c.warnings = append(c.warnings, fmt.Sprintf(format, args...))
 }
 
 func (c *Config) sharing() ebs.Sharing {
@@ -228,45 +398,91 @@ func (c *Config) sharingConfigured() bool {
 	return !c.sharing().Empty() || len(c.SnapshotUsers) > 0
 }
 
+// mergeTagBlocks copies the block forms of the tag maps (tag, snapshot_tag,
+// run_tag, run_volume_tag, spot_tag, fleet_tag) into the maps, as amazon-ebs.
+func (c *Config) mergeTagBlocks() []error {
+	var errs []error
+	errs = append(errs, c.AMITag.CopyOn(&c.AMITags)...)
+	errs = append(errs, c.SnapshotTag.CopyOn(&c.SnapshotTags)...)
+	errs = append(errs, c.RunTag.CopyOn(&c.RunTags)...)
+	errs = append(errs, c.VolumeRunTag.CopyOn(&c.RunVolumeTags)...)
+	errs = append(errs, c.SpotTag.CopyOn(&c.SpotTags)...)
+	errs = append(errs, c.FleetTag.CopyOn(&c.FleetTags)...)
+	return errs
+}
+
 func (c *Config) prepareKeys() []error {
 	var errs []error
-	if c.KmsKeyID == "" {
+	switch {
+	case c.KmsKeyID == "":
 		errs = append(errs, errors.New(`kms_key_id: not set; amicrypt-ebs encrypts every snapshot under a customer-managed key: set kms_key_id = "alias/NAME" (or a key ID or ARN) of a key in the build region`))
-	} else {
+	case !known(c.KmsKeyID):
+	default:
 		errs = append(errs, c.checkKeyRef("kms_key_id", c.KmsKeyID, c.RawRegion, false)...)
 	}
 	seen := map[string]bool{c.RawRegion: true}
+	var regions []string
+	c.copyKeys = map[string]string{}
 	for _, r := range c.AMIRegions {
 		switch {
+		case !known(r):
+			regions = append(regions, r)
+			continue
 		case !awsauth.ValidRegion(r):
 			errs = append(errs, fmt.Errorf("ami_regions: %q is not a region name; use names such as \"us-west-2\"", r))
 			continue
 		case r == c.RawRegion:
-			errs = append(errs, fmt.Errorf("ami_regions: %q is the build region; remove it (the AMI is built there)", r))
+			// As amazon-ebs: the AMI is built there already.
+			c.warn("ami_regions: %q is the build region, where the AMI is built anyway; it is dropped from ami_regions", r)
 			continue
 		case seen[r]:
-			errs = append(errs, fmt.Errorf("ami_regions: %q is listed twice; list each region once", r))
+			c.warn("ami_regions: %q is listed twice; it is copied once", r)
 			continue
 		}
 		seen[r] = true
+		regions = append(regions, r)
 		key, ok := c.RegionKMSKeyIDs[r]
 		if !ok || key == "" {
-			errs = append(errs, fmt.Errorf("region_kms_key_ids: no key for %q, which ami_regions lists; add region_kms_key_ids = { %q = \"alias/NAME\" } (a copy is never left to fall back to aws/ebs)", r, r))
+			if alias := c.portableKeyRef(); alias != "" {
+				// An alias name means "the key of that name" in each region;
+				// the preflight checks it exists there.
+				c.copyKeys[r] = alias
+				continue
+			}
+			errs = append(errs, fmt.Errorf("region_kms_key_ids: no key for %q, which ami_regions lists, and kms_key_id %q names a key of one region only; add region_kms_key_ids = { %q = \"alias/NAME\" }, or use an alias name as kms_key_id (the key of that alias in each region) — a copy never falls back to aws/ebs", r, c.KmsKeyID, r))
 			continue
 		}
-		errs = append(errs, c.checkKeyRef(fmt.Sprintf("region_kms_key_ids[%q]", r), key, r, false)...)
+		c.copyKeys[r] = key
+		if known(key) {
+			errs = append(errs, c.checkKeyRef(fmt.Sprintf("region_kms_key_ids[%q]", r), key, r, false)...)
+		}
 	}
-	regions := make([]string, 0, len(c.RegionKMSKeyIDs))
+	c.AMIRegions = regions
+	keyRegions := make([]string, 0, len(c.RegionKMSKeyIDs))
 	for r := range c.RegionKMSKeyIDs {
-		regions = append(regions, r)
+		keyRegions = append(keyRegions, r)
 	}
-	sort.Strings(regions)
-	for _, r := range regions {
-		if !seen[r] {
+	sort.Strings(keyRegions)
+	for _, r := range keyRegions {
+		if !seen[r] && known(r) {
 			errs = append(errs, fmt.Errorf("region_kms_key_ids: %q is not in ami_regions; add it to ami_regions or remove its key", r))
 		}
 	}
 	return errs
+}
+
+// portableKeyRef is kms_key_id when it names a key in any region: an alias
+// name, or the ID of a multi-Region key (whose replicas share it). Key and
+// alias ARNs and single-region key IDs name a key of one region: "".
+func (c *Config) portableKeyRef() string {
+	ref, err := ebs.ParseKeyRef(c.KmsKeyID)
+	if err != nil {
+		return ""
+	}
+	if ref.Kind == ebs.KeyRefAlias || (ref.Kind == ebs.KeyRefID && strings.HasPrefix(c.KmsKeyID, "mrk-")) {
+		return c.KmsKeyID
+	}
+	return ""
 }
 
 // checkKeyRef checks a key reference's syntax and region; AWS-managed
@@ -278,7 +494,7 @@ func (c *Config) checkKeyRef(field, ref, region string, allowAWSManaged bool) []
 		return []error{fmt.Errorf("%s: %w", field, err)}
 	}
 	var errs []error
-	if parsed.Region != "" && region != "" && parsed.Region != region {
+	if parsed.Region != "" && region != "" && known(region) && parsed.Region != region {
 		errs = append(errs, fmt.Errorf("%s: %q is a key of %s but is used in %s; KMS keys work only in their own region: use a key of %s", field, ref, parsed.Region, region, region))
 	}
 	if parsed.AWSManagedAlias() && !allowAWSManaged {
@@ -293,13 +509,14 @@ func (c *Config) prepareAMI() []error {
 	switch {
 	case c.AMIName == "":
 		errs = append(errs, errors.New(`ami_name: not set; set ami_name = "my-app-{{timestamp}}" (3–128 letters, digits and ()[] ./-'@_)`))
+	case !known(c.AMIName):
 	case !amiNamePattern.MatchString(c.AMIName):
-		errs = append(errs, fmt.Errorf("ami_name: %q is not a valid AMI name; use 3–128 letters, digits and ()[] ./-'@_ only", c.AMIName))
+		errs = append(errs, fmt.Errorf("ami_name: %q is not a valid AMI name; use 3–128 letters, digits and ()[] ./-'@_ only (clean_resource_name replaces the others: ami_name = clean_resource_name(\"...\"))", c.AMIName))
 	}
 	if c.SourceAMI == "" && c.SourceAMIFilter.Empty() {
 		errs = append(errs, errors.New(`source_ami: not set; set source_ami = "ami-…" or a source_ami_filter { filters = {…} owners = [...] }`))
 	}
-	if c.SourceAMI != "" && !ebs.ValidAMIID(c.SourceAMI) {
+	if c.SourceAMI != "" && known(c.SourceAMI) && !ebs.ValidAMIID(c.SourceAMI) {
 		errs = append(errs, fmt.Errorf("source_ami: %q is not an AMI ID; use an ID such as \"ami-0a1b2c3d4e5f60001\", or find the image with source_ami_filter", c.SourceAMI))
 	}
 	if c.SourceAMI != "" && !c.SourceAMIFilter.Empty() {
@@ -308,7 +525,7 @@ func (c *Config) prepareAMI() []error {
 	if err := c.SourceAMIFilter.Validate("source_ami_filter"); err != nil {
 		errs = append(errs, err)
 	}
-	if c.DeprecateAt != "" {
+	if c.DeprecateAt != "" && known(c.DeprecateAt) {
 		t, err := time.Parse(time.RFC3339, c.DeprecateAt)
 		switch {
 		case err != nil:
@@ -319,93 +536,81 @@ func (c *Config) prepareAMI() []error {
 			c.deprecateAt = t
 		}
 	}
+	if c.DeregistrationProtection.WithCooldown {
+		c.DeregistrationProtection.Enabled = true
+	}
+	if c.ForceDeleteSnapshot && !c.ForceDeregister {
+		errs = append(errs, errors.New("force_delete_snapshot: set without force_deregister; it deletes the snapshots of an AMI force_deregister removes: add force_deregister = true or remove it"))
+	}
+	switch c.AMIVirtType {
+	case "", "hvm", "paravirtual":
+	default:
+		errs = append(errs, fmt.Errorf("ami_virtualization_type: %q is not a virtualization type; use \"hvm\" or \"paravirtual\"", c.AMIVirtType))
+	}
+	if (c.AMIENASupport.True() || c.AMISriovNetSupport) && c.AMIVirtType == "paravirtual" {
+		errs = append(errs, errors.New("ena_support, sriov_support: enhanced networking needs an hvm AMI, but ami_virtualization_type is \"paravirtual\"; remove one of them"))
+	}
+	if c.AMIIMDSSupport != "" && c.AMIIMDSSupport != "v2.0" {
+		errs = append(errs, fmt.Errorf("imds_support: %q is not an IMDS support value; use \"v2.0\" (instances of the AMI require IMDSv2) or leave it unset", c.AMIIMDSSupport))
+	}
+	for _, pc := range c.AMIProductCodes {
+		if !productCodePattern.MatchString(pc) {
+			errs = append(errs, fmt.Errorf("ami_product_codes: %q is not a product code; use the code AWS Marketplace gave, e.g. \"1abc2defghijklm3nopqrs4tu\"", pc))
+		}
+	}
+	if d := c.SnapshotCopyDurationMinutes; d != 0 && (d < 15 || d > 2880 || d%15 != 0) {
+		errs = append(errs, fmt.Errorf("snapshot_copy_duration_minutes: %d is out of range; use 15 to 2880 minutes in steps of 15", d))
+	}
+	if c.SnapshotCopyDurationMinutes != 0 && len(c.AMIRegions) == 0 {
+		errs = append(errs, errors.New("snapshot_copy_duration_minutes: set without ami_regions; it bounds the copies to ami_regions: add regions or remove it"))
+	}
+	if c.SkipSaveBuildRegion && len(c.AMIRegions) == 0 && !c.SkipCreateAMI {
+		errs = append(errs, errors.New("skip_save_build_region: set without ami_regions; no AMI would be kept anywhere: add ami_regions or remove it"))
+	}
 	for i, bd := range c.AMIMappings {
-		errs = append(errs, prepareBlockDevice(fmt.Sprintf("ami_block_device_mappings[%d]", i), bd, false)...)
+		errs = append(errs, c.prepareBlockDevice(fmt.Sprintf("ami_block_device_mappings[%d]", i), bd, false)...)
 	}
 	return errs
 }
 
+var productCodePattern = regexp.MustCompile(`^[a-z0-9]{10,32}$`)
+
 func (c *Config) prepareSharing() []error {
 	var errs []error
 	for _, u := range c.AMIUsers {
-		if !ebs.ValidAccountID(u) {
+		if known(u) && !ebs.ValidAccountID(u) {
 			errs = append(errs, fmt.Errorf("ami_users: %q is not an AWS account ID; use the 12-digit account number, e.g. \"222222222222\"", u))
 		}
 	}
 	for _, u := range c.SnapshotUsers {
-		if !ebs.ValidAccountID(u) {
+		if known(u) && !ebs.ValidAccountID(u) {
 			errs = append(errs, fmt.Errorf("snapshot_users: %q is not an AWS account ID; use the 12-digit account number, e.g. \"222222222222\"", u))
 		}
 	}
 	for _, a := range c.AMIOrgArns {
-		if !ebs.ValidOrgARN(a) {
+		if known(a) && !ebs.ValidOrgARN(a) {
 			errs = append(errs, fmt.Errorf("ami_org_arns: %q is not an organization ARN; use arn:aws:organizations::ACCOUNT:organization/o-…", a))
 		}
 	}
 	for _, a := range c.AMIOuArns {
-		if !ebs.ValidOUARN(a) {
+		if known(a) && !ebs.ValidOUARN(a) {
 			errs = append(errs, fmt.Errorf("ami_ou_arns: %q is not an organizational unit ARN; use arn:aws:organizations::ACCOUNT:ou/o-…/ou-…", a))
 		}
 	}
 	return errs
 }
 
-func (c *Config) prepareLaunch() []error {
+func (c *Config) prepareBlockDevice(field string, bd BlockDevice, launch bool) []error {
 	var errs []error
-	if c.SkipLaunch {
-		var set []string
-		for _, f := range []struct {
-			name string
-			set  bool
-		}{
-			{"instance_type", c.InstanceType != ""}, {"subnet_id", c.SubnetID != ""}, {"subnet_filter", len(c.SubnetFilter.Filters) > 0},
-			{"vpc_id", c.VpcID != ""}, {"security_group_ids", len(c.SecurityGroupIDs) > 0},
-			{"associate_public_ip_address", c.AssociatePublicIPAddress != nil}, {"iam_instance_profile", c.IAMInstanceProfile != ""},
-			{"user_data", c.UserData != ""}, {"user_data_file", c.UserDataFile != ""}, {"run_tags", len(c.RunTags) > 0},
-			{"run_volume_tags", len(c.RunVolumeTags) > 0}, {"launch_block_device_mappings", len(c.LaunchMappings) > 0},
-		} {
-			if f.set {
-				set = append(set, f.name)
-			}
-		}
-		if c.Comm.Type != "" && c.Comm.Type != "none" {
-			set = append(set, fmt.Sprintf("communicator = %q", c.Comm.Type))
-		}
-		if len(set) > 0 {
-			errs = append(errs, fmt.Errorf("skip_launch: true, yet launch settings are set: %v; skip_launch re-encrypts the source AMI without an instance: remove them, or set skip_launch = false to launch and provision", set))
-		}
-		c.Comm.Type = "none"
-		return errs
-	}
-	if c.InstanceType == "" {
-		errs = append(errs, errors.New(`instance_type: not set; set instance_type = "t3.micro" (or set skip_launch = true to re-encrypt without launching)`))
-	}
-	if c.UserData != "" && c.UserDataFile != "" {
-		errs = append(errs, errors.New("user_data, user_data_file: both set; keep one"))
-	}
-	if c.UserDataFile != "" {
-		if _, err := os.Stat(c.UserDataFile); err != nil {
-			errs = append(errs, fmt.Errorf("user_data_file: %q can't be read (%w); fix the path", c.UserDataFile, err))
-		}
-	}
-	if c.SubnetID != "" && len(c.SubnetFilter.Filters) > 0 {
-		errs = append(errs, errors.New("subnet_id, subnet_filter: both set; keep one"))
-	}
-	for i, bd := range c.LaunchMappings {
-		errs = append(errs, prepareBlockDevice(fmt.Sprintf("launch_block_device_mappings[%d]", i), bd, true)...)
-		if bd.KmsKeyID != "" {
-			errs = append(errs, c.checkKeyRef(fmt.Sprintf("launch_block_device_mappings[%d].kms_key_id", i), bd.KmsKeyID, c.RawRegion, true)...)
-		}
-	}
-	errs = append(errs, c.Comm.Prepare(&c.ctx)...)
-	return errs
-}
-
-func prepareBlockDevice(field string, bd BlockDevice, launch bool) []error {
-	var errs []error
-	if bd.DeviceName == "" {
+	switch {
+	case bd.DeviceName == "":
 		errs = append(errs, fmt.Errorf("%s.device_name: not set; name the device, e.g. \"/dev/xvdb\"", field))
-	} else if !deviceNamePattern.MatchString(bd.DeviceName) {
+	case !known(bd.DeviceName) || deviceNamePattern.MatchString(bd.DeviceName):
+	case bareDeviceNamePattern.MatchString(bd.DeviceName) && c.Comm.Type == "winrm":
+		// Windows AMIs name their extra devices xvdb… without /dev/.
+	case bareDeviceNamePattern.MatchString(bd.DeviceName):
+		errs = append(errs, fmt.Errorf("%s.device_name: %q has no /dev/ prefix; a Linux guest names it /dev/%s: use \"/dev/%s\" (bare names such as xvdf are for Windows AMIs, built with communicator = \"winrm\")", field, bd.DeviceName, bd.DeviceName, bd.DeviceName))
+	default:
 		errs = append(errs, fmt.Errorf("%s.device_name: %q is not a device name; use e.g. \"/dev/xvdb\" or \"/dev/sdf\"", field, bd.DeviceName))
 	}
 	if bd.KmsKeyID != "" && !bd.Encrypted {
@@ -427,6 +632,12 @@ func prepareBlockDevice(field string, bd BlockDevice, launch bool) []error {
 	}
 	if bd.VolumeSize < 0 {
 		errs = append(errs, fmt.Errorf("%s.volume_size: %d is negative; use a size in GiB", field, bd.VolumeSize))
+	}
+	if bd.Throughput != 0 && bd.VolumeType != "gp3" {
+		errs = append(errs, fmt.Errorf("%s.throughput: set for a %q volume; throughput applies to gp3 only: set volume_type = \"gp3\" or remove it", field, bd.VolumeType))
+	}
+	if bd.VirtualName != "" && !strings.HasPrefix(bd.VirtualName, "ephemeral") {
+		errs = append(errs, fmt.Errorf("%s.virtual_name: %q is not an instance store name; use ephemeral0, ephemeral1, …", field, bd.VirtualName))
 	}
 	return errs
 }

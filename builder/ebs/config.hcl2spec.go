@@ -6,6 +6,7 @@ import (
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/hashicorp/packer-plugin-sdk/template/config"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -55,104 +56,163 @@ func (*FlatBlockDevice) HCL2Spec() map[string]hcldec.Spec {
 // FlatConfig is an auto-generated flat version of Config.
 // Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
 type FlatConfig struct {
-	PackerBuildName           *string                       `mapstructure:"packer_build_name" cty:"packer_build_name" hcl:"packer_build_name"`
-	PackerBuilderType         *string                       `mapstructure:"packer_builder_type" cty:"packer_builder_type" hcl:"packer_builder_type"`
-	PackerCoreVersion         *string                       `mapstructure:"packer_core_version" cty:"packer_core_version" hcl:"packer_core_version"`
-	PackerDebug               *bool                         `mapstructure:"packer_debug" cty:"packer_debug" hcl:"packer_debug"`
-	PackerForce               *bool                         `mapstructure:"packer_force" cty:"packer_force" hcl:"packer_force"`
-	PackerOnError             *string                       `mapstructure:"packer_on_error" cty:"packer_on_error" hcl:"packer_on_error"`
-	PackerUserVars            map[string]string             `mapstructure:"packer_user_variables" cty:"packer_user_variables" hcl:"packer_user_variables"`
-	PackerSensitiveVars       []string                      `mapstructure:"packer_sensitive_variables" cty:"packer_sensitive_variables" hcl:"packer_sensitive_variables"`
-	RawRegion                 *string                       `mapstructure:"region" required:"true" cty:"region" hcl:"region"`
-	Profile                   *string                       `mapstructure:"profile" required:"false" cty:"profile" hcl:"profile"`
-	AccessKey                 *string                       `mapstructure:"access_key" required:"false" cty:"access_key" hcl:"access_key"`
-	SecretKey                 *string                       `mapstructure:"secret_key" required:"false" cty:"secret_key" hcl:"secret_key"`
-	Token                     *string                       `mapstructure:"token" required:"false" cty:"token" hcl:"token"`
-	SharedCredentialsFile     *string                       `mapstructure:"shared_credentials_file" required:"false" cty:"shared_credentials_file" hcl:"shared_credentials_file"`
-	AssumeRole                *awsauth.FlatAssumeRoleConfig `mapstructure:"assume_role" required:"false" cty:"assume_role" hcl:"assume_role"`
-	CustomEndpointEc2         *string                       `mapstructure:"custom_endpoint_ec2" required:"false" cty:"custom_endpoint_ec2" hcl:"custom_endpoint_ec2"`
-	SkipCredsValidation       *bool                         `mapstructure:"skip_credential_validation" required:"false" cty:"skip_credential_validation" hcl:"skip_credential_validation"`
-	MaxRetries                *int                          `mapstructure:"max_retries" required:"false" cty:"max_retries" hcl:"max_retries"`
-	PollingConfig             *awsauth.FlatPollingConfig    `mapstructure:"aws_polling" required:"false" cty:"aws_polling" hcl:"aws_polling"`
-	Type                      *string                       `mapstructure:"communicator" cty:"communicator" hcl:"communicator"`
-	PauseBeforeConnect        *string                       `mapstructure:"pause_before_connecting" cty:"pause_before_connecting" hcl:"pause_before_connecting"`
-	SSHHost                   *string                       `mapstructure:"ssh_host" cty:"ssh_host" hcl:"ssh_host"`
-	SSHPort                   *int                          `mapstructure:"ssh_port" cty:"ssh_port" hcl:"ssh_port"`
-	SSHUsername               *string                       `mapstructure:"ssh_username" cty:"ssh_username" hcl:"ssh_username"`
-	SSHPassword               *string                       `mapstructure:"ssh_password" cty:"ssh_password" hcl:"ssh_password"`
-	SSHKeyPairName            *string                       `mapstructure:"ssh_keypair_name" undocumented:"true" cty:"ssh_keypair_name" hcl:"ssh_keypair_name"`
-	SSHTemporaryKeyPairName   *string                       `mapstructure:"temporary_key_pair_name" undocumented:"true" cty:"temporary_key_pair_name" hcl:"temporary_key_pair_name"`
-	SSHTemporaryKeyPairType   *string                       `mapstructure:"temporary_key_pair_type" cty:"temporary_key_pair_type" hcl:"temporary_key_pair_type"`
-	SSHTemporaryKeyPairBits   *int                          `mapstructure:"temporary_key_pair_bits" cty:"temporary_key_pair_bits" hcl:"temporary_key_pair_bits"`
-	SSHCiphers                []string                      `mapstructure:"ssh_ciphers" cty:"ssh_ciphers" hcl:"ssh_ciphers"`
-	SSHClearAuthorizedKeys    *bool                         `mapstructure:"ssh_clear_authorized_keys" cty:"ssh_clear_authorized_keys" hcl:"ssh_clear_authorized_keys"`
-	SSHKEXAlgos               []string                      `mapstructure:"ssh_key_exchange_algorithms" cty:"ssh_key_exchange_algorithms" hcl:"ssh_key_exchange_algorithms"`
-	SSHPrivateKeyFile         *string                       `mapstructure:"ssh_private_key_file" undocumented:"true" cty:"ssh_private_key_file" hcl:"ssh_private_key_file"`
-	SSHCertificateFile        *string                       `mapstructure:"ssh_certificate_file" cty:"ssh_certificate_file" hcl:"ssh_certificate_file"`
-	SSHPty                    *bool                         `mapstructure:"ssh_pty" cty:"ssh_pty" hcl:"ssh_pty"`
-	SSHTimeout                *string                       `mapstructure:"ssh_timeout" cty:"ssh_timeout" hcl:"ssh_timeout"`
-	SSHWaitTimeout            *string                       `mapstructure:"ssh_wait_timeout" undocumented:"true" cty:"ssh_wait_timeout" hcl:"ssh_wait_timeout"`
-	SSHAgentAuth              *bool                         `mapstructure:"ssh_agent_auth" undocumented:"true" cty:"ssh_agent_auth" hcl:"ssh_agent_auth"`
-	SSHDisableAgentForwarding *bool                         `mapstructure:"ssh_disable_agent_forwarding" cty:"ssh_disable_agent_forwarding" hcl:"ssh_disable_agent_forwarding"`
-	SSHHandshakeAttempts      *int                          `mapstructure:"ssh_handshake_attempts" cty:"ssh_handshake_attempts" hcl:"ssh_handshake_attempts"`
-	SSHBastionHost            *string                       `mapstructure:"ssh_bastion_host" cty:"ssh_bastion_host" hcl:"ssh_bastion_host"`
-	SSHBastionPort            *int                          `mapstructure:"ssh_bastion_port" cty:"ssh_bastion_port" hcl:"ssh_bastion_port"`
-	SSHBastionAgentAuth       *bool                         `mapstructure:"ssh_bastion_agent_auth" cty:"ssh_bastion_agent_auth" hcl:"ssh_bastion_agent_auth"`
-	SSHBastionUsername        *string                       `mapstructure:"ssh_bastion_username" cty:"ssh_bastion_username" hcl:"ssh_bastion_username"`
-	SSHBastionPassword        *string                       `mapstructure:"ssh_bastion_password" cty:"ssh_bastion_password" hcl:"ssh_bastion_password"`
-	SSHBastionInteractive     *bool                         `mapstructure:"ssh_bastion_interactive" cty:"ssh_bastion_interactive" hcl:"ssh_bastion_interactive"`
-	SSHBastionPrivateKeyFile  *string                       `mapstructure:"ssh_bastion_private_key_file" cty:"ssh_bastion_private_key_file" hcl:"ssh_bastion_private_key_file"`
-	SSHBastionCertificateFile *string                       `mapstructure:"ssh_bastion_certificate_file" cty:"ssh_bastion_certificate_file" hcl:"ssh_bastion_certificate_file"`
-	SSHFileTransferMethod     *string                       `mapstructure:"ssh_file_transfer_method" cty:"ssh_file_transfer_method" hcl:"ssh_file_transfer_method"`
-	SSHProxyHost              *string                       `mapstructure:"ssh_proxy_host" cty:"ssh_proxy_host" hcl:"ssh_proxy_host"`
-	SSHProxyPort              *int                          `mapstructure:"ssh_proxy_port" cty:"ssh_proxy_port" hcl:"ssh_proxy_port"`
-	SSHProxyUsername          *string                       `mapstructure:"ssh_proxy_username" cty:"ssh_proxy_username" hcl:"ssh_proxy_username"`
-	SSHProxyPassword          *string                       `mapstructure:"ssh_proxy_password" cty:"ssh_proxy_password" hcl:"ssh_proxy_password"`
-	SSHKeepAliveInterval      *string                       `mapstructure:"ssh_keep_alive_interval" cty:"ssh_keep_alive_interval" hcl:"ssh_keep_alive_interval"`
-	SSHReadWriteTimeout       *string                       `mapstructure:"ssh_read_write_timeout" cty:"ssh_read_write_timeout" hcl:"ssh_read_write_timeout"`
-	SSHRemoteTunnels          []string                      `mapstructure:"ssh_remote_tunnels" cty:"ssh_remote_tunnels" hcl:"ssh_remote_tunnels"`
-	SSHLocalTunnels           []string                      `mapstructure:"ssh_local_tunnels" cty:"ssh_local_tunnels" hcl:"ssh_local_tunnels"`
-	SSHPublicKey              []byte                        `mapstructure:"ssh_public_key" undocumented:"true" cty:"ssh_public_key" hcl:"ssh_public_key"`
-	SSHPrivateKey             []byte                        `mapstructure:"ssh_private_key" undocumented:"true" cty:"ssh_private_key" hcl:"ssh_private_key"`
-	WinRMUser                 *string                       `mapstructure:"winrm_username" cty:"winrm_username" hcl:"winrm_username"`
-	WinRMPassword             *string                       `mapstructure:"winrm_password" cty:"winrm_password" hcl:"winrm_password"`
-	WinRMHost                 *string                       `mapstructure:"winrm_host" cty:"winrm_host" hcl:"winrm_host"`
-	WinRMNoProxy              *bool                         `mapstructure:"winrm_no_proxy" cty:"winrm_no_proxy" hcl:"winrm_no_proxy"`
-	WinRMPort                 *int                          `mapstructure:"winrm_port" cty:"winrm_port" hcl:"winrm_port"`
-	WinRMTimeout              *string                       `mapstructure:"winrm_timeout" cty:"winrm_timeout" hcl:"winrm_timeout"`
-	WinRMUseSSL               *bool                         `mapstructure:"winrm_use_ssl" cty:"winrm_use_ssl" hcl:"winrm_use_ssl"`
-	WinRMInsecure             *bool                         `mapstructure:"winrm_insecure" cty:"winrm_insecure" hcl:"winrm_insecure"`
-	WinRMUseNTLM              *bool                         `mapstructure:"winrm_use_ntlm" cty:"winrm_use_ntlm" hcl:"winrm_use_ntlm"`
-	KmsKeyID                  *string                       `mapstructure:"kms_key_id" required:"true" cty:"kms_key_id" hcl:"kms_key_id"`
-	AMIName                   *string                       `mapstructure:"ami_name" required:"true" cty:"ami_name" hcl:"ami_name"`
-	AMIDescription            *string                       `mapstructure:"ami_description" required:"false" cty:"ami_description" hcl:"ami_description"`
-	SourceAMI                 *string                       `mapstructure:"source_ami" required:"false" cty:"source_ami" hcl:"source_ami"`
-	SourceAMIFilter           *ebs.FlatAMIFilter            `mapstructure:"source_ami_filter" required:"false" cty:"source_ami_filter" hcl:"source_ami_filter"`
-	SkipLaunch                *bool                         `mapstructure:"skip_launch" required:"false" cty:"skip_launch" hcl:"skip_launch"`
-	InstanceType              *string                       `mapstructure:"instance_type" required:"false" cty:"instance_type" hcl:"instance_type"`
-	SubnetID                  *string                       `mapstructure:"subnet_id" required:"false" cty:"subnet_id" hcl:"subnet_id"`
-	SubnetFilter              *FlatSubnetFilter             `mapstructure:"subnet_filter" required:"false" cty:"subnet_filter" hcl:"subnet_filter"`
-	VpcID                     *string                       `mapstructure:"vpc_id" required:"false" cty:"vpc_id" hcl:"vpc_id"`
-	SecurityGroupIDs          []string                      `mapstructure:"security_group_ids" required:"false" cty:"security_group_ids" hcl:"security_group_ids"`
-	AssociatePublicIPAddress  *bool                         `mapstructure:"associate_public_ip_address" required:"false" cty:"associate_public_ip_address" hcl:"associate_public_ip_address"`
-	IAMInstanceProfile        *string                       `mapstructure:"iam_instance_profile" required:"false" cty:"iam_instance_profile" hcl:"iam_instance_profile"`
-	UserData                  *string                       `mapstructure:"user_data" required:"false" cty:"user_data" hcl:"user_data"`
-	UserDataFile              *string                       `mapstructure:"user_data_file" required:"false" cty:"user_data_file" hcl:"user_data_file"`
-	RunTags                   map[string]string             `mapstructure:"run_tags" required:"false" cty:"run_tags" hcl:"run_tags"`
-	RunVolumeTags             map[string]string             `mapstructure:"run_volume_tags" required:"false" cty:"run_volume_tags" hcl:"run_volume_tags"`
-	LaunchMappings            []FlatBlockDevice             `mapstructure:"launch_block_device_mappings" required:"false" cty:"launch_block_device_mappings" hcl:"launch_block_device_mappings"`
-	AMIMappings               []FlatBlockDevice             `mapstructure:"ami_block_device_mappings" required:"false" cty:"ami_block_device_mappings" hcl:"ami_block_device_mappings"`
-	AMITags                   map[string]string             `mapstructure:"tags" required:"false" cty:"tags" hcl:"tags"`
-	SnapshotTags              map[string]string             `mapstructure:"snapshot_tags" required:"false" cty:"snapshot_tags" hcl:"snapshot_tags"`
-	AMIRegions                []string                      `mapstructure:"ami_regions" required:"false" cty:"ami_regions" hcl:"ami_regions"`
-	RegionKMSKeyIDs           map[string]string             `mapstructure:"region_kms_key_ids" required:"false" cty:"region_kms_key_ids" hcl:"region_kms_key_ids"`
-	AMIUsers                  []string                      `mapstructure:"ami_users" required:"false" cty:"ami_users" hcl:"ami_users"`
-	AMIOrgArns                []string                      `mapstructure:"ami_org_arns" required:"false" cty:"ami_org_arns" hcl:"ami_org_arns"`
-	AMIOuArns                 []string                      `mapstructure:"ami_ou_arns" required:"false" cty:"ami_ou_arns" hcl:"ami_ou_arns"`
-	SnapshotUsers             []string                      `mapstructure:"snapshot_users" required:"false" cty:"snapshot_users" hcl:"snapshot_users"`
-	DeprecateAt               *string                       `mapstructure:"deprecate_at" required:"false" cty:"deprecate_at" hcl:"deprecate_at"`
-	DeregistrationProtection  *FlatDeregistrationProtection `mapstructure:"deregistration_protection" required:"false" cty:"deregistration_protection" hcl:"deregistration_protection"`
-	ForceDeregister           *bool                         `mapstructure:"force_deregister" required:"false" cty:"force_deregister" hcl:"force_deregister"`
+	PackerBuildName                           *string                            `mapstructure:"packer_build_name" cty:"packer_build_name" hcl:"packer_build_name"`
+	PackerBuilderType                         *string                            `mapstructure:"packer_builder_type" cty:"packer_builder_type" hcl:"packer_builder_type"`
+	PackerCoreVersion                         *string                            `mapstructure:"packer_core_version" cty:"packer_core_version" hcl:"packer_core_version"`
+	PackerDebug                               *bool                              `mapstructure:"packer_debug" cty:"packer_debug" hcl:"packer_debug"`
+	PackerForce                               *bool                              `mapstructure:"packer_force" cty:"packer_force" hcl:"packer_force"`
+	PackerOnError                             *string                            `mapstructure:"packer_on_error" cty:"packer_on_error" hcl:"packer_on_error"`
+	PackerUserVars                            map[string]string                  `mapstructure:"packer_user_variables" cty:"packer_user_variables" hcl:"packer_user_variables"`
+	PackerSensitiveVars                       []string                           `mapstructure:"packer_sensitive_variables" cty:"packer_sensitive_variables" hcl:"packer_sensitive_variables"`
+	RawRegion                                 *string                            `mapstructure:"region" required:"true" cty:"region" hcl:"region"`
+	Profile                                   *string                            `mapstructure:"profile" required:"false" cty:"profile" hcl:"profile"`
+	AccessKey                                 *string                            `mapstructure:"access_key" required:"false" cty:"access_key" hcl:"access_key"`
+	SecretKey                                 *string                            `mapstructure:"secret_key" required:"false" cty:"secret_key" hcl:"secret_key"`
+	Token                                     *string                            `mapstructure:"token" required:"false" cty:"token" hcl:"token"`
+	SharedCredentialsFile                     *string                            `mapstructure:"shared_credentials_file" required:"false" cty:"shared_credentials_file" hcl:"shared_credentials_file"`
+	AssumeRole                                *awsauth.FlatAssumeRoleConfig      `mapstructure:"assume_role" required:"false" cty:"assume_role" hcl:"assume_role"`
+	CustomEndpointEc2                         *string                            `mapstructure:"custom_endpoint_ec2" required:"false" cty:"custom_endpoint_ec2" hcl:"custom_endpoint_ec2"`
+	SkipCredsValidation                       *bool                              `mapstructure:"skip_credential_validation" required:"false" cty:"skip_credential_validation" hcl:"skip_credential_validation"`
+	MaxRetries                                *int                               `mapstructure:"max_retries" required:"false" cty:"max_retries" hcl:"max_retries"`
+	PollingConfig                             *awsauth.FlatPollingConfig         `mapstructure:"aws_polling" required:"false" cty:"aws_polling" hcl:"aws_polling"`
+	MFACode                                   *string                            `mapstructure:"mfa_code" required:"false" cty:"mfa_code" hcl:"mfa_code"`
+	VaultAWSEngine                            *awsauth.FlatVaultAWSEngineOptions `mapstructure:"vault_aws_engine" required:"false" cty:"vault_aws_engine" hcl:"vault_aws_engine"`
+	InsecureSkipTLSVerify                     *bool                              `mapstructure:"insecure_skip_tls_verify" required:"false" cty:"insecure_skip_tls_verify" hcl:"insecure_skip_tls_verify"`
+	SkipMetadataApiCheck                      *bool                              `mapstructure:"skip_metadata_api_check" required:"false" cty:"skip_metadata_api_check" hcl:"skip_metadata_api_check"`
+	DecodeAuthZMessages                       *bool                              `mapstructure:"decode_authorization_messages" required:"false" cty:"decode_authorization_messages" hcl:"decode_authorization_messages"`
+	Type                                      *string                            `mapstructure:"communicator" cty:"communicator" hcl:"communicator"`
+	PauseBeforeConnect                        *string                            `mapstructure:"pause_before_connecting" cty:"pause_before_connecting" hcl:"pause_before_connecting"`
+	SSHHost                                   *string                            `mapstructure:"ssh_host" cty:"ssh_host" hcl:"ssh_host"`
+	SSHPort                                   *int                               `mapstructure:"ssh_port" cty:"ssh_port" hcl:"ssh_port"`
+	SSHUsername                               *string                            `mapstructure:"ssh_username" cty:"ssh_username" hcl:"ssh_username"`
+	SSHPassword                               *string                            `mapstructure:"ssh_password" cty:"ssh_password" hcl:"ssh_password"`
+	SSHKeyPairName                            *string                            `mapstructure:"ssh_keypair_name" undocumented:"true" cty:"ssh_keypair_name" hcl:"ssh_keypair_name"`
+	SSHTemporaryKeyPairName                   *string                            `mapstructure:"temporary_key_pair_name" undocumented:"true" cty:"temporary_key_pair_name" hcl:"temporary_key_pair_name"`
+	SSHTemporaryKeyPairType                   *string                            `mapstructure:"temporary_key_pair_type" cty:"temporary_key_pair_type" hcl:"temporary_key_pair_type"`
+	SSHTemporaryKeyPairBits                   *int                               `mapstructure:"temporary_key_pair_bits" cty:"temporary_key_pair_bits" hcl:"temporary_key_pair_bits"`
+	SSHCiphers                                []string                           `mapstructure:"ssh_ciphers" cty:"ssh_ciphers" hcl:"ssh_ciphers"`
+	SSHClearAuthorizedKeys                    *bool                              `mapstructure:"ssh_clear_authorized_keys" cty:"ssh_clear_authorized_keys" hcl:"ssh_clear_authorized_keys"`
+	SSHKEXAlgos                               []string                           `mapstructure:"ssh_key_exchange_algorithms" cty:"ssh_key_exchange_algorithms" hcl:"ssh_key_exchange_algorithms"`
+	SSHPrivateKeyFile                         *string                            `mapstructure:"ssh_private_key_file" undocumented:"true" cty:"ssh_private_key_file" hcl:"ssh_private_key_file"`
+	SSHCertificateFile                        *string                            `mapstructure:"ssh_certificate_file" cty:"ssh_certificate_file" hcl:"ssh_certificate_file"`
+	SSHPty                                    *bool                              `mapstructure:"ssh_pty" cty:"ssh_pty" hcl:"ssh_pty"`
+	SSHTimeout                                *string                            `mapstructure:"ssh_timeout" cty:"ssh_timeout" hcl:"ssh_timeout"`
+	SSHWaitTimeout                            *string                            `mapstructure:"ssh_wait_timeout" undocumented:"true" cty:"ssh_wait_timeout" hcl:"ssh_wait_timeout"`
+	SSHAgentAuth                              *bool                              `mapstructure:"ssh_agent_auth" undocumented:"true" cty:"ssh_agent_auth" hcl:"ssh_agent_auth"`
+	SSHDisableAgentForwarding                 *bool                              `mapstructure:"ssh_disable_agent_forwarding" cty:"ssh_disable_agent_forwarding" hcl:"ssh_disable_agent_forwarding"`
+	SSHHandshakeAttempts                      *int                               `mapstructure:"ssh_handshake_attempts" cty:"ssh_handshake_attempts" hcl:"ssh_handshake_attempts"`
+	SSHBastionHost                            *string                            `mapstructure:"ssh_bastion_host" cty:"ssh_bastion_host" hcl:"ssh_bastion_host"`
+	SSHBastionPort                            *int                               `mapstructure:"ssh_bastion_port" cty:"ssh_bastion_port" hcl:"ssh_bastion_port"`
+	SSHBastionAgentAuth                       *bool                              `mapstructure:"ssh_bastion_agent_auth" cty:"ssh_bastion_agent_auth" hcl:"ssh_bastion_agent_auth"`
+	SSHBastionUsername                        *string                            `mapstructure:"ssh_bastion_username" cty:"ssh_bastion_username" hcl:"ssh_bastion_username"`
+	SSHBastionPassword                        *string                            `mapstructure:"ssh_bastion_password" cty:"ssh_bastion_password" hcl:"ssh_bastion_password"`
+	SSHBastionInteractive                     *bool                              `mapstructure:"ssh_bastion_interactive" cty:"ssh_bastion_interactive" hcl:"ssh_bastion_interactive"`
+	SSHBastionPrivateKeyFile                  *string                            `mapstructure:"ssh_bastion_private_key_file" cty:"ssh_bastion_private_key_file" hcl:"ssh_bastion_private_key_file"`
+	SSHBastionCertificateFile                 *string                            `mapstructure:"ssh_bastion_certificate_file" cty:"ssh_bastion_certificate_file" hcl:"ssh_bastion_certificate_file"`
+	SSHFileTransferMethod                     *string                            `mapstructure:"ssh_file_transfer_method" cty:"ssh_file_transfer_method" hcl:"ssh_file_transfer_method"`
+	SSHProxyHost                              *string                            `mapstructure:"ssh_proxy_host" cty:"ssh_proxy_host" hcl:"ssh_proxy_host"`
+	SSHProxyPort                              *int                               `mapstructure:"ssh_proxy_port" cty:"ssh_proxy_port" hcl:"ssh_proxy_port"`
+	SSHProxyUsername                          *string                            `mapstructure:"ssh_proxy_username" cty:"ssh_proxy_username" hcl:"ssh_proxy_username"`
+	SSHProxyPassword                          *string                            `mapstructure:"ssh_proxy_password" cty:"ssh_proxy_password" hcl:"ssh_proxy_password"`
+	SSHKeepAliveInterval                      *string                            `mapstructure:"ssh_keep_alive_interval" cty:"ssh_keep_alive_interval" hcl:"ssh_keep_alive_interval"`
+	SSHReadWriteTimeout                       *string                            `mapstructure:"ssh_read_write_timeout" cty:"ssh_read_write_timeout" hcl:"ssh_read_write_timeout"`
+	SSHRemoteTunnels                          []string                           `mapstructure:"ssh_remote_tunnels" cty:"ssh_remote_tunnels" hcl:"ssh_remote_tunnels"`
+	SSHLocalTunnels                           []string                           `mapstructure:"ssh_local_tunnels" cty:"ssh_local_tunnels" hcl:"ssh_local_tunnels"`
+	SSHPublicKey                              []byte                             `mapstructure:"ssh_public_key" undocumented:"true" cty:"ssh_public_key" hcl:"ssh_public_key"`
+	SSHPrivateKey                             []byte                             `mapstructure:"ssh_private_key" undocumented:"true" cty:"ssh_private_key" hcl:"ssh_private_key"`
+	WinRMUser                                 *string                            `mapstructure:"winrm_username" cty:"winrm_username" hcl:"winrm_username"`
+	WinRMPassword                             *string                            `mapstructure:"winrm_password" cty:"winrm_password" hcl:"winrm_password"`
+	WinRMHost                                 *string                            `mapstructure:"winrm_host" cty:"winrm_host" hcl:"winrm_host"`
+	WinRMNoProxy                              *bool                              `mapstructure:"winrm_no_proxy" cty:"winrm_no_proxy" hcl:"winrm_no_proxy"`
+	WinRMPort                                 *int                               `mapstructure:"winrm_port" cty:"winrm_port" hcl:"winrm_port"`
+	WinRMTimeout                              *string                            `mapstructure:"winrm_timeout" cty:"winrm_timeout" hcl:"winrm_timeout"`
+	WinRMUseSSL                               *bool                              `mapstructure:"winrm_use_ssl" cty:"winrm_use_ssl" hcl:"winrm_use_ssl"`
+	WinRMInsecure                             *bool                              `mapstructure:"winrm_insecure" cty:"winrm_insecure" hcl:"winrm_insecure"`
+	WinRMUseNTLM                              *bool                              `mapstructure:"winrm_use_ntlm" cty:"winrm_use_ntlm" hcl:"winrm_use_ntlm"`
+	KmsKeyID                                  *string                            `mapstructure:"kms_key_id" required:"true" cty:"kms_key_id" hcl:"kms_key_id"`
+	AMIName                                   *string                            `mapstructure:"ami_name" required:"true" cty:"ami_name" hcl:"ami_name"`
+	AMIDescription                            *string                            `mapstructure:"ami_description" required:"false" cty:"ami_description" hcl:"ami_description"`
+	SourceAMI                                 *string                            `mapstructure:"source_ami" required:"false" cty:"source_ami" hcl:"source_ami"`
+	SourceAMIFilter                           *ebs.FlatAMIFilter                 `mapstructure:"source_ami_filter" required:"false" cty:"source_ami_filter" hcl:"source_ami_filter"`
+	SkipLaunch                                *bool                              `mapstructure:"skip_launch" required:"false" cty:"skip_launch" hcl:"skip_launch"`
+	InstanceType                              *string                            `mapstructure:"instance_type" required:"false" cty:"instance_type" hcl:"instance_type"`
+	SubnetID                                  *string                            `mapstructure:"subnet_id" required:"false" cty:"subnet_id" hcl:"subnet_id"`
+	SubnetFilter                              *FlatSubnetFilter                  `mapstructure:"subnet_filter" required:"false" cty:"subnet_filter" hcl:"subnet_filter"`
+	VpcID                                     *string                            `mapstructure:"vpc_id" required:"false" cty:"vpc_id" hcl:"vpc_id"`
+	SecurityGroupIDs                          []string                           `mapstructure:"security_group_ids" required:"false" cty:"security_group_ids" hcl:"security_group_ids"`
+	AssociatePublicIPAddress                  *bool                              `mapstructure:"associate_public_ip_address" required:"false" cty:"associate_public_ip_address" hcl:"associate_public_ip_address"`
+	IAMInstanceProfile                        *string                            `mapstructure:"iam_instance_profile" required:"false" cty:"iam_instance_profile" hcl:"iam_instance_profile"`
+	UserData                                  *string                            `mapstructure:"user_data" required:"false" cty:"user_data" hcl:"user_data"`
+	UserDataFile                              *string                            `mapstructure:"user_data_file" required:"false" cty:"user_data_file" hcl:"user_data_file"`
+	RunTags                                   map[string]string                  `mapstructure:"run_tags" required:"false" cty:"run_tags" hcl:"run_tags"`
+	RunVolumeTags                             map[string]string                  `mapstructure:"run_volume_tags" required:"false" cty:"run_volume_tags" hcl:"run_volume_tags"`
+	LaunchMappings                            []FlatBlockDevice                  `mapstructure:"launch_block_device_mappings" required:"false" cty:"launch_block_device_mappings" hcl:"launch_block_device_mappings"`
+	AMIMappings                               []FlatBlockDevice                  `mapstructure:"ami_block_device_mappings" required:"false" cty:"ami_block_device_mappings" hcl:"ami_block_device_mappings"`
+	AMITags                                   map[string]string                  `mapstructure:"tags" required:"false" cty:"tags" hcl:"tags"`
+	SnapshotTags                              map[string]string                  `mapstructure:"snapshot_tags" required:"false" cty:"snapshot_tags" hcl:"snapshot_tags"`
+	AMIRegions                                []string                           `mapstructure:"ami_regions" required:"false" cty:"ami_regions" hcl:"ami_regions"`
+	RegionKMSKeyIDs                           map[string]string                  `mapstructure:"region_kms_key_ids" required:"false" cty:"region_kms_key_ids" hcl:"region_kms_key_ids"`
+	AMIUsers                                  []string                           `mapstructure:"ami_users" required:"false" cty:"ami_users" hcl:"ami_users"`
+	AMIOrgArns                                []string                           `mapstructure:"ami_org_arns" required:"false" cty:"ami_org_arns" hcl:"ami_org_arns"`
+	AMIOuArns                                 []string                           `mapstructure:"ami_ou_arns" required:"false" cty:"ami_ou_arns" hcl:"ami_ou_arns"`
+	SnapshotUsers                             []string                           `mapstructure:"snapshot_users" required:"false" cty:"snapshot_users" hcl:"snapshot_users"`
+	DeprecateAt                               *string                            `mapstructure:"deprecate_at" required:"false" cty:"deprecate_at" hcl:"deprecate_at"`
+	DeregistrationProtection                  *FlatDeregistrationProtection      `mapstructure:"deregistration_protection" required:"false" cty:"deregistration_protection" hcl:"deregistration_protection"`
+	ForceDeregister                           *bool                              `mapstructure:"force_deregister" required:"false" cty:"force_deregister" hcl:"force_deregister"`
+	ForceDeleteSnapshot                       *bool                              `mapstructure:"force_delete_snapshot" required:"false" cty:"force_delete_snapshot" hcl:"force_delete_snapshot"`
+	AMITag                                    []config.FlatKeyValue              `mapstructure:"tag" required:"false" cty:"tag" hcl:"tag"`
+	SnapshotTag                               []config.FlatKeyValue              `mapstructure:"snapshot_tag" required:"false" cty:"snapshot_tag" hcl:"snapshot_tag"`
+	RunTag                                    []config.FlatKeyValue              `mapstructure:"run_tag" required:"false" cty:"run_tag" hcl:"run_tag"`
+	VolumeRunTag                              []config.FlatNameValue             `mapstructure:"run_volume_tag" required:"false" cty:"run_volume_tag" hcl:"run_volume_tag"`
+	SkipAMIRunTags                            *bool                              `mapstructure:"skip_ami_run_tags" required:"false" cty:"skip_ami_run_tags" hcl:"skip_ami_run_tags"`
+	EncryptBoot                               *bool                              `mapstructure:"encrypt_boot" required:"false" cty:"encrypt_boot" hcl:"encrypt_boot"`
+	AMIGroups                                 []string                           `mapstructure:"ami_groups" required:"false" cty:"ami_groups" hcl:"ami_groups"`
+	SnapshotGroups                            []string                           `mapstructure:"snapshot_groups" required:"false" cty:"snapshot_groups" hcl:"snapshot_groups"`
+	AMIVirtType                               *string                            `mapstructure:"ami_virtualization_type" required:"false" cty:"ami_virtualization_type" hcl:"ami_virtualization_type"`
+	AMIENASupport                             *bool                              `mapstructure:"ena_support" required:"false" cty:"ena_support" hcl:"ena_support"`
+	AMISriovNetSupport                        *bool                              `mapstructure:"sriov_support" required:"false" cty:"sriov_support" hcl:"sriov_support"`
+	AMIProductCodes                           []string                           `mapstructure:"ami_product_codes" required:"false" cty:"ami_product_codes" hcl:"ami_product_codes"`
+	AMIIMDSSupport                            *string                            `mapstructure:"imds_support" required:"false" cty:"imds_support" hcl:"imds_support"`
+	SkipRegionValidation                      *bool                              `mapstructure:"skip_region_validation" required:"false" cty:"skip_region_validation" hcl:"skip_region_validation"`
+	SkipSaveBuildRegion                       *bool                              `mapstructure:"skip_save_build_region" required:"false" cty:"skip_save_build_region" hcl:"skip_save_build_region"`
+	SkipCreateAMI                             *bool                              `mapstructure:"skip_create_ami" required:"false" cty:"skip_create_ami" hcl:"skip_create_ami"`
+	SnapshotCopyDurationMinutes               *int64                             `mapstructure:"snapshot_copy_duration_minutes" required:"false" cty:"snapshot_copy_duration_minutes" hcl:"snapshot_copy_duration_minutes"`
+	FastLaunch                                *FlatFastLaunchConfig              `mapstructure:"fast_launch" required:"false" cty:"fast_launch" hcl:"fast_launch"`
+	SSHInterface                              *string                            `mapstructure:"ssh_interface" required:"false" cty:"ssh_interface" hcl:"ssh_interface"`
+	SessionManagerPort                        *int                               `mapstructure:"session_manager_port" required:"false" cty:"session_manager_port" hcl:"session_manager_port"`
+	PauseBeforeSSM                            *string                            `mapstructure:"pause_before_ssm" required:"false" cty:"pause_before_ssm" hcl:"pause_before_ssm"`
+	WindowsPasswordTimeout                    *string                            `mapstructure:"windows_password_timeout" required:"false" cty:"windows_password_timeout" hcl:"windows_password_timeout"`
+	Metadata                                  *FlatMetadataOptions               `mapstructure:"metadata_options" required:"false" cty:"metadata_options" hcl:"metadata_options"`
+	TemporarySGSourceCidrs                    []string                           `mapstructure:"temporary_security_group_source_cidrs" required:"false" cty:"temporary_security_group_source_cidrs" hcl:"temporary_security_group_source_cidrs"`
+	TemporarySGSourcePublicIp                 *bool                              `mapstructure:"temporary_security_group_source_public_ip" required:"false" cty:"temporary_security_group_source_public_ip" hcl:"temporary_security_group_source_public_ip"`
+	TemporaryIamInstanceProfilePolicyDocument *FlatPolicyDocument                `mapstructure:"temporary_iam_instance_profile_policy_document" required:"false" cty:"temporary_iam_instance_profile_policy_document" hcl:"temporary_iam_instance_profile_policy_document"`
+	SkipProfileValidation                     *bool                              `mapstructure:"skip_profile_validation" required:"false" cty:"skip_profile_validation" hcl:"skip_profile_validation"`
+	SecurityGroupID                           *string                            `mapstructure:"security_group_id" required:"false" cty:"security_group_id" hcl:"security_group_id"`
+	SecurityGroupFilter                       *FlatResourceFilter                `mapstructure:"security_group_filter" required:"false" cty:"security_group_filter" hcl:"security_group_filter"`
+	VpcFilter                                 *FlatResourceFilter                `mapstructure:"vpc_filter" required:"false" cty:"vpc_filter" hcl:"vpc_filter"`
+	AvailabilityZone                          *string                            `mapstructure:"availability_zone" required:"false" cty:"availability_zone" hcl:"availability_zone"`
+	Placement                                 *FlatPlacement                     `mapstructure:"placement" required:"false" cty:"placement" hcl:"placement"`
+	Tenancy                                   *string                            `mapstructure:"tenancy" required:"false" cty:"tenancy" hcl:"tenancy"`
+	EnableNitroEnclave                        *bool                              `mapstructure:"enable_nitro_enclave" required:"false" cty:"enable_nitro_enclave" hcl:"enable_nitro_enclave"`
+	LicenseSpecifications                     []FlatLicenseSpecification         `mapstructure:"license_specifications" required:"false" cty:"license_specifications" hcl:"license_specifications"`
+	SpotInstanceTypes                         []string                           `mapstructure:"spot_instance_types" required:"false" cty:"spot_instance_types" hcl:"spot_instance_types"`
+	SpotPrice                                 *string                            `mapstructure:"spot_price" required:"false" cty:"spot_price" hcl:"spot_price"`
+	SpotAllocationStrategy                    *string                            `mapstructure:"spot_allocation_strategy" required:"false" cty:"spot_allocation_strategy" hcl:"spot_allocation_strategy"`
+	SpotTags                                  map[string]string                  `mapstructure:"spot_tags" required:"false" cty:"spot_tags" hcl:"spot_tags"`
+	SpotTag                                   []config.FlatKeyValue              `mapstructure:"spot_tag" required:"false" cty:"spot_tag" hcl:"spot_tag"`
+	FleetTags                                 map[string]string                  `mapstructure:"fleet_tags" required:"false" cty:"fleet_tags" hcl:"fleet_tags"`
+	FleetTag                                  []config.FlatKeyValue              `mapstructure:"fleet_tag" required:"false" cty:"fleet_tag" hcl:"fleet_tag"`
+	BlockDurationMinutes                      *int64                             `mapstructure:"block_duration_minutes" required:"false" cty:"block_duration_minutes" hcl:"block_duration_minutes"`
+	SpotPriceAutoProduct                      *string                            `mapstructure:"spot_price_auto_product" required:"false" cty:"spot_price_auto_product" hcl:"spot_price_auto_product"`
+	EbsOptimized                              *bool                              `mapstructure:"ebs_optimized" required:"false" cty:"ebs_optimized" hcl:"ebs_optimized"`
+	InstanceInitiatedShutdownBehavior         *string                            `mapstructure:"shutdown_behavior" required:"false" cty:"shutdown_behavior" hcl:"shutdown_behavior"`
+	DisableStopInstance                       *bool                              `mapstructure:"disable_stop_instance" required:"false" cty:"disable_stop_instance" hcl:"disable_stop_instance"`
+	EnableUnlimitedCredits                    *bool                              `mapstructure:"enable_unlimited_credits" required:"false" cty:"enable_unlimited_credits" hcl:"enable_unlimited_credits"`
+	EnableT2Unlimited                         *bool                              `mapstructure:"enable_t2_unlimited" required:"false" cty:"enable_t2_unlimited" hcl:"enable_t2_unlimited"`
+	CapacityReservationPreference             *string                            `mapstructure:"capacity_reservation_preference" required:"false" cty:"capacity_reservation_preference" hcl:"capacity_reservation_preference"`
+	CapacityReservationId                     *string                            `mapstructure:"capacity_reservation_id" required:"false" cty:"capacity_reservation_id" hcl:"capacity_reservation_id"`
+	CapacityReservationGroupArn               *string                            `mapstructure:"capacity_reservation_group_arn" required:"false" cty:"capacity_reservation_group_arn" hcl:"capacity_reservation_group_arn"`
+	NoEphemeral                               *bool                              `mapstructure:"no_ephemeral" required:"false" cty:"no_ephemeral" hcl:"no_ephemeral"`
 }
 
 // FlatMapstructure returns a new FlatConfig.
@@ -167,104 +227,163 @@ func (*Config) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.Spec }
 // The decoded values from this spec will then be applied to a FlatConfig.
 func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 	s := map[string]hcldec.Spec{
-		"packer_build_name":            &hcldec.AttrSpec{Name: "packer_build_name", Type: cty.String, Required: false},
-		"packer_builder_type":          &hcldec.AttrSpec{Name: "packer_builder_type", Type: cty.String, Required: false},
-		"packer_core_version":          &hcldec.AttrSpec{Name: "packer_core_version", Type: cty.String, Required: false},
-		"packer_debug":                 &hcldec.AttrSpec{Name: "packer_debug", Type: cty.Bool, Required: false},
-		"packer_force":                 &hcldec.AttrSpec{Name: "packer_force", Type: cty.Bool, Required: false},
-		"packer_on_error":              &hcldec.AttrSpec{Name: "packer_on_error", Type: cty.String, Required: false},
-		"packer_user_variables":        &hcldec.AttrSpec{Name: "packer_user_variables", Type: cty.Map(cty.String), Required: false},
-		"packer_sensitive_variables":   &hcldec.AttrSpec{Name: "packer_sensitive_variables", Type: cty.List(cty.String), Required: false},
-		"region":                       &hcldec.AttrSpec{Name: "region", Type: cty.String, Required: false},
-		"profile":                      &hcldec.AttrSpec{Name: "profile", Type: cty.String, Required: false},
-		"access_key":                   &hcldec.AttrSpec{Name: "access_key", Type: cty.String, Required: false},
-		"secret_key":                   &hcldec.AttrSpec{Name: "secret_key", Type: cty.String, Required: false},
-		"token":                        &hcldec.AttrSpec{Name: "token", Type: cty.String, Required: false},
-		"shared_credentials_file":      &hcldec.AttrSpec{Name: "shared_credentials_file", Type: cty.String, Required: false},
-		"assume_role":                  &hcldec.BlockSpec{TypeName: "assume_role", Nested: hcldec.ObjectSpec((*awsauth.FlatAssumeRoleConfig)(nil).HCL2Spec())},
-		"custom_endpoint_ec2":          &hcldec.AttrSpec{Name: "custom_endpoint_ec2", Type: cty.String, Required: false},
-		"skip_credential_validation":   &hcldec.AttrSpec{Name: "skip_credential_validation", Type: cty.Bool, Required: false},
-		"max_retries":                  &hcldec.AttrSpec{Name: "max_retries", Type: cty.Number, Required: false},
-		"aws_polling":                  &hcldec.BlockSpec{TypeName: "aws_polling", Nested: hcldec.ObjectSpec((*awsauth.FlatPollingConfig)(nil).HCL2Spec())},
-		"communicator":                 &hcldec.AttrSpec{Name: "communicator", Type: cty.String, Required: false},
-		"pause_before_connecting":      &hcldec.AttrSpec{Name: "pause_before_connecting", Type: cty.String, Required: false},
-		"ssh_host":                     &hcldec.AttrSpec{Name: "ssh_host", Type: cty.String, Required: false},
-		"ssh_port":                     &hcldec.AttrSpec{Name: "ssh_port", Type: cty.Number, Required: false},
-		"ssh_username":                 &hcldec.AttrSpec{Name: "ssh_username", Type: cty.String, Required: false},
-		"ssh_password":                 &hcldec.AttrSpec{Name: "ssh_password", Type: cty.String, Required: false},
-		"ssh_keypair_name":             &hcldec.AttrSpec{Name: "ssh_keypair_name", Type: cty.String, Required: false},
-		"temporary_key_pair_name":      &hcldec.AttrSpec{Name: "temporary_key_pair_name", Type: cty.String, Required: false},
-		"temporary_key_pair_type":      &hcldec.AttrSpec{Name: "temporary_key_pair_type", Type: cty.String, Required: false},
-		"temporary_key_pair_bits":      &hcldec.AttrSpec{Name: "temporary_key_pair_bits", Type: cty.Number, Required: false},
-		"ssh_ciphers":                  &hcldec.AttrSpec{Name: "ssh_ciphers", Type: cty.List(cty.String), Required: false},
-		"ssh_clear_authorized_keys":    &hcldec.AttrSpec{Name: "ssh_clear_authorized_keys", Type: cty.Bool, Required: false},
-		"ssh_key_exchange_algorithms":  &hcldec.AttrSpec{Name: "ssh_key_exchange_algorithms", Type: cty.List(cty.String), Required: false},
-		"ssh_private_key_file":         &hcldec.AttrSpec{Name: "ssh_private_key_file", Type: cty.String, Required: false},
-		"ssh_certificate_file":         &hcldec.AttrSpec{Name: "ssh_certificate_file", Type: cty.String, Required: false},
-		"ssh_pty":                      &hcldec.AttrSpec{Name: "ssh_pty", Type: cty.Bool, Required: false},
-		"ssh_timeout":                  &hcldec.AttrSpec{Name: "ssh_timeout", Type: cty.String, Required: false},
-		"ssh_wait_timeout":             &hcldec.AttrSpec{Name: "ssh_wait_timeout", Type: cty.String, Required: false},
-		"ssh_agent_auth":               &hcldec.AttrSpec{Name: "ssh_agent_auth", Type: cty.Bool, Required: false},
-		"ssh_disable_agent_forwarding": &hcldec.AttrSpec{Name: "ssh_disable_agent_forwarding", Type: cty.Bool, Required: false},
-		"ssh_handshake_attempts":       &hcldec.AttrSpec{Name: "ssh_handshake_attempts", Type: cty.Number, Required: false},
-		"ssh_bastion_host":             &hcldec.AttrSpec{Name: "ssh_bastion_host", Type: cty.String, Required: false},
-		"ssh_bastion_port":             &hcldec.AttrSpec{Name: "ssh_bastion_port", Type: cty.Number, Required: false},
-		"ssh_bastion_agent_auth":       &hcldec.AttrSpec{Name: "ssh_bastion_agent_auth", Type: cty.Bool, Required: false},
-		"ssh_bastion_username":         &hcldec.AttrSpec{Name: "ssh_bastion_username", Type: cty.String, Required: false},
-		"ssh_bastion_password":         &hcldec.AttrSpec{Name: "ssh_bastion_password", Type: cty.String, Required: false},
-		"ssh_bastion_interactive":      &hcldec.AttrSpec{Name: "ssh_bastion_interactive", Type: cty.Bool, Required: false},
-		"ssh_bastion_private_key_file": &hcldec.AttrSpec{Name: "ssh_bastion_private_key_file", Type: cty.String, Required: false},
-		"ssh_bastion_certificate_file": &hcldec.AttrSpec{Name: "ssh_bastion_certificate_file", Type: cty.String, Required: false},
-		"ssh_file_transfer_method":     &hcldec.AttrSpec{Name: "ssh_file_transfer_method", Type: cty.String, Required: false},
-		"ssh_proxy_host":               &hcldec.AttrSpec{Name: "ssh_proxy_host", Type: cty.String, Required: false},
-		"ssh_proxy_port":               &hcldec.AttrSpec{Name: "ssh_proxy_port", Type: cty.Number, Required: false},
-		"ssh_proxy_username":           &hcldec.AttrSpec{Name: "ssh_proxy_username", Type: cty.String, Required: false},
-		"ssh_proxy_password":           &hcldec.AttrSpec{Name: "ssh_proxy_password", Type: cty.String, Required: false},
-		"ssh_keep_alive_interval":      &hcldec.AttrSpec{Name: "ssh_keep_alive_interval", Type: cty.String, Required: false},
-		"ssh_read_write_timeout":       &hcldec.AttrSpec{Name: "ssh_read_write_timeout", Type: cty.String, Required: false},
-		"ssh_remote_tunnels":           &hcldec.AttrSpec{Name: "ssh_remote_tunnels", Type: cty.List(cty.String), Required: false},
-		"ssh_local_tunnels":            &hcldec.AttrSpec{Name: "ssh_local_tunnels", Type: cty.List(cty.String), Required: false},
-		"ssh_public_key":               &hcldec.AttrSpec{Name: "ssh_public_key", Type: cty.List(cty.Number), Required: false},
-		"ssh_private_key":              &hcldec.AttrSpec{Name: "ssh_private_key", Type: cty.List(cty.Number), Required: false},
-		"winrm_username":               &hcldec.AttrSpec{Name: "winrm_username", Type: cty.String, Required: false},
-		"winrm_password":               &hcldec.AttrSpec{Name: "winrm_password", Type: cty.String, Required: false},
-		"winrm_host":                   &hcldec.AttrSpec{Name: "winrm_host", Type: cty.String, Required: false},
-		"winrm_no_proxy":               &hcldec.AttrSpec{Name: "winrm_no_proxy", Type: cty.Bool, Required: false},
-		"winrm_port":                   &hcldec.AttrSpec{Name: "winrm_port", Type: cty.Number, Required: false},
-		"winrm_timeout":                &hcldec.AttrSpec{Name: "winrm_timeout", Type: cty.String, Required: false},
-		"winrm_use_ssl":                &hcldec.AttrSpec{Name: "winrm_use_ssl", Type: cty.Bool, Required: false},
-		"winrm_insecure":               &hcldec.AttrSpec{Name: "winrm_insecure", Type: cty.Bool, Required: false},
-		"winrm_use_ntlm":               &hcldec.AttrSpec{Name: "winrm_use_ntlm", Type: cty.Bool, Required: false},
-		"kms_key_id":                   &hcldec.AttrSpec{Name: "kms_key_id", Type: cty.String, Required: false},
-		"ami_name":                     &hcldec.AttrSpec{Name: "ami_name", Type: cty.String, Required: false},
-		"ami_description":              &hcldec.AttrSpec{Name: "ami_description", Type: cty.String, Required: false},
-		"source_ami":                   &hcldec.AttrSpec{Name: "source_ami", Type: cty.String, Required: false},
-		"source_ami_filter":            &hcldec.BlockSpec{TypeName: "source_ami_filter", Nested: hcldec.ObjectSpec((*ebs.FlatAMIFilter)(nil).HCL2Spec())},
-		"skip_launch":                  &hcldec.AttrSpec{Name: "skip_launch", Type: cty.Bool, Required: false},
-		"instance_type":                &hcldec.AttrSpec{Name: "instance_type", Type: cty.String, Required: false},
-		"subnet_id":                    &hcldec.AttrSpec{Name: "subnet_id", Type: cty.String, Required: false},
-		"subnet_filter":                &hcldec.BlockSpec{TypeName: "subnet_filter", Nested: hcldec.ObjectSpec((*FlatSubnetFilter)(nil).HCL2Spec())},
-		"vpc_id":                       &hcldec.AttrSpec{Name: "vpc_id", Type: cty.String, Required: false},
-		"security_group_ids":           &hcldec.AttrSpec{Name: "security_group_ids", Type: cty.List(cty.String), Required: false},
-		"associate_public_ip_address":  &hcldec.AttrSpec{Name: "associate_public_ip_address", Type: cty.Bool, Required: false},
-		"iam_instance_profile":         &hcldec.AttrSpec{Name: "iam_instance_profile", Type: cty.String, Required: false},
-		"user_data":                    &hcldec.AttrSpec{Name: "user_data", Type: cty.String, Required: false},
-		"user_data_file":               &hcldec.AttrSpec{Name: "user_data_file", Type: cty.String, Required: false},
-		"run_tags":                     &hcldec.AttrSpec{Name: "run_tags", Type: cty.Map(cty.String), Required: false},
-		"run_volume_tags":              &hcldec.AttrSpec{Name: "run_volume_tags", Type: cty.Map(cty.String), Required: false},
-		"launch_block_device_mappings": &hcldec.BlockListSpec{TypeName: "launch_block_device_mappings", Nested: hcldec.ObjectSpec((*FlatBlockDevice)(nil).HCL2Spec())},
-		"ami_block_device_mappings":    &hcldec.BlockListSpec{TypeName: "ami_block_device_mappings", Nested: hcldec.ObjectSpec((*FlatBlockDevice)(nil).HCL2Spec())},
-		"tags":                         &hcldec.AttrSpec{Name: "tags", Type: cty.Map(cty.String), Required: false},
-		"snapshot_tags":                &hcldec.AttrSpec{Name: "snapshot_tags", Type: cty.Map(cty.String), Required: false},
-		"ami_regions":                  &hcldec.AttrSpec{Name: "ami_regions", Type: cty.List(cty.String), Required: false},
-		"region_kms_key_ids":           &hcldec.AttrSpec{Name: "region_kms_key_ids", Type: cty.Map(cty.String), Required: false},
-		"ami_users":                    &hcldec.AttrSpec{Name: "ami_users", Type: cty.List(cty.String), Required: false},
-		"ami_org_arns":                 &hcldec.AttrSpec{Name: "ami_org_arns", Type: cty.List(cty.String), Required: false},
-		"ami_ou_arns":                  &hcldec.AttrSpec{Name: "ami_ou_arns", Type: cty.List(cty.String), Required: false},
-		"snapshot_users":               &hcldec.AttrSpec{Name: "snapshot_users", Type: cty.List(cty.String), Required: false},
-		"deprecate_at":                 &hcldec.AttrSpec{Name: "deprecate_at", Type: cty.String, Required: false},
-		"deregistration_protection":    &hcldec.BlockSpec{TypeName: "deregistration_protection", Nested: hcldec.ObjectSpec((*FlatDeregistrationProtection)(nil).HCL2Spec())},
-		"force_deregister":             &hcldec.AttrSpec{Name: "force_deregister", Type: cty.Bool, Required: false},
+		"packer_build_name":                     &hcldec.AttrSpec{Name: "packer_build_name", Type: cty.String, Required: false},
+		"packer_builder_type":                   &hcldec.AttrSpec{Name: "packer_builder_type", Type: cty.String, Required: false},
+		"packer_core_version":                   &hcldec.AttrSpec{Name: "packer_core_version", Type: cty.String, Required: false},
+		"packer_debug":                          &hcldec.AttrSpec{Name: "packer_debug", Type: cty.Bool, Required: false},
+		"packer_force":                          &hcldec.AttrSpec{Name: "packer_force", Type: cty.Bool, Required: false},
+		"packer_on_error":                       &hcldec.AttrSpec{Name: "packer_on_error", Type: cty.String, Required: false},
+		"packer_user_variables":                 &hcldec.AttrSpec{Name: "packer_user_variables", Type: cty.Map(cty.String), Required: false},
+		"packer_sensitive_variables":            &hcldec.AttrSpec{Name: "packer_sensitive_variables", Type: cty.List(cty.String), Required: false},
+		"region":                                &hcldec.AttrSpec{Name: "region", Type: cty.String, Required: false},
+		"profile":                               &hcldec.AttrSpec{Name: "profile", Type: cty.String, Required: false},
+		"access_key":                            &hcldec.AttrSpec{Name: "access_key", Type: cty.String, Required: false},
+		"secret_key":                            &hcldec.AttrSpec{Name: "secret_key", Type: cty.String, Required: false},
+		"token":                                 &hcldec.AttrSpec{Name: "token", Type: cty.String, Required: false},
+		"shared_credentials_file":               &hcldec.AttrSpec{Name: "shared_credentials_file", Type: cty.String, Required: false},
+		"assume_role":                           &hcldec.BlockSpec{TypeName: "assume_role", Nested: hcldec.ObjectSpec((*awsauth.FlatAssumeRoleConfig)(nil).HCL2Spec())},
+		"custom_endpoint_ec2":                   &hcldec.AttrSpec{Name: "custom_endpoint_ec2", Type: cty.String, Required: false},
+		"skip_credential_validation":            &hcldec.AttrSpec{Name: "skip_credential_validation", Type: cty.Bool, Required: false},
+		"max_retries":                           &hcldec.AttrSpec{Name: "max_retries", Type: cty.Number, Required: false},
+		"aws_polling":                           &hcldec.BlockSpec{TypeName: "aws_polling", Nested: hcldec.ObjectSpec((*awsauth.FlatPollingConfig)(nil).HCL2Spec())},
+		"mfa_code":                              &hcldec.AttrSpec{Name: "mfa_code", Type: cty.String, Required: false},
+		"vault_aws_engine":                      &hcldec.BlockSpec{TypeName: "vault_aws_engine", Nested: hcldec.ObjectSpec((*awsauth.FlatVaultAWSEngineOptions)(nil).HCL2Spec())},
+		"insecure_skip_tls_verify":              &hcldec.AttrSpec{Name: "insecure_skip_tls_verify", Type: cty.Bool, Required: false},
+		"skip_metadata_api_check":               &hcldec.AttrSpec{Name: "skip_metadata_api_check", Type: cty.Bool, Required: false},
+		"decode_authorization_messages":         &hcldec.AttrSpec{Name: "decode_authorization_messages", Type: cty.Bool, Required: false},
+		"communicator":                          &hcldec.AttrSpec{Name: "communicator", Type: cty.String, Required: false},
+		"pause_before_connecting":               &hcldec.AttrSpec{Name: "pause_before_connecting", Type: cty.String, Required: false},
+		"ssh_host":                              &hcldec.AttrSpec{Name: "ssh_host", Type: cty.String, Required: false},
+		"ssh_port":                              &hcldec.AttrSpec{Name: "ssh_port", Type: cty.Number, Required: false},
+		"ssh_username":                          &hcldec.AttrSpec{Name: "ssh_username", Type: cty.String, Required: false},
+		"ssh_password":                          &hcldec.AttrSpec{Name: "ssh_password", Type: cty.String, Required: false},
+		"ssh_keypair_name":                      &hcldec.AttrSpec{Name: "ssh_keypair_name", Type: cty.String, Required: false},
+		"temporary_key_pair_name":               &hcldec.AttrSpec{Name: "temporary_key_pair_name", Type: cty.String, Required: false},
+		"temporary_key_pair_type":               &hcldec.AttrSpec{Name: "temporary_key_pair_type", Type: cty.String, Required: false},
+		"temporary_key_pair_bits":               &hcldec.AttrSpec{Name: "temporary_key_pair_bits", Type: cty.Number, Required: false},
+		"ssh_ciphers":                           &hcldec.AttrSpec{Name: "ssh_ciphers", Type: cty.List(cty.String), Required: false},
+		"ssh_clear_authorized_keys":             &hcldec.AttrSpec{Name: "ssh_clear_authorized_keys", Type: cty.Bool, Required: false},
+		"ssh_key_exchange_algorithms":           &hcldec.AttrSpec{Name: "ssh_key_exchange_algorithms", Type: cty.List(cty.String), Required: false},
+		"ssh_private_key_file":                  &hcldec.AttrSpec{Name: "ssh_private_key_file", Type: cty.String, Required: false},
+		"ssh_certificate_file":                  &hcldec.AttrSpec{Name: "ssh_certificate_file", Type: cty.String, Required: false},
+		"ssh_pty":                               &hcldec.AttrSpec{Name: "ssh_pty", Type: cty.Bool, Required: false},
+		"ssh_timeout":                           &hcldec.AttrSpec{Name: "ssh_timeout", Type: cty.String, Required: false},
+		"ssh_wait_timeout":                      &hcldec.AttrSpec{Name: "ssh_wait_timeout", Type: cty.String, Required: false},
+		"ssh_agent_auth":                        &hcldec.AttrSpec{Name: "ssh_agent_auth", Type: cty.Bool, Required: false},
+		"ssh_disable_agent_forwarding":          &hcldec.AttrSpec{Name: "ssh_disable_agent_forwarding", Type: cty.Bool, Required: false},
+		"ssh_handshake_attempts":                &hcldec.AttrSpec{Name: "ssh_handshake_attempts", Type: cty.Number, Required: false},
+		"ssh_bastion_host":                      &hcldec.AttrSpec{Name: "ssh_bastion_host", Type: cty.String, Required: false},
+		"ssh_bastion_port":                      &hcldec.AttrSpec{Name: "ssh_bastion_port", Type: cty.Number, Required: false},
+		"ssh_bastion_agent_auth":                &hcldec.AttrSpec{Name: "ssh_bastion_agent_auth", Type: cty.Bool, Required: false},
+		"ssh_bastion_username":                  &hcldec.AttrSpec{Name: "ssh_bastion_username", Type: cty.String, Required: false},
+		"ssh_bastion_password":                  &hcldec.AttrSpec{Name: "ssh_bastion_password", Type: cty.String, Required: false},
+		"ssh_bastion_interactive":               &hcldec.AttrSpec{Name: "ssh_bastion_interactive", Type: cty.Bool, Required: false},
+		"ssh_bastion_private_key_file":          &hcldec.AttrSpec{Name: "ssh_bastion_private_key_file", Type: cty.String, Required: false},
+		"ssh_bastion_certificate_file":          &hcldec.AttrSpec{Name: "ssh_bastion_certificate_file", Type: cty.String, Required: false},
+		"ssh_file_transfer_method":              &hcldec.AttrSpec{Name: "ssh_file_transfer_method", Type: cty.String, Required: false},
+		"ssh_proxy_host":                        &hcldec.AttrSpec{Name: "ssh_proxy_host", Type: cty.String, Required: false},
+		"ssh_proxy_port":                        &hcldec.AttrSpec{Name: "ssh_proxy_port", Type: cty.Number, Required: false},
+		"ssh_proxy_username":                    &hcldec.AttrSpec{Name: "ssh_proxy_username", Type: cty.String, Required: false},
+		"ssh_proxy_password":                    &hcldec.AttrSpec{Name: "ssh_proxy_password", Type: cty.String, Required: false},
+		"ssh_keep_alive_interval":               &hcldec.AttrSpec{Name: "ssh_keep_alive_interval", Type: cty.String, Required: false},
+		"ssh_read_write_timeout":                &hcldec.AttrSpec{Name: "ssh_read_write_timeout", Type: cty.String, Required: false},
+		"ssh_remote_tunnels":                    &hcldec.AttrSpec{Name: "ssh_remote_tunnels", Type: cty.List(cty.String), Required: false},
+		"ssh_local_tunnels":                     &hcldec.AttrSpec{Name: "ssh_local_tunnels", Type: cty.List(cty.String), Required: false},
+		"ssh_public_key":                        &hcldec.AttrSpec{Name: "ssh_public_key", Type: cty.List(cty.Number), Required: false},
+		"ssh_private_key":                       &hcldec.AttrSpec{Name: "ssh_private_key", Type: cty.List(cty.Number), Required: false},
+		"winrm_username":                        &hcldec.AttrSpec{Name: "winrm_username", Type: cty.String, Required: false},
+		"winrm_password":                        &hcldec.AttrSpec{Name: "winrm_password", Type: cty.String, Required: false},
+		"winrm_host":                            &hcldec.AttrSpec{Name: "winrm_host", Type: cty.String, Required: false},
+		"winrm_no_proxy":                        &hcldec.AttrSpec{Name: "winrm_no_proxy", Type: cty.Bool, Required: false},
+		"winrm_port":                            &hcldec.AttrSpec{Name: "winrm_port", Type: cty.Number, Required: false},
+		"winrm_timeout":                         &hcldec.AttrSpec{Name: "winrm_timeout", Type: cty.String, Required: false},
+		"winrm_use_ssl":                         &hcldec.AttrSpec{Name: "winrm_use_ssl", Type: cty.Bool, Required: false},
+		"winrm_insecure":                        &hcldec.AttrSpec{Name: "winrm_insecure", Type: cty.Bool, Required: false},
+		"winrm_use_ntlm":                        &hcldec.AttrSpec{Name: "winrm_use_ntlm", Type: cty.Bool, Required: false},
+		"kms_key_id":                            &hcldec.AttrSpec{Name: "kms_key_id", Type: cty.String, Required: false},
+		"ami_name":                              &hcldec.AttrSpec{Name: "ami_name", Type: cty.String, Required: false},
+		"ami_description":                       &hcldec.AttrSpec{Name: "ami_description", Type: cty.String, Required: false},
+		"source_ami":                            &hcldec.AttrSpec{Name: "source_ami", Type: cty.String, Required: false},
+		"source_ami_filter":                     &hcldec.BlockSpec{TypeName: "source_ami_filter", Nested: hcldec.ObjectSpec((*ebs.FlatAMIFilter)(nil).HCL2Spec())},
+		"skip_launch":                           &hcldec.AttrSpec{Name: "skip_launch", Type: cty.Bool, Required: false},
+		"instance_type":                         &hcldec.AttrSpec{Name: "instance_type", Type: cty.String, Required: false},
+		"subnet_id":                             &hcldec.AttrSpec{Name: "subnet_id", Type: cty.String, Required: false},
+		"subnet_filter":                         &hcldec.BlockSpec{TypeName: "subnet_filter", Nested: hcldec.ObjectSpec((*FlatSubnetFilter)(nil).HCL2Spec())},
+		"vpc_id":                                &hcldec.AttrSpec{Name: "vpc_id", Type: cty.String, Required: false},
+		"security_group_ids":                    &hcldec.AttrSpec{Name: "security_group_ids", Type: cty.List(cty.String), Required: false},
+		"associate_public_ip_address":           &hcldec.AttrSpec{Name: "associate_public_ip_address", Type: cty.Bool, Required: false},
+		"iam_instance_profile":                  &hcldec.AttrSpec{Name: "iam_instance_profile", Type: cty.String, Required: false},
+		"user_data":                             &hcldec.AttrSpec{Name: "user_data", Type: cty.String, Required: false},
+		"user_data_file":                        &hcldec.AttrSpec{Name: "user_data_file", Type: cty.String, Required: false},
+		"run_tags":                              &hcldec.AttrSpec{Name: "run_tags", Type: cty.Map(cty.String), Required: false},
+		"run_volume_tags":                       &hcldec.AttrSpec{Name: "run_volume_tags", Type: cty.Map(cty.String), Required: false},
+		"launch_block_device_mappings":          &hcldec.BlockListSpec{TypeName: "launch_block_device_mappings", Nested: hcldec.ObjectSpec((*FlatBlockDevice)(nil).HCL2Spec())},
+		"ami_block_device_mappings":             &hcldec.BlockListSpec{TypeName: "ami_block_device_mappings", Nested: hcldec.ObjectSpec((*FlatBlockDevice)(nil).HCL2Spec())},
+		"tags":                                  &hcldec.AttrSpec{Name: "tags", Type: cty.Map(cty.String), Required: false},
+		"snapshot_tags":                         &hcldec.AttrSpec{Name: "snapshot_tags", Type: cty.Map(cty.String), Required: false},
+		"ami_regions":                           &hcldec.AttrSpec{Name: "ami_regions", Type: cty.List(cty.String), Required: false},
+		"region_kms_key_ids":                    &hcldec.AttrSpec{Name: "region_kms_key_ids", Type: cty.Map(cty.String), Required: false},
+		"ami_users":                             &hcldec.AttrSpec{Name: "ami_users", Type: cty.List(cty.String), Required: false},
+		"ami_org_arns":                          &hcldec.AttrSpec{Name: "ami_org_arns", Type: cty.List(cty.String), Required: false},
+		"ami_ou_arns":                           &hcldec.AttrSpec{Name: "ami_ou_arns", Type: cty.List(cty.String), Required: false},
+		"snapshot_users":                        &hcldec.AttrSpec{Name: "snapshot_users", Type: cty.List(cty.String), Required: false},
+		"deprecate_at":                          &hcldec.AttrSpec{Name: "deprecate_at", Type: cty.String, Required: false},
+		"deregistration_protection":             &hcldec.BlockSpec{TypeName: "deregistration_protection", Nested: hcldec.ObjectSpec((*FlatDeregistrationProtection)(nil).HCL2Spec())},
+		"force_deregister":                      &hcldec.AttrSpec{Name: "force_deregister", Type: cty.Bool, Required: false},
+		"force_delete_snapshot":                 &hcldec.AttrSpec{Name: "force_delete_snapshot", Type: cty.Bool, Required: false},
+		"tag":                                   &hcldec.BlockListSpec{TypeName: "tag", Nested: hcldec.ObjectSpec((*config.FlatKeyValue)(nil).HCL2Spec())},
+		"snapshot_tag":                          &hcldec.BlockListSpec{TypeName: "snapshot_tag", Nested: hcldec.ObjectSpec((*config.FlatKeyValue)(nil).HCL2Spec())},
+		"run_tag":                               &hcldec.BlockListSpec{TypeName: "run_tag", Nested: hcldec.ObjectSpec((*config.FlatKeyValue)(nil).HCL2Spec())},
+		"run_volume_tag":                        &hcldec.BlockListSpec{TypeName: "run_volume_tag", Nested: hcldec.ObjectSpec((*config.FlatNameValue)(nil).HCL2Spec())},
+		"skip_ami_run_tags":                     &hcldec.AttrSpec{Name: "skip_ami_run_tags", Type: cty.Bool, Required: false},
+		"encrypt_boot":                          &hcldec.AttrSpec{Name: "encrypt_boot", Type: cty.Bool, Required: false},
+		"ami_groups":                            &hcldec.AttrSpec{Name: "ami_groups", Type: cty.List(cty.String), Required: false},
+		"snapshot_groups":                       &hcldec.AttrSpec{Name: "snapshot_groups", Type: cty.List(cty.String), Required: false},
+		"ami_virtualization_type":               &hcldec.AttrSpec{Name: "ami_virtualization_type", Type: cty.String, Required: false},
+		"ena_support":                           &hcldec.AttrSpec{Name: "ena_support", Type: cty.Bool, Required: false},
+		"sriov_support":                         &hcldec.AttrSpec{Name: "sriov_support", Type: cty.Bool, Required: false},
+		"ami_product_codes":                     &hcldec.AttrSpec{Name: "ami_product_codes", Type: cty.List(cty.String), Required: false},
+		"imds_support":                          &hcldec.AttrSpec{Name: "imds_support", Type: cty.String, Required: false},
+		"skip_region_validation":                &hcldec.AttrSpec{Name: "skip_region_validation", Type: cty.Bool, Required: false},
+		"skip_save_build_region":                &hcldec.AttrSpec{Name: "skip_save_build_region", Type: cty.Bool, Required: false},
+		"skip_create_ami":                       &hcldec.AttrSpec{Name: "skip_create_ami", Type: cty.Bool, Required: false},
+		"snapshot_copy_duration_minutes":        &hcldec.AttrSpec{Name: "snapshot_copy_duration_minutes", Type: cty.Number, Required: false},
+		"fast_launch":                           &hcldec.BlockSpec{TypeName: "fast_launch", Nested: hcldec.ObjectSpec((*FlatFastLaunchConfig)(nil).HCL2Spec())},
+		"ssh_interface":                         &hcldec.AttrSpec{Name: "ssh_interface", Type: cty.String, Required: false},
+		"session_manager_port":                  &hcldec.AttrSpec{Name: "session_manager_port", Type: cty.Number, Required: false},
+		"pause_before_ssm":                      &hcldec.AttrSpec{Name: "pause_before_ssm", Type: cty.String, Required: false},
+		"windows_password_timeout":              &hcldec.AttrSpec{Name: "windows_password_timeout", Type: cty.String, Required: false},
+		"metadata_options":                      &hcldec.BlockSpec{TypeName: "metadata_options", Nested: hcldec.ObjectSpec((*FlatMetadataOptions)(nil).HCL2Spec())},
+		"temporary_security_group_source_cidrs": &hcldec.AttrSpec{Name: "temporary_security_group_source_cidrs", Type: cty.List(cty.String), Required: false},
+		"temporary_security_group_source_public_ip":      &hcldec.AttrSpec{Name: "temporary_security_group_source_public_ip", Type: cty.Bool, Required: false},
+		"temporary_iam_instance_profile_policy_document": &hcldec.BlockSpec{TypeName: "temporary_iam_instance_profile_policy_document", Nested: hcldec.ObjectSpec((*FlatPolicyDocument)(nil).HCL2Spec())},
+		"skip_profile_validation":                        &hcldec.AttrSpec{Name: "skip_profile_validation", Type: cty.Bool, Required: false},
+		"security_group_id":                              &hcldec.AttrSpec{Name: "security_group_id", Type: cty.String, Required: false},
+		"security_group_filter":                          &hcldec.BlockSpec{TypeName: "security_group_filter", Nested: hcldec.ObjectSpec((*FlatResourceFilter)(nil).HCL2Spec())},
+		"vpc_filter":                                     &hcldec.BlockSpec{TypeName: "vpc_filter", Nested: hcldec.ObjectSpec((*FlatResourceFilter)(nil).HCL2Spec())},
+		"availability_zone":                              &hcldec.AttrSpec{Name: "availability_zone", Type: cty.String, Required: false},
+		"placement":                                      &hcldec.BlockSpec{TypeName: "placement", Nested: hcldec.ObjectSpec((*FlatPlacement)(nil).HCL2Spec())},
+		"tenancy":                                        &hcldec.AttrSpec{Name: "tenancy", Type: cty.String, Required: false},
+		"enable_nitro_enclave":                           &hcldec.AttrSpec{Name: "enable_nitro_enclave", Type: cty.Bool, Required: false},
+		"license_specifications":                         &hcldec.BlockListSpec{TypeName: "license_specifications", Nested: hcldec.ObjectSpec((*FlatLicenseSpecification)(nil).HCL2Spec())},
+		"spot_instance_types":                            &hcldec.AttrSpec{Name: "spot_instance_types", Type: cty.List(cty.String), Required: false},
+		"spot_price":                                     &hcldec.AttrSpec{Name: "spot_price", Type: cty.String, Required: false},
+		"spot_allocation_strategy":                       &hcldec.AttrSpec{Name: "spot_allocation_strategy", Type: cty.String, Required: false},
+		"spot_tags":                                      &hcldec.AttrSpec{Name: "spot_tags", Type: cty.Map(cty.String), Required: false},
+		"spot_tag":                                       &hcldec.BlockListSpec{TypeName: "spot_tag", Nested: hcldec.ObjectSpec((*config.FlatKeyValue)(nil).HCL2Spec())},
+		"fleet_tags":                                     &hcldec.AttrSpec{Name: "fleet_tags", Type: cty.Map(cty.String), Required: false},
+		"fleet_tag":                                      &hcldec.BlockListSpec{TypeName: "fleet_tag", Nested: hcldec.ObjectSpec((*config.FlatKeyValue)(nil).HCL2Spec())},
+		"block_duration_minutes":                         &hcldec.AttrSpec{Name: "block_duration_minutes", Type: cty.Number, Required: false},
+		"spot_price_auto_product":                        &hcldec.AttrSpec{Name: "spot_price_auto_product", Type: cty.String, Required: false},
+		"ebs_optimized":                                  &hcldec.AttrSpec{Name: "ebs_optimized", Type: cty.Bool, Required: false},
+		"shutdown_behavior":                              &hcldec.AttrSpec{Name: "shutdown_behavior", Type: cty.String, Required: false},
+		"disable_stop_instance":                          &hcldec.AttrSpec{Name: "disable_stop_instance", Type: cty.Bool, Required: false},
+		"enable_unlimited_credits":                       &hcldec.AttrSpec{Name: "enable_unlimited_credits", Type: cty.Bool, Required: false},
+		"enable_t2_unlimited":                            &hcldec.AttrSpec{Name: "enable_t2_unlimited", Type: cty.Bool, Required: false},
+		"capacity_reservation_preference":                &hcldec.AttrSpec{Name: "capacity_reservation_preference", Type: cty.String, Required: false},
+		"capacity_reservation_id":                        &hcldec.AttrSpec{Name: "capacity_reservation_id", Type: cty.String, Required: false},
+		"capacity_reservation_group_arn":                 &hcldec.AttrSpec{Name: "capacity_reservation_group_arn", Type: cty.String, Required: false},
+		"no_ephemeral":                                   &hcldec.AttrSpec{Name: "no_ephemeral", Type: cty.Bool, Required: false},
 	}
 	return s
 }
@@ -294,11 +413,258 @@ func (*FlatDeregistrationProtection) HCL2Spec() map[string]hcldec.Spec {
 	return s
 }
 
+// FlatFastLaunchConfig is an auto-generated flat version of FastLaunchConfig.
+// Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
+type FlatFastLaunchConfig struct {
+	UseFastLaunch         *bool                          `mapstructure:"enable_fast_launch" required:"false" cty:"enable_fast_launch" hcl:"enable_fast_launch"`
+	LaunchTemplateID      *string                        `mapstructure:"template_id" required:"false" cty:"template_id" hcl:"template_id"`
+	LaunchTemplateName    *string                        `mapstructure:"template_name" required:"false" cty:"template_name" hcl:"template_name"`
+	LaunchTemplateVersion *int                           `mapstructure:"template_version" required:"false" cty:"template_version" hcl:"template_version"`
+	RegionLaunchTemplates []FlatFastLaunchTemplateConfig `mapstructure:"region_launch_templates" required:"false" cty:"region_launch_templates" hcl:"region_launch_templates"`
+	MaxParallelLaunches   *int                           `mapstructure:"max_parallel_launches" required:"false" cty:"max_parallel_launches" hcl:"max_parallel_launches"`
+	TargetResourceCount   *int                           `mapstructure:"target_resource_count" required:"false" cty:"target_resource_count" hcl:"target_resource_count"`
+}
+
+// FlatMapstructure returns a new FlatFastLaunchConfig.
+// FlatFastLaunchConfig is an auto-generated flat version of FastLaunchConfig.
+// Where the contents a fields with a `mapstructure:,squash` tag are bubbled up.
+func (*FastLaunchConfig) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.Spec } {
+	return new(FlatFastLaunchConfig)
+}
+
+// HCL2Spec returns the hcl spec of a FastLaunchConfig.
+// This spec is used by HCL to read the fields of FastLaunchConfig.
+// The decoded values from this spec will then be applied to a FlatFastLaunchConfig.
+func (*FlatFastLaunchConfig) HCL2Spec() map[string]hcldec.Spec {
+	s := map[string]hcldec.Spec{
+		"enable_fast_launch":      &hcldec.AttrSpec{Name: "enable_fast_launch", Type: cty.Bool, Required: false},
+		"template_id":             &hcldec.AttrSpec{Name: "template_id", Type: cty.String, Required: false},
+		"template_name":           &hcldec.AttrSpec{Name: "template_name", Type: cty.String, Required: false},
+		"template_version":        &hcldec.AttrSpec{Name: "template_version", Type: cty.Number, Required: false},
+		"region_launch_templates": &hcldec.BlockListSpec{TypeName: "region_launch_templates", Nested: hcldec.ObjectSpec((*FlatFastLaunchTemplateConfig)(nil).HCL2Spec())},
+		"max_parallel_launches":   &hcldec.AttrSpec{Name: "max_parallel_launches", Type: cty.Number, Required: false},
+		"target_resource_count":   &hcldec.AttrSpec{Name: "target_resource_count", Type: cty.Number, Required: false},
+	}
+	return s
+}
+
+// FlatFastLaunchTemplateConfig is an auto-generated flat version of FastLaunchTemplateConfig.
+// Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
+type FlatFastLaunchTemplateConfig struct {
+	EnableFastLaunch      *bool   `mapstructure:"enable_fast_launch" required:"false" cty:"enable_fast_launch" hcl:"enable_fast_launch"`
+	Region                *string `mapstructure:"region" required:"false" cty:"region" hcl:"region"`
+	LaunchTemplateID      *string `mapstructure:"template_id" required:"false" cty:"template_id" hcl:"template_id"`
+	LaunchTemplateName    *string `mapstructure:"template_name" required:"false" cty:"template_name" hcl:"template_name"`
+	LaunchTemplateVersion *int    `mapstructure:"template_version" required:"false" cty:"template_version" hcl:"template_version"`
+}
+
+// FlatMapstructure returns a new FlatFastLaunchTemplateConfig.
+// FlatFastLaunchTemplateConfig is an auto-generated flat version of FastLaunchTemplateConfig.
+// Where the contents a fields with a `mapstructure:,squash` tag are bubbled up.
+func (*FastLaunchTemplateConfig) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.Spec } {
+	return new(FlatFastLaunchTemplateConfig)
+}
+
+// HCL2Spec returns the hcl spec of a FastLaunchTemplateConfig.
+// This spec is used by HCL to read the fields of FastLaunchTemplateConfig.
+// The decoded values from this spec will then be applied to a FlatFastLaunchTemplateConfig.
+func (*FlatFastLaunchTemplateConfig) HCL2Spec() map[string]hcldec.Spec {
+	s := map[string]hcldec.Spec{
+		"enable_fast_launch": &hcldec.AttrSpec{Name: "enable_fast_launch", Type: cty.Bool, Required: false},
+		"region":             &hcldec.AttrSpec{Name: "region", Type: cty.String, Required: false},
+		"template_id":        &hcldec.AttrSpec{Name: "template_id", Type: cty.String, Required: false},
+		"template_name":      &hcldec.AttrSpec{Name: "template_name", Type: cty.String, Required: false},
+		"template_version":   &hcldec.AttrSpec{Name: "template_version", Type: cty.Number, Required: false},
+	}
+	return s
+}
+
+// FlatLicenseConfigurationRequest is an auto-generated flat version of LicenseConfigurationRequest.
+// Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
+type FlatLicenseConfigurationRequest struct {
+	LicenseConfigurationArn *string `mapstructure:"license_configuration_arn" required:"false" cty:"license_configuration_arn" hcl:"license_configuration_arn"`
+}
+
+// FlatMapstructure returns a new FlatLicenseConfigurationRequest.
+// FlatLicenseConfigurationRequest is an auto-generated flat version of LicenseConfigurationRequest.
+// Where the contents a fields with a `mapstructure:,squash` tag are bubbled up.
+func (*LicenseConfigurationRequest) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.Spec } {
+	return new(FlatLicenseConfigurationRequest)
+}
+
+// HCL2Spec returns the hcl spec of a LicenseConfigurationRequest.
+// This spec is used by HCL to read the fields of LicenseConfigurationRequest.
+// The decoded values from this spec will then be applied to a FlatLicenseConfigurationRequest.
+func (*FlatLicenseConfigurationRequest) HCL2Spec() map[string]hcldec.Spec {
+	s := map[string]hcldec.Spec{
+		"license_configuration_arn": &hcldec.AttrSpec{Name: "license_configuration_arn", Type: cty.String, Required: false},
+	}
+	return s
+}
+
+// FlatLicenseSpecification is an auto-generated flat version of LicenseSpecification.
+// Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
+type FlatLicenseSpecification struct {
+	LicenseConfigurationRequest *FlatLicenseConfigurationRequest `mapstructure:"license_configuration_request" required:"false" cty:"license_configuration_request" hcl:"license_configuration_request"`
+}
+
+// FlatMapstructure returns a new FlatLicenseSpecification.
+// FlatLicenseSpecification is an auto-generated flat version of LicenseSpecification.
+// Where the contents a fields with a `mapstructure:,squash` tag are bubbled up.
+func (*LicenseSpecification) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.Spec } {
+	return new(FlatLicenseSpecification)
+}
+
+// HCL2Spec returns the hcl spec of a LicenseSpecification.
+// This spec is used by HCL to read the fields of LicenseSpecification.
+// The decoded values from this spec will then be applied to a FlatLicenseSpecification.
+func (*FlatLicenseSpecification) HCL2Spec() map[string]hcldec.Spec {
+	s := map[string]hcldec.Spec{
+		"license_configuration_request": &hcldec.BlockSpec{TypeName: "license_configuration_request", Nested: hcldec.ObjectSpec((*FlatLicenseConfigurationRequest)(nil).HCL2Spec())},
+	}
+	return s
+}
+
+// FlatMetadataOptions is an auto-generated flat version of MetadataOptions.
+// Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
+type FlatMetadataOptions struct {
+	HttpEndpoint            *string `mapstructure:"http_endpoint" required:"false" cty:"http_endpoint" hcl:"http_endpoint"`
+	HttpTokens              *string `mapstructure:"http_tokens" required:"false" cty:"http_tokens" hcl:"http_tokens"`
+	HttpPutResponseHopLimit *int64  `mapstructure:"http_put_response_hop_limit" required:"false" cty:"http_put_response_hop_limit" hcl:"http_put_response_hop_limit"`
+	InstanceMetadataTags    *string `mapstructure:"instance_metadata_tags" required:"false" cty:"instance_metadata_tags" hcl:"instance_metadata_tags"`
+}
+
+// FlatMapstructure returns a new FlatMetadataOptions.
+// FlatMetadataOptions is an auto-generated flat version of MetadataOptions.
+// Where the contents a fields with a `mapstructure:,squash` tag are bubbled up.
+func (*MetadataOptions) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.Spec } {
+	return new(FlatMetadataOptions)
+}
+
+// HCL2Spec returns the hcl spec of a MetadataOptions.
+// This spec is used by HCL to read the fields of MetadataOptions.
+// The decoded values from this spec will then be applied to a FlatMetadataOptions.
+func (*FlatMetadataOptions) HCL2Spec() map[string]hcldec.Spec {
+	s := map[string]hcldec.Spec{
+		"http_endpoint":               &hcldec.AttrSpec{Name: "http_endpoint", Type: cty.String, Required: false},
+		"http_tokens":                 &hcldec.AttrSpec{Name: "http_tokens", Type: cty.String, Required: false},
+		"http_put_response_hop_limit": &hcldec.AttrSpec{Name: "http_put_response_hop_limit", Type: cty.Number, Required: false},
+		"instance_metadata_tags":      &hcldec.AttrSpec{Name: "instance_metadata_tags", Type: cty.String, Required: false},
+	}
+	return s
+}
+
+// FlatPlacement is an auto-generated flat version of Placement.
+// Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
+type FlatPlacement struct {
+	HostResourceGroupArn *string `mapstructure:"host_resource_group_arn" required:"false" cty:"host_resource_group_arn" hcl:"host_resource_group_arn"`
+	HostId               *string `mapstructure:"host_id" required:"false" cty:"host_id" hcl:"host_id"`
+	Tenancy              *string `mapstructure:"tenancy" required:"false" cty:"tenancy" hcl:"tenancy"`
+}
+
+// FlatMapstructure returns a new FlatPlacement.
+// FlatPlacement is an auto-generated flat version of Placement.
+// Where the contents a fields with a `mapstructure:,squash` tag are bubbled up.
+func (*Placement) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.Spec } {
+	return new(FlatPlacement)
+}
+
+// HCL2Spec returns the hcl spec of a Placement.
+// This spec is used by HCL to read the fields of Placement.
+// The decoded values from this spec will then be applied to a FlatPlacement.
+func (*FlatPlacement) HCL2Spec() map[string]hcldec.Spec {
+	s := map[string]hcldec.Spec{
+		"host_resource_group_arn": &hcldec.AttrSpec{Name: "host_resource_group_arn", Type: cty.String, Required: false},
+		"host_id":                 &hcldec.AttrSpec{Name: "host_id", Type: cty.String, Required: false},
+		"tenancy":                 &hcldec.AttrSpec{Name: "tenancy", Type: cty.String, Required: false},
+	}
+	return s
+}
+
+// FlatPolicyDocument is an auto-generated flat version of PolicyDocument.
+// Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
+type FlatPolicyDocument struct {
+	Version   *string         `mapstructure:"Version" required:"false" cty:"Version" hcl:"Version"`
+	Statement []FlatStatement `mapstructure:"Statement" required:"false" cty:"Statement" hcl:"Statement"`
+}
+
+// FlatMapstructure returns a new FlatPolicyDocument.
+// FlatPolicyDocument is an auto-generated flat version of PolicyDocument.
+// Where the contents a fields with a `mapstructure:,squash` tag are bubbled up.
+func (*PolicyDocument) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.Spec } {
+	return new(FlatPolicyDocument)
+}
+
+// HCL2Spec returns the hcl spec of a PolicyDocument.
+// This spec is used by HCL to read the fields of PolicyDocument.
+// The decoded values from this spec will then be applied to a FlatPolicyDocument.
+func (*FlatPolicyDocument) HCL2Spec() map[string]hcldec.Spec {
+	s := map[string]hcldec.Spec{
+		"Version":   &hcldec.AttrSpec{Name: "Version", Type: cty.String, Required: false},
+		"Statement": &hcldec.BlockListSpec{TypeName: "Statement", Nested: hcldec.ObjectSpec((*FlatStatement)(nil).HCL2Spec())},
+	}
+	return s
+}
+
+// FlatResourceFilter is an auto-generated flat version of ResourceFilter.
+// Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
+type FlatResourceFilter struct {
+	Filters map[string]string      `mapstructure:"filters" required:"false" cty:"filters" hcl:"filters"`
+	Filter  []config.FlatNameValue `mapstructure:"filter" required:"false" cty:"filter" hcl:"filter"`
+}
+
+// FlatMapstructure returns a new FlatResourceFilter.
+// FlatResourceFilter is an auto-generated flat version of ResourceFilter.
+// Where the contents a fields with a `mapstructure:,squash` tag are bubbled up.
+func (*ResourceFilter) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.Spec } {
+	return new(FlatResourceFilter)
+}
+
+// HCL2Spec returns the hcl spec of a ResourceFilter.
+// This spec is used by HCL to read the fields of ResourceFilter.
+// The decoded values from this spec will then be applied to a FlatResourceFilter.
+func (*FlatResourceFilter) HCL2Spec() map[string]hcldec.Spec {
+	s := map[string]hcldec.Spec{
+		"filters": &hcldec.AttrSpec{Name: "filters", Type: cty.Map(cty.String), Required: false},
+		"filter":  &hcldec.BlockListSpec{TypeName: "filter", Nested: hcldec.ObjectSpec((*config.FlatNameValue)(nil).HCL2Spec())},
+	}
+	return s
+}
+
+// FlatStatement is an auto-generated flat version of Statement.
+// Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
+type FlatStatement struct {
+	Effect   *string  `mapstructure:"Effect" required:"false" cty:"Effect" hcl:"Effect"`
+	Action   []string `mapstructure:"Action" required:"false" cty:"Action" hcl:"Action"`
+	Resource []string `mapstructure:"Resource" required:"false" cty:"Resource" hcl:"Resource"`
+}
+
+// FlatMapstructure returns a new FlatStatement.
+// FlatStatement is an auto-generated flat version of Statement.
+// Where the contents a fields with a `mapstructure:,squash` tag are bubbled up.
+func (*Statement) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.Spec } {
+	return new(FlatStatement)
+}
+
+// HCL2Spec returns the hcl spec of a Statement.
+// This spec is used by HCL to read the fields of Statement.
+// The decoded values from this spec will then be applied to a FlatStatement.
+func (*FlatStatement) HCL2Spec() map[string]hcldec.Spec {
+	s := map[string]hcldec.Spec{
+		"Effect":   &hcldec.AttrSpec{Name: "Effect", Type: cty.String, Required: false},
+		"Action":   &hcldec.AttrSpec{Name: "Action", Type: cty.List(cty.String), Required: false},
+		"Resource": &hcldec.AttrSpec{Name: "Resource", Type: cty.List(cty.String), Required: false},
+	}
+	return s
+}
+
 // FlatSubnetFilter is an auto-generated flat version of SubnetFilter.
 // Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
 type FlatSubnetFilter struct {
-	Filters  map[string]string `mapstructure:"filters" required:"false" cty:"filters" hcl:"filters"`
-	MostFree *bool             `mapstructure:"most_free" required:"false" cty:"most_free" hcl:"most_free"`
+	Filters  map[string]string      `mapstructure:"filters" required:"false" cty:"filters" hcl:"filters"`
+	Filter   []config.FlatNameValue `mapstructure:"filter" required:"false" cty:"filter" hcl:"filter"`
+	MostFree *bool                  `mapstructure:"most_free" required:"false" cty:"most_free" hcl:"most_free"`
+	Random   *bool                  `mapstructure:"random" required:"false" cty:"random" hcl:"random"`
 }
 
 // FlatMapstructure returns a new FlatSubnetFilter.
@@ -314,7 +680,9 @@ func (*SubnetFilter) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.
 func (*FlatSubnetFilter) HCL2Spec() map[string]hcldec.Spec {
 	s := map[string]hcldec.Spec{
 		"filters":   &hcldec.AttrSpec{Name: "filters", Type: cty.Map(cty.String), Required: false},
+		"filter":    &hcldec.BlockListSpec{TypeName: "filter", Nested: hcldec.ObjectSpec((*config.FlatNameValue)(nil).HCL2Spec())},
 		"most_free": &hcldec.AttrSpec{Name: "most_free", Type: cty.Bool, Required: false},
+		"random":    &hcldec.AttrSpec{Name: "random", Type: cty.Bool, Required: false},
 	}
 	return s
 }

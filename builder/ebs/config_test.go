@@ -52,7 +52,7 @@ func TestPrepareValid(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if strings.Join(generated, ",") != "SourceAMI,SourceAMIName,SourceAMIOwner,SourceAMICreationDate,BuildRegion,KmsKeyArn" {
+			if strings.Join(generated, ",") != "SourceAMIName,BuildRegion,SourceAMI,SourceAMICreationDate,SourceAMIOwner,SourceAMIOwnerName,KmsKeyArn" {
 				t.Errorf("generated data = %v", generated)
 			}
 		})
@@ -73,8 +73,8 @@ func TestPrepareRejects(t *testing.T) {
 		{"malformed alias", with("kms_key_id", "amicrypt-build"), []string{`"amicrypt-build" is not a KMS key reference`, "alias name (alias/NAME)"}},
 		{"key of another region", with("kms_key_id", "arn:aws:kms:us-west-2:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab"), []string{"kms_key_id:", "is a key of us-west-2 but is used in us-east-1", "use a key of us-east-1"}},
 		{"aws managed alias", with("kms_key_id", "alias/aws/ebs"), []string{"kms_key_id:", `"alias/aws/ebs" is an AWS-managed key`, "Snapshots encrypted with the AWS Managed CMK can't be shared", "create a customer-managed key"}},
-		{"region keys missing", with("ami_regions", []string{"us-west-2", "eu-west-1"}, "region_kms_key_ids", map[string]string{"us-west-2": "alias/amicrypt-build"}),
-			[]string{`region_kms_key_ids: no key for "eu-west-1"`, `add region_kms_key_ids = { "eu-west-1" = "alias/NAME" }`}},
+		{"region keys missing for a key ARN", with("kms_key_id", buildKeyARN, "ami_regions", []string{"us-west-2", "eu-west-1"}, "region_kms_key_ids", map[string]string{"us-west-2": "alias/amicrypt-build"}),
+			[]string{`region_kms_key_ids: no key for "eu-west-1"`, "names a key of one region only", `add region_kms_key_ids = { "eu-west-1" = "alias/NAME" }`}},
 		{"region key for unlisted region", with("region_kms_key_ids", map[string]string{"us-west-2": "alias/amicrypt-build"}), []string{`region_kms_key_ids: "us-west-2" is not in ami_regions`}},
 		{"region key malformed", with("ami_regions", []string{"us-west-2"}, "region_kms_key_ids", map[string]string{"us-west-2": "key/abc"}), []string{`region_kms_key_ids["us-west-2"]: "key/abc" is not a KMS key reference`}},
 		{"bad ami_users", with("ami_users", []string{"22222222222x"}), []string{`ami_users: "22222222222x" is not an AWS account ID`, "12-digit"}},
@@ -103,6 +103,7 @@ func TestPrepareRejects(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			noRegionInEnv(t)
 			var b Builder
 			_, _, err := b.Prepare(tc.raw)
 			if err == nil {
@@ -115,4 +116,14 @@ func TestPrepareRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// noRegionInEnv hides the machine's AWS region settings, so "no region"
+// means none.
+func noRegionInEnv(t *testing.T) {
+	t.Helper()
+	for _, k := range []string{"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("AWS_CONFIG_FILE", t.TempDir()+"/config")
 }

@@ -459,8 +459,9 @@ func TestEmulatorPreflightRefusals(t *testing.T) {
 	mustPass(t, srv, res.mark)
 }
 
-// A snapshot copy that fails after being accepted: the build fails quoting
-// AWS's state message and leaves nothing behind.
+// A copy that fails after being accepted, every time it is tried: the build
+// fails quoting AWS's state message and leaves nothing behind. (A snapshot
+// copy is tried three times: TestEmulatorCopySnapshotRetried.)
 func TestEmulatorAsyncCopyFailureLeavesNothing(t *testing.T) {
 	// quote is the state the failed resource reports, as DescribeSnapshots
 	// (StateMessage) and DescribeImages (StateReason code and message) give
@@ -479,7 +480,7 @@ func TestEmulatorAsyncCopyFailureLeavesNothing(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := startEmulator(t, awsemu.Options{Faults: &awsemu.FaultProfile{Rules: []awsemu.FaultRule{
-				{Kind: awsemu.FaultCopyFails, Action: tc.action, Max: 1},
+				{Kind: awsemu.FaultCopyFails, Action: tc.action},
 			}}})
 			res := runBuild(t, srv, tc.raw)
 			if res.err == nil {
@@ -554,7 +555,7 @@ func TestEmulatorBuildSurvivesThrottlingAndEventualConsistency(t *testing.T) {
 func TestEmulatorTemporaryKeyPairAndSecurityGroup(t *testing.T) {
 	srv := startEmulator(t, awsemu.Options{})
 	var c Config
-	if _, err := c.Prepare(with("communicator", "ssh", "ssh_username", "ec2-user", "ami_name", "amicrypt-ssh")); err != nil {
+	if _, _, err := c.Prepare(with("communicator", "ssh", "ssh_username", "ec2-user", "ami_name", "amicrypt-ssh")); err != nil {
 		t.Fatal(err)
 	}
 	access := &c.AccessConfig
@@ -562,13 +563,14 @@ func TestEmulatorTemporaryKeyPairAndSecurityGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fakeCheckIP(t, "203.0.113.9")
 	b := &buildState{config: &c, clients: newAWSClients(cfg, access.EC2Options()), runID: "t"}
 	state := new(multistep.BasicStateBag)
 	state.Put("build", b)
 	state.Put("ui", packersdk.TestUi(t))
 	mark := srv.Emulator().CheckMark()
 
-	steps := []multistep.Step{&stepPreflight{}, &stepKeyPair{}, &stepSecurityGroup{}, &stepRunInstance{}}
+	steps := []multistep.Step{&stepPreflight{}, &stepSourceAMIInfo{}, &stepNetwork{}, &stepKeyPair{}, &stepSecurityGroup{}, &stepRunInstance{}}
 	for i, s := range steps {
 		if s.Run(context.Background(), state) != multistep.ActionContinue {
 			for j := i - 1; j >= 0; j-- {
@@ -588,8 +590,8 @@ func TestEmulatorTemporaryKeyPairAndSecurityGroup(t *testing.T) {
 		t.Errorf("RunInstances params = %v (key %s, group %s)", run[0].Params, b.keyPairName, b.tempSGID)
 	}
 	ingress := srv.Emulator().Audit(awsemu.AuditFilter{Action: "AuthorizeSecurityGroupIngress", SinceSeq: mark})
-	if len(ingress) != 1 || ingress[0].Params["IpPermissions.1.FromPort"] != "22" {
-		t.Errorf("ingress = %v", ingress)
+	if len(ingress) != 1 || ingress[0].Params["IpPermissions.1.FromPort"] != "22" || ingress[0].Params["IpPermissions.1.IpRanges.1.CidrIp"] != "203.0.113.9/32" {
+		t.Errorf("ingress = %v, want port 22 from this machine's public IP only", ingress)
 	}
 	for j := len(steps) - 1; j >= 0; j-- {
 		steps[j].Cleanup(state)

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
@@ -23,7 +24,7 @@ import (
 // (snapshots completed, images available) unless told otherwise. It
 // implements the calls the steps make; others panic via the nil embed.
 type fakeEC2 struct {
-	ebs.EC2API
+	ebs.BuildAPI
 	mu        sync.Mutex
 	region    string
 	seq       int
@@ -40,6 +41,7 @@ type fakeEC2 struct {
 	runInput   *ec2.RunInstancesInput
 	regInput   *ec2.RegisterImageInput
 	copyInputs []*ec2.CopySnapshotInput
+	imageAttrs []*ec2.ModifyImageAttributeInput
 }
 
 func newFakeEC2(region string) *fakeEC2 {
@@ -300,10 +302,11 @@ func (f *fakeEC2) CreateTags(_ context.Context, _ *ec2.CreateTagsInput, _ ...fun
 	return &ec2.CreateTagsOutput{}, nil
 }
 
-func (f *fakeEC2) ModifyImageAttribute(_ context.Context, _ *ec2.ModifyImageAttributeInput, _ ...func(*ec2.Options)) (*ec2.ModifyImageAttributeOutput, error) {
+func (f *fakeEC2) ModifyImageAttribute(_ context.Context, in *ec2.ModifyImageAttributeInput, _ ...func(*ec2.Options)) (*ec2.ModifyImageAttributeOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("ModifyImageAttribute")
+	f.imageAttrs = append(f.imageAttrs, in)
 	return &ec2.ModifyImageAttributeOutput{}, nil
 }
 
@@ -352,8 +355,11 @@ func newFakeClients(regions ...string) *fakeClients {
 	return c
 }
 
-func (c *fakeClients) EC2(region string) ebs.EC2API { return c.ec2s[region] }
-func (c *fakeClients) KMS(region string) ebs.KMSAPI { return c.kmss[region] }
+func (c *fakeClients) EC2(region string) ebs.BuildAPI { return c.ec2s[region] }
+func (c *fakeClients) KMS(region string) ebs.KMSAPI   { return c.kmss[region] }
+func (c *fakeClients) IAM() IAMAPI                    { return fakeIAM{"builder": true} }
+func (c *fakeClients) SSM(string) SSMAPI              { return nil }
+func (c *fakeClients) Config() aws.Config             { return aws.Config{} }
 func (c *fakeClients) Identity(context.Context) (awsauth.Identity, error) {
 	return awsauth.Identity{Account: "111111111111", ARN: "arn:aws:iam::111111111111:user/packer"}, nil
 }
@@ -378,7 +384,7 @@ func stepState(t *testing.T, clients *fakeClients, raw map[string]interface{}) (
 	t.Setenv("AWS_POLL_DELAY_SECONDS", "0.001")
 	t.Setenv("AWS_MAX_ATTEMPTS", "")
 	var c Config
-	if _, err := c.Prepare(raw); err != nil {
+	if _, _, err := c.Prepare(raw); err != nil {
 		t.Fatal(err)
 	}
 	b := &buildState{config: &c, clients: clients, runID: "test"}
@@ -386,4 +392,26 @@ func stepState(t *testing.T, clients *fakeClients, raw map[string]interface{}) (
 	state.Put("build", b)
 	state.Put("ui", packersdk.TestUi(t))
 	return state, b
+}
+
+func (f *fakeEC2) DescribeRegions(context.Context, *ec2.DescribeRegionsInput, ...func(*ec2.Options)) (*ec2.DescribeRegionsOutput, error) {
+	f.mu.Lock()
+	f.record("DescribeRegions")
+	f.mu.Unlock()
+	var out ec2.DescribeRegionsOutput
+	for _, r := range []string{"us-east-1", "us-west-2", "eu-west-1", "eu-central-1"} {
+		out.Regions = append(out.Regions, types.Region{RegionName: aws.String(r), OptInStatus: aws.String("opt-in-not-required")})
+	}
+	out.Regions = append(out.Regions, types.Region{RegionName: aws.String("me-south-1"), OptInStatus: aws.String("not-opted-in")})
+	return &out, nil
+}
+
+// fakeIAM knows instance profiles by name.
+type fakeIAM map[string]bool
+
+func (f fakeIAM) GetInstanceProfile(_ context.Context, in *iam.GetInstanceProfileInput, _ ...func(*iam.Options)) (*iam.GetInstanceProfileOutput, error) {
+	if !f[aws.ToString(in.InstanceProfileName)] {
+		return nil, &smithy.GenericAPIError{Code: "NoSuchEntity", Message: "Instance Profile " + aws.ToString(in.InstanceProfileName) + " cannot be found."}
+	}
+	return &iam.GetInstanceProfileOutput{}, nil
 }

@@ -22,8 +22,28 @@ type buildState struct {
 	keyARN      string            // build region key
 	regionKeys  map[string]string // ami_regions → key ARN
 	keyPairName string
+	keyPairID   string
 	tempSGID    string
 	instance    *types.Instance
+
+	// lease covers what the run makes (lease.go); tags are the rendered
+	// tag maps (buildinfo.go).
+	lease *lease
+	info  *BuildInfo
+	tags  renderedTags
+
+	// The build instance's network (step_network.go).
+	vpc            *types.Vpc
+	subnetID       string
+	zone           string
+	securityGroups []string
+	// publicSubnet: the subnet gives instances a public IP on launch.
+	publicSubnet bool
+	// sessionPort is the local end of the session_manager tunnel.
+	sessionPort int
+	// launchVolumes are volumes of the instance that outlive it
+	// (delete_on_termination false), deleted after it terminates.
+	launchVolumes []string
 
 	sourceSnapshots []sourceSnapshot
 	// copySourceImage: skip_launch with source snapshots this account can't
@@ -54,6 +74,26 @@ type sourceSnapshot struct {
 }
 
 func getBuild(state multistep.StateBag) *buildState { return state.Get("build").(*buildState) }
+
+// leaseTags are the lease's tags merged over tags (nil lease: tags alone).
+func (b *buildState) leaseTags(tags map[string]string) map[string]string {
+	if b.lease == nil {
+		return tags
+	}
+	return merged(tags, b.lease.tags())
+}
+
+func (b *buildState) track(region string, ids ...string) {
+	if b.lease != nil {
+		b.lease.track(region, ids...)
+	}
+}
+
+func (b *buildState) untrack(region string, ids ...string) {
+	if b.lease != nil {
+		b.lease.untrack(region, ids...)
+	}
+}
 
 func (b *buildState) setAMI(region, id string) {
 	b.mu.Lock()

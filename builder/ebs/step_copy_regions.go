@@ -32,14 +32,16 @@ func (s *stepCopyRegions) Run(ctx context.Context, state multistep.StateBag) mul
 		g.Go(func() error {
 			client := b.clients.EC2(region)
 			id, err := ebs.CopyImageEncrypted(gctx, client, ebs.CopyImageSpec{
-				SourceImageID: sourceID, SourceRegion: c.RawRegion, Name: c.AMIName, Description: c.AMIDescription,
+				SourceImageID: sourceID, SourceRegion: c.RawRegion, Name: c.AMIName, Description: b.tags.description,
 				KmsKeyID: b.regionKeys[region], ClientToken: copyToken(sourceID, region, b.regionKeys[region]),
-				Tags: c.AMITags, SnapshotTags: c.SnapshotTags,
+				Tags: b.leaseTags(b.imageTags()), SnapshotTags: b.leaseTags(b.snapshotTags()),
+				CompletionMinutes: c.SnapshotCopyDurationMinutes,
 			})
 			if err != nil {
-				return err
+				return b.regionError(gctx, region, err)
 			}
 			b.setAMI(region, id)
+			b.track(region, id)
 			detail(ui(state), fmt.Sprintf("%s: copy %s started under %s", region, id, b.regionKeys[region]))
 			progress := imageProgress(ui(state), region+": copy", stillWaitingEvery, time.Now)
 			img, err := ebs.WaitImageAvailable(gctx, client, c.PollingConfig, id, progress)
@@ -87,6 +89,7 @@ func (s *stepCopyRegions) Cleanup(state multistep.StateBag) {
 				return nil
 			}
 			b.removeAMI(r)
+			b.untrack(r, amis[r])
 			detail(ui(state), fmt.Sprintf("Removed copy %s in %s and its snapshots", amis[r], r))
 			return nil
 		})

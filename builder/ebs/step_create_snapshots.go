@@ -82,10 +82,11 @@ func (s *stepCreateSnapshots) Run(ctx context.Context, state multistep.StateBag)
 			}
 			id, err := ebs.CreateSnapshot(gctx, client, aws.ToString(vol.VolumeId),
 				fmt.Sprintf("amicrypt intermediate snapshot of %s for %s", aws.ToString(d.DeviceName), b.config.AMIName),
-				map[string]string{"amicrypt:intermediate": "true"})
+				b.leaseTags(map[string]string{"amicrypt:intermediate": "true"}))
 			if err != nil {
 				return err
 			}
+			b.track(b.config.RawRegion, id)
 			s.mu.Lock()
 			s.created = append(s.created, id)
 			s.mu.Unlock()
@@ -148,6 +149,7 @@ func (s *stepCreateSnapshots) Cleanup(state multistep.StateBag) {
 			ui(state).Error(fmt.Sprintf("%v (delete it by hand)", err))
 			continue
 		}
+		b.untrack(b.config.RawRegion, id)
 		detail(ui(state), "Deleted intermediate snapshot "+id)
 	}
 	s.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
 	"golang.org/x/sync/errgroup"
 
@@ -38,26 +39,24 @@ func (s *stepEncryptSnapshots) Run(ctx context.Context, state multistep.StateBag
 		}
 		g.Go(func() error {
 			detail(ui(state), fmt.Sprintf("%s: copying snapshot %s encrypted under %s…", src.Device, src.SnapshotID, b.keyARN))
-			tags := map[string]string{}
-			for k, v := range c.SnapshotTags {
-				tags[k] = v
-			}
-			tags["amicrypt:source-snapshot"] = src.SnapshotID
-			id, err := ebs.CopySnapshotEncrypted(gctx, client, ebs.CopySnapshotSpec{
+			tags := b.leaseTags(merged(b.snapshotTags(), map[string]string{"amicrypt:source-snapshot": src.SnapshotID}))
+			snap, err := ebs.CopySnapshotEncryptedRetrying(gctx, client, c.PollingConfig, ebs.CopySnapshotSpec{
 				SourceSnapshotID: src.SnapshotID, SourceRegion: c.RawRegion, KmsKeyID: b.keyARN,
 				Description: fmt.Sprintf("%s of %s, encrypted by amicrypt", src.Device, c.AMIName), Tags: tags,
+			}, snapshotProgress(ui(state), "encrypted copy for "+src.Device), ebs.CopyRetry{
+				OnRetry: func(msg string) { detail(ui(state), src.Device+": "+msg) },
+				Started: func(id string) {
+					b.track(c.RawRegion, id)
+					s.mu.Lock()
+					s.copies = append(s.copies, id)
+					s.mu.Unlock()
+				},
 			})
 			if err != nil {
 				return err
 			}
-			s.mu.Lock()
-			s.copies = append(s.copies, id)
-			s.mu.Unlock()
-			if _, err := ebs.WaitSnapshotCompleted(gctx, client, c.PollingConfig, id, snapshotProgress(ui(state), "encrypted copy for "+src.Device)); err != nil {
-				return err
-			}
 			mu.Lock()
-			b.encrypted[src.Device] = id
+			b.encrypted[src.Device] = aws.ToString(snap.SnapshotId)
 			mu.Unlock()
 			return nil
 		})
@@ -85,6 +84,25 @@ func (s *stepEncryptSnapshots) Cleanup(state multistep.StateBag) {
 			ui(state).Error(fmt.Sprintf("%v (delete it by hand)", err))
 			continue
 		}
+		b.untrack(b.config.RawRegion, id)
 		detail(ui(state), "Deleted encrypted copy "+id)
 	}
+}
+
+// snapshotTags are the tags of the AMI's snapshots: the run tags (unless
+// skip_ami_run_tags) under snapshot_tags, as amazon-ebs tags them.
+func (b *buildState) snapshotTags() map[string]string {
+	if b.config.SkipAMIRunTags {
+		return b.tags.snapshot
+	}
+	return merged(b.tags.run, b.tags.snapshot)
+}
+
+// imageTags are the AMI's tags: the run tags (unless skip_ami_run_tags)
+// under tags, as amazon-ebs tags it.
+func (b *buildState) imageTags() map[string]string {
+	if b.config.SkipAMIRunTags {
+		return b.tags.ami
+	}
+	return merged(b.tags.run, b.tags.ami)
 }

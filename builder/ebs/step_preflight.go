@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
@@ -26,17 +27,26 @@ func (s *stepPreflight) Run(ctx context.Context, state multistep.StateBag) multi
 	if !c.SkipCredsValidation {
 		id, err := b.clients.Identity(ctx)
 		if err != nil {
-			return halt(state, err)
+			return halt(state, b.regionError(ctx, c.RawRegion, err))
 		}
 		b.account = id.Account
 		detail(ui(state), fmt.Sprintf("Credentials: %s (account %s)", id.ARN, id.Account))
 	}
+	if err := s.checkRegions(ctx, b); err != nil {
+		return halt(state, err)
+	}
 
 	src, err := findSourceAMI(ctx, b.clients.EC2(c.RawRegion), c)
 	if err != nil {
-		return halt(state, err)
+		return halt(state, b.regionError(ctx, c.RawRegion, err))
 	}
 	b.source = src
+	if err := checkSourceFits(c, src); err != nil {
+		return halt(state, err)
+	}
+	if err := s.checkLaunch(ctx, b); err != nil {
+		return halt(state, err)
+	}
 
 	keys, err := s.checkKeys(ctx, b)
 	if err != nil {
@@ -84,6 +94,9 @@ func (s *stepPreflight) checkKeys(ctx context.Context, b *buildState) (string, e
 	sharing := c.sharingConfigured()
 	check := func(field, ref, region string) (string, error) {
 		k, err := ebs.CheckKey(ctx, b.clients.KMS(region), ref, ebs.KeyRequirements{Region: region, Account: b.account})
+		if err != nil && !errors.As(err, new(*ebs.KeyError)) {
+			err = b.regionError(ctx, region, err)
+		}
 		var ke *ebs.KeyError
 		if errors.As(err, &ke) && ke.Problem == ebs.KeyAWSManaged && sharing {
 			return "", fmt.Errorf("%s: %w; sharing is configured (ami_users, ami_org_arns, ami_ou_arns or snapshot_users), so the build would fail at the share", field, err)
@@ -100,7 +113,11 @@ func (s *stepPreflight) checkKeys(ctx context.Context, b *buildState) (string, e
 	summary := fmt.Sprintf("Key %s → %s", c.KmsKeyID, b.keyARN)
 	b.regionKeys = map[string]string{}
 	for _, r := range c.AMIRegions {
-		arn, err := check(fmt.Sprintf("region_kms_key_ids[%q]", r), c.RegionKMSKeyIDs[r], r)
+		field := fmt.Sprintf("region_kms_key_ids[%q]", r)
+		if _, ok := c.RegionKMSKeyIDs[r]; !ok {
+			field = fmt.Sprintf("kms_key_id (%s in %s, which region_kms_key_ids doesn't name)", c.copyKeys[r], r)
+		}
+		arn, err := check(field, c.copyKeys[r], r)
 		if err != nil {
 			return "", err
 		}
@@ -130,7 +147,7 @@ func (s *stepPreflight) checkNames(ctx context.Context, b *buildState) error {
 	for _, r := range regions {
 		imgs, err := ebs.FindImagesByName(ctx, b.clients.EC2(r), "self", c.AMIName)
 		if err != nil {
-			return err
+			return b.regionError(ctx, r, err)
 		}
 		for _, img := range imgs {
 			clashes = append(clashes, fmt.Sprintf("%s in %s", aws.ToString(img.ImageId), r))
@@ -141,4 +158,102 @@ func (s *stepPreflight) checkNames(ctx context.Context, b *buildState) error {
 		return fmt.Errorf("ami_name: %q is already used by %s; choose another name (e.g. add {{timestamp}}) or set force_deregister = true", c.AMIName, strings.Join(clashes, ", "))
 	}
 	return nil
+}
+
+// checkSourceFits checks the AMI settings that depend on the source:
+// ami_virtualization_type must be the source's (the AMI keeps it), and
+// enhanced networking needs hvm.
+func checkSourceFits(c *Config, src *types.Image) error {
+	virt := string(src.VirtualizationType)
+	if c.AMIVirtType != "" && c.AMIVirtType != virt {
+		return fmt.Errorf("ami_virtualization_type: %q, but the source AMI %s is %s, and the AMI keeps the source's type; use a %s source or remove ami_virtualization_type",
+			c.AMIVirtType, aws.ToString(src.ImageId), virt, c.AMIVirtType)
+	}
+	if (c.AMIENASupport.True() || c.AMISriovNetSupport) && virt != "hvm" {
+		return fmt.Errorf("ena_support, sriov_support: the source AMI %s is %s; enhanced networking needs hvm", aws.ToString(src.ImageId), virt)
+	}
+	return nil
+}
+
+// checkLaunch checks what a launch needs before anything is made: the
+// instance profile (unless skip_profile_validation) and, for a
+// session_manager tunnel, the local session-manager-plugin.
+func (s *stepPreflight) checkLaunch(ctx context.Context, b *buildState) error {
+	c := b.config
+	if c.SkipLaunch {
+		return nil
+	}
+	if c.SSHInterface == "session_manager" {
+		if _, err := findSessionManagerPlugin(); err != nil {
+			return err
+		}
+	}
+	if c.IAMInstanceProfile != "" && !c.SkipProfileValidation {
+		if _, err := b.clients.IAM().GetInstanceProfile(ctx, &iam.GetInstanceProfileInput{InstanceProfileName: aws.String(c.IAMInstanceProfile)}); err != nil {
+			if ebs.IsCode(err, "NoSuchEntity") {
+				return fmt.Errorf("iam_instance_profile: %q does not exist in this account: create it or fix the name (%w)", c.IAMInstanceProfile, err)
+			}
+			return fmt.Errorf("iam_instance_profile: checking %q with iam:GetInstanceProfile: %w; allow that call, or set skip_profile_validation = true", c.IAMInstanceProfile, err)
+		}
+	}
+	return nil
+}
+
+// checkRegions checks, unless skip_region_validation, that every region of
+// ami_regions is one the account has and has enabled (ec2:DescribeRegions).
+func (s *stepPreflight) checkRegions(ctx context.Context, b *buildState) error {
+	c := b.config
+	if c.SkipRegionValidation || len(c.AMIRegions) == 0 {
+		return nil
+	}
+	regions, err := ebs.Regions(ctx, b.clients.EC2(c.RawRegion))
+	if err != nil {
+		return fmt.Errorf("ami_regions: checking the regions with ec2:DescribeRegions: %w; allow that call, or set skip_region_validation = true", err)
+	}
+	for _, r := range c.AMIRegions {
+		if err := regionProblem(r, regions, b.account); err != nil {
+			return fmt.Errorf("ami_regions: %w; remove it from ami_regions (or set skip_region_validation = true)", err)
+		}
+	}
+	return nil
+}
+
+// regionProblem says why a region can't be used, or nil.
+func regionProblem(region string, regions map[string]string, account string) error {
+	status, ok := regions[region]
+	switch {
+	case !ok:
+		return fmt.Errorf("%s is not a region of this account's partition (ec2:DescribeRegions doesn't list it)", region)
+	case status == "not-opted-in":
+		acct := "this account"
+		if account != "" {
+			acct = "account " + account
+		}
+		return fmt.Errorf("%s is an opt-in region that %s hasn't enabled; enable it in the account's settings (Regions)", region, acct)
+	}
+	return nil
+}
+
+// regionError explains an error from a region: an authentication failure
+// there usually means the region is not enabled (AWS answers calls to a
+// region the account hasn't opted in to with AuthFailure or "The security
+// token included in the request is invalid", which look like bad
+// credentials). It says which region and why; other errors are returned
+// naming the region.
+func (b *buildState) regionError(ctx context.Context, region string, err error) error {
+	if !ebs.IsCode(err, "AuthFailure", "UnrecognizedClientException", "InvalidClientTokenId", "OptInRequired") {
+		return fmt.Errorf("in %s: %w", region, err)
+	}
+	var regions map[string]string
+	rerr := errors.New("the build region itself")
+	if region != b.config.RawRegion {
+		regions, rerr = ebs.Regions(ctx, b.clients.EC2(b.config.RawRegion))
+	}
+	if rerr != nil {
+		return fmt.Errorf("in %s: %w (the credentials were refused there; if they work in other regions, %s may be an opt-in region this account hasn't enabled)", region, err, region)
+	}
+	if p := regionProblem(region, regions, b.account); p != nil {
+		return fmt.Errorf("%w; AWS refused the credentials there: %w", p, err)
+	}
+	return fmt.Errorf("in %s: the credentials were refused: %w", region, err)
 }

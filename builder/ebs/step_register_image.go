@@ -32,9 +32,9 @@ func (s *stepRegisterImage) Run(ctx context.Context, state multistep.StateBag) m
 	if b.copySourceImage {
 		ui(state).Say(fmt.Sprintf("Copying %s as AMI %q encrypted under %s…", aws.ToString(b.source.ImageId), c.AMIName, b.keyARN))
 		id, err = ebs.CopyImageEncrypted(ctx, client, ebs.CopyImageSpec{
-			SourceImageID: aws.ToString(b.source.ImageId), SourceRegion: c.RawRegion, Name: c.AMIName, Description: c.AMIDescription,
+			SourceImageID: aws.ToString(b.source.ImageId), SourceRegion: c.RawRegion, Name: c.AMIName, Description: b.tags.description,
 			KmsKeyID: b.keyARN, ClientToken: copyToken(aws.ToString(b.source.ImageId)+"|"+b.runID, c.RawRegion, b.keyARN),
-			Tags: c.AMITags, SnapshotTags: c.SnapshotTags,
+			Tags: b.leaseTags(b.imageTags()), SnapshotTags: b.leaseTags(b.snapshotTags()),
 		})
 	} else {
 		var in *ec2.RegisterImageInput
@@ -49,6 +49,7 @@ func (s *stepRegisterImage) Run(ctx context.Context, state multistep.StateBag) m
 	}
 	s.imageID = id
 	b.setAMI(c.RawRegion, id)
+	b.track(c.RawRegion, id)
 	img, err := ebs.WaitImageAvailable(ctx, client, c.PollingConfig, id, imageProgress(ui(state), "AMI", stillWaitingEvery, time.Now))
 	if err != nil {
 		return halt(state, err)
@@ -61,7 +62,7 @@ func (s *stepRegisterImage) Run(ctx context.Context, state multistep.StateBag) m
 			untagged = append(untagged, src.SnapshotID)
 		}
 	}
-	if err := ebs.CreateTags(ctx, client, untagged, c.SnapshotTags); err != nil {
+	if err := ebs.CreateTags(ctx, client, untagged, b.snapshotTags()); err != nil {
 		return halt(state, err)
 	}
 	b.mu.Lock()
@@ -87,15 +88,24 @@ func registerInput(b *buildState) (*ec2.RegisterImageInput, error) {
 		Architecture:       src.Architecture,
 		VirtualizationType: aws.String(string(src.VirtualizationType)),
 		RootDeviceName:     src.RootDeviceName,
-		EnaSupport:         src.EnaSupport,
+		EnaSupport:         c.AMIENASupport.ToBoolPointer(),
 		SriovNetSupport:    src.SriovNetSupport,
 		BootMode:           src.BootMode,
 		TpmSupport:         src.TpmSupport,
 		ImdsSupport:        src.ImdsSupport,
-		TagSpecifications:  ebs.TagSpecs(map[types.ResourceType]map[string]string{types.ResourceTypeImage: c.AMITags}),
+		TagSpecifications:  ebs.TagSpecs(map[types.ResourceType]map[string]string{types.ResourceTypeImage: b.leaseTags(b.imageTags())}),
 	}
-	if c.AMIDescription != "" {
-		in.Description = aws.String(c.AMIDescription)
+	if in.EnaSupport == nil {
+		in.EnaSupport = src.EnaSupport
+	}
+	if c.AMISriovNetSupport {
+		in.SriovNetSupport = aws.String("simple")
+	}
+	if c.AMIIMDSSupport != "" {
+		in.ImdsSupport = types.ImdsSupportValues(c.AMIIMDSSupport)
+	}
+	if b.tags.description != "" {
+		in.Description = aws.String(b.tags.description)
 	}
 	var order []string
 	mappings := map[string]types.BlockDeviceMapping{}
@@ -170,6 +180,7 @@ func (s *stepRegisterImage) Cleanup(state multistep.StateBag) {
 		return
 	}
 	b.removeAMI(b.config.RawRegion)
+	b.untrack(b.config.RawRegion, s.imageID)
 	b.mu.Lock()
 	b.imageSnapshots = nil // no longer held by a kept AMI: the snapshot steps delete theirs
 	b.mu.Unlock()

@@ -11,8 +11,8 @@ import (
 )
 
 // stepShare applies sharing (ami_users, ami_org_arns, ami_ou_arns,
-// snapshot_users), deprecate_at and deregistration_protection to the AMI in
-// every region. It is the last step, so protection never blocks a cleanup.
+// snapshot_users), ami_product_codes, deprecate_at and
+// deregistration_protection to the AMI in every region. It is the last step, so protection never blocks a cleanup.
 type stepShare struct{}
 
 func (s *stepShare) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
@@ -42,6 +42,12 @@ func (s *stepShare) Run(ctx context.Context, state multistep.StateBag) multistep
 		}
 		if !c.sharing().Empty() || len(c.SnapshotUsers) > 0 {
 			detail(ui(state), fmt.Sprintf("%s: shared %s", r, id))
+		}
+		if len(c.AMIProductCodes) > 0 {
+			if err := ebs.AddProductCodes(ctx, client, id, c.AMIProductCodes); err != nil {
+				return halt(state, err)
+			}
+			detail(ui(state), fmt.Sprintf("%s: product codes %v on %s", r, c.AMIProductCodes, id))
 		}
 		if !c.deprecateAt.IsZero() {
 			if err := ebs.DeprecateImage(ctx, client, id, c.deprecateAt); err != nil {

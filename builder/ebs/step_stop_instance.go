@@ -9,18 +9,31 @@ import (
 )
 
 // stepStopInstance stops the provisioned instance so its volumes are
-// consistent when snapshotted.
+// consistent when snapshotted. With disable_stop_instance it only waits: a
+// provisioner stops the instance (Windows sysprep, for one). A spot
+// instance of an instant fleet can't be stopped (AWS stops only persistent
+// spot requests), so it is snapshotted running, as amazon-ebs images it
+// without stopping it.
 type stepStopInstance struct{}
 
 func (s *stepStopInstance) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
 	b := getBuild(state)
-	client := b.clients.EC2(b.config.RawRegion)
+	c := b.config
+	client := b.clients.EC2(c.RawRegion)
 	id := state.Get("instance_id").(string)
-	ui(state).Say("Stopping instance " + id + "…")
-	if err := ebs.StopInstance(ctx, client, id); err != nil {
-		return halt(state, err)
+	switch {
+	case c.spot():
+		detail(ui(state), "Spot instance "+id+" can't be stopped (one-time spot request); its volumes are snapshotted while it runs")
+		return multistep.ActionContinue
+	case c.DisableStopInstance:
+		ui(state).Say("disable_stop_instance: waiting for instance " + id + " to be stopped by the provisioners…")
+	default:
+		ui(state).Say("Stopping instance " + id + "…")
+		if err := ebs.StopInstance(ctx, client, id); err != nil {
+			return halt(state, err)
+		}
 	}
-	inst, err := ebs.WaitInstanceStopped(ctx, client, b.config.PollingConfig, id)
+	inst, err := ebs.WaitInstanceStopped(ctx, client, c.PollingConfig, id)
 	if err != nil {
 		return halt(state, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 	"strings"
 	"testing"
 
@@ -89,9 +90,13 @@ func launchedState(t *testing.T, raw map[string]interface{}) (*fakeClients, mult
 	clients := newFakeClients("us-east-1", "us-west-2", "eu-west-1")
 	clients.ec2s["us-east-1"].images[sourceAMI] = sourceImage()
 	state, b := stepState(t, clients, raw)
-	if (&stepPreflight{}).Run(context.Background(), state) != multistep.ActionContinue {
-		t.Fatalf("preflight: %v", state.Get("error"))
+	for _, s := range []multistep.Step{&stepPreflight{}, &stepSourceAMIInfo{}} {
+		if s.Run(context.Background(), state) != multistep.ActionContinue {
+			t.Fatalf("%T: %v", s, state.Get("error"))
+		}
 	}
+	// The fake has no network to look up: the subnet is taken as given.
+	b.subnetID = b.config.SubnetID
 	run := &stepRunInstance{}
 	if run.Run(context.Background(), state) != multistep.ActionContinue {
 		t.Fatalf("run: %v", state.Get("error"))
@@ -114,11 +119,16 @@ func TestStepRunInstanceInput(t *testing.T) {
 		!aws.ToBool(in.NetworkInterfaces[0].AssociatePublicIpAddress) || aws.ToString(in.NetworkInterfaces[0].SubnetId) != "subnet-1" {
 		t.Errorf("network/profile = %+v %+v", in.IamInstanceProfile, in.NetworkInterfaces)
 	}
-	if len(in.TagSpecifications) != 2 || in.TagSpecifications[0].ResourceType != types.ResourceTypeInstance {
-		t.Errorf("tag specs = %+v", in.TagSpecifications)
+	specs := map[types.ResourceType]map[string]string{}
+	for _, s := range in.TagSpecifications {
+		specs[s.ResourceType] = ebs.TagMap(s.Tags)
+	}
+	if specs[types.ResourceTypeInstance]["Owner"] != "me" || specs[types.ResourceTypeNetworkInterface]["Owner"] != "me" || specs[types.ResourceTypeVolume]["v"] != "1" {
+		t.Errorf("tag specs = %+v", specs)
 	}
 	bd := in.BlockDeviceMappings[0].Ebs
-	if !aws.ToBool(bd.Encrypted) || aws.ToString(bd.KmsKeyId) != "alias/amicrypt-build" || aws.ToInt32(bd.VolumeSize) != 20 || !aws.ToBool(bd.DeleteOnTermination) {
+	// delete_on_termination unset is false, as in amazon-ebs.
+	if !aws.ToBool(bd.Encrypted) || aws.ToString(bd.KmsKeyId) != "alias/amicrypt-build" || aws.ToInt32(bd.VolumeSize) != 20 || aws.ToBool(bd.DeleteOnTermination) {
 		t.Errorf("launch mapping = %+v", bd)
 	}
 }

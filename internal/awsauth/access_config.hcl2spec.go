@@ -10,17 +10,22 @@ import (
 // FlatAccessConfig is an auto-generated flat version of AccessConfig.
 // Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
 type FlatAccessConfig struct {
-	RawRegion             *string               `mapstructure:"region" required:"true" cty:"region" hcl:"region"`
-	Profile               *string               `mapstructure:"profile" required:"false" cty:"profile" hcl:"profile"`
-	AccessKey             *string               `mapstructure:"access_key" required:"false" cty:"access_key" hcl:"access_key"`
-	SecretKey             *string               `mapstructure:"secret_key" required:"false" cty:"secret_key" hcl:"secret_key"`
-	Token                 *string               `mapstructure:"token" required:"false" cty:"token" hcl:"token"`
-	SharedCredentialsFile *string               `mapstructure:"shared_credentials_file" required:"false" cty:"shared_credentials_file" hcl:"shared_credentials_file"`
-	AssumeRole            *FlatAssumeRoleConfig `mapstructure:"assume_role" required:"false" cty:"assume_role" hcl:"assume_role"`
-	CustomEndpointEc2     *string               `mapstructure:"custom_endpoint_ec2" required:"false" cty:"custom_endpoint_ec2" hcl:"custom_endpoint_ec2"`
-	SkipCredsValidation   *bool                 `mapstructure:"skip_credential_validation" required:"false" cty:"skip_credential_validation" hcl:"skip_credential_validation"`
-	MaxRetries            *int                  `mapstructure:"max_retries" required:"false" cty:"max_retries" hcl:"max_retries"`
-	PollingConfig         *FlatPollingConfig    `mapstructure:"aws_polling" required:"false" cty:"aws_polling" hcl:"aws_polling"`
+	RawRegion             *string                    `mapstructure:"region" required:"true" cty:"region" hcl:"region"`
+	Profile               *string                    `mapstructure:"profile" required:"false" cty:"profile" hcl:"profile"`
+	AccessKey             *string                    `mapstructure:"access_key" required:"false" cty:"access_key" hcl:"access_key"`
+	SecretKey             *string                    `mapstructure:"secret_key" required:"false" cty:"secret_key" hcl:"secret_key"`
+	Token                 *string                    `mapstructure:"token" required:"false" cty:"token" hcl:"token"`
+	SharedCredentialsFile *string                    `mapstructure:"shared_credentials_file" required:"false" cty:"shared_credentials_file" hcl:"shared_credentials_file"`
+	AssumeRole            *FlatAssumeRoleConfig      `mapstructure:"assume_role" required:"false" cty:"assume_role" hcl:"assume_role"`
+	CustomEndpointEc2     *string                    `mapstructure:"custom_endpoint_ec2" required:"false" cty:"custom_endpoint_ec2" hcl:"custom_endpoint_ec2"`
+	SkipCredsValidation   *bool                      `mapstructure:"skip_credential_validation" required:"false" cty:"skip_credential_validation" hcl:"skip_credential_validation"`
+	MaxRetries            *int                       `mapstructure:"max_retries" required:"false" cty:"max_retries" hcl:"max_retries"`
+	PollingConfig         *FlatPollingConfig         `mapstructure:"aws_polling" required:"false" cty:"aws_polling" hcl:"aws_polling"`
+	MFACode               *string                    `mapstructure:"mfa_code" required:"false" cty:"mfa_code" hcl:"mfa_code"`
+	VaultAWSEngine        *FlatVaultAWSEngineOptions `mapstructure:"vault_aws_engine" required:"false" cty:"vault_aws_engine" hcl:"vault_aws_engine"`
+	InsecureSkipTLSVerify *bool                      `mapstructure:"insecure_skip_tls_verify" required:"false" cty:"insecure_skip_tls_verify" hcl:"insecure_skip_tls_verify"`
+	SkipMetadataApiCheck  *bool                      `mapstructure:"skip_metadata_api_check" required:"false" cty:"skip_metadata_api_check" hcl:"skip_metadata_api_check"`
+	DecodeAuthZMessages   *bool                      `mapstructure:"decode_authorization_messages" required:"false" cty:"decode_authorization_messages" hcl:"decode_authorization_messages"`
 }
 
 // FlatMapstructure returns a new FlatAccessConfig.
@@ -35,17 +40,22 @@ func (*AccessConfig) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.
 // The decoded values from this spec will then be applied to a FlatAccessConfig.
 func (*FlatAccessConfig) HCL2Spec() map[string]hcldec.Spec {
 	s := map[string]hcldec.Spec{
-		"region":                     &hcldec.AttrSpec{Name: "region", Type: cty.String, Required: false},
-		"profile":                    &hcldec.AttrSpec{Name: "profile", Type: cty.String, Required: false},
-		"access_key":                 &hcldec.AttrSpec{Name: "access_key", Type: cty.String, Required: false},
-		"secret_key":                 &hcldec.AttrSpec{Name: "secret_key", Type: cty.String, Required: false},
-		"token":                      &hcldec.AttrSpec{Name: "token", Type: cty.String, Required: false},
-		"shared_credentials_file":    &hcldec.AttrSpec{Name: "shared_credentials_file", Type: cty.String, Required: false},
-		"assume_role":                &hcldec.BlockSpec{TypeName: "assume_role", Nested: hcldec.ObjectSpec((*FlatAssumeRoleConfig)(nil).HCL2Spec())},
-		"custom_endpoint_ec2":        &hcldec.AttrSpec{Name: "custom_endpoint_ec2", Type: cty.String, Required: false},
-		"skip_credential_validation": &hcldec.AttrSpec{Name: "skip_credential_validation", Type: cty.Bool, Required: false},
-		"max_retries":                &hcldec.AttrSpec{Name: "max_retries", Type: cty.Number, Required: false},
-		"aws_polling":                &hcldec.BlockSpec{TypeName: "aws_polling", Nested: hcldec.ObjectSpec((*FlatPollingConfig)(nil).HCL2Spec())},
+		"region":                        &hcldec.AttrSpec{Name: "region", Type: cty.String, Required: false},
+		"profile":                       &hcldec.AttrSpec{Name: "profile", Type: cty.String, Required: false},
+		"access_key":                    &hcldec.AttrSpec{Name: "access_key", Type: cty.String, Required: false},
+		"secret_key":                    &hcldec.AttrSpec{Name: "secret_key", Type: cty.String, Required: false},
+		"token":                         &hcldec.AttrSpec{Name: "token", Type: cty.String, Required: false},
+		"shared_credentials_file":       &hcldec.AttrSpec{Name: "shared_credentials_file", Type: cty.String, Required: false},
+		"assume_role":                   &hcldec.BlockSpec{TypeName: "assume_role", Nested: hcldec.ObjectSpec((*FlatAssumeRoleConfig)(nil).HCL2Spec())},
+		"custom_endpoint_ec2":           &hcldec.AttrSpec{Name: "custom_endpoint_ec2", Type: cty.String, Required: false},
+		"skip_credential_validation":    &hcldec.AttrSpec{Name: "skip_credential_validation", Type: cty.Bool, Required: false},
+		"max_retries":                   &hcldec.AttrSpec{Name: "max_retries", Type: cty.Number, Required: false},
+		"aws_polling":                   &hcldec.BlockSpec{TypeName: "aws_polling", Nested: hcldec.ObjectSpec((*FlatPollingConfig)(nil).HCL2Spec())},
+		"mfa_code":                      &hcldec.AttrSpec{Name: "mfa_code", Type: cty.String, Required: false},
+		"vault_aws_engine":              &hcldec.BlockSpec{TypeName: "vault_aws_engine", Nested: hcldec.ObjectSpec((*FlatVaultAWSEngineOptions)(nil).HCL2Spec())},
+		"insecure_skip_tls_verify":      &hcldec.AttrSpec{Name: "insecure_skip_tls_verify", Type: cty.Bool, Required: false},
+		"skip_metadata_api_check":       &hcldec.AttrSpec{Name: "skip_metadata_api_check", Type: cty.Bool, Required: false},
+		"decode_authorization_messages": &hcldec.AttrSpec{Name: "decode_authorization_messages", Type: cty.Bool, Required: false},
 	}
 	return s
 }
@@ -53,10 +63,14 @@ func (*FlatAccessConfig) HCL2Spec() map[string]hcldec.Spec {
 // FlatAssumeRoleConfig is an auto-generated flat version of AssumeRoleConfig.
 // Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
 type FlatAssumeRoleConfig struct {
-	RoleARN         *string `mapstructure:"role_arn" required:"false" cty:"role_arn" hcl:"role_arn"`
-	ExternalID      *string `mapstructure:"external_id" required:"false" cty:"external_id" hcl:"external_id"`
-	SessionName     *string `mapstructure:"session_name" required:"false" cty:"session_name" hcl:"session_name"`
-	DurationSeconds *int    `mapstructure:"duration_seconds" required:"false" cty:"duration_seconds" hcl:"duration_seconds"`
+	RoleARN           *string           `mapstructure:"role_arn" required:"false" cty:"role_arn" hcl:"role_arn"`
+	ExternalID        *string           `mapstructure:"external_id" required:"false" cty:"external_id" hcl:"external_id"`
+	SessionName       *string           `mapstructure:"session_name" required:"false" cty:"session_name" hcl:"session_name"`
+	DurationSeconds   *int              `mapstructure:"duration_seconds" required:"false" cty:"duration_seconds" hcl:"duration_seconds"`
+	Policy            *string           `mapstructure:"policy" required:"false" cty:"policy" hcl:"policy"`
+	PolicyARNs        []string          `mapstructure:"policy_arns" required:"false" cty:"policy_arns" hcl:"policy_arns"`
+	Tags              map[string]string `mapstructure:"tags" required:"false" cty:"tags" hcl:"tags"`
+	TransitiveTagKeys []string          `mapstructure:"transitive_tag_keys" required:"false" cty:"transitive_tag_keys" hcl:"transitive_tag_keys"`
 }
 
 // FlatMapstructure returns a new FlatAssumeRoleConfig.
@@ -71,10 +85,14 @@ func (*AssumeRoleConfig) FlatMapstructure() interface{ HCL2Spec() map[string]hcl
 // The decoded values from this spec will then be applied to a FlatAssumeRoleConfig.
 func (*FlatAssumeRoleConfig) HCL2Spec() map[string]hcldec.Spec {
 	s := map[string]hcldec.Spec{
-		"role_arn":         &hcldec.AttrSpec{Name: "role_arn", Type: cty.String, Required: false},
-		"external_id":      &hcldec.AttrSpec{Name: "external_id", Type: cty.String, Required: false},
-		"session_name":     &hcldec.AttrSpec{Name: "session_name", Type: cty.String, Required: false},
-		"duration_seconds": &hcldec.AttrSpec{Name: "duration_seconds", Type: cty.Number, Required: false},
+		"role_arn":            &hcldec.AttrSpec{Name: "role_arn", Type: cty.String, Required: false},
+		"external_id":         &hcldec.AttrSpec{Name: "external_id", Type: cty.String, Required: false},
+		"session_name":        &hcldec.AttrSpec{Name: "session_name", Type: cty.String, Required: false},
+		"duration_seconds":    &hcldec.AttrSpec{Name: "duration_seconds", Type: cty.Number, Required: false},
+		"policy":              &hcldec.AttrSpec{Name: "policy", Type: cty.String, Required: false},
+		"policy_arns":         &hcldec.AttrSpec{Name: "policy_arns", Type: cty.List(cty.String), Required: false},
+		"tags":                &hcldec.AttrSpec{Name: "tags", Type: cty.Map(cty.String), Required: false},
+		"transitive_tag_keys": &hcldec.AttrSpec{Name: "transitive_tag_keys", Type: cty.List(cty.String), Required: false},
 	}
 	return s
 }
@@ -100,6 +118,35 @@ func (*FlatPollingConfig) HCL2Spec() map[string]hcldec.Spec {
 	s := map[string]hcldec.Spec{
 		"delay_seconds": &hcldec.AttrSpec{Name: "delay_seconds", Type: cty.Number, Required: false},
 		"max_attempts":  &hcldec.AttrSpec{Name: "max_attempts", Type: cty.Number, Required: false},
+	}
+	return s
+}
+
+// FlatVaultAWSEngineOptions is an auto-generated flat version of VaultAWSEngineOptions.
+// Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
+type FlatVaultAWSEngineOptions struct {
+	Name       *string `mapstructure:"name" required:"false" cty:"name" hcl:"name"`
+	RoleARN    *string `mapstructure:"role_arn" required:"false" cty:"role_arn" hcl:"role_arn"`
+	TTL        *string `mapstructure:"ttl" required:"false" cty:"ttl" hcl:"ttl"`
+	EngineName *string `mapstructure:"engine_name" required:"false" cty:"engine_name" hcl:"engine_name"`
+}
+
+// FlatMapstructure returns a new FlatVaultAWSEngineOptions.
+// FlatVaultAWSEngineOptions is an auto-generated flat version of VaultAWSEngineOptions.
+// Where the contents a fields with a `mapstructure:,squash` tag are bubbled up.
+func (*VaultAWSEngineOptions) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.Spec } {
+	return new(FlatVaultAWSEngineOptions)
+}
+
+// HCL2Spec returns the hcl spec of a VaultAWSEngineOptions.
+// This spec is used by HCL to read the fields of VaultAWSEngineOptions.
+// The decoded values from this spec will then be applied to a FlatVaultAWSEngineOptions.
+func (*FlatVaultAWSEngineOptions) HCL2Spec() map[string]hcldec.Spec {
+	s := map[string]hcldec.Spec{
+		"name":        &hcldec.AttrSpec{Name: "name", Type: cty.String, Required: false},
+		"role_arn":    &hcldec.AttrSpec{Name: "role_arn", Type: cty.String, Required: false},
+		"ttl":         &hcldec.AttrSpec{Name: "ttl", Type: cty.String, Required: false},
+		"engine_name": &hcldec.AttrSpec{Name: "engine_name", Type: cty.String, Required: false},
 	}
 	return s
 }

@@ -21,7 +21,7 @@ func TestAccessConfigPrepare(t *testing.T) {
 	}{
 		{"minimal", AccessConfig{RawRegion: "us-east-1"}, nil},
 		{"static keys", AccessConfig{RawRegion: "eu-west-1", AccessKey: "AKIA1", SecretKey: "s"}, nil},
-		{"no region", AccessConfig{}, []string{"region: not set"}},
+		{"no region", AccessConfig{Profile: "no-such-profile-region"}, []string{"region: not set"}},
 		{"bad region", AccessConfig{RawRegion: "us_east_1"}, []string{`region: "us_east_1"`}},
 		{"half keys", AccessConfig{RawRegion: "us-east-1", AccessKey: "AKIA1"}, []string{"access_key, secret_key"}},
 		{"token alone", AccessConfig{RawRegion: "us-east-1", Token: "t"}, []string{"token:"}},

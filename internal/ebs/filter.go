@@ -34,6 +34,10 @@ type AMIFilter struct {
 	Owners []string `mapstructure:"owners" required:"false"`
 	// Take the newest of several matches. Without it, several matches are an error.
 	MostRecent bool `mapstructure:"most_recent" required:"false"`
+	// Match deprecated images too (DescribeImages IncludeDeprecated), as
+	// amazon-ebs's include_deprecated. Without it a deprecated image is not
+	// found.
+	IncludeDeprecated bool `mapstructure:"include_deprecated" required:"false"`
 }
 
 // Empty reports whether no filter is set.
@@ -54,7 +58,7 @@ func FindImageByFilter(ctx context.Context, client EC2API, f AMIFilter) (*types.
 	if f.Empty() {
 		return nil, errors.New("no filters given")
 	}
-	imgs, err := FindImagesByFilter(ctx, client, f.Owners, f.Filters)
+	imgs, err := findImages(ctx, client, f.Owners, f.Filters, f.IncludeDeprecated)
 	if err != nil {
 		return nil, err
 	}

@@ -10,9 +10,10 @@ import (
 // FlatAMIFilter is an auto-generated flat version of AMIFilter.
 // Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
 type FlatAMIFilter struct {
-	Filters    map[string]string `mapstructure:"filters" required:"false" cty:"filters" hcl:"filters"`
-	Owners     []string          `mapstructure:"owners" required:"false" cty:"owners" hcl:"owners"`
-	MostRecent *bool             `mapstructure:"most_recent" required:"false" cty:"most_recent" hcl:"most_recent"`
+	Filters           map[string]string `mapstructure:"filters" required:"false" cty:"filters" hcl:"filters"`
+	Owners            []string          `mapstructure:"owners" required:"false" cty:"owners" hcl:"owners"`
+	MostRecent        *bool             `mapstructure:"most_recent" required:"false" cty:"most_recent" hcl:"most_recent"`
+	IncludeDeprecated *bool             `mapstructure:"include_deprecated" required:"false" cty:"include_deprecated" hcl:"include_deprecated"`
 }
 
 // FlatMapstructure returns a new FlatAMIFilter.
@@ -27,9 +28,10 @@ func (*AMIFilter) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.Spe
 // The decoded values from this spec will then be applied to a FlatAMIFilter.
 func (*FlatAMIFilter) HCL2Spec() map[string]hcldec.Spec {
 	s := map[string]hcldec.Spec{
-		"filters":     &hcldec.AttrSpec{Name: "filters", Type: cty.Map(cty.String), Required: false},
-		"owners":      &hcldec.AttrSpec{Name: "owners", Type: cty.List(cty.String), Required: false},
-		"most_recent": &hcldec.AttrSpec{Name: "most_recent", Type: cty.Bool, Required: false},
+		"filters":            &hcldec.AttrSpec{Name: "filters", Type: cty.Map(cty.String), Required: false},
+		"owners":             &hcldec.AttrSpec{Name: "owners", Type: cty.List(cty.String), Required: false},
+		"most_recent":        &hcldec.AttrSpec{Name: "most_recent", Type: cty.Bool, Required: false},
+		"include_deprecated": &hcldec.AttrSpec{Name: "include_deprecated", Type: cty.Bool, Required: false},
 	}
 	return s
 }

@@ -91,6 +91,9 @@ type CopyImageSpec struct {
 	ClientToken   string // idempotency token, ≤ 64 ASCII characters
 	Tags          map[string]string
 	SnapshotTags  map[string]string
+	// CompletionMinutes, when set, asks for a time-based copy that completes
+	// within that many minutes (SnapshotCopyCompletionDurationMinutes).
+	CompletionMinutes int64
 }
 
 // CopyImageEncrypted copies an image with Encrypted=true under the given key
@@ -111,6 +114,9 @@ func CopyImageEncrypted(ctx context.Context, client EC2API, s CopyImageSpec) (st
 	}
 	if s.ClientToken != "" {
 		in.ClientToken = aws.String(s.ClientToken)
+	}
+	if s.CompletionMinutes > 0 {
+		in.SnapshotCopyCompletionDurationMinutes = aws.Int64(s.CompletionMinutes)
 	}
 	in.TagSpecifications = TagSpecs(map[types.ResourceType]map[string]string{
 		types.ResourceTypeImage: s.Tags, types.ResourceTypeSnapshot: s.SnapshotTags,
@@ -253,7 +259,15 @@ func DeregisterImage(ctx context.Context, client EC2API, imageID string) error {
 // FindImagesByFilter returns the images of the owners matching every filter
 // (name → one value, wildcards allowed), newest first.
 func FindImagesByFilter(ctx context.Context, client EC2API, owners []string, filters map[string]string) ([]types.Image, error) {
+	return findImages(ctx, client, owners, filters, false)
+}
+
+// findImages is FindImagesByFilter, with deprecated images when asked.
+func findImages(ctx context.Context, client EC2API, owners []string, filters map[string]string, includeDeprecated bool) ([]types.Image, error) {
 	in := &ec2.DescribeImagesInput{Owners: owners}
+	if includeDeprecated {
+		in.IncludeDeprecated = aws.Bool(true)
+	}
 	keys := make([]string, 0, len(filters))
 	for k := range filters {
 		keys = append(keys, k)
@@ -311,4 +325,13 @@ func waitImageSettled(ctx context.Context, client EC2API, poll *awsauth.PollingC
 		}
 	}
 	return false, nil
+}
+
+// AddProductCodes attaches AWS Marketplace product codes to an image.
+func AddProductCodes(ctx context.Context, client EC2API, imageID string, codes []string) error {
+	_, err := client.ModifyImageAttribute(ctx, &ec2.ModifyImageAttributeInput{ImageId: aws.String(imageID), ProductCodes: codes})
+	if err != nil {
+		return fmt.Errorf("adding product codes %v to image %s: %w", codes, imageID, err)
+	}
+	return nil
 }

@@ -37,6 +37,32 @@ type ec2Instance struct {
 	ClientToken string `json:"client_token,omitempty"`
 	LaunchIndex int    `json:"launch_index"`
 	HTTPTokens  string `json:"http_tokens"`
+	// The rest of MetadataOptions ("" reads as AWS's default).
+	HTTPEndpoint string `json:"http_endpoint,omitempty"`
+	HTTPHopLimit int    `json:"http_hop_limit,omitempty"`
+	MetadataTags string `json:"metadata_tags,omitempty"`
+
+	// Launch options RunInstances (or a fleet's launch template) set.
+	EbsOptimized                  bool     `json:"ebs_optimized,omitempty"`
+	ShutdownBehavior              string   `json:"shutdown_behavior,omitempty"` // stop (default), terminate
+	CPUCredits                    string   `json:"cpu_credits,omitempty"`       // standard, unlimited
+	Tenancy                       string   `json:"tenancy,omitempty"`
+	HostID                        string   `json:"host_id,omitempty"`
+	HostResourceGroupARN          string   `json:"host_resource_group_arn,omitempty"`
+	EnclaveEnabled                bool     `json:"enclave_enabled,omitempty"`
+	Licenses                      []string `json:"licenses,omitempty"`
+	CapacityReservationPreference string   `json:"capacity_reservation_preference,omitempty"`
+	CapacityReservationID         string   `json:"capacity_reservation_id,omitempty"`
+	CapacityReservationGroupARN   string   `json:"capacity_reservation_group_arn,omitempty"`
+	// Lifecycle is "spot" for a spot instance, whose one-time request is
+	// SpotRequestID (fleet.go).
+	Lifecycle     string `json:"lifecycle,omitempty"`
+	SpotRequestID string `json:"spot_request_id,omitempty"`
+	// Platform is "windows" for a Windows image; its administrator password
+	// (passwords.go) is PasswordData from PasswordAt on.
+	Platform     string    `json:"platform,omitempty"`
+	PasswordData string    `json:"password_data,omitempty"`
+	PasswordAt   time.Time `json:"password_at,omitempty"`
 
 	RootDeviceName     string `json:"root_device_name"`
 	Architecture       string `json:"architecture"`
@@ -160,9 +186,29 @@ type xmlInstanceBDM struct {
 }
 
 type xmlPlacement struct {
-	AvailabilityZone string `xml:"availabilityZone"`
-	GroupName        string `xml:"groupName"`
-	Tenancy          string `xml:"tenancy"`
+	AvailabilityZone     string `xml:"availabilityZone"`
+	GroupName            string `xml:"groupName"`
+	Tenancy              string `xml:"tenancy"`
+	HostID               string `xml:"hostId,omitempty"`
+	HostResourceGroupArn string `xml:"hostResourceGroupArn,omitempty"`
+}
+
+type xmlEnclaveOptions struct {
+	Enabled bool `xml:"enabled"`
+}
+
+type xmlLicense struct {
+	LicenseConfigurationArn string `xml:"licenseConfigurationArn"`
+}
+
+type xmlCapacityReservationTarget struct {
+	CapacityReservationID               string `xml:"capacityReservationId,omitempty"`
+	CapacityReservationResourceGroupArn string `xml:"capacityReservationResourceGroupArn,omitempty"`
+}
+
+type xmlCapacityReservationSpecification struct {
+	CapacityReservationPreference string                        `xml:"capacityReservationPreference,omitempty"`
+	CapacityReservationTarget     *xmlCapacityReservationTarget `xml:"capacityReservationTarget,omitempty"`
 }
 
 type xmlIAMProfile struct {
@@ -214,6 +260,13 @@ type xmlInstance struct {
 	PlatformDetails    string             `xml:"platformDetails"`
 	UsageOperation     string             `xml:"usageOperation"`
 	CurrentBootMode    string             `xml:"currentInstanceBootMode,omitempty"`
+	Platform           string             `xml:"platform,omitempty"`
+	InstanceLifecycle  string             `xml:"instanceLifecycle,omitempty"`
+	SpotRequestID      string             `xml:"spotInstanceRequestId,omitempty"`
+	EnclaveOptions     xmlEnclaveOptions  `xml:"enclaveOptions"`
+	Licenses           []xmlLicense       `xml:"licenseSet>item,omitempty"`
+
+	CapacityReservationSpecification *xmlCapacityReservationSpecification `xml:"capacityReservationSpecification,omitempty"`
 }
 
 type ec2StateOnly struct {
@@ -226,15 +279,32 @@ func (e *view) instanceXML(inst *ec2Instance, account string) xmlInstance {
 		InstanceState: xmlInstanceState{Code: stateCode(inst.State), Name: inst.State},
 		Reason:        inst.Reason, KeyName: inst.KeyName, AmiLaunchIndex: inst.LaunchIndex,
 		InstanceType: inst.InstanceType, LaunchTime: ec2Time(inst.Launched),
-		Placement:  xmlPlacement{AvailabilityZone: inst.AZ, Tenancy: "default"},
+		Placement: xmlPlacement{AvailabilityZone: inst.AZ, Tenancy: orDefault(inst.Tenancy, "default"), HostID: inst.HostID,
+			HostResourceGroupArn: inst.HostResourceGroupARN},
 		Monitoring: ec2StateOnly{State: "disabled"}, SourceDestCheck: true,
 		Architecture: inst.Architecture, RootDeviceType: "ebs", RootDeviceName: inst.RootDeviceName,
 		VirtualizationType: inst.VirtualizationType, ClientToken: inst.ClientToken,
 		TagSet: e.tagSet(inst.ID, account), Hypervisor: "xen", EnaSupport: inst.EnaSupport,
-		MetadataOptions: xmlMetadataOptions{State: "applied", HTTPTokens: inst.HTTPTokens, HTTPPutResponseHopLimit: 2,
-			HTTPEndpoint: "enabled", InstanceMetadataTags: "disabled"},
+		MetadataOptions: xmlMetadataOptions{State: "applied", HTTPTokens: inst.HTTPTokens, HTTPPutResponseHopLimit: orDefaultInt(inst.HTTPHopLimit, 2),
+			HTTPEndpoint: orDefault(inst.HTTPEndpoint, "enabled"), InstanceMetadataTags: orDefault(inst.MetadataTags, "disabled")},
 		BootMode: inst.BootMode, PlatformDetails: "Linux/UNIX", UsageOperation: "RunInstances",
 		GroupSet: []xmlGroup{}, BlockDeviceMapping: []xmlInstanceBDM{},
+		EbsOptimized: inst.EbsOptimized, Platform: inst.Platform, InstanceLifecycle: inst.Lifecycle, SpotRequestID: inst.SpotRequestID,
+		EnclaveOptions: xmlEnclaveOptions{Enabled: inst.EnclaveEnabled},
+	}
+	if inst.Platform == "windows" {
+		x.PlatformDetails = "Windows"
+	}
+	for _, arn := range inst.Licenses {
+		x.Licenses = append(x.Licenses, xmlLicense{LicenseConfigurationArn: arn})
+	}
+	if inst.CapacityReservationPreference != "" || inst.CapacityReservationID != "" || inst.CapacityReservationGroupARN != "" {
+		spec := &xmlCapacityReservationSpecification{CapacityReservationPreference: inst.CapacityReservationPreference}
+		if inst.CapacityReservationID != "" || inst.CapacityReservationGroupARN != "" {
+			spec.CapacityReservationTarget = &xmlCapacityReservationTarget{CapacityReservationID: inst.CapacityReservationID,
+				CapacityReservationResourceGroupArn: inst.CapacityReservationGroupARN}
+		}
+		x.CapacityReservationSpecification = spec
 	}
 	if inst.State != "terminated" {
 		x.SubnetID, x.VpcID, x.PrivateIPAddress = inst.SubnetID, inst.VpcID, inst.PrivateIP
@@ -369,7 +439,22 @@ func (e *view) ec2RunInstances(c *core.Call, p ec2Params) (any, *core.APIError) 
 	if err != nil {
 		return nil, err
 	}
-	httpTokens := p.str("MetadataOptions.HttpTokens")
+	opts, err := parseLaunchOptions(p)
+	if err != nil {
+		return nil, err
+	}
+	if opts.spot {
+		// A spot instance can't be launched with credits it can't use.
+		if opts.cpuCredits == "unlimited" && strings.HasPrefix(instanceType, "t2.") {
+			return nil, core.Errf("InvalidParameterCombination", "Unlimited mode is not supported for T2 Spot Instances.")
+		}
+	}
+	if keyName != "" {
+		if kp := e.keyPairByName(c.Account, c.Region, keyName); kp != nil && kp.Type == "ed25519" && windowsImage(img) {
+			return nil, core.Errf("InvalidKeyPair.Format", "ED25519 key pairs are not supported with Windows AMIs. Choose an RSA key pair and try again.")
+		}
+	}
+	httpTokens := opts.httpTokens
 	if httpTokens == "" {
 		httpTokens = "optional"
 		if img.ImdsSupport == "v2.0" {
@@ -412,8 +497,15 @@ func (e *view) ec2RunInstances(c *core.Call, p ec2Params) (any, *core.APIError) 
 			Launched: now, Principal: c.Principal, Attachments: []ec2Attachment{},
 		}
 		inst.PrivateIP = subnet.nextIP()
-		if subnet.DefaultForAZ {
+		if publicAddress(subnet, p) {
 			inst.PublicIP = publicIP(inst.ID)
+		}
+		opts.apply(inst)
+		if opts.spot {
+			e.newSpotRequest(c, inst)
+		}
+		if windowsImage(img) {
+			e.setWindowsPassword(c, inst)
 		}
 		var vols []*ec2Volume
 		for _, vp := range plans {
@@ -680,6 +772,12 @@ func (e *view) instanceFilterValues(inst *ec2Instance, account, name string) ([]
 		return vols, true
 	case "iam-instance-profile.arn":
 		return []string{inst.IAMProfileARN}, true
+	case "instance-lifecycle":
+		return []string{inst.Lifecycle}, true
+	case "spot-instance-request-id":
+		return []string{inst.SpotRequestID}, true
+	case "metadata-options.http-tokens":
+		return []string{inst.HTTPTokens}, true
 	}
 	return nil, false
 }
@@ -839,6 +937,10 @@ func (e *view) userReason(code, what string) (string, string, string) {
 
 func (e *view) ec2StopInstances(c *core.Call, p ec2Params) (any, *core.APIError) {
 	return e.changeInstances(c, p, func(inst *ec2Instance) *core.APIError {
+		if inst.Lifecycle == "spot" {
+			// One-time requests only: fleets of type instant make those.
+			return core.Errf("UnsupportedOperation", "You can't stop the Spot Instance '%s' because it is associated with a one-time Spot Instance request. You can only stop Spot Instances associated with persistent Spot Instance requests.", inst.ID)
+		}
 		switch inst.State {
 		case "running", "stopping", "stopped":
 			return nil
@@ -917,6 +1019,8 @@ func (e *view) ec2ModifyInstanceAttribute(c *core.Call, p ec2Params) (any, *core
 
 type describeInstanceAttributeOutput struct {
 	InstanceID         string            `xml:"instanceId"`
+	ShutdownBehavior   *ec2ValueString   `xml:"instanceInitiatedShutdownBehavior,omitempty"`
+	EbsOptimized       *ec2ValueBool     `xml:"ebsOptimized,omitempty"`
 	InstanceType       *ec2ValueString   `xml:"instanceType,omitempty"`
 	UserData           *ec2ValueString   `xml:"userData,omitempty"`
 	EnaSupport         *ec2ValueBool     `xml:"enaSupport,omitempty"`
@@ -948,6 +1052,10 @@ func (e *view) ec2DescribeInstanceAttribute(c *core.Call, p ec2Params) (any, *co
 		out.SriovNetSupport = &ec2ValueString{Value: inst.SriovNetSupport}
 	case "rootDeviceName":
 		out.RootDeviceName = &ec2ValueString{Value: inst.RootDeviceName}
+	case "instanceInitiatedShutdownBehavior":
+		out.ShutdownBehavior = &ec2ValueString{Value: orDefault(inst.ShutdownBehavior, "stop")}
+	case "ebsOptimized":
+		out.EbsOptimized = &ec2ValueBool{Value: inst.EbsOptimized}
 	case "groupSet":
 		out.GroupSet = &x.GroupSet
 	case "blockDeviceMapping":
@@ -1016,4 +1124,20 @@ func (e *view) launchProfile(c *core.Call, p ec2Params) (core.InstanceProfile, *
 		return prof, nil
 	}
 	return core.InstanceProfile{}, nil
+}
+
+// publicAddress reports whether a launch gets a public IP: as the
+// network interface asks, else as the subnet maps one on launch.
+func publicAddress(subnet *ec2Subnet, p ec2Params) bool {
+	if p.has("NetworkInterface.1.AssociatePublicIpAddress") {
+		return strings.EqualFold(p.str("NetworkInterface.1.AssociatePublicIpAddress"), "true")
+	}
+	return subnet.DefaultForAZ
+}
+
+func orDefaultInt(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
 }

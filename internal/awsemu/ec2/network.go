@@ -20,6 +20,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
 )
 
@@ -205,7 +207,13 @@ func (e *view) ec2CreateKeyPair(c *core.Call, p ec2Params) (any, *core.APIError)
 		der, _ := x509.MarshalPKCS8PrivateKey(priv)
 		sum := sha1.Sum(der)
 		k.Fingerprint = colonHex(sum[:])
+		// Kept so GetPasswordData can encrypt a Windows password with it.
+		if pub, err := ssh.NewPublicKey(&priv.PublicKey); err == nil {
+			k.PublicKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))
+		}
+		c.Note("keyBits", "2048")
 	}
+	c.Note("keyType", keyType)
 	return createKeyPairOutput{KeyName: k.Name, KeyFingerprint: k.Fingerprint, KeyMaterial: material, KeyPairID: k.ID,
 		TagSet: e.tagSet(k.ID, c.Account)}, nil
 }
@@ -235,6 +243,14 @@ func (e *view) ec2ImportKeyPair(c *core.Call, p ec2Params) (any, *core.APIError)
 	if fields[0] == "ssh-ed25519" {
 		keyType = "ed25519"
 	}
+	if pub, _, _, _, perr := ssh.ParseAuthorizedKey(raw); perr == nil {
+		if ck, ok := pub.(ssh.CryptoPublicKey); ok {
+			if rk, ok := ck.CryptoPublicKey().(*rsa.PublicKey); ok {
+				c.Note("keyBits", fmt.Sprint(rk.N.BitLen()))
+			}
+		}
+	}
+	c.Note("keyType", keyType)
 	k, err := e.newKeyPair(c, p.str("KeyName"), keyType, specs)
 	if err != nil {
 		return nil, err

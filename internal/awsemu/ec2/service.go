@@ -161,7 +161,7 @@ type ec2Handler func(e *view, c *core.Call, p ec2Params) (any, *core.APIError)
 // ec2ActionTable maps EC2 actions to their handlers. It is a function,
 // not a package-level map, so there is no package-level mutable state.
 func ec2ActionTable() map[string]ec2Handler {
-	return map[string]ec2Handler{
+	t := map[string]ec2Handler{
 		// images
 		"DescribeImages":                       (*view).ec2DescribeImages,
 		"CreateImage":                          (*view).ec2CreateImage,
@@ -222,6 +222,11 @@ func ec2ActionTable() map[string]ec2Handler {
 		"ModifyEbsDefaultKmsKeyId":      (*view).ec2ModifyEbsDefaultKmsKeyId,
 		"ResetEbsDefaultKmsKeyId":       (*view).ec2ResetEbsDefaultKmsKeyId,
 	}
+	// Launch templates, EC2 Fleet, spot requests and Windows passwords (dropin.go).
+	for action, h := range dropInActions() {
+		t[action] = h
+	}
+	return t
 }
 
 // Handle serves one EC2 Query call, holding the locks of the stores it

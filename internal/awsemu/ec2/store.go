@@ -29,6 +29,10 @@ type store struct {
 	SecurityGroups map[string]*ec2SecurityGroup `json:"security_groups"`
 	VPCs           map[string]*ec2VPC           `json:"vpcs"`
 	Subnets        map[string]*ec2Subnet        `json:"subnets"`
+	// Launch templates, EC2 Fleets and spot instance requests (fleet.go).
+	LaunchTemplates map[string]*ec2LaunchTemplate `json:"launch_templates"`
+	Fleets          map[string]*ec2Fleet          `json:"fleets"`
+	SpotRequests    map[string]*ec2SpotRequest    `json:"spot_requests"`
 
 	// Tags this account wrote in this region, by resource ID: tags belong
 	// to the account that wrote them (docs/aws-behaviour.md, tags).
@@ -67,6 +71,9 @@ func (s *store) ensure() {
 	ensureMap(&s.SecurityGroups)
 	ensureMap(&s.VPCs)
 	ensureMap(&s.Subnets)
+	ensureMap(&s.LaunchTemplates)
+	ensureMap(&s.Fleets)
+	ensureMap(&s.SpotRequests)
 	ensureMap(&s.Tags)
 	ensureMap(&s.ClientTokens)
 	ensureMap(&s.FullCopies)
@@ -223,7 +230,7 @@ func (v *view) unlock() {
 	}
 }
 
-var resourceIDPattern = regexp.MustCompile(`^(ami|snap|vol|i|r|sg|subnet|vpc|key)-[0-9a-f]{8,17}$`)
+var resourceIDPattern = regexp.MustCompile(`^(ami|snap|vol|i|r|sg|subnet|vpc|key|lt|fleet|sir)-[0-9a-f]{8,17}$`)
 
 // regionWide reports whether a call may read any account's resources in its
 // region: listing images or snapshots without IDs (public and shared ones
@@ -236,6 +243,9 @@ func regionWide(c *core.Call, p ec2Params) bool {
 	case "DescribeSnapshots":
 		return len(p.list("SnapshotId")) == 0 && !ownOnly(c, p.list("Owner"))
 	case "DeleteSnapshot", "DeregisterImage", "DescribeTags":
+		return true
+	case "CreateFleet":
+		// The image to launch is named in a launch template, not in the call.
 		return true
 	}
 	return false

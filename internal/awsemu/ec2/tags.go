@@ -127,7 +127,8 @@ func validateTags(tags map[string]string) *core.APIError {
 func resourceType(id string) string {
 	prefix, _, _ := strings.Cut(id, "-")
 	return map[string]string{"ami": "image", "snap": "snapshot", "i": "instance", "vol": "volume",
-		"sg": "security-group", "key": "key-pair", "vpc": "vpc", "subnet": "subnet"}[prefix]
+		"sg": "security-group", "key": "key-pair", "vpc": "vpc", "subnet": "subnet",
+		"lt": "launch-template", "fleet": "fleet", "sir": "spot-instances-request"}[prefix]
 }
 
 // taggable checks that the caller sees resource id in its region, with the
@@ -174,6 +175,8 @@ func (e *view) taggable(c *core.Call, id string) *core.APIError {
 			return nil
 		}
 		return core.Errf("InvalidSubnetID.NotFound", "The subnet ID '%s' does not exist", id)
+	case "launch-template", "fleet", "spot-instances-request":
+		return e.taggableDropIn(c, id)
 	}
 	return core.Errf("InvalidID", "The ID '%s' is not valid", id)
 }

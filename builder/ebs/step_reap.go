@@ -1,0 +1,100 @@
+package ebs
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/packer-plugin-sdk/multistep"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
+)
+
+// stepReap removes what dead earlier builds left behind, before this build
+// makes anything: in the build region and ami_regions, every instance,
+// half-made AMI, snapshot, launch volume, launch template, key pair and
+// security group whose amicrypt:lease expired (a build that lives renews
+// its lease; see lease.go). What a reap can't remove is reported, and the
+// build goes on.
+type stepReap struct {
+	now func() time.Time
+}
+
+func (s *stepReap) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
+	b := getBuild(state)
+	c := b.config
+	now := time.Now
+	if s.now != nil {
+		now = s.now
+	}
+	regions := append([]string{c.RawRegion}, c.AMIRegions...)
+	for _, region := range regions {
+		client := b.clients.EC2(region)
+		found, err := ebs.FindLeased(ctx, client, tagLease)
+		if err != nil {
+			ui(state).Error(fmt.Sprintf("Looking for what dead builds left in %s: %v (skipped)", region, err))
+			continue
+		}
+		var dead []ebs.Leased
+		for _, l := range found {
+			exp, err := time.Parse(time.RFC3339, l.Tags[tagLease])
+			if err != nil || exp.Before(now()) {
+				dead = append(dead, l)
+			}
+		}
+		if len(dead) == 0 {
+			continue
+		}
+		ui(state).Say(fmt.Sprintf("Removing %d resource(s) in %s left by dead builds (lease expired):", len(dead), region))
+		for _, l := range dead {
+			what := fmt.Sprintf("%s %s", l.Kind, l.ID)
+			if l.Name != "" && l.Name != l.ID {
+				what += " (" + l.Name + ")"
+			}
+			if err := l.Remove(ctx, client, c.PollingConfig); err != nil {
+				ui(state).Error(fmt.Sprintf("  %s of run %s: %v (remove it by hand)", what, l.Tags[tagRun], err))
+				continue
+			}
+			detail(ui(state), fmt.Sprintf("  removed %s of run %s (template %s, lease expired %s)", what, l.Tags[tagRun], l.Tags[tagTemplate], l.Tags[tagLease]))
+		}
+	}
+	return multistep.ActionContinue
+}
+
+func (s *stepReap) Cleanup(multistep.StateBag) {}
+
+// stepRelease is the last step: it takes the lease off what the build
+// keeps (the AMIs and their snapshots), so no later run removes them.
+type stepRelease struct{}
+
+func (s *stepRelease) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
+	b := getBuild(state)
+	if b.lease == nil {
+		return multistep.ActionContinue
+	}
+	kept := map[string][]string{}
+	for region, id := range b.amiSnapshot() {
+		img, err := ebs.FindImageByID(ctx, b.clients.EC2(region), id)
+		if err != nil {
+			return halt(state, err)
+		}
+		kept[region] = append([]string{id}, ebs.ImageSnapshotIDs(img)...)
+	}
+	regions := make([]string, 0, len(kept))
+	for r := range kept {
+		regions = append(regions, r)
+	}
+	sort.Strings(regions)
+	for _, region := range regions {
+		if err := ebs.DeleteTags(ctx, b.clients.EC2(region), kept[region], tagLease); err != nil {
+			return halt(state, err)
+		}
+		b.untrack(region, kept[region]...)
+		detail(ui(state), fmt.Sprintf("%s: kept %s", region, strings.Join(kept[region], ", ")))
+	}
+	return multistep.ActionContinue
+}
+
+func (s *stepRelease) Cleanup(multistep.StateBag) {}
