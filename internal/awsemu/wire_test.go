@@ -73,7 +73,7 @@ func conformance() []emutest.Case {
 				raw, _ := io.ReadAll(resp.Body)
 				got := html.UnescapeString(string(raw))
 				resp.Body.Close()
-				if resp.StatusCode != 400 || !strings.Contains(got, tc.code) || !strings.Contains(got, "Authorization header requires 'Signature' parameter.") {
+				if resp.StatusCode != http.StatusBadRequest || !strings.Contains(got, tc.code) || !strings.Contains(got, "Authorization header requires 'Signature' parameter.") {
 					t.Fatalf("%s: HTTP %d %s, want 400 %s naming the missing Signature", tc.service, resp.StatusCode, got, tc.code)
 				}
 			}
