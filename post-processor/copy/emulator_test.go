@@ -174,14 +174,32 @@ func check(t *testing.T, srv *emutest.Server, mark int) awsemu.CheckReport {
 	return rep
 }
 
+// callsSince counts the calls of action since mark that were meant to do
+// something: DryRun probes (answered DryRunOperation) don't count.
 func callsSince(srv *emutest.Server, mark int, action string) int {
 	n := 0
-	for _, e := range srv.Emulator().Audit(awsemu.AuditFilter{Action: action}) {
-		if e.Seq > mark {
+	for _, e := range srv.Emulator().Audit(awsemu.AuditFilter{Action: action, SinceSeq: mark}) {
+		if !dryRun(e) {
 			n++
 		}
 	}
 	return n
+}
+
+// callsIn is callsSince in one account.
+func callsIn(srv *emutest.Server, mark int, action, account string) int {
+	n := 0
+	for _, e := range srv.Emulator().Audit(awsemu.AuditFilter{Action: action, Account: account, SinceSeq: mark}) {
+		if !dryRun(e) {
+			n++
+		}
+	}
+	return n
+}
+
+// dryRun reports whether an audit entry is a DryRun probe.
+func dryRun(e awsemu.AuditEntry) bool {
+	return e.Params["DryRun"] == "true" || e.Outcome == "DryRunOperation" || e.Outcome == "DryRunOperationException"
 }
 
 func TestCopyToThreeAccountsAndSourceTwoRegions(t *testing.T) {
