@@ -92,6 +92,12 @@ func (l *Ledger) Pending(kind Kind) []Entry {
 // succeeded. Failed undos stay recorded and are reported. Give it a context
 // that is not the cancelled one of an interrupted run.
 func (l *Ledger) Unwind(ctx context.Context, kind Kind) ([]Undone, error) {
+	return l.UnwindEach(ctx, kind, nil)
+}
+
+// UnwindEach is Unwind that hands each outcome to each, when set, as soon
+// as it is known.
+func (l *Ledger) UnwindEach(ctx context.Context, kind Kind, each func(Undone)) ([]Undone, error) {
 	l.mu.Lock()
 	var todo []*Entry
 	for i := len(l.entries) - 1; i >= 0; i-- {
@@ -110,6 +116,9 @@ func (l *Ledger) Unwind(ctx context.Context, kind Kind) ([]Undone, error) {
 			err = nil
 		}
 		done = append(done, Undone{Entry: *e, Err: err, Gone: gone})
+		if each != nil {
+			each(done[len(done)-1])
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("undoing %s: %w", e.What, err))
 			continue

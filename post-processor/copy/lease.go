@@ -105,6 +105,9 @@ func templateID(sourceAccount string, sourceRegions []string, targets []*target,
 	return hex.EncodeToString(h[:6])
 }
 
+// leaseTimeFormat is RFC 3339 with milliseconds: a lease may be seconds long.
+const leaseTimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
 // lease is one run's claim on what it lent.
 type lease struct {
 	Run      string
@@ -115,7 +118,7 @@ type lease struct {
 func leaseTagKey(run string) string { return TagLeasePrefix + run }
 
 func (l lease) tagValue() string {
-	return "template=" + l.Template + " expires=" + l.Expires.UTC().Format(time.RFC3339)
+	return "template=" + l.Template + " expires=" + l.Expires.UTC().Format(leaseTimeFormat)
 }
 
 // parseLease reads a lease tag; ok is false for any other tag.
@@ -313,7 +316,7 @@ func (h *leaseHolder) write(ctx context.Context, region string, ids []string) er
 	client := h.clients[region]
 	l := h.lease
 	h.mu.Unlock()
-	l.Expires = h.clock.Now().Add(h.duration).Truncate(time.Second)
+	l.Expires = h.clock.Now().Add(h.duration)
 	err := ebs.CreateTags(ctx, client, ids, map[string]string{leaseTagKey(l.Run): l.tagValue()})
 	if err != nil {
 		return fmt.Errorf("writing the lease of run %s on %s: %w", l.Run, strings.Join(ids, ", "), err)

@@ -123,14 +123,13 @@ func (r *runner) execute(ctx context.Context) error {
 	if len(r.ledger.Pending(fanout.Cleanup)) > 0 {
 		r.say("cleaning up: taking back this run's shares and grants in the source account")
 	}
-	done, _ := r.ledger.Unwind(cctx, fanout.Cleanup)
-	for _, d := range done {
+	_, _ = r.ledger.UnwindEach(cctx, fanout.Cleanup, func(d fanout.Undone) {
 		rec := settled(d)
 		r.record(rec)
 		if rec.Outcome == outcomeFailed {
 			incomplete = append(incomplete, rec)
 		}
-	}
+	})
 	if err != nil {
 		r.markNotStarted(ctx, err)
 		if r.cfg.OnFailure == OnFailureRollback {
@@ -315,6 +314,8 @@ func (r *runner) change(ctx context.Context, lost context.CancelCauseFunc) error
 			return fmt.Errorf("source %s: %w", src.Region, err)
 		}
 	}
+	r.say("lease: run %s holds what it lends in account %s for %s at a time, renewed every %s; if it dies, the next run takes it back",
+		r.plan.run, r.plan.sess.SourceAccount, r.cfg.leaseDuration, r.cfg.leaseDuration/leaseRenewals)
 	r.lease.start(func(err error) {
 		r.say("%v", err)
 		lost(err)

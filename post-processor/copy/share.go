@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -31,7 +30,7 @@ func (r *runner) transit(ctx context.Context, src *source) error {
 		return fmt.Errorf("source %s: %w", src.Region, err)
 	}
 	l := r.lease.lease
-	l.Expires = r.plan.sess.clock.Now().Add(r.cfg.leaseDuration).Truncate(time.Second)
+	l.Expires = r.plan.sess.clock.Now().Add(r.cfg.leaseDuration)
 	leaseTag := map[string]string{leaseTagKey(l.Run): l.tagValue()}
 	if id == "" {
 		r.say("source %s: %s is under the AWS-managed key %s; re-encrypting it under the transit key %s", src.Region, src.ImageID, src.AWSManagedKey, src.TransitKey)
