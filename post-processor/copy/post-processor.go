@@ -142,7 +142,18 @@ func (p *PostProcessor) run(ctx context.Context, ui packer.Ui, in input) (*Artif
 	reclaimed := p.config.reclaim(rctx, pl, say)
 	cancel()
 	if len(pl.problems) > 0 {
-		return nil, sess, &PreflightError{Problems: pl.problems}
+		perr := &PreflightError{Problems: pl.problems}
+		if p.config.ManifestOutput != "" {
+			m := Manifest{SourceAccount: sess.SourceAccount, Run: pl.run, Template: pl.template, OnFailure: p.config.OnFailure,
+				Started: started, Finished: time.Now(), Copies: []Copy{}, Reclaimed: reclaimed, Error: perr.Error()}
+			for _, a := range amis {
+				m.SourceAMIs = append(m.SourceAMIs, a.Region+":"+a.ImageID)
+			}
+			if err := writeManifest(p.config.ManifestOutput, m); err != nil {
+				return nil, sess, errors.Join(perr, err)
+			}
+		}
+		return nil, sess, perr
 	}
 	ui.Say(fmt.Sprintf("amicrypt-copy: preflight passed: %d copies planned (run %s, template %s)", len(pl.jobs), pl.run, pl.template))
 

@@ -63,11 +63,14 @@ type runner struct {
 	// deadKept are dead runs' copies kept under on_failure = "keep": this
 	// run reports them.
 	deadKept map[string][]string // account/region → image IDs
+	// unremoved are the source region/account pairs whose permission this
+	// run failed to remove: their grants stay too (leftError).
+	unremoved map[string]bool
 }
 
 func newRunner(cfg *Config, ui packer.Ui, pl *plan, retry fanout.Backoff) *runner {
 	r := &runner{cfg: cfg, ui: ui, plan: pl, poll: cfg.PollingConfig, retry: retry,
-		waiters: map[string]*ebs.ImageWaiter{}, deadKept: map[string][]string{}}
+		waiters: map[string]*ebs.ImageWaiter{}, deadKept: map[string][]string{}, unremoved: map[string]bool{}}
 	r.lease = newLeaseHolder(pl.run, pl.template, cfg.leaseDuration, pl.sess.clock, r.say)
 	return r
 }
@@ -126,8 +129,15 @@ func (r *runner) execute(ctx context.Context) error {
 	_, _ = r.ledger.UnwindEach(cctx, fanout.Cleanup, func(d fanout.Undone) {
 		rec := settled(d)
 		r.record(rec)
-		if rec.Outcome == outcomeFailed {
+		if rec.Outcome == outcomeFailed || rec.Outcome == outcomeLeft {
 			incomplete = append(incomplete, rec)
+		}
+		if rec.Outcome == outcomeFailed && (rec.Action == actionLaunch || rec.Action == actionVolume) {
+			r.mu.Lock()
+			for _, a := range rec.For {
+				r.unremoved[rec.Region+"/"+a] = true
+			}
+			r.mu.Unlock()
 		}
 	})
 	if err != nil {
@@ -174,9 +184,21 @@ func settled(d fanout.Undone) Record {
 	if rec.Action == "" {
 		rec = Record{Action: d.What}
 	}
+	var left *leftError
+	if errors.As(d.Err, &left) {
+		rec.Outcome, rec.Error = outcomeLeft, left.why
+		return rec
+	}
 	rec.settle(d.Gone, d.Err)
 	return rec
 }
+
+// leftError is an undo not attempted on purpose: the grant that records a
+// permission this run could not remove stays with it, so that the run that
+// takes the permission back knows of it.
+type leftError struct{ why string }
+
+func (e *leftError) Error() string { return e.why }
 
 // markNotStarted gives every job that never started its reason.
 func (r *runner) markNotStarted(ctx context.Context, err error) {

@@ -192,7 +192,15 @@ func (r *runner) share(ctx context.Context, src *source) error {
 			}
 			r.ledger.AddDetail(fanout.Cleanup, fmt.Sprintf("grant %s (%s) on %s for %s", g.ID, name, keyARN, roles[acct]),
 				Record{Action: actionGrant, Account: account, Region: src.Region, Resource: g.ID, Key: keyARN, For: []string{roles[acct]}, Run: r.plan.run},
-				func(ctx context.Context) error { return goneErr(ebs.TakeBackGrant(ctx, sc.KMS, g)) })
+				func(ctx context.Context) error {
+					r.mu.Lock()
+					keep := r.unremoved[src.Region+"/"+acct]
+					r.mu.Unlock()
+					if keep {
+						return &leftError{why: "a permission it records could not be removed; it stays so that the next run, once this run's lease expires, takes both back"}
+					}
+					return goneErr(ebs.TakeBackGrant(ctx, sc.KMS, g))
+				})
 		}
 		r.say("source %s: granted %s use of %s until the copies are done", src.Region, strings.Join(accounts, ", "), keyARN)
 	}
@@ -205,6 +213,9 @@ func (r *runner) share(ctx context.Context, src *source) error {
 				return goneErr(ebs.RemoveLaunchPermissions(ctx, sc.EC2, src.Shared, ebs.Sharing{Users: launch}))
 			})
 		if err := ebs.ShareImage(ctx, sc.EC2, src.Shared, ebs.Sharing{Users: launch}); err != nil {
+			if ebs.IsCode(err, "InvalidAMIID.NotFound", "InvalidAMIID.Unavailable") {
+				return fmt.Errorf("source %s: the source AMI %s is gone (deregistered during the run): %w", src.Region, src.Shared, err)
+			}
 			return fmt.Errorf("source %s: %w", src.Region, err)
 		}
 		r.say("source %s: %s may be launched by %s until the copies are done", src.Region, src.Shared, strings.Join(launch, ", "))
@@ -220,6 +231,9 @@ func (r *runner) share(ctx context.Context, src *source) error {
 				return goneErr(ebs.RemoveCreateVolumePermissions(ctx, sc.EC2, snap, add))
 			})
 		if err := ebs.ShareSnapshot(ctx, sc.EC2, snap, add); err != nil {
+			if ebs.IsCode(err, "InvalidSnapshot.NotFound") {
+				return fmt.Errorf("source %s: the source snapshot %s is gone (deleted during the run): %w", src.Region, snap, err)
+			}
 			return fmt.Errorf("source %s: %w", src.Region, err)
 		}
 	}
@@ -309,6 +323,12 @@ func (r *runner) checkKeyUse(ctx context.Context, t *target, src *source) error 
 	encCtx := map[string]string{"amicrypt:check": r.plan.run}
 	for _, keyARN := range src.SharedKeys {
 		fail := func(action string, err error) error {
+			switch {
+			case ebs.IsCode(err, "DisabledException"):
+				return fmt.Errorf("%s: the source key %s is disabled (%s as %s): %w; fix: enable it", t.Account, keyARN, action, role, err)
+			case ebs.IsCode(err, "KMSInvalidStateException"):
+				return fmt.Errorf("%s: the source key %s can't be used (%s as %s): %w; fix: cancel its deletion", t.Account, keyARN, action, role, err)
+			}
 			return fmt.Errorf("%s: %s may not use the source key %s (%s): %w; fix: %s", t.Account, role, keyARN, action, err,
 				fixOr(err, role, action, keyARN, "check the grant and the role's IAM policy"))
 		}
