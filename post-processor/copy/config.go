@@ -417,6 +417,14 @@ func (c *Config) prepareCopy() []error {
 	}
 	errs = append(errs, validateTags("tags", c.Tags)...)
 	errs = append(errs, validateTags("snapshot_tags", c.SnapshotTags)...)
+	// Every copy also carries amicrypt's provenance tags (and, until it is
+	// reported, amicrypt:unreported); AWS allows 50 tags on a resource.
+	room := maxTags - len(provenanceTagKeys) - 1
+	for field, tags := range map[string]map[string]string{"tags": c.Tags, "snapshot_tags": c.SnapshotTags} {
+		if len(tags) > room {
+			errs = append(errs, fmt.Errorf("%s: %d tags; each copy also carries amicrypt's %d, and AWS allows %d on a resource: keep at most %d", field, len(tags), maxTags-room, maxTags, room))
+		}
+	}
 	if c.DeprecateAt != "" {
 		at, err := time.Parse(time.RFC3339, c.DeprecateAt)
 		switch {

@@ -135,8 +135,8 @@ func parseLease(key, value string) (l lease, ok bool) {
 			l.Template = v
 		case "expires":
 			t, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				return lease{}, false
+			if y := t.UTC().Year(); err != nil || y < 2000 || y > 9999 {
+				return lease{}, false // not a time a run wrote
 			}
 			l.Expires = t
 		}
