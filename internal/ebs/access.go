@@ -57,3 +57,18 @@ func AccessDenied(err error) (DeniedBy, bool) {
 	}
 	return DeniedByUnknown, true
 }
+
+// ExplicitDeny reports whether err is an access denial by an explicit Deny
+// statement ("… with an explicit deny in …"), as opposed to no statement
+// allowing the call. A call amicrypt makes only to check what AWS will do
+// on the caller's behalf (EC2 using a key: kms:ViaService,
+// kms:GrantIsForAWSResource) may be refused when made directly by a policy
+// that allows it only through the service: only an explicit deny proves
+// the service's call will be refused too.
+func ExplicitDeny(err error) bool {
+	var apiErr smithy.APIError
+	if _, denied := AccessDenied(err); !denied || !errors.As(err, &apiErr) {
+		return false
+	}
+	return strings.Contains(apiErr.ErrorMessage(), "explicit deny")
+}

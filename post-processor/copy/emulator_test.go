@@ -69,7 +69,7 @@ func makeSourceAMI(t *testing.T, srv *emutest.Server, region, publicID, keyRef s
 }
 
 // amiNameCleaner turns a test name into AMI name characters.
-var amiNameCleaner = strings.NewReplacer(":", "-", ",", "-", "=", "-", "+", "-")
+var amiNameCleaner = strings.NewReplacer(":", "-", ",", "-", "=", "-", "+", "-", "*", "-")
 
 // freeName is name, or name-2, name-3… when an AMI of the account has it:
 // a test may make several source AMIs (a rebuild).

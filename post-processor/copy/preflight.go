@@ -209,11 +209,26 @@ type probe struct {
 // answer that names a missing resource rather than a refusal says nothing
 // about the permission: AWS checks some resources before permissions.
 func (pr probe) run(ctx context.Context, p *plan, target, check string) {
+	pr.check(ctx, p, target, check, false)
+}
+
+// runVia is run for a call that stands for one AWS makes on the
+// principal's behalf (EC2 using a key): only an explicit deny of the direct
+// call proves that one refused (ebs.ExplicitDeny).
+func (pr probe) runVia(ctx context.Context, p *plan, target, check string) {
+	pr.check(ctx, p, target, check, true)
+}
+
+func (pr probe) check(ctx context.Context, p *plan, target, check string, viaService bool) {
 	err := pr.call(ctx)
 	switch {
 	case err == nil, ebs.IsCode(err, "DryRunOperation", "DryRunOperationException"),
 		strings.HasSuffix(ebs.ErrorCode(err), ".NotFound"), ebs.IsCode(err, "NotFoundException", "InvalidGrantIdException"):
 		return
+	case viaService && !ebs.ExplicitDeny(err):
+		if _, denied := ebs.AccessDenied(err); denied {
+			return // allowed, if at all, only through EC2: not decidable here
+		}
 	}
 	if fix := accessFix(err, pr.principal, pr.action, pr.resource); fix != "" {
 		p.problem(target, check, fmt.Sprintf("%s may not call %s: %v", pr.principal, pr.action, err), fix)
@@ -574,7 +589,7 @@ func (c *Config) checkTargetKeyUse(ctx context.Context, p *plan, j *job, tc *cli
 		}},
 	}
 	for _, pr := range probes {
-		pr.run(ctx, p, j.Dest(), "target key")
+		pr.runVia(ctx, p, j.Dest(), "target key")
 	}
 }
 

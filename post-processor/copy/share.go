@@ -351,18 +351,29 @@ func (r *runner) checkKeyUse(ctx context.Context, t *target, src *source) error 
 		case err != nil:
 			return fail("kms:DescribeKey", err)
 		}
+		// EC2 makes these calls on the role's behalf. A policy may allow them
+		// only through EC2 (kms:ViaService, kms:GrantIsForAWSResource): then
+		// the direct call is refused without an explicit deny, proving
+		// nothing, and the check stops there.
+		undecided := func(err error) bool {
+			_, denied := ebs.AccessDenied(err)
+			return denied && !ebs.ExplicitDeny(err)
+		}
 		out, err := tc.KMS.GenerateDataKeyWithoutPlaintext(ctx, &kms.GenerateDataKeyWithoutPlaintextInput{
 			KeyId: aws.String(keyARN), KeySpec: kmstypes.DataKeySpecAes256, EncryptionContext: encCtx})
-		if err != nil {
+		switch {
+		case undecided(err):
+			continue
+		case err != nil:
 			return fail("kms:GenerateDataKeyWithoutPlaintext", err)
 		}
-		if _, err := tc.KMS.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: out.CiphertextBlob, KeyId: aws.String(keyARN), EncryptionContext: encCtx}); err != nil {
+		if _, err := tc.KMS.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: out.CiphertextBlob, KeyId: aws.String(keyARN), EncryptionContext: encCtx}); err != nil && !undecided(err) {
 			return fail("kms:Decrypt", err)
 		}
 		if targetKey != "" {
 			_, err := tc.KMS.ReEncrypt(ctx, &kms.ReEncryptInput{CiphertextBlob: out.CiphertextBlob, SourceKeyId: aws.String(keyARN), SourceEncryptionContext: encCtx,
 				DestinationKeyId: aws.String(targetKey), DestinationEncryptionContext: encCtx})
-			if err != nil {
+			if err != nil && !undecided(err) {
 				// ReEncrypt needs kms:ReEncryptFrom on the source key and
 				// kms:ReEncryptTo on the target key; the error's reason says
 				// which policy refuses.
@@ -372,7 +383,7 @@ func (r *runner) checkKeyUse(ctx context.Context, t *target, src *source) error 
 			}
 		}
 		if _, err := ebs.CreateGrant(ctx, tc.KMS, ebs.GrantSpec{KeyARN: keyARN, GranteePrincipal: role,
-			Operations: []kmstypes.GrantOperation{kmstypes.GrantOperationDecrypt}, DryRun: true}); err != nil {
+			Operations: []kmstypes.GrantOperation{kmstypes.GrantOperationDecrypt}, DryRun: true}); err != nil && !undecided(err) {
 			return fail("kms:CreateGrant", err)
 		}
 	}
