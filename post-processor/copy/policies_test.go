@@ -202,4 +202,3 @@ func TestFixNamesTheRightPolicy(t *testing.T) {
 		})
 	}
 }
-
