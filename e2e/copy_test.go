@@ -176,7 +176,7 @@ func TestCopyDemoChain(t *testing.T) {
 	if res.ExitCode != 0 {
 		t.Fatalf("packer build: exit %d\n%s", res.ExitCode, res.Output)
 	}
-	for _, want := range []string{"preflight passed: 6 copies planned", "ACCOUNT", "DURATION", "Encrypted AMI copies:", "undone: launch permission", " pending after "} {
+	for _, want := range []string{"preflight passed: 6 copies planned", "ACCOUNT", "DURATION", "Encrypted AMI copies:", "remove launch permission: the launch permission on", ": done", " pending after "} {
 		if !strings.Contains(res.Output, want) {
 			t.Errorf("packer build output lacks %q:\n%s", want, res.Output)
 		}
@@ -290,7 +290,7 @@ func TestCopyInterruptedBySIGINT(t *testing.T) {
 	if res.ExitCode == 0 {
 		t.Fatalf("packer build exited 0 after SIGINT:\n%s", res.Output)
 	}
-	if !strings.Contains(res.Output, "undone: launch permission") || !strings.Contains(res.Output, "rolled back") {
+	if !strings.Contains(res.Output, "remove launch permission: the launch permission on") || !strings.Contains(res.Output, "roll back copy: copy ami-") {
 		t.Errorf("the interrupted run did not report its cleanup and rollback:\n%s", res.Output)
 	}
 
