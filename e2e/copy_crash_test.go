@@ -112,7 +112,9 @@ func notDryRun(e awsemu.AuditEntry) bool {
 var interruptSteps = []interruptStep{
 	{name: "preflight", // the target roles' DescribeRegions is throttled: the SDK backs off
 		faults: `{"rules": [{"kind": "throttle", "action": "DescribeRegions", "nth": [1, 2, 3, 4]}]}`,
-		at:     func(e awsemu.AuditEntry) bool { return e.Action == "DescribeRegions" && e.Outcome == "RequestLimitExceeded" }},
+		at: func(e awsemu.AuditEntry) bool {
+			return e.Action == "DescribeRegions" && e.Outcome == "RequestLimitExceeded"
+		}},
 	{name: "lend", lent: true, // the launch permission (after the lease and the grants) answers InternalError
 		faults: `{"rules": [{"kind": "internal-error", "action": "ModifyImageAttribute", "account": "111111111111", "nth": [2, 3, 4, 5]}]}`,
 		at: func(e awsemu.AuditEntry) bool {
