@@ -184,7 +184,14 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) (*ec2
 	}
 	failures, burnt := 0, 0
 	for attempt := 0; ; attempt++ {
-		spec.ClientToken = clientToken(src.ImageID, j.Target.Account, j.Region, j.KeyARN, attempt)
+		// The first token is the same for every run, so a rerun after a kill
+		// gets the dead run's copy back instead of a second one. Copies made
+		// again are this run's own: their tokens carry its run ID, and a
+		// later run never walks through the tokens of copies since removed.
+		spec.ClientToken = clientToken(src.ImageID, j.Target.Account, j.Region, j.KeyARN, 0)
+		if attempt > 0 {
+			spec.ClientToken = clientToken(src.ImageID, j.Target.Account, j.Region, j.KeyARN+"|"+r.plan.run, attempt)
+		}
 		var id string
 		err := r.retry.Retry(ctx, fanout.QuotaFull,
 			func(n int, err error, pause time.Duration) {
