@@ -217,7 +217,7 @@ func TestKilledRunIsTakenBack(t *testing.T) {
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
-			srv := emu(t, awsemu.Options{TimeScale: 0.005})
+			srv := emu(t, awsemu.Options{})
 			srcAMI := makeSourceAMI(t, srv, "us-east-1", publicAMI, "alias/amicrypt-build")
 			raw := baseConfig(t)
 			raw["target"] = []map[string]interface{}{{"account_id": "222222222222"}, {"account_id": "444444444444", "external_id": "amicrypt-demo"}}
@@ -259,7 +259,7 @@ func TestKilledRunIsTakenBack(t *testing.T) {
 func TestKilledRunOfARebuiltAMI(t *testing.T) {
 	for _, onFailure := range []string{OnFailureRollback, OnFailureKeep} {
 		t.Run(onFailure, func(t *testing.T) {
-			srv := emu(t, awsemu.Options{TimeScale: 0.005})
+			srv := emu(t, awsemu.Options{})
 			first := makeSourceAMI(t, srv, "us-east-1", publicAMI, "alias/amicrypt-build")
 			raw := baseConfig(t)
 			raw["on_failure"] = onFailure
