@@ -394,17 +394,20 @@ func (h *leaseHolder) stopRenewing() {
 }
 
 // release removes the lease tag from everything leased: the run is over and
-// took back what it lent. Resources already gone count as released.
-func (h *leaseHolder) release(ctx context.Context) error {
+// took back what it lent. Resources already gone count as released. One
+// record per region says what AWS answered.
+func (h *leaseHolder) release(ctx context.Context, account string) []Record {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var errs []error
+	var recs []Record
 	for _, r := range slices.Sorted(maps.Keys(h.resources)) {
-		if _, err := ebs.DeleteTags(ctx, h.clients[r], h.resources[r], []string{leaseTagKey(h.lease.Run)}); err != nil {
-			errs = append(errs, fmt.Errorf("removing the lease of run %s in %s: %w", h.lease.Run, r, err))
-		}
+		ids := slices.Sorted(slices.Values(h.resources[r]))
+		rec := Record{Action: actionLease, Account: account, Region: r, Resource: strings.Join(ids, ","), Run: h.lease.Run}
+		gone, err := ebs.DeleteTags(ctx, h.clients[r], ids, []string{leaseTagKey(h.lease.Run)})
+		rec.settle(len(gone) == len(ids), err)
+		recs = append(recs, rec)
 	}
-	return errors.Join(errs...)
+	return recs
 }
 
 // held reports whether the run has leased anything.

@@ -122,7 +122,10 @@ func (r *runner) execute(ctx context.Context) error {
 	// settle before removing it can take long.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
+	// incomplete is what is still in place; lent, the part of it this
+	// run's lease must keep covering for the run that takes it back.
 	var incomplete []Record
+	lent := false
 	if len(r.ledger.Pending(fanout.Cleanup)) > 0 {
 		r.say("cleaning up: taking back this run's shares and grants in the source account")
 	}
@@ -131,6 +134,7 @@ func (r *runner) execute(ctx context.Context) error {
 		r.record(rec)
 		if rec.Outcome == outcomeFailed || rec.Outcome == outcomeLeft {
 			incomplete = append(incomplete, rec)
+			lent = true
 		}
 		if rec.Outcome == outcomeFailed && (rec.Action == actionLaunch || rec.Action == actionVolume) {
 			r.mu.Lock()
@@ -154,16 +158,17 @@ func (r *runner) execute(ctx context.Context) error {
 	}
 	incomplete = append(incomplete, r.markReported(cctx)...)
 	r.lease.stopRenewing()
-	if len(incomplete) == 0 {
-		if r.lease.held() {
-			if lerr := r.lease.release(cctx); lerr != nil {
-				rec := Record{Action: actionLease, Account: r.plan.sess.SourceAccount, Resource: "run " + r.plan.run, Run: r.plan.run, Outcome: outcomeFailed, Error: lerr.Error()}
-				r.record(rec)
+	switch {
+	case !r.lease.held():
+	case !lent:
+		for _, rec := range r.lease.release(cctx, r.plan.sess.SourceAccount) {
+			r.record(rec)
+			if rec.Outcome == outcomeFailed {
 				incomplete = append(incomplete, rec)
 			}
 		}
-	} else if r.lease.held() {
-		r.say("the lease of run %s stays on what it lent and expires by %s: the next amicrypt-copy run from account %s takes back what is still lent",
+	default:
+		r.say("the lease of run %s stays on what it lent and expires within %s: the next amicrypt-copy run from account %s takes back what is still lent",
 			r.plan.run, r.cfg.leaseDuration, r.plan.sess.SourceAccount)
 	}
 	if len(incomplete) > 0 {
