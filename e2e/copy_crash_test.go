@@ -169,6 +169,15 @@ func TestCopyInterruptMatrix(t *testing.T) {
 					}
 					assertNothingLent(t, emu, mark, res.Output)
 					assertCopiesReported(t, emu, filepath.Join(dir, "copies.json"), res.Output)
+					// Stopped before the copies ended, the run rolls back; stopped in
+					// its cleanup, after every copy succeeded, it keeps and reports them.
+					want := 0
+					if step.name == "cleanup" {
+						want = 4
+					}
+					if n := len(liveCopies(t, emu)); n != want {
+						t.Errorf("%d copies live after %s during %s, want %d:\n%s", n, sig, step.name, want, res.Output)
+					}
 					return
 				}
 				// The dead run could not clean up. The next run of the template
