@@ -63,7 +63,9 @@ func imagesFake(visibleAfter int, snaps ...string) *fakeEC2 {
 		deregistered = true
 		return &ec2.DeregisterImageOutput{}, nil
 	}
-	f.deleteSnapshot = func(*ec2.DeleteSnapshotInput) (*ec2.DeleteSnapshotOutput, error) { return &ec2.DeleteSnapshotOutput{}, nil }
+	f.deleteSnapshot = func(*ec2.DeleteSnapshotInput) (*ec2.DeleteSnapshotOutput, error) {
+		return &ec2.DeleteSnapshotOutput{}, nil
+	}
 	return f
 }
 
@@ -164,7 +166,9 @@ func TestTakeBackGrant(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			revoked := false
 			client := &fakeKMS{
-				retireGrant: func(*kms.RetireGrantInput) (*kms.RetireGrantOutput, error) { return &kms.RetireGrantOutput{}, tt.retire },
+				retireGrant: func(*kms.RetireGrantInput) (*kms.RetireGrantOutput, error) {
+					return &kms.RetireGrantOutput{}, tt.retire
+				},
 				revokeGrant: func(*kms.RevokeGrantInput) (*kms.RevokeGrantOutput, error) {
 					revoked = true
 					return &kms.RevokeGrantOutput{}, tt.revoke
