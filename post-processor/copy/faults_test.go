@@ -474,7 +474,7 @@ func assertRecordsMatchAudit(t *testing.T, srv *emutest.Server, mark int, record
 			client := ec2.NewFromConfig(srv.Config(context.Background(), r.Account, r.Region))
 			imgs, snaps, rerr := ebs.StillThere(context.Background(), client, []string{r.Resource}, r.Snapshots)
 			if rerr != nil || len(imgs)+len(snaps) > 0 {
-				err = errors.Join(err, fmt.Errorf("reported removed, yet still there: %v %v (%v)", imgs, snaps, rerr))
+				err = errors.Join(err, fmt.Errorf("reported removed, yet still there: %v %v", imgs, snaps), rerr)
 			}
 		case r.Action == actionLease:
 			for _, id := range strings.Split(r.Resource, ",") {

@@ -2,6 +2,7 @@ package copy
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -435,13 +436,7 @@ func (u *hookUI) Say(s string) {
 	u.hook(s)
 }
 
-func asPreflight(err error, target **PreflightError) bool {
-	pe, ok := err.(*PreflightError)
-	if ok {
-		*target = pe
-	}
-	return ok
-}
+func asPreflight(err error, target **PreflightError) bool { return errors.As(err, target) }
 
 // assertNoLeaseTags checks no lease tag is left on the AMI or its snapshots.
 func assertNoLeaseTags(t *testing.T, srv *emutest.Server, region, amiID string) {
