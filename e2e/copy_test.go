@@ -176,7 +176,7 @@ func TestCopyDemoChain(t *testing.T) {
 	if res.ExitCode != 0 {
 		t.Fatalf("packer build: exit %d\n%s", res.ExitCode, res.Output)
 	}
-	for _, want := range []string{"preflight passed: 6 copies planned", "ACCOUNT", "DURATION", "Encrypted AMI copies:", "undone: launch permission", " pending after "} {
+	for _, want := range []string{"preflight passed: 6 copies planned", "ACCOUNT", "DURATION", "Encrypted AMI copies:", "remove launch permission: the launch permission on", ": done", " pending after "} {
 		if !strings.Contains(res.Output, want) {
 			t.Errorf("packer build output lacks %q:\n%s", want, res.Output)
 		}
@@ -290,7 +290,7 @@ func TestCopyInterruptedBySIGINT(t *testing.T) {
 	if res.ExitCode == 0 {
 		t.Fatalf("packer build exited 0 after SIGINT:\n%s", res.Output)
 	}
-	if !strings.Contains(res.Output, "undone: launch permission") || !strings.Contains(res.Output, "rolled back") {
+	if !strings.Contains(res.Output, "remove launch permission: the launch permission on") || !strings.Contains(res.Output, "roll back copy: copy ami-") {
 		t.Errorf("the interrupted run did not report its cleanup and rollback:\n%s", res.Output)
 	}
 
@@ -385,6 +385,62 @@ build {
 		"is a key of account 111111111111, but target[2] (account 444444444444) inherits it",
 		"source_ami, source_ami_filter: both set",
 		`source_ami: set, yet this amicrypt-copy follows a "amicrypt-ebs" source, whose AMIs it copies`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("packer validate output lacks %q:\n%s", want, res.Output)
+		}
+	}
+
+	// What was accepted but wrong: an external ID AWS refuses, counts written
+	// as 0 (which meant "default"), a lease out of range.
+	zeros := t.TempDir()
+	WriteFile(t, zeros, "zeros.pkr.hcl", `
+packer {
+  required_plugins {
+    amicrypt = {
+      source  = "github.com/amicrypt/amicrypt"
+      version = ">= 0.1.0"
+    }
+  }
+}
+
+source "null" "existing" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.existing"]
+  post-processor "amicrypt-copy" {
+    region                 = "us-east-1"
+    source_ami             = "ami-0a1b2c3d4e5f60001"
+    role_name              = "amicrypt-copy"
+    kms_key_id             = "alias/amicrypt-target"
+    external_id            = "x"
+    copy_concurrency       = 0
+    destination_copy_limit = 0
+    max_retries            = 0
+    lease_duration         = "1s"
+    aws_polling {
+      max_attempts = 0
+    }
+    target {
+      account_id  = "222222222222"
+      external_id = "has spaces!"
+    }
+  }
+}
+`)
+	res = env.Packer(t, zeros, "validate", ".")
+	out = strings.Join(strings.Fields(res.Output), " ")
+	if res.ExitCode == 0 {
+		t.Fatalf("packer validate accepted zero counts and bad external IDs:\n%s", res.Output)
+	}
+	for _, want := range []string{
+		`external_id: "x" is 1 characters; AWS takes an external ID of 2 to 1224 characters`,
+		`target[0] (account 222222222222).external_id: "has spaces!" contains " !"`,
+		"copy_concurrency: 0 is not a setting", "destination_copy_limit: 0 is not a setting",
+		"max_retries: 0 is not a setting", "aws_polling.max_attempts: 0 is not a setting", "remove the field",
+		`lease_duration: "1s" is out of range`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("packer validate output lacks %q:\n%s", want, res.Output)

@@ -327,8 +327,9 @@ func (r *PackerRun) Output() string { return r.out.String() }
 // does: Packer's panicwrap parent doesn't forward a signal sent to it alone.
 func (r *PackerRun) Interrupt() error { return syscall.Kill(-r.cmd.Process.Pid, syscall.SIGINT) }
 
-// Signal sends sig to Packer's process group: SIGTERM as a CI runner
-// stopping a job, SIGKILL as one that gives up on it (nothing runs after).
+// Signal sends sig to Packer's process group: SIGINT as Ctrl-C does,
+// SIGTERM as a CI runner stopping a job does, SIGKILL as a lost runner or
+// the OOM killer does (Packer and its plugins die at once).
 func (r *PackerRun) Signal(sig syscall.Signal) error { return syscall.Kill(-r.cmd.Process.Pid, sig) }
 
 // WaitForOutput waits until Packer's output contains substr. It fails the
@@ -581,6 +582,25 @@ func (m *Emulator) Audit(t testing.TB, query url.Values) []awsemu.AuditEntry {
 	var entries []awsemu.AuditEntry
 	m.AdminJSON(t, "audit", query, &entries)
 	return entries
+}
+
+// WaitForAudit polls the audit until match accepts an entry recorded after
+// since, and returns it; it fails the test after timeout. It lets a test act
+// at an exact point of a run: after the call that starts a step.
+func (m *Emulator) WaitForAudit(t testing.TB, since int, timeout time.Duration, match func(awsemu.AuditEntry) bool) awsemu.AuditEntry {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, e := range m.Audit(t, url.Values{"since": {strconv.Itoa(since)}}) {
+			if match(e) {
+				return e
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no audit entry as awaited within %s", timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Mark returns the current audit position: pass it as since_seq to Check so

@@ -128,9 +128,10 @@ func keepDir(t *testing.T) string {
 	return dir
 }
 
-// copyFailsOnce makes the first CopyImage into 333333333333/eu-west-1 end
-// failed, as a copy under a key its account can't use does.
-const copyFailsOnce = `{"rules": [{"kind": "copy-fails", "action": "CopyImage", "account": "333333333333", "region": "eu-west-1", "max": 1}]}`
+// copyFailsEveryAttempt makes the copy into 333333333333/eu-west-1 end
+// failed each of the three times amicrypt-copy makes it (a copy that fails
+// once is made again, on its own), then lets it succeed: the rerun finishes.
+const copyFailsEveryAttempt = `{"rules": [{"kind": "copy-fails", "action": "CopyImage", "account": "333333333333", "region": "eu-west-1", "max": 3}]}`
 
 func TestCopyFailureKeepsTheBuiltAMI(t *testing.T) {
 	env := New(t)
@@ -138,7 +139,7 @@ func TestCopyFailureKeepsTheBuiltAMI(t *testing.T) {
 		env.Vars[k] = v
 	}
 	env.Vars["AWS_POLL_DELAY_SECONDS"] = "0.02"
-	faults := WriteFile(t, t.TempDir(), "faults.json", copyFailsOnce)
+	faults := WriteFile(t, t.TempDir(), "faults.json", copyFailsEveryAttempt)
 
 	t.Run("preflight refusal", func(t *testing.T) {
 		emu := env.StartEmulator(t, EmulatorOptions{})
@@ -147,7 +148,7 @@ func TestCopyFailureKeepsTheBuiltAMI(t *testing.T) {
 		if res.ExitCode == 0 {
 			t.Fatalf("packer build passed with a missing target key:\n%s", res.Output)
 		}
-		if !strings.Contains(res.Output, "nothing was changed") || !strings.Contains(res.Output, "alias/missing") {
+		if !strings.Contains(res.Output, "nothing was lent and no copy was started") || !strings.Contains(res.Output, "alias/missing") {
 			t.Errorf("the refusal is not reported:\n%s", res.Output)
 		}
 		f := builtAMIFate(t, emu, res.Output)
@@ -230,7 +231,7 @@ func TestCopyFailureKeepsTheBuiltAMI(t *testing.T) {
 				t.Errorf("%s holds %d copies, want 1 (no duplicates)", dest, n)
 			}
 		}
-		if n := len(emu.Audit(t, url.Values{"action": {"CopyImage"}, "since": {strconv.Itoa(mark)}})); n > 2 {
+		if n := len(emu.Audit(t, url.Values{"action": {"CopyImage"}, "outcome": {"ok"}, "since": {strconv.Itoa(mark)}})); n > 2 {
 			t.Errorf("the rerun made %d CopyImage calls; only the failed copy is made again", n)
 		}
 		assertCopiesAsOwnersSeeThem(t, emu, m2, []string{"Name", "Team", "CopiedBy", "Encrypted", "CopiedFromAMI"})

@@ -88,7 +88,7 @@ func (s *stepRelease) Run(ctx context.Context, state multistep.StateBag) multist
 	}
 	sort.Strings(regions)
 	for _, region := range regions {
-		if err := ebs.DeleteTags(ctx, b.clients.EC2(region), kept[region], tagLease); err != nil {
+		if _, err := ebs.DeleteTags(ctx, b.clients.EC2(region), kept[region], []string{tagLease}); err != nil {
 			return halt(state, err)
 		}
 		b.untrack(region, kept[region]...)

@@ -52,6 +52,7 @@ build {
     on_failure                = "rollback"
     manifest_output           = "copies.json"
     grant_propagation_timeout = "5m"
+    lease_duration            = "5m" # a killed run's grants are taken back by the next run after this
     grant_autoscaling_role    = true
     create_missing_keys       = false
 

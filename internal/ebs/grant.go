@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -106,4 +107,55 @@ func takeBackDryRunGrant(ctx context.Context, client KMSAPI, s GrantSpec, g Gran
 			"(aws kms revoke-grant --key-id %s --grant-id %s): %w", g.ID, s.KeyARN, s.GranteePrincipal, s.KeyARN, g.ID, errors.Join(retireErr, revokeErr))
 	}
 	return nil
+}
+
+// GrantLister is the KMS call ListGrants needs; *kms.Client has it.
+type GrantLister interface {
+	ListGrants(context.Context, *kms.ListGrantsInput, ...func(*kms.Options)) (*kms.ListGrantsOutput, error)
+}
+
+// ListedGrant is a live grant on a key as ListGrants shows it.
+type ListedGrant struct {
+	Grant
+	Name             string
+	GranteePrincipal string
+	Created          time.Time
+}
+
+// ListGrants lists every live grant on the key, every page.
+func ListGrants(ctx context.Context, client GrantLister, keyARN string) ([]ListedGrant, error) {
+	var out []ListedGrant
+	p := kms.NewListGrantsPaginator(client, &kms.ListGrantsInput{KeyId: aws.String(keyARN)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("listing the grants of %s: %w", keyARN, err)
+		}
+		for _, g := range page.Grants {
+			out = append(out, ListedGrant{
+				Grant: Grant{KeyARN: keyARN, ID: aws.ToString(g.GrantId)},
+				Name:  aws.ToString(g.Name), GranteePrincipal: aws.ToString(g.GranteePrincipal),
+				Created: aws.ToTime(g.CreationDate),
+			})
+		}
+	}
+	return out, nil
+}
+
+// TakeBackGrant retires the grant (as its retiring principal) or, when
+// retiring is refused, revokes it (as key administrator). gone says the
+// grant was already gone, which counts as taken back.
+func TakeBackGrant(ctx context.Context, client KMSAPI, g Grant) (gone bool, err error) {
+	_, err = client.RetireGrant(ctx, &kms.RetireGrantInput{KeyId: aws.String(g.KeyARN), GrantId: aws.String(g.ID)})
+	if err == nil || IsCode(err, "NotFoundException") {
+		return err != nil, nil
+	}
+	if _, denied := AccessDenied(err); !denied {
+		return false, fmt.Errorf("retiring grant %s on %s: %w", g.ID, g.KeyARN, err)
+	}
+	_, rerr := client.RevokeGrant(ctx, &kms.RevokeGrantInput{KeyId: aws.String(g.KeyARN), GrantId: aws.String(g.ID)})
+	if rerr == nil || IsCode(rerr, "NotFoundException") {
+		return rerr != nil, nil
+	}
+	return false, fmt.Errorf("grant %s on %s: retiring it: %w; revoking it: %w", g.ID, g.KeyARN, err, rerr)
 }

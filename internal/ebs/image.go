@@ -176,9 +176,21 @@ func ShareImage(ctx context.Context, client EC2API, imageID string, s Sharing) e
 	return modifyLaunchPermission(ctx, client, imageID, s, true)
 }
 
-// UnshareImage removes launch permissions from the image.
+// UnshareImage removes launch permissions from the image. An image already
+// gone (deregistered) counts as unshared: nobody can launch it any more.
 func UnshareImage(ctx context.Context, client EC2API, imageID string, s Sharing) error {
-	return modifyLaunchPermission(ctx, client, imageID, s, false)
+	_, err := RemoveLaunchPermissions(ctx, client, imageID, s)
+	return err
+}
+
+// RemoveLaunchPermissions is UnshareImage that also says whether the image
+// was already gone.
+func RemoveLaunchPermissions(ctx context.Context, client EC2API, imageID string, s Sharing) (gone bool, err error) {
+	err = modifyLaunchPermission(ctx, client, imageID, s, false)
+	if IsCode(err, "InvalidAMIID.NotFound", "InvalidAMIID.Unavailable") {
+		return true, nil
+	}
+	return false, err
 }
 
 func modifyLaunchPermission(ctx context.Context, client EC2API, imageID string, s Sharing, add bool) error {
@@ -334,4 +346,102 @@ func AddProductCodes(ctx context.Context, client EC2API, imageID string, codes [
 		return fmt.Errorf("adding product codes %v to image %s: %w", codes, imageID, err)
 	}
 	return nil
+}
+
+// Removed is what RemoveImage did.
+type Removed struct {
+	ImageID   string
+	Snapshots []string // the snapshots behind it, deleted
+	Gone      bool     // the image was gone before RemoveImage could deregister it
+}
+
+// RemoveImage deregisters an image that may still be pending and deletes
+// its snapshots, saying which. seen tells whether the caller has ever seen
+// the image described: a copy just made can be invisible for a moment
+// (EC2 is eventually consistent), so for an image never seen a not-found
+// answer is believed only after the grace a wait gives a new resource.
+func RemoveImage(ctx context.Context, client EC2API, poll *awsauth.PollingConfig, imageID string, seen bool) (Removed, error) {
+	r := Removed{ImageID: imageID}
+	img, err := FindImageByID(ctx, client, imageID)
+	for tries := 0; !seen && IsNotFound(err) && tries < notFoundGrace; tries++ {
+		t := time.NewTimer(poll.Delay())
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return r, ctx.Err()
+		case <-t.C:
+		}
+		img, err = FindImageByID(ctx, client, imageID)
+	}
+	if IsNotFound(err) {
+		r.Gone = true
+		return r, nil
+	}
+	if err != nil {
+		return r, err
+	}
+	if img.State == types.ImageStatePending {
+		settled, err := WaitImageAvailable(ctx, client, poll, imageID, nil)
+		switch {
+		case IsNotFound(err):
+			r.Gone = true
+			return r, nil
+		case err != nil && !IsStateError(err):
+			return r, fmt.Errorf("waiting to remove image %s: %w", imageID, err)
+		case settled != nil:
+			img = settled
+		}
+	}
+	if img.State == types.ImageStateDeregistered {
+		r.Gone = true
+	} else if err := DeregisterImage(ctx, client, imageID); err != nil {
+		return r, err
+	}
+	var errs []error
+	for _, snap := range ImageSnapshotIDs(img) {
+		r.Snapshots = append(r.Snapshots, snap)
+		if err := DeleteSnapshotWhenSettled(ctx, client, poll, snap); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return r, errors.Join(errs...)
+}
+
+// StillThere reads back, as their owner, which of the images (not
+// deregistered) and snapshots still exist: one DescribeImages and one
+// DescribeSnapshots, each filtered by ID so that missing ones are no error.
+func StillThere(ctx context.Context, client EC2API, imageIDs, snapshotIDs []string) (images, snapshots []string, err error) {
+	for start := 0; start < len(imageIDs); start += maxFilterValues {
+		ids := imageIDs[start:min(start+maxFilterValues, len(imageIDs))]
+		p := ec2.NewDescribeImagesPaginator(client, &ec2.DescribeImagesInput{
+			Owners: []string{"self"}, Filters: []types.Filter{{Name: aws.String("image-id"), Values: ids}},
+		})
+		for p.HasMorePages() {
+			out, err := p.NextPage(ctx)
+			if err != nil {
+				return nil, nil, fmt.Errorf("reading back images %v: %w", ids, err)
+			}
+			for _, img := range out.Images {
+				if img.State != types.ImageStateDeregistered {
+					images = append(images, aws.ToString(img.ImageId))
+				}
+			}
+		}
+	}
+	for start := 0; start < len(snapshotIDs); start += maxFilterValues {
+		ids := snapshotIDs[start:min(start+maxFilterValues, len(snapshotIDs))]
+		p := ec2.NewDescribeSnapshotsPaginator(client, &ec2.DescribeSnapshotsInput{
+			OwnerIds: []string{"self"}, Filters: []types.Filter{{Name: aws.String("snapshot-id"), Values: ids}},
+		})
+		for p.HasMorePages() {
+			out, err := p.NextPage(ctx)
+			if err != nil {
+				return nil, nil, fmt.Errorf("reading back snapshots %v: %w", ids, err)
+			}
+			for _, s := range out.Snapshots {
+				snapshots = append(snapshots, aws.ToString(s.SnapshotId))
+			}
+		}
+	}
+	return images, snapshots, nil
 }

@@ -152,20 +152,3 @@ func DeleteVolume(ctx context.Context, client BuildAPI, volumeID string) error {
 	}
 	return nil
 }
-
-// DeleteTags removes tag keys from resources; resources already gone are
-// not an error.
-func DeleteTags(ctx context.Context, client BuildAPI, ids []string, keys ...string) error {
-	if len(ids) == 0 || len(keys) == 0 {
-		return nil
-	}
-	var tags []types.Tag
-	for _, k := range keys {
-		tags = append(tags, types.Tag{Key: aws.String(k)})
-	}
-	_, err := client.DeleteTags(ctx, &ec2.DeleteTagsInput{Resources: ids, Tags: tags})
-	if err != nil {
-		return fmt.Errorf("removing tags %v from %v: %w", keys, ids, err)
-	}
-	return nil
-}

@@ -123,9 +123,21 @@ func ShareSnapshot(ctx context.Context, client EC2API, snapshotID string, accoun
 	return modifyCreateVolumePermission(ctx, client, snapshotID, accounts, true)
 }
 
-// UnshareSnapshot removes createVolumePermission for the accounts.
+// UnshareSnapshot removes createVolumePermission for the accounts. A
+// snapshot already gone counts as unshared: nobody can use it any more.
 func UnshareSnapshot(ctx context.Context, client EC2API, snapshotID string, accounts []string) error {
-	return modifyCreateVolumePermission(ctx, client, snapshotID, accounts, false)
+	_, err := RemoveCreateVolumePermissions(ctx, client, snapshotID, accounts)
+	return err
+}
+
+// RemoveCreateVolumePermissions is UnshareSnapshot that also says whether
+// the snapshot was already gone.
+func RemoveCreateVolumePermissions(ctx context.Context, client EC2API, snapshotID string, accounts []string) (gone bool, err error) {
+	err = modifyCreateVolumePermission(ctx, client, snapshotID, accounts, false)
+	if IsCode(err, "InvalidSnapshot.NotFound") {
+		return true, nil
+	}
+	return false, err
 }
 
 func modifyCreateVolumePermission(ctx context.Context, client EC2API, snapshotID string, accounts []string, add bool) error {

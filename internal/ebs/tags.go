@@ -2,6 +2,7 @@ package ebs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -71,4 +72,66 @@ func CreateTags(ctx context.Context, client EC2API, ids []string, tags map[strin
 		return fmt.Errorf("tagging %v: %w", ids, err)
 	}
 	return nil
+}
+
+// TagDeleter is the EC2 call DeleteTags needs; *ec2.Client has it.
+type TagDeleter interface {
+	DeleteTags(context.Context, *ec2.DeleteTagsInput, ...func(*ec2.Options)) (*ec2.DeleteTagsOutput, error)
+}
+
+// DeleteTags removes the tag keys (whatever their values) from the
+// resources. A resource already gone counts as untagged: when EC2 refuses
+// the whole call because one resource does not exist, each resource is
+// untagged on its own and the missing ones are skipped. It returns the IDs
+// it found gone.
+func DeleteTags(ctx context.Context, client TagDeleter, ids, keys []string) (gone []string, err error) {
+	if len(ids) == 0 || len(keys) == 0 {
+		return nil, nil
+	}
+	tags := make([]types.Tag, 0, len(keys))
+	for _, k := range keys {
+		tags = append(tags, types.Tag{Key: aws.String(k)})
+	}
+	_, err = client.DeleteTags(ctx, &ec2.DeleteTagsInput{Resources: ids, Tags: tags})
+	if err == nil {
+		return nil, nil
+	}
+	if !strings.HasSuffix(ErrorCode(err), ".NotFound") || len(ids) == 1 {
+		if strings.HasSuffix(ErrorCode(err), ".NotFound") {
+			return ids, nil
+		}
+		return nil, fmt.Errorf("removing tags %v from %v: %w", keys, ids, err)
+	}
+	var errs []error
+	for _, id := range ids {
+		g, err := DeleteTags(ctx, client, []string{id}, keys)
+		gone = append(gone, g...)
+		errs = append(errs, err)
+	}
+	return gone, errors.Join(errs...)
+}
+
+// FindOwnImagesWithTagKey returns the images the caller owns that carry a
+// tag whose key matches pattern (EC2's * and ? wildcards).
+func FindOwnImagesWithTagKey(ctx context.Context, client EC2API, pattern string) ([]types.Image, error) {
+	return FindImagesByFilter(ctx, client, []string{"self"}, map[string]string{"tag-key": pattern})
+}
+
+// FindOwnSnapshotsWithTagKey returns the snapshots the caller owns that
+// carry a tag whose key matches pattern, every page.
+func FindOwnSnapshotsWithTagKey(ctx context.Context, client EC2API, pattern string) ([]types.Snapshot, error) {
+	in := &ec2.DescribeSnapshotsInput{
+		OwnerIds: []string{"self"},
+		Filters:  []types.Filter{{Name: aws.String("tag-key"), Values: []string{pattern}}},
+	}
+	var out []types.Snapshot
+	p := ec2.NewDescribeSnapshotsPaginator(client, in)
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("looking for snapshots tagged %s: %w", pattern, err)
+		}
+		out = append(out, page.Snapshots...)
+	}
+	return out, nil
 }

@@ -19,17 +19,28 @@ const (
 	Rollback
 )
 
+// ErrGone is what an undo returns (wrapped or not) when it found its
+// resource already gone: that counts as undone, and the outcome says so.
+var ErrGone = errors.New("already gone")
+
 // Entry is one change a run made and how to undo it.
 type Entry struct {
 	Kind Kind
 	What string // e.g. "grant amicrypt-copy-ami-1-222222222222 on arn:aws:kms:…"
 	Undo func(context.Context) error
+	// Detail is the caller's own description of the change, handed back
+	// in Undone for its report.
+	Detail any
 }
 
 // Undone is the outcome of undoing one Entry.
 type Undone struct {
 	Entry
+	// Err is the undo's error; nil when it succeeded or found the resource
+	// gone.
 	Err error
+	// Gone says the undo found the resource already gone.
+	Gone bool
 }
 
 // Ledger records the changes of a run so they can be undone in reverse
@@ -43,7 +54,12 @@ type Ledger struct {
 // Add records a change. It returns a function that forgets the entry, for a
 // change that was undone (or handed over) by other means.
 func (l *Ledger) Add(kind Kind, what string, undo func(context.Context) error) (forget func()) {
-	e := &Entry{Kind: kind, What: what, Undo: undo}
+	return l.AddDetail(kind, what, nil, undo)
+}
+
+// AddDetail is Add with the caller's description of the change.
+func (l *Ledger) AddDetail(kind Kind, what string, detail any, undo func(context.Context) error) (forget func()) {
+	e := &Entry{Kind: kind, What: what, Undo: undo, Detail: detail}
 	l.mu.Lock()
 	l.entries = append(l.entries, e)
 	l.mu.Unlock()
@@ -76,6 +92,12 @@ func (l *Ledger) Pending(kind Kind) []Entry {
 // succeeded. Failed undos stay recorded and are reported. Give it a context
 // that is not the cancelled one of an interrupted run.
 func (l *Ledger) Unwind(ctx context.Context, kind Kind) ([]Undone, error) {
+	return l.UnwindEach(ctx, kind, nil)
+}
+
+// UnwindEach is Unwind that hands each outcome to each, when set, as soon
+// as it is known.
+func (l *Ledger) UnwindEach(ctx context.Context, kind Kind, each func(Undone)) ([]Undone, error) {
 	l.mu.Lock()
 	var todo []*Entry
 	for i := len(l.entries) - 1; i >= 0; i-- {
@@ -89,7 +111,14 @@ func (l *Ledger) Unwind(ctx context.Context, kind Kind) ([]Undone, error) {
 	var errs []error
 	for _, e := range todo {
 		err := e.Undo(ctx)
-		done = append(done, Undone{Entry: *e, Err: err})
+		gone := errors.Is(err, ErrGone)
+		if gone {
+			err = nil
+		}
+		done = append(done, Undone{Entry: *e, Err: err, Gone: gone})
+		if each != nil {
+			each(done[len(done)-1])
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("undoing %s: %w", e.What, err))
 			continue

@@ -7,11 +7,13 @@
 package copy
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -165,6 +167,16 @@ type Config struct {
 	// How long a new grant on a source key may take to work in a target
 	// account (AWS: up to about five minutes). Defaults to `5m`.
 	GrantPropagationTimeout string `mapstructure:"grant_propagation_timeout" required:"false"`
+	// How long this run's claim on what it lends (grants on the source
+	// keys, launch and createVolume permissions) lasts without renewal: a
+	// live run renews it every fifth of this. A run killed outright (`kill
+	// -9`, a lost runner) can't take back what it lent; the next
+	// amicrypt-copy run from the same source account does, once this has
+	// passed since the dead run's last renewal. Between `5s` and `1h`;
+	// defaults to `5m`. Shorter bounds how long a dead run's grants stay;
+	// too short, and a live run whose renewals are held up (throttling, a
+	// network outage) is taken for dead: it then stops.
+	LeaseDuration string `mapstructure:"lease_duration" required:"false"`
 
 	// A customer-managed key of the source account. When the source AMI is
 	// under an AWS-managed key, which can't be shared, it is first
@@ -181,18 +193,23 @@ type Config struct {
 	CreateMissingKeys bool `mapstructure:"create_missing_keys" required:"false"`
 
 	grantPropagation time.Duration
+	leaseDuration    time.Duration
 	ctx              interpolate.Context
 }
 
 var (
-	roleNamePattern = regexp.MustCompile(`^[\w+=,.@/-]{1,64}$`)
-	roleARNPattern  = regexp.MustCompile(`^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$`)
-	amiNamePattern  = regexp.MustCompile(`^[a-zA-Z0-9()\[\] ./\-'@_]{3,128}$`)
+	// An IAM role name, optionally behind a path: path/segments/name.
+	roleNamePattern = regexp.MustCompile(`^(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$`)
+	// AWS's characters for sts:AssumeRole's ExternalId (2 to 1224 of them;
+	// RE2 repeats at most 1000, so the length is checked apart).
+	externalIDPattern = regexp.MustCompile(`^[\w+=,.@:/-]+$`)
+	roleARNPattern    = regexp.MustCompile(`^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$`)
+	amiNamePattern    = regexp.MustCompile(`^[a-zA-Z0-9()\[\] ./\-'@_]{3,128}$`)
 )
 
 // provenanceTagKeys are written by amicrypt on every copy; templates may not
 // set them.
-var provenanceTagKeys = []string{TagSourceAMI, TagSourceAccount, TagSourceRegion, TagKMSKeyARN, TagEncrypted, TagCopiedFromAMI}
+var provenanceTagKeys = []string{TagSourceAMI, TagSourceAccount, TagSourceRegion, TagKMSKeyARN, TagEncrypted, TagCopiedFromAMI, TagTemplate}
 
 // Provenance tags on every copy and its snapshots.
 const (
@@ -240,6 +257,7 @@ func (c *Config) Prepare(raws ...interface{}) error {
 		c.RawRegion = ""
 	}
 
+	errs = append(errs, explicitZeros(raws)...)
 	errs = append(errs, c.prepareTargets()...)
 	errs = append(errs, c.prepareCopy()...)
 	errs = append(errs, c.prepareRunning()...)
@@ -295,7 +313,12 @@ func (c *Config) prepareTargets() []error {
 	}
 	errs = append(errs, validateRegions("regions", c.Regions)...)
 	if c.RoleName != "" && !roleNamePattern.MatchString(c.RoleName) {
-		errs = append(errs, fmt.Errorf("role_name: %q is not an IAM role name; use the name only, e.g. \"amicrypt-copy\" (use a target's role_arn for a full ARN)", c.RoleName))
+		errs = append(errs, fmt.Errorf("role_name: %q is not an IAM role name (up to 64 letters, digits and +=,.@_-, optionally behind a path/); use the name only, e.g. \"amicrypt-copy\" (use a target's role_arn for a full ARN)", c.RoleName))
+	}
+	errs = append(errs, validateExternalID("external_id", c.ExternalID)...)
+	errs = append(errs, validateExternalID("assume_role.external_id", c.AssumeRole.ExternalID)...)
+	if keyRef, err := ebs.ParseKeyRef(c.KmsKeyID); err == nil && keyRef.Kind == ebs.KeyRefID && len(c.Targets) > 1 {
+		errs = append(errs, fmt.Errorf("kms_key_id: %q is a key ID, which names one key of one account; every target inherits it, so use an alias name (alias/NAME, resolved in each account) at the top level, or set kms_key_id in each target", c.KmsKeyID))
 	}
 	errs = append(errs, validateKeyRefs("kms_key_id", "", c.KmsKeyID, c.RegionKmsKeyIDs, "region_kms_key_ids")...)
 	errs = append(errs, validateLaunchPermissions("", c.AMIUsers, c.AMIOrgArns, c.AMIOuArns)...)
@@ -319,6 +342,7 @@ func (c *Config) prepareTargets() []error {
 		seen[t.AccountID] = i
 
 		errs = append(errs, validateRegions(field+".regions", t.Regions)...)
+		errs = append(errs, validateExternalID(field+".external_id", t.ExternalID)...)
 		switch {
 		case t.RoleARN != "":
 			m := roleARNPattern.FindStringSubmatch(t.RoleARN)
@@ -356,6 +380,17 @@ func (c *Config) prepareTargets() []error {
 				}
 			}
 		}
+		regions := firstNonEmptySlice(t.Regions, c.Regions)
+		if len(regions) > 0 {
+			for region := range t.RegionKmsKeyIDs {
+				if !slices.Contains(regions, region) {
+					errs = append(errs, fmt.Errorf("%s.region_kms_key_ids[%q]: %s is not among this target's regions (%s), so this key would never be used; add %s to regions or remove the entry", field, region, region, strings.Join(regions, ", "), region))
+				}
+			}
+		}
+		if kr, err := ebs.ParseKeyRef(t.KmsKeyID); err == nil && kr.Kind == ebs.KeyRefID && len(regions) != 1 && !strings.HasPrefix(t.KmsKeyID, "mrk-") {
+			errs = append(errs, fmt.Errorf("%s.kms_key_id: %q is a key ID, which names a key of one region, and this target copies to %s; use an alias name (alias/NAME, resolved in each region) or region_kms_key_ids", field, t.KmsKeyID, orAll(regions)))
+		}
 		if t.ExternalID != "" && t.RoleARN == "" && c.RoleName == "" {
 			errs = append(errs, fmt.Errorf("%s.external_id: set without a role; set role_arn or role_name", field))
 		}
@@ -382,6 +417,14 @@ func (c *Config) prepareCopy() []error {
 	}
 	errs = append(errs, validateTags("tags", c.Tags)...)
 	errs = append(errs, validateTags("snapshot_tags", c.SnapshotTags)...)
+	// Every copy also carries amicrypt's provenance tags (and, until it is
+	// reported, amicrypt:unreported); AWS allows 50 tags on a resource.
+	room := maxTags - len(provenanceTagKeys) - 1
+	for field, tags := range map[string]map[string]string{"tags": c.Tags, "snapshot_tags": c.SnapshotTags} {
+		if len(tags) > room {
+			errs = append(errs, fmt.Errorf("%s: %d tags; each copy also carries amicrypt's %d, and AWS allows %d on a resource: keep at most %d", field, len(tags), maxTags-room, maxTags, room))
+		}
+	}
 	if c.DeprecateAt != "" {
 		at, err := time.Parse(time.RFC3339, c.DeprecateAt)
 		switch {
@@ -389,6 +432,8 @@ func (c *Config) prepareCopy() []error {
 			errs = append(errs, fmt.Errorf("deprecate_at: %q is not an RFC 3339 time; use e.g. \"2027-01-31T00:00:00Z\"", c.DeprecateAt))
 		case !at.After(time.Now()):
 			errs = append(errs, fmt.Errorf("deprecate_at: %q is in the past; use a future time (AWS refuses past deprecation times)", c.DeprecateAt))
+		case at.After(time.Now().AddDate(10, 0, 0)):
+			errs = append(errs, fmt.Errorf("deprecate_at: %q is more than 10 years ahead, AWS's limit for a deprecation time; use an earlier time", c.DeprecateAt))
 		}
 	}
 	if c.DeregistrationProtection.WithCooldown {
@@ -397,6 +442,14 @@ func (c *Config) prepareCopy() []error {
 	if c.TransitKmsKeyID != "" {
 		if err := validateKeyRef(c.TransitKmsKeyID); err != nil {
 			errs = append(errs, fmt.Errorf("transit_kms_key_id: %q %w", c.TransitKmsKeyID, err))
+		} else if r := keyARNRegion(c.TransitKmsKeyID); r != "" && c.RawRegion != "" && r != c.RawRegion {
+			errs = append(errs, fmt.Errorf("transit_kms_key_id: %q is in region %s, not %s (region, where the source AMI is re-encrypted); a key works only in its own region: give a key of %s, or an alias name", c.TransitKmsKeyID, r, c.RawRegion, c.RawRegion))
+		}
+	}
+	if c.AMIDescription != "" {
+		sample := nameData{SourceAMIName: "sample-source-name", SourceAMI: "ami-0123456789abcdef0", Account: "123456789012", Region: "us-east-1"}
+		if d, err := c.render(c.AMIDescription, sample); err == nil && len(d) > maxDescription {
+			errs = append(errs, fmt.Errorf("ami_description: renders to %d characters; AWS allows %d: shorten it", len(d), maxDescription))
 		}
 	}
 	return errs
@@ -404,13 +457,15 @@ func (c *Config) prepareCopy() []error {
 
 func (c *Config) prepareRunning() []error {
 	var errs []error
+	// 0 (refused when written: explicitZeros) is what an unset count
+	// decodes to.
 	if c.CopyConcurrency < 0 {
-		errs = append(errs, fmt.Errorf("copy_concurrency: %d is negative; use a positive count, e.g. %d (the default)", c.CopyConcurrency, DefaultCopyConcurrency))
+		errs = append(errs, fmt.Errorf("copy_concurrency: %d is negative; use a positive count, e.g. %d, or remove the field for the default (%d)", c.CopyConcurrency, DefaultCopyConcurrency, DefaultCopyConcurrency))
 	} else if c.CopyConcurrency == 0 {
 		c.CopyConcurrency = DefaultCopyConcurrency
 	}
 	if c.DestinationCopyLimit < 0 {
-		errs = append(errs, fmt.Errorf("destination_copy_limit: %d is negative; use a positive count below your concurrent AMI copy quota, e.g. %d", c.DestinationCopyLimit, DefaultDestinationCopyLimit))
+		errs = append(errs, fmt.Errorf("destination_copy_limit: %d is negative; use a positive count below your concurrent AMI copy quota, e.g. %d, or remove the field for the default", c.DestinationCopyLimit, DefaultDestinationCopyLimit))
 	} else if c.DestinationCopyLimit == 0 {
 		c.DestinationCopyLimit = DefaultDestinationCopyLimit
 	}
@@ -428,6 +483,18 @@ func (c *Config) prepareRunning() []error {
 			errs = append(errs, fmt.Errorf("grant_propagation_timeout: %q is not a positive duration; use e.g. \"5m\"", c.GrantPropagationTimeout))
 		} else {
 			c.grantPropagation = d
+		}
+	}
+	c.leaseDuration = DefaultLeaseDuration
+	if c.LeaseDuration != "" {
+		d, err := time.ParseDuration(c.LeaseDuration)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("lease_duration: %q is not a duration; use e.g. \"5m\", or remove the field for the default (%s)", c.LeaseDuration, DefaultLeaseDuration))
+		case d < MinLeaseDuration || d > MaxLeaseDuration:
+			errs = append(errs, fmt.Errorf("lease_duration: %q is out of range; use %s to %s (the default %s bounds how long a killed run's grants stay)", c.LeaseDuration, MinLeaseDuration, MaxLeaseDuration, DefaultLeaseDuration))
+		default:
+			c.leaseDuration = d
 		}
 	}
 	if c.ManifestOutput != "" && strings.HasSuffix(c.ManifestOutput, "/") {
@@ -456,6 +523,109 @@ func (t *TargetConfig) effectiveKeys(c *Config) (keyRef string, regionKeys map[s
 		regionKeys[r] = k
 	}
 	return keyRef, regionKeys
+}
+
+// validateExternalID checks an external ID against AWS's rule for
+// sts:AssumeRole: 2 to 1224 characters of letters, digits and +=,.@:/-_.
+func validateExternalID(field, id string) []error {
+	n := len(id)
+	if id == "" || n >= 2 && n <= 1224 && externalIDPattern.MatchString(id) {
+		return nil
+	}
+	if n < 2 || n > 1224 {
+		return []error{fmt.Errorf("%s: %q is %d characters; AWS takes an external ID of 2 to 1224 characters: use the one the role's trust policy names (sts:ExternalId)", field, id, n)}
+	}
+	var bad []string
+	for _, r := range id {
+		if !externalIDPattern.MatchString("ab"+string(r)) && !slices.Contains(bad, string(r)) {
+			bad = append(bad, string(r))
+		}
+	}
+	return []error{fmt.Errorf("%s: %q contains %q, which AWS refuses in an external ID (allowed: letters, digits and +=,.@:/-_); use the one the role's trust policy names (sts:ExternalId)", field, id, strings.Join(bad, ""))}
+}
+
+// explicitZeros refuses counts written as 0: unset, they take their
+// default, and 0 written out would silently mean that default too, not
+// "none" or "no limit".
+func explicitZeros(raws []interface{}) []error {
+	fields := []struct {
+		path []string
+		what string
+	}{
+		{[]string{"copy_concurrency"}, fmt.Sprintf("0 copies at once can't copy anything; remove the field for the default (%d) or give a positive count", DefaultCopyConcurrency)},
+		{[]string{"destination_copy_limit"}, fmt.Sprintf("0 copies per account-region can't copy anything; remove the field for the default (%d) or give a positive count below your concurrent AMI copy quota", DefaultDestinationCopyLimit)},
+		{[]string{"max_retries"}, "0 would mean the default (10 retries), not \"no retries\"; remove the field for the default, or give a positive count"},
+		{[]string{"aws_polling", "max_attempts"}, "0 polls can't wait for anything; remove the field for the default (as many polls as fit in six hours) or give a positive count"},
+		{[]string{"aws_polling", "delay_seconds"}, "0 would mean the default (15 seconds), not \"no delay\"; remove the field or give a positive number of seconds"},
+		{[]string{"assume_role", "duration_seconds"}, "0 would mean the default (900), not an unlimited session; remove the field or give 900 to 43200"},
+	}
+	var errs []error
+	for _, f := range fields {
+		for _, raw := range raws {
+			if v, ok := lookup(raw, f.path); ok && isZero(v) {
+				errs = append(errs, fmt.Errorf("%s: 0 is not a setting: %s", strings.Join(f.path, "."), f.what))
+				break
+			}
+		}
+	}
+	return errs
+}
+
+// lookup finds the value at path in a raw configuration as Packer passes
+// it: maps (JSON templates, HCL2 objects) and lists of maps (HCL2 blocks).
+// Unset attributes of an HCL2 template are present with a nil value.
+func lookup(raw interface{}, path []string) (interface{}, bool) {
+	if len(path) == 0 {
+		return raw, raw != nil
+	}
+	switch m := raw.(type) {
+	case map[string]interface{}:
+		v, ok := m[path[0]]
+		if !ok {
+			return nil, false
+		}
+		return lookup(v, path[1:])
+	case []interface{}:
+		for _, e := range m {
+			if v, ok := lookup(e, path); ok {
+				return v, true
+			}
+		}
+	case []map[string]interface{}:
+		for _, e := range m {
+			if v, ok := lookup(e, path); ok {
+				return v, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// isZero reports whether a raw value is the number 0, however it was
+// decoded.
+func isZero(v interface{}) bool {
+	switch n := v.(type) {
+	case int:
+		return n == 0
+	case int64:
+		return n == 0
+	case float64:
+		return n == 0
+	case json.Number:
+		f, err := n.Float64()
+		return err == nil && f == 0
+	case string:
+		f, err := strconv.ParseFloat(strings.TrimSpace(n), 64)
+		return err == nil && f == 0
+	}
+	return false
+}
+
+func orAll(regions []string) string {
+	if len(regions) == 0 {
+		return "the source AMI's regions"
+	}
+	return strings.Join(regions, ", ")
 }
 
 func validateRegions(field string, regions []string) []error {
@@ -561,7 +731,7 @@ func validateTags(field string, tags map[string]string) []error {
 			errs = append(errs, fmt.Errorf("%s: key %q must be 1-128 characters; shorten it", field, k))
 		case strings.HasPrefix(strings.ToLower(k), "aws:"):
 			errs = append(errs, fmt.Errorf("%s: key %q uses the reserved aws: prefix; choose another key", field, k))
-		case slices.Contains(provenanceTagKeys, k):
+		case slices.Contains(provenanceTagKeys, k) || k == TagUnreported || strings.HasPrefix(k, TagLeasePrefix):
 			errs = append(errs, fmt.Errorf("%s: key %q is a provenance tag amicrypt sets itself; remove it or use another key", field, k))
 		case len(v) > 256:
 			errs = append(errs, fmt.Errorf("%s: value of %q is %d characters; AWS allows 256, shorten it", field, k, len(v)))

@@ -58,6 +58,7 @@ type FlatConfig struct {
 	OnFailure                *string                              `mapstructure:"on_failure" required:"false" cty:"on_failure" hcl:"on_failure"`
 	ManifestOutput           *string                              `mapstructure:"manifest_output" required:"false" cty:"manifest_output" hcl:"manifest_output"`
 	GrantPropagationTimeout  *string                              `mapstructure:"grant_propagation_timeout" required:"false" cty:"grant_propagation_timeout" hcl:"grant_propagation_timeout"`
+	LeaseDuration            *string                              `mapstructure:"lease_duration" required:"false" cty:"lease_duration" hcl:"lease_duration"`
 	TransitKmsKeyID          *string                              `mapstructure:"transit_kms_key_id" required:"false" cty:"transit_kms_key_id" hcl:"transit_kms_key_id"`
 	GrantAutoscalingRole     *bool                                `mapstructure:"grant_autoscaling_role" required:"false" cty:"grant_autoscaling_role" hcl:"grant_autoscaling_role"`
 	CreateMissingKeys        *bool                                `mapstructure:"create_missing_keys" required:"false" cty:"create_missing_keys" hcl:"create_missing_keys"`
@@ -121,6 +122,7 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"on_failure":                    &hcldec.AttrSpec{Name: "on_failure", Type: cty.String, Required: false},
 		"manifest_output":               &hcldec.AttrSpec{Name: "manifest_output", Type: cty.String, Required: false},
 		"grant_propagation_timeout":     &hcldec.AttrSpec{Name: "grant_propagation_timeout", Type: cty.String, Required: false},
+		"lease_duration":                &hcldec.AttrSpec{Name: "lease_duration", Type: cty.String, Required: false},
 		"transit_kms_key_id":            &hcldec.AttrSpec{Name: "transit_kms_key_id", Type: cty.String, Required: false},
 		"grant_autoscaling_role":        &hcldec.AttrSpec{Name: "grant_autoscaling_role", Type: cty.Bool, Required: false},
 		"create_missing_keys":           &hcldec.AttrSpec{Name: "create_missing_keys", Type: cty.Bool, Required: false},

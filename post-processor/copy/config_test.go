@@ -1,6 +1,7 @@
 package copy
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -13,6 +14,24 @@ func validRaw() map[string]interface{} {
 		"role_name":  "amicrypt-copy",
 		"kms_key_id": "alias/amicrypt-target",
 		"target":     []map[string]interface{}{{"account_id": "222222222222"}},
+	}
+}
+
+// TestPrepareAcceptsUnsetFields: an HCL2 template hands every attribute it
+// does not set as nil; those take their defaults, and are not taken for a 0.
+func TestPrepareAcceptsUnsetFields(t *testing.T) {
+	raw := validRaw()
+	for _, f := range []string{"copy_concurrency", "destination_copy_limit", "max_retries", "lease_duration", "external_id"} {
+		raw[f] = nil
+	}
+	raw["aws_polling"] = map[string]interface{}{"max_attempts": nil, "delay_seconds": nil}
+	raw["external_id"] = "amicrypt-demo:ext/1=2,3.4@5+6_7-8"
+	var c Config
+	if err := c.Prepare(raw); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	if c.CopyConcurrency != DefaultCopyConcurrency || c.leaseDuration != DefaultLeaseDuration {
+		t.Errorf("defaults not applied: copy_concurrency %d, lease %s", c.CopyConcurrency, c.leaseDuration)
 	}
 }
 
@@ -102,6 +121,52 @@ func TestPrepareRejects(t *testing.T) {
 			r["source_ami"] = "ami-0a1b2c3d4e5f60001"
 			r["packer_builder_type"] = "amicrypt-ebs"
 		}, []string{"source_ami: set, yet this amicrypt-copy follows a \"amicrypt-ebs\" source", "remove source_ami", "null builder"}},
+		// Accepted but wrong before: refused now, naming the field, the value
+		// and the fix.
+		{"external_id one character", func(r map[string]interface{}) { r["external_id"] = "x" }, []string{"external_id", `"x"`, "2 to 1224"}},
+		{"external_id too long", func(r map[string]interface{}) { r["external_id"] = strings.Repeat("a", 1225) }, []string{"external_id", "1225 characters", "2 to 1224"}},
+		{"external_id with a space", func(r map[string]interface{}) {
+			r["target"] = []map[string]interface{}{{"account_id": "222222222222", "external_id": "my id!"}}
+		}, []string{"target[0] (account 222222222222).external_id", `"my id!"`, `contains " !"`, "+=,.@:/-_"}},
+		{"assume_role external_id", func(r map[string]interface{}) {
+			r["assume_role"] = map[string]interface{}{"role_arn": "arn:aws:iam::111111111111:role/b", "external_id": "a#b"}
+		}, []string{"assume_role.external_id", `"a#b"`}},
+		{"copy_concurrency 0", func(r map[string]interface{}) { r["copy_concurrency"] = 0 }, []string{"copy_concurrency: 0 is not a setting", "remove the field", "default (10)"}},
+		{"destination_copy_limit 0", func(r map[string]interface{}) { r["destination_copy_limit"] = 0.0 }, []string{"destination_copy_limit: 0 is not a setting", "remove the field"}},
+		{"max_retries 0", func(r map[string]interface{}) { r["max_retries"] = 0 }, []string{"max_retries: 0 is not a setting", `not "no retries"`, "remove the field"}},
+		{"aws_polling max_attempts 0", func(r map[string]interface{}) {
+			r["aws_polling"] = map[string]interface{}{"max_attempts": 0, "delay_seconds": nil}
+		}, []string{"aws_polling.max_attempts: 0 is not a setting", "remove the field"}},
+		{"aws_polling delay_seconds 0 (JSON)", func(r map[string]interface{}) {
+			r["aws_polling"] = map[string]interface{}{"delay_seconds": "0"}
+		}, []string{"aws_polling.delay_seconds: 0 is not a setting"}},
+		{"lease_duration too short", func(r map[string]interface{}) { r["lease_duration"] = "1s" }, []string{"lease_duration", `"1s"`, "5s to 1h0m0s"}},
+		{"lease_duration not a duration", func(r map[string]interface{}) { r["lease_duration"] = "five" }, []string{"lease_duration", `"five"`, "5m"}},
+		{"deprecate_at beyond ten years", func(r map[string]interface{}) { r["deprecate_at"] = "2099-01-01T00:00:00Z" }, []string{"deprecate_at", "10 years"}},
+		{"key ID at the top level for many accounts", func(r map[string]interface{}) {
+			r["kms_key_id"] = "1234abcd-12ab-34cd-56ef-1234567890ab"
+			r["target"] = []map[string]interface{}{{"account_id": "222222222222"}, {"account_id": "333333333333"}}
+		}, []string{"kms_key_id", "key ID", "alias name"}},
+		{"key ID for several regions", func(r map[string]interface{}) {
+			r["target"] = []map[string]interface{}{{"account_id": "222222222222", "kms_key_id": "1234abcd-12ab-34cd-56ef-1234567890ab", "regions": []string{"us-east-1", "eu-west-1"}}}
+		}, []string{"target[0] (account 222222222222).kms_key_id", "names a key of one region", "us-east-1, eu-west-1"}},
+		{"region key for a region the target doesn't copy to", func(r map[string]interface{}) {
+			r["target"] = []map[string]interface{}{{"account_id": "222222222222", "regions": []string{"us-east-1"},
+				"region_kms_key_ids": map[string]string{"eu-west-1": "alias/eu"}}}
+		}, []string{`region_kms_key_ids["eu-west-1"]`, "not among this target's regions", "never be used"}},
+		{"transit key of another region", func(r map[string]interface{}) {
+			r["transit_kms_key_id"] = "arn:aws:kms:eu-west-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+		}, []string{"transit_kms_key_id", "eu-west-1, not us-east-1", "only in its own region"}},
+		{"role_name with a bad path", func(r map[string]interface{}) { r["role_name"] = "/team//copy" }, []string{"role_name", `"/team//copy"`}},
+		{"too many tags", func(r map[string]interface{}) {
+			tags := map[string]string{}
+			for i := range 43 {
+				tags[fmt.Sprintf("k%d", i)] = "v"
+			}
+			r["tags"] = tags
+		}, []string{"tags", "43", "50"}},
+		{"description too long", func(r map[string]interface{}) { r["ami_description"] = strings.Repeat("d", 256) }, []string{"ami_description", "256 characters", "255"}},
+		{"lease tag in tags", func(r map[string]interface{}) { r["tags"] = map[string]string{"amicrypt:lease:x": "y"} }, []string{"tags", "amicrypt:lease:x", "amicrypt sets itself"}},
 		{"source_ami_filter behind amazon-ebs", func(r map[string]interface{}) {
 			r["source_ami_filter"] = map[string]interface{}{"filters": map[string]string{"name": "app-*"}, "owners": []string{"self"}}
 			r["packer_builder_type"] = "amazon-ebs"
@@ -166,7 +231,7 @@ func TestParseArtifact(t *testing.T) {
 		want        []sourceAMI
 		wantErr     string
 	}{
-		{"amicrypt.ebs", "us-west-2:ami-0abc12345,us-east-1:ami-0def67890", []sourceAMI{{"us-east-1", "ami-0def67890"}, {"us-west-2", "ami-0abc12345"}}, ""},
+		{"amicrypt.ebs", "us-west-2:ami-0abc1234,us-east-1:ami-0def6789", []sourceAMI{{"us-east-1", "ami-0def6789"}, {"us-west-2", "ami-0abc1234"}}, ""},
 		{"mitchellh.amazon.chroot", "eu-west-1:ami-12345678", []sourceAMI{{"eu-west-1", "ami-12345678"}}, ""},
 		{"someone.else", "us-east-1:ami-12345678", []sourceAMI{{"us-east-1", "ami-12345678"}}, ""},
 		{"packer.file", "out/file.txt", nil, `builder "packer.file"`},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -50,7 +51,7 @@ func makeSourceAMI(t *testing.T, srv *emutest.Server, region, publicID, keyRef s
 	client := ec2.NewFromConfig(srv.Config(ctx, srcAccount, region))
 	in := &ec2.CopyImageInput{
 		SourceImageId: aws.String(publicID), SourceRegion: aws.String(region),
-		Name: aws.String("golden-" + strings.ReplaceAll(t.Name(), "/", "-")), Encrypted: aws.Bool(true),
+		Name: aws.String(freeName(t, client, "golden-"+amiNameCleaner.Replace(t.Name()))), Encrypted: aws.Bool(true),
 		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeImage, Tags: ebs.Tags(map[string]string{"Team": "platform", "Release": "2026.11"})}},
 	}
 	if keyRef != "" {
@@ -65,6 +66,25 @@ func makeSourceAMI(t *testing.T, srv *emutest.Server, region, publicID, keyRef s
 		t.Fatalf("source AMI %s: %v", id, err)
 	}
 	return id
+}
+
+// amiNameCleaner turns a test name into AMI name characters.
+var amiNameCleaner = strings.NewReplacer(":", "-", ",", "-", "=", "-", "+", "-", "*", "-")
+
+// freeName is name, or name-2, name-3… when an AMI of the account has it:
+// a test may make several source AMIs (a rebuild).
+func freeName(t *testing.T, client *ec2.Client, name string) string {
+	t.Helper()
+	for i := 2; ; i++ {
+		imgs, err := ebs.FindImagesByName(context.Background(), client, "self", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(imgs) == 0 {
+			return name
+		}
+		name = strings.TrimSuffix(name, fmt.Sprintf("-%d", i-1)) + fmt.Sprintf("-%d", i)
+	}
 }
 
 type fakeArtifact struct{ builderID, id string }
@@ -174,14 +194,32 @@ func check(t *testing.T, srv *emutest.Server, mark int) awsemu.CheckReport {
 	return rep
 }
 
+// callsSince counts the calls of action since mark that were meant to do
+// something: DryRun probes (answered DryRunOperation) don't count.
 func callsSince(srv *emutest.Server, mark int, action string) int {
 	n := 0
-	for _, e := range srv.Emulator().Audit(awsemu.AuditFilter{Action: action}) {
-		if e.Seq > mark {
+	for _, e := range srv.Emulator().Audit(awsemu.AuditFilter{Action: action, SinceSeq: mark}) {
+		if !dryRun(e) {
 			n++
 		}
 	}
 	return n
+}
+
+// callsIn is callsSince in one account.
+func callsIn(srv *emutest.Server, mark int, action, account string) int {
+	n := 0
+	for _, e := range srv.Emulator().Audit(awsemu.AuditFilter{Action: action, Account: account, SinceSeq: mark}) {
+		if !dryRun(e) {
+			n++
+		}
+	}
+	return n
+}
+
+// dryRun reports whether an audit entry is a DryRun probe.
+func dryRun(e awsemu.AuditEntry) bool {
+	return e.Params["DryRun"] == "true" || e.Outcome == "DryRunOperation" || e.Outcome == "DryRunOperationException"
 }
 
 func TestCopyToThreeAccountsAndSourceTwoRegions(t *testing.T) {

@@ -18,7 +18,9 @@ var knownBuilderIDs = []string{
 	"mitchellh.amazon.instance",
 }
 
-var amiPairPattern = regexp.MustCompile(`^([a-z]{2}(?:-[a-z]+)+-\d{1,2}):(ami-[0-9a-f]{8,17})$`)
+// amiPairPattern is region:ami-ID; an AMI ID has 8 or 17 hex digits
+// (ebs.ValidAMIID).
+var amiPairPattern = regexp.MustCompile(`^([a-z]{2}(?:-[a-z]+)+-\d{1,2}):(ami-(?:[0-9a-f]{8}|[0-9a-f]{17}))$`)
 
 // sourceAMI is one AMI of the input artifact.
 type sourceAMI struct {

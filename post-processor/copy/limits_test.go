@@ -8,8 +8,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
-	"github.com/aws/aws-sdk-go-v2/service/kms"
-	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
@@ -71,115 +69,6 @@ func TestRidesOutThrottling(t *testing.T) {
 	}
 	assertNothingLeftInSource(t, srv, "us-east-1", srcAMI)
 	check(t, srv, mark)
-}
-
-// TestRetiresGrantsLeftByAKilledRun: a run killed before its cleanup left a
-// grant on the source key; the next run finds it by name and retires it.
-// TestRetiresGrantsLeftByAKilledRun: runs killed before their cleanup left
-// grants and the permissions the grants' names record (for 222222222222,
-// a target again, and 444444444444, no longer one). The rerun removes them
-// all, and leaves alone a share of 333333333333 that no grant claims.
-func TestRetiresGrantsLeftByAKilledRun(t *testing.T) {
-	srv := emu(t, awsemu.Options{})
-	srcAMI := makeSourceAMI(t, srv, "us-east-1", publicAMI, "alias/amicrypt-build")
-	ctx := context.Background()
-	cfg := srv.Config(ctx, srcAccount, "us-east-1")
-	client := ec2.NewFromConfig(cfg)
-	kc := kms.NewFromConfig(cfg)
-	key, err := kc.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/amicrypt-build")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := ebs.FindImageByID(ctx, client, srcAMI)
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := ebs.ImageSnapshotIDs(img)[0]
-	killed := map[string]shared{"222222222222": {launch: true, volume: true}, "444444444444": {launch: true}}
-	for acct, held := range killed {
-		if _, err := kc.CreateGrant(ctx, &kms.CreateGrantInput{
-			KeyId: key.KeyMetadata.Arn, GranteePrincipal: aws.String("arn:aws:iam::" + acct + ":role/amicrypt-copy"),
-			Operations: []kmstypes.GrantOperation{kmstypes.GrantOperationDecrypt}, Name: aws.String(grantName(srcAMI, acct, held)),
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := ebs.ShareImage(ctx, client, srcAMI, ebs.Sharing{Users: []string{"222222222222", "333333333333", "444444444444"}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := ebs.ShareSnapshot(ctx, client, snap, []string{"222222222222", "333333333333"}); err != nil {
-		t.Fatal(err)
-	}
-
-	raw := baseConfig(t)
-	raw["regions"] = []string{"us-east-1"}
-	raw["target"] = []map[string]interface{}{{"account_id": "222222222222"}}
-	ui := newUI()
-	if _, _, _, err := newPP(t, raw).PostProcess(ctx, ui, fakeArtifact{"amicrypt.ebs", "us-east-1:" + srcAMI}); err != nil {
-		t.Fatalf("PostProcess: %v\n%s", err, ui.buf)
-	}
-	if n := strings.Count(ui.buf.String(), "left by an earlier run"); n < 2 {
-		t.Errorf("%d stale grants reported, want both:\n%s", n, ui.buf)
-	}
-	assertSharedOnlyWith(t, client, srcAMI, snap, "333333333333")
-	assertNoGrants := func(when string) {
-		t.Helper()
-		grants, err := kc.ListGrants(ctx, &kms.ListGrantsInput{KeyId: key.KeyMetadata.Arn})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(grants.Grants) != 0 {
-			t.Errorf("%s: %d grants left on the source key: %+v", when, len(grants.Grants), grants.Grants)
-		}
-	}
-	assertNoGrants("after the rerun")
-
-	// Killed again after its copy was made: the next run reuses the copy,
-	// shares nothing, and still takes back what the killed run lent.
-	if _, err := kc.CreateGrant(ctx, &kms.CreateGrantInput{
-		KeyId: key.KeyMetadata.Arn, GranteePrincipal: aws.String("arn:aws:iam::222222222222:role/amicrypt-copy"),
-		Operations: []kmstypes.GrantOperation{kmstypes.GrantOperationDecrypt}, Name: aws.String(grantName(srcAMI, "222222222222", shared{launch: true, volume: true})),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := ebs.ShareImage(ctx, client, srcAMI, ebs.Sharing{Users: []string{"222222222222"}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := ebs.ShareSnapshot(ctx, client, snap, []string{"222222222222"}); err != nil {
-		t.Fatal(err)
-	}
-	ui = newUI()
-	if _, _, _, err := newPP(t, raw).PostProcess(ctx, ui, fakeArtifact{"amicrypt.ebs", "us-east-1:" + srcAMI}); err != nil {
-		t.Fatalf("PostProcess with the copy made: %v\n%s", err, ui.buf)
-	}
-	if !strings.Contains(ui.buf.String(), "reused") {
-		t.Errorf("the copy was not reused:\n%s", ui.buf)
-	}
-	assertSharedOnlyWith(t, client, srcAMI, snap, "333333333333")
-	assertNoGrants("after the run that reused the copy")
-}
-
-func TestGrantNameRoundTrip(t *testing.T) {
-	tests := []struct {
-		name    string
-		account string
-		held    shared
-		ok      bool
-	}{
-		{grantName("ami-0abc", "222222222222", shared{}), "222222222222", shared{}, true},
-		{grantName("ami-0abc", "222222222222", shared{launch: true}), "222222222222", shared{launch: true}, true},
-		{grantName("ami-0abc", "333333333333", shared{volume: true}), "333333333333", shared{volume: true}, true},
-		{grantName("ami-0abc", "444444444444", shared{launch: true, volume: true}), "444444444444", shared{launch: true, volume: true}, true},
-		{grantName("ami-0def", "222222222222", shared{launch: true}), "", shared{}, false}, // another AMI
-		{"amicrypt-copy-ami-0abc-autoscaling", "", shared{}, false},
-		{"amicrypt-autoscaling", "", shared{}, false},
-	}
-	for _, tt := range tests {
-		acct, held, ok := parseGrantName("ami-0abc", tt.name)
-		if acct != tt.account || held != tt.held || ok != tt.ok {
-			t.Errorf("parseGrantName(%q) = %q, %+v, %v; want %q, %+v, %v", tt.name, acct, held, ok, tt.account, tt.held, tt.ok)
-		}
-	}
 }
 
 // assertSharedOnlyWith checks the AMI's launch permissions and the

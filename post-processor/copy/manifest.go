@@ -13,14 +13,23 @@ import (
 // Manifest is the manifest_output file: every copy, made or not, with
 // the reason of each failure.
 type Manifest struct {
-	SourceAccount string    `json:"source_account"`
-	SourceAMIs    []string  `json:"source_amis"`
-	OnFailure     string    `json:"on_failure"`
-	Started       time.Time `json:"started"`
-	Finished      time.Time `json:"finished"`
-	Succeeded     int       `json:"succeeded"`
-	Failed        int       `json:"failed"`
-	Copies        []Copy    `json:"copies"`
+	SourceAccount string   `json:"source_account"`
+	SourceAMIs    []string `json:"source_amis"`
+	// Run and Template identify this run and its template, as its grant
+	// names, leases and copy tags carry them.
+	Run       string    `json:"run"`
+	Template  string    `json:"template"`
+	OnFailure string    `json:"on_failure"`
+	Started   time.Time `json:"started"`
+	Finished  time.Time `json:"finished"`
+	Succeeded int       `json:"succeeded"`
+	Failed    int       `json:"failed"`
+	Copies    []Copy    `json:"copies"`
+	// Reclaimed is what this run took back from dead earlier runs.
+	Reclaimed []Record `json:"reclaimed,omitempty"`
+	// Cleanup is what this run took back of its own, rolled back, or
+	// removed of dead runs' copies, each with its outcome.
+	Cleanup []Record `json:"cleanup,omitempty"`
 	// Error is the run's error, if any.
 	Error string `json:"error,omitempty"`
 }

@@ -64,6 +64,10 @@ type job struct {
 	// Failed is a failed copy an earlier run kept (on_failure = "keep"); this
 	// run removes it before copying again.
 	Failed string
+	// DeadCopies are copies of other source AMIs that runs of this
+	// template made and never reported, their runs dead: removed under
+	// on_failure = "rollback", reported under "keep".
+	DeadCopies []deadCopy
 
 	// Outcome.
 	ImageID string
@@ -73,10 +77,13 @@ type job struct {
 	// Verified is set once the copy was read back as its owner, every
 	// snapshot encrypted under KeyARN.
 	Verified bool
-	// rolledBack is set when the rollback removed this run's copy.
-	rolledBack bool
-	Started    time.Time
-	Finished   time.Time
+	// seen is set once a describe has shown the copy: before, a not-found
+	// answer may be EC2's eventual consistency.
+	seen bool
+	// removal is what the rollback did to this run's copy.
+	removal  *ebs.Removed
+	Started  time.Time
+	Finished time.Time
 }
 
 func (j *job) Dest() string { return j.Target.Account + "/" + j.Region }
@@ -94,54 +101,24 @@ func clientToken(sourceAMI, account, region, keyARN string, attempt int) string 
 }
 
 // shared says which temporary permissions a run holds for one target
-// account on the source AMI: the launch permission, createVolume
+// account on the AMI it lends: the launch permission, createVolume
 // permissions on its snapshots.
 type shared struct{ launch, volume bool }
 
-// grantPrefix starts the names of every grant amicrypt-copy makes on the keys
-// of sourceAMI.
-func grantPrefix(sourceAMI string) string { return "amicrypt-copy-" + sourceAMI + "-" }
-
-// grantName names the grant on a source key for a target account, so a
-// later run or an operator can find it again. Its suffix records the
-// permissions the run holds for that account: a run killed before its
-// cleanup leaves the grant, and a rerun reads from its name what to remove.
-// The grant is made before the permissions and retired after them, so a
-// permission a run added never outlives its grant.
-func grantName(sourceAMI, account string, s shared) string {
-	name := grantPrefix(sourceAMI) + account
-	if s.launch {
-		name += "-launch"
-	}
-	if s.volume {
-		name += "-volume"
-	}
-	return name
+// deadCopy is a copy a dead run of this template made of another source
+// AMI and never reported.
+type deadCopy struct {
+	ImageID   string
+	SourceAMI string
+	Name      string
+	State     string
+	// HoldsName: it has the name this run's copy needs.
+	HoldsName bool
 }
 
-// parseGrantName reads a grantName of sourceAMI; ok is false for any other name.
-func parseGrantName(sourceAMI, name string) (account string, s shared, ok bool) {
-	rest, found := strings.CutPrefix(name, grantPrefix(sourceAMI))
-	if !found {
-		return "", shared{}, false
-	}
-	account, flags, _ := strings.Cut(rest, "-")
-	if !ebs.ValidAccountID(account) {
-		return "", shared{}, false
-	}
-	for _, f := range strings.Split(flags, "-") {
-		switch f {
-		case "launch":
-			s.launch = true
-		case "volume":
-			s.volume = true
-		}
-	}
-	return account, s, true
-}
-
-// provenance are the tags that say where a copy comes from.
-func provenance(src *source, sourceAccount, keyARN string) map[string]string {
+// provenance are the tags that say where a copy comes from, and which
+// template made it.
+func provenance(src *source, sourceAccount, keyARN, template string) map[string]string {
 	return map[string]string{
 		TagSourceAMI:     src.ImageID,
 		TagSourceAccount: sourceAccount,
@@ -149,6 +126,7 @@ func provenance(src *source, sourceAccount, keyARN string) map[string]string {
 		TagKMSKeyARN:     keyARN,
 		TagEncrypted:     "true",
 		TagCopiedFromAMI: src.ImageID,
+		TagTemplate:      template,
 	}
 }
 
@@ -175,14 +153,16 @@ type Problem struct {
 	Fix     string
 }
 
-// PreflightError lists every problem preflight found. Nothing was changed.
+// PreflightError lists every problem preflight found. Nothing was lent and
+// no copy was started (what dead earlier runs lent may have been taken
+// back: that is reported apart).
 type PreflightError struct {
 	Problems []Problem
 }
 
 func (e *PreflightError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "amicrypt-copy: preflight found %d problem(s); nothing was changed:\n", len(e.Problems))
+	fmt.Fprintf(&b, "amicrypt-copy: preflight found %d problem(s); nothing was lent and no copy was started:\n", len(e.Problems))
 	b.WriteString(problemTable(e.Problems))
 	return b.String()
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -133,22 +132,39 @@ func (p *PostProcessor) run(ctx context.Context, ui packer.Ui, in input) (*Artif
 	}
 
 	ui.Say(fmt.Sprintf("amicrypt-copy: planning copies of %s for %d target account(s), as %s", what, len(p.config.Targets), sess.SourcePrincipal))
-	pl, err := p.config.preflight(ctx, sess, amis)
+	say := func(format string, args ...any) { ui.Say("amicrypt-copy: " + fmt.Sprintf(format, args...)) }
+	pl, err := p.config.preflight(ctx, sess, amis, say)
 	if err != nil {
 		return nil, sess, fmt.Errorf("amicrypt-copy: preflight: %w", err)
 	}
+	// What dead earlier runs lent is taken back whatever this run does.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	reclaimed := p.config.reclaim(rctx, pl, say)
+	cancel()
 	if len(pl.problems) > 0 {
-		return nil, sess, &PreflightError{Problems: pl.problems}
+		perr := &PreflightError{Problems: pl.problems}
+		if p.config.ManifestOutput != "" {
+			m := Manifest{SourceAccount: sess.SourceAccount, Run: pl.run, Template: pl.template, OnFailure: p.config.OnFailure,
+				Started: started, Finished: time.Now(), Copies: []Copy{}, Reclaimed: reclaimed, Error: perr.Error()}
+			for _, a := range amis {
+				m.SourceAMIs = append(m.SourceAMIs, a.Region+":"+a.ImageID)
+			}
+			if err := writeManifest(p.config.ManifestOutput, m); err != nil {
+				return nil, sess, errors.Join(perr, err)
+			}
+		}
+		return nil, sess, perr
 	}
-	ui.Say(fmt.Sprintf("amicrypt-copy: preflight passed: %d copies planned", len(pl.jobs)))
+	ui.Say(fmt.Sprintf("amicrypt-copy: preflight passed: %d copies planned (run %s, template %s)", len(pl.jobs), pl.run, pl.template))
 
-	r := &runner{cfg: &p.config, ui: ui, plan: pl, poll: p.config.PollingConfig, retry: p.retry, runID: strconv.FormatInt(started.UnixNano(), 36), waiters: map[string]*ebs.ImageWaiter{}}
+	r := newRunner(&p.config, ui, pl, p.retry)
 	runErr := r.execute(ctx)
 
 	art := r.artifact()
 	ui.Say("amicrypt-copy: summary\n" + summaryTable(art.Copies))
 	if p.config.ManifestOutput != "" {
-		m := Manifest{SourceAccount: sess.SourceAccount, OnFailure: p.config.OnFailure, Started: started, Finished: time.Now(), Copies: art.Copies}
+		m := Manifest{SourceAccount: sess.SourceAccount, Run: pl.run, Template: pl.template, OnFailure: p.config.OnFailure,
+			Started: started, Finished: time.Now(), Copies: art.Copies, Reclaimed: reclaimed, Cleanup: r.records}
 		for _, a := range amis {
 			m.SourceAMIs = append(m.SourceAMIs, a.Region+":"+a.ImageID)
 		}

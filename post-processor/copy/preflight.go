@@ -4,12 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
@@ -22,6 +28,11 @@ type plan struct {
 	sources []*source // by region
 	targets []*target
 	jobs    []*job
+
+	// run and template identify this run and its template (lease.go).
+	run, template string
+	// survey is what earlier runs left in the source account.
+	survey *survey
 
 	mu       sync.Mutex
 	problems []Problem
@@ -42,11 +53,24 @@ func (p *plan) sourceFor(region string) *source {
 	return p.sources[0]
 }
 
+// lends reports whether any job copies from src into another account, so
+// that src is shared and its keys lent.
+func (p *plan) lends(src *source) bool {
+	for _, j := range p.jobs {
+		if j.Source == src && !j.Target.IsSource && j.Existing == "" {
+			return true
+		}
+	}
+	return false
+}
+
 // preflight plans every copy and checks everything that can be checked
-// without changing anything. Problems go into the plan; an error means a
-// check itself could not run.
-func (c *Config) preflight(ctx context.Context, sess *session, amis []sourceAMI) (*plan, error) {
-	p := &plan{sess: sess}
+// without changing anything, including that every principal may make every
+// call the run will make (DryRun where AWS offers it). It also surveys what
+// earlier runs left in the source account. Problems go into the plan; an
+// error means a check itself could not run.
+func (c *Config) preflight(ctx context.Context, sess *session, amis []sourceAMI, say func(string, ...any)) (*plan, error) {
+	p := &plan{sess: sess, run: newRunID()}
 	for _, a := range amis {
 		p.sources = append(p.sources, &source{Region: a.Region, ImageID: a.ImageID})
 	}
@@ -58,6 +82,14 @@ func (c *Config) preflight(ctx context.Context, sess *session, amis []sourceAMI)
 		c.checkSource(ctx, p, src)
 	}
 	c.resolveTargets(p)
+	var regions []string
+	for _, s := range p.sources {
+		regions = append(regions, s.Region)
+	}
+	p.template = templateID(sess.SourceAccount, regions, p.targets, c.AMIName)
+
+	c.checkSourceAccess(ctx, p)
+	p.survey = c.surveySource(ctx, p, say)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
@@ -75,10 +107,16 @@ func (c *Config) preflight(ctx context.Context, sess *session, amis []sourceAMI)
 func (c *Config) checkSource(ctx context.Context, p *plan, src *source) {
 	where := "source " + src.Region
 	sc := p.sess.Source(src.Region)
+	principal := p.sess.SourcePrincipal
 	img, err := ebs.FindImageByID(ctx, sc.EC2, src.ImageID)
-	if err != nil {
-		p.problem(where, "source AMI", fmt.Sprintf("%s can't be described by account %s: %v", src.ImageID, p.sess.SourceAccount, err),
-			"give amicrypt-copy the credentials of the AMI's owner (region, profile, assume_role) and check the AMI still exists")
+	switch {
+	case ebs.IsNotFound(err):
+		p.problem(where, "source AMI", fmt.Sprintf("%s does not exist in %s as account %s sees it", src.ImageID, src.Region, p.sess.SourceAccount),
+			fmt.Sprintf("an AMI lives in one region: check that %s is in %s (set region to the AMI's region) and that it was not deregistered", src.ImageID, src.Region))
+		return
+	case err != nil:
+		p.problem(where, "source AMI", fmt.Sprintf("%s can't be described by %s: %v", src.ImageID, principal, err),
+			fixOr(err, principal, "ec2:DescribeImages", "*", "give amicrypt-copy the credentials of the AMI's owner (region, profile, assume_role)"))
 		return
 	}
 	src.Name = aws.ToString(img.Name)
@@ -92,12 +130,20 @@ func (c *Config) checkSource(ctx context.Context, p *plan, src *source) {
 	if img.State != ec2types.ImageStateAvailable {
 		p.problem(where, "source AMI", fmt.Sprintf("%s is %s, not available", src.ImageID, img.State), "wait for the AMI to become available, or rebuild it")
 	}
+	prov := provenance(src, p.sess.SourceAccount, "key", "template")
+	for field, configured := range map[string]map[string]string{"tags": c.Tags, "snapshot_tags": c.SnapshotTags} {
+		if n := len(copyTags(src.Tags, configured, prov)) + 1; n > maxTags {
+			p.problem(where, "tags", fmt.Sprintf("each copy of %s would carry %d tags: the source's %d, %s and amicrypt's %d; AWS allows %d", src.ImageID, n, len(src.Tags), field, len(prov)+1, maxTags),
+				"remove tags from the source AMI or from "+field)
+		}
+	}
 	keys := map[string]bool{}
 	for _, snapID := range ebs.ImageSnapshotIDs(img) {
 		src.SnapshotIDs = append(src.SnapshotIDs, snapID)
 		snap, err := ebs.FindSnapshotByID(ctx, sc.EC2, snapID)
 		if err != nil {
-			p.problem(where, "source snapshot", fmt.Sprintf("snapshot %s of %s: %v", snapID, src.ImageID, err), "check the AMI's snapshots exist and the source principal may describe them")
+			p.problem(where, "source snapshot", fmt.Sprintf("snapshot %s of %s: %v", snapID, src.ImageID, err),
+				fixOr(err, principal, "ec2:DescribeSnapshots", "*", "check the AMI's snapshots exist"))
 			continue
 		}
 		if !aws.ToBool(snap.Encrypted) {
@@ -106,10 +152,15 @@ func (c *Config) checkSource(ctx context.Context, p *plan, src *source) {
 		}
 		keys[aws.ToString(snap.KmsKeyId)] = true
 	}
-	for keyARN := range keys {
+	for _, keyARN := range slices.Sorted(maps.Keys(keys)) {
 		k, err := ebs.DescribeKey(ctx, sc.KMS, src.Region, keyARN)
 		if err != nil {
-			p.problem(where, "source key", err.Error(), "allow kms:DescribeKey on the source key to the source principal "+p.sess.SourcePrincipal)
+			var ke *ebs.KeyError
+			fix := "check the source key"
+			if errors.As(err, &ke) {
+				fix = fixOr(ke.Err, principal, "kms:DescribeKey", keyARN, ke.Detail)
+			}
+			p.problem(where, "source key", err.Error(), fix)
 			continue
 		}
 		if k.AWSManaged() {
@@ -118,7 +169,6 @@ func (c *Config) checkSource(ctx context.Context, p *plan, src *source) {
 		}
 		src.KeyARNs = append(src.KeyARNs, k.ARN)
 	}
-	sort.Strings(src.KeyARNs)
 	src.SharedKeys = src.KeyARNs
 	src.SharedSnaps = src.SnapshotIDs
 	if src.AWSManagedKey == "" {
@@ -134,7 +184,7 @@ func (c *Config) checkSource(ctx context.Context, p *plan, src *source) {
 		fix := "give transit_kms_key_id a customer-managed, enabled, symmetric key of the source account in " + src.Region
 		var ke *ebs.KeyError
 		if errors.As(err, &ke) && ke.Detail != "" {
-			fix = ke.Detail
+			fix = fixOr(ke.Err, principal, "kms:DescribeKey", c.TransitKmsKeyID, ke.Detail)
 		}
 		p.problem(where, "transit key", err.Error(), fix)
 		return
@@ -142,6 +192,154 @@ func (c *Config) checkSource(ctx context.Context, p *plan, src *source) {
 	src.TransitKey = tk.ARN
 	src.SharedKeys = []string{tk.ARN}
 	src.SharedSnaps = nil
+}
+
+// maxTags is AWS's limit of tags on one resource.
+const maxTags = 50
+
+// probe is one call preflight makes to learn whether a principal may make
+// it: most with DryRun, which AWS answers with DryRunOperation when the call
+// would be allowed.
+type probe struct {
+	principal, action, resource string
+	call                        func(context.Context) error
+}
+
+// run reports the probe's problem, if any, under target and check. An
+// answer that names a missing resource rather than a refusal says nothing
+// about the permission: AWS checks some resources before permissions.
+func (pr probe) run(ctx context.Context, p *plan, target, check string) {
+	pr.check(ctx, p, target, check, false)
+}
+
+// runVia is run for a call that stands for one AWS makes on the
+// principal's behalf (EC2 using a key): only an explicit deny of the direct
+// call proves that one refused (ebs.ExplicitDeny).
+func (pr probe) runVia(ctx context.Context, p *plan, target, check string) {
+	pr.check(ctx, p, target, check, true)
+}
+
+func (pr probe) check(ctx context.Context, p *plan, target, check string, viaService bool) {
+	err := pr.call(ctx)
+	switch {
+	case err == nil, ebs.IsCode(err, "DryRunOperation", "DryRunOperationException"),
+		strings.HasSuffix(ebs.ErrorCode(err), ".NotFound"), ebs.IsCode(err, "NotFoundException", "InvalidGrantIdException"):
+		return
+	case viaService && !ebs.ExplicitDeny(err):
+		if _, denied := ebs.AccessDenied(err); denied {
+			return // allowed, if at all, only through EC2: not decidable here
+		}
+	}
+	if fix := accessFix(err, pr.principal, pr.action, pr.resource); fix != "" {
+		p.problem(target, check, fmt.Sprintf("%s may not call %s: %v", pr.principal, pr.action, err), fix)
+		return
+	}
+	p.problem(target, check, fmt.Sprintf("checking that %s may call %s: %v", pr.principal, pr.action, err),
+		"check "+pr.action+" works for "+pr.principal)
+}
+
+// probeImage and probeSnapshot are well-formed IDs of nothing, for the
+// DryRun probes of calls a role makes on its own images.
+const (
+	probeImage    = "ami-00000000000000000"
+	probeSnapshot = "snap-00000000000000000"
+)
+
+// dryRunGrantID is a well-formed grant ID no grant has, for RetireGrant's
+// DryRun.
+const dryRunGrantID = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// checkSourceAccess checks that the source principal may make every call
+// the run makes in the source account: the lease (CreateTags, DeleteTags),
+// the shares and their removal, the grants and their retirement, the transit
+// copy. Reads the run makes later are made here too.
+func (c *Config) checkSourceAccess(ctx context.Context, p *plan) {
+	principal := p.sess.SourcePrincipal
+	for _, src := range p.sources {
+		if src.Name == "" && len(src.SnapshotIDs) == 0 {
+			continue // checkSource reported why
+		}
+		where := "source " + src.Region
+		sc := p.sess.Source(src.Region)
+		leased := append([]string{src.ImageID}, src.SnapshotIDs...)
+		leaseTag := []ec2types.Tag{{Key: aws.String(leaseTagKey(p.run)), Value: aws.String("probe")}}
+		probes := []probe{
+			{principal, "ec2:CreateTags", src.ImageID, func(ctx context.Context) error {
+				_, err := sc.EC2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: leased, Tags: leaseTag, DryRun: aws.Bool(true)})
+				return err
+			}},
+			{principal, "ec2:DeleteTags", src.ImageID, func(ctx context.Context) error {
+				_, err := sc.EC2.DeleteTags(ctx, &ec2.DeleteTagsInput{Resources: leased, Tags: leaseTag, DryRun: aws.Bool(true)})
+				return err
+			}},
+		}
+		if p.lends(src) {
+			account := ""
+			for _, t := range p.targets {
+				if !t.IsSource {
+					account = t.Account
+					break
+				}
+			}
+			probes = append(probes,
+				probe{principal, "ec2:DescribeImageAttribute", src.ImageID, func(ctx context.Context) error {
+					_, err := sc.EC2.DescribeImageAttribute(ctx, &ec2.DescribeImageAttributeInput{ImageId: aws.String(src.ImageID), Attribute: ec2types.ImageAttributeNameLaunchPermission})
+					return err
+				}},
+				probe{principal, "ec2:ModifyImageAttribute", src.ImageID, func(ctx context.Context) error {
+					_, err := sc.EC2.ModifyImageAttribute(ctx, &ec2.ModifyImageAttributeInput{ImageId: aws.String(src.ImageID), DryRun: aws.Bool(true),
+						LaunchPermission: &ec2types.LaunchPermissionModifications{Add: []ec2types.LaunchPermission{{UserId: aws.String(account)}}}})
+					return err
+				}},
+			)
+			for _, keyARN := range src.SharedKeys {
+				probes = append(probes,
+					probe{principal, "kms:ListGrants", keyARN, func(ctx context.Context) error {
+						_, err := sc.KMS.ListGrants(ctx, &kms.ListGrantsInput{KeyId: aws.String(keyARN), Limit: aws.Int32(1)})
+						return err
+					}},
+					probe{principal, "kms:RetireGrant", keyARN, func(ctx context.Context) error {
+						_, err := sc.KMS.RetireGrant(ctx, &kms.RetireGrantInput{KeyId: aws.String(keyARN), GrantId: aws.String(dryRunGrantID), DryRun: aws.Bool(true)})
+						return err
+					}},
+				)
+			}
+			if len(src.SharedSnaps) > 0 {
+				snap := src.SharedSnaps[0]
+				probes = append(probes,
+					probe{principal, "ec2:DescribeSnapshotAttribute", snap, func(ctx context.Context) error {
+						_, err := sc.EC2.DescribeSnapshotAttribute(ctx, &ec2.DescribeSnapshotAttributeInput{SnapshotId: aws.String(snap), Attribute: ec2types.SnapshotAttributeNameCreateVolumePermission})
+						return err
+					}},
+					probe{principal, "ec2:ModifySnapshotAttribute", snap, func(ctx context.Context) error {
+						_, err := sc.EC2.ModifySnapshotAttribute(ctx, &ec2.ModifySnapshotAttributeInput{SnapshotId: aws.String(snap), DryRun: aws.Bool(true),
+							CreateVolumePermission: &ec2types.CreateVolumePermissionModifications{Add: []ec2types.CreateVolumePermission{{UserId: aws.String(account)}}}})
+						return err
+					}},
+				)
+			}
+		}
+		if src.TransitKey != "" {
+			probes = append(probes,
+				probe{principal, "ec2:CopyImage", src.ImageID, func(ctx context.Context) error {
+					_, err := sc.EC2.CopyImage(ctx, &ec2.CopyImageInput{SourceImageId: aws.String(src.ImageID), SourceRegion: aws.String(src.Region),
+						Name: aws.String("amicrypt-transit-" + src.ImageID), Encrypted: aws.Bool(true), KmsKeyId: aws.String(src.TransitKey), DryRun: aws.Bool(true)})
+					return err
+				}},
+				probe{principal, "ec2:DeregisterImage", "*", func(ctx context.Context) error {
+					_, err := sc.EC2.DeregisterImage(ctx, &ec2.DeregisterImageInput{ImageId: aws.String(probeImage), DryRun: aws.Bool(true)})
+					return err
+				}},
+			)
+			probes = append(probes, probe{principal, "ec2:DeleteSnapshot", "*", func(ctx context.Context) error {
+				_, err := sc.EC2.DeleteSnapshot(ctx, &ec2.DeleteSnapshotInput{SnapshotId: aws.String(probeSnapshot), DryRun: aws.Bool(true)})
+				return err
+			}})
+		}
+		for _, pr := range probes {
+			pr.run(ctx, p, where, "source access")
+		}
+	}
 }
 
 // resolveTargets applies the top-level defaults and lays out the jobs.
@@ -192,6 +390,10 @@ func (c *Config) resolveTargets(p *plan) {
 			if c.AMIDescription != "" {
 				j.Description, _ = c.render(c.AMIDescription, data)
 			}
+			if len(j.Description) > maxDescription {
+				p.problem(j.Dest(), "AMI description", fmt.Sprintf("the description renders to %d characters; AWS allows %d", len(j.Description), maxDescription),
+					"shorten ami_description (or the source AMI's description, which is the default)")
+			}
 			if ref == "" {
 				p.problem(j.Dest(), "target key", "no kms_key_id for this region", "set kms_key_id or region_kms_key_ids for "+r)
 			} else if kr := keyARNRegion(ref); kr != "" && kr != r {
@@ -204,19 +406,24 @@ func (c *Config) resolveTargets(p *plan) {
 	}
 }
 
+// maxDescription is AWS's limit on an AMI description.
+const maxDescription = 255
+
 // checkTarget runs every check of one target account: role, regions,
-// keys, names, grants on the source keys.
+// keys, names, earlier copies, the calls the run will make as the role, and
+// the grants on the source keys.
 func (c *Config) checkTarget(ctx context.Context, p *plan, t *target) error {
 	home := p.sources[0].Region
 	tc := p.sess.Target(t.Account, t.RoleARN, t.ExternalID, home)
 	if _, err := awsauth.CallerIdentity(ctx, tc.cfg); err != nil {
 		p.problem(t.Account, "assume role", fmt.Sprintf("%s can't assume %s: %v", p.sess.SourcePrincipal, t.RoleARN, err),
-			fmt.Sprintf("trust %s (or account %s) in the trust policy of %s and allow it sts:AssumeRole; set external_id if the role requires one", p.sess.SourcePrincipal, p.sess.SourceAccount, t.RoleARN))
+			fmt.Sprintf("trust %s (or account %s) in the trust policy of %s and allow it sts:AssumeRole in its own IAM policy; set external_id if the role requires one", p.sess.SourcePrincipal, p.sess.SourceAccount, t.RoleARN))
 		return nil // nothing else can be checked as this role
 	}
 	regions, err := tc.EC2.DescribeRegions(ctx, &ec2.DescribeRegionsInput{AllRegions: aws.Bool(true)})
 	if err != nil {
-		p.problem(t.Account, "regions", fmt.Sprintf("ec2:DescribeRegions as %s: %v", t.RoleARN, err), "allow ec2:DescribeRegions to "+t.RoleARN)
+		p.problem(t.Account, "regions", fmt.Sprintf("ec2:DescribeRegions as %s: %v", t.RoleARN, err),
+			fixOr(err, t.RoleARN, "ec2:DescribeRegions", "*", "check the role may call ec2:DescribeRegions"))
 		return nil
 	}
 	optIn := map[string]string{}
@@ -230,15 +437,22 @@ func (c *Config) checkTarget(ctx context.Context, p *plan, t *target) error {
 		status, known := optIn[j.Region]
 		switch {
 		case !known:
-			p.problem(j.Dest(), "region", fmt.Sprintf("%s is not a region account %s knows", j.Region, t.Account), "remove it from regions or fix its name")
+			p.problem(j.Dest(), "region", fmt.Sprintf("%s is not a region AWS lists for account %s (DescribeRegions, all regions)", j.Region, t.Account),
+				fmt.Sprintf("check the spelling of %q in regions; regions AWS lists: %s", j.Region, strings.Join(slices.Sorted(maps.Keys(optIn)), ", ")))
 			continue
 		case status == "not-opted-in":
-			p.problem(j.Dest(), "region", fmt.Sprintf("%s is not enabled in account %s (opt-in status %q)", j.Region, t.Account, status),
+			p.problem(j.Dest(), "region", fmt.Sprintf("%s is an opt-in region not enabled in account %s (opt-in status %q), so it can receive no copy", j.Region, t.Account, status),
 				fmt.Sprintf("enable %s in account %s (Account settings, AWS Regions) or remove it from regions", j.Region, t.Account))
+			continue
+		}
+		if status, ok := optIn[j.Source.Region]; ok && status == "not-opted-in" {
+			p.problem(j.Dest(), "region", fmt.Sprintf("the source region %s is not enabled in account %s, which must copy from it", j.Source.Region, t.Account),
+				fmt.Sprintf("enable %s in account %s", j.Source.Region, t.Account))
 			continue
 		}
 		c.checkJob(ctx, p, j)
 	}
+	c.checkTargetAccess(ctx, p, t)
 	if !t.IsSource {
 		c.checkGrants(ctx, p, t)
 	}
@@ -250,7 +464,8 @@ func (c *Config) checkJob(ctx context.Context, p *plan, j *job) {
 	if j.KeyRef == "" {
 		return
 	}
-	tc := p.sess.Target(j.Target.Account, j.Target.RoleARN, j.Target.ExternalID, j.Region)
+	role := j.Target.RoleARN
+	tc := p.sess.Target(j.Target.Account, role, j.Target.ExternalID, j.Region)
 	key, err := ebs.CheckKey(ctx, tc.KMS, j.KeyRef, ebs.KeyRequirements{Region: j.Region, Account: j.Target.Account})
 	var ke *ebs.KeyError
 	switch {
@@ -266,21 +481,22 @@ func (c *Config) checkJob(ctx context.Context, p *plan, j *job) {
 		case ebs.KeyNotFound:
 			fix = fmt.Sprintf("create a customer-managed key with alias %s in account %s, %s, or set create_missing_keys = true", j.KeyRef, j.Target.Account, j.Region)
 		case ebs.KeyAccessDenied:
-			fix = fmt.Sprintf("allow kms:DescribeKey, kms:CreateGrant, kms:Encrypt, kms:ReEncrypt*, kms:GenerateDataKey* on the key to %s in its key policy", j.Target.RoleARN)
+			fix = fixOr(ke.Err, role, "kms:DescribeKey", j.KeyRef, "allow kms:DescribeKey on the key to "+role)
 		}
 		p.problem(j.Dest(), "target key", err.Error(), fix)
 		return
 	default:
-		p.problem(j.Dest(), "target key", err.Error(), "check the role may call kms:DescribeKey in "+j.Region)
+		p.problem(j.Dest(), "target key", err.Error(), fixOr(err, role, "kms:DescribeKey", j.KeyRef, "check the role may call kms:DescribeKey in "+j.Region))
 		return
 	}
 
 	if j.KeyARN != "" {
+		c.checkTargetKeyUse(ctx, p, j, tc)
 		prior, err := ebs.FindImagesByFilter(ctx, tc.EC2, []string{"self"}, map[string]string{
 			"tag:" + TagSourceAMI: j.Source.ImageID, "tag:" + TagKMSKeyARN: j.KeyARN,
 		})
 		if err != nil {
-			p.problem(j.Dest(), "earlier copies", err.Error(), "allow ec2:DescribeImages to "+j.Target.RoleARN)
+			p.problem(j.Dest(), "earlier copies", err.Error(), fixOr(err, role, "ec2:DescribeImages", "*", "check the role may call ec2:DescribeImages"))
 			return
 		}
 		for _, img := range prior {
@@ -299,9 +515,12 @@ func (c *Config) checkJob(ctx context.Context, p *plan, j *job) {
 			j.Failed = "" // a usable copy is reused; the failed one is left alone
 		}
 	}
+	if !c.checkDeadCopies(ctx, p, j, tc) {
+		return
+	}
 	same, err := ebs.FindImagesByName(ctx, tc.EC2, "self", j.Name)
 	if err != nil {
-		p.problem(j.Dest(), "AMI name", err.Error(), "allow ec2:DescribeImages to "+j.Target.RoleARN)
+		p.problem(j.Dest(), "AMI name", err.Error(), fixOr(err, role, "ec2:DescribeImages", "*", "check the role may call ec2:DescribeImages"))
 		return
 	}
 	for _, img := range same {
@@ -309,30 +528,189 @@ func (c *Config) checkJob(ctx context.Context, p *plan, j *job) {
 		if id == j.Existing || id == j.Failed || img.State == ec2types.ImageStateDeregistered {
 			continue
 		}
+		if i := slices.IndexFunc(j.DeadCopies, func(d deadCopy) bool { return d.ImageID == id }); i >= 0 {
+			j.DeadCopies[i].HoldsName = true
+			if c.OnFailure == OnFailureRollback {
+				continue // removed before the copy is made
+			}
+			d := j.DeadCopies[i]
+			p.problem(j.Dest(), "AMI name", fmt.Sprintf("the name %q is held by %s, a copy of %s that a killed run of this template made and never reported", j.Name, id, d.SourceAMI),
+				fmt.Sprintf("deregister %s in account %s (on_failure = %q keeps such copies; with %q amicrypt-copy removes them), or change ami_name", id, j.Target.Account, OnFailureKeep, OnFailureRollback))
+			continue
+		}
 		p.problem(j.Dest(), "AMI name", fmt.Sprintf("the name %q is already in use by %s in account %s", j.Name, id, j.Target.Account),
 			"change ami_name (e.g. add {{ timestamp }}) or deregister "+id)
 	}
 }
 
+// checkDeadCopies finds the copies runs of this template made and never
+// reported (tagged amicrypt:unreported), other than the ones this job
+// reuses or replaces. When no run of this template is alive they are dead
+// runs' copies (j.DeadCopies); a live run's are left alone. It returns
+// false when it reported a problem.
+func (c *Config) checkDeadCopies(ctx context.Context, p *plan, j *job, tc *clients) bool {
+	unreported, err := ebs.FindImagesByFilter(ctx, tc.EC2, []string{"self"}, map[string]string{
+		"tag:" + TagTemplate: p.template, "tag:" + TagUnreported: "true",
+	})
+	if err != nil {
+		p.problem(j.Dest(), "earlier copies", err.Error(), fixOr(err, j.Target.RoleARN, "ec2:DescribeImages", "*", "check the role may call ec2:DescribeImages"))
+		return false
+	}
+	live := p.survey.templateAlive(p.template)
+	for _, img := range unreported {
+		id := aws.ToString(img.ImageId)
+		if id == j.Existing || id == j.Failed || img.State == ec2types.ImageStateDeregistered {
+			continue
+		}
+		tags := ebs.TagMap(img.Tags)
+		if live != "" {
+			if aws.ToString(img.Name) == j.Name {
+				p.problem(j.Dest(), "AMI name", fmt.Sprintf("the name %q is held by %s, a copy that run %s of this template is making now", j.Name, id, live),
+					"wait for that run to finish, or change ami_name")
+			}
+			continue
+		}
+		j.DeadCopies = append(j.DeadCopies, deadCopy{ImageID: id, SourceAMI: tags[TagSourceAMI], Name: aws.ToString(img.Name), State: string(img.State)})
+	}
+	return true
+}
+
+// checkTargetKeyUse checks, as the role, the key operations EC2 performs
+// on its behalf with the target key: DescribeKey (CheckKey did it),
+// GenerateDataKeyWithoutPlaintext and CreateGrant (DryRun).
+func (c *Config) checkTargetKeyUse(ctx context.Context, p *plan, j *job, tc *clients) {
+	role := j.Target.RoleARN
+	probes := []probe{
+		{role, "kms:GenerateDataKeyWithoutPlaintext", j.KeyARN, func(ctx context.Context) error {
+			_, err := tc.KMS.GenerateDataKeyWithoutPlaintext(ctx, &kms.GenerateDataKeyWithoutPlaintextInput{
+				KeyId: aws.String(j.KeyARN), KeySpec: kmstypes.DataKeySpecAes256, EncryptionContext: map[string]string{"amicrypt:check": p.run},
+			})
+			return err
+		}},
+		{role, "kms:CreateGrant", j.KeyARN, func(ctx context.Context) error {
+			_, err := ebs.CreateGrant(ctx, tc.KMS, ebs.GrantSpec{KeyARN: j.KeyARN, GranteePrincipal: role,
+				Operations: []kmstypes.GrantOperation{kmstypes.GrantOperationDecrypt}, DryRun: true})
+			return err
+		}},
+	}
+	for _, pr := range probes {
+		pr.runVia(ctx, p, j.Dest(), "target key")
+	}
+}
+
+// checkTargetAccess checks that the role may make the EC2 calls the run
+// makes as it: the copy and its tags, the read-back, the report (removing
+// amicrypt:unreported), the rollback, and what follows a copy.
+func (c *Config) checkTargetAccess(ctx context.Context, p *plan, t *target) {
+	var j *job
+	for _, cand := range p.jobs {
+		if cand.Target == t && cand.Source.Name != "" {
+			j = cand
+			break
+		}
+	}
+	if j == nil {
+		return
+	}
+	role := t.RoleARN
+	tc := p.sess.Target(t.Account, role, t.ExternalID, j.Region)
+	src := j.Source
+	tag := []ec2types.Tag{{Key: aws.String(TagUnreported)}}
+	// Calls the role makes on its own copies are asked with DryRun about an
+	// image and a snapshot that exist nowhere: a trail showing a target role
+	// "deregistering" the source AMI would alarm its readers. Where AWS
+	// looks for the resource before the permission, the answer is
+	// not-found, which proves nothing and passes.
+	probes := []probe{
+		{role, "ec2:CopyImage", src.ImageID, func(ctx context.Context) error {
+			in := &ec2.CopyImageInput{SourceImageId: aws.String(src.ImageID), SourceRegion: aws.String(src.Region), Name: aws.String(j.Name),
+				Encrypted: aws.Bool(true), DryRun: aws.Bool(true)}
+			if j.KeyARN != "" {
+				in.KmsKeyId = aws.String(j.KeyARN)
+			}
+			_, err := tc.EC2.CopyImage(ctx, in)
+			return err
+		}},
+		{role, "ec2:CreateTags", "*", func(ctx context.Context) error {
+			_, err := tc.EC2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{probeImage}, Tags: []ec2types.Tag{{Key: aws.String(TagUnreported), Value: aws.String("true")}}, DryRun: aws.Bool(true)})
+			return err
+		}},
+		{role, "ec2:DeleteTags", "*", func(ctx context.Context) error {
+			_, err := tc.EC2.DeleteTags(ctx, &ec2.DeleteTagsInput{Resources: []string{probeImage}, Tags: tag, DryRun: aws.Bool(true)})
+			return err
+		}},
+		{role, "ec2:DescribeSnapshots", "*", func(ctx context.Context) error {
+			_, err := tc.EC2.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"},
+				Filters: []ec2types.Filter{{Name: aws.String("tag:" + TagTemplate), Values: []string{p.template}}}, MaxResults: aws.Int32(5)})
+			return err
+		}},
+		{role, "ec2:DeregisterImage", "*", func(ctx context.Context) error {
+			_, err := tc.EC2.DeregisterImage(ctx, &ec2.DeregisterImageInput{ImageId: aws.String(probeImage), DryRun: aws.Bool(true)})
+			return err
+		}},
+		{role, "ec2:DeleteSnapshot", "*", func(ctx context.Context) error {
+			_, err := tc.EC2.DeleteSnapshot(ctx, &ec2.DeleteSnapshotInput{SnapshotId: aws.String(probeSnapshot), DryRun: aws.Bool(true)})
+			return err
+		}},
+	}
+	if !t.Sharing.Empty() {
+		probes = append(probes, probe{role, "ec2:ModifyImageAttribute", "*", func(ctx context.Context) error {
+			_, err := tc.EC2.ModifyImageAttribute(ctx, &ec2.ModifyImageAttributeInput{ImageId: aws.String(probeImage), DryRun: aws.Bool(true),
+				LaunchPermission: &ec2types.LaunchPermissionModifications{Add: []ec2types.LaunchPermission{{UserId: aws.String(t.Account)}}}})
+			return err
+		}})
+	}
+	if c.DeprecateAt != "" {
+		at, _ := time.Parse(time.RFC3339, c.DeprecateAt)
+		probes = append(probes, probe{role, "ec2:EnableImageDeprecation", "*", func(ctx context.Context) error {
+			_, err := tc.EC2.EnableImageDeprecation(ctx, &ec2.EnableImageDeprecationInput{ImageId: aws.String(probeImage), DeprecateAt: aws.Time(at), DryRun: aws.Bool(true)})
+			return err
+		}})
+	}
+	if c.DeregistrationProtection.Enabled {
+		probes = append(probes, probe{role, "ec2:EnableImageDeregistrationProtection", "*", func(ctx context.Context) error {
+			_, err := tc.EC2.EnableImageDeregistrationProtection(ctx, &ec2.EnableImageDeregistrationProtectionInput{ImageId: aws.String(probeImage), DryRun: aws.Bool(true)})
+			return err
+		}})
+	}
+	if c.GrantAutoscalingRole && j.KeyARN != "" {
+		probes = append(probes, probe{role, "kms:ListGrants", j.KeyARN, func(ctx context.Context) error {
+			_, err := tc.KMS.ListGrants(ctx, &kms.ListGrantsInput{KeyId: aws.String(j.KeyARN), Limit: aws.Int32(1)})
+			return err
+		}})
+	}
+	for _, pr := range probes {
+		pr.run(ctx, p, t.Account, "role access")
+	}
+}
+
 // checkGrants asks KMS, with DryRun, whether the source principal may grant
-// the target role use of each source key.
+// the target role use of each source key, and whether the role's own IAM
+// policy refuses the source key (the grant only helps where it doesn't).
 func (c *Config) checkGrants(ctx context.Context, p *plan, t *target) {
 	for _, src := range p.sources {
 		if !sourceUsedBy(p, src, t) {
 			continue
 		}
 		sc := p.sess.Source(src.Region)
+		tc := p.sess.Target(t.Account, t.RoleARN, t.ExternalID, src.Region)
 		for _, keyARN := range src.SharedKeys {
 			_, err := ebs.CreateGrant(ctx, sc.KMS, ebs.GrantSpec{
 				KeyARN: keyARN, GranteePrincipal: t.RoleARN, RetiringPrincipal: p.sess.SourcePrincipal,
-				Operations: ebs.CrossAccountCopyOps, Name: grantName(src.ImageID, t.Account, shared{launch: true, volume: true}),
+				Operations: ebs.CrossAccountCopyOps, Name: grantName(p.run, p.template, t.Account, src.Shared, shared{launch: true, volume: true}),
 				DryRun: true,
 			})
-			if err == nil {
-				continue
+			if err != nil {
+				p.problem(t.Account, "source key grant", fmt.Sprintf("%s may not create a grant on %s for %s: %v", p.sess.SourcePrincipal, keyARN, t.RoleARN, err),
+					fixOr(err, p.sess.SourcePrincipal, "kms:CreateGrant", keyARN, fmt.Sprintf("allow kms:CreateGrant, kms:RetireGrant and kms:DescribeKey on %s to %s", keyARN, p.sess.SourcePrincipal)))
 			}
-			p.problem(t.Account, "source key grant", fmt.Sprintf("%s may not create a grant on %s for %s: %v", p.sess.SourcePrincipal, keyARN, t.RoleARN, err),
-				fmt.Sprintf("allow kms:CreateGrant, kms:RetireGrant and kms:DescribeKey on %s to %s in the key policy", keyARN, p.sess.SourcePrincipal))
+			// Before the grant, the key policy refuses the role: expected. Its
+			// own IAM policy must not.
+			_, err = tc.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(keyARN)})
+			if by, denied := ebs.AccessDenied(err); denied && by == ebs.DeniedByIdentityPolicy {
+				p.problem(t.Account, "source key grant", fmt.Sprintf("%s may not use the source key %s: %v", t.RoleARN, keyARN, err),
+					accessFix(err, t.RoleARN, "kms:DescribeKey, kms:Decrypt, kms:CreateGrant, kms:ReEncryptFrom and kms:GenerateDataKeyWithoutPlaintext", keyARN))
+			}
 		}
 	}
 }

@@ -11,6 +11,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
@@ -97,7 +100,36 @@ func (f *fakeEC2) DeregisterImage(_ context.Context, in *ec2.DeregisterImageInpu
 	return &ec2.DeregisterImageOutput{}, nil
 }
 
-func fakeRunner(t *testing.T, f *fakeEC2) (*runner, *job, *clients) {
+// fakeKMS answers DescribeKey with state (Enabled when ""), or with err.
+type fakeKMS struct {
+	kmsAPI
+	state string
+	err   error
+}
+
+func (f *fakeKMS) DescribeKey(_ context.Context, in *kms.DescribeKeyInput, _ ...func(*kms.Options)) (*kms.DescribeKeyOutput, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	state := kmstypes.KeyStateEnabled
+	if f.state != "" {
+		state = kmstypes.KeyState(f.state)
+	}
+	arn := aws.ToString(in.KeyId)
+	account := "222222222222"
+	if arn == "arn:k" {
+		account = "111111111111"
+	}
+	return &kms.DescribeKeyOutput{KeyMetadata: &kmstypes.KeyMetadata{
+		Arn: aws.String(arn), KeyId: aws.String("t"), AWSAccountId: aws.String(account), KeyState: state,
+		KeyManager: kmstypes.KeyManagerTypeCustomer, KeySpec: kmstypes.KeySpecSymmetricDefault, KeyUsage: kmstypes.KeyUsageTypeEncryptDecrypt,
+	}}, nil
+}
+
+// fakeRunner runs one job against fakes: the target account's EC2 (f) and
+// KMS (k), and the source account's KMS, which always finds its key
+// enabled. The session's cache holds them, so no client dials anything.
+func fakeRunner(t *testing.T, f *fakeEC2, k *fakeKMS) (*runner, *job, *clients) {
 	t.Helper()
 	cfg := &Config{}
 	if err := cfg.Prepare(validRaw()); err != nil {
@@ -106,37 +138,72 @@ func fakeRunner(t *testing.T, f *fakeEC2) (*runner, *job, *clients) {
 	src := &source{Region: "us-east-1", ImageID: "ami-source", Shared: "ami-source", SharedKeys: []string{"arn:k"}}
 	tgt := &target{Account: "222222222222", RoleARN: "arn:aws:iam::222222222222:role/amicrypt-copy"}
 	j := &job{Target: tgt, Region: "us-east-1", Source: src, KeyARN: "arn:aws:kms:us-east-1:222222222222:key/t", Name: "copy", State: "planned", Started: time.Now()}
+	sess := &session{SourceAccount: "111111111111", clock: &awsClock{}, cache: map[string]*clients{
+		"111111111111//us-east-1": {Account: "111111111111", Region: "us-east-1", KMS: &fakeKMS{}},
+	}}
 	r := &runner{
-		cfg: cfg, ui: newUI(), plan: &plan{sess: &session{SourceAccount: "111111111111"}, jobs: []*job{j}},
+		cfg: cfg, ui: newUI(), plan: &plan{sess: sess, jobs: []*job{j}, run: "testrun", template: "tpl"},
 		poll:    awsauth.NewPolling(time.Millisecond, 50),
 		retry:   fanout.Backoff{Initial: time.Millisecond, Max: 2 * time.Millisecond},
 		waiters: map[string]*ebs.ImageWaiter{},
 	}
-	return r, j, &clients{Account: tgt.Account, Region: j.Region, EC2: f}
+	return r, j, &clients{Account: tgt.Account, Region: j.Region, EC2: f, KMS: k}
 }
 
-func TestCopyRetriesAfterKMSStateReason(t *testing.T) {
+const (
+	kmsReason    = "Client.InvalidKMSKey.InvalidState"
+	serverReason = "Server.InternalError"
+)
+
+// TestCopyRetriesOnItsOwn: a copy that fails for a transient reason (a
+// server error, a key reason while the target key is fine: a grant not yet
+// in effect) is removed and made again, each time with a new ClientToken,
+// at most copyAttempts times; one that fails for a lasting reason (the
+// target key disabled, pending deletion or refused, a source snapshot gone,
+// an unknown client reason) fails at once, saying why.
+func TestCopyRetriesOnItsOwn(t *testing.T) {
+	denied := &smithy.GenericAPIError{Code: "AccessDeniedException",
+		Message: "User: arn:aws:sts::222222222222:assumed-role/amicrypt-copy/x is not authorized to perform: kms:DescribeKey on resource: arn:aws:kms:us-east-1:222222222222:key/t with an explicit deny in an identity-based policy"}
 	tests := []struct {
 		name       string
 		outcomes   []string
-		wantErr    string // "" for success
+		targetKey  *fakeKMS
+		wantErr    []string // "" for success
 		wantCopies int
 	}{
-		{"grant late once", []string{"Client.InvalidKMSKey.InvalidState", "available"}, "", 2},
-		{"grant never works", []string{"Client.InvalidKMSKey.InvalidState", "Client.InvalidKMSKey.InvalidState", "Client.InvalidKMSKey.InvalidState", "available"},
-			"Client.InvalidKMSKey.InvalidState: " + kmsReasonMessage, 3},
-		{"other failure is not retried", []string{"Server.InternalError", "available"}, "Server.InternalError: " + kmsReasonMessage, 1},
+		{"grant late once", []string{kmsReason, "available"}, &fakeKMS{}, nil, 2},
+		{"server error once", []string{serverReason, "available"}, &fakeKMS{}, nil, 2},
+		{"server error twice", []string{serverReason, serverReason, "available"}, &fakeKMS{}, nil, 3},
+		{"grant never works", []string{kmsReason, kmsReason, kmsReason, "available"}, &fakeKMS{},
+			[]string{"the copy failed 3 times", kmsReason + ": " + kmsReasonMessage}, 3},
+		{"server error keeps failing", []string{serverReason, serverReason, serverReason, "available"}, &fakeKMS{},
+			[]string{"the copy failed 3 times", serverReason + ": " + kmsReasonMessage}, 3},
+		{"target key disabled", []string{kmsReason, "available"}, &fakeKMS{state: "Disabled"},
+			[]string{"the target key is the cause", "arn:aws:kms:us-east-1:222222222222:key/t", "disabled", "not retried"}, 1},
+		{"target key pending deletion", []string{kmsReason, "available"}, &fakeKMS{state: "PendingDeletion"},
+			[]string{"the target key is the cause", "pending deletion", "not retried"}, 1},
+		{"target key refused by the role's IAM policy", []string{kmsReason, "available"}, &fakeKMS{err: denied},
+			[]string{"the target key is the cause", "in the IAM policy of arn:aws:iam::222222222222:role/amicrypt-copy", "not retried"}, 1},
+		{"source snapshot gone", []string{"Client.InvalidSnapshot.NotFound", "available"}, &fakeKMS{},
+			[]string{"a snapshot of the source AMI ami-source is gone"}, 1},
+		{"unknown client reason", []string{"Client.UnsupportedOperation", "available"}, &fakeKMS{},
+			[]string{"Client.UnsupportedOperation"}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeEC2{outcomes: tt.outcomes, images: map[string]ec2types.Image{}}
-			r, j, c := fakeRunner(t, f)
+			r, j, c := fakeRunner(t, f, tt.targetKey)
 			_, err := r.copyWithRetries(context.Background(), c, j)
 			switch {
-			case tt.wantErr == "" && err != nil:
+			case tt.wantErr == nil && err != nil:
 				t.Fatalf("copy failed: %v", err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Fatalf("error %v, want AWS's reason word for word: %q", err, tt.wantErr)
+			case tt.wantErr != nil && err == nil:
+				t.Fatalf("copy succeeded; want a failure saying %q", tt.wantErr)
+			}
+			for _, want := range tt.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q lacks %q", err, want)
+				}
 			}
 			if len(f.tokens) != tt.wantCopies {
 				t.Fatalf("%d CopyImage calls, want %d", len(f.tokens), tt.wantCopies)
@@ -153,8 +220,8 @@ func TestCopyRetriesAfterKMSStateReason(t *testing.T) {
 			}
 			// Failed copies that were retried are removed; the last one stays
 			// for the rollback to handle.
-			if len(f.deregister) != len(tt.outcomes[:tt.wantCopies])-1 && tt.wantErr == "" {
-				t.Errorf("deregistered %v", f.deregister)
+			if want := tt.wantCopies - 1; len(f.deregister) != want {
+				t.Errorf("deregistered %v, want the %d retried copies", f.deregister, want)
 			}
 			if got := len(r.ledger.Pending(fanout.Rollback)); got != 1 {
 				t.Errorf("%d copies recorded for rollback, want exactly the last one", got)
@@ -174,7 +241,7 @@ func TestCopyIsReadBack(t *testing.T) {
 	}{{"under the target key", ""}, {"under another key", stray}} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeEC2{outcomes: []string{"available"}, images: map[string]ec2types.Image{}, usedKey: tt.usedKey, snapshots: map[string]ec2types.Snapshot{}}
-			r, j, c := fakeRunner(t, f)
+			r, j, c := fakeRunner(t, f, &fakeKMS{})
 			j.Target.IsSource = true // no grant to wait for
 			err := r.copyWith(context.Background(), c, j)
 			if tt.usedKey == "" {

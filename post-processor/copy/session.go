@@ -21,6 +21,7 @@ type ec2API interface {
 	DescribeImageAttribute(context.Context, *ec2.DescribeImageAttributeInput, ...func(*ec2.Options)) (*ec2.DescribeImageAttributeOutput, error)
 	DescribeSnapshotAttribute(context.Context, *ec2.DescribeSnapshotAttributeInput, ...func(*ec2.Options)) (*ec2.DescribeSnapshotAttributeOutput, error)
 	DescribeRegions(context.Context, *ec2.DescribeRegionsInput, ...func(*ec2.Options)) (*ec2.DescribeRegionsOutput, error)
+	ebs.TagDeleter
 }
 
 // kmsAPI is what amicrypt-copy needs of KMS.
@@ -29,6 +30,9 @@ type kmsAPI interface {
 	ListGrants(context.Context, *kms.ListGrantsInput, ...func(*kms.Options)) (*kms.ListGrantsOutput, error)
 	CreateKey(context.Context, *kms.CreateKeyInput, ...func(*kms.Options)) (*kms.CreateKeyOutput, error)
 	CreateAlias(context.Context, *kms.CreateAliasInput, ...func(*kms.Options)) (*kms.CreateAliasOutput, error)
+	GenerateDataKeyWithoutPlaintext(context.Context, *kms.GenerateDataKeyWithoutPlaintextInput, ...func(*kms.Options)) (*kms.GenerateDataKeyWithoutPlaintextOutput, error)
+	Decrypt(context.Context, *kms.DecryptInput, ...func(*kms.Options)) (*kms.DecryptOutput, error)
+	ReEncrypt(context.Context, *kms.ReEncryptInput, ...func(*kms.Options)) (*kms.ReEncryptOutput, error)
 }
 
 // clients are the API clients of one account in one region.
@@ -51,6 +55,9 @@ type session struct {
 	// SourcePrincipal is the caller's IAM identity as key policies and
 	// grants name it (a user or role ARN).
 	SourcePrincipal string
+	// clock is AWS's clock as the source account's responses show it: the
+	// measure of leases.
+	clock *awsClock
 
 	mu      sync.Mutex
 	targets map[string]aws.Config // by account
@@ -66,12 +73,14 @@ func newSession(ctx context.Context, access *awsauth.AccessConfig, region string
 	if err != nil {
 		return nil, err
 	}
+	clock := &awsClock{}
+	cfg.APIOptions = append(cfg.APIOptions, clock.middleware)
 	id, err := awsauth.CallerIdentity(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("source account: %w", err)
 	}
 	return &session{
-		access: &a, base: cfg,
+		access: &a, base: cfg, clock: clock,
 		SourceAccount: id.Account, SourcePrincipal: iamPrincipal(id.ARN),
 		targets: map[string]aws.Config{}, cache: map[string]*clients{},
 	}, nil
