@@ -71,6 +71,7 @@ var conformanceIndex = []struct {
 	{Rule: "3.12", Fact: "DeleteSnapshot InvalidSnapshot.InUse; DeregisterImage keeps snapshots unless DeleteAssociatedSnapshots", Tests: []string{"ec2.TestEC2ErrorRules/rule_12:_snapshot_in_use", "ec2.TestEC2ImageAttributesAndDeregistration"}},
 	{Rule: "3.13", Fact: "concurrent copy quotas: ResourceLimitExceeded, per destination account-region", Tests: []string{"ec2.TestEC2Quotas", "ec2.TestRulesMatrix/3.13_quotas_per_account-region"}},
 	{Rule: "3.13", Fact: "request token buckets per account-region, Describe* separate from mutating", Tests: []string{"awsemu.TestRequestRateLimits", "core.TestAWSRequestRates"}},
+	{Rule: "3.13", Fact: "request rates per emulated second on request (Limits.EmulatedTime): rate / time scale per wall second", Tests: []string{"awsemu.TestRequestRateLimitsOnEmulatedTime", "core.TestRequestRatesOnEmulatedTime"}},
 	{Rule: "3.14", Fact: "eventual consistency: *.NotFound right after create in Describe* and CreateTags", Tests: []string{"ec2.TestEC2Faults"}},
 	{Rule: "3.15", Fact: "STS AssumeRole, ExternalId, AccessDenied text, GetCallerIdentity", Tests: []string{"sts.TestAssumeRole", "sts.TestAssumeRoleChainingAndIAMDeny", "sts.TestGetCallerIdentity", "sts.TestRulesMatrix/3.15_AssumeRole_denial_text"}},
 	{Rule: "4", Fact: "build sequence end to end", Tests: []string{"ec2.TestEC2BuildSequence"}},

@@ -128,7 +128,7 @@ func New(opts Options) (*Emulator, error) {
 		stopped: make(chan struct{}),
 	}
 	e.faults = core.NewFaultState(opts.Faults)
-	e.limits = core.NewLimiter(opts.Limits)
+	e.limits = core.NewLimiter(opts.Limits, opts.TimeScale)
 	e.iam = iam.New(w)
 	e.sts = sts.New(e.clock, e.iam)
 
