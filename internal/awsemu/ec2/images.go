@@ -938,6 +938,9 @@ func (e *view) ec2ModifyImageAttribute(c *core.Call, p ec2Params) (any, *core.AP
 	if err != nil {
 		return nil, err
 	}
+	if err := productCodesUnsupported(p); err != nil {
+		return nil, err
+	}
 	if p.has("Description.Value") || (p.str("Attribute") == "description" && p.has("Value")) {
 		img.Description = orDefault(p.str("Description.Value"), p.str("Value"))
 		return nil, nil
@@ -967,6 +970,22 @@ func (e *view) ec2ModifyImageAttribute(c *core.Call, p ec2Params) (any, *core.AP
 	img.LaunchOrgs = removeAll(appendUnique(img.LaunchOrgs, add.Orgs...), remove.Orgs...)
 	img.LaunchOUs = removeAll(appendUnique(img.LaunchOUs, add.OUs...), remove.OUs...)
 	return nil, nil
+}
+
+// productCodesUnsupported refuses product codes in ModifyImageAttribute:
+// the API reference documents ProductCode.N as "Not supported" and the
+// attribute as one of description, imdsSupport and launchPermission; an
+// AWS Marketplace product code is attached by Marketplace, never by its
+// seller's ModifyImageAttribute, and no account of the world is a seller
+// (docs/aws-behaviour.md 8.6).
+func productCodesUnsupported(p ec2Params) *core.APIError {
+	if codes := p.list("ProductCode"); len(codes) > 0 {
+		return core.Errf("InvalidParameterValue", "Product code in ami manifest does not have a configured relationship with Amazon EC2: %s", codes[0])
+	}
+	if p.str("Attribute") == "productCodes" {
+		return core.Errf("InvalidParameterValue", "Value (productCodes) for parameter attribute is invalid. Valid values are description, imdsSupport and launchPermission.")
+	}
+	return nil
 }
 
 func (e *view) ec2ResetImageAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {
