@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -281,4 +282,69 @@ func tagMap(tags []types.Tag) map[string]string {
 		m[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
 	return m
+}
+
+// A spot build's launch template, fleet and spot request are leaks while
+// they last, as its instance is: the checker names each until the
+// instance is terminated and the template deleted. An undeleted instant
+// fleet whose instances are gone is no leak (a one-time request).
+func TestEC2CheckerSpotLeftovers(t *testing.T) {
+	x := emutest.NewEnv(t, awsemu.Options{})
+	c := x.EC2(emutest.AcctBuild, emutest.East)
+	mark := x.Srv.Mark()
+	emutest.Must[*ec2.CreateLaunchTemplateOutput](t, "CreateLaunchTemplate")(c.CreateLaunchTemplate(x.Ctx, &ec2.CreateLaunchTemplateInput{
+		LaunchTemplateName: aws.String("packer-leak"),
+		LaunchTemplateData: &types.RequestLaunchTemplateData{ImageId: aws.String(emutest.SeedAMI),
+			InstanceMarketOptions: &types.LaunchTemplateInstanceMarketOptionsRequest{MarketType: types.MarketTypeSpot}},
+	}))
+	fleet := emutest.Must[*ec2.CreateFleetOutput](t, "CreateFleet")(c.CreateFleet(x.Ctx, &ec2.CreateFleetInput{
+		Type: types.FleetTypeInstant,
+		LaunchTemplateConfigs: []types.FleetLaunchTemplateConfigRequest{{
+			LaunchTemplateSpecification: &types.FleetLaunchTemplateSpecificationRequest{LaunchTemplateName: aws.String("packer-leak"), Version: aws.String("1")},
+		}},
+		TargetCapacitySpecification: &types.TargetCapacitySpecificationRequest{TotalTargetCapacity: aws.Int32(1), DefaultTargetCapacityType: types.DefaultTargetCapacityTypeSpot},
+	}))
+	if len(fleet.Instances) != 1 {
+		t.Fatalf("CreateFleet = %+v", fleet)
+	}
+	inst := fleet.Instances[0].InstanceIds[0]
+	findings := func() map[string]int {
+		n := map[string]int{}
+		for _, f := range x.Srv.Emulator().Check(awsemu.CheckOptions{SinceSeq: mark}).Findings {
+			n[f.Check]++
+			if f.Principal != "arn:aws:iam::111111111111:user/packer" {
+				t.Errorf("finding %+v: principal is not the caller", f)
+			}
+		}
+		return n
+	}
+	steps := []struct {
+		name string
+		act  func()
+		want map[string]int
+	}{
+		{"after the launch", func() {}, map[string]int{awsemu.CheckLeftoverInstance: 1, awsemu.CheckLeftoverLaunchTmpl: 1,
+			awsemu.CheckLeftoverFleet: 1, awsemu.CheckOpenSpotRequest: 1}},
+		{"spot request cancelled", func() {
+			reqs := emutest.Must[*ec2.DescribeSpotInstanceRequestsOutput](t, "DescribeSpotInstanceRequests")(c.DescribeSpotInstanceRequests(x.Ctx, &ec2.DescribeSpotInstanceRequestsInput{}))
+			emutest.Must[*ec2.CancelSpotInstanceRequestsOutput](t, "CancelSpotInstanceRequests")(c.CancelSpotInstanceRequests(x.Ctx, &ec2.CancelSpotInstanceRequestsInput{
+				SpotInstanceRequestIds: []string{aws.ToString(reqs.SpotInstanceRequests[0].SpotInstanceRequestId)}}))
+		}, map[string]int{awsemu.CheckLeftoverInstance: 1, awsemu.CheckLeftoverLaunchTmpl: 1, awsemu.CheckLeftoverFleet: 1}},
+		{"instance terminated", func() {
+			emutest.Must[*ec2.TerminateInstancesOutput](t, "TerminateInstances")(c.TerminateInstances(x.Ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{inst}}))
+		}, map[string]int{awsemu.CheckLeftoverLaunchTmpl: 1}},
+		{"template deleted", func() {
+			emutest.Must[*ec2.DeleteLaunchTemplateOutput](t, "DeleteLaunchTemplate")(c.DeleteLaunchTemplate(x.Ctx, &ec2.DeleteLaunchTemplateInput{LaunchTemplateName: aws.String("packer-leak")}))
+		}, map[string]int{}},
+	}
+	for _, s := range steps {
+		s.act()
+		if got := findings(); !maps.Equal(got, s.want) {
+			t.Errorf("%s: findings %v, want %v", s.name, got, s.want)
+		}
+	}
+	// Another principal's run is not charged with them.
+	if r := x.Srv.Emulator().Check(awsemu.CheckOptions{SinceSeq: mark, Principal: emutest.AcctT2}); !r.Pass {
+		t.Errorf("check of another account: %s", r)
+	}
 }
