@@ -75,6 +75,7 @@ var conformanceIndex = []struct {
 	{Rule: "3.14", Fact: "eventual consistency: *.NotFound right after create in Describe* and CreateTags", Tests: []string{"ec2.TestEC2Faults"}},
 	{Rule: "3.15", Fact: "STS AssumeRole, ExternalId, AccessDenied text, GetCallerIdentity", Tests: []string{"sts.TestAssumeRole", "sts.TestAssumeRoleChainingAndIAMDeny", "sts.TestGetCallerIdentity", "sts.TestRulesMatrix/3.15_AssumeRole_denial_text"}},
 	{Rule: "8.6", Fact: "ModifyImageAttribute refuses product codes (ProductCode.N not supported; no Marketplace seller)", Tests: []string{"ec2.TestRulesMatrix/8.6_ModifyImageAttribute_refuses_product_codes"}},
+	{Rule: "8.7", Fact: "image platform: Platform windows or absent, PlatformDetails and UsageOperation (Linux/UNIX RunInstances, Windows RunInstances:0002); kept by CreateImage, CopyImage, RegisterImage from the root snapshot", Tests: []string{"ec2.TestRulesMatrix/8.7_image_platform_and_billing_fields", "core.TestWorldValidation", "ec2.TestEC2GetPasswordData"}},
 	{Rule: "checker", Fact: "leftover launch templates, EC2 Fleets with live instances and open spot requests of a principal are leaks", Tests: []string{"ec2.TestEC2CheckerSpotLeftovers"}},
 	{Rule: "4", Fact: "build sequence end to end", Tests: []string{"ec2.TestEC2BuildSequence"}},
 	{Rule: "4", Fact: "cross-account re-encrypted copy end to end", Tests: []string{"ec2.TestEC2CrossAccountCopySequence", "ec2.TestEC2CrossAccountScenarios", "ec2.TestRulesCrossAccountSequence"}},

@@ -5,7 +5,9 @@ package ec2_test
 // drop-in) meet beyond the encrypted-copy rules.
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/emutest"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -15,6 +17,70 @@ import (
 
 func dropInConformance() []emutest.Case {
 	return []emutest.Case{
+		{Rule: "8.7", Name: "image platform and billing fields", World: windowsWorld, Run: func(t *testing.T, x *emutest.Env) {
+			c := x.EC2(emutest.AcctBuild, emutest.East)
+			type billing struct {
+				platform         types.PlatformValues
+				details, usageOp string
+			}
+			linux := billing{"", "Linux/UNIX", "RunInstances"}
+			windows := billing{"windows", "Windows", "RunInstances:0002"} // AWS writes the platform in lower case
+			of := func(img types.Image) billing {
+				return billing{img.Platform, aws.ToString(img.PlatformDetails), aws.ToString(img.UsageOperation)}
+			}
+			// A Windows instance, its root volume's snapshot, and a Linux one.
+			run := emutest.Must[*ec2.RunInstancesOutput](t, "RunInstances")(c.RunInstances(x.Ctx, &ec2.RunInstancesInput{
+				ImageId: aws.String(windowsAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1)}))
+			instID := aws.ToString(run.Instances[0].InstanceId)
+			x.Srv.Emulator().Advance(time.Hour)
+			inst := x.Instance(c, instID)
+			if got := (billing{types.PlatformValues(inst.Platform), aws.ToString(inst.PlatformDetails), aws.ToString(inst.UsageOperation)}); got != windows {
+				t.Errorf("Windows instance: %+v, want %+v", got, windows)
+			}
+			winSnap := emutest.Must[*ec2.CreateSnapshotOutput](t, "CreateSnapshot")(c.CreateSnapshot(x.Ctx, &ec2.CreateSnapshotInput{
+				VolumeId: inst.BlockDeviceMappings[0].Ebs.VolumeId}))
+			linuxSnap := ownSnapshot(x, emutest.AcctBuild)
+			created := emutest.Must[*ec2.CreateImageOutput](t, "CreateImage")(c.CreateImage(x.Ctx, &ec2.CreateImageInput{
+				InstanceId: aws.String(instID), Name: aws.String("from-windows-instance")}))
+			copied := emutest.Must[*ec2.CopyImageOutput](t, "CopyImage")(c.CopyImage(x.Ctx, &ec2.CopyImageInput{
+				SourceImageId: aws.String(windowsAMI), SourceRegion: aws.String(emutest.East), Name: aws.String("windows-copy")}))
+			x.Srv.Emulator().Advance(time.Hour)
+			register := func(name, snap string) string {
+				out := emutest.Must[*ec2.RegisterImageOutput](t, "RegisterImage")(c.RegisterImage(x.Ctx, &ec2.RegisterImageInput{
+					Name: aws.String(name), RootDeviceName: aws.String("/dev/sda1"), Architecture: types.ArchitectureValuesX8664,
+					VirtualizationType: aws.String("hvm"), BlockDeviceMappings: []types.BlockDeviceMapping{{DeviceName: aws.String("/dev/sda1"),
+						Ebs: &types.EbsBlockDevice{SnapshotId: aws.String(snap)}}}}))
+				return aws.ToString(out.ImageId)
+			}
+			tests := []struct {
+				name, image string
+				want        billing
+			}{
+				{"the public Linux AMI", emutest.SeedAMI, linux},
+				{"the public Windows AMI", windowsAMI, windows},
+				{"CreateImage of a Windows instance", aws.ToString(created.ImageId), windows},
+				{"CopyImage of a Windows AMI", aws.ToString(copied.ImageId), windows},
+				{"RegisterImage of a Windows root snapshot", register("registered-windows", aws.ToString(winSnap.SnapshotId)), windows},
+				{"RegisterImage of a Linux snapshot, whatever its name", register("Windows_Server-not-really", linuxSnap), linux},
+			}
+			for _, tc := range tests {
+				if got := of(x.Image(c, tc.image)); got != tc.want {
+					t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
+				}
+			}
+			// The platform filter: only windows is a value.
+			out := emutest.Must[*ec2.DescribeImagesOutput](t, "DescribeImages")(c.DescribeImages(x.Ctx, &ec2.DescribeImagesInput{
+				Owners: []string{"amazon"}, Filters: []types.Filter{{Name: aws.String("platform"), Values: []string{"windows"}}}}))
+			if len(out.Images) != 1 || aws.ToString(out.Images[0].ImageId) != windowsAMI {
+				t.Errorf("platform=windows: %d images", len(out.Images))
+			}
+			// On the wire a Linux image has no platform element at all.
+			_, body := x.RawCall(emutest.AcctBuild, emutest.East, "ec2", "Action=DescribeImages&Version=2016-11-15&ImageId.1="+emutest.SeedAMI+"&ImageId.2="+windowsAMI,
+				map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
+			if n := strings.Count(body, "<platform>"); n != 1 || !strings.Contains(body, "<platform>windows</platform>") {
+				t.Errorf("DescribeImages of a Linux and a Windows AMI has %d <platform> elements:\n%s", n, body)
+			}
+		}},
 		{Rule: "8.6", Name: "ModifyImageAttribute refuses product codes", Run: func(t *testing.T, x *emutest.Env) {
 			c := x.EC2(emutest.AcctBuild, emutest.East)
 			own := emutest.Must[*ec2.CopyImageOutput](t, "CopyImage")(c.CopyImage(x.Ctx, &ec2.CopyImageInput{

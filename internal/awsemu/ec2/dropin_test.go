@@ -182,7 +182,7 @@ func TestEC2InstantFleetReportsLaunchErrors(t *testing.T) {
 // A Windows instance's password is available a few minutes after launch,
 // encrypted with the key pair's RSA public key; a Linux instance has none.
 func TestEC2GetPasswordData(t *testing.T) {
-	x := realTime(t, awsemu.Options{})
+	x := realTime(t, awsemu.Options{World: emutest.DefaultWorldWith(t, windowsWorld)})
 	c := x.EC2(emutest.AcctBuild, emutest.East)
 	key := emutest.Must[*ec2.CreateKeyPairOutput](t, "CreateKeyPair")(c.CreateKeyPair(x.Ctx, &ec2.CreateKeyPairInput{KeyName: aws.String("win")}))
 	win := windowsImage(t, x)
@@ -223,7 +223,7 @@ func TestEC2GetPasswordData(t *testing.T) {
 // ED25519 key pairs are made and described as such, and refused for
 // Windows; imported keys report their type and size in the audit.
 func TestEC2KeyPairTypes(t *testing.T) {
-	x := emutest.NewEnv(t, awsemu.Options{})
+	x := emutest.NewEnv(t, awsemu.Options{World: emutest.DefaultWorldWith(t, windowsWorld)})
 	c := x.EC2(emutest.AcctBuild, emutest.East)
 	ed := emutest.Must[*ec2.CreateKeyPairOutput](t, "CreateKeyPair")(c.CreateKeyPair(x.Ctx, &ec2.CreateKeyPairInput{KeyName: aws.String("ed"), KeyType: types.KeyTypeEd25519}))
 	if !strings.Contains(aws.ToString(ed.KeyMaterial), "PRIVATE KEY") {
@@ -243,19 +243,24 @@ func TestEC2KeyPairTypes(t *testing.T) {
 	}
 }
 
-// windowsImage registers a Windows AMI in the build account from one of its
-// own snapshots.
+// windowsAMI is the public Windows AMI windowsWorld adds in us-east-1.
+const windowsAMI = "ami-0a1b2c3d4e5f6a001"
+
+// windowsWorld is the default world with Amazon's public Windows AMI in
+// us-east-1 (platform windows, root /dev/sda1).
+func windowsWorld(w *awsemu.World) {
+	w.Images = append(w.Images, awsemu.WorldImage{
+		ID: windowsAMI, Owner: emutest.AcctAmazon, Region: emutest.East, Name: "Windows_Server-2022-English-Full-Base-2025.01.15",
+		Public: true, Architecture: "x86_64", VirtualizationType: "hvm", RootDeviceName: "/dev/sda1", EnaSupport: true, Platform: "windows",
+		Volumes: []awsemu.WorldVolume{{DeviceName: "/dev/sda1", SnapshotID: "snap-0a1b2c3d4e5f6a001", SizeGiB: 30, VolumeType: "gp3"}},
+	})
+}
+
+// windowsImage is the Windows AMI of an emulator of windowsWorld.
 func windowsImage(t *testing.T, x *emutest.Env) string {
 	t.Helper()
-	c := x.EC2(emutest.AcctBuild, emutest.East)
-	snap := ownSnapshot(x, emutest.AcctBuild)
-	out := emutest.Must[*ec2.RegisterImageOutput](t, "RegisterImage")(c.RegisterImage(x.Ctx, &ec2.RegisterImageInput{
-		Name: aws.String("Windows_Server-2022-English-Full-Base-" + snap), RootDeviceName: aws.String("/dev/sda1"),
-		Architecture: types.ArchitectureValuesX8664, VirtualizationType: aws.String("hvm"), EnaSupport: aws.Bool(true),
-		BlockDeviceMappings: []types.BlockDeviceMapping{{DeviceName: aws.String("/dev/sda1"), Ebs: &types.EbsBlockDevice{SnapshotId: aws.String(snap)}}},
-	}))
-	x.Srv.Emulator().Advance(time.Hour)
-	return aws.ToString(out.ImageId)
+	x.Image(x.EC2(emutest.AcctBuild, emutest.East), windowsAMI) // fails the test if the world lacks it
+	return windowsAMI
 }
 
 // The narrowed rule of a temporary security group: one /32, and an IPv6
