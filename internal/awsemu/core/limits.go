@@ -25,7 +25,7 @@ type Limits struct {
 	// second becomes 500 per wall second), so a benchmark at a time scale
 	// meets the throttling a real run would, in proportion.
 	EmulatedTime bool `json:"emulated_time,omitempty"`
-	// Services the request rates apply to ("ec2", "kms", "sts"); empty
+	// Services the request rates apply to ("ec2", "kms", "sts", "iam"); empty
 	// means all.
 	Services []string `json:"services,omitempty"`
 }
@@ -114,7 +114,7 @@ func ThrottleError(service string) *APIError {
 	switch service {
 	case "kms":
 		return &APIError{HTTPStatus: 400, Code: "ThrottlingException", Message: "Rate exceeded"}
-	case "sts":
+	case "sts", "iam":
 		return &APIError{HTTPStatus: 400, Code: "Throttling", Message: "Rate exceeded"}
 	default:
 		return &APIError{HTTPStatus: 503, Code: "RequestLimitExceeded", Message: "Request limit exceeded."}
@@ -126,7 +126,7 @@ func InternalError(service string) *APIError {
 	switch service {
 	case "kms":
 		return &APIError{HTTPStatus: 500, Code: "KMSInternalException", Message: "An internal error has occurred. Try your request again."}
-	case "sts":
+	case "sts", "iam":
 		return &APIError{HTTPStatus: 500, Code: "InternalFailure", Message: "The request processing has failed because of an unknown error, exception or failure."}
 	default:
 		return &APIError{HTTPStatus: 500, Code: "InternalError", Message: "An internal error has occurred. Retry your request, but if the problem persists, contact us with details by posting a message on the AWS forums."}
