@@ -5,18 +5,86 @@ package ec2_test
 // drop-in) meet beyond the encrypted-copy rules.
 
 import (
+	"errors"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/emutest"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 )
 
+// denyingPolicies gives the build account's user an identity policy
+// that allows describing and decoding, and denies launching outright.
+func denyingPolicies(w *awsemu.World) {
+	for i := range w.Accounts {
+		if w.Accounts[i].ID == emutest.AcctBuild {
+			w.Accounts[i].Users[0].Policies = []string{`{"Version":"2012-10-17","Statement":[
+				{"Effect":"Allow","Action":["ec2:Describe*","sts:DecodeAuthorizationMessage"],"Resource":"*"},
+				{"Sid":"NoLaunch","Effect":"Deny","Action":"ec2:RunInstances","Resource":"*"}]}`}
+		}
+	}
+}
+
 func dropInConformance() []emutest.Case {
 	return []emutest.Case{
+		{Rule: "8.4", Name: "UnauthorizedOperation texts and encoded messages", World: denyingPolicies, Run: func(t *testing.T, x *emutest.Env) {
+			c := x.EC2(emutest.AcctBuild, emutest.East)
+			const user = "arn:aws:iam::111111111111:user/packer"
+			encoded := regexp.MustCompile(` Encoded authorization failure message: ([A-Za-z0-9_-]{40,})$`)
+			tests := []struct {
+				name   string
+				call   func() error
+				prefix string // the message before the encoded part; "" when there is none
+				plain  string // the whole message when not encoded
+			}{
+				{"explicit deny of RunInstances", func() error {
+					_, err := c.RunInstances(x.Ctx, &ec2.RunInstancesInput{ImageId: aws.String(emutest.SeedAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1)})
+					return err
+				}, "You are not authorized to perform this operation. User: " + user + " is not authorized to perform: ec2:RunInstances on resource: arn:aws:ec2:us-east-1:111111111111:instance/* with an explicit deny in an identity-based policy.", ""},
+				{"explicit deny with DryRun", func() error {
+					_, err := c.RunInstances(x.Ctx, &ec2.RunInstancesInput{ImageId: aws.String(emutest.SeedAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1), DryRun: aws.Bool(true)})
+					return err
+				}, "You are not authorized to perform this operation. User: " + user + " is not authorized to perform: ec2:RunInstances on resource: arn:aws:ec2:us-east-1:111111111111:instance/* with an explicit deny in an identity-based policy.", ""},
+				{"no statement allows CopyImage", func() error {
+					_, err := c.CopyImage(x.Ctx, &ec2.CopyImageInput{SourceImageId: aws.String(emutest.SeedAMI), SourceRegion: aws.String(emutest.East), Name: aws.String("x-copy")})
+					return err
+				}, "You are not authorized to perform this operation. User: " + user + " is not authorized to perform: ec2:CopyImage on resource: arn:aws:ec2:us-east-1::image/" + emutest.SeedAMI + " because no identity-based policy allows the ec2:CopyImage action.", ""},
+				{"no statement allows CreateKeyPair", func() error {
+					_, err := c.CreateKeyPair(x.Ctx, &ec2.CreateKeyPairInput{KeyName: aws.String("k")})
+					return err
+				}, "You are not authorized to perform this operation. User: " + user + " is not authorized to perform: ec2:CreateKeyPair on resource: arn:aws:ec2:us-east-1:111111111111:key-pair/k because no identity-based policy allows the ec2:CreateKeyPair action.", ""},
+				{"a read call carries no encoded message", func() error {
+					_, err := c.GetEbsEncryptionByDefault(x.Ctx, &ec2.GetEbsEncryptionByDefaultInput{})
+					return err
+				}, "", "You are not authorized to perform this operation."},
+			}
+			for _, tc := range tests {
+				err := tc.call()
+				msg := emutest.APIMessage(err)
+				if emutest.APICode(err) != "UnauthorizedOperation" || httpStatus(err) != 403 {
+					t.Errorf("%s: %v (HTTP %d), want UnauthorizedOperation 403", tc.name, err, httpStatus(err))
+					continue
+				}
+				if tc.prefix == "" {
+					if msg != tc.plain {
+						t.Errorf("%s: message %q, want %q", tc.name, msg, tc.plain)
+					}
+					continue
+				}
+				m := encoded.FindStringSubmatchIndex(msg)
+				if m == nil || msg[:m[0]] != tc.prefix {
+					t.Errorf("%s: message %q\nwant %q followed by an encoded message", tc.name, msg, tc.prefix)
+				}
+			}
+			// Allowed calls still work, and describing is allowed.
+			emutest.Must[*ec2.DescribeImagesOutput](t, "DescribeImages")(c.DescribeImages(x.Ctx, &ec2.DescribeImagesInput{ImageIds: []string{emutest.SeedAMI}}))
+		}},
 		{Rule: "8.7", Name: "image platform and billing fields", World: windowsWorld, Run: func(t *testing.T, x *emutest.Env) {
 			c := x.EC2(emutest.AcctBuild, emutest.East)
 			type billing struct {
@@ -118,4 +186,13 @@ func dropInConformance() []emutest.Case {
 			}
 		}},
 	}
+}
+
+// httpStatus is the HTTP status of an SDK error.
+func httpStatus(err error) int {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
 }

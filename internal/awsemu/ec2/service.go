@@ -253,8 +253,8 @@ func (e *Service) Handle(c *core.Call) (any, *core.APIError) {
 	if err != nil {
 		return nil, err
 	}
-	if !e.iam.Allowed(c.PrincipalIAM, "ec2:"+c.Action) {
-		return nil, ec2Unauthorized(c)
+	if err := e.authorize(c, p); err != nil {
+		return nil, err
 	}
 	if dry {
 		return nil, &core.APIError{HTTPStatus: 412, Code: "DryRunOperation",
