@@ -25,8 +25,15 @@ func main() {
 	}
 }
 
-// run serves until ctx ends (SIGINT/SIGTERM), then shuts down gracefully.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// config is what the command line asks for.
+type config struct {
+	addr  string
+	opts  awsemu.Options
+	quiet bool
+}
+
+// parseFlags reads the command line into the emulator's options.
+func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("awsemu", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:4566", "listen address (loopback only)")
@@ -42,12 +49,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	mutateRate := fs.Float64("mutate-rate", 0, "other requests per second per account-region (0: unlimited)")
 	mutateBurst := fs.Int("mutate-burst", 0, "burst of the mutate bucket (0: the rate)")
 	awsRates := fs.Bool("aws-rate-limits", false, "use EC2's default request-rate buckets (describe 100 burst, 20/s; mutate 200 burst, 5/s) instead of the -*-rate flags")
+	emulatedRates := fs.Bool("emulated-time-rates", false, "request rates are per emulated second (rate / -time-scale per wall second), for benchmarks at a time scale")
 	quiet := fs.Bool("quiet", false, "do not print the accounts and their keys")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return config{}, err
 	}
 	if *timeScale <= 0 {
-		return fmt.Errorf("-time-scale %v: must be positive, e.g. 1 (real time) or 0.01", *timeScale)
+		return config{}, fmt.Errorf("-time-scale %v: must be positive, e.g. 1 (real time) or 0.01", *timeScale)
 	}
 	opts := awsemu.Options{
 		TimeScale:  *timeScale,
@@ -62,27 +70,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *awsRates {
 		opts.Limits = opts.Limits.AWSRequestRates()
 	}
+	opts.Limits.EmulatedTime = *emulatedRates
 	if *worldPath != "" {
 		w, err := awsemu.LoadWorld(*worldPath)
 		if err != nil {
-			return err
+			return config{}, err
 		}
 		opts.World = w
 	}
 	if *faultsPath != "" {
 		p, err := awsemu.LoadFaultProfile(*faultsPath)
 		if err != nil {
-			return err
+			return config{}, err
 		}
 		opts.Faults = p
 	}
-	srv, err := awsemu.Listen(*addr, opts)
+	return config{addr: *addr, opts: opts, quiet: *quiet}, nil
+}
+
+// run serves until ctx ends (SIGINT/SIGTERM), then shuts down gracefully.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	srv, err := awsemu.Listen(cfg.addr, cfg.opts)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "awsemu listening on %s\n", srv.URL())
 	fmt.Fprintf(stdout, "  export AWS_ENDPOINT_URL=%s\n", srv.URL())
-	if !*quiet {
+	if !cfg.quiet {
 		printAccounts(stdout, srv.Emulator())
 	}
 

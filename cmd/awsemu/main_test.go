@@ -7,10 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -87,6 +89,29 @@ func TestFlagErrors(t *testing.T) {
 		err := run(context.Background(), tc.args, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: got %v, want an error with %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// The request-rate flags reach the emulator's limits, per wall second by
+// default and per emulated second with -emulated-time-rates.
+func TestRateFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want awsemu.Limits
+	}{
+		{[]string{"-mutate-rate", "5", "-mutate-burst", "10"}, awsemu.Limits{MutateRate: 5, MutateBurst: 10}},
+		{[]string{"-mutate-rate", "5", "-emulated-time-rates", "-time-scale", "0.01"}, awsemu.Limits{MutateRate: 5, EmulatedTime: true}},
+		{[]string{"-aws-rate-limits", "-emulated-time-rates"}, awsemu.Limits{DescribeRate: 20, DescribeBurst: 100, MutateRate: 5, MutateBurst: 200,
+			Services: []string{"ec2"}, EmulatedTime: true}},
+	}
+	for _, tc := range tests {
+		cfg, err := parseFlags(tc.args, io.Discard)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if !reflect.DeepEqual(cfg.opts.Limits, tc.want) {
+			t.Errorf("%v: limits %+v, want %+v", tc.args, cfg.opts.Limits, tc.want)
 		}
 	}
 }

@@ -188,3 +188,42 @@ func TestAWSCLIKMSAndSTS(t *testing.T) {
 }
 
 func base64Decode(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }
+
+// The AWS CLI's IAM commands reach the emulator's IAM at the same endpoint:
+// the instance profile with its role's trust policy (which the CLI decodes
+// from its URL encoding), and NoSuchEntity for a profile the account lacks.
+func TestAWSCLIIAM(t *testing.T) {
+	srv := emutest.Start(t, awsemu.Options{})
+	cli := newAWSCLI(t, srv)
+	out, errOut, ok := cli.user("111111111111", "us-east-1", "iam", "get-instance-profile", "--instance-profile-name", "amicrypt-instance-store")
+	if !ok {
+		t.Fatalf("get-instance-profile: %s", errOut)
+	}
+	var got struct {
+		InstanceProfile struct {
+			Arn   string
+			Roles []struct {
+				RoleName                 string
+				AssumeRolePolicyDocument struct {
+					Statement []struct {
+						Principal struct{ Service string }
+					}
+				}
+			}
+		}
+	}
+	decodeJSON(t, out, &got)
+	p := got.InstanceProfile
+	if p.Arn != "arn:aws:iam::111111111111:instance-profile/amicrypt-instance-store" || len(p.Roles) != 1 ||
+		len(p.Roles[0].AssumeRolePolicyDocument.Statement) != 1 || p.Roles[0].AssumeRolePolicyDocument.Statement[0].Principal.Service != "ec2.amazonaws.com" {
+		t.Errorf("get-instance-profile:\n%s", out)
+	}
+	_, errOut, ok = cli.user("111111111111", "eu-west-1", "iam", "get-instance-profile", "--instance-profile-name", "nope")
+	if ok || !strings.Contains(errOut, "(NoSuchEntity)") || !strings.Contains(errOut, "Instance Profile nope cannot be found.") {
+		t.Errorf("get-instance-profile nope: ok=%v %s", ok, errOut)
+	}
+	out, errOut, ok = cli.user("111111111111", "us-east-1", "iam", "list-instance-profiles-for-role", "--role-name", "amicrypt-instance-store")
+	if !ok || !strings.Contains(out, `"InstanceProfileName": "amicrypt-instance-store"`) {
+		t.Errorf("list-instance-profiles-for-role: ok=%v %s %s", ok, out, errOut)
+	}
+}

@@ -15,6 +15,9 @@ const (
 	CheckLeftoverInstance      = checker.LeftoverInstance
 	CheckLeftoverKeyPair       = checker.LeftoverKeyPair
 	CheckLeftoverSecurityGroup = checker.LeftoverSecurityGroup
+	CheckLeftoverLaunchTmpl    = checker.LeftoverLaunchTmpl
+	CheckLeftoverFleet         = checker.LeftoverFleet
+	CheckOpenSpotRequest       = checker.OpenSpotRequest
 	CheckOrphanSnapshot        = checker.OrphanSnapshot
 	CheckLeftoverGrant         = checker.LeftoverGrant
 	CheckLeftoverLaunchPerm    = checker.LeftoverLaunchPerm

@@ -71,14 +71,23 @@ var conformanceIndex = []struct {
 	{Rule: "3.12", Fact: "DeleteSnapshot InvalidSnapshot.InUse; DeregisterImage keeps snapshots unless DeleteAssociatedSnapshots", Tests: []string{"ec2.TestEC2ErrorRules/rule_12:_snapshot_in_use", "ec2.TestEC2ImageAttributesAndDeregistration"}},
 	{Rule: "3.13", Fact: "concurrent copy quotas: ResourceLimitExceeded, per destination account-region", Tests: []string{"ec2.TestEC2Quotas", "ec2.TestRulesMatrix/3.13_quotas_per_account-region"}},
 	{Rule: "3.13", Fact: "request token buckets per account-region, Describe* separate from mutating", Tests: []string{"awsemu.TestRequestRateLimits", "core.TestAWSRequestRates"}},
+	{Rule: "3.13", Fact: "request rates per emulated second on request (Limits.EmulatedTime): rate / time scale per wall second", Tests: []string{"awsemu.TestRequestRateLimitsOnEmulatedTime", "core.TestRequestRatesOnEmulatedTime"}},
 	{Rule: "3.14", Fact: "eventual consistency: *.NotFound right after create in Describe* and CreateTags", Tests: []string{"ec2.TestEC2Faults"}},
 	{Rule: "3.15", Fact: "STS AssumeRole, ExternalId, AccessDenied text, GetCallerIdentity", Tests: []string{"sts.TestAssumeRole", "sts.TestAssumeRoleChainingAndIAMDeny", "sts.TestGetCallerIdentity", "sts.TestRulesMatrix/3.15_AssumeRole_denial_text"}},
+	{Rule: "8.1", Fact: "IAM GetInstanceProfile at the one endpoint, signed for any known region: the profile, its role and URL-encoded trust policy; NoSuchEntity 404 'Instance Profile NAME cannot be found.' in the caller's account; ValidationError", Tests: []string{"iam.TestRulesMatrix/8.1_GetInstanceProfile_of_the_world's_profile", "iam.TestRulesMatrix/8.1_GetInstanceProfile_NoSuchEntity", "iam.TestRulesMatrix/8.1_GetInstanceProfile_validation", "awsemu.TestAWSCLIIAM"}},
+	{Rule: "8.2", Fact: "IAM GetRole (MaxSessionDuration, trust policy with ExternalId) and ListInstanceProfilesForRole (MaxItems/Marker pages, empty list, NoSuchEntity 'The role with name NAME cannot be found.')", Tests: []string{"iam.TestRulesMatrix/8.2_GetRole_and_ListInstanceProfilesForRole", "awsemu.TestAWSCLIIAM"}},
+	{Rule: "8.3", Fact: "IAM calls follow the caller's identity policies (resource ARNs, explicit deny): AccessDenied 403 with AWS's text; Query/XML envelope, ResponseMetadata, ErrorResponse of IAM's namespace", Tests: []string{"iam.TestRulesMatrix/8.3_IAM_calls_follow_the_caller's_identity_policies", "iam.TestRulesMatrix/8.3_IAM_wire_format"}},
+	{Rule: "8.4", Fact: "EC2 UnauthorizedOperation 403 from identity policies: the caller, action and resource named, explicit or implicit deny, an encoded message; Describe*/Get* only 'You are not authorized to perform this operation.'", Tests: []string{"ec2.TestRulesMatrix/8.4_UnauthorizedOperation_texts_and_encoded_messages"}},
+	{Rule: "8.5", Fact: "STS DecodeAuthorizationMessage: the decision, matched statements and context for the account's caller with the permission; AccessDenied without it; InvalidAuthorizationMessageException for another account's, altered or bogus messages; decodes after a restart", Tests: []string{"sts.TestRulesMatrix/8.5_DecodeAuthorizationMessage_of_an_EC2_denial", "sts.TestRulesMatrix/8.5_encoded_messages_decode_after_a_restart"}},
+	{Rule: "8.6", Fact: "ModifyImageAttribute refuses product codes (ProductCode.N not supported; no Marketplace seller)", Tests: []string{"ec2.TestRulesMatrix/8.6_ModifyImageAttribute_refuses_product_codes"}},
+	{Rule: "8.7", Fact: "image platform: Platform windows or absent, PlatformDetails and UsageOperation (Linux/UNIX RunInstances, Windows RunInstances:0002); kept by CreateImage, CopyImage, RegisterImage from the root snapshot", Tests: []string{"ec2.TestRulesMatrix/8.7_image_platform_and_billing_fields", "core.TestWorldValidation", "ec2.TestEC2GetPasswordData"}},
+	{Rule: "checker", Fact: "leftover launch templates, EC2 Fleets with live instances and open spot requests of a principal are leaks", Tests: []string{"ec2.TestEC2CheckerSpotLeftovers"}},
 	{Rule: "4", Fact: "build sequence end to end", Tests: []string{"ec2.TestEC2BuildSequence"}},
 	{Rule: "4", Fact: "cross-account re-encrypted copy end to end", Tests: []string{"ec2.TestEC2CrossAccountCopySequence", "ec2.TestEC2CrossAccountScenarios", "ec2.TestRulesCrossAccountSequence"}},
 }
 
 // packageDirs are where each package's tests live, from this directory.
-var packageDirs = map[string]string{"awsemu": ".", "core": "core", "ec2": "ec2", "kms": "kms", "sts": "sts"}
+var packageDirs = map[string]string{"awsemu": ".", "core": "core", "ec2": "ec2", "kms": "kms", "sts": "sts", "iam": "iam"}
 
 // TestConformanceIndexNamesRealTests fails when the index names a test
 // function or a matrix case that does not exist, so it can't rot silently.

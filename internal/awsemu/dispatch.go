@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/iam"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/kms"
 )
 
@@ -46,7 +47,7 @@ func (k authError) apiError(service string) *APIError {
 		default:
 			return &APIError{HTTPStatus: 400, Code: "UnrecognizedClientException", Message: "The security token included in the request is invalid."}
 		}
-	case "sts":
+	case "sts", "iam":
 		switch k {
 		case authMissing:
 			return &APIError{HTTPStatus: 403, Code: "MissingAuthenticationToken", Message: "Request is missing Authentication Token"}
@@ -129,7 +130,7 @@ func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, ok := e.services()[service]; !ok {
-		http.Error(w, "awsemu serves ec2, kms and sts; got signing service "+service, http.StatusBadRequest)
+		http.Error(w, "awsemu serves ec2, kms, sts and iam; got signing service "+service, http.StatusBadRequest)
 		return
 	}
 
@@ -199,23 +200,34 @@ func (e *Emulator) authenticate(c *core.Call, r *http.Request, body []byte, auth
 		return authExpired, false
 	}
 	// Calls to a region that is not enabled (opt-in) fail authentication,
-	// as on AWS; STS is served from every known region.
-	stsServed := c.Service == "sts" && e.regionKnown(c.Region)
-	if !e.regionEnabled(c.Region) && !stsServed {
+	// as on AWS; STS is served from every known region, and so is IAM:
+	// clients pointed at a custom endpoint sign IAM calls with their own
+	// region, not us-east-1 (docs/aws-behaviour.md 8.1).
+	global := (c.Service == "sts" || c.Service == "iam") && e.regionKnown(c.Region)
+	if !e.regionEnabled(c.Region) && !global {
 		return authRegion, false
 	}
 	return 0, true
 }
 
-// guessService names the service of an unsigned request from its shape.
+// guessService names the service of an unsigned request from its Host
+// (iam.amazonaws.com, sts.amazonaws.com) or its shape.
 func guessService(r *http.Request, body []byte) string {
 	if strings.HasPrefix(r.Header.Get("X-Amz-Target"), "TrentService.") {
 		return "kms"
 	}
+	switch host := strings.ToLower(r.Host); {
+	case strings.HasPrefix(host, "iam."):
+		return "iam"
+	case strings.HasPrefix(host, "sts."):
+		return "sts"
+	}
 	form, _ := url.ParseQuery(string(body))
 	switch form.Get("Action") {
-	case "AssumeRole", "GetCallerIdentity", "GetSessionToken":
+	case "AssumeRole", "GetCallerIdentity", "GetSessionToken", "DecodeAuthorizationMessage":
 		return "sts"
+	case "GetInstanceProfile", "GetRole", "ListInstanceProfilesForRole":
+		return "iam"
 	}
 	return "ec2"
 }
@@ -239,7 +251,7 @@ func parseAction(service string, r *http.Request, body []byte) (string, url.Valu
 	}
 	action := form.Get("Action")
 	if action == "" {
-		if service == "sts" {
+		if service == "sts" || service == "iam" {
 			return "", form, &APIError{HTTPStatus: 400, Code: "InvalidAction", Message: "Could not find operation  for version NO_VERSION_SPECIFIED"}
 		}
 		return "", form, &APIError{HTTPStatus: 400, Code: "MissingAction", Message: "The request must contain the parameter Action"}
@@ -272,9 +284,9 @@ func (e *Emulator) finish(w http.ResponseWriter, c *core.Call, out any, apiErr *
 			e.writeError(w, c.Service, c.RequestID, &APIError{HTTPStatus: 500, Code: "KMSInternalException", Message: err.Error()})
 			return
 		}
-	case "sts":
+	case "sts", "iam":
 		w.Header().Set("Content-Type", "text/xml")
-		if err := writeSTSEnvelope(&buf, c.Action, c.RequestID, out); err != nil {
+		if err := writeQueryEnvelope(&buf, queryNamespace(c.Service), c.Action, c.RequestID, out); err != nil {
 			e.writeError(w, c.Service, c.RequestID, &APIError{HTTPStatus: 500, Code: "InternalFailure", Message: err.Error()})
 			return
 		}
@@ -303,7 +315,7 @@ func (e *Emulator) writeError(w http.ResponseWriter, service, requestID string, 
 		w.Header().Set("X-Amzn-ErrorType", apiErr.Code)
 		w.WriteHeader(status)
 		_ = json.NewEncoder(w).Encode(map[string]string{"__type": apiErr.Code, "message": apiErr.Message})
-	case "sts":
+	case "sts", "iam":
 		w.Header().Set("Content-Type", "text/xml")
 		w.WriteHeader(status)
 		errType := "Sender"
@@ -311,7 +323,7 @@ func (e *Emulator) writeError(w http.ResponseWriter, service, requestID string, 
 			errType = "Receiver"
 		}
 		_ = xml.NewEncoder(w).Encode(stsErrorResponse{
-			Xmlns:     stsNamespace,
+			Xmlns:     queryNamespace(service),
 			Error:     stsError{Type: errType, Code: apiErr.Code, Message: apiErr.Message},
 			RequestID: requestID,
 		})
@@ -365,9 +377,18 @@ func writeEC2Envelope(buf *bytes.Buffer, action, requestID string, out any) erro
 	return nil
 }
 
-// writeSTSEnvelope writes <ActionResponse><ActionResult>…</ActionResult><ResponseMetadata/></ActionResponse>.
-func writeSTSEnvelope(buf *bytes.Buffer, action, requestID string, out any) error {
-	buf.WriteString("<" + action + "Response xmlns=\"" + stsNamespace + "\">")
+// queryNamespace is the XML namespace of STS's or IAM's responses.
+func queryNamespace(service string) string {
+	if service == "iam" {
+		return iam.Namespace
+	}
+	return stsNamespace
+}
+
+// writeQueryEnvelope writes STS's and IAM's
+// <ActionResponse><ActionResult>…</ActionResult><ResponseMetadata/></ActionResponse>.
+func writeQueryEnvelope(buf *bytes.Buffer, namespace, action, requestID string, out any) error {
+	buf.WriteString("<" + action + "Response xmlns=\"" + namespace + "\">")
 	buf.WriteString("<" + action + "Result>")
 	if err := writeChildren(buf, out); err != nil {
 		return err

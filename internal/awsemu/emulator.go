@@ -61,6 +61,7 @@ type Emulator struct {
 	ids   *core.RequestIDs
 
 	iam    *iam.IAM
+	iamAPI *iam.API
 	kms    *kms.Service
 	sts    *sts.Service
 	ec2    *ec2.Service
@@ -128,8 +129,11 @@ func New(opts Options) (*Emulator, error) {
 		stopped: make(chan struct{}),
 	}
 	e.faults = core.NewFaultState(opts.Faults)
-	e.limits = core.NewLimiter(opts.Limits)
+	e.limits = core.NewLimiter(opts.Limits, opts.TimeScale)
 	e.iam = iam.New(w)
+	// The world's roles and instance profiles date from before the run, as
+	// its images do.
+	e.iamAPI = iam.NewAPI(e.iam, e.clock.Now().Add(-30*24*time.Hour))
 	e.sts = sts.New(e.clock, e.iam)
 
 	var err error

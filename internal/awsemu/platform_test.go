@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -147,6 +148,34 @@ func TestRequestRateLimits(t *testing.T) {
 		t.Fatalf("EC2 throttling: HTTP %d %v", httpStatus(last), last)
 	}
 }
+
+// Limits.EmulatedTime: the buckets refill per emulated second, so at time
+// scale 0.01 a second's refill takes 10 ms of wall time.
+func TestRequestRateLimitsOnEmulatedTime(t *testing.T) {
+	ctx := context.Background()
+	for _, emulated := range []bool{false, true} {
+		t.Run(fmt.Sprintf("emulated=%v", emulated), func(t *testing.T) {
+			now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			var mu sync.Mutex
+			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+			srv := emutest.Start(t, awsemu.Options{Now: clock, TimeScale: 0.01,
+				Limits: awsemu.Limits{DescribeRate: 1, DescribeBurst: 1, EmulatedTime: emulated}})
+			c := emutest.KMSClient(ctx, srv, "111111111111", "us-east-1")
+			list := func() error { _, err := c.ListKeys(ctx, &kms.ListKeysInput{}); return err }
+			emutest.WantCode(t, "first call (burst)", list(), "")
+			emutest.WantCode(t, "second call at once", list(), "ThrottlingException")
+			mu.Lock()
+			now = now.Add(10 * time.Millisecond) // one emulated second at scale 0.01
+			mu.Unlock()
+			want := "ThrottlingException"
+			if emulated {
+				want = ""
+			}
+			emutest.WantCode(t, "after 10 ms of wall time", list(), want)
+		})
+	}
+}
+
 func TestAuditAndAdmin(t *testing.T) {
 	ctx := context.Background()
 	srv := emutest.Start(t, awsemu.Options{})

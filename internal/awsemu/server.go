@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -17,6 +18,9 @@ type Server struct {
 	http *http.Server
 	url  string
 	done chan error
+
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // Listen starts an emulator on addr, which must be a loopback address
@@ -69,8 +73,14 @@ func (s *Server) Emulator() *Emulator { return s.emu }
 
 // Shutdown stops accepting calls, waits for the ones in flight until ctx
 // ends, then closes what is left and the emulator (saving the state file).
-// Connections that clients opened but never used don't hold it up.
+// Connections that clients opened but never used don't hold it up. Only the
+// first call does the work; later ones return its result.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() { s.stopErr = s.shutdown(ctx) })
+	return s.stopErr
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		err = s.http.Close()

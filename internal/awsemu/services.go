@@ -13,7 +13,7 @@ type service interface {
 
 // services are the services by signing name.
 func (e *Emulator) services() map[string]service {
-	return map[string]service{"ec2": e.ec2, "kms": e.kms, "sts": e.sts}
+	return map[string]service{"ec2": e.ec2, "kms": e.kms, "sts": e.sts, "iam": e.iamAPI}
 }
 
 // AutoScalingRoleARN is the service-linked role Auto Scaling launches

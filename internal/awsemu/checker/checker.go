@@ -27,6 +27,9 @@ const (
 	LeftoverInstance      = "leftover-instance"
 	LeftoverKeyPair       = "leftover-key-pair"
 	LeftoverSecurityGroup = "leftover-security-group"
+	LeftoverLaunchTmpl    = "leftover-launch-template"
+	LeftoverFleet         = "leftover-fleet"
+	OpenSpotRequest       = "open-spot-request"
 	OrphanSnapshot        = "orphan-snapshot"
 	LeftoverGrant         = "leftover-grant"
 	LeftoverLaunchPerm    = "leftover-launch-permission"
@@ -135,6 +138,9 @@ func Check(src Source, opts Options) Report {
 	ck.leftoverInstances()
 	ck.leftoverKeyPairs()
 	ck.leftoverSecurityGroups()
+	ck.leftoverLaunchTemplates()
+	ck.leftoverFleets()
+	ck.openSpotRequests()
 	ck.orphanSnapshots()
 	ck.leftoverGrants()
 	ck.leftoverPermissions()
@@ -266,6 +272,43 @@ func (ck *checker) leftoverSecurityGroups() {
 		}
 		ck.add(Finding{Check: LeftoverSecurityGroup, Account: sg.Owner, Region: sg.Region, Resource: sg.ID, Principal: sg.Principal,
 			Message: fmt.Sprintf("security group %q (%s) in %s/%s created by %s still exists", sg.Name, sg.ID, sg.Owner, sg.Region, sg.Principal)})
+	}
+}
+
+func (ck *checker) leftoverLaunchTemplates() {
+	for _, lt := range ck.inv.LaunchTemplates {
+		if !ck.selected(lt.Owner, lt.Principal, lt.Created) {
+			continue
+		}
+		ck.add(Finding{Check: LeftoverLaunchTmpl, Account: lt.Owner, Region: lt.Region, Resource: lt.ID, Principal: lt.Principal,
+			Message: fmt.Sprintf("launch template %q (%s) in %s/%s created by %s still exists", lt.Name, lt.ID, lt.Owner, lt.Region, lt.Principal)})
+	}
+}
+
+// leftoverFleets finds EC2 Fleets not deleted that still hold live
+// instances. A fleet of type instant is a one-time request: once its
+// instances are terminated nothing of it runs, so (checker convention) it
+// is no leak even undeleted, as amazon-ebs leaves its spot fleets.
+func (ck *checker) leftoverFleets() {
+	for _, f := range ck.inv.Fleets {
+		if f.Deleted || len(f.LiveInstances) == 0 || !ck.selected(f.Owner, f.Principal, f.Created) {
+			continue
+		}
+		ck.add(Finding{Check: LeftoverFleet, Account: f.Owner, Region: f.Region, Resource: f.ID, Principal: f.Principal,
+			Message: fmt.Sprintf("EC2 Fleet %s (%s) in %s/%s created by %s is not deleted and still has instance(s) %s",
+				f.ID, f.Type, f.Owner, f.Region, f.Principal, strings.Join(f.LiveInstances, ", "))})
+	}
+}
+
+// openSpotRequests finds spot instance requests still open or active: not
+// cancelled, and their instance not terminated.
+func (ck *checker) openSpotRequests() {
+	for _, r := range ck.inv.SpotRequests {
+		if (r.State != "open" && r.State != "active") || !ck.selected(r.Owner, r.Principal, r.Created) {
+			continue
+		}
+		ck.add(Finding{Check: OpenSpotRequest, Account: r.Owner, Region: r.Region, Resource: r.ID, Principal: r.Principal,
+			Message: fmt.Sprintf("spot instance request %s in %s/%s made by %s is %s (instance %s), not cancelled or closed", r.ID, r.Owner, r.Region, r.Principal, r.State, r.InstanceID)})
 	}
 }
 

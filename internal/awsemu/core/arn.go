@@ -139,6 +139,9 @@ type InstanceProfile struct {
 type IdentityDecision struct {
 	Allowed      bool // an identity policy (or the absence of any) allows it
 	ExplicitDeny bool // a Deny statement or the world's deny list matches
+	// Denies are the Deny statements that matched (an entry of the world's
+	// deny list as a statement of its own), for authorization messages.
+	Denies []Statement
 }
 
 // Credentials are temporary security credentials, as STS issues them.

@@ -10,7 +10,7 @@ import (
 type Call struct {
 	RequestID string
 	Time      time.Time // emulator clock at arrival
-	Service   string    // "ec2", "kms", "sts" (from the credential scope)
+	Service   string    // "ec2", "kms", "sts", "iam" (from the credential scope)
 	Region    string    // from the credential scope
 	Account   string    // 12-digit account of the caller
 	// Principal is the caller's ARN: arn:aws:iam::ACCT:user/NAME,

@@ -75,7 +75,7 @@ func TestAWSRequestRates(t *testing.T) {
 	if l.DescribeBurst != 100 || l.DescribeRate != 20 || l.MutateBurst != 200 || l.MutateRate != 5 || l.ConcurrentImageCopies != 7 {
 		t.Fatalf("%+v", l)
 	}
-	lim := NewLimiter(l)
+	lim := NewLimiter(l, 1)
 	now := time.Unix(0, 0)
 	c := &Call{Service: "ec2", Account: "111111111111", Region: "us-east-1", Action: "CopyImage"}
 	n := 0
@@ -93,5 +93,47 @@ func TestAWSRequestRates(t *testing.T) {
 		if !lim.Allow(kmsCall, now) {
 			t.Fatalf("KMS call %d throttled by EC2's buckets", i)
 		}
+	}
+}
+
+// With EmulatedTime the buckets refill per emulated second: at time scale
+// 0.01 a rate of 5 per second refills 5 tokens in 10 ms of wall time;
+// without it, the same 10 ms refill nothing.
+func TestRequestRatesOnEmulatedTime(t *testing.T) {
+	tests := []struct {
+		name     string
+		emulated bool
+		scale    float64
+		wait     time.Duration // wall time after the burst is spent
+		want     int           // calls then allowed
+	}{
+		{"wall time, 10 ms at scale 0.01", false, 0.01, 10 * time.Millisecond, 0},
+		{"wall time, 1 s", false, 0.01, time.Second, 5},
+		{"emulated time, 10 ms at scale 0.01", true, 0.01, 10 * time.Millisecond, 5},
+		{"emulated time, 2 ms at scale 0.01", true, 0.01, 2 * time.Millisecond, 1},
+		{"emulated time at scale 1 is wall time", true, 1, 10 * time.Millisecond, 0},
+		{"emulated time, refill capped at the burst", true, 0.01, time.Minute, 10},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			lim := NewLimiter(Limits{MutateRate: 5, MutateBurst: 10, EmulatedTime: tc.emulated}, tc.scale)
+			c := &Call{Service: "ec2", Account: "111111111111", Region: "us-east-1", Action: "CopyImage"}
+			now := time.Unix(0, 0)
+			for range 10 {
+				if !lim.Allow(c, now) {
+					t.Fatal("burst of 10 not available")
+				}
+			}
+			if lim.Allow(c, now) {
+				t.Fatal("an 11th call passed the burst")
+			}
+			got := 0
+			for lim.Allow(c, now.Add(tc.wait)) {
+				got++
+			}
+			if got != tc.want {
+				t.Errorf("after %v: %d calls allowed, want %d", tc.wait, got, tc.want)
+			}
+		})
 	}
 }

@@ -238,6 +238,18 @@ func (p *Policy) Eval(r PolicyRequest) Evaluation {
 	return ev
 }
 
+// Matching returns the statements with effect ("Allow" or "Deny") that
+// match r.
+func (p *Policy) Matching(r PolicyRequest, effect string) []Statement {
+	var out []Statement
+	for _, s := range p.Statement {
+		if s.Effect == effect && s.matches(r) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 func (s Statement) matches(r PolicyRequest) bool {
 	if s.Principal != nil && !s.principalMatches(r) {
 		return false

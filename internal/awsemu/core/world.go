@@ -88,22 +88,25 @@ type WorldKey struct {
 
 // WorldImage is a public (or private) source AMI and its snapshots.
 type WorldImage struct {
-	ID                 string            `json:"id" hcl:"id,label"`
-	Owner              string            `json:"owner" hcl:"owner"` // account ID
-	Region             string            `json:"region" hcl:"region"`
-	Name               string            `json:"name" hcl:"name"`
-	Description        string            `json:"description,omitempty" hcl:"description,optional"`
-	Public             bool              `json:"public" hcl:"public,optional"`
-	Architecture       string            `json:"architecture" hcl:"architecture,optional"` // x86_64
-	VirtualizationType string            `json:"virtualization_type" hcl:"virtualization_type,optional"`
-	RootDeviceName     string            `json:"root_device_name" hcl:"root_device_name,optional"`
-	EnaSupport         bool              `json:"ena_support" hcl:"ena_support,optional"`
-	SriovNetSupport    string            `json:"sriov_net_support,omitempty" hcl:"sriov_net_support,optional"`
-	BootMode           string            `json:"boot_mode,omitempty" hcl:"boot_mode,optional"`
-	TpmSupport         string            `json:"tpm_support,omitempty" hcl:"tpm_support,optional"`
-	ImdsSupport        string            `json:"imds_support,omitempty" hcl:"imds_support,optional"`
-	Tags               map[string]string `json:"tags,omitempty" hcl:"tags,optional"`
-	Volumes            []WorldVolume     `json:"volumes" hcl:"volume,block"`
+	ID                 string `json:"id" hcl:"id,label"`
+	Owner              string `json:"owner" hcl:"owner"` // account ID
+	Region             string `json:"region" hcl:"region"`
+	Name               string `json:"name" hcl:"name"`
+	Description        string `json:"description,omitempty" hcl:"description,optional"`
+	Public             bool   `json:"public" hcl:"public,optional"`
+	Architecture       string `json:"architecture" hcl:"architecture,optional"` // x86_64
+	VirtualizationType string `json:"virtualization_type" hcl:"virtualization_type,optional"`
+	RootDeviceName     string `json:"root_device_name" hcl:"root_device_name,optional"`
+	EnaSupport         bool   `json:"ena_support" hcl:"ena_support,optional"`
+	SriovNetSupport    string `json:"sriov_net_support,omitempty" hcl:"sriov_net_support,optional"`
+	BootMode           string `json:"boot_mode,omitempty" hcl:"boot_mode,optional"`
+	TpmSupport         string `json:"tpm_support,omitempty" hcl:"tpm_support,optional"`
+	ImdsSupport        string `json:"imds_support,omitempty" hcl:"imds_support,optional"`
+	// Platform is "windows" for a Windows AMI; empty is Linux/UNIX
+	// (DescribeImages: Platform, PlatformDetails, UsageOperation).
+	Platform string            `json:"platform,omitempty" hcl:"platform,optional"`
+	Tags     map[string]string `json:"tags,omitempty" hcl:"tags,optional"`
+	Volumes  []WorldVolume     `json:"volumes" hcl:"volume,block"`
 }
 
 // WorldVolume is one EBS block device of a world image, backed by a snapshot.
@@ -352,6 +355,9 @@ func (w *World) validateImages(accounts, enabled map[string]bool) error {
 		}
 		if !enabled[im.Region] {
 			return fmt.Errorf("%s.region: %q is not an enabled region of this world", where, im.Region)
+		}
+		if im.Platform != "" && im.Platform != "windows" {
+			return fmt.Errorf("%s.platform: %q must be \"windows\" or empty (Linux/UNIX)", where, im.Platform)
 		}
 		if len(im.Volumes) == 0 {
 			return fmt.Errorf("%s.volumes: an EBS-backed image needs at least one volume", where)

@@ -158,6 +158,7 @@ func TestWorldValidation(t *testing.T) {
 		{"alias/aws/ reserved", "w.json", `{"regions":["us-east-1"],"accounts":[{"id":"111111111111","users":[],"roles":[],"keys":[{"region":"us-east-1","aliases":["alias/aws/x"]}]}],"images":[]}`, `aliases: "alias/aws/x"`},
 		{"bad policy", "w.json", `{"regions":["us-east-1"],"accounts":[{"id":"111111111111","users":[],"roles":[],"keys":[{"region":"us-east-1","aliases":[],"policy":"{}"}]}],"images":[]}`, "keys[0].policy"},
 		{"image owner unknown", "w.json", `{"regions":["us-east-1"],"accounts":[],"images":[{"id":"ami-1","owner":"999999999999","region":"us-east-1","name":"n","volumes":[{"device_name":"/dev/xvda","snapshot_id":"snap-1","size_gib":8}]}]}`, `images[0].owner: "999999999999"`},
+		{"image platform", "w.json", `{"regions":["us-east-1"],"accounts":[{"id":"111111111111","users":[],"roles":[],"keys":[]}],"images":[{"id":"ami-1","owner":"111111111111","region":"us-east-1","name":"n","platform":"linux","volumes":[{"device_name":"/dev/xvda","snapshot_id":"snap-1","size_gib":8}]}]}`, `images[0].platform: "linux" must be "windows" or empty`},
 		{"unknown JSON field", "w.json", `{"regions":["us-east-1"],"acounts":[]}`, `unknown field "acounts"`},
 		{"HCL syntax", "w.hcl", `regions = [`, "w.hcl"},
 	}

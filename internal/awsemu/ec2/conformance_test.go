@@ -20,7 +20,9 @@ import (
 )
 
 // TestRulesMatrix runs this package's cases of the conformance matrix.
-func TestRulesMatrix(t *testing.T) { emutest.RunCases(t, conformance()) }
+func TestRulesMatrix(t *testing.T) {
+	emutest.RunCases(t, append(conformance(), dropInConformance()...))
+}
 
 func conformance() []emutest.Case {
 	return []emutest.Case{

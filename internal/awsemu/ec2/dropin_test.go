@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -181,7 +182,7 @@ func TestEC2InstantFleetReportsLaunchErrors(t *testing.T) {
 // A Windows instance's password is available a few minutes after launch,
 // encrypted with the key pair's RSA public key; a Linux instance has none.
 func TestEC2GetPasswordData(t *testing.T) {
-	x := realTime(t, awsemu.Options{})
+	x := realTime(t, awsemu.Options{World: emutest.DefaultWorldWith(t, windowsWorld)})
 	c := x.EC2(emutest.AcctBuild, emutest.East)
 	key := emutest.Must[*ec2.CreateKeyPairOutput](t, "CreateKeyPair")(c.CreateKeyPair(x.Ctx, &ec2.CreateKeyPairInput{KeyName: aws.String("win")}))
 	win := windowsImage(t, x)
@@ -222,7 +223,7 @@ func TestEC2GetPasswordData(t *testing.T) {
 // ED25519 key pairs are made and described as such, and refused for
 // Windows; imported keys report their type and size in the audit.
 func TestEC2KeyPairTypes(t *testing.T) {
-	x := emutest.NewEnv(t, awsemu.Options{})
+	x := emutest.NewEnv(t, awsemu.Options{World: emutest.DefaultWorldWith(t, windowsWorld)})
 	c := x.EC2(emutest.AcctBuild, emutest.East)
 	ed := emutest.Must[*ec2.CreateKeyPairOutput](t, "CreateKeyPair")(c.CreateKeyPair(x.Ctx, &ec2.CreateKeyPairInput{KeyName: aws.String("ed"), KeyType: types.KeyTypeEd25519}))
 	if !strings.Contains(aws.ToString(ed.KeyMaterial), "PRIVATE KEY") {
@@ -242,19 +243,24 @@ func TestEC2KeyPairTypes(t *testing.T) {
 	}
 }
 
-// windowsImage registers a Windows AMI in the build account from one of its
-// own snapshots.
+// windowsAMI is the public Windows AMI windowsWorld adds in us-east-1.
+const windowsAMI = "ami-0a1b2c3d4e5f6a001"
+
+// windowsWorld is the default world with Amazon's public Windows AMI in
+// us-east-1 (platform windows, root /dev/sda1).
+func windowsWorld(w *awsemu.World) {
+	w.Images = append(w.Images, awsemu.WorldImage{
+		ID: windowsAMI, Owner: emutest.AcctAmazon, Region: emutest.East, Name: "Windows_Server-2022-English-Full-Base-2025.01.15",
+		Public: true, Architecture: "x86_64", VirtualizationType: "hvm", RootDeviceName: "/dev/sda1", EnaSupport: true, Platform: "windows",
+		Volumes: []awsemu.WorldVolume{{DeviceName: "/dev/sda1", SnapshotID: "snap-0a1b2c3d4e5f6a001", SizeGiB: 30, VolumeType: "gp3"}},
+	})
+}
+
+// windowsImage is the Windows AMI of an emulator of windowsWorld.
 func windowsImage(t *testing.T, x *emutest.Env) string {
 	t.Helper()
-	c := x.EC2(emutest.AcctBuild, emutest.East)
-	snap := ownSnapshot(x, emutest.AcctBuild)
-	out := emutest.Must[*ec2.RegisterImageOutput](t, "RegisterImage")(c.RegisterImage(x.Ctx, &ec2.RegisterImageInput{
-		Name: aws.String("Windows_Server-2022-English-Full-Base-" + snap), RootDeviceName: aws.String("/dev/sda1"),
-		Architecture: types.ArchitectureValuesX8664, VirtualizationType: aws.String("hvm"), EnaSupport: aws.Bool(true),
-		BlockDeviceMappings: []types.BlockDeviceMapping{{DeviceName: aws.String("/dev/sda1"), Ebs: &types.EbsBlockDevice{SnapshotId: aws.String(snap)}}},
-	}))
-	x.Srv.Emulator().Advance(time.Hour)
-	return aws.ToString(out.ImageId)
+	x.Image(x.EC2(emutest.AcctBuild, emutest.East), windowsAMI) // fails the test if the world lacks it
+	return windowsAMI
 }
 
 // The narrowed rule of a temporary security group: one /32, and an IPv6
@@ -281,4 +287,69 @@ func tagMap(tags []types.Tag) map[string]string {
 		m[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
 	return m
+}
+
+// A spot build's launch template, fleet and spot request are leaks while
+// they last, as its instance is: the checker names each until the
+// instance is terminated and the template deleted. An undeleted instant
+// fleet whose instances are gone is no leak (a one-time request).
+func TestEC2CheckerSpotLeftovers(t *testing.T) {
+	x := emutest.NewEnv(t, awsemu.Options{})
+	c := x.EC2(emutest.AcctBuild, emutest.East)
+	mark := x.Srv.Mark()
+	emutest.Must[*ec2.CreateLaunchTemplateOutput](t, "CreateLaunchTemplate")(c.CreateLaunchTemplate(x.Ctx, &ec2.CreateLaunchTemplateInput{
+		LaunchTemplateName: aws.String("packer-leak"),
+		LaunchTemplateData: &types.RequestLaunchTemplateData{ImageId: aws.String(emutest.SeedAMI),
+			InstanceMarketOptions: &types.LaunchTemplateInstanceMarketOptionsRequest{MarketType: types.MarketTypeSpot}},
+	}))
+	fleet := emutest.Must[*ec2.CreateFleetOutput](t, "CreateFleet")(c.CreateFleet(x.Ctx, &ec2.CreateFleetInput{
+		Type: types.FleetTypeInstant,
+		LaunchTemplateConfigs: []types.FleetLaunchTemplateConfigRequest{{
+			LaunchTemplateSpecification: &types.FleetLaunchTemplateSpecificationRequest{LaunchTemplateName: aws.String("packer-leak"), Version: aws.String("1")},
+		}},
+		TargetCapacitySpecification: &types.TargetCapacitySpecificationRequest{TotalTargetCapacity: aws.Int32(1), DefaultTargetCapacityType: types.DefaultTargetCapacityTypeSpot},
+	}))
+	if len(fleet.Instances) != 1 {
+		t.Fatalf("CreateFleet = %+v", fleet)
+	}
+	inst := fleet.Instances[0].InstanceIds[0]
+	findings := func() map[string]int {
+		n := map[string]int{}
+		for _, f := range x.Srv.Emulator().Check(awsemu.CheckOptions{SinceSeq: mark}).Findings {
+			n[f.Check]++
+			if f.Principal != "arn:aws:iam::111111111111:user/packer" {
+				t.Errorf("finding %+v: principal is not the caller", f)
+			}
+		}
+		return n
+	}
+	steps := []struct {
+		name string
+		act  func()
+		want map[string]int
+	}{
+		{"after the launch", func() {}, map[string]int{awsemu.CheckLeftoverInstance: 1, awsemu.CheckLeftoverLaunchTmpl: 1,
+			awsemu.CheckLeftoverFleet: 1, awsemu.CheckOpenSpotRequest: 1}},
+		{"spot request cancelled", func() {
+			reqs := emutest.Must[*ec2.DescribeSpotInstanceRequestsOutput](t, "DescribeSpotInstanceRequests")(c.DescribeSpotInstanceRequests(x.Ctx, &ec2.DescribeSpotInstanceRequestsInput{}))
+			emutest.Must[*ec2.CancelSpotInstanceRequestsOutput](t, "CancelSpotInstanceRequests")(c.CancelSpotInstanceRequests(x.Ctx, &ec2.CancelSpotInstanceRequestsInput{
+				SpotInstanceRequestIds: []string{aws.ToString(reqs.SpotInstanceRequests[0].SpotInstanceRequestId)}}))
+		}, map[string]int{awsemu.CheckLeftoverInstance: 1, awsemu.CheckLeftoverLaunchTmpl: 1, awsemu.CheckLeftoverFleet: 1}},
+		{"instance terminated", func() {
+			emutest.Must[*ec2.TerminateInstancesOutput](t, "TerminateInstances")(c.TerminateInstances(x.Ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{inst}}))
+		}, map[string]int{awsemu.CheckLeftoverLaunchTmpl: 1}},
+		{"template deleted", func() {
+			emutest.Must[*ec2.DeleteLaunchTemplateOutput](t, "DeleteLaunchTemplate")(c.DeleteLaunchTemplate(x.Ctx, &ec2.DeleteLaunchTemplateInput{LaunchTemplateName: aws.String("packer-leak")}))
+		}, map[string]int{}},
+	}
+	for _, s := range steps {
+		s.act()
+		if got := findings(); !maps.Equal(got, s.want) {
+			t.Errorf("%s: findings %v, want %v", s.name, got, s.want)
+		}
+	}
+	// Another principal's run is not charged with them.
+	if r := x.Srv.Emulator().Check(awsemu.CheckOptions{SinceSeq: mark, Principal: emutest.AcctT2}); !r.Pass {
+		t.Errorf("check of another account: %s", r)
+	}
 }

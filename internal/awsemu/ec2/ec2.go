@@ -26,7 +26,8 @@ type Keys interface {
 
 // Identity is what EC2 asks of IAM.
 type Identity interface {
-	Allowed(principalIAM, action string) bool
+	// Authorize evaluates the caller's identity policies for a request.
+	Authorize(r core.PolicyRequest) core.IdentityDecision
 	AccountExists(id string) bool
 	AccountByAlias(alias string) (string, bool)
 	Aliases() map[string]string

@@ -49,6 +49,7 @@ type ec2SpotRequest struct {
 	InstanceID string    `json:"instance_id"`
 	Created    time.Time `json:"created"`
 	Cancelled  bool      `json:"cancelled,omitempty"`
+	Principal  string    `json:"principal,omitempty"`
 }
 
 func launchTemplatesOf(s *store) map[string]*ec2LaunchTemplate { return s.LaunchTemplates }
@@ -395,7 +396,7 @@ func (e *view) ec2DeleteFleets(c *core.Call, p ec2Params) (any, *core.APIError) 
 
 // newSpotRequest records the one-time spot request a spot launch fulfils.
 func (e *view) newSpotRequest(c *core.Call, inst *ec2Instance) {
-	sir := &ec2SpotRequest{ID: e.newID("sir"), Owner: c.Account, Region: c.Region, InstanceID: inst.ID, Created: e.clock.Now()}
+	sir := &ec2SpotRequest{ID: e.newID("sir"), Owner: c.Account, Region: c.Region, InstanceID: inst.ID, Created: e.clock.Now(), Principal: c.Principal}
 	put(e, spotRequestsOf, sir)
 	inst.SpotRequestID = sir.ID
 	c.Note("spotInstanceRequestId."+inst.ID, sir.ID)

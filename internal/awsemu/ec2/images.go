@@ -34,6 +34,7 @@ type ec2Image struct {
 	BootMode           string       `json:"boot_mode,omitempty"`
 	TpmSupport         string       `json:"tpm_support,omitempty"`
 	ImdsSupport        string       `json:"imds_support,omitempty"`
+	Platform           string       `json:"platform,omitempty"` // "windows" or "" (Linux/UNIX)
 	Mappings           []ec2Mapping `json:"mappings"`
 
 	Created time.Time `json:"created"`
@@ -250,11 +251,22 @@ type xmlImage struct {
 	ImdsSupport              string                  `xml:"imdsSupport,omitempty"`
 	DeprecationTime          string                  `xml:"deprecationTime,omitempty"`
 	DeregistrationProtection string                  `xml:"deregistrationProtection,omitempty"`
+	Platform                 string                  `xml:"platform,omitempty"`
 	PlatformDetails          string                  `xml:"platformDetails"`
 	UsageOperation           string                  `xml:"usageOperation"`
 	SourceImageID            string                  `xml:"sourceImageId,omitempty"`
 	SourceImageRegion        string                  `xml:"sourceImageRegion,omitempty"`
 	SourceInstanceID         string                  `xml:"sourceInstanceId,omitempty"`
+}
+
+// billing is the PlatformDetails and UsageOperation of a platform, as
+// AWS's table of AMI billing information lists them (docs/aws-behaviour.md
+// 8.7): Linux/UNIX and RunInstances, Windows and RunInstances:0002.
+func billing(platform string) (details, usageOperation string) {
+	if platform == "windows" {
+		return "Windows", "RunInstances:0002"
+	}
+	return "Linux/UNIX", "RunInstances"
 }
 
 func mappingsXML(ms []ec2Mapping) []xmlBlockDeviceMapping {
@@ -283,9 +295,10 @@ func (e *view) imageXML(img *ec2Image, account string) xmlImage {
 		VirtualizationType: img.VirtualizationType, TagSet: e.tagSet(img.ID, account), Hypervisor: "xen",
 		EnaSupport: img.EnaSupport, SriovNetSupport: img.SriovNetSupport, BootMode: img.BootMode,
 		TpmSupport: img.TpmSupport, ImdsSupport: img.ImdsSupport,
-		PlatformDetails: "Linux/UNIX", UsageOperation: "RunInstances",
 		SourceImageID: img.SourceImageID, SourceImageRegion: img.SourceRegion, SourceInstanceID: img.SourceInstanceID,
 	}
+	x.Platform = img.Platform
+	x.PlatformDetails, x.UsageOperation = billing(img.Platform)
 	if x.ImageOwnerAlias != "" {
 		x.ImageLocation = x.ImageOwnerAlias + "/" + img.Name
 	}
@@ -395,7 +408,7 @@ func (e *view) imageFilterValues(img *ec2Image, account, name string) ([]string,
 	case "boot-mode":
 		return []string{img.BootMode}, true
 	case "platform":
-		return nil, true
+		return []string{img.Platform}, true
 	case "source-image-id":
 		return []string{img.SourceImageID}, true
 	case "block-device-mapping.snapshot-id", "block-device-mapping.encrypted", "block-device-mapping.device-name",
@@ -457,7 +470,7 @@ func (e *view) ec2CreateImage(c *core.Call, p ec2Params) (any, *core.APIError) {
 		ID: e.newID("ami"), Owner: c.Account, Region: c.Region, Name: name, Description: p.str("Description"),
 		Architecture: inst.Architecture, VirtualizationType: inst.VirtualizationType, RootDeviceName: inst.RootDeviceName,
 		EnaSupport: inst.EnaSupport, SriovNetSupport: inst.SriovNetSupport, BootMode: inst.BootMode,
-		TpmSupport: inst.TpmSupport, ImdsSupport: inst.ImdsSupport,
+		TpmSupport: inst.TpmSupport, ImdsSupport: inst.ImdsSupport, Platform: inst.Platform,
 		Created: now, ReadyAt: now.Add(e.clock.Latency(core.LatencyImageRegister, 0, false)), State: "pending",
 		SourceInstanceID: inst.ID, Action: c.Action, Principal: c.Principal, Hidden: e.hideIfFault(c),
 	}
@@ -562,6 +575,11 @@ func (e *view) ec2RegisterImage(c *core.Call, p ec2Params) (any, *core.APIError)
 			}
 			if dev == root && m.SnapshotID != "" {
 				rootMapped = true
+				// RegisterImage derives the billing information from the
+				// root snapshot's metadata (docs/aws-behaviour.md 8.7).
+				if snap, ok := get(e, snapshotsOf, m.SnapshotID); ok {
+					img.Platform = snap.Platform
+				}
 			}
 		}
 		img.Mappings = append(img.Mappings, m)
@@ -703,7 +721,7 @@ func (e *view) ec2CopyImage(c *core.Call, p ec2Params) (any, *core.APIError) {
 		ID: e.newID("ami"), Owner: c.Account, Region: c.Region, Name: name, Description: p.str("Description"),
 		Architecture: src.Architecture, VirtualizationType: src.VirtualizationType, RootDeviceName: src.RootDeviceName,
 		EnaSupport: src.EnaSupport, SriovNetSupport: src.SriovNetSupport, BootMode: src.BootMode,
-		TpmSupport: src.TpmSupport, ImdsSupport: src.ImdsSupport,
+		TpmSupport: src.TpmSupport, ImdsSupport: src.ImdsSupport, Platform: src.Platform,
 		Created: now, ReadyAt: now.Add(e.clock.Latency(core.LatencyImageRegister, 0, false)), State: "pending",
 		SourceImageID: src.ID, SourceRegion: srcRegion, Action: c.Action, Principal: c.Principal,
 		Hidden: e.hideIfFault(c),
@@ -938,6 +956,9 @@ func (e *view) ec2ModifyImageAttribute(c *core.Call, p ec2Params) (any, *core.AP
 	if err != nil {
 		return nil, err
 	}
+	if err := productCodesUnsupported(p); err != nil {
+		return nil, err
+	}
 	if p.has("Description.Value") || (p.str("Attribute") == "description" && p.has("Value")) {
 		img.Description = orDefault(p.str("Description.Value"), p.str("Value"))
 		return nil, nil
@@ -967,6 +988,22 @@ func (e *view) ec2ModifyImageAttribute(c *core.Call, p ec2Params) (any, *core.AP
 	img.LaunchOrgs = removeAll(appendUnique(img.LaunchOrgs, add.Orgs...), remove.Orgs...)
 	img.LaunchOUs = removeAll(appendUnique(img.LaunchOUs, add.OUs...), remove.OUs...)
 	return nil, nil
+}
+
+// productCodesUnsupported refuses product codes in ModifyImageAttribute:
+// the API reference documents ProductCode.N as "Not supported" and the
+// attribute as one of description, imdsSupport and launchPermission; an
+// AWS Marketplace product code is attached by Marketplace, never by its
+// seller's ModifyImageAttribute, and no account of the world is a seller
+// (docs/aws-behaviour.md 8.6).
+func productCodesUnsupported(p ec2Params) *core.APIError {
+	if codes := p.list("ProductCode"); len(codes) > 0 {
+		return core.Errf("InvalidParameterValue", "Product code in ami manifest does not have a configured relationship with Amazon EC2: %s", codes[0])
+	}
+	if p.str("Attribute") == "productCodes" {
+		return core.Errf("InvalidParameterValue", "Value (productCodes) for parameter attribute is invalid. Valid values are description, imdsSupport and launchPermission.")
+	}
+	return nil
 }
 
 func (e *view) ec2ResetImageAttribute(c *core.Call, p ec2Params) (any, *core.APIError) {

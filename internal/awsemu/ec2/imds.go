@@ -25,6 +25,9 @@ import (
 // in a session named after the instance.
 type Sessions interface {
 	IssueForInstance(role core.Role, instanceID, instanceARN string) core.Credentials
+	// EncodeAuthorizationMessage seals the authorization message of a
+	// denied call of account, as sts:DecodeAuthorizationMessage opens it.
+	EncodeAuthorizationMessage(account string, m core.AuthorizationMessage) string
 }
 
 // imdsState is the metadata service's own state: session tokens and the

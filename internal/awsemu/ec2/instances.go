@@ -287,14 +287,12 @@ func (e *view) instanceXML(inst *ec2Instance, account string) xmlInstance {
 		TagSet: e.tagSet(inst.ID, account), Hypervisor: "xen", EnaSupport: inst.EnaSupport,
 		MetadataOptions: xmlMetadataOptions{State: "applied", HTTPTokens: inst.HTTPTokens, HTTPPutResponseHopLimit: orDefaultInt(inst.HTTPHopLimit, 2),
 			HTTPEndpoint: orDefault(inst.HTTPEndpoint, "enabled"), InstanceMetadataTags: orDefault(inst.MetadataTags, "disabled")},
-		BootMode: inst.BootMode, PlatformDetails: "Linux/UNIX", UsageOperation: "RunInstances",
+		BootMode: inst.BootMode,
 		GroupSet: []xmlGroup{}, BlockDeviceMapping: []xmlInstanceBDM{},
 		EbsOptimized: inst.EbsOptimized, Platform: inst.Platform, InstanceLifecycle: inst.Lifecycle, SpotRequestID: inst.SpotRequestID,
 		EnclaveOptions: xmlEnclaveOptions{Enabled: inst.EnclaveEnabled},
 	}
-	if inst.Platform == "windows" {
-		x.PlatformDetails = "Windows"
-	}
+	x.PlatformDetails, x.UsageOperation = billing(inst.Platform)
 	for _, arn := range inst.Licenses {
 		x.Licenses = append(x.Licenses, xmlLicense{LicenseConfigurationArn: arn})
 	}

@@ -12,11 +12,14 @@ import (
 // Inventory is every EC2 resource as the invariant checker and tests see
 // it: copies, sorted by ID, with pending states moved on to now.
 type Inventory struct {
-	Images         []ImageView
-	Snapshots      []SnapshotView
-	Instances      []InstanceView
-	KeyPairs       []KeyPairView
-	SecurityGroups []SecurityGroupView
+	Images          []ImageView
+	Snapshots       []SnapshotView
+	Instances       []InstanceView
+	KeyPairs        []KeyPairView
+	SecurityGroups  []SecurityGroupView
+	LaunchTemplates []LaunchTemplateView
+	Fleets          []FleetView
+	SpotRequests    []SpotRequestView
 	// Registrations is every AMI ever made, kept after deregistration.
 	Registrations []Registration
 }
@@ -63,6 +66,28 @@ type SecurityGroupView struct {
 	Default, Seeded                    bool
 }
 
+// LaunchTemplateView is a launch template.
+type LaunchTemplateView struct {
+	ID, Owner, Region, Name, Principal string
+	Created                            time.Time
+}
+
+// FleetView is an EC2 Fleet. LiveInstances are its instances not on
+// their way to terminated.
+type FleetView struct {
+	ID, Owner, Region, Type, Principal string
+	Deleted                            bool
+	LiveInstances                      []string
+	Created                            time.Time
+}
+
+// SpotRequestView is a spot instance request; State is as
+// DescribeSpotInstanceRequests shows it (active, closed, cancelled).
+type SpotRequestView struct {
+	ID, Owner, Region, State, InstanceID, Principal string
+	Created                                         time.Time
+}
+
 // Inventory returns every resource. It locks every store, in order.
 func (e *Service) Inventory() Inventory {
 	want := map[core.Scope]bool{}
@@ -105,6 +130,29 @@ func (e *Service) Inventory() Inventory {
 			sg := st.SecurityGroups[id]
 			inv.SecurityGroups = append(inv.SecurityGroups, SecurityGroupView{ID: sg.ID, Owner: sg.Owner, Region: sg.Region, Name: sg.Name,
 				Principal: sg.Principal, Default: sg.Default, Seeded: sg.Seeded})
+		}
+		for _, id := range sortedKeys(st.LaunchTemplates) {
+			lt := st.LaunchTemplates[id]
+			inv.LaunchTemplates = append(inv.LaunchTemplates, LaunchTemplateView{ID: lt.ID, Owner: lt.Owner, Region: lt.Region, Name: lt.Name,
+				Principal: lt.Principal, Created: lt.Created})
+		}
+		for _, id := range sortedKeys(st.Fleets) {
+			f := st.Fleets[id]
+			fv := FleetView{ID: f.ID, Owner: f.Owner, Region: f.Region, Type: f.Type, Principal: f.Principal, Deleted: f.Deleted, Created: f.Created}
+			for _, iid := range f.Instances {
+				if inst, ok := get(v, instancesOf, iid); ok {
+					v.refreshInstance(inst)
+					if inst.State != "terminated" && inst.Next != "terminated" {
+						fv.LiveInstances = append(fv.LiveInstances, iid)
+					}
+				}
+			}
+			inv.Fleets = append(inv.Fleets, fv)
+		}
+		for _, id := range sortedKeys(st.SpotRequests) {
+			r := st.SpotRequests[id]
+			inv.SpotRequests = append(inv.SpotRequests, SpotRequestView{ID: r.ID, Owner: r.Owner, Region: r.Region, InstanceID: r.InstanceID,
+				State: v.spotRequestXML(r, r.Owner).State, Principal: r.Principal, Created: r.Created})
 		}
 		inv.Registrations = append(inv.Registrations, st.Registrations...)
 	}

@@ -11,7 +11,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
-	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -22,12 +21,10 @@ import (
 // passwordDelay is how long after launch the password is available.
 const passwordDelay = 4 * time.Minute
 
-// windowsImage reports whether an image is a Windows image. The world has
-// no platform field yet, so (emulator convention) an image whose name or
-// description says "Windows" is one, as Amazon's Windows AMIs are named.
-func windowsImage(img *ec2Image) bool {
-	return strings.Contains(strings.ToLower(img.Name+" "+img.Description), "windows")
-}
+// windowsImage reports whether an image is a Windows image: its platform,
+// from the world file, the instance it was made from, its source or its
+// root snapshot (docs/aws-behaviour.md 8.7).
+func windowsImage(img *ec2Image) bool { return img.Platform == "windows" }
 
 // setWindowsPassword marks a new instance as Windows and, when it was
 // launched with an RSA key pair, prepares its encrypted password.

@@ -68,13 +68,13 @@ func (e *Service) seed(w *core.World) {
 			Architecture: orDefault(wi.Architecture, "x86_64"), VirtualizationType: orDefault(wi.VirtualizationType, "hvm"),
 			RootDeviceName: orDefault(wi.RootDeviceName, "/dev/xvda"), EnaSupport: wi.EnaSupport,
 			SriovNetSupport: wi.SriovNetSupport, BootMode: wi.BootMode, TpmSupport: wi.TpmSupport, ImdsSupport: wi.ImdsSupport,
-			Created: epoch, ReadyAt: epoch, State: "available", Seeded: true,
+			Platform: worldPlatform(wi), Created: epoch, ReadyAt: epoch, State: "available", Seeded: true,
 		}
 		for _, vol := range wi.Volumes {
 			snap := &ec2Snapshot{
 				ID: vol.SnapshotID, Owner: wi.Owner, Region: wi.Region, VolumeID: "vol-ffffffff", SizeGiB: vol.SizeGiB,
 				Encrypted: vol.Encrypted, KmsKeyARN: vol.KmsKey, Description: "", Started: epoch, DoneAt: epoch,
-				State: "completed", Lineage: vol.SnapshotID, Seeded: true,
+				State: "completed", Lineage: vol.SnapshotID, Seeded: true, Platform: img.Platform,
 			}
 			if vol.Encrypted {
 				snap.KeyManager = "CUSTOMER"
@@ -99,6 +99,17 @@ func (e *Service) seed(w *core.World) {
 			v.setTags(img.ID, wi.Owner, wi.Tags)
 		}
 	}
+}
+
+// worldPlatform is a world image's platform. A world file that predates
+// the platform field marks Windows only by the name, as Amazon names its
+// Windows AMIs ("Windows_Server-2022-…"): such an image without a platform
+// is taken as windows (emulator convention; set platform instead).
+func worldPlatform(wi core.WorldImage) string {
+	if wi.Platform == "" && strings.HasPrefix(strings.ToLower(wi.Name), "windows") {
+		return "windows"
+	}
+	return wi.Platform
 }
 
 // seedNetwork makes the default VPC, subnets and security group of an
@@ -242,8 +253,8 @@ func (e *Service) Handle(c *core.Call) (any, *core.APIError) {
 	if err != nil {
 		return nil, err
 	}
-	if !e.iam.Allowed(c.PrincipalIAM, "ec2:"+c.Action) {
-		return nil, ec2Unauthorized(c)
+	if err := e.authorize(c, p); err != nil {
+		return nil, err
 	}
 	if dry {
 		return nil, &core.APIError{HTTPStatus: 412, Code: "DryRunOperation",

@@ -23,6 +23,9 @@ type ec2Snapshot struct {
 	Encrypted  bool   `json:"encrypted,omitempty"`
 	KmsKeyARN  string `json:"kms_key_arn,omitempty"`
 	KeyManager string `json:"key_manager,omitempty"` // AWS or CUSTOMER
+	// Platform is the billing metadata of the data: "windows" for a
+	// Windows root volume's, kept through volumes, snapshots and copies.
+	Platform string `json:"platform,omitempty"`
 
 	Started time.Time `json:"started"`
 	DoneAt  time.Time `json:"done_at"`
@@ -209,7 +212,7 @@ func (e *view) newSnapshotCopy(c *core.Call, now time.Time, src *ec2Snapshot, sr
 		ID: e.newID("snap"), Owner: c.Account, Region: c.Region, VolumeID: "vol-ffffffff", SizeGiB: src.SizeGiB,
 		Description: description, Encrypted: plan.encrypted, KmsKeyARN: plan.keyARN, KeyManager: plan.keyManager,
 		Started: now, DoneAt: now.Add(e.clock.Latency(core.LatencySnapshotCopy, size, srcRegion != c.Region)), State: "pending",
-		Lineage: src.Lineage, SourceSnapshotID: src.ID, SourceRegion: srcRegion, Principal: c.Principal,
+		Lineage: src.Lineage, SourceSnapshotID: src.ID, SourceRegion: srcRegion, Principal: c.Principal, Platform: src.Platform,
 	}
 	put(e, snapshotsOf, s)
 	return s
@@ -228,7 +231,7 @@ func (e *view) snapshotVolume(c *core.Call, vol *ec2Volume, description string) 
 		ID: e.newID("snap"), Owner: c.Account, Region: c.Region, VolumeID: vol.ID, SizeGiB: vol.SizeGiB,
 		Description: description, Encrypted: vol.Encrypted, KmsKeyARN: vol.KmsKeyARN, KeyManager: vol.KeyManager,
 		Started: now, DoneAt: now.Add(e.clock.Latency(core.LatencySnapshot, size, false)), State: "pending",
-		Lineage: vol.ID, Principal: c.Principal,
+		Lineage: vol.ID, Principal: c.Principal, Platform: vol.Platform,
 	}
 	put(e, snapshotsOf, s)
 	return s
@@ -541,6 +544,7 @@ type ec2Volume struct {
 	Encrypted  bool      `json:"encrypted,omitempty"`
 	KmsKeyARN  string    `json:"kms_key_arn,omitempty"`
 	KeyManager string    `json:"key_manager,omitempty"`
+	Platform   string    `json:"platform,omitempty"` // the snapshot's billing metadata
 	Created    time.Time `json:"created"`
 	Failed     bool      `json:"failed,omitempty"` // could not use its key
 	// ReadyAt is when a volume CreateVolume made leaves creating.
@@ -723,7 +727,7 @@ func (e *view) newVolume(c *core.Call, az string, spec volumeSpec) (*ec2Volume, 
 	}
 	snapEncrypted := spec.snapshot != nil && spec.snapshot.Encrypted
 	if spec.snapshot != nil {
-		v.SnapshotID = spec.snapshot.ID
+		v.SnapshotID, v.Platform = spec.snapshot.ID, spec.snapshot.Platform
 		if v.SizeGiB == 0 {
 			v.SizeGiB = spec.snapshot.SizeGiB
 		}

@@ -94,6 +94,17 @@ func (s *IAM) InstanceProfile(account, nameOrARN string) (core.InstanceProfile, 
 	return p, ok
 }
 
+// ProfilesForRole lists the instance profiles that pass roleARN.
+func (s *IAM) ProfilesForRole(roleARN string) []core.InstanceProfile {
+	var out []core.InstanceProfile
+	for _, p := range s.profiles {
+		if p.Role.ARN == roleARN {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // AccountExists reports whether id is an account of the world.
 func (s *IAM) AccountExists(id string) bool {
 	_, ok := s.accounts[id]
@@ -175,19 +186,23 @@ func (s *IAM) Allowed(principalIAM, action string) bool {
 // KMS decides for them.
 func (s *IAM) Authorize(r core.PolicyRequest) core.IdentityDecision {
 	deny, policies := s.identity(r.PrincipalIAM)
+	var d core.IdentityDecision
 	for _, pattern := range deny {
 		if core.ActionMatches(pattern, r.Action) {
-			return core.IdentityDecision{ExplicitDeny: true}
+			d.ExplicitDeny = true
+			d.Denies = append(d.Denies, core.Statement{Sid: "WorldDenyList", Effect: "Deny", Action: core.StringList{pattern}, Resource: core.StringList{"*"}})
+		}
+	}
+	for _, p := range policies {
+		ev := p.Eval(r)
+		d.Allowed = d.Allowed || ev.Allowed
+		if ev.Denied {
+			d.ExplicitDeny = true
+			d.Denies = append(d.Denies, p.Matching(r, "Deny")...)
 		}
 	}
 	if len(policies) == 0 {
-		return core.IdentityDecision{Allowed: true}
-	}
-	var d core.IdentityDecision
-	for _, p := range policies {
-		ev := p.Eval(r)
-		d.ExplicitDeny = d.ExplicitDeny || ev.Denied
-		d.Allowed = d.Allowed || ev.Allowed
+		d.Allowed = true // no identity policies: everything the deny list does not name
 	}
 	if d.ExplicitDeny {
 		d.Allowed = false

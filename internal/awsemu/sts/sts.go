@@ -29,6 +29,9 @@ type Service struct {
 
 	mu       sync.RWMutex
 	sessions map[string]*Session // by access key ID
+	// msgKey seals the authorization messages of denied calls (AES-256);
+	// kept in the state file, so a restarted emulator still decodes them.
+	msgKey []byte
 }
 
 // Session is a role session's credentials and identity.
@@ -49,7 +52,7 @@ type Session struct {
 
 // New makes the STS service.
 func New(clock *core.Clock, iam Identity) *Service {
-	return &Service{clock: clock, iam: iam, sessions: map[string]*Session{}}
+	return &Service{clock: clock, iam: iam, sessions: map[string]*Session{}, msgKey: core.RandomBytes(32)}
 }
 
 // Session finds the session an access key belongs to.
@@ -65,14 +68,15 @@ func (s *Service) Session(accessKeyID string) (Session, bool) {
 
 // state is the JSON form of the sessions in the state file.
 type state struct {
-	Sessions map[string]*Session `json:"sessions"`
+	Sessions   map[string]*Session `json:"sessions"`
+	MessageKey []byte              `json:"message_key,omitempty"`
 }
 
 // MarshalJSON encodes the sessions for the state file.
 func (s *Service) MarshalJSON() ([]byte, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return json.Marshal(state{Sessions: s.sessions})
+	return json.Marshal(state{Sessions: s.sessions, MessageKey: s.msgKey})
 }
 
 // UnmarshalJSON restores sessions from the state file.
@@ -87,6 +91,9 @@ func (s *Service) UnmarshalJSON(data []byte) error {
 	if s.sessions == nil {
 		s.sessions = map[string]*Session{}
 	}
+	if len(st.MessageKey) == 32 {
+		s.msgKey = st.MessageKey
+	}
 	return nil
 }
 
@@ -99,6 +106,8 @@ func (s *Service) Handle(c *core.Call) (any, *core.APIError) {
 		return getCallerIdentity(c), nil
 	case "AssumeRole":
 		return s.assumeRole(c)
+	case "DecodeAuthorizationMessage":
+		return s.decodeAuthorizationMessage(c)
 	}
 	return nil, core.Errf("InvalidAction", "Could not find operation %s for version %s", c.Action, c.Params.Get("Version"))
 }
