@@ -191,6 +191,17 @@ type Config struct {
 	// key policy for the account and its Auto Scaling role. Needs an alias
 	// name as the key. Off by default.
 	CreateMissingKeys bool `mapstructure:"create_missing_keys" required:"false"`
+	// The alias of the KMS key that `amicrypt-instance-store`'s agent uses
+	// in the image (the provisioner's `kms_key_id`), e.g.
+	// `alias/amicrypt-instance-store`. When set, preflight checks in every
+	// target account and region, as the target's role, that the alias
+	// exists and names an Enabled, customer-managed, symmetric
+	// `ENCRYPT_DECRYPT` key of that account and region: without it,
+	// instances launched from the copy fail closed at boot and leave their
+	// instance-store disks unmounted. An alias name only (`alias/NAME`),
+	// since it is resolved in each account and region as the agent resolves
+	// it. Unset by default: no check.
+	InstanceStoreKmsKeyID string `mapstructure:"instance_store_kms_key_id" required:"false"`
 
 	grantPropagation time.Duration
 	leaseDuration    time.Duration
@@ -261,6 +272,7 @@ func (c *Config) Prepare(raws ...interface{}) error {
 	errs = append(errs, c.prepareTargets()...)
 	errs = append(errs, c.prepareCopy()...)
 	errs = append(errs, c.prepareRunning()...)
+	errs = append(errs, c.prepareInstanceStoreKey()...)
 
 	if len(errs) > 0 {
 		return errors.Join(errs...)

@@ -62,6 +62,7 @@ type FlatConfig struct {
 	TransitKmsKeyID          *string                              `mapstructure:"transit_kms_key_id" required:"false" cty:"transit_kms_key_id" hcl:"transit_kms_key_id"`
 	GrantAutoscalingRole     *bool                                `mapstructure:"grant_autoscaling_role" required:"false" cty:"grant_autoscaling_role" hcl:"grant_autoscaling_role"`
 	CreateMissingKeys        *bool                                `mapstructure:"create_missing_keys" required:"false" cty:"create_missing_keys" hcl:"create_missing_keys"`
+	InstanceStoreKmsKeyID    *string                              `mapstructure:"instance_store_kms_key_id" required:"false" cty:"instance_store_kms_key_id" hcl:"instance_store_kms_key_id"`
 }
 
 // FlatMapstructure returns a new FlatConfig.
@@ -126,6 +127,7 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"transit_kms_key_id":            &hcldec.AttrSpec{Name: "transit_kms_key_id", Type: cty.String, Required: false},
 		"grant_autoscaling_role":        &hcldec.AttrSpec{Name: "grant_autoscaling_role", Type: cty.Bool, Required: false},
 		"create_missing_keys":           &hcldec.AttrSpec{Name: "create_missing_keys", Type: cty.Bool, Required: false},
+		"instance_store_kms_key_id":     &hcldec.AttrSpec{Name: "instance_store_kms_key_id", Type: cty.String, Required: false},
 	}
 	return s
 }

@@ -451,6 +451,7 @@ func (c *Config) checkTarget(ctx context.Context, p *plan, t *target) error {
 			continue
 		}
 		c.checkJob(ctx, p, j)
+		c.checkInstanceStoreKey(ctx, p, j)
 	}
 	c.checkTargetAccess(ctx, p, t)
 	if !t.IsSource {
