@@ -250,9 +250,18 @@ type createFleetOutput struct {
 // allocation strategy), and reports launch failures in errorSet, as AWS
 // does for instant fleets, rather than failing the call.
 func (e *view) ec2CreateFleet(c *core.Call, p ec2Params) (any, *core.APIError) {
-	typ := orDefault(p.str("Type"), "maintain")
-	if typ != "instant" {
-		return nil, core.Errf("UnsupportedOperation", "The emulator serves EC2 Fleets of type instant only, not %q.", typ)
+	typ, err := oneOfValues(p, "Type", "maintain", "request", "instant")
+	if err != nil {
+		return nil, err
+	}
+	if typ = orDefault(typ, "maintain"); typ != "instant" {
+		// Emulator limit: fleets that keep or request capacity over time
+		// are not emulated; say so in the user's terms.
+		how := "the fleet type"
+		if p.str("Type") == "" {
+			how = "the default fleet type when Type is not given"
+		}
+		return nil, core.Errf("UnsupportedOperation", "This emulator serves EC2 Fleets of type instant only; %s is %s (a fleet that keeps requesting capacity), which it does not emulate. Set Type to instant.", how, typ)
 	}
 	target, err := p.integer("TargetCapacitySpecification.TotalTargetCapacity", 0)
 	if err != nil {
@@ -288,7 +297,12 @@ func (e *view) ec2CreateFleet(c *core.Call, p ec2Params) (any, *core.APIError) {
 		}
 		spec := xmlFleetLaunchTemplateSpec{LaunchTemplateID: p.str(pre + "LaunchTemplateSpecification.LaunchTemplateId"),
 			LaunchTemplateName: p.str(pre + "LaunchTemplateSpecification.LaunchTemplateName"), Version: p.str(pre + "LaunchTemplateSpecification.Version")}
-		if v := spec.Version; v != "" && v != "1" && v != "$Latest" && v != "$Default" {
+		if spec.Version == "" {
+			// AWS: "You must specify a value, otherwise the request fails"
+			// (the code and text are an emulator convention).
+			return nil, core.Errf("MissingParameter", "The request must contain the parameter %sLaunchTemplateSpecification.Version: a launch template version number, $Latest or $Default.", pre)
+		}
+		if v := spec.Version; v != "1" && v != "$Latest" && v != "$Default" {
 			return nil, core.Errf("InvalidLaunchTemplateVersion.NotFound", "The specified launch template version %s does not exist.", v)
 		}
 		overrides := p.indices(pre + "Overrides")

@@ -1,0 +1,71 @@
+package ec2_test
+
+// conformance_launch_test.go: the EC2 cases of section 9 of
+// docs/aws-behaviour.md, the AWS facts amazon-ebs's launch options (and
+// amicrypt-ebs's, its drop-in) rely on: fleets, images' IMDS support,
+// metadata options, key pairs, tags, spot options and opt-in regions.
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/emutest"
+)
+
+// fleetTemplate makes a launch template of the seed AMI and returns its name.
+func fleetTemplate(t *testing.T, x *emutest.Env, c *ec2.Client, name string) string {
+	t.Helper()
+	emutest.Must[*ec2.CreateLaunchTemplateOutput](t, "CreateLaunchTemplate")(c.CreateLaunchTemplate(x.Ctx, &ec2.CreateLaunchTemplateInput{
+		LaunchTemplateName: aws.String(name), LaunchTemplateData: &types.RequestLaunchTemplateData{ImageId: aws.String(emutest.SeedAMI)}}))
+	return name
+}
+
+// fleetInput is CreateFleet of one instance from the template lt at version.
+func fleetInput(lt string, version *string, typ types.FleetType) *ec2.CreateFleetInput {
+	return &ec2.CreateFleetInput{Type: typ,
+		LaunchTemplateConfigs: []types.FleetLaunchTemplateConfigRequest{{LaunchTemplateSpecification: &types.FleetLaunchTemplateSpecificationRequest{
+			LaunchTemplateName: aws.String(lt), Version: version}}},
+		TargetCapacitySpecification: &types.TargetCapacitySpecificationRequest{TotalTargetCapacity: aws.Int32(1), DefaultTargetCapacityType: types.DefaultTargetCapacityTypeOnDemand}}
+}
+
+func launchConformance() []emutest.Case {
+	return []emutest.Case{
+		{Rule: "9.6", Name: "CreateFleet needs a launch template version and serves instant fleets", Own: true, Run: func(t *testing.T, x *emutest.Env) {
+			c := x.EC2(emutest.AcctBuild, emutest.East)
+			lt := fleetTemplate(t, x, c, "lt-fleet-version")
+			tests := []struct {
+				name    string
+				version *string
+				typ     types.FleetType
+				code    string // "" when the fleet is made
+			}{
+				{"no version", nil, types.FleetTypeInstant, "MissingParameter"},
+				{"empty version", aws.String(""), types.FleetTypeInstant, "MissingParameter"},
+				{"a version that does not exist", aws.String("7"), types.FleetTypeInstant, "InvalidLaunchTemplateVersion.NotFound"},
+				{"$Latest", aws.String("$Latest"), types.FleetTypeInstant, ""},
+				{"version 1", aws.String("1"), types.FleetTypeInstant, ""},
+				{"type unknown", aws.String("1"), "burst", "InvalidParameterValue"},
+				{"default type maintain (emulator limit)", aws.String("1"), "", "UnsupportedOperation"},
+				{"type request (emulator limit)", aws.String("1"), types.FleetTypeRequest, "UnsupportedOperation"},
+			}
+			for _, tc := range tests {
+				out, err := c.CreateFleet(x.Ctx, fleetInput(lt, tc.version, tc.typ))
+				if tc.code == "" {
+					if err != nil || len(out.Instances) != 1 {
+						t.Errorf("%s: CreateFleet = %+v, %v; want one instance", tc.name, out, err)
+					}
+					continue
+				}
+				emutest.WantCode(t, "CreateFleet, "+tc.name, err, tc.code)
+			}
+			_, err := c.CreateFleet(x.Ctx, fleetInput(lt, aws.String("1"), ""))
+			if msg := emutest.APIMessage(err); !strings.Contains(msg, "maintain") || !strings.Contains(msg, "Set Type to instant") {
+				t.Errorf("the refusal of the default type says %q; want it to name maintain and the fix", msg)
+			}
+		}},
+	}
+}
