@@ -6,6 +6,7 @@ package ec2_test
 // metadata options, key pairs, tags, spot options and opt-in regions.
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -65,6 +66,35 @@ func launchConformance() []emutest.Case {
 			_, err := c.CreateFleet(x.Ctx, fleetInput(lt, aws.String("1"), ""))
 			if msg := emutest.APIMessage(err); !strings.Contains(msg, "maintain") || !strings.Contains(msg, "Set Type to instant") {
 				t.Errorf("the refusal of the default type says %q; want it to name maintain and the fix", msg)
+			}
+		}},
+		{Rule: "9.6", Name: "DeleteFleets of an instant fleet must terminate its instances", Own: true, Run: func(t *testing.T, x *emutest.Env) {
+			c := x.EC2(emutest.AcctBuild, emutest.East)
+			lt := fleetTemplate(t, x, c, "lt-fleet-delete")
+			fleet := emutest.Must[*ec2.CreateFleetOutput](t, "CreateFleet")(c.CreateFleet(x.Ctx, fleetInput(lt, aws.String("1"), types.FleetTypeInstant)))
+			id, inst := aws.ToString(fleet.FleetId), fleet.Instances[0].InstanceIds[0]
+			tests := []struct {
+				name      string
+				terminate bool
+				code      string // the unsuccessful deletion's code; "" when deleted
+				state     []types.InstanceStateName
+			}{
+				{"no-terminate-instances", false, "fleetNotInDeletableState", []types.InstanceStateName{types.InstanceStateNamePending, types.InstanceStateNameRunning}},
+				{"terminate-instances", true, "", []types.InstanceStateName{types.InstanceStateNameShuttingDown, types.InstanceStateNameTerminated}},
+			}
+			for _, tc := range tests {
+				out := emutest.Must[*ec2.DeleteFleetsOutput](t, "DeleteFleets")(c.DeleteFleets(x.Ctx, &ec2.DeleteFleetsInput{FleetIds: []string{id}, TerminateInstances: aws.Bool(tc.terminate)}))
+				if tc.code != "" {
+					if len(out.SuccessfulFleetDeletions) != 0 || len(out.UnsuccessfulFleetDeletions) != 1 ||
+						out.UnsuccessfulFleetDeletions[0].Error.Code != types.DeleteFleetErrorCode(tc.code) || aws.ToString(out.UnsuccessfulFleetDeletions[0].FleetId) != id {
+						t.Errorf("%s: DeleteFleets = %+v; want %s unsuccessful with %s", tc.name, out, id, tc.code)
+					}
+				} else if len(out.UnsuccessfulFleetDeletions) != 0 || len(out.SuccessfulFleetDeletions) != 1 {
+					t.Errorf("%s: DeleteFleets = %+v; want %s deleted", tc.name, out, id)
+				}
+				if st := x.Instance(c, inst).State.Name; !slices.Contains(tc.state, st) {
+					t.Errorf("%s: instance %s is %s, want one of %v", tc.name, inst, st, tc.state)
+				}
 			}
 		}},
 	}

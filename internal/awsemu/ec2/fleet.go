@@ -375,18 +375,39 @@ type deleteFleetsOutput struct {
 	Successful []struct {
 		FleetID string `xml:"fleetId"`
 	} `xml:"successfulFleetDeletionSet>item"`
+	Unsuccessful []xmlDeleteFleetError `xml:"unsuccessfulFleetDeletionSet>item"`
 }
 
+type xmlDeleteFleetError struct {
+	Code    string `xml:"error>code"`
+	Message string `xml:"error>message"`
+	FleetID string `xml:"fleetId"`
+}
+
+// ec2DeleteFleets deletes fleets. An instant fleet must terminate its
+// instances ("A deleted instant fleet with running instances is not
+// supported"): asked not to, the fleet is reported in
+// unsuccessfulFleetDeletionSet with fleetNotInDeletableState, one of
+// DeleteFleetError's codes, and left as it is (emulator convention: AWS
+// names neither the code nor the text for this case).
 func (e *view) ec2DeleteFleets(c *core.Call, p ec2Params) (any, *core.APIError) {
-	terminate, err := p.boolean("TerminateInstances")
+	terminate, given, err := p.optBool("TerminateInstances")
 	if err != nil {
 		return nil, err
+	}
+	if !given {
+		return nil, core.Errf("MissingParameter", "The request must contain the parameter TerminateInstances")
 	}
 	out := deleteFleetsOutput{}
 	for _, id := range p.list("FleetId") {
 		f, ok := get(e, fleetsOf, id)
 		if !ok || f.Owner != c.Account || f.Region != c.Region {
 			return nil, core.Errf("InvalidFleetId.NotFound", "The fleet ID '%s' does not exist", id)
+		}
+		if f.Type == "instant" && !terminate {
+			out.Unsuccessful = append(out.Unsuccessful, xmlDeleteFleetError{Code: "fleetNotInDeletableState", FleetID: id,
+				Message: "NoTerminateInstances is not supported for instant fleets: a deleted instant fleet must terminate its instances. Set TerminateInstances to true."})
+			continue
 		}
 		if terminate {
 			for _, iid := range f.Instances {
