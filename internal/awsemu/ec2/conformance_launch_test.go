@@ -97,5 +97,52 @@ func launchConformance() []emutest.Case {
 				}
 			}
 		}},
+		{Rule: "9.4", Name: "ImdsSupport is v2.0 only and can't be undone", Own: true, Run: func(t *testing.T, x *emutest.Env) {
+			c := x.EC2(emutest.AcctBuild, emutest.East)
+			snap := ownSnapshot(x, emutest.AcctBuild)
+			register := func(name string, imds types.ImdsSupportValues) (string, error) {
+				out, err := c.RegisterImage(x.Ctx, &ec2.RegisterImageInput{Name: aws.String(name), RootDeviceName: aws.String("/dev/xvda"),
+					Architecture: types.ArchitectureValuesX8664, VirtualizationType: aws.String("hvm"), ImdsSupport: imds,
+					BlockDeviceMappings: []types.BlockDeviceMapping{{DeviceName: aws.String("/dev/xvda"), Ebs: &types.EbsBlockDevice{SnapshotId: aws.String(snap)}}}})
+				if err != nil {
+					return "", err
+				}
+				return aws.ToString(out.ImageId), nil
+			}
+			_, err := register("imds-v1", "v1.0")
+			emutest.WantCode(t, "RegisterImage with ImdsSupport v1.0", err, "InvalidParameterValue")
+			plain, err := register("imds-none", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			modify := func(in *ec2.ModifyImageAttributeInput) error {
+				in.ImageId = aws.String(plain)
+				_, err := c.ModifyImageAttribute(x.Ctx, in)
+				return err
+			}
+			tests := []struct {
+				name string
+				in   ec2.ModifyImageAttributeInput
+				code string // "" when accepted
+				want types.ImdsSupportValues
+			}{
+				{"a value other than v2.0", ec2.ModifyImageAttributeInput{ImdsSupport: &types.AttributeValue{Value: aws.String("v1.0")}}, "InvalidParameterValue", ""},
+				{"v2.0", ec2.ModifyImageAttributeInput{ImdsSupport: &types.AttributeValue{Value: aws.String("v2.0")}}, "", types.ImdsSupportValuesV20},
+				{"undo by ImdsSupport", ec2.ModifyImageAttributeInput{ImdsSupport: &types.AttributeValue{Value: aws.String("v1.0")}}, "InvalidParameterValue", types.ImdsSupportValuesV20},
+				{"undo by Attribute and Value", ec2.ModifyImageAttributeInput{Attribute: aws.String("imdsSupport"), Value: aws.String("v1.0")}, "InvalidParameterValue", types.ImdsSupportValuesV20},
+				{"v2.0 again", ec2.ModifyImageAttributeInput{ImdsSupport: &types.AttributeValue{Value: aws.String("v2.0")}}, "", types.ImdsSupportValuesV20},
+			}
+			for _, tc := range tests {
+				err := modify(&tc.in)
+				if tc.code == "" && err != nil {
+					t.Errorf("%s: %v", tc.name, err)
+				} else if tc.code != "" {
+					emutest.WantCode(t, "ModifyImageAttribute, "+tc.name, err, tc.code)
+				}
+				if got := x.Image(c, plain).ImdsSupport; got != tc.want {
+					t.Errorf("%s: ImdsSupport = %q, want %q", tc.name, got, tc.want)
+				}
+			}
+		}},
 	}
 }
