@@ -144,5 +144,33 @@ func launchConformance() []emutest.Case {
 				}
 			}
 		}},
+		{Rule: "9.4", Name: "metadata defaults follow the AMI's ImdsSupport", Own: true, Run: func(t *testing.T, x *emutest.Env) {
+			c := x.EC2(emutest.AcctBuild, emutest.East)
+			snap := ownSnapshot(x, emutest.AcctBuild)
+			plain := emutest.Must[*ec2.RegisterImageOutput](t, "RegisterImage")(c.RegisterImage(x.Ctx, &ec2.RegisterImageInput{Name: aws.String("imds-default"),
+				RootDeviceName: aws.String("/dev/xvda"), Architecture: types.ArchitectureValuesX8664, VirtualizationType: aws.String("hvm"),
+				BlockDeviceMappings: []types.BlockDeviceMapping{{DeviceName: aws.String("/dev/xvda"), Ebs: &types.EbsBlockDevice{SnapshotId: aws.String(snap)}}}}))
+			x.WaitImage(c, aws.ToString(plain.ImageId))
+			tests := []struct {
+				name   string
+				image  string // the seed AMI has ImdsSupport v2.0
+				opts   *types.InstanceMetadataOptionsRequest
+				tokens types.HttpTokensState
+				hops   int32
+			}{
+				{"an AMI without ImdsSupport", aws.ToString(plain.ImageId), nil, types.HttpTokensStateOptional, 1},
+				{"an AMI with ImdsSupport v2.0", emutest.SeedAMI, nil, types.HttpTokensStateRequired, 2},
+				{"an explicit hop limit wins", emutest.SeedAMI, &types.InstanceMetadataOptionsRequest{HttpPutResponseHopLimit: aws.Int32(3)}, types.HttpTokensStateRequired, 3},
+				{"explicit options on a plain AMI", aws.ToString(plain.ImageId), &types.InstanceMetadataOptionsRequest{HttpTokens: types.HttpTokensStateRequired, HttpPutResponseHopLimit: aws.Int32(2)}, types.HttpTokensStateRequired, 2},
+			}
+			for _, tc := range tests {
+				run := emutest.Must[*ec2.RunInstancesOutput](t, "RunInstances")(c.RunInstances(x.Ctx, &ec2.RunInstancesInput{ImageId: aws.String(tc.image),
+					MinCount: aws.Int32(1), MaxCount: aws.Int32(1), MetadataOptions: tc.opts}))
+				mo := x.Instance(c, aws.ToString(run.Instances[0].InstanceId)).MetadataOptions
+				if mo.HttpTokens != tc.tokens || aws.ToInt32(mo.HttpPutResponseHopLimit) != tc.hops {
+					t.Errorf("%s: HttpTokens %s, hop limit %d; want %s, %d", tc.name, mo.HttpTokens, aws.ToInt32(mo.HttpPutResponseHopLimit), tc.tokens, tc.hops)
+				}
+			}
+		}},
 	}
 }
