@@ -6,6 +6,8 @@ package ec2_test
 // metadata options, key pairs, tags, spot options and opt-in regions.
 
 import (
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -170,6 +172,63 @@ func launchConformance() []emutest.Case {
 				if mo.HttpTokens != tc.tokens || aws.ToInt32(mo.HttpPutResponseHopLimit) != tc.hops {
 					t.Errorf("%s: HttpTokens %s, hop limit %d; want %s, %d", tc.name, mo.HttpTokens, aws.ToInt32(mo.HttpPutResponseHopLimit), tc.tokens, tc.hops)
 				}
+			}
+		}},
+		{Rule: "9.4", Name: "the metadata service honours HttpEndpoint and InstanceMetadataTags", Own: true, Run: func(t *testing.T, x *emutest.Env) {
+			launch := func(endpoint types.InstanceMetadataEndpointState, tags types.InstanceMetadataTagsState) string {
+				id, _ := runningInstance(x, emutest.AcctBuild, &ec2.RunInstancesInput{
+					MetadataOptions: &types.InstanceMetadataOptionsRequest{HttpTokens: types.HttpTokensStateOptional, HttpEndpoint: endpoint, InstanceMetadataTags: tags},
+					TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeInstance, Tags: []types.Tag{
+						{Key: aws.String("Name"), Value: aws.String("builder")}, {Key: aws.String("Team"), Value: aws.String("pci")}}}}})
+				url, err := x.Srv.Emulator().ServeIMDS(id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return url
+			}
+			get := func(url, path string) (int, string, error) {
+				req, _ := http.NewRequestWithContext(x.Ctx, http.MethodGet, url+path, nil)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return 0, "", err
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(b), nil
+			}
+			tagged := launch(types.InstanceMetadataEndpointStateEnabled, types.InstanceMetadataTagsStateEnabled)
+			untagged := launch(types.InstanceMetadataEndpointStateEnabled, "")
+			disabled := launch(types.InstanceMetadataEndpointStateDisabled, types.InstanceMetadataTagsStateEnabled)
+			tests := []struct {
+				name, url, path string
+				status          int    // 0: no HTTP answer at all
+				body            string // checked when status is 200
+			}{
+				{"tag keys", tagged, "/latest/meta-data/tags/instance", 200, "Name\nTeam"},
+				{"a tag's value", tagged, "/latest/meta-data/tags/instance/Team", 200, "pci"},
+				{"a tag that does not exist", tagged, "/latest/meta-data/tags/instance/Owner", 404, ""},
+				{"tags listed among the categories", tagged, "/latest/meta-data/tags/", 200, "instance"},
+				{"tags not enabled", untagged, "/latest/meta-data/tags/instance", 404, ""},
+				{"a tag's value, tags not enabled", untagged, "/latest/meta-data/tags/instance/Name", 404, ""},
+				{"other metadata, tags not enabled", untagged, "/latest/meta-data/ami-id", 200, emutest.SeedAMI},
+				{"HttpEndpoint disabled", disabled, "/latest/meta-data/instance-id", 0, ""},
+			}
+			for _, tc := range tests {
+				st, body, err := get(tc.url, tc.path)
+				switch {
+				case tc.status == 0 && err == nil:
+					t.Errorf("%s: HTTP %d %q; want no answer", tc.name, st, body)
+				case tc.status != 0 && err != nil:
+					t.Errorf("%s: %v", tc.name, err)
+				case st != tc.status || (st == 200 && body != tc.body):
+					t.Errorf("%s: HTTP %d %q; want %d %q", tc.name, st, body, tc.status, tc.body)
+				}
+			}
+			if st, body, _ := get(tagged, "/latest/meta-data"); st != 200 || !strings.Contains(body, "tags/") {
+				t.Errorf("meta-data categories with tags enabled: %d %q", st, body)
+			}
+			if _, body, _ := get(untagged, "/latest/meta-data"); strings.Contains(body, "tags/") {
+				t.Errorf("meta-data categories with tags not enabled list tags/: %q", body)
 			}
 		}},
 	}
