@@ -6,15 +6,31 @@ package ec2_test
 // metadata options, key pairs, tags, spot options and opt-in regions.
 
 import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/md5" //nolint:gosec // RFC 4716 fingerprints
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1" //nolint:gosec // PPK v2 MACs
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/emutest"
 )
@@ -231,5 +247,185 @@ func launchConformance() []emutest.Case {
 				t.Errorf("meta-data categories with tags not enabled list tags/: %q", body)
 			}
 		}},
+		{Rule: "9.2", Name: "CreateKeyPair KeyFormat pem or ppk", Own: true, Run: func(t *testing.T, x *emutest.Env) {
+			c := x.EC2(emutest.AcctBuild, emutest.East)
+			tests := []struct {
+				name    string
+				typ     types.KeyType
+				format  types.KeyFormat
+				code    string // "" when made
+				prefix  string // of the key material
+				puttyOf string // the PPK's algorithm, "" for PEM
+			}{
+				{"rsa pem (default)", "", "", "", "-----BEGIN RSA PRIVATE KEY-----", ""},
+				{"rsa ppk", types.KeyTypeRsa, types.KeyFormatPpk, "", "PuTTY-User-Key-File-2: ssh-rsa\n", "ssh-rsa"},
+				{"ed25519 ppk", types.KeyTypeEd25519, types.KeyFormatPpk, "", "PuTTY-User-Key-File-2: ssh-ed25519\n", "ssh-ed25519"},
+				{"a format that does not exist", types.KeyTypeRsa, "openssh", "InvalidParameterValue", "", ""},
+			}
+			for i, tc := range tests {
+				name := fmt.Sprintf("kp-%d", i)
+				out, err := c.CreateKeyPair(x.Ctx, &ec2.CreateKeyPairInput{KeyName: aws.String(name), KeyType: tc.typ, KeyFormat: tc.format})
+				if tc.code != "" {
+					emutest.WantCode(t, "CreateKeyPair, "+tc.name, err, tc.code)
+					continue
+				}
+				if err != nil {
+					t.Fatalf("%s: %v", tc.name, err)
+				}
+				material := aws.ToString(out.KeyMaterial)
+				if !strings.HasPrefix(material, tc.prefix) {
+					t.Errorf("%s: key material begins %.40q, want %q", tc.name, material, tc.prefix)
+					continue
+				}
+				if tc.puttyOf == "" {
+					continue
+				}
+				kps := emutest.Must[*ec2.DescribeKeyPairsOutput](t, "DescribeKeyPairs")(c.DescribeKeyPairs(x.Ctx, &ec2.DescribeKeyPairsInput{KeyNames: []string{name}, IncludePublicKey: aws.Bool(true)}))
+				pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(aws.ToString(kps.KeyPairs[0].PublicKey)))
+				if err != nil {
+					t.Fatalf("%s: public key %q: %v", tc.name, aws.ToString(kps.KeyPairs[0].PublicKey), err)
+				}
+				if err := checkPPK(material, name, pub); err != nil {
+					t.Errorf("%s: %v", tc.name, err)
+				}
+			}
+		}},
+		{Rule: "9.2", Name: "ImportKeyPair takes RSA and ED25519 keys with their fingerprints", Own: true, Run: func(t *testing.T, x *emutest.Env) {
+			c := x.EC2(emutest.AcctBuild, emutest.East)
+			edPub, _, _ := ed25519.GenerateKey(rand.Reader)
+			ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+			authorized := func(k any) (string, []byte) {
+				pub, err := ssh.NewPublicKey(k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return string(ssh.MarshalAuthorizedKey(pub)), pub.Marshal()
+			}
+			md5Hex := func(b []byte) string {
+				sum := md5.Sum(b) //nolint:gosec // RFC 4716's fingerprint, as AWS gives it
+				parts := make([]string, len(sum))
+				for i, v := range sum {
+					parts[i] = fmt.Sprintf("%02x", v)
+				}
+				return strings.Join(parts, ":")
+			}
+			sha256B64 := func(b []byte) string { sum := sha256.Sum256(b); return base64.RawStdEncoding.EncodeToString(sum[:]) }
+			edLine, edBlob := authorized(edPub)
+			ecLine, _ := authorized(&ecKey.PublicKey)
+			rsaLine, rsaBlob := authorized(&rsaKey.PublicKey)
+			tests := []struct {
+				name, line  string
+				code        string // "" when imported
+				typ         types.KeyType
+				fingerprint string
+			}{
+				{"ed25519", edLine, "", types.KeyTypeEd25519, sha256B64(edBlob)},
+				{"rsa", rsaLine, "", types.KeyTypeRsa, md5Hex(rsaBlob)},
+				{"ecdsa", ecLine, "InvalidKey.Format", "", ""},
+			}
+			for _, tc := range tests {
+				out, err := c.ImportKeyPair(x.Ctx, &ec2.ImportKeyPairInput{KeyName: aws.String("imp-" + tc.name), PublicKeyMaterial: []byte(tc.line)})
+				if tc.code != "" {
+					emutest.WantCode(t, "ImportKeyPair, "+tc.name, err, tc.code)
+					continue
+				}
+				if err != nil {
+					t.Fatalf("%s: %v", tc.name, err)
+				}
+				if aws.ToString(out.KeyFingerprint) != tc.fingerprint {
+					t.Errorf("%s: fingerprint %q, want %q", tc.name, aws.ToString(out.KeyFingerprint), tc.fingerprint)
+				}
+				kps := emutest.Must[*ec2.DescribeKeyPairsOutput](t, "DescribeKeyPairs")(c.DescribeKeyPairs(x.Ctx, &ec2.DescribeKeyPairsInput{KeyNames: []string{"imp-" + tc.name}}))
+				if kp := kps.KeyPairs[0]; kp.KeyType != tc.typ || aws.ToString(kp.KeyFingerprint) != tc.fingerprint {
+					t.Errorf("%s: described as %s with fingerprint %q", tc.name, kp.KeyType, aws.ToString(kp.KeyFingerprint))
+				}
+			}
+		}},
 	}
+}
+
+// checkPPK checks an unencrypted PuTTY-User-Key-File-2: its MAC, comment,
+// public key, and that its private part belongs to that public key.
+func checkPPK(file, comment string, pub ssh.PublicKey) error {
+	lines := strings.Split(strings.TrimSuffix(file, "\n"), "\n")
+	field := func(i int, name string) (string, error) {
+		if i >= len(lines) {
+			return "", fmt.Errorf("no %s line", name)
+		}
+		v, ok := strings.CutPrefix(lines[i], name+": ")
+		if !ok {
+			return "", fmt.Errorf("line %d is %q, want %s", i+1, lines[i], name)
+		}
+		return v, nil
+	}
+	block := func(i int, name string) ([]byte, int, error) {
+		v, err := field(i, name+"-Lines")
+		if err != nil {
+			return nil, 0, err
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || i+1+n > len(lines) {
+			return nil, 0, fmt.Errorf("%s-Lines %q", name, v)
+		}
+		b, err := base64.StdEncoding.DecodeString(strings.Join(lines[i+1:i+1+n], ""))
+		return b, i + 1 + n, err
+	}
+	algo, err := field(0, "PuTTY-User-Key-File-2")
+	if err != nil {
+		return err
+	}
+	enc, err := field(1, "Encryption")
+	if err != nil {
+		return err
+	}
+	cmt, err := field(2, "Comment")
+	if err != nil {
+		return err
+	}
+	public, next, err := block(3, "Public")
+	if err != nil {
+		return err
+	}
+	private, next, err := block(next, "Private")
+	if err != nil {
+		return err
+	}
+	macHex, err := field(next, "Private-MAC")
+	if err != nil {
+		return err
+	}
+	if enc != "none" || cmt != comment || algo != pub.Type() || !bytes.Equal(public, pub.Marshal()) {
+		return fmt.Errorf("header %s/%s/%s or public key differs from the key pair's %s", algo, enc, cmt, pub.Type())
+	}
+	key := sha1.Sum([]byte("putty-private-key-file-mac-key")) //nolint:gosec // PPK v2's MAC key
+	mac := hmac.New(sha1.New, key[:])
+	mac.Write(ssh.Marshal(struct {
+		Algo, Enc, Comment string
+		Public, Private    []byte
+	}{algo, enc, cmt, public, private}))
+	if want := hex.EncodeToString(mac.Sum(nil)); macHex != want {
+		return fmt.Errorf("Private-MAC %s, want %s", macHex, want)
+	}
+	switch algo {
+	case ssh.KeyAlgoRSA:
+		var priv struct{ D, P, Q, Iqmp *big.Int }
+		if err := ssh.Unmarshal(private, &priv); err != nil {
+			return err
+		}
+		n := pub.(ssh.CryptoPublicKey).CryptoPublicKey().(*rsa.PublicKey).N
+		if new(big.Int).Mul(priv.P, priv.Q).Cmp(n) != 0 || new(big.Int).Mod(new(big.Int).Mul(priv.Iqmp, priv.Q), priv.P).Cmp(big.NewInt(1)) != 0 {
+			return fmt.Errorf("the RSA private part does not belong to the public key")
+		}
+	case ssh.KeyAlgoED25519:
+		var priv struct{ Seed []byte }
+		if err := ssh.Unmarshal(private, &priv); err != nil || len(priv.Seed) != ed25519.SeedSize {
+			return fmt.Errorf("ED25519 private part: %v", err)
+		}
+		want := pub.(ssh.CryptoPublicKey).CryptoPublicKey().(ed25519.PublicKey)
+		if !bytes.Equal(ed25519.NewKeyFromSeed(priv.Seed).Public().(ed25519.PublicKey), want) {
+			return fmt.Errorf("the ED25519 seed does not belong to the public key")
+		}
+	}
+	return nil
 }
