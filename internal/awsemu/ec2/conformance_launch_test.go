@@ -342,6 +342,27 @@ func launchConformance() []emutest.Case {
 				}
 			}
 		}},
+		{Rule: "9.3", Name: "tag lengths count Unicode characters", Own: true, Run: func(t *testing.T, x *emutest.Env) {
+			c := x.EC2(emutest.AcctBuild, emutest.East)
+			tests := []struct {
+				name, key, value string
+				code             string // "" when tagged
+			}{
+				{"a key of 128 three-byte characters", strings.Repeat("€", 128), "v", ""},
+				{"a key of 129 characters", strings.Repeat("k", 129), "v", "InvalidParameterValue"},
+				{"a value of 256 three-byte characters", "v256", strings.Repeat("€", 256), ""},
+				{"a value of 257 characters", "v257", strings.Repeat("v", 257), "InvalidParameterValue"},
+			}
+			for _, tc := range tests {
+				_, err := c.CreateTags(x.Ctx, &ec2.CreateTagsInput{Resources: []string{emutest.SeedAMI},
+					Tags: []types.Tag{{Key: aws.String(tc.key), Value: aws.String(tc.value)}}})
+				if tc.code == "" && err != nil {
+					t.Errorf("%s: %v", tc.name, err)
+				} else if tc.code != "" {
+					emutest.WantCode(t, "CreateTags, "+tc.name, err, tc.code)
+				}
+			}
+		}},
 	}
 }
 
