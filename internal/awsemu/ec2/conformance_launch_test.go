@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -360,6 +361,66 @@ func launchConformance() []emutest.Case {
 					t.Errorf("%s: %v", tc.name, err)
 				} else if tc.code != "" {
 					emutest.WantCode(t, "CreateTags, "+tc.name, err, tc.code)
+				}
+			}
+		}},
+		{Rule: "9.7", Name: "spot options: persistent requests with stop or hibernate, a MaxPrice above USD 0.001", Own: true, Run: func(t *testing.T, x *emutest.Env) {
+			c := x.EC2(emutest.AcctBuild, emutest.East)
+			spot := func(o types.SpotMarketOptions) *types.InstanceMarketOptionsRequest {
+				return &types.InstanceMarketOptionsRequest{MarketType: types.MarketTypeSpot, SpotOptions: &o}
+			}
+			refused := []struct {
+				name string
+				opts types.SpotMarketOptions
+				code string
+			}{
+				{"persistent with terminate", types.SpotMarketOptions{SpotInstanceType: types.SpotInstanceTypePersistent, InstanceInterruptionBehavior: types.InstanceInterruptionBehaviorTerminate}, "InvalidParameterCombination"},
+				{"persistent with the default behaviour (terminate)", types.SpotMarketOptions{SpotInstanceType: types.SpotInstanceTypePersistent}, "InvalidParameterCombination"},
+				{"a request type that does not exist", types.SpotMarketOptions{SpotInstanceType: "forever"}, "InvalidParameterValue"},
+				{"a behaviour that does not exist", types.SpotMarketOptions{InstanceInterruptionBehavior: "pause"}, "InvalidParameterValue"},
+				{"MaxPrice 0.001", types.SpotMarketOptions{MaxPrice: aws.String("0.001")}, "InvalidParameterValue"},
+				{"MaxPrice not a number", types.SpotMarketOptions{MaxPrice: aws.String("cheap")}, "InvalidParameterValue"},
+			}
+			for _, tc := range refused {
+				_, err := c.RunInstances(x.Ctx, &ec2.RunInstancesInput{ImageId: aws.String(emutest.SeedAMI), MinCount: aws.Int32(1), MaxCount: aws.Int32(1), InstanceMarketOptions: spot(tc.opts)})
+				emutest.WantCode(t, "RunInstances, "+tc.name, err, tc.code)
+			}
+			launched := []struct {
+				name           string
+				opts           types.SpotMarketOptions
+				typ            types.SpotInstanceType
+				behaviour      types.InstanceInterruptionBehavior
+				stopCode       string                  // "" when StopInstances succeeds
+				stoppedRequest types.SpotInstanceState // the request's state once the instance stopped
+			}{
+				{"one-time (default)", types.SpotMarketOptions{MaxPrice: aws.String("0.05")}, types.SpotInstanceTypeOneTime, types.InstanceInterruptionBehaviorTerminate, "UnsupportedOperation", ""},
+				{"persistent with stop", types.SpotMarketOptions{SpotInstanceType: types.SpotInstanceTypePersistent, InstanceInterruptionBehavior: types.InstanceInterruptionBehaviorStop},
+					types.SpotInstanceTypePersistent, types.InstanceInterruptionBehaviorStop, "", types.SpotInstanceStateDisabled},
+				{"persistent with hibernate", types.SpotMarketOptions{SpotInstanceType: types.SpotInstanceTypePersistent, InstanceInterruptionBehavior: types.InstanceInterruptionBehaviorHibernate},
+					types.SpotInstanceTypePersistent, types.InstanceInterruptionBehaviorHibernate, "", types.SpotInstanceStateDisabled},
+			}
+			for _, tc := range launched {
+				id, _ := runningInstance(x, emutest.AcctBuild, &ec2.RunInstancesInput{InstanceMarketOptions: spot(tc.opts)})
+				inst := x.Instance(c, id)
+				reqs := emutest.Must[*ec2.DescribeSpotInstanceRequestsOutput](t, "DescribeSpotInstanceRequests")(c.DescribeSpotInstanceRequests(x.Ctx,
+					&ec2.DescribeSpotInstanceRequestsInput{SpotInstanceRequestIds: []string{aws.ToString(inst.SpotInstanceRequestId)}}))
+				if r := reqs.SpotInstanceRequests[0]; r.Type != tc.typ || r.InstanceInterruptionBehavior != tc.behaviour || r.State != types.SpotInstanceStateActive {
+					t.Errorf("%s: request type %s, behaviour %s, state %s; want %s, %s, active", tc.name, r.Type, r.InstanceInterruptionBehavior, r.State, tc.typ, tc.behaviour)
+				}
+				_, err := c.StopInstances(x.Ctx, &ec2.StopInstancesInput{InstanceIds: []string{id}})
+				if tc.stopCode != "" {
+					emutest.WantCode(t, "StopInstances, "+tc.name, err, tc.stopCode)
+					continue
+				}
+				if err != nil {
+					t.Errorf("%s: StopInstances: %v", tc.name, err)
+					continue
+				}
+				x.Srv.Emulator().Advance(10 * time.Minute)
+				reqs = emutest.Must[*ec2.DescribeSpotInstanceRequestsOutput](t, "DescribeSpotInstanceRequests")(c.DescribeSpotInstanceRequests(x.Ctx,
+					&ec2.DescribeSpotInstanceRequestsInput{SpotInstanceRequestIds: []string{aws.ToString(inst.SpotInstanceRequestId)}}))
+				if st := x.Instance(c, id).State.Name; st != types.InstanceStateNameStopped || reqs.SpotInstanceRequests[0].State != tc.stoppedRequest {
+					t.Errorf("%s: after StopInstances the instance is %s and its request %s; want stopped, %s", tc.name, st, reqs.SpotInstanceRequests[0].State, tc.stoppedRequest)
 				}
 			}
 		}},

@@ -50,6 +50,10 @@ type ec2SpotRequest struct {
 	Created    time.Time `json:"created"`
 	Cancelled  bool      `json:"cancelled,omitempty"`
 	Principal  string    `json:"principal,omitempty"`
+	// Type is "persistent" or, when empty, "one-time"; Interruption the
+	// instance interruption behaviour ("terminate" when empty).
+	Type         string `json:"type,omitempty"`
+	Interruption string `json:"interruption,omitempty"`
 }
 
 func launchTemplatesOf(s *store) map[string]*ec2LaunchTemplate { return s.LaunchTemplates }
@@ -429,9 +433,15 @@ func (e *view) ec2DeleteFleets(c *core.Call, p ec2Params) (any, *core.APIError) 
 
 // ---- spot instance requests ----
 
-// newSpotRequest records the one-time spot request a spot launch fulfils.
-func (e *view) newSpotRequest(c *core.Call, inst *ec2Instance) {
+// newSpotRequest records the spot request a spot launch fulfils.
+func (e *view) newSpotRequest(c *core.Call, inst *ec2Instance, typ, interruption string) {
 	sir := &ec2SpotRequest{ID: e.newID("sir"), Owner: c.Account, Region: c.Region, InstanceID: inst.ID, Created: e.clock.Now(), Principal: c.Principal}
+	if typ == "persistent" {
+		sir.Type = typ
+	}
+	if interruption != "terminate" {
+		sir.Interruption = interruption
+	}
 	put(e, spotRequestsOf, sir)
 	inst.SpotRequestID = sir.ID
 	c.Note("spotInstanceRequestId."+inst.ID, sir.ID)
@@ -442,14 +452,21 @@ type xmlSpotStatus struct {
 	Message string `xml:"message"`
 }
 
+// persistentSpot reports whether a spot instance's request is persistent.
+func (e *view) persistentSpot(inst *ec2Instance) bool {
+	r, ok := get(e, spotRequestsOf, inst.SpotRequestID)
+	return ok && r.Type == "persistent"
+}
+
 type xmlSpotRequest struct {
-	SpotInstanceRequestID string        `xml:"spotInstanceRequestId"`
-	State                 string        `xml:"state"`
-	Status                xmlSpotStatus `xml:"status"`
-	Type                  string        `xml:"type"`
-	InstanceID            string        `xml:"instanceId"`
-	CreateTime            string        `xml:"createTime"`
-	TagSet                []xmlTag      `xml:"tagSet>item,omitempty"`
+	SpotInstanceRequestID        string        `xml:"spotInstanceRequestId"`
+	State                        string        `xml:"state"`
+	Status                       xmlSpotStatus `xml:"status"`
+	Type                         string        `xml:"type"`
+	InstanceInterruptionBehavior string        `xml:"instanceInterruptionBehavior"`
+	InstanceID                   string        `xml:"instanceId"`
+	CreateTime                   string        `xml:"createTime"`
+	TagSet                       []xmlTag      `xml:"tagSet>item,omitempty"`
 }
 
 type describeSpotRequestsOutput struct {
@@ -459,15 +476,24 @@ type describeSpotRequestsOutput struct {
 // spotRequestXML derives the request's state from its instance's.
 func (e *view) spotRequestXML(r *ec2SpotRequest, account string) xmlSpotRequest {
 	x := xmlSpotRequest{SpotInstanceRequestID: r.ID, State: "active", Status: xmlSpotStatus{Code: "fulfilled", Message: "Your spot request is fulfilled."},
-		Type: "one-time", InstanceID: r.InstanceID, CreateTime: ec2Time(r.Created), TagSet: e.tagSet(r.ID, account)}
+		Type: orDefault(r.Type, "one-time"), InstanceInterruptionBehavior: orDefault(r.Interruption, "terminate"),
+		InstanceID: r.InstanceID, CreateTime: ec2Time(r.Created), TagSet: e.tagSet(r.ID, account)}
 	inst, ok := get(e, instancesOf, r.InstanceID)
 	if ok {
 		e.refreshInstance(inst)
 	}
+	gone := !ok || inst.State == "terminated" || inst.State == "shutting-down"
 	switch {
 	case r.Cancelled:
 		x.State, x.Status = "cancelled", xmlSpotStatus{Code: "request-canceled-and-instance-running", Message: "Spot Instance termination request was canceled."}
-	case !ok || inst.State == "terminated" || inst.State == "shutting-down":
+	case r.Type == "persistent" && gone:
+		// A persistent request whose instance is terminated opens again
+		// to launch another; the emulator launches none (an emulator
+		// limit), so it stays open until cancelled.
+		x.State, x.Status = "open", xmlSpotStatus{Code: "pending-evaluation", Message: "Your Spot request has been submitted for review, and is pending evaluation."}
+	case r.Type == "persistent" && (inst.State == "stopped" || inst.State == "stopping"):
+		x.State, x.Status = "disabled", xmlSpotStatus{Code: "instance-stopped-by-user", Message: "This Spot Instance was stopped by the user."}
+	case gone:
 		x.State, x.Status = "closed", xmlSpotStatus{Code: "instance-terminated-by-user", Message: "Spot Instance terminated due to user-initiated termination."}
 	}
 	return x

@@ -510,7 +510,7 @@ func (e *view) ec2RunInstances(c *core.Call, p ec2Params) (any, *core.APIError) 
 		opts.apply(inst)
 		inst.HTTPHopLimit = hopLimit
 		if opts.spot {
-			e.newSpotRequest(c, inst)
+			e.newSpotRequest(c, inst, opts.spotType, opts.interruption)
 		}
 		if windowsImage(img) {
 			e.setWindowsPassword(c, inst)
@@ -945,8 +945,9 @@ func (e *view) userReason(code, what string) (string, string, string) {
 
 func (e *view) ec2StopInstances(c *core.Call, p ec2Params) (any, *core.APIError) {
 	return e.changeInstances(c, p, func(inst *ec2Instance) *core.APIError {
-		if inst.Lifecycle == "spot" {
-			// One-time requests only: fleets of type instant make those.
+		if inst.Lifecycle == "spot" && !e.persistentSpot(inst) {
+			// Only a persistent request's instance (interruption
+			// behaviour stop or hibernate) can be stopped.
 			return core.Errf("UnsupportedOperation", "You can't stop the Spot Instance '%s' because it is associated with a one-time Spot Instance request. You can only stop Spot Instances associated with persistent Spot Instance requests.", inst.ID)
 		}
 		switch inst.State {
