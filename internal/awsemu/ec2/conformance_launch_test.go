@@ -33,6 +33,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/emutest"
 )
 
@@ -424,6 +425,26 @@ func launchConformance() []emutest.Case {
 				}
 			}
 		}},
+		{Rule: "9.8", Name: "DescribeRegions optInStatus of default, enabled opt-in and disabled regions",
+			World: func(w *awsemu.World) { w.Regions = append(w.Regions, "me-south-1", "ap-northeast-3") }, Run: func(t *testing.T, x *emutest.Env) {
+				c := x.EC2(emutest.AcctBuild, emutest.East)
+				out := emutest.Must[*ec2.DescribeRegionsOutput](t, "DescribeRegions")(c.DescribeRegions(x.Ctx, &ec2.DescribeRegionsInput{AllRegions: aws.Bool(true)}))
+				got := map[string]string{}
+				for _, r := range out.Regions {
+					got[aws.ToString(r.RegionName)] = aws.ToString(r.OptInStatus)
+				}
+				tests := []struct{ region, want string }{
+					{"us-east-1", "opt-in-not-required"},
+					{"ap-northeast-3", "opt-in-not-required"}, // Osaka predates opt-in regions
+					{"me-south-1", "opted-in"},
+					{"ap-southeast-3", "not-opted-in"},
+				}
+				for _, tc := range tests {
+					if got[tc.region] != tc.want {
+						t.Errorf("%s: optInStatus %q, want %q", tc.region, got[tc.region], tc.want)
+					}
+				}
+			}},
 	}
 }
 

@@ -946,6 +946,16 @@ func (e *view) ec2DescribeSubnets(c *core.Call, p ec2Params) (any, *core.APIErro
 
 // ---- regions, zones, instance types ----
 
+// defaultRegions are AWS's regions launched before March 20, 2019, enabled
+// in every account and never opt-in; every region launched since is opt-in
+// (AWS Account Management reference, "Enable or disable AWS Regions in
+// your account"). A fixed fact of AWS, not of the world.
+var defaultRegions = map[string]bool{
+	"us-east-1": true, "us-east-2": true, "us-west-1": true, "us-west-2": true, "ca-central-1": true, "sa-east-1": true,
+	"eu-west-1": true, "eu-west-2": true, "eu-west-3": true, "eu-central-1": true, "eu-north-1": true,
+	"ap-northeast-1": true, "ap-northeast-2": true, "ap-northeast-3": true, "ap-southeast-1": true, "ap-southeast-2": true, "ap-south-1": true,
+}
+
 type xmlRegion struct {
 	RegionName     string `xml:"regionName"`
 	RegionEndpoint string `xml:"regionEndpoint"`
@@ -965,7 +975,11 @@ func (e *view) ec2DescribeRegions(c *core.Call, p ec2Params) (any, *core.APIErro
 	enabled, disabled := e.regions()
 	var regions []xmlRegion
 	for _, r := range enabled {
-		regions = append(regions, xmlRegion{RegionName: r, RegionEndpoint: "ec2." + r + ".amazonaws.com", OptInStatus: "opt-in-not-required"})
+		status := "opted-in" // an opt-in region the account has enabled
+		if defaultRegions[r] {
+			status = "opt-in-not-required"
+		}
+		regions = append(regions, xmlRegion{RegionName: r, RegionEndpoint: "ec2." + r + ".amazonaws.com", OptInStatus: status})
 	}
 	for _, r := range disabled {
 		if all || contains(names, r) {
