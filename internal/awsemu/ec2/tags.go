@@ -115,7 +115,7 @@ func validateTags(tags map[string]string) *core.APIError {
 			return core.Errf("InvalidParameterValue", "Value (%s) for parameter key is invalid. Tag keys starting with 'aws:' are reserved for internal use", k)
 		}
 		// Lengths are in Unicode characters, not bytes. A key takes 128
-		// (EC2 user guide "Tag restrictions"; the API reference's Tag says
+		// (the tagging guides "Tag restrictions"; the API reference's Tag says
 		// 127, an emulator convention to follow the guide).
 		if utf8.RuneCountInString(k) > 128 {
 			return core.Errf("InvalidParameterValue", "Value (%s) for parameter key is invalid. Tag keys must be 128 characters or fewer.", k)
