@@ -21,7 +21,7 @@ import (
 
 // TestRulesMatrix runs this package's cases of the conformance matrix.
 func TestRulesMatrix(t *testing.T) {
-	emutest.RunCases(t, append(conformance(), dropInConformance()...))
+	emutest.RunCases(t, append(append(conformance(), dropInConformance()...), launchConformance()...))
 }
 
 func conformance() []emutest.Case {

@@ -50,6 +50,10 @@ type ec2SpotRequest struct {
 	Created    time.Time `json:"created"`
 	Cancelled  bool      `json:"cancelled,omitempty"`
 	Principal  string    `json:"principal,omitempty"`
+	// Type is "persistent" or, when empty, "one-time"; Interruption the
+	// instance interruption behaviour ("terminate" when empty).
+	Type         string `json:"type,omitempty"`
+	Interruption string `json:"interruption,omitempty"`
 }
 
 func launchTemplatesOf(s *store) map[string]*ec2LaunchTemplate { return s.LaunchTemplates }
@@ -250,9 +254,18 @@ type createFleetOutput struct {
 // allocation strategy), and reports launch failures in errorSet, as AWS
 // does for instant fleets, rather than failing the call.
 func (e *view) ec2CreateFleet(c *core.Call, p ec2Params) (any, *core.APIError) {
-	typ := orDefault(p.str("Type"), "maintain")
-	if typ != "instant" {
-		return nil, core.Errf("UnsupportedOperation", "The emulator serves EC2 Fleets of type instant only, not %q.", typ)
+	typ, err := oneOfValues(p, "Type", "maintain", "request", "instant")
+	if err != nil {
+		return nil, err
+	}
+	if typ = orDefault(typ, "maintain"); typ != "instant" {
+		// Emulator limit: fleets that keep or request capacity over time
+		// are not emulated; say so in the user's terms.
+		how := "the fleet type"
+		if p.str("Type") == "" {
+			how = "the default fleet type when Type is not given"
+		}
+		return nil, core.Errf("UnsupportedOperation", "This emulator serves EC2 Fleets of type instant only; %s is %s (a fleet that keeps requesting capacity), which it does not emulate. Set Type to instant.", how, typ)
 	}
 	target, err := p.integer("TargetCapacitySpecification.TotalTargetCapacity", 0)
 	if err != nil {
@@ -288,7 +301,12 @@ func (e *view) ec2CreateFleet(c *core.Call, p ec2Params) (any, *core.APIError) {
 		}
 		spec := xmlFleetLaunchTemplateSpec{LaunchTemplateID: p.str(pre + "LaunchTemplateSpecification.LaunchTemplateId"),
 			LaunchTemplateName: p.str(pre + "LaunchTemplateSpecification.LaunchTemplateName"), Version: p.str(pre + "LaunchTemplateSpecification.Version")}
-		if v := spec.Version; v != "" && v != "1" && v != "$Latest" && v != "$Default" {
+		if spec.Version == "" {
+			// AWS: "You must specify a value, otherwise the request fails"
+			// (the code and text are an emulator convention).
+			return nil, core.Errf("MissingParameter", "The request must contain the parameter %sLaunchTemplateSpecification.Version: a launch template version number, $Latest or $Default.", pre)
+		}
+		if v := spec.Version; v != "1" && v != "$Latest" && v != "$Default" {
 			return nil, core.Errf("InvalidLaunchTemplateVersion.NotFound", "The specified launch template version %s does not exist.", v)
 		}
 		overrides := p.indices(pre + "Overrides")
@@ -361,18 +379,39 @@ type deleteFleetsOutput struct {
 	Successful []struct {
 		FleetID string `xml:"fleetId"`
 	} `xml:"successfulFleetDeletionSet>item"`
+	Unsuccessful []xmlDeleteFleetError `xml:"unsuccessfulFleetDeletionSet>item"`
 }
 
+type xmlDeleteFleetError struct {
+	Code    string `xml:"error>code"`
+	Message string `xml:"error>message"`
+	FleetID string `xml:"fleetId"`
+}
+
+// ec2DeleteFleets deletes fleets. An instant fleet must terminate its
+// instances ("A deleted instant fleet with running instances is not
+// supported"): asked not to, the fleet is reported in
+// unsuccessfulFleetDeletionSet with fleetNotInDeletableState, one of
+// DeleteFleetError's codes, and left as it is (emulator convention: AWS
+// names neither the code nor the text for this case).
 func (e *view) ec2DeleteFleets(c *core.Call, p ec2Params) (any, *core.APIError) {
-	terminate, err := p.boolean("TerminateInstances")
+	terminate, given, err := p.optBool("TerminateInstances")
 	if err != nil {
 		return nil, err
+	}
+	if !given {
+		return nil, core.Errf("MissingParameter", "The request must contain the parameter TerminateInstances")
 	}
 	out := deleteFleetsOutput{}
 	for _, id := range p.list("FleetId") {
 		f, ok := get(e, fleetsOf, id)
 		if !ok || f.Owner != c.Account || f.Region != c.Region {
 			return nil, core.Errf("InvalidFleetId.NotFound", "The fleet ID '%s' does not exist", id)
+		}
+		if f.Type == "instant" && !terminate {
+			out.Unsuccessful = append(out.Unsuccessful, xmlDeleteFleetError{Code: "fleetNotInDeletableState", FleetID: id,
+				Message: "NoTerminateInstances is not supported for instant fleets: a deleted instant fleet must terminate its instances. Set TerminateInstances to true."})
+			continue
 		}
 		if terminate {
 			for _, iid := range f.Instances {
@@ -394,9 +433,15 @@ func (e *view) ec2DeleteFleets(c *core.Call, p ec2Params) (any, *core.APIError) 
 
 // ---- spot instance requests ----
 
-// newSpotRequest records the one-time spot request a spot launch fulfils.
-func (e *view) newSpotRequest(c *core.Call, inst *ec2Instance) {
+// newSpotRequest records the spot request a spot launch fulfils.
+func (e *view) newSpotRequest(c *core.Call, inst *ec2Instance, typ, interruption string) {
 	sir := &ec2SpotRequest{ID: e.newID("sir"), Owner: c.Account, Region: c.Region, InstanceID: inst.ID, Created: e.clock.Now(), Principal: c.Principal}
+	if typ == "persistent" {
+		sir.Type = typ
+	}
+	if interruption != "terminate" {
+		sir.Interruption = interruption
+	}
 	put(e, spotRequestsOf, sir)
 	inst.SpotRequestID = sir.ID
 	c.Note("spotInstanceRequestId."+inst.ID, sir.ID)
@@ -407,14 +452,21 @@ type xmlSpotStatus struct {
 	Message string `xml:"message"`
 }
 
+// persistentSpot reports whether a spot instance's request is persistent.
+func (e *view) persistentSpot(inst *ec2Instance) bool {
+	r, ok := get(e, spotRequestsOf, inst.SpotRequestID)
+	return ok && r.Type == "persistent"
+}
+
 type xmlSpotRequest struct {
-	SpotInstanceRequestID string        `xml:"spotInstanceRequestId"`
-	State                 string        `xml:"state"`
-	Status                xmlSpotStatus `xml:"status"`
-	Type                  string        `xml:"type"`
-	InstanceID            string        `xml:"instanceId"`
-	CreateTime            string        `xml:"createTime"`
-	TagSet                []xmlTag      `xml:"tagSet>item,omitempty"`
+	SpotInstanceRequestID        string        `xml:"spotInstanceRequestId"`
+	State                        string        `xml:"state"`
+	Status                       xmlSpotStatus `xml:"status"`
+	Type                         string        `xml:"type"`
+	InstanceInterruptionBehavior string        `xml:"instanceInterruptionBehavior"`
+	InstanceID                   string        `xml:"instanceId"`
+	CreateTime                   string        `xml:"createTime"`
+	TagSet                       []xmlTag      `xml:"tagSet>item,omitempty"`
 }
 
 type describeSpotRequestsOutput struct {
@@ -424,15 +476,24 @@ type describeSpotRequestsOutput struct {
 // spotRequestXML derives the request's state from its instance's.
 func (e *view) spotRequestXML(r *ec2SpotRequest, account string) xmlSpotRequest {
 	x := xmlSpotRequest{SpotInstanceRequestID: r.ID, State: "active", Status: xmlSpotStatus{Code: "fulfilled", Message: "Your spot request is fulfilled."},
-		Type: "one-time", InstanceID: r.InstanceID, CreateTime: ec2Time(r.Created), TagSet: e.tagSet(r.ID, account)}
+		Type: orDefault(r.Type, "one-time"), InstanceInterruptionBehavior: orDefault(r.Interruption, "terminate"),
+		InstanceID: r.InstanceID, CreateTime: ec2Time(r.Created), TagSet: e.tagSet(r.ID, account)}
 	inst, ok := get(e, instancesOf, r.InstanceID)
 	if ok {
 		e.refreshInstance(inst)
 	}
+	gone := !ok || inst.State == "terminated" || inst.State == "shutting-down"
 	switch {
 	case r.Cancelled:
 		x.State, x.Status = "cancelled", xmlSpotStatus{Code: "request-canceled-and-instance-running", Message: "Spot Instance termination request was canceled."}
-	case !ok || inst.State == "terminated" || inst.State == "shutting-down":
+	case r.Type == "persistent" && gone:
+		// A persistent request whose instance is terminated opens again
+		// to launch another; the emulator launches none (an emulator
+		// limit), so it stays open until cancelled.
+		x.State, x.Status = "open", xmlSpotStatus{Code: "pending-evaluation", Message: "Your Spot request has been submitted for review, and is pending evaluation."}
+	case r.Type == "persistent" && (inst.State == "stopped" || inst.State == "stopping"):
+		x.State, x.Status = "disabled", xmlSpotStatus{Code: "instance-stopped-by-user", Message: "This Spot Instance was stopped by the user."}
+	case gone:
 		x.State, x.Status = "closed", xmlSpotStatus{Code: "instance-terminated-by-user", Message: "Spot Instance terminated due to user-initiated termination."}
 	}
 	return x

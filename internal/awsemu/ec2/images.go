@@ -537,6 +537,9 @@ func (e *view) ec2RegisterImage(c *core.Call, p ec2Params) (any, *core.APIError)
 	if err != nil {
 		return nil, err
 	}
+	if _, err := oneOfValues(p, "ImdsSupport", "v2.0"); err != nil {
+		return nil, err
+	}
 	now := e.clock.Now()
 	img := &ec2Image{
 		ID: e.newID("ami"), Owner: c.Account, Region: c.Region, Name: name, Description: p.str("Description"),
@@ -963,8 +966,18 @@ func (e *view) ec2ModifyImageAttribute(c *core.Call, p ec2Params) (any, *core.AP
 		img.Description = orDefault(p.str("Description.Value"), p.str("Value"))
 		return nil, nil
 	}
-	if p.has("ImdsSupport.Value") {
-		img.ImdsSupport = p.str("ImdsSupport.Value")
+	if p.has("ImdsSupport.Value") || (p.str("Attribute") == "imdsSupport" && p.has("Value")) {
+		// v2.0 is the only value, and once set it can't be undone
+		// (API_ModifyImageAttribute.html); the texts are an emulator
+		// convention.
+		v := orDefault(p.str("ImdsSupport.Value"), p.str("Value"))
+		if v != "v2.0" {
+			if img.ImdsSupport == "v2.0" {
+				return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter ImdsSupport is invalid. The image %s already has ImdsSupport v2.0, which can't be undone; register a new image from its snapshots instead.", v, img.ID)
+			}
+			return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter ImdsSupport is invalid. Expected one of: [v2.0]", v)
+		}
+		img.ImdsSupport = v
 		return nil, nil
 	}
 	legacy := permissionChange{Users: p.list("UserId"), Groups: p.list("UserGroup"),

@@ -48,7 +48,9 @@ type instanceMeta struct {
 	ID, Owner, Region, AZ, ImageID, InstanceType, Architecture, PrivateIP string
 	State, HTTPTokens, RoleARN, ProfileARN                                string
 	Launched                                                              time.Time
-	Devices                                                               []string // block-device-mapping/ names
+	Devices                                                               []string          // block-device-mapping/ names
+	Disabled                                                              bool              // HttpEndpoint disabled
+	Tags                                                                  map[string]string // nil unless InstanceMetadataTags is enabled
 }
 
 // instanceMeta reads an instance for its metadata service.
@@ -70,6 +72,13 @@ func (e *Service) instanceMeta(id string) (instanceMeta, bool) {
 	for _, a := range inst.Attachments {
 		m.Devices = append(m.Devices, a.DeviceName)
 	}
+	m.Disabled = inst.HTTPEndpoint == "disabled"
+	if inst.MetadataTags == "enabled" {
+		m.Tags = map[string]string{}
+		for k, val := range v.tagsOf(inst.ID, inst.Region, inst.Owner) {
+			m.Tags[k] = val
+		}
+	}
 	return m, true
 }
 
@@ -86,6 +95,19 @@ func (e *Service) serveIMDS(w http.ResponseWriter, r *http.Request, instanceID s
 		// Only a running instance has a metadata service to answer.
 		http.Error(w, "instance "+instanceID+" is not running", http.StatusServiceUnavailable)
 		return
+	}
+	if meta.Disabled {
+		// HttpEndpoint disabled: on AWS the metadata address does not
+		// answer at all. The closest an HTTP server comes is to drop the
+		// connection without a response, so a client sees a connection
+		// error, never an HTTP status (emulator convention).
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				_ = conn.Close()
+				return
+			}
+		}
+		panic(http.ErrAbortHandler) // net/http drops the connection without a response
 	}
 	if r.URL.Path == "/latest/api/token" {
 		e.imdsToken(w, r, instanceID)
@@ -197,7 +219,20 @@ func (e *Service) metadataPath(m instanceMeta, path string) (string, string, boo
 		if roleName != "" {
 			keys = append(keys, "iam/")
 		}
+		if m.Tags != nil {
+			keys = append(keys, "tags/")
+		}
 		return strings.Join(keys, "\n"), text, true
+	case "/meta-data/tags", "/meta-data/tags/instance":
+		// Instance tags, only with InstanceMetadataTags enabled: tags/
+		// lists instance, tags/instance lists the keys.
+		if m.Tags == nil {
+			return "", "", false
+		}
+		if path == "/meta-data/tags" {
+			return "instance", text, true
+		}
+		return strings.Join(sortedKeys(m.Tags), "\n"), text, true
 	case "/meta-data/block-device-mapping", "/meta-data/placement":
 		prefix := strings.TrimPrefix(path, "/meta-data/") + "/"
 		var names []string
@@ -237,6 +272,10 @@ func (e *Service) metadataPath(m instanceMeta, path string) (string, string, boo
 			"Expiration": creds.Expiration.UTC().Format(time.RFC3339),
 		}, "", "  ")
 		return string(doc), js, true
+	}
+	if key, ok := strings.CutPrefix(path, "/meta-data/tags/instance/"); ok {
+		v, found := m.Tags[key] // a nil map when tags are not enabled
+		return v, text, found
 	}
 	if v, ok := md[strings.TrimPrefix(path, "/meta-data/")]; ok && strings.HasPrefix(path, "/meta-data/") {
 		return v, text, true

@@ -285,7 +285,7 @@ func (e *view) instanceXML(inst *ec2Instance, account string) xmlInstance {
 		Architecture: inst.Architecture, RootDeviceType: "ebs", RootDeviceName: inst.RootDeviceName,
 		VirtualizationType: inst.VirtualizationType, ClientToken: inst.ClientToken,
 		TagSet: e.tagSet(inst.ID, account), Hypervisor: "xen", EnaSupport: inst.EnaSupport,
-		MetadataOptions: xmlMetadataOptions{State: "applied", HTTPTokens: inst.HTTPTokens, HTTPPutResponseHopLimit: orDefaultInt(inst.HTTPHopLimit, 2),
+		MetadataOptions: xmlMetadataOptions{State: "applied", HTTPTokens: inst.HTTPTokens, HTTPPutResponseHopLimit: orDefaultInt(inst.HTTPHopLimit, 1),
 			HTTPEndpoint: orDefault(inst.HTTPEndpoint, "enabled"), InstanceMetadataTags: orDefault(inst.MetadataTags, "disabled")},
 		BootMode: inst.BootMode,
 		GroupSet: []xmlGroup{}, BlockDeviceMapping: []xmlInstanceBDM{},
@@ -452,11 +452,20 @@ func (e *view) ec2RunInstances(c *core.Call, p ec2Params) (any, *core.APIError) 
 			return nil, core.Errf("InvalidKeyPair.Format", "ED25519 key pairs are not supported with Windows AMIs. Choose an RSA key pair and try again.")
 		}
 	}
-	httpTokens := opts.httpTokens
+	// An AMI with ImdsSupport v2.0 launches with HttpTokens required and
+	// a hop limit of 2; otherwise the defaults are optional and 1
+	// (API_RegisterImage.html, API_InstanceMetadataOptionsRequest.html).
+	httpTokens, hopLimit := opts.httpTokens, opts.hopLimit
 	if httpTokens == "" {
 		httpTokens = "optional"
 		if img.ImdsSupport == "v2.0" {
 			httpTokens = "required"
+		}
+	}
+	if hopLimit == 0 {
+		hopLimit = 1
+		if img.ImdsSupport == "v2.0" {
+			hopLimit = 2
 		}
 	}
 	// Resolve every volume spec before anything is created.
@@ -499,8 +508,9 @@ func (e *view) ec2RunInstances(c *core.Call, p ec2Params) (any, *core.APIError) 
 			inst.PublicIP = publicIP(inst.ID)
 		}
 		opts.apply(inst)
+		inst.HTTPHopLimit = hopLimit
 		if opts.spot {
-			e.newSpotRequest(c, inst)
+			e.newSpotRequest(c, inst, opts.spotType, opts.interruption)
 		}
 		if windowsImage(img) {
 			e.setWindowsPassword(c, inst)
@@ -935,8 +945,9 @@ func (e *view) userReason(code, what string) (string, string, string) {
 
 func (e *view) ec2StopInstances(c *core.Call, p ec2Params) (any, *core.APIError) {
 	return e.changeInstances(c, p, func(inst *ec2Instance) *core.APIError {
-		if inst.Lifecycle == "spot" {
-			// One-time requests only: fleets of type instant make those.
+		if inst.Lifecycle == "spot" && !e.persistentSpot(inst) {
+			// Only a persistent request's instance (interruption
+			// behaviour stop or hibernate) can be stopped.
 			return core.Errf("UnsupportedOperation", "You can't stop the Spot Instance '%s' because it is associated with a one-time Spot Instance request. You can only stop Spot Instances associated with persistent Spot Instance requests.", inst.ID)
 		}
 		switch inst.State {

@@ -8,6 +8,7 @@ package ec2
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
 )
@@ -28,6 +29,9 @@ type launchOptions struct {
 
 	spot     bool
 	maxPrice string
+	// spotType is the request's type (one-time or persistent) and
+	// interruption what AWS does when it interrupts the instance.
+	spotType, interruption string
 }
 
 var (
@@ -112,6 +116,26 @@ func parseLaunchOptions(p ec2Params) (launchOptions, *core.APIError) {
 	}
 	o.spot = market == "spot"
 	o.maxPrice = p.str("InstanceMarketOptions.SpotOptions.MaxPrice")
+	if o.maxPrice != "" {
+		// "If you specify a maximum price, it must be more than USD
+		// $0.001" (API_SpotMarketOptions.html).
+		if price, perr := strconv.ParseFloat(o.maxPrice, 64); perr != nil || price <= 0.001 {
+			return o, core.Errf("InvalidParameterValue", "Value (%s) for parameter MaxPrice is invalid. A maximum price must be more than USD 0.001.", o.maxPrice)
+		}
+	}
+	if o.spotType, err = oneOfValues(p, "InstanceMarketOptions.SpotOptions.SpotInstanceType", "one-time", "persistent"); err != nil {
+		return o, err
+	}
+	if o.interruption, err = oneOfValues(p, "InstanceMarketOptions.SpotOptions.InstanceInterruptionBehavior", "hibernate", "stop", "terminate"); err != nil {
+		return o, err
+	}
+	o.spotType, o.interruption = orDefault(o.spotType, "one-time"), orDefault(o.interruption, "terminate")
+	if o.spotType == "persistent" && o.interruption == "terminate" {
+		// "For RunInstances, persistent Spot Instance requests are only
+		// supported when the instance interruption behavior is either
+		// hibernate or stop" (the text is an emulator convention).
+		return o, core.Errf("InvalidParameterCombination", "A persistent Spot Instance request needs InstanceInterruptionBehavior stop or hibernate, not terminate.")
+	}
 	if o.spot && (o.crID != "" || o.crGroup != "") {
 		return o, core.Errf("InvalidParameterCombination", "Spot Instances can't be launched into a Capacity Reservation.")
 	}

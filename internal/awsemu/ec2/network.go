@@ -181,6 +181,10 @@ func (e *view) ec2CreateKeyPair(c *core.Call, p ec2Params) (any, *core.APIError)
 	if keyType != "rsa" && keyType != "ed25519" {
 		return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter KeyType is invalid. Expected rsa or ed25519.", keyType)
 	}
+	keyFormat := orDefault(p.str("KeyFormat"), "pem")
+	if keyFormat != "pem" && keyFormat != "ppk" {
+		return nil, core.Errf("InvalidParameterValue", "Value (%s) for parameter KeyFormat is invalid. Expected pem or ppk.", keyFormat)
+	}
 	specs, err := p.tagSpecs("key-pair")
 	if err != nil {
 		return nil, err
@@ -194,6 +198,11 @@ func (e *view) ec2CreateKeyPair(c *core.Call, p ec2Params) (any, *core.APIError)
 		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 		der, _ := x509.MarshalPKCS8PrivateKey(priv)
 		material = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+		if keyFormat == "ppk" {
+			if material, err = ppkMaterial(priv, k.Name); err != nil {
+				return nil, err
+			}
+		}
 		blob := sshBlob("ssh-ed25519", pub)
 		sum := sha256.Sum256(blob)
 		k.Fingerprint = base64.RawStdEncoding.EncodeToString(sum[:])
@@ -204,6 +213,11 @@ func (e *view) ec2CreateKeyPair(c *core.Call, p ec2Params) (any, *core.APIError)
 			return nil, &core.APIError{HTTPStatus: 500, Code: "InternalError", Message: gerr.Error()}
 		}
 		material = string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(priv)}))
+		if keyFormat == "ppk" {
+			if material, err = ppkMaterial(priv, k.Name); err != nil {
+				return nil, err
+			}
+		}
 		der, _ := x509.MarshalPKCS8PrivateKey(priv)
 		sum := sha1.Sum(der)
 		k.Fingerprint = colonHex(sum[:])
@@ -214,8 +228,18 @@ func (e *view) ec2CreateKeyPair(c *core.Call, p ec2Params) (any, *core.APIError)
 		c.Note("keyBits", "2048")
 	}
 	c.Note("keyType", keyType)
+	c.Note("keyFormat", keyFormat)
 	return createKeyPairOutput{KeyName: k.Name, KeyFingerprint: k.Fingerprint, KeyMaterial: material, KeyPairID: k.ID,
 		TagSet: e.tagSet(k.ID, c.Account)}, nil
+}
+
+// ppkMaterial is a created key's material in PuTTY's format.
+func ppkMaterial(priv any, name string) (string, *core.APIError) {
+	out, err := ppkV2(priv, name)
+	if err != nil {
+		return "", &core.APIError{HTTPStatus: 500, Code: "InternalError", Message: err.Error()}
+	}
+	return out, nil
 }
 
 func (e *view) ec2ImportKeyPair(c *core.Call, p ec2Params) (any, *core.APIError) {
@@ -228,7 +252,12 @@ func (e *view) ec2ImportKeyPair(c *core.Call, p ec2Params) (any, *core.APIError)
 		raw = []byte(material)
 	}
 	fields := strings.Fields(string(raw))
-	if len(fields) < 2 || (fields[0] != "ssh-rsa" && fields[0] != "ssh-ed25519" && !strings.HasPrefix(fields[0], "ecdsa-")) {
+	if len(fields) >= 2 && fields[0] != "ssh-rsa" && fields[0] != "ssh-ed25519" {
+		// AWS imports RSA and ED25519 keys only (API_ImportKeyPair.html);
+		// the text is an emulator convention.
+		return nil, core.Errf("InvalidKey.Format", "Key is not in valid OpenSSH public key format: %s keys can't be imported; import an RSA or ED25519 public key.", fields[0])
+	}
+	if len(fields) < 2 {
 		return nil, core.Errf("InvalidKey.Format", "Key is not in valid OpenSSH public key format")
 	}
 	blob, derr := base64.StdEncoding.DecodeString(fields[1])
@@ -255,8 +284,13 @@ func (e *view) ec2ImportKeyPair(c *core.Call, p ec2Params) (any, *core.APIError)
 	if err != nil {
 		return nil, err
 	}
-	sum := md5.Sum(blob)
-	k.Fingerprint = colonHex(sum[:])
+	if keyType == "ed25519" {
+		sum := sha256.Sum256(blob)
+		k.Fingerprint = base64.RawStdEncoding.EncodeToString(sum[:])
+	} else {
+		sum := md5.Sum(blob)
+		k.Fingerprint = colonHex(sum[:])
+	}
 	k.PublicKey = fields[0] + " " + fields[1]
 	return xmlKeyPair{KeyPairID: k.ID, KeyName: k.Name, KeyFingerprint: k.Fingerprint, TagSet: e.tagSet(k.ID, c.Account)}, nil
 }
@@ -912,6 +946,16 @@ func (e *view) ec2DescribeSubnets(c *core.Call, p ec2Params) (any, *core.APIErro
 
 // ---- regions, zones, instance types ----
 
+// defaultRegions are AWS's regions launched before March 20, 2019, enabled
+// in every account and never opt-in; every region launched since is opt-in
+// (AWS Account Management reference, "Enable or disable AWS Regions in
+// your account"). A fixed fact of AWS, not of the world.
+var defaultRegions = map[string]bool{
+	"us-east-1": true, "us-east-2": true, "us-west-1": true, "us-west-2": true, "ca-central-1": true, "sa-east-1": true,
+	"eu-west-1": true, "eu-west-2": true, "eu-west-3": true, "eu-central-1": true, "eu-north-1": true,
+	"ap-northeast-1": true, "ap-northeast-2": true, "ap-northeast-3": true, "ap-southeast-1": true, "ap-southeast-2": true, "ap-south-1": true,
+}
+
 type xmlRegion struct {
 	RegionName     string `xml:"regionName"`
 	RegionEndpoint string `xml:"regionEndpoint"`
@@ -931,7 +975,11 @@ func (e *view) ec2DescribeRegions(c *core.Call, p ec2Params) (any, *core.APIErro
 	enabled, disabled := e.regions()
 	var regions []xmlRegion
 	for _, r := range enabled {
-		regions = append(regions, xmlRegion{RegionName: r, RegionEndpoint: "ec2." + r + ".amazonaws.com", OptInStatus: "opt-in-not-required"})
+		status := "opted-in" // an opt-in region the account has enabled
+		if defaultRegions[r] {
+			status = "opt-in-not-required"
+		}
+		regions = append(regions, xmlRegion{RegionName: r, RegionEndpoint: "ec2." + r + ".amazonaws.com", OptInStatus: status})
 	}
 	for _, r := range disabled {
 		if all || contains(names, r) {

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/core"
 )
@@ -113,10 +114,13 @@ func validateTags(tags map[string]string) *core.APIError {
 		if strings.HasPrefix(strings.ToLower(k), "aws:") {
 			return core.Errf("InvalidParameterValue", "Value (%s) for parameter key is invalid. Tag keys starting with 'aws:' are reserved for internal use", k)
 		}
-		if len(k) > 128 {
+		// Lengths are in Unicode characters, not bytes. A key takes 128
+		// (the tagging guides "Tag restrictions"; the API reference's Tag says
+		// 127, an emulator convention to follow the guide).
+		if utf8.RuneCountInString(k) > 128 {
 			return core.Errf("InvalidParameterValue", "Value (%s) for parameter key is invalid. Tag keys must be 128 characters or fewer.", k)
 		}
-		if len(v) > 256 {
+		if utf8.RuneCountInString(v) > 256 {
 			return core.Errf("InvalidParameterValue", "Value for parameter value is invalid. Tag values must be 256 characters or fewer (key %s).", k)
 		}
 	}
