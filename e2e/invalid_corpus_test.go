@@ -15,8 +15,11 @@ package e2e
 // doesn't exist, a role that can't be assumed, a region not enabled, an AMI
 // not found, a name taken): `packer validate` accepts it, `packer build`
 // fails with every want, and nothing was changed in the meantime: the audit
-// shows no mutating call (only Describe*/Get*/List*, DryRun calls and STS
-// sign-ins).
+// shows no mutating call (only Describe*/Get*/List*, DryRun calls, STS
+// sign-ins and KMS cryptographic operations, which create nothing).
+//
+// The emulator serves the default world plus what the build cases need
+// (corpusWorld): a source AMI the build account owns and AMI names taken.
 
 import (
 	"bufio"
