@@ -1,0 +1,20 @@
+# want: ami_users: "2222" is not a 12-digit account ID
+# want: write each as a quoted string of 12 digits
+# stage: validate
+
+source "null" "existing" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.existing"]
+
+  post-processor "amicrypt-copy" {
+    region     = "us-east-1"
+    source_ami = "ami-0a1b2c3d4e5f60001"
+    role_name  = "amicrypt-copy"
+    kms_key_id = "alias/amicrypt-target"
+    ami_users  = ["2222"]
+    target { account_id = "222222222222" }
+  }
+}

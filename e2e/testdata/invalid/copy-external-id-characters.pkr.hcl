@@ -1,0 +1,22 @@
+# want: target[0] (account 222222222222).external_id: "has spaces!" contains " !"
+# want: allowed: letters, digits and +=,.@:/-_
+# stage: validate
+
+source "null" "existing" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.existing"]
+
+  post-processor "amicrypt-copy" {
+    region     = "us-east-1"
+    source_ami = "ami-0a1b2c3d4e5f60001"
+    role_name  = "amicrypt-copy"
+    kms_key_id = "alias/amicrypt-target"
+    target {
+      account_id  = "222222222222"
+      external_id = "has spaces!"
+    }
+  }
+}

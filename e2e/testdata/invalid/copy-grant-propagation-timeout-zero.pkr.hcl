@@ -1,0 +1,20 @@
+# want: grant_propagation_timeout: "0s" is not a positive duration
+# want: use e.g. "5m"
+# stage: validate
+
+source "null" "existing" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.existing"]
+
+  post-processor "amicrypt-copy" {
+    region                    = "us-east-1"
+    source_ami                = "ami-0a1b2c3d4e5f60001"
+    role_name                 = "amicrypt-copy"
+    kms_key_id                = "alias/amicrypt-target"
+    grant_propagation_timeout = "0s"
+    target { account_id = "222222222222" }
+  }
+}

@@ -1,0 +1,19 @@
+# want: tags: value of "Notes" is 300 characters; AWS allows 256, shorten it
+# stage: validate
+
+source "null" "existing" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.existing"]
+
+  post-processor "amicrypt-copy" {
+    region     = "us-east-1"
+    source_ami = "ami-0a1b2c3d4e5f60001"
+    role_name  = "amicrypt-copy"
+    kms_key_id = "alias/amicrypt-target"
+    tags       = { Notes = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" }
+    target { account_id = "222222222222" }
+  }
+}

@@ -1,0 +1,16 @@
+# want: ami_name: not set
+# want: set ami_name = "my-app-{{timestamp}}"
+# stage: validate
+
+source "amicrypt-ebs" "bad" {
+  region        = "us-east-1"
+  source_ami    = "ami-0a1b2c3d4e5f60001"
+  instance_type = "t3.micro"
+  communicator  = "none"
+  kms_key_id    = "alias/amicrypt-build"
+  ami_name      = ""
+}
+
+build {
+  sources = ["source.amicrypt-ebs.bad"]
+}
