@@ -66,8 +66,10 @@ type Config struct {
 	// amicrypt volume is never reformatted, whatever this says.
 	WipeForeign bool `mapstructure:"wipe_foreign" required:"false"`
 	// The device-mapper name (prefix) of the volumes: `/dev/mapper/NAME`,
-	// `NAME-0`, …. Defaults to `amicrypt`.
-	Name string `mapstructure:"name" required:"false"`
+	// `NAME-0`, …. Defaults to `amicrypt`. (Not `name`: in a `provisioner`
+	// block, Packer keeps `name` for itself, as the provisioner's display
+	// name.)
+	MapperName string `mapstructure:"mapper_name" required:"false"`
 	// systemd units that use the mount, e.g. `["postgresql.service"]`. The
 	// agent's unit is ordered before them and they require it, so when the
 	// disks could not be unlocked they don't start, and don't write into the
@@ -151,8 +153,8 @@ func (c *Config) applyDefaults() {
 	if c.KMSTimeout == "" {
 		c.KMSTimeout = DefaultKMSTimeout
 	}
-	if c.Name == "" {
-		c.Name = DefaultName
+	if c.MapperName == "" {
+		c.MapperName = DefaultName
 	}
 	if c.UseSudo == nil {
 		useSudo := true
@@ -271,8 +273,8 @@ func (c *Config) prepareBoot() []error {
 	default:
 		c.kmsTimeout = d
 	}
-	if !agentconfig.ValidName(c.Name) {
-		errs = append(errs, fmt.Errorf("name: %q is not a device-mapper name; use 1-64 letters, digits, '_', '.', '+' or '-', starting with a letter or digit, e.g. %q", c.Name, DefaultName))
+	if !agentconfig.ValidName(c.MapperName) {
+		errs = append(errs, fmt.Errorf("mapper_name: %q is not a device-mapper name; use 1-64 letters, digits, '_', '.', '+' or '-', starting with a letter or digit, e.g. %q", c.MapperName, DefaultName))
 	}
 	seen := map[string]bool{}
 	for i, unit := range c.RequiredBy {
@@ -314,6 +316,6 @@ func (c *Config) AgentConfig() AgentConfig {
 		EncryptionContext: c.EncryptionContext,
 		KMSTimeout:        agentconfig.Duration(c.kmsTimeout),
 		WipeForeign:       c.WipeForeign,
-		Name:              c.Name,
+		Name:              c.MapperName,
 	}
 }

@@ -26,7 +26,7 @@ type FlatConfig struct {
 	EncryptionContext   map[string]string `mapstructure:"encryption_context" required:"false" cty:"encryption_context" hcl:"encryption_context"`
 	KMSTimeout          *string           `mapstructure:"kms_timeout" required:"false" cty:"kms_timeout" hcl:"kms_timeout"`
 	WipeForeign         *bool             `mapstructure:"wipe_foreign" required:"false" cty:"wipe_foreign" hcl:"wipe_foreign"`
-	Name                *string           `mapstructure:"name" required:"false" cty:"name" hcl:"name"`
+	MapperName          *string           `mapstructure:"mapper_name" required:"false" cty:"mapper_name" hcl:"mapper_name"`
 	RequiredBy          []string          `mapstructure:"required_by" required:"false" cty:"required_by" hcl:"required_by"`
 	Architecture        *string           `mapstructure:"architecture" required:"false" cty:"architecture" hcl:"architecture"`
 	SkipSelfTest        *bool             `mapstructure:"skip_self_test" required:"false" cty:"skip_self_test" hcl:"skip_self_test"`
@@ -61,7 +61,7 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"encryption_context":         &hcldec.AttrSpec{Name: "encryption_context", Type: cty.Map(cty.String), Required: false},
 		"kms_timeout":                &hcldec.AttrSpec{Name: "kms_timeout", Type: cty.String, Required: false},
 		"wipe_foreign":               &hcldec.AttrSpec{Name: "wipe_foreign", Type: cty.Bool, Required: false},
-		"name":                       &hcldec.AttrSpec{Name: "name", Type: cty.String, Required: false},
+		"mapper_name":                &hcldec.AttrSpec{Name: "mapper_name", Type: cty.String, Required: false},
 		"required_by":                &hcldec.AttrSpec{Name: "required_by", Type: cty.List(cty.String), Required: false},
 		"architecture":               &hcldec.AttrSpec{Name: "architecture", Type: cty.String, Required: false},
 		"skip_self_test":             &hcldec.AttrSpec{Name: "skip_self_test", Type: cty.Bool, Required: false},

@@ -42,7 +42,7 @@ func TestPrepareFields(t *testing.T) {
 		// devices and layout
 		{name: "defaults", check: func(t *testing.T, c *Config) {
 			if c.Layout != LayoutSingle || c.MountPoint != "/mnt/instance-store" || c.Filesystem != "ext4" || c.KMSTimeout != "60s" ||
-				c.kmsTimeout != time.Minute || c.Name != "amicrypt" || !c.useSudo() || len(c.Devices) != 0 || c.Architecture != "" {
+				c.kmsTimeout != time.Minute || c.MapperName != "amicrypt" || !c.useSudo() || len(c.Devices) != 0 || c.Architecture != "" {
 				t.Errorf("defaults: %+v", c)
 			}
 		}},
@@ -133,8 +133,8 @@ func TestPrepareFields(t *testing.T) {
 				t.Error("wipe_foreign not set")
 			}
 		}},
-		{name: "name", raw: map[string]interface{}{"name": "scratch_1"}},
-		{name: "bad name", raw: map[string]interface{}{"name": "-scratch/1"},
+		{name: "mapper_name", raw: map[string]interface{}{"mapper_name": "scratch_1"}},
+		{name: "bad mapper_name", raw: map[string]interface{}{"mapper_name": "-scratch/1"},
 			want: []string{`name: "-scratch/1" is not a device-mapper name`}},
 		{name: "required by", raw: map[string]interface{}{"required_by": []string{"postgresql.service", "data@1.mount"}}},
 		{name: "required by without a type", raw: map[string]interface{}{"required_by": []string{"postgresql"}},
@@ -293,7 +293,7 @@ func TestAgentConfigJSON(t *testing.T) {
 		"encryption_context": map[string]string{"team": "payments"},
 		"kms_timeout":        "90s",
 		"wipe_foreign":       true,
-		"name":               "scratch",
+		"mapper_name":        "scratch",
 		"architecture":       "arm64",
 		"required_by":        []string{"postgresql.service"},
 	})
