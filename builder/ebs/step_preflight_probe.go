@@ -98,7 +98,7 @@ func (b *buildState) runProbes(ctx context.Context, probes []accessProbe) error 
 }
 
 // ec2Probes are the EC2 calls of the build, as configured, in each region
-// it works in.
+// it works in, and kms:DescribeKey of each key.
 func (b *buildState) ec2Probes() []accessProbe {
 	c := b.config
 	dry := aws.Bool(true)
@@ -144,6 +144,21 @@ func (b *buildState) ec2Probes() []accessProbe {
 		_, err := e.DeleteTags(ctx, &ec2.DeleteTagsInput{Resources: []string{probeImage}, Tags: tag, DryRun: dry})
 		return err
 	})
+	// The keys, as CheckKey will resolve them.
+	keys := map[string]string{r: c.KmsKeyID}
+	for _, region := range c.AMIRegions {
+		keys[region] = c.copyKeys[region]
+	}
+	for _, region := range append([]string{r}, c.AMIRegions...) {
+		if keys[region] == "" {
+			continue
+		}
+		client, ref := b.clients.KMS(region), keys[region]
+		probes = append(probes, accessProbe{action: "kms:DescribeKey", region: region, call: func(ctx context.Context) error {
+			_, err := client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(ref)})
+			return err
+		}})
+	}
 	if !c.SkipLaunch {
 		b.launchProbes(add)
 	}
@@ -271,8 +286,8 @@ type keyGenerator interface {
 }
 
 // keyProbes are the key operations EC2 performs with each key the AMI is
-// encrypted under, asked directly (kms:DescribeKey, CheckKey, already
-// was): GenerateDataKeyWithoutPlaintext and CreateGrant (DryRun).
+// encrypted under (kms:DescribeKey was asked with the EC2 calls), asked
+// directly: GenerateDataKeyWithoutPlaintext and CreateGrant (DryRun).
 func (b *buildState) keyProbes() []accessProbe {
 	c := b.config
 	if c.SkipCreateAMI {
