@@ -163,10 +163,20 @@ func (b *buildState) ec2Probes() []accessProbe {
 		b.launchProbes(add)
 	}
 	if !c.SkipCreateAMI {
-		add(r, "CreateSnapshot", func(ctx context.Context, e ebs.BuildAPI) error {
-			_, err := e.CreateSnapshot(ctx, &ec2.CreateSnapshotInput{VolumeId: aws.String(probeVolume), DryRun: dry})
-			return err
-		})
+		if c.SkipLaunch {
+			// A source whose snapshots the account can't read is copied
+			// whole (step_create_snapshots.go).
+			add(r, "CopyImage", func(ctx context.Context, e ebs.BuildAPI) error {
+				_, err := e.CopyImage(ctx, &ec2.CopyImageInput{SourceImageId: aws.String(probeImage), SourceRegion: aws.String(r),
+					Name: aws.String(c.AMIName), Encrypted: aws.Bool(true), DryRun: dry})
+				return err
+			})
+		} else {
+			add(r, "CreateSnapshot", func(ctx context.Context, e ebs.BuildAPI) error {
+				_, err := e.CreateSnapshot(ctx, &ec2.CreateSnapshotInput{VolumeId: aws.String(probeVolume), DryRun: dry})
+				return err
+			})
+		}
 		for _, region := range append([]string{r}, c.AMIRegions...) {
 			add(region, "CopySnapshot", func(ctx context.Context, e ebs.BuildAPI) error {
 				_, err := e.CopySnapshot(ctx, &ec2.CopySnapshotInput{SourceSnapshotId: aws.String(probeSnapshot), SourceRegion: aws.String(r),
