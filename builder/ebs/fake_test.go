@@ -613,3 +613,66 @@ func (f *fakeKMS) CreateGrant(_ context.Context, in *kms.CreateGrantInput, _ ...
 	}
 	return nil, fmt.Errorf("fakeKMS: CreateGrant %s: the builder makes no grant", aws.ToString(in.KeyId))
 }
+
+func (d dryRunEC2) ModifyImageAttribute(ctx context.Context, in *ec2.ModifyImageAttributeInput, o ...func(*ec2.Options)) (*ec2.ModifyImageAttributeOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.ModifyImageAttribute(ctx, in, o...)
+}
+
+func (d dryRunEC2) ModifySnapshotAttribute(ctx context.Context, in *ec2.ModifySnapshotAttributeInput, o ...func(*ec2.Options)) (*ec2.ModifySnapshotAttributeOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.ModifySnapshotAttribute(ctx, in, o...)
+}
+
+func (d dryRunEC2) DescribeRegions(ctx context.Context, in *ec2.DescribeRegionsInput, o ...func(*ec2.Options)) (*ec2.DescribeRegionsOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.DescribeRegions(ctx, in, o...)
+}
+
+func (d dryRunEC2) EnableImageDeprecation(ctx context.Context, in *ec2.EnableImageDeprecationInput, o ...func(*ec2.Options)) (*ec2.EnableImageDeprecationOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.BuildAPI.EnableImageDeprecation(ctx, in, o...)
+}
+
+func (d dryRunEC2) EnableImageDeregistrationProtection(ctx context.Context, in *ec2.EnableImageDeregistrationProtectionInput, o ...func(*ec2.Options)) (*ec2.EnableImageDeregistrationProtectionOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.BuildAPI.EnableImageDeregistrationProtection(ctx, in, o...)
+}
+
+func (d dryRunEC2) CreateLaunchTemplate(ctx context.Context, in *ec2.CreateLaunchTemplateInput, o ...func(*ec2.Options)) (*ec2.CreateLaunchTemplateOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.BuildAPI.CreateLaunchTemplate(ctx, in, o...)
+}
+
+func (d dryRunEC2) CreateFleet(ctx context.Context, in *ec2.CreateFleetInput, o ...func(*ec2.Options)) (*ec2.CreateFleetOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.BuildAPI.CreateFleet(ctx, in, o...)
+}
+
+func (d dryRunEC2) DeleteLaunchTemplate(ctx context.Context, in *ec2.DeleteLaunchTemplateInput, o ...func(*ec2.Options)) (*ec2.DeleteLaunchTemplateOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.BuildAPI.DeleteLaunchTemplate(ctx, in, o...)
+}
+
+func (d dryRunEC2) GetPasswordData(ctx context.Context, in *ec2.GetPasswordDataInput, o ...func(*ec2.Options)) (*ec2.GetPasswordDataOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.BuildAPI.GetPasswordData(ctx, in, o...)
+}

@@ -32,12 +32,12 @@ func (s *stepPreflight) Run(ctx context.Context, state multistep.StateBag) multi
 		b.account, b.principal = id.Account, id.ARN
 		detail(ui(state), fmt.Sprintf("Credentials: %s (account %s)", id.ARN, id.Account))
 	}
-	if err := s.checkRegions(ctx, b); err != nil {
-		return halt(state, err)
-	}
 	// Every EC2 call the build will make, asked before any is made
 	// (step_preflight_probe.go).
 	if err := b.runProbes(ctx, b.ec2Probes()); err != nil {
+		return halt(state, err)
+	}
+	if err := s.checkRegions(ctx, b); err != nil {
 		return halt(state, err)
 	}
 

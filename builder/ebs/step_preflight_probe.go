@@ -144,6 +144,12 @@ func (b *buildState) ec2Probes() []accessProbe {
 		_, err := e.DeleteTags(ctx, &ec2.DeleteTagsInput{Resources: []string{probeImage}, Tags: tag, DryRun: dry})
 		return err
 	})
+	if len(c.AMIRegions) > 0 && !c.SkipRegionValidation {
+		add(r, "DescribeRegions", func(ctx context.Context, e ebs.BuildAPI) error {
+			_, err := e.DescribeRegions(ctx, &ec2.DescribeRegionsInput{DryRun: dry})
+			return err
+		})
+	}
 	// The keys, as CheckKey will resolve them.
 	keys := map[string]string{r: c.KmsKeyID}
 	for _, region := range c.AMIRegions {
@@ -189,6 +195,35 @@ func (b *buildState) ec2Probes() []accessProbe {
 					DryRun:              dry})
 				return err
 			})
+			// Sharing (ami_users, ami_org_arns, ami_ou_arns, product
+			// codes; snapshot_users), deprecate_at and
+			// deregistration_protection (step_share.go).
+			if !c.sharing().Empty() || len(c.AMIProductCodes) > 0 {
+				add(region, "ModifyImageAttribute", func(ctx context.Context, e ebs.BuildAPI) error {
+					_, err := e.ModifyImageAttribute(ctx, &ec2.ModifyImageAttributeInput{ImageId: aws.String(probeImage), Attribute: aws.String("launchPermission"),
+						LaunchPermission: &types.LaunchPermissionModifications{Add: []types.LaunchPermission{{UserId: aws.String(b.accountOr())}}}, DryRun: dry})
+					return err
+				})
+			}
+			if len(c.SnapshotUsers) > 0 {
+				add(region, "ModifySnapshotAttribute", func(ctx context.Context, e ebs.BuildAPI) error {
+					_, err := e.ModifySnapshotAttribute(ctx, &ec2.ModifySnapshotAttributeInput{SnapshotId: aws.String(probeSnapshot),
+						Attribute: types.SnapshotAttributeNameCreateVolumePermission, OperationType: types.OperationTypeAdd, UserIds: c.SnapshotUsers, DryRun: dry})
+					return err
+				})
+			}
+			if !c.deprecateAt.IsZero() {
+				add(region, "EnableImageDeprecation", func(ctx context.Context, e ebs.BuildAPI) error {
+					_, err := e.EnableImageDeprecation(ctx, &ec2.EnableImageDeprecationInput{ImageId: aws.String(probeImage), DeprecateAt: aws.Time(c.deprecateAt), DryRun: dry})
+					return err
+				})
+			}
+			if c.DeregistrationProtection.Enabled {
+				add(region, "EnableImageDeregistrationProtection", func(ctx context.Context, e ebs.BuildAPI) error {
+					_, err := e.EnableImageDeregistrationProtection(ctx, &ec2.EnableImageDeregistrationProtectionInput{ImageId: aws.String(probeImage), DryRun: dry})
+					return err
+				})
+			}
 			// Intermediate snapshots are deleted; a failed build's AMI
 			// and snapshots are rolled back.
 			add(region, "DeleteSnapshot", func(ctx context.Context, e ebs.BuildAPI) error {
@@ -218,14 +253,40 @@ func (b *buildState) launchProbes(add func(string, string, func(context.Context,
 		_, err := e.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{probeGroup}, DryRun: dry})
 		return err
 	})
-	if !c.spot() {
-		image := c.SourceAMI
-		if image == "" {
-			image = probeImage
-		}
+	image := c.SourceAMI
+	if image == "" {
+		image = probeImage
+	}
+	if c.spot() {
+		// A spot build launches through a launch template and an instant
+		// EC2 Fleet (step_run_spot.go).
+		add(r, "CreateLaunchTemplate", func(ctx context.Context, e ebs.BuildAPI) error {
+			_, err := e.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{LaunchTemplateName: aws.String("amicrypt-preflight-probe"),
+				LaunchTemplateData: &types.RequestLaunchTemplateData{ImageId: aws.String(image)}, DryRun: dry})
+			return err
+		})
+		add(r, "CreateFleet", func(ctx context.Context, e ebs.BuildAPI) error {
+			_, err := e.CreateFleet(ctx, &ec2.CreateFleetInput{Type: types.FleetTypeInstant,
+				LaunchTemplateConfigs: []types.FleetLaunchTemplateConfigRequest{{LaunchTemplateSpecification: &types.FleetLaunchTemplateSpecificationRequest{
+					LaunchTemplateName: aws.String("amicrypt-preflight-probe"), Version: aws.String("$Latest")}}},
+				TargetCapacitySpecification: &types.TargetCapacitySpecificationRequest{TotalTargetCapacity: aws.Int32(1), DefaultTargetCapacityType: types.DefaultTargetCapacityTypeSpot},
+				DryRun:                      dry})
+			return err
+		})
+		add(r, "DeleteLaunchTemplate", func(ctx context.Context, e ebs.BuildAPI) error {
+			_, err := e.DeleteLaunchTemplate(ctx, &ec2.DeleteLaunchTemplateInput{LaunchTemplateName: aws.String("amicrypt-preflight-probe"), DryRun: dry})
+			return err
+		})
+	} else {
 		add(r, "RunInstances", func(ctx context.Context, e ebs.BuildAPI) error {
 			_, err := e.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(image), InstanceType: types.InstanceType(c.InstanceType),
 				MinCount: aws.Int32(1), MaxCount: aws.Int32(1), DryRun: dry})
+			return err
+		})
+	}
+	if c.Comm.Type == "winrm" && c.Comm.WinRMPassword == "" {
+		add(r, "GetPasswordData", func(ctx context.Context, e ebs.BuildAPI) error {
+			_, err := e.GetPasswordData(ctx, &ec2.GetPasswordDataInput{InstanceId: aws.String(probeInstance), DryRun: dry})
 			return err
 		})
 	}
