@@ -676,3 +676,10 @@ func (d dryRunEC2) GetPasswordData(ctx context.Context, in *ec2.GetPasswordDataI
 	}
 	return d.fakeEC2.BuildAPI.GetPasswordData(ctx, in, o...)
 }
+
+func (d dryRunEC2) DescribeSubnets(ctx context.Context, in *ec2.DescribeSubnetsInput, o ...func(*ec2.Options)) (*ec2.DescribeSubnetsOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.BuildAPI.DescribeSubnets(ctx, in, o...)
+}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -21,9 +22,12 @@ import (
 // buildPolicy is docs/policies/build.json with its placeholders filled in
 // for the default world: the build account and the role of its instance
 // profile amicrypt-instance-store.
-func buildPolicy(t *testing.T) string {
+func buildPolicy(t *testing.T) string { return policyFile(t, "build.json") }
+
+// policyFile is a policy of docs/policies with the placeholders filled in.
+func policyFile(t *testing.T, name string) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "docs", "policies", "build.json"))
+	data, err := os.ReadFile(filepath.Join("..", "..", "docs", "policies", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,11 +116,16 @@ func sshServer(t *testing.T) int {
 // world's deny list (explicit denies).
 func policyWorld(t *testing.T, deny ...string) *awsemu.World {
 	t.Helper()
-	doc := buildPolicy(t)
+	return policiesWorld(t, []string{buildPolicy(t)}, deny...)
+}
+
+// policiesWorld is policyWorld with the given identity policies.
+func policiesWorld(t *testing.T, docs []string, deny ...string) *awsemu.World {
+	t.Helper()
 	return emutest.DefaultWorldWith(t, func(w *awsemu.World) {
 		for i := range w.Accounts {
 			if w.Accounts[i].ID == buildAccount {
-				w.Accounts[i].Users[0].Policies = []string{doc}
+				w.Accounts[i].Users[0].Policies = docs
 				w.Accounts[i].Users[0].Deny = deny
 			}
 		}
@@ -222,6 +231,96 @@ func TestEveryPermissionOfTheBuildPolicy(t *testing.T) {
 				t.Errorf("denied %s, the build made %v before failing: preflight does not ask for it", action, made)
 			}
 			mustPass(t, srv, res.mark)
+		})
+	}
+}
+
+// TestEveryPermissionOfTheBuildOptionsPolicy: each action of
+// docs/policies/build-options.json, with the option that needs it, on top
+// of build.json: the build succeeds with both policies, and stops at
+// preflight, naming the permission, when the action is taken away.
+func TestEveryPermissionOfTheBuildOptionsPolicy(t *testing.T) {
+	deprecate := time.Now().Add(30 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	options := map[string]func(t *testing.T) map[string]interface{}{
+		"iam:GetInstanceProfile": func(*testing.T) map[string]interface{} {
+			return with("iam_instance_profile", "amicrypt-instance-store")
+		},
+		"ec2:DescribeRegions":      func(*testing.T) map[string]interface{} { return with("ami_regions", []string{"us-west-2"}) },
+		"ec2:ModifyImageAttribute": func(*testing.T) map[string]interface{} { return with("ami_users", []string{"222222222222"}) },
+		"ec2:ModifySnapshotAttribute": func(*testing.T) map[string]interface{} {
+			return with("snapshot_users", []string{"222222222222"})
+		},
+		"ec2:EnableImageDeprecation": func(*testing.T) map[string]interface{} { return with("deprecate_at", deprecate) },
+		"ec2:EnableImageDeregistrationProtection": func(*testing.T) map[string]interface{} {
+			return with("deregistration_protection", map[string]interface{}{"enabled": true})
+		},
+		"ec2:CopyImage": func(*testing.T) map[string]interface{} { return with("skip_launch", true, "instance_type", nil) },
+		"ec2:DeleteVolume": func(*testing.T) map[string]interface{} {
+			return with("launch_block_device_mappings", []map[string]interface{}{{"device_name": "/dev/sdf", "volume_size": 1}})
+		},
+		"ec2:ImportKeyPair": func(t *testing.T) map[string]interface{} {
+			raw := policyBuild(t, false)
+			raw["temporary_key_pair_bits"] = 4096
+			return raw
+		},
+		"ec2:DescribeSubnets": func(*testing.T) map[string]interface{} {
+			return with("subnet_filter", map[string]interface{}{"filters": map[string]string{"default-for-az": "true"}, "most_free": true})
+		},
+	}
+	spot := func(*testing.T) map[string]interface{} {
+		return with("instance_type", nil, "spot_price", "auto", "spot_instance_types", []string{"t3.micro"})
+	}
+	for _, a := range []string{"ec2:CreateLaunchTemplate", "ec2:CreateFleet", "ec2:DeleteLaunchTemplate"} {
+		options[a] = spot
+	}
+	// Not run here, and why.
+	notRun := map[string]string{
+		"iam:PassRole":                   "preflight can't ask it (no DryRun), and the emulator does not evaluate iam:PassRole at RunInstances",
+		"ec2:GetPasswordData":            "preflight asks it (DryRun); a WinRM build would need a WinRM server for the communicator, which this test does not run",
+		"ssm:StartSession":               "the session_manager tunnel needs the local session-manager-plugin; preflight does not ask it",
+		"ssm:TerminateSession":           "as ssm:StartSession",
+		"sts:DecodeAuthorizationMessage": "used only to explain a refusal, never needed for a build to succeed",
+	}
+	docs := []string{buildPolicy(t), policyFile(t, "build-options.json")}
+	for _, action := range policyActions(t, docs[1]) {
+		t.Run(action, func(t *testing.T) {
+			if why, ok := notRun[action]; ok {
+				t.Skip(why)
+			}
+			option, ok := options[action]
+			if !ok {
+				t.Fatalf("build-options.json lists %s, which this test has no option for", action)
+			}
+			for _, deny := range []string{"", action} {
+				var denied []string
+				if deny != "" {
+					denied = []string{deny}
+				}
+				srv := startEmulator(t, awsemu.Options{World: policiesWorld(t, docs, denied...)})
+				res := runBuild(t, srv, option(t))
+				if deny == "" {
+					if res.err != nil {
+						t.Fatalf("with its option and every action of both policies allowed, the build fails: %v\n%s", res.err, res.output)
+					}
+					if calls(srv, res.mark, strings.TrimPrefix(action, "ec2:")) == 0 && strings.HasPrefix(action, "ec2:") {
+						t.Errorf("the option's build never called %s", action)
+					}
+					// A shared AMI stays shared: that is what the option asks.
+					mustPass(t, srv, res.mark, "leftover-launch-permission", "leftover-create-volume-permission")
+					continue
+				}
+				if res.err == nil {
+					t.Fatalf("denied %s, the build succeeded\n%s", action, res.output)
+				}
+				msg := res.err.Error()
+				if !strings.Contains(msg, action) || !strings.Contains(msg, "in the IAM policy of arn:aws:iam::"+buildAccount+":user/packer") {
+					t.Errorf("the failure does not name %s and the IAM policy to fix:\n%s", action, msg)
+				}
+				if made := madeSince(srv, res.mark); len(made) > 0 {
+					t.Errorf("denied %s, the build made %v before failing", action, made)
+				}
+				mustPass(t, srv, res.mark)
+			}
 		})
 	}
 }

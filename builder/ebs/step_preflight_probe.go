@@ -257,6 +257,12 @@ func (b *buildState) launchProbes(add func(string, string, func(context.Context,
 	if image == "" {
 		image = probeImage
 	}
+	if c.SubnetID != "" || len(c.SubnetFilter.Filters) > 0 || c.VpcID != "" || !c.VpcFilter.Empty() {
+		add(r, "DescribeSubnets", func(ctx context.Context, e ebs.BuildAPI) error {
+			_, err := e.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{DryRun: dry})
+			return err
+		})
+	}
 	if c.spot() {
 		// A spot build launches through a launch template and an instant
 		// EC2 Fleet (step_run_spot.go).
