@@ -22,7 +22,7 @@ type stepPreflight struct{}
 func (s *stepPreflight) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
 	b := getBuild(state)
 	c := b.config
-	ui(state).Say("Preflight: checking credentials, source AMI, KMS keys and AMI name…")
+	ui(state).Say("Preflight: checking credentials, permissions, source AMI, KMS keys and AMI name…")
 
 	if !c.SkipCredsValidation {
 		id, err := b.clients.Identity(ctx)
