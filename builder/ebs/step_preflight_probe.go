@@ -10,6 +10,7 @@ package ebs
 // rather than midway with an instance running or snapshots half made.
 //
 // Not asked (they can't be asked without making something): iam:PassRole,
+// the ssm: calls of a session_manager tunnel,
 // and the key operations EC2 performs with the build key on the principal's
 // behalf other than GenerateDataKeyWithoutPlaintext and CreateGrant
 // (kms:Decrypt, kms:ReEncryptFrom, kms:ReEncryptTo need ciphertext of the
