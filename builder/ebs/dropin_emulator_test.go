@@ -83,7 +83,7 @@ func (r *stepRun) cleanup() {
 
 func auditParams(srv *emutest.Server, mark int, action string) []map[string]string {
 	var out []map[string]string
-	for _, e := range srv.Emulator().Audit(awsemu.AuditFilter{Account: buildAccount, Action: action, SinceSeq: mark}) {
+	for _, e := range audited(srv, awsemu.AuditFilter{Account: buildAccount, Action: action, SinceSeq: mark}) {
 		out = append(out, e.Params)
 	}
 	return out
@@ -348,7 +348,7 @@ func TestEmulatorTemporaryKeyPairTypes(t *testing.T) {
 			r := newStepRun(t, tc.raw)
 			r.run((&stepSourceAMIInfo{}).withSource(t, r), &stepKeyPair{})
 			c := r.b.config
-			entries := srv.Emulator().Audit(awsemu.AuditFilter{Account: buildAccount, Action: tc.action, SinceSeq: mark})
+			entries := audited(srv, awsemu.AuditFilter{Account: buildAccount, Action: tc.action, SinceSeq: mark})
 			if len(entries) != 1 || entries[0].Notes["keyType"] != tc.keyType || entries[0].Notes["keyBits"] != tc.bits {
 				t.Fatalf("%s audit = %+v", tc.action, entries)
 			}
@@ -508,7 +508,7 @@ func TestEmulatorCopySnapshotQuotaBackoff(t *testing.T) {
 	if res.err != nil {
 		t.Fatalf("build: %v\n%s", res.err, res.output)
 	}
-	refused := srv.Emulator().Audit(awsemu.AuditFilter{Account: buildAccount, Action: "CopySnapshot", Outcome: "ResourceLimitExceeded", SinceSeq: res.mark})
+	refused := audited(srv, awsemu.AuditFilter{Account: buildAccount, Action: "CopySnapshot", Outcome: "ResourceLimitExceeded", SinceSeq: res.mark})
 	if len(refused) == 0 {
 		t.Fatal("no copy was refused; the test proves nothing")
 	}

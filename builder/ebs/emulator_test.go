@@ -81,9 +81,22 @@ func runBuild(t *testing.T, srv *emutest.Server, raw map[string]interface{}) bui
 	return res
 }
 
-// calls counts the build account's audited calls of an action since mark.
+// audited is the emulator's audit without preflight's DryRun probes, which
+// make nothing.
+func audited(srv *emutest.Server, f awsemu.AuditFilter) []awsemu.AuditEntry {
+	var out []awsemu.AuditEntry
+	for _, e := range srv.Emulator().Audit(f) {
+		if e.Params["DryRun"] != "true" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// calls counts the build account's audited calls of an action since mark
+// (DryRun probes aside).
 func calls(srv *emutest.Server, mark int, action string) int {
-	return len(srv.Emulator().Audit(awsemu.AuditFilter{Account: buildAccount, Action: action, SinceSeq: mark}))
+	return len(audited(srv, awsemu.AuditFilter{Account: buildAccount, Action: action, SinceSeq: mark}))
 }
 
 func mustPass(t *testing.T, srv *emutest.Server, mark int, ignore ...string) {
@@ -180,7 +193,7 @@ func TestEmulatorLaunchBuild(t *testing.T) {
 			t.Errorf("%s calls = %d, want %d", action, got, want)
 		}
 	}
-	copies := srv.Emulator().Audit(awsemu.AuditFilter{Action: "CopySnapshot", SinceSeq: res.mark})
+	copies := audited(srv, awsemu.AuditFilter{Action: "CopySnapshot", SinceSeq: res.mark})
 	if len(copies) == 1 && (copies[0].Params["Encrypted"] != "true" || copies[0].Params["KmsKeyId"] != key) {
 		t.Errorf("CopySnapshot params = %v", copies[0].Params)
 	}
@@ -233,7 +246,7 @@ func TestEmulatorSkipLaunchPublicAMI(t *testing.T) {
 			t.Errorf("%s calls = %d, want %d", action, got, want)
 		}
 	}
-	copies := srv.Emulator().Audit(awsemu.AuditFilter{Action: "CopyImage", SinceSeq: res.mark})
+	copies := audited(srv, awsemu.AuditFilter{Action: "CopyImage", SinceSeq: res.mark})
 	if len(copies) == 1 && (copies[0].Params["SourceImageId"] != sourceAMI || copies[0].Params["Encrypted"] != "true" || copies[0].Params["KmsKeyId"] != key) {
 		t.Errorf("CopyImage params = %v", copies[0].Params)
 	}
@@ -268,7 +281,7 @@ func TestEmulatorSkipLaunchOwnAMI(t *testing.T) {
 			t.Errorf("%s calls = %d, want %d", action, got, want)
 		}
 	}
-	copies := srv.Emulator().Audit(awsemu.AuditFilter{Action: "CopySnapshot", SinceSeq: res.mark})
+	copies := audited(srv, awsemu.AuditFilter{Action: "CopySnapshot", SinceSeq: res.mark})
 	if len(copies) == 1 && copies[0].Params["SourceSnapshotId"] != oldSnaps[0] {
 		t.Errorf("copied %s, want the source AMI's own snapshot %s", copies[0].Params["SourceSnapshotId"], oldSnaps[0])
 	}
@@ -294,7 +307,7 @@ func TestEmulatorEncryptedLaunchVolumesMakeNoCopy(t *testing.T) {
 	if got := calls(srv, res.mark, "DeleteSnapshot"); got != 0 {
 		t.Errorf("DeleteSnapshot calls = %d: the snapshot behind the AMI must be kept", got)
 	}
-	created := srv.Emulator().Audit(awsemu.AuditFilter{Action: "CreateSnapshot", SinceSeq: res.mark, Outcome: "ok"})
+	created := audited(srv, awsemu.AuditFilter{Action: "CreateSnapshot", SinceSeq: res.mark, Outcome: "ok"})
 	if len(created) != 1 || len(snaps) != 1 {
 		t.Fatalf("CreateSnapshot calls = %d, AMI snapshots = %v", len(created), snaps)
 	}
@@ -327,7 +340,7 @@ func TestEmulatorTwoExtraRegions(t *testing.T) {
 			t.Errorf("%s tags = %v", r, tags)
 		}
 	}
-	copies := srv.Emulator().Audit(awsemu.AuditFilter{Action: "CopyImage", SinceSeq: res.mark})
+	copies := audited(srv, awsemu.AuditFilter{Action: "CopyImage", SinceSeq: res.mark})
 	if len(copies) != 2 {
 		t.Fatalf("CopyImage calls = %d", len(copies))
 	}
@@ -439,7 +452,7 @@ func TestEmulatorPreflightRefusals(t *testing.T) {
 			if _, shares := tc.raw["ami_users"]; !shares && strings.Contains(res.err.Error(), "sharing is configured") {
 				t.Errorf("error claims sharing is configured when it is not:\n%v", res.err)
 			}
-			for _, e := range srv.Emulator().Audit(awsemu.AuditFilter{SinceSeq: res.mark}) {
+			for _, e := range audited(srv, awsemu.AuditFilter{SinceSeq: res.mark}) {
 				if !strings.HasPrefix(e.Action, "Describe") && e.Action != "GetCallerIdentity" {
 					t.Errorf("preflight made a %s call", e.Action)
 				}
@@ -539,7 +552,7 @@ func TestEmulatorBuildSurvivesThrottlingAndEventualConsistency(t *testing.T) {
 	if res.err != nil {
 		t.Fatalf("build: %v\n%s", res.err, res.output)
 	}
-	throttled := srv.Emulator().Audit(awsemu.AuditFilter{Outcome: "RequestLimitExceeded", SinceSeq: res.mark})
+	throttled := audited(srv, awsemu.AuditFilter{Outcome: "RequestLimitExceeded", SinceSeq: res.mark})
 	if len(throttled) == 0 {
 		t.Fatal("no call was throttled; the test proves nothing")
 	}
@@ -585,11 +598,11 @@ func TestEmulatorTemporaryKeyPairAndSecurityGroup(t *testing.T) {
 	if host, err := instanceHost(state); err != nil || host == "" {
 		t.Errorf("host = %q, %v", host, err)
 	}
-	run := srv.Emulator().Audit(awsemu.AuditFilter{Action: "RunInstances", SinceSeq: mark})
+	run := audited(srv, awsemu.AuditFilter{Action: "RunInstances", SinceSeq: mark})
 	if len(run) != 1 || run[0].Params["KeyName"] != b.keyPairName || run[0].Params["SecurityGroupId.1"] != b.tempSGID {
 		t.Errorf("RunInstances params = %v (key %s, group %s)", run[0].Params, b.keyPairName, b.tempSGID)
 	}
-	ingress := srv.Emulator().Audit(awsemu.AuditFilter{Action: "AuthorizeSecurityGroupIngress", SinceSeq: mark})
+	ingress := audited(srv, awsemu.AuditFilter{Action: "AuthorizeSecurityGroupIngress", SinceSeq: mark})
 	if len(ingress) != 1 || ingress[0].Params["IpPermissions.1.FromPort"] != "22" || ingress[0].Params["IpPermissions.1.IpRanges.1.CidrIp"] != "203.0.113.9/32" {
 		t.Errorf("ingress = %v, want port 22 from this machine's public IP only", ingress)
 	}

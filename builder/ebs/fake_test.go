@@ -355,7 +355,7 @@ func newFakeClients(regions ...string) *fakeClients {
 	return c
 }
 
-func (c *fakeClients) EC2(region string) ebs.BuildAPI { return c.ec2s[region] }
+func (c *fakeClients) EC2(region string) ebs.BuildAPI { return dryRunEC2{c.ec2s[region]} }
 func (c *fakeClients) KMS(region string) ebs.KMSAPI   { return c.kmss[region] }
 func (c *fakeClients) IAM() IAMAPI                    { return fakeIAM{"builder": true} }
 func (c *fakeClients) SSM(string) SSMAPI              { return nil }
@@ -414,4 +414,272 @@ func (f fakeIAM) GetInstanceProfile(_ context.Context, in *iam.GetInstanceProfil
 		return nil, &smithy.GenericAPIError{Code: "NoSuchEntity", Message: "Instance Profile " + aws.ToString(in.InstanceProfileName) + " cannot be found."}
 	}
 	return &iam.GetInstanceProfileOutput{}, nil
+}
+
+// dryRunEC2 answers DryRun calls (preflight's probes) as EC2 does when
+// the call would be allowed, and passes every other call to the fake.
+type dryRunEC2 struct{ *fakeEC2 }
+
+// dryRunAllowed is EC2's answer to an allowed DryRun call.
+var dryRunAllowed = &smithy.GenericAPIError{Code: "DryRunOperation", Message: "Request would have succeeded, but DryRun flag is set."}
+
+func (d dryRunEC2) DescribeImages(ctx context.Context, in *ec2.DescribeImagesInput, o ...func(*ec2.Options)) (*ec2.DescribeImagesOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.DescribeImages(ctx, in, o...)
+}
+
+func (d dryRunEC2) DescribeSnapshots(ctx context.Context, in *ec2.DescribeSnapshotsInput, o ...func(*ec2.Options)) (*ec2.DescribeSnapshotsOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.DescribeSnapshots(ctx, in, o...)
+}
+
+func (d dryRunEC2) DescribeInstances(ctx context.Context, in *ec2.DescribeInstancesInput, o ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.DescribeInstances(ctx, in, o...)
+}
+
+func (d dryRunEC2) DescribeVolumes(ctx context.Context, in *ec2.DescribeVolumesInput, o ...func(*ec2.Options)) (*ec2.DescribeVolumesOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.DescribeVolumes(ctx, in, o...)
+}
+
+func (d dryRunEC2) DescribeKeyPairs(ctx context.Context, in *ec2.DescribeKeyPairsInput, o ...func(*ec2.Options)) (*ec2.DescribeKeyPairsOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.DescribeKeyPairs(ctx, in, o...)
+}
+
+func (d dryRunEC2) DescribeLaunchTemplates(ctx context.Context, in *ec2.DescribeLaunchTemplatesInput, o ...func(*ec2.Options)) (*ec2.DescribeLaunchTemplatesOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.DescribeLaunchTemplates(ctx, in, o...)
+}
+
+func (d dryRunEC2) DescribeVpcs(ctx context.Context, in *ec2.DescribeVpcsInput, o ...func(*ec2.Options)) (*ec2.DescribeVpcsOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.DescribeVpcs(ctx, in, o...)
+}
+
+func (d dryRunEC2) DescribeSecurityGroups(ctx context.Context, in *ec2.DescribeSecurityGroupsInput, o ...func(*ec2.Options)) (*ec2.DescribeSecurityGroupsOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.DescribeSecurityGroups(ctx, in, o...)
+}
+
+func (d dryRunEC2) CreateTags(ctx context.Context, in *ec2.CreateTagsInput, o ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.CreateTags(ctx, in, o...)
+}
+
+func (d dryRunEC2) DeleteTags(ctx context.Context, in *ec2.DeleteTagsInput, o ...func(*ec2.Options)) (*ec2.DeleteTagsOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.DeleteTags(ctx, in, o...)
+}
+
+func (d dryRunEC2) RunInstances(ctx context.Context, in *ec2.RunInstancesInput, o ...func(*ec2.Options)) (*ec2.RunInstancesOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.RunInstances(ctx, in, o...)
+}
+
+func (d dryRunEC2) StopInstances(ctx context.Context, in *ec2.StopInstancesInput, o ...func(*ec2.Options)) (*ec2.StopInstancesOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.StopInstances(ctx, in, o...)
+}
+
+func (d dryRunEC2) TerminateInstances(ctx context.Context, in *ec2.TerminateInstancesInput, o ...func(*ec2.Options)) (*ec2.TerminateInstancesOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.TerminateInstances(ctx, in, o...)
+}
+
+func (d dryRunEC2) DeleteVolume(ctx context.Context, in *ec2.DeleteVolumeInput, o ...func(*ec2.Options)) (*ec2.DeleteVolumeOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.DeleteVolume(ctx, in, o...)
+}
+
+func (d dryRunEC2) ImportKeyPair(ctx context.Context, in *ec2.ImportKeyPairInput, o ...func(*ec2.Options)) (*ec2.ImportKeyPairOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.ImportKeyPair(ctx, in, o...)
+}
+
+func (d dryRunEC2) CreateKeyPair(ctx context.Context, in *ec2.CreateKeyPairInput, o ...func(*ec2.Options)) (*ec2.CreateKeyPairOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.CreateKeyPair(ctx, in, o...)
+}
+
+func (d dryRunEC2) DeleteKeyPair(ctx context.Context, in *ec2.DeleteKeyPairInput, o ...func(*ec2.Options)) (*ec2.DeleteKeyPairOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.DeleteKeyPair(ctx, in, o...)
+}
+
+func (d dryRunEC2) CreateSecurityGroup(ctx context.Context, in *ec2.CreateSecurityGroupInput, o ...func(*ec2.Options)) (*ec2.CreateSecurityGroupOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.CreateSecurityGroup(ctx, in, o...)
+}
+
+func (d dryRunEC2) AuthorizeSecurityGroupIngress(ctx context.Context, in *ec2.AuthorizeSecurityGroupIngressInput, o ...func(*ec2.Options)) (*ec2.AuthorizeSecurityGroupIngressOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.AuthorizeSecurityGroupIngress(ctx, in, o...)
+}
+
+func (d dryRunEC2) DeleteSecurityGroup(ctx context.Context, in *ec2.DeleteSecurityGroupInput, o ...func(*ec2.Options)) (*ec2.DeleteSecurityGroupOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.DeleteSecurityGroup(ctx, in, o...)
+}
+
+func (d dryRunEC2) CreateSnapshot(ctx context.Context, in *ec2.CreateSnapshotInput, o ...func(*ec2.Options)) (*ec2.CreateSnapshotOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.CreateSnapshot(ctx, in, o...)
+}
+
+func (d dryRunEC2) CopySnapshot(ctx context.Context, in *ec2.CopySnapshotInput, o ...func(*ec2.Options)) (*ec2.CopySnapshotOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.CopySnapshot(ctx, in, o...)
+}
+
+func (d dryRunEC2) RegisterImage(ctx context.Context, in *ec2.RegisterImageInput, o ...func(*ec2.Options)) (*ec2.RegisterImageOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.RegisterImage(ctx, in, o...)
+}
+
+func (d dryRunEC2) CopyImage(ctx context.Context, in *ec2.CopyImageInput, o ...func(*ec2.Options)) (*ec2.CopyImageOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.CopyImage(ctx, in, o...)
+}
+
+func (d dryRunEC2) DeleteSnapshot(ctx context.Context, in *ec2.DeleteSnapshotInput, o ...func(*ec2.Options)) (*ec2.DeleteSnapshotOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.DeleteSnapshot(ctx, in, o...)
+}
+
+func (d dryRunEC2) DeregisterImage(ctx context.Context, in *ec2.DeregisterImageInput, o ...func(*ec2.Options)) (*ec2.DeregisterImageOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.DeregisterImage(ctx, in, o...)
+}
+
+// CreateGrant answers preflight's DryRun probe as KMS does when the grant
+// would be allowed; the builder makes no grant itself.
+func (f *fakeKMS) CreateGrant(_ context.Context, in *kms.CreateGrantInput, _ ...func(*kms.Options)) (*kms.CreateGrantOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, &smithy.GenericAPIError{Code: "DryRunOperationException", Message: "The request would have succeeded, but the DryRun option is set."}
+	}
+	return nil, fmt.Errorf("fakeKMS: CreateGrant %s: the builder makes no grant", aws.ToString(in.KeyId))
+}
+
+func (d dryRunEC2) ModifyImageAttribute(ctx context.Context, in *ec2.ModifyImageAttributeInput, o ...func(*ec2.Options)) (*ec2.ModifyImageAttributeOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.ModifyImageAttribute(ctx, in, o...)
+}
+
+func (d dryRunEC2) ModifySnapshotAttribute(ctx context.Context, in *ec2.ModifySnapshotAttributeInput, o ...func(*ec2.Options)) (*ec2.ModifySnapshotAttributeOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.ModifySnapshotAttribute(ctx, in, o...)
+}
+
+func (d dryRunEC2) DescribeRegions(ctx context.Context, in *ec2.DescribeRegionsInput, o ...func(*ec2.Options)) (*ec2.DescribeRegionsOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.DescribeRegions(ctx, in, o...)
+}
+
+func (d dryRunEC2) EnableImageDeprecation(ctx context.Context, in *ec2.EnableImageDeprecationInput, o ...func(*ec2.Options)) (*ec2.EnableImageDeprecationOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.BuildAPI.EnableImageDeprecation(ctx, in, o...)
+}
+
+func (d dryRunEC2) EnableImageDeregistrationProtection(ctx context.Context, in *ec2.EnableImageDeregistrationProtectionInput, o ...func(*ec2.Options)) (*ec2.EnableImageDeregistrationProtectionOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.BuildAPI.EnableImageDeregistrationProtection(ctx, in, o...)
+}
+
+func (d dryRunEC2) CreateLaunchTemplate(ctx context.Context, in *ec2.CreateLaunchTemplateInput, o ...func(*ec2.Options)) (*ec2.CreateLaunchTemplateOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.BuildAPI.CreateLaunchTemplate(ctx, in, o...)
+}
+
+func (d dryRunEC2) CreateFleet(ctx context.Context, in *ec2.CreateFleetInput, o ...func(*ec2.Options)) (*ec2.CreateFleetOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.BuildAPI.CreateFleet(ctx, in, o...)
+}
+
+func (d dryRunEC2) DeleteLaunchTemplate(ctx context.Context, in *ec2.DeleteLaunchTemplateInput, o ...func(*ec2.Options)) (*ec2.DeleteLaunchTemplateOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.BuildAPI.DeleteLaunchTemplate(ctx, in, o...)
+}
+
+func (d dryRunEC2) GetPasswordData(ctx context.Context, in *ec2.GetPasswordDataInput, o ...func(*ec2.Options)) (*ec2.GetPasswordDataOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.BuildAPI.GetPasswordData(ctx, in, o...)
+}
+
+func (d dryRunEC2) DescribeSubnets(ctx context.Context, in *ec2.DescribeSubnetsInput, o ...func(*ec2.Options)) (*ec2.DescribeSubnetsOutput, error) {
+	if aws.ToBool(in.DryRun) {
+		return nil, dryRunAllowed
+	}
+	return d.fakeEC2.BuildAPI.DescribeSubnets(ctx, in, o...)
 }

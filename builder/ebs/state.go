@@ -18,6 +18,7 @@ type buildState struct {
 	runID   string // unique per build, for idempotency tokens
 
 	account     string
+	principal   string // the caller's ARN, from preflight
 	source      *types.Image
 	keyARN      string            // build region key
 	regionKeys  map[string]string // ami_regions → key ARN

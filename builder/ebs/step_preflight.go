@@ -22,15 +22,20 @@ type stepPreflight struct{}
 func (s *stepPreflight) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
 	b := getBuild(state)
 	c := b.config
-	ui(state).Say("Preflight: checking credentials, source AMI, KMS keys and AMI name…")
+	ui(state).Say("Preflight: checking credentials, permissions, source AMI, KMS keys and AMI name…")
 
 	if !c.SkipCredsValidation {
 		id, err := b.clients.Identity(ctx)
 		if err != nil {
 			return halt(state, b.regionError(ctx, c.RawRegion, err))
 		}
-		b.account = id.Account
+		b.account, b.principal = id.Account, id.ARN
 		detail(ui(state), fmt.Sprintf("Credentials: %s (account %s)", id.ARN, id.Account))
+	}
+	// Every EC2 call the build will make, asked before any is made
+	// (step_preflight_probe.go).
+	if err := b.runProbes(ctx, b.ec2Probes()); err != nil {
+		return halt(state, err)
 	}
 	if err := s.checkRegions(ctx, b); err != nil {
 		return halt(state, err)
@@ -53,6 +58,9 @@ func (s *stepPreflight) Run(ctx context.Context, state multistep.StateBag) multi
 		return halt(state, err)
 	}
 	detail(ui(state), keys)
+	if err := b.runProbes(ctx, b.keyProbes()); err != nil {
+		return halt(state, err)
+	}
 	if err := s.checkNames(ctx, b); err != nil {
 		return halt(state, err)
 	}
@@ -192,6 +200,9 @@ func (s *stepPreflight) checkLaunch(ctx context.Context, b *buildState) error {
 		if _, err := b.clients.IAM().GetInstanceProfile(ctx, &iam.GetInstanceProfileInput{InstanceProfileName: aws.String(c.IAMInstanceProfile)}); err != nil {
 			if ebs.IsCode(err, "NoSuchEntity") {
 				return fmt.Errorf("iam_instance_profile: %q does not exist in this account: create it or fix the name (%w)", c.IAMInstanceProfile, err)
+			}
+			if _, denied := ebs.AccessDenied(err); denied {
+				return fmt.Errorf("iam_instance_profile: checking %q: %s may not call iam:GetInstanceProfile: %w; allow iam:GetInstanceProfile in the IAM policy of %s, or set skip_profile_validation = true", c.IAMInstanceProfile, b.principalOr(), err, b.principalOr())
 			}
 			return fmt.Errorf("iam_instance_profile: checking %q with iam:GetInstanceProfile: %w; allow that call, or set skip_profile_validation = true", c.IAMInstanceProfile, err)
 		}

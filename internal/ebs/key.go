@@ -137,6 +137,9 @@ func DescribeKey(ctx context.Context, client KMSAPI, region, ref string) (Key, e
 			ke.Problem, ke.Detail = KeyNotFound, "create the key in "+region+" or fix the reference (aliases are per account and region)"
 		case "AccessDeniedException":
 			ke.Problem, ke.Detail = KeyAccessDenied, "allow kms:DescribeKey to the build's principal in the key policy"
+			if by, _ := AccessDenied(err); by == DeniedByIdentityPolicy {
+				ke.Detail = "allow kms:DescribeKey in the IAM policy of the build's principal (the key policy is not the problem)"
+			}
 		case "DisabledException":
 			ke.Problem, ke.Detail = KeyDisabled, "enable the key"
 		case "KMSInvalidStateException":
