@@ -3,6 +3,7 @@ package ebs
 import (
 	"fmt"
 	"sort"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
@@ -81,6 +82,9 @@ func (c *Config) render(info *BuildInfo) (renderedTags, error) {
 	}
 	if out.description, err = interpolate.Render(c.AMIDescription, &ictx); err != nil {
 		return out, fmt.Errorf("ami_description: rendering %q: %w", c.AMIDescription, err)
+	}
+	if n := utf8.RuneCountInString(out.description); n > maxDescription {
+		return out, fmt.Errorf("ami_description: renders to %d characters; AWS takes an AMI description of at most %d: shorten it", n, maxDescription)
 	}
 	return out, nil
 }

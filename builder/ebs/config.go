@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
@@ -374,6 +375,7 @@ func (c *Config) Prepare(raws ...interface{}) ([]string, []string, error) {
 	var errs []error
 	errs = append(errs, c.mergeTagBlocks()...)
 	errs = append(errs, c.AccessConfig.Prepare()...)
+	errs = append(errs, awsauth.ZeroSettings(raws)...)
 	errs = append(errs, c.refusals()...)
 	errs = append(errs, c.prepareKeys()...)
 	errs = append(errs, c.prepareAMI()...)
@@ -504,6 +506,10 @@ func (c *Config) checkKeyRef(field, ref, region string, allowAWSManaged bool) []
 	return errs
 }
 
+// maxDescription is AWS's limit on an AMI description (RegisterImage,
+// CopyImage: up to 255 characters).
+const maxDescription = 255
+
 func (c *Config) prepareAMI() []error {
 	var errs []error
 	switch {
@@ -512,6 +518,9 @@ func (c *Config) prepareAMI() []error {
 	case !known(c.AMIName):
 	case !amiNamePattern.MatchString(c.AMIName):
 		errs = append(errs, fmt.Errorf("ami_name: %q is not a valid AMI name; use 3–128 letters, digits and ()[] ./-'@_ only (clean_resource_name replaces the others: ami_name = clean_resource_name(\"...\"))", c.AMIName))
+	}
+	if n := utf8.RuneCountInString(c.AMIDescription); n > maxDescription && known(c.AMIDescription) && !strings.Contains(c.AMIDescription, "{{") {
+		errs = append(errs, fmt.Errorf("ami_description: %d characters; AWS takes an AMI description of at most %d: shorten it", n, maxDescription))
 	}
 	if c.SourceAMI == "" && c.SourceAMIFilter.Empty() {
 		errs = append(errs, errors.New(`source_ami: not set; set source_ami = "ami-…" or a source_ami_filter { filters = {…} owners = [...] }`))
@@ -532,6 +541,8 @@ func (c *Config) prepareAMI() []error {
 			errs = append(errs, fmt.Errorf("deprecate_at: %q is not an RFC 3339 time; use e.g. \"2030-01-02T15:04:05Z\"", c.DeprecateAt))
 		case !t.After(time.Now()):
 			errs = append(errs, fmt.Errorf("deprecate_at: %q is in the past; use a future time", c.DeprecateAt))
+		case t.After(time.Now().AddDate(10, 0, 0)):
+			errs = append(errs, fmt.Errorf("deprecate_at: %q is more than 10 years ahead, AWS's limit for a deprecation time; use an earlier time", c.DeprecateAt))
 		default:
 			c.deprecateAt = t
 		}

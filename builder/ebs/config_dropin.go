@@ -152,6 +152,50 @@ func (c *Config) prepareTags() []error {
 			}
 		}
 	}
+	errs = append(errs, c.tagRoom()...)
+	return errs
+}
+
+// maxTags is AWS's limit of tags on one resource (docs/aws-behaviour.md
+// 9.3).
+const maxTags = 50
+
+// tagRoom refuses tag maps that, with what amicrypt-ebs adds (the build
+// lease's three tags on everything it makes, the source snapshot's ID on
+// each encrypted snapshot, the run tags unless skip_ami_run_tags), would
+// put more than 50 tags on the AMI, a snapshot or the instance.
+func (c *Config) tagRoom() []error {
+	count := func(maps ...map[string]string) int {
+		keys := map[string]bool{}
+		for _, m := range maps {
+			for k := range m {
+				keys[k] = true
+			}
+		}
+		return len(keys)
+	}
+	run := c.RunTags
+	if c.SkipAMIRunTags {
+		run = nil
+	}
+	const lease = 3
+	var errs []error
+	for _, r := range []struct {
+		field, on string
+		n, own    int
+	}{
+		{"tags", "the AMI", count(run, c.AMITags), lease},
+		{"snapshot_tags", "each snapshot", count(run, c.SnapshotTags), lease + 1},
+		{"run_tags", "the build instance", count(c.RunTags), lease},
+	} {
+		if r.n+r.own > maxTags {
+			with := ""
+			if r.field != "run_tags" && len(run) > 0 {
+				with = " (with run_tags, which amicrypt-ebs also puts there unless skip_ami_run_tags)"
+			}
+			errs = append(errs, fmt.Errorf("%s: %d tags%s; amicrypt-ebs adds %d of its own to %s and AWS allows %d on a resource: keep at most %d", r.field, r.n, with, r.own, r.on, maxTags, maxTags-r.own))
+		}
+	}
 	return errs
 }
 

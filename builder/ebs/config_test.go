@@ -1,6 +1,7 @@
 package ebs
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -40,7 +41,7 @@ func TestPrepareValid(t *testing.T) {
 			map[string]string{"us-west-2": "alias/amicrypt-build", "eu-west-1": "arn:aws:kms:eu-west-1:111111111111:alias/amicrypt-build"}),
 		"sharing":               with("ami_users", []string{"222222222222"}, "snapshot_users", []string{"333333333333"}),
 		"encrypted launch":      with("launch_block_device_mappings", []map[string]interface{}{{"device_name": "/dev/xvda", "encrypted": true, "kms_key_id": "alias/amicrypt-build"}}),
-		"deprecate":             with("deprecate_at", "2099-01-02T03:04:05Z"),
+		"deprecate":             with("deprecate_at", "2030-01-02T03:04:05Z"),
 		"filter":                with("source_ami", nil, "source_ami_filter", map[string]interface{}{"filters": map[string]string{"name": "al2023-*"}, "owners": []string{"amazon"}, "most_recent": true}),
 		"aws/ebs launch volume": with("launch_block_device_mappings", []map[string]interface{}{{"device_name": "/dev/xvda", "encrypted": true, "kms_key_id": "alias/aws/ebs"}}),
 		"ephemeral mappings":    with("ami_block_device_mappings", []map[string]interface{}{{"device_name": "/dev/sdb", "virtual_name": "ephemeral0"}, {"device_name": "/dev/sdc", "no_device": true}}),
@@ -85,6 +86,17 @@ func TestPrepareRejects(t *testing.T) {
 		{"skip launch with ssh", with("skip_launch", true, "instance_type", nil, "communicator", "ssh", "ssh_username", "ec2-user"), []string{`communicator = "ssh"`}},
 		{"deprecate_at not a time", with("deprecate_at", "next tuesday"), []string{`deprecate_at: "next tuesday" is not an RFC 3339 time`, "2030-01-02T15:04:05Z"}},
 		{"deprecate_at past", with("deprecate_at", "2001-01-01T00:00:00Z"), []string{`deprecate_at: "2001-01-01T00:00:00Z" is in the past`}},
+		{"deprecate_at beyond 10 years", with("deprecate_at", "2199-01-01T00:00:00Z"), []string{`deprecate_at: "2199-01-01T00:00:00Z" is more than 10 years ahead`, "use an earlier time"}},
+		{"ami_description too long", with("ami_description", strings.Repeat("d", 256)), []string{"ami_description: 256 characters", "at most 255"}},
+		{"51 tags", with("tags", manyTags(48)), []string{"tags: 48 tags", "adds 3 of its own to the AMI", "keep at most 47"}},
+		{"snapshot tags with run tags", with("snapshot_tags", manyTags(41), "run_tags", map[string]string{"a": "1", "b": "2", "c": "3", "d": "4", "e": "5", "f": "6"}),
+			[]string{"snapshot_tags: 47 tags (with run_tags", "keep at most 46"}},
+		{"max_retries written as 0", with("max_retries", 0), []string{"max_retries: 0 is not a setting", "remove the field for the default"}},
+		{"aws_polling written as 0", with("aws_polling", map[string]interface{}{"max_attempts": 0, "delay_seconds": 0}), []string{"aws_polling.max_attempts: 0 is not a setting", "aws_polling.delay_seconds: 0 is not a setting"}},
+		{"assume_role external_id characters", with("assume_role", map[string]interface{}{"role_arn": "arn:aws:iam::111111111111:role/x", "external_id": "x y!"}),
+			[]string{`assume_role.external_id: "x y!" contains " !"`, "use the one the role's trust policy names"}},
+		{"assume_role external_id too short", with("assume_role", map[string]interface{}{"role_arn": "arn:aws:iam::111111111111:role/x", "external_id": "x"}),
+			[]string{`assume_role.external_id: "x" is 1 characters`, "2 to 1224"}},
 		{"empty ami_name", with("ami_name", nil), []string{"ami_name: not set", "ami_name = "}},
 		{"malformed ami_name", with("ami_name", "my ami!"), []string{`ami_name: "my ami!" is not a valid AMI name`, "()[] ./-'@_"}},
 		{"short ami_name", with("ami_name", "ab"), []string{`ami_name: "ab"`}},
@@ -126,4 +138,13 @@ func noRegionInEnv(t *testing.T) {
 		t.Setenv(k, "")
 	}
 	t.Setenv("AWS_CONFIG_FILE", t.TempDir()+"/config")
+}
+
+// manyTags is n distinct tags.
+func manyTags(n int) map[string]string {
+	m := make(map[string]string, n)
+	for i := range n {
+		m[fmt.Sprintf("k%02d", i)] = "v"
+	}
+	return m
 }

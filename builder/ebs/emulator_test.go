@@ -365,7 +365,7 @@ func TestEmulatorTwoExtraRegions(t *testing.T) {
 func TestEmulatorSharing(t *testing.T) {
 	srv := startEmulator(t, awsemu.Options{})
 	res := runBuild(t, srv, with("ami_name", "amicrypt-shared", "ami_users", []string{"222222222222"}, "snapshot_users", []string{"222222222222"},
-		"deprecate_at", "2099-01-01T00:00:00Z", "deregistration_protection", map[string]interface{}{"enabled": true}))
+		"deprecate_at", "2030-01-01T00:00:00Z", "deregistration_protection", map[string]interface{}{"enabled": true}))
 	if res.err != nil {
 		t.Fatalf("build: %v\n%s", res.err, res.output)
 	}

@@ -54,7 +54,7 @@ ami_regions = ["us-west-2"]
 region_kms_key_ids = { "us-west-2" = "alias/amicrypt-build" }
 ami_users = ["222222222222"]
 tags = { a = "b" }
-deprecate_at = "2099-01-01T00:00:00Z"
+deprecate_at = "2030-01-01T00:00:00Z"
 deregistration_protection {
   enabled = true
 }

@@ -226,6 +226,9 @@ func (a *AssumeRoleConfig) prepare() []error {
 	if !roleARNPattern.MatchString(a.RoleARN) {
 		errs = append(errs, fmt.Errorf("assume_role.role_arn: %q is not a role ARN; use arn:aws:iam::ACCOUNT:role/NAME", a.RoleARN))
 	}
+	if err := ValidateExternalID("assume_role.external_id", a.ExternalID); err != nil && !Unknown(a.ExternalID) {
+		errs = append(errs, err)
+	}
 	if a.DurationSeconds != 0 && (a.DurationSeconds < 900 || a.DurationSeconds > 43200) {
 		errs = append(errs, fmt.Errorf("assume_role.duration_seconds: %d is out of range; use 900 to 43200 seconds", a.DurationSeconds))
 	}

@@ -328,7 +328,6 @@ func (c *Config) prepareTargets() []error {
 		errs = append(errs, fmt.Errorf("role_name: %q is not an IAM role name (up to 64 letters, digits and +=,.@_-, optionally behind a path/); use the name only, e.g. \"amicrypt-copy\" (use a target's role_arn for a full ARN)", c.RoleName))
 	}
 	errs = append(errs, validateExternalID("external_id", c.ExternalID)...)
-	errs = append(errs, validateExternalID("assume_role.external_id", c.AssumeRole.ExternalID)...)
 	if keyRef, err := ebs.ParseKeyRef(c.KmsKeyID); err == nil && keyRef.Kind == ebs.KeyRefID && len(c.Targets) > 1 {
 		errs = append(errs, fmt.Errorf("kms_key_id: %q is a key ID, which names one key of one account; every target inherits it, so use an alias name (alias/NAME, resolved in each account) at the top level, or set kms_key_id in each target", c.KmsKeyID))
 	}
