@@ -101,9 +101,21 @@ func TestEmulatorBuildRegionNotEnabled(t *testing.T) {
 	if res.err == nil {
 		t.Fatal("build in a disabled region succeeded")
 	}
-	for _, w := range []string{"in ap-southeast-3", "opt-in region this account hasn't enabled"} {
+	for _, w := range []string{"region: ap-southeast-3 is an opt-in region that account 111111111111 hasn't enabled", "enable it"} {
 		if !strings.Contains(res.err.Error(), w) {
 			t.Errorf("error lacks %q: %v", w, res.err)
 		}
 	}
+	// A misspelled build region is named as such, with the regions AWS
+	// lists, not blamed on the credentials.
+	res = runBuild(t, srv, with("region", "us-est-1", "kms_key_id", "alias/amicrypt-build"))
+	if res.err == nil {
+		t.Fatal("build in a misspelled region succeeded")
+	}
+	for _, w := range []string{"region: us-est-1 is not a region of this account's partition", "check the spelling", "us-east-1, us-west-2"} {
+		if !strings.Contains(res.err.Error(), w) {
+			t.Errorf("error lacks %q: %v", w, res.err)
+		}
+	}
+	mustPass(t, srv, res.mark)
 }

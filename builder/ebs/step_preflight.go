@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -255,16 +257,27 @@ func (b *buildState) regionError(ctx context.Context, region string, err error) 
 	if !ebs.IsCode(err, "AuthFailure", "UnrecognizedClientException", "InvalidClientTokenId", "OptInRequired") {
 		return fmt.Errorf("in %s: %w", region, err)
 	}
+	// Ask another region which regions exist and are enabled: the build
+	// region, or for the build region itself us-east-1, which every
+	// account of the standard partition has (in another partition that
+	// call is refused too, and the generic message stays).
+	asked, field := b.config.RawRegion, "ami_regions"
+	if region == b.config.RawRegion {
+		asked, field = "us-east-1", "region"
+	}
 	var regions map[string]string
-	rerr := errors.New("the build region itself")
-	if region != b.config.RawRegion {
-		regions, rerr = ebs.Regions(ctx, b.clients.EC2(b.config.RawRegion))
+	rerr := errors.New("the region asked is the one refused")
+	if region != asked {
+		regions, rerr = ebs.Regions(ctx, b.clients.EC2(asked))
 	}
 	if rerr != nil {
 		return fmt.Errorf("in %s: %w (the credentials were refused there; if they work in other regions, %s may be an opt-in region this account hasn't enabled)", region, err, region)
 	}
 	if p := regionProblem(region, regions, b.account); p != nil {
-		return fmt.Errorf("%w; AWS refused the credentials there: %w", p, err)
+		if _, listed := regions[region]; !listed {
+			return fmt.Errorf("%s: %w; check the spelling (regions AWS lists: %s); AWS refused the credentials there: %w", field, p, strings.Join(slices.Sorted(maps.Keys(regions)), ", "), err)
+		}
+		return fmt.Errorf("%s: %w; AWS refused the credentials there: %w", field, p, err)
 	}
 	return fmt.Errorf("in %s: the credentials were refused: %w", region, err)
 }
