@@ -119,3 +119,20 @@ func TestEmulatorBuildRegionNotEnabled(t *testing.T) {
 	}
 	mustPass(t, srv, res.mark)
 }
+
+// A role the credentials can't assume is named, with the fix in its trust
+// policy, before anything is made.
+func TestEmulatorAssumeRoleRefused(t *testing.T) {
+	srv := startEmulator(t, awsemu.Options{})
+	const role = "arn:aws:iam::111111111111:role/no-such-role"
+	res := runBuild(t, srv, with("assume_role", map[string]interface{}{"role_arn": role}))
+	if res.err == nil {
+		t.Fatal("a build with a role that can't be assumed succeeded")
+	}
+	for _, w := range []string{"assume_role.role_arn: the build's credentials can't assume " + role, "in the trust policy of " + role, "AccessDenied"} {
+		if !strings.Contains(res.err.Error(), w) {
+			t.Errorf("error lacks %q: %v", w, res.err)
+		}
+	}
+	mustPass(t, srv, res.mark)
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/smithy-go"
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
@@ -29,6 +30,9 @@ func (s *stepPreflight) Run(ctx context.Context, state multistep.StateBag) multi
 	if !c.SkipCredsValidation {
 		id, err := b.clients.Identity(ctx)
 		if err != nil {
+			if role := c.AssumeRole.RoleARN; role != "" && assumeRoleFailed(err) {
+				return halt(state, fmt.Errorf("assume_role.role_arn: the build's credentials can't assume %s: %w; trust them (their user or role, or their account) in the trust policy of %s and allow them sts:AssumeRole on it in their own IAM policy; set assume_role.external_id if the trust policy requires one", role, err, role))
+			}
 			return halt(state, b.regionError(ctx, c.RawRegion, err))
 		}
 		b.account, b.principal = id.Account, id.ARN
@@ -280,4 +284,17 @@ func (b *buildState) regionError(ctx context.Context, region string, err error) 
 		return fmt.Errorf("%s: %w; AWS refused the credentials there: %w", field, p, err)
 	}
 	return fmt.Errorf("in %s: the credentials were refused: %w", region, err)
+}
+
+// assumeRoleFailed reports whether err is the failure of the
+// sts:AssumeRole call behind the credentials of assume_role.
+func assumeRoleFailed(err error) bool {
+	var op *smithy.OperationError
+	for errors.As(err, &op) {
+		if op.Service() == "STS" && op.Operation() == "AssumeRole" {
+			return true
+		}
+		err = op.Unwrap()
+	}
+	return false
 }
