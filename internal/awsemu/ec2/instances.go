@@ -378,6 +378,47 @@ func (e *view) ec2RunInstances(c *core.Call, p ec2Params) (any, *core.APIError) 
 		}
 		return e.reservationXML(r, c.Account, nil), nil
 	}
+	l, err := e.resolveLaunch(c, p)
+	if err != nil {
+		return nil, err
+	}
+	now := e.clock.Now()
+	res := &ec2Reservation{ID: e.newID("r"), Owner: c.Account, Region: c.Region, Groups: []string{}}
+	put(e, reservationsOf, res)
+	for i := range l.maxCount {
+		inst := e.launchInstance(c, p, l, res.ID, i, now)
+		res.Instances = append(res.Instances, inst.ID)
+	}
+	e.rememberToken(c, tokenKey, p, res.ID)
+	return e.reservationXML(res, c.Account, nil), nil
+}
+
+// launch is a RunInstances request resolved and checked: nothing is
+// created until every part of it is known to be valid.
+type launch struct {
+	img               *ec2Image
+	instanceType      string
+	keyName, userData string
+	maxCount          int
+	subnet            *ec2Subnet
+	groups            []string
+	profile           core.InstanceProfile
+	opts              launchOptions
+	httpTokens        string
+	hopLimit          int
+	volumes           []volPlan
+	specs             []ec2TagSpec
+}
+
+// volPlan is one volume of a launch: its mapping and its resolved spec.
+type volPlan struct {
+	m    ec2Mapping
+	spec volumeSpec
+}
+
+// resolveLaunch checks a RunInstances request and resolves its image, key
+// pair, network, volumes, instance profile and options.
+func (e *view) resolveLaunch(c *core.Call, p ec2Params) (*launch, *core.APIError) {
 	imageID, err := p.required("ImageId")
 	if err != nil {
 		return nil, err
@@ -396,66 +437,67 @@ func (e *view) ec2RunInstances(c *core.Call, p ec2Params) (any, *core.APIError) 
 	if maxCount > 20 {
 		return nil, core.Errf("InstanceLimitExceeded", "You have requested more instances (%d) than your current instance limit of 20 allows for the specified instance type.", maxCount)
 	}
-	instanceType := orDefault(p.str("InstanceType"), "m1.small")
-	if !instanceTypePattern.MatchString(instanceType) {
-		return nil, core.Errf("InvalidParameterValue", "Invalid value '%s' for InstanceType.", instanceType)
+	l := &launch{maxCount: maxCount, keyName: p.str("KeyName"), userData: p.str("UserData")}
+	l.instanceType = orDefault(p.str("InstanceType"), "m1.small")
+	if !instanceTypePattern.MatchString(l.instanceType) {
+		return nil, core.Errf("InvalidParameterValue", "Invalid value '%s' for InstanceType.", l.instanceType)
 	}
-	specs, err := p.tagSpecs("instance", "volume", "network-interface")
-	if err != nil {
+	if l.specs, err = p.tagSpecs("instance", "volume", "network-interface"); err != nil {
 		return nil, err
 	}
-	userData := p.str("UserData")
-	if userData != "" {
-		if _, derr := base64.StdEncoding.DecodeString(userData); derr != nil {
+	if l.userData != "" {
+		if _, derr := base64.StdEncoding.DecodeString(l.userData); derr != nil {
 			return nil, core.Errf("InvalidParameterValue", "Invalid BASE64 encoding of user data.")
 		}
 	}
-	img, err := find(e, images(), c, imageID, c.Region)
-	if err != nil {
+	if l.img, err = find(e, images(), c, imageID, c.Region); err != nil {
 		return nil, err
 	}
-	if img.State != "available" {
-		return nil, core.Errf("InvalidAMIID.Unavailable", "AMI '%s' is %s, and cannot be run", img.ID, img.State)
+	if l.img.State != "available" {
+		return nil, core.Errf("InvalidAMIID.Unavailable", "AMI '%s' is %s, and cannot be run", l.img.ID, l.img.State)
 	}
-	keyName := p.str("KeyName")
-	if keyName != "" && e.keyPairByName(c.Account, c.Region, keyName) == nil {
-		return nil, core.Errf("InvalidKeyPair.NotFound", "The key pair '%s' does not exist", keyName)
+	if l.keyName != "" && e.keyPairByName(c.Account, c.Region, l.keyName) == nil {
+		return nil, core.Errf("InvalidKeyPair.NotFound", "The key pair '%s' does not exist", l.keyName)
 	}
-	subnet, groups, err := e.launchNetwork(c, p)
-	if err != nil {
+	if l.subnet, l.groups, err = e.launchNetwork(c, p); err != nil {
 		return nil, err
 	}
 	reqMappings, err := parseBlockDeviceMappings(p)
 	if err != nil {
 		return nil, err
 	}
-	mappings, err := launchMappings(img, reqMappings)
+	mappings, err := launchMappings(l.img, reqMappings)
 	if err != nil {
 		return nil, err
 	}
-	profile, err := e.launchProfile(c, p)
-	if err != nil {
+	if l.profile, err = e.launchProfile(c, p); err != nil {
 		return nil, err
 	}
-	opts, err := parseLaunchOptions(p)
-	if err != nil {
+	if l.opts, err = parseLaunchOptions(p); err != nil {
 		return nil, err
 	}
-	if opts.spot {
-		// A spot instance can't be launched with credits it can't use.
-		if opts.cpuCredits == "unlimited" && strings.HasPrefix(instanceType, "t2.") {
-			return nil, core.Errf("InvalidParameterCombination", "Unlimited mode is not supported for T2 Spot Instances.")
-		}
+	// A spot instance can't be launched with credits it can't use.
+	if l.opts.spot && l.opts.cpuCredits == "unlimited" && strings.HasPrefix(l.instanceType, "t2.") {
+		return nil, core.Errf("InvalidParameterCombination", "Unlimited mode is not supported for T2 Spot Instances.")
 	}
-	if keyName != "" {
-		if kp := e.keyPairByName(c.Account, c.Region, keyName); kp != nil && kp.Type == "ed25519" && windowsImage(img) {
+	if l.keyName != "" {
+		if kp := e.keyPairByName(c.Account, c.Region, l.keyName); kp != nil && kp.Type == "ed25519" && windowsImage(l.img) {
 			return nil, core.Errf("InvalidKeyPair.Format", "ED25519 key pairs are not supported with Windows AMIs. Choose an RSA key pair and try again.")
 		}
 	}
-	// An AMI with ImdsSupport v2.0 launches with HttpTokens required and
-	// a hop limit of 2; otherwise the defaults are optional and 1
-	// (API_RegisterImage.html, API_InstanceMetadataOptionsRequest.html).
-	httpTokens, hopLimit := opts.httpTokens, opts.hopLimit
+	l.httpTokens, l.hopLimit = metadataDefaults(l.opts, l.img)
+	if l.volumes, err = e.volumePlans(mappings); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// metadataDefaults are a launch's HttpTokens and hop limit: as given, else
+// required and 2 from an AMI with ImdsSupport v2.0, optional and 1 from
+// any other (API_RegisterImage.html,
+// API_InstanceMetadataOptionsRequest.html).
+func metadataDefaults(opts launchOptions, img *ec2Image) (httpTokens string, hopLimit int) {
+	httpTokens, hopLimit = opts.httpTokens, opts.hopLimit
 	if httpTokens == "" {
 		httpTokens = "optional"
 		if img.ImdsSupport == "v2.0" {
@@ -468,11 +510,12 @@ func (e *view) ec2RunInstances(c *core.Call, p ec2Params) (any, *core.APIError) 
 			hopLimit = 2
 		}
 	}
-	// Resolve every volume spec before anything is created.
-	type volPlan struct {
-		m    ec2Mapping
-		spec volumeSpec
-	}
+	return httpTokens, hopLimit
+}
+
+// volumePlans resolves every volume spec of a launch before anything is
+// created.
+func (e *view) volumePlans(mappings []ec2Mapping) ([]volPlan, *core.APIError) {
 	var plans []volPlan
 	for _, m := range mappings {
 		spec := volumeSpec{size: m.SizeGiB, volumeType: m.VolumeType, iops: m.Iops, throughput: m.Throughput, keyRef: m.KmsKeyARN}
@@ -489,72 +532,72 @@ func (e *view) ec2RunInstances(c *core.Call, p ec2Params) (any, *core.APIError) 
 		}
 		plans = append(plans, volPlan{m, spec})
 	}
+	return plans, nil
+}
 
-	now := e.clock.Now()
-	res := &ec2Reservation{ID: e.newID("r"), Owner: c.Account, Region: c.Region, Groups: []string{}}
-	put(e, reservationsOf, res)
-	for i := 0; i < maxCount; i++ {
-		inst := &ec2Instance{
-			ID: e.newID("i"), Owner: c.Account, Region: c.Region, ReservationID: res.ID, ImageID: img.ID,
-			InstanceType: instanceType, KeyName: keyName, SubnetID: subnet.ID, VpcID: subnet.VpcID, AZ: subnet.AZ,
-			SecurityGroups: groups, UserData: userData, IAMProfileARN: profile.ARN, RoleARN: profile.Role.ARN, ClientToken: p.str("ClientToken"),
-			LaunchIndex: i, HTTPTokens: httpTokens, RootDeviceName: img.RootDeviceName, Architecture: img.Architecture,
-			VirtualizationType: img.VirtualizationType, EnaSupport: img.EnaSupport, SriovNetSupport: img.SriovNetSupport,
-			BootMode: img.BootMode, TpmSupport: img.TpmSupport, ImdsSupport: img.ImdsSupport,
-			Launched: now, Principal: c.Principal, Attachments: []ec2Attachment{},
-		}
-		inst.PrivateIP = subnet.nextIP()
-		if publicAddress(subnet, p) {
-			inst.PublicIP = publicIP(inst.ID)
-		}
-		opts.apply(inst)
-		inst.HTTPHopLimit = hopLimit
-		if opts.spot {
-			e.newSpotRequest(c, inst, opts.spotType, opts.interruption)
-		}
-		if windowsImage(img) {
-			e.setWindowsPassword(c, inst)
-		}
-		var vols []*ec2Volume
-		for _, vp := range plans {
-			v, kerr := e.newVolume(c, subnet.AZ, vp.spec)
-			if kerr != nil {
-				inst.LaunchFails = true
-				c.Note("failure."+inst.ID, kerr.Message)
-				break
-			}
-			v.InstanceID, v.Device, v.DeleteOnTermination, v.AttachTime = inst.ID, vp.m.DeviceName, vp.m.DeleteOnTermination, now
-			vols = append(vols, v)
-		}
-		if inst.LaunchFails {
-			// Rule 3.5: accepted, then pending → terminated.
-			e.transition(inst, "pending", "terminated", e.clock.Latency(core.LatencyInstanceStart, 0, false))
-		} else {
-			e.transition(inst, "pending", "running", e.clock.Latency(core.LatencyInstanceStart, 0, false))
-			volTags := tagsFor(specs, "volume")
-			for _, v := range vols {
-				put(e, volumesOf, v)
-				inst.Attachments = append(inst.Attachments, ec2Attachment{DeviceName: v.Device, VolumeID: v.ID,
-					DeleteOnTermination: v.DeleteOnTermination, AttachTime: now})
-				if len(volTags) > 0 {
-					e.setTags(v.ID, c.Account, volTags)
-				}
-				c.Note("volumeId."+v.Device, v.ID)
-				if v.KmsKeyARN != "" {
-					c.Note("kmsKeyArn", v.KmsKeyARN)
-				}
-			}
-		}
-		inst.Hidden = e.hideIfFault(c)
-		put(e, instancesOf, inst)
-		res.Instances = append(res.Instances, inst.ID)
-		if t := tagsFor(specs, "instance"); len(t) > 0 {
-			e.setTags(inst.ID, c.Account, t)
-		}
-		c.Note("instanceId."+fmt.Sprint(i), inst.ID)
+// launchInstance makes instance i of a resolved launch, with its volumes:
+// pending, then running, or terminated when a volume can't be made under
+// its key (rule 3.5).
+func (e *view) launchInstance(c *core.Call, p ec2Params, l *launch, reservation string, i int, now time.Time) *ec2Instance {
+	img, subnet := l.img, l.subnet
+	inst := &ec2Instance{
+		ID: e.newID("i"), Owner: c.Account, Region: c.Region, ReservationID: reservation, ImageID: img.ID,
+		InstanceType: l.instanceType, KeyName: l.keyName, SubnetID: subnet.ID, VpcID: subnet.VpcID, AZ: subnet.AZ,
+		SecurityGroups: l.groups, UserData: l.userData, IAMProfileARN: l.profile.ARN, RoleARN: l.profile.Role.ARN, ClientToken: p.str("ClientToken"),
+		LaunchIndex: i, HTTPTokens: l.httpTokens, RootDeviceName: img.RootDeviceName, Architecture: img.Architecture,
+		VirtualizationType: img.VirtualizationType, EnaSupport: img.EnaSupport, SriovNetSupport: img.SriovNetSupport,
+		BootMode: img.BootMode, TpmSupport: img.TpmSupport, ImdsSupport: img.ImdsSupport,
+		Launched: now, Principal: c.Principal, Attachments: []ec2Attachment{},
 	}
-	e.rememberToken(c, tokenKey, p, res.ID)
-	return e.reservationXML(res, c.Account, nil), nil
+	inst.PrivateIP = subnet.nextIP()
+	if publicAddress(subnet, p) {
+		inst.PublicIP = publicIP(inst.ID)
+	}
+	l.opts.apply(inst)
+	inst.HTTPHopLimit = l.hopLimit
+	if l.opts.spot {
+		e.newSpotRequest(c, inst, l.opts.spotType, l.opts.interruption)
+	}
+	if windowsImage(img) {
+		e.setWindowsPassword(c, inst)
+	}
+	var vols []*ec2Volume
+	for _, vp := range l.volumes {
+		v, kerr := e.newVolume(c, subnet.AZ, vp.spec)
+		if kerr != nil {
+			inst.LaunchFails = true
+			c.Note("failure."+inst.ID, kerr.Message)
+			break
+		}
+		v.InstanceID, v.Device, v.DeleteOnTermination, v.AttachTime = inst.ID, vp.m.DeviceName, vp.m.DeleteOnTermination, now
+		vols = append(vols, v)
+	}
+	if inst.LaunchFails {
+		// Rule 3.5: accepted, then pending → terminated.
+		e.transition(inst, "pending", "terminated", e.clock.Latency(core.LatencyInstanceStart, 0, false))
+	} else {
+		e.transition(inst, "pending", "running", e.clock.Latency(core.LatencyInstanceStart, 0, false))
+		volTags := tagsFor(l.specs, "volume")
+		for _, v := range vols {
+			put(e, volumesOf, v)
+			inst.Attachments = append(inst.Attachments, ec2Attachment{DeviceName: v.Device, VolumeID: v.ID,
+				DeleteOnTermination: v.DeleteOnTermination, AttachTime: now})
+			if len(volTags) > 0 {
+				e.setTags(v.ID, c.Account, volTags)
+			}
+			c.Note("volumeId."+v.Device, v.ID)
+			if v.KmsKeyARN != "" {
+				c.Note("kmsKeyArn", v.KmsKeyARN)
+			}
+		}
+	}
+	inst.Hidden = e.hideIfFault(c)
+	put(e, instancesOf, inst)
+	if t := tagsFor(l.specs, "instance"); len(t) > 0 {
+		e.setTags(inst.ID, c.Account, t)
+	}
+	c.Note("instanceId."+fmt.Sprint(i), inst.ID)
+	return inst
 }
 
 // launchNetwork resolves the subnet and security groups of a launch.
