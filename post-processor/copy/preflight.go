@@ -64,6 +64,12 @@ func (p *plan) lends(src *source) bool {
 	return false
 }
 
+// preflightConcurrency bounds how many target accounts (and, in the key
+// check, target-source pairs) are checked at once. Each check is a handful
+// of calls in a row; the SDK's adaptive retryer paces them under each
+// account-region's request rate.
+const preflightConcurrency = 32
+
 // preflight plans every copy and checks everything that can be checked
 // without changing anything, including that every principal may make every
 // call the run will make (DryRun where AWS offers it). It also surveys what
@@ -92,7 +98,7 @@ func (c *Config) preflight(ctx context.Context, sess *session, amis []sourceAMI,
 	p.survey = c.surveySource(ctx, p, say)
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	g.SetLimit(preflightConcurrency)
 	for _, t := range p.targets {
 		g.Go(func() error { return c.checkTarget(gctx, p, t) })
 	}
@@ -146,6 +152,7 @@ func (c *Config) checkSource(ctx context.Context, p *plan, src *source) {
 				fixOr(err, principal, "ec2:DescribeSnapshots", "*", "check the AMI's snapshots exist"))
 			continue
 		}
+		src.SizeGiB = max(src.SizeGiB, aws.ToInt32(snap.VolumeSize))
 		if !aws.ToBool(snap.Encrypted) {
 			src.Unencrypted = true
 			continue

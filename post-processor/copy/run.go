@@ -53,6 +53,7 @@ type runner struct {
 	plan   *plan
 	ledger fanout.Ledger
 	poll   *awsauth.PollingConfig
+	pacer  *ebs.Pacer // times every copy's polls; learns from the run's copies
 	retry  fanout.Backoff // quota and propagation backoff
 	lease  *leaseHolder
 
@@ -69,7 +70,7 @@ type runner struct {
 }
 
 func newRunner(cfg *Config, ui packer.Ui, pl *plan, retry fanout.Backoff) *runner {
-	r := &runner{cfg: cfg, ui: ui, plan: pl, poll: cfg.PollingConfig, retry: retry,
+	r := &runner{cfg: cfg, ui: ui, plan: pl, poll: cfg.PollingConfig, pacer: ebs.NewPacer(cfg.PollingConfig), retry: retry,
 		waiters: map[string]*ebs.ImageWaiter{}, deadKept: map[string][]string{}, unremoved: map[string]bool{}}
 	r.lease = newLeaseHolder(pl.run, pl.template, cfg.leaseDuration, pl.sess.clock, r.say)
 	return r
@@ -100,7 +101,7 @@ func (r *runner) waiter(c *clients) *ebs.ImageWaiter {
 	if w, ok := r.waiters[key]; ok {
 		return w
 	}
-	w := ebs.NewImageWaiter(c.EC2, r.poll)
+	w := ebs.NewPacedImageWaiter(c.EC2, r.poll, r.pacer)
 	r.waiters[key] = w
 	return w
 }
@@ -367,7 +368,7 @@ func (r *runner) change(ctx context.Context, lost context.CancelCauseFunc) error
 		return err
 	}
 	var jobs []fanout.Job[*job]
-	for _, j := range r.plan.jobs {
+	for _, j := range longestFirst(r.plan.jobs) {
 		jobs = append(jobs, fanout.Job[*job]{Dest: fanout.Dest{Account: j.Target.Account, Region: j.Region}, Item: j})
 	}
 	results := fanout.Run(ctx, r.cfg.CopyConcurrency, fanout.NewLimiter(r.cfg.DestinationCopyLimit), jobs,
@@ -378,6 +379,26 @@ func (r *runner) change(ctx context.Context, lost context.CancelCauseFunc) error
 		}
 	}
 	return fanout.Errors(results)
+}
+
+// longestFirst orders the jobs so the copies expected to take longest
+// start first: cross-region before in-region, then the larger source
+// before the smaller. The makespan is the last copy's end, so the long
+// ones must not wait behind short ones for a slot. The plan's own order
+// (the report's) is left as it is.
+func longestFirst(jobs []*job) []*job {
+	out := slices.Clone(jobs)
+	slices.SortStableFunc(out, func(a, b *job) int {
+		ca, cb := a.Region != a.Source.Region, b.Region != b.Source.Region
+		switch {
+		case ca != cb && ca:
+			return -1
+		case ca != cb:
+			return 1
+		}
+		return int(b.Source.SizeGiB) - int(a.Source.SizeGiB)
+	})
+	return out
 }
 
 // settleDeadCopies deals with the copies dead runs of this template made

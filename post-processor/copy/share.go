@@ -288,7 +288,7 @@ func (r *runner) checkKeys(ctx context.Context) error {
 	}
 	errs := make([]error, len(pairs))
 	var g errgroup.Group
-	g.SetLimit(max(r.cfg.CopyConcurrency, 1))
+	g.SetLimit(preflightConcurrency)
 	for i, p := range pairs {
 		g.Go(func() error {
 			errs[i] = r.checkKeyUse(ctx, p.t, p.src)
