@@ -199,8 +199,11 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) (*ec2
 				r.say("%s: the concurrent copy quota is full (%s); trying again in %s", j.Dest(), ebs.ErrorCode(err), pause.Round(time.Millisecond))
 			},
 			func(ctx context.Context) (err error) {
-				started = time.Now()
 				id, err = ebs.CopyImageEncrypted(ctx, tc.EC2, spec)
+				// The copy began while CopyImage was on the wire; its answer
+				// is the latest it can have begun, so the pacing, which
+				// measures from here, polls early rather than late.
+				started = time.Now()
 				return err
 			})
 		if err != nil && ctx.Err() != nil {
@@ -231,13 +234,14 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) (*ec2
 			return nil, err
 		}
 		j.ImageID, j.Made, j.State, j.seen = id, true, "pending", false
-		forget := r.ledger.AddDetail(fanout.Rollback, fmt.Sprintf("copy %s in %s", id, j.Dest()),
-			Record{Action: actionRollback, Account: j.Target.Account, Region: j.Region, Resource: id, Run: r.plan.run},
-			func(ctx context.Context) error {
+		forget := r.ledger.AddEntry(fanout.Entry{Kind: fanout.Rollback, What: fmt.Sprintf("copy %s in %s", id, j.Dest()),
+			Detail: Record{Action: actionRollback, Account: j.Target.Account, Region: j.Region, Resource: id, Run: r.plan.run},
+			Batch:  "copies", // each removes its own copy
+			Undo: func(ctx context.Context) error {
 				rm, err := ebs.RemoveImage(ctx, tc.EC2, r.poll, id, j.seen)
 				j.removal = &rm // Unwind runs after every job has returned
 				return goneErr(rm.Gone, err)
-			})
+			}})
 		r.say("%s: copying %s (%s) as %s under %s", j.Dest(), src.Shared, src.Region, id, j.KeyARN)
 		img, err := r.waiter(tc).WaitPaced(ctx, id, ebs.WaitOptions{
 			Progress: r.progress(j), Tick: r.tick(j), TickEvery: r.pacer.AWSTime(progressInterval),

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/hashicorp/packer-plugin-sdk/packer"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
@@ -53,7 +54,7 @@ type runner struct {
 	plan   *plan
 	ledger fanout.Ledger
 	poll   *awsauth.PollingConfig
-	pacer  *ebs.Pacer // times every copy's polls; learns from the run's copies
+	pacer  *ebs.Pacer     // times every copy's polls; learns from the run's copies
 	retry  fanout.Backoff // quota and propagation backoff
 	lease  *leaseHolder
 
@@ -308,23 +309,37 @@ func (r *runner) markReported(ctx context.Context) []Record {
 	for dest, ids := range r.deadKept {
 		byDest[dest] = append(byDest[dest], ids...)
 	}
-	var failed []Record
-	for _, dest := range slices.Sorted(maps.Keys(byDest)) {
-		ids := byDest[dest]
-		c := clientsOf[dest]
-		if c == nil {
+	for dest := range byDest {
+		if clientsOf[dest] == nil {
 			for _, j := range r.plan.jobs {
 				if j.Dest() == dest {
-					c = r.clientsFor(j)
+					clientsOf[dest] = r.clientsFor(j)
 				}
 			}
 		}
-		sort.Strings(ids)
-		if _, err := ebs.DeleteTags(ctx, c.EC2, ids, []string{TagUnreported}); err != nil {
-			rec := Record{Action: "mark reported", Account: c.Account, Region: c.Region, Resource: strings.Join(ids, ","), Run: r.plan.run, Outcome: outcomeFailed,
-				Error: err.Error() + "; remove the tag " + TagUnreported + " by hand, or a later run of this template may take these copies for a dead run's"}
-			r.record(rec)
-			failed = append(failed, rec)
+	}
+	// Account-regions are independent: all at once.
+	dests := slices.Sorted(maps.Keys(byDest))
+	recs := make([]*Record, len(dests))
+	var g errgroup.Group
+	g.SetLimit(preflightConcurrency)
+	for i, dest := range dests {
+		g.Go(func() error {
+			ids, c := byDest[dest], clientsOf[dest]
+			sort.Strings(ids)
+			if _, err := ebs.DeleteTags(ctx, c.EC2, ids, []string{TagUnreported}); err != nil {
+				recs[i] = &Record{Action: "mark reported", Account: c.Account, Region: c.Region, Resource: strings.Join(ids, ","), Run: r.plan.run, Outcome: outcomeFailed,
+					Error: err.Error() + "; remove the tag " + TagUnreported + " by hand, or a later run of this template may take these copies for a dead run's"}
+			}
+			return nil
+		})
+	}
+	_ = g.Wait() // failures are in recs
+	var failed []Record
+	for _, rec := range recs {
+		if rec != nil {
+			r.record(*rec)
+			failed = append(failed, *rec)
 		}
 	}
 	return failed
