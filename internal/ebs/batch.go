@@ -48,6 +48,10 @@ type imageWait struct {
 	last     string
 	lastImg  *types.Image
 	percent  int
+	// atEnd is set when the next poll is expected to find the image
+	// available: its snapshots' Progress is not read then, and while it
+	// is still pending after, it is polled every poll delay.
+	atEnd bool
 }
 
 type imageWaitResult struct {
@@ -203,7 +207,17 @@ func (w *ImageWaiter) loop() {
 		found, err := w.describe(ids)
 		var percents map[string]int
 		if err == nil && w.pacer != nil {
-			percents = w.snapshotProgress(found)
+			w.mu.Lock()
+			wanted := map[string]*types.Image{}
+			for id, img := range found {
+				for _, req := range w.waiting[id] {
+					if !req.atEnd {
+						wanted[id] = img
+					}
+				}
+			}
+			w.mu.Unlock()
+			percents = w.snapshotProgress(wanted)
 		}
 		now = time.Now()
 		w.mu.Lock()
@@ -297,7 +311,8 @@ func (w *ImageWaiter) removeLocked(id string, req *imageWait) {
 
 // settle decides one waiter's fate after a poll, and when it is polled next.
 func (w *ImageWaiter) settle(id string, req *imageWait, img *types.Image, percents map[string]int, pollErr error, now time.Time) (imageWaitResult, bool) {
-	if !now.Before(req.due) {
+	due := !now.Before(req.due)
+	if due {
 		req.polls++ // a poll this image was due for; others' polls are free
 	}
 	elapsed := now.Sub(req.start)
@@ -340,8 +355,13 @@ func (w *ImageWaiter) settle(id string, req *imageWait, img *types.Image, percen
 	switch {
 	case w.pacer == nil || img == nil:
 		req.due = now.Add(w.poll.Delay())
+	case req.atEnd && !due:
+		// Another image's poll: this one's stays when it is expected done.
+	case req.atEnd:
+		req.due = now.Add(w.pacer.Floor()) // late: every poll delay till done
 	default:
-		req.due = now.Add(w.pacer.Next(req.opts.Class, req.size, elapsed, req.percent))
+		gap, atEnd := w.pacer.Next(req.opts.Class, req.size, elapsed, req.percent)
+		req.due, req.atEnd = now.Add(gap), atEnd
 	}
 	return imageWaitResult{}, false
 }

@@ -107,13 +107,20 @@ func (p *Pacer) First(class string, sizeGiB int32) time.Duration {
 
 // Next is the time from now to the next poll of a copy still pending
 // after elapsed, whose snapshots are at percent (their lowest Progress;
-// negative when unknown).
-func (p *Pacer) Next(class string, sizeGiB int32, elapsed time.Duration, percent int) time.Duration {
-	limit := max(p.floor, elapsed) // a wrong guess makes a poll at most twice late
+// negative when unknown), and whether that poll is expected to find the
+// copy done (then the snapshots' Progress need not be read with it).
+func (p *Pacer) Next(class string, sizeGiB int32, elapsed time.Duration, percent int) (time.Duration, bool) {
+	// A wrong guess makes a poll at most twice late; once a tenth of the
+	// copy is done, its Progress is trusted a little further.
+	limit := max(p.floor, elapsed)
+	if percent >= 10 {
+		limit = max(p.floor, 2*elapsed)
+	}
 	var gap time.Duration
+	done := false
 	switch {
 	case percent >= 100:
-		gap = p.floor // the snapshots are done; the image follows
+		gap, done = p.floor, true // the snapshots are done; the image follows
 	case percent > 0:
 		// Progress is a whole percent, rounded down: the copy ends between
 		// lo and hi. Poll at lo, or at hi once the two are within a poll
@@ -122,7 +129,7 @@ func (p *Pacer) Next(class string, sizeGiB int32, elapsed time.Duration, percent
 		hi := time.Duration(float64(elapsed) * 100 / float64(percent))
 		gap = lo - elapsed
 		if hi-lo <= p.floor {
-			gap = hi - elapsed
+			gap, done = hi-elapsed, hi-elapsed <= limit
 		}
 	default:
 		if exp, _ := p.Expect(class, sizeGiB); exp > elapsed {
@@ -131,5 +138,5 @@ func (p *Pacer) Next(class string, sizeGiB int32, elapsed time.Duration, percent
 			gap = limit
 		}
 	}
-	return min(max(gap, p.floor), limit)
+	return min(max(gap, p.floor), limit), done
 }

@@ -63,8 +63,10 @@ func TestPacerNext(t *testing.T) {
 		// delay: poll when it is surely done.
 		{"progress narrows the end", 100 * time.Second, 50, nil, 100 * time.Second},
 		// 16% at 100 s: the end is 588 s at the earliest, but a poll never
-		// waits longer than the copy has run.
-		{"never more than the elapsed time", 100 * time.Second, 16, nil, 100 * time.Second},
+		// waits longer than twice what the copy has run once a tenth is
+		// done, once what it has run before.
+		{"never more than twice the elapsed time", 100 * time.Second, 16, nil, 200 * time.Second},
+		{"never more than the elapsed time", 100 * time.Second, 5, nil, 100 * time.Second},
 		// 55% at 600 s: between 1071 s and 1091 s; the earliest is 471 s away.
 		{"the earliest end", 600 * time.Second, 55, nil, 600*time.Second*100/56 - 600*time.Second},
 		{"almost done: the delay", 600 * time.Second, 99, nil, 15 * time.Second},
@@ -79,7 +81,7 @@ func TestPacerNext(t *testing.T) {
 			for class, took := range tc.observe {
 				p.Observe(class, 8, took)
 			}
-			if got := p.Next("in-region", 8, tc.elapsed, tc.percent); got != tc.want {
+			if got, _ := p.Next("in-region", 8, tc.elapsed, tc.percent); got != tc.want {
 				t.Errorf("Next(%s, %d%%) = %s, want %s", tc.elapsed, tc.percent, got, tc.want)
 			}
 		})

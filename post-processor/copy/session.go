@@ -3,10 +3,12 @@ package copy
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
@@ -34,6 +36,10 @@ type kmsAPI interface {
 	Decrypt(context.Context, *kms.DecryptInput, ...func(*kms.Options)) (*kms.DecryptOutput, error)
 	ReEncrypt(context.Context, *kms.ReEncryptInput, ...func(*kms.Options)) (*kms.ReEncryptOutput, error)
 }
+
+// maxConnsPerHost bounds the connections to one endpoint (a service in a
+// region): calls beyond it wait for a free one.
+const maxConnsPerHost = 64
 
 // clients are the API clients of one account in one region.
 type clients struct {
@@ -75,6 +81,16 @@ func newSession(ctx context.Context, access *awsauth.AccessConfig, region string
 	}
 	clock := &awsClock{}
 	cfg.APIOptions = append(cfg.APIOptions, clock.middleware)
+	if bc, ok := cfg.HTTPClient.(*awshttp.BuildableClient); ok {
+		// Hundreds of copies poll and start at once: bound the connections
+		// to each endpoint and keep them, rather than dial one per call in
+		// a burst and drop all but a few after it.
+		cfg.HTTPClient = bc.WithTransportOptions(func(tr *http.Transport) {
+			tr.MaxConnsPerHost = maxConnsPerHost
+			tr.MaxIdleConnsPerHost = maxConnsPerHost
+			tr.MaxIdleConns = 4 * maxConnsPerHost
+		})
+	}
 	id, err := awsauth.CallerIdentity(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("source account: %w", err)
