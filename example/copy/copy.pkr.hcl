@@ -47,7 +47,7 @@ build {
       enabled = false
     }
 
-    copy_concurrency          = 10
+    # copy_concurrency        = 50 # optional cap; unset, copies are bounded per account-region only
     destination_copy_limit    = 5
     on_failure                = "rollback"
     manifest_output           = "copies.json"

@@ -5,7 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"golang.org/x/sync/errgroup"
 )
+
+// UnwindConcurrency bounds how many undos of one batch run at once.
+const UnwindConcurrency = 16
 
 // Kind says when an undo runs.
 type Kind int
@@ -31,6 +36,11 @@ type Entry struct {
 	// Detail is the caller's own description of the change, handed back
 	// in Undone for its report.
 	Detail any
+	// Batch, when set, lets the undo run at once with the undos of the
+	// entries next to it (in the ledger's order) that have the same Batch:
+	// changes independent of each other, such as the grants of one source
+	// key to many accounts.
+	Batch string
 }
 
 // Undone is the outcome of undoing one Entry.
@@ -59,7 +69,12 @@ func (l *Ledger) Add(kind Kind, what string, undo func(context.Context) error) (
 
 // AddDetail is Add with the caller's description of the change.
 func (l *Ledger) AddDetail(kind Kind, what string, detail any, undo func(context.Context) error) (forget func()) {
-	e := &Entry{Kind: kind, What: what, Undo: undo, Detail: detail}
+	return l.AddEntry(Entry{Kind: kind, What: what, Undo: undo, Detail: detail})
+}
+
+// AddEntry records e; see Add.
+func (l *Ledger) AddEntry(e0 Entry) (forget func()) {
+	e := &e0
 	l.mu.Lock()
 	l.entries = append(l.entries, e)
 	l.mu.Unlock()
@@ -109,28 +124,47 @@ func (l *Ledger) UnwindEach(ctx context.Context, kind Kind, each func(Undone)) (
 
 	var done []Undone
 	var errs []error
-	for _, e := range todo {
-		err := e.Undo(ctx)
-		gone := errors.Is(err, ErrGone)
-		if gone {
-			err = nil
+	for len(todo) > 0 {
+		// A run of entries of one batch is undone at once; any other entry
+		// alone, in order.
+		n := 1
+		for n < len(todo) && todo[0].Batch != "" && todo[n].Batch == todo[0].Batch {
+			n++
 		}
-		done = append(done, Undone{Entry: *e, Err: err, Gone: gone})
-		if each != nil {
-			each(done[len(done)-1])
+		batch := make([]Undone, n)
+		var g errgroup.Group
+		g.SetLimit(UnwindConcurrency)
+		for i, e := range todo[:n] {
+			g.Go(func() error {
+				err := e.Undo(ctx)
+				gone := errors.Is(err, ErrGone)
+				if gone {
+					err = nil
+				}
+				batch[i] = Undone{Entry: *e, Err: err, Gone: gone}
+				return nil
+			})
 		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("undoing %s: %w", e.What, err))
-			continue
-		}
-		l.mu.Lock()
-		for i, x := range l.entries {
-			if x == e {
-				l.entries = append(l.entries[:i], l.entries[i+1:]...)
-				break
+		_ = g.Wait() // undos report through batch
+		for i, e := range todo[:n] {
+			done = append(done, batch[i])
+			if each != nil {
+				each(batch[i])
 			}
+			if err := batch[i].Err; err != nil {
+				errs = append(errs, fmt.Errorf("undoing %s: %w", e.What, err))
+				continue
+			}
+			l.mu.Lock()
+			for i, x := range l.entries {
+				if x == e {
+					l.entries = append(l.entries[:i], l.entries[i+1:]...)
+					break
+				}
+			}
+			l.mu.Unlock()
 		}
-		l.mu.Unlock()
+		todo = todo[n:]
 	}
 	return done, errors.Join(errs...)
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestLedgerUnwind(t *testing.T) {
@@ -68,5 +70,59 @@ func TestLedgerGoneAndEach(t *testing.T) {
 	}
 	if left := l.Pending(Cleanup); len(left) != 1 || left[0].What != "grant" {
 		t.Errorf("pending after unwind: %+v, want only the failed grant", left)
+	}
+}
+
+// TestLedgerUnwindsABatchAtOnce: the entries of one batch are undone at
+// once (each waits for all the others to have started), a failure among
+// them stops none of the others and stays recorded, and the entries
+// recorded after the batch are undone before it, as always.
+func TestLedgerUnwindsABatchAtOnce(t *testing.T) {
+	var l Ledger
+	const grants = 5
+	started := make(chan struct{}, grants)
+	var mu sync.Mutex
+	var order []string
+	note := func(s string) {
+		mu.Lock()
+		order = append(order, s)
+		mu.Unlock()
+	}
+	for i := range grants {
+		name := fmt.Sprintf("grant-%d", i)
+		l.AddEntry(Entry{Kind: Cleanup, What: name, Batch: "grants", Undo: func(ctx context.Context) error {
+			started <- struct{}{}
+			for len(started) < grants { // all must be under way together
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(time.Millisecond):
+				}
+			}
+			note(name)
+			if i == 2 {
+				return errors.New("kms down")
+			}
+			return nil
+		}})
+	}
+	l.Add(Cleanup, "share", func(context.Context) error { note("share"); return nil })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done, err := l.Unwind(ctx, Cleanup)
+	if err == nil || !strings.Contains(err.Error(), "undoing grant-2: kms down") {
+		t.Fatalf("error = %v, want grant-2's", err)
+	}
+	if len(done) != grants+1 || order[0] != "share" {
+		t.Fatalf("undone %d, order %v; want the share first, then the %d grants", len(done), order, grants)
+	}
+	for _, d := range done {
+		if (d.What == "grant-2") != (d.Err != nil) {
+			t.Errorf("%s: err %v", d.What, d.Err)
+		}
+	}
+	if left := l.Pending(Cleanup); len(left) != 1 || left[0].What != "grant-2" {
+		t.Errorf("pending after unwind: %v, want grant-2 alone", left)
 	}
 }

@@ -28,7 +28,6 @@ import (
 // Defaults.
 const (
 	DefaultAMIName                 = "{{ .SourceAMIName }}-{{ .Account }}"
-	DefaultCopyConcurrency         = 10
 	DefaultDestinationCopyLimit    = 5
 	DefaultGrantPropagationTimeout = 5 * time.Minute
 	OnFailureRollback              = "rollback"
@@ -153,7 +152,11 @@ type Config struct {
 	// Deregistration protection of the copies.
 	DeregistrationProtection DeregistrationProtectionOptions `mapstructure:"deregistration_protection" required:"false"`
 
-	// How many copies run at once in all. Defaults to 10.
+	// An optional cap on how many copies run at once in all. Unset by
+	// default: copies are bounded only by what AWS bounds, the concurrent
+	// AMI copy quota of each destination account-region
+	// (`destination_copy_limit`) and the request rates (the SDK's adaptive
+	// retryer, `max_retries`). Set it to spread a run out on purpose.
 	CopyConcurrency int `mapstructure:"copy_concurrency" required:"false"`
 	// How many copies run at once in one account-region, below the
 	// concurrent AMI copy quota. Defaults to 5.
@@ -471,9 +474,7 @@ func (c *Config) prepareRunning() []error {
 	// 0 (refused when written: explicitZeros) is what an unset count
 	// decodes to.
 	if c.CopyConcurrency < 0 {
-		errs = append(errs, fmt.Errorf("copy_concurrency: %d is negative; use a positive count, e.g. %d, or remove the field for the default (%d)", c.CopyConcurrency, DefaultCopyConcurrency, DefaultCopyConcurrency))
-	} else if c.CopyConcurrency == 0 {
-		c.CopyConcurrency = DefaultCopyConcurrency
+		errs = append(errs, fmt.Errorf("copy_concurrency: %d is negative; use a positive count, e.g. 50, or remove the field for no cap beyond destination_copy_limit per account-region", c.CopyConcurrency))
 	}
 	if c.DestinationCopyLimit < 0 {
 		errs = append(errs, fmt.Errorf("destination_copy_limit: %d is negative; use a positive count below your concurrent AMI copy quota, e.g. %d, or remove the field for the default", c.DestinationCopyLimit, DefaultDestinationCopyLimit))
@@ -563,7 +564,7 @@ func explicitZeros(raws []interface{}) []error {
 		path []string
 		what string
 	}{
-		{[]string{"copy_concurrency"}, fmt.Sprintf("0 copies at once can't copy anything; remove the field for the default (%d) or give a positive count", DefaultCopyConcurrency)},
+		{[]string{"copy_concurrency"}, "0 copies at once can't copy anything; remove the field for no cap (the default: destination_copy_limit per account-region bounds the copies) or give a positive count"},
 		{[]string{"destination_copy_limit"}, fmt.Sprintf("0 copies per account-region can't copy anything; remove the field for the default (%d) or give a positive count below your concurrent AMI copy quota", DefaultDestinationCopyLimit)},
 		{[]string{"max_retries"}, "0 would mean the default (10 retries), not \"no retries\"; remove the field for the default, or give a positive count"},
 		{[]string{"aws_polling", "max_attempts"}, "0 polls can't wait for anything; remove the field for the default (as many polls as fit in six hours) or give a positive count"},

@@ -30,8 +30,8 @@ func TestPrepareAcceptsUnsetFields(t *testing.T) {
 	if err := c.Prepare(raw); err != nil {
 		t.Fatalf("Prepare: %v", err)
 	}
-	if c.CopyConcurrency != DefaultCopyConcurrency || c.leaseDuration != DefaultLeaseDuration {
-		t.Errorf("defaults not applied: copy_concurrency %d, lease %s", c.CopyConcurrency, c.leaseDuration)
+	if c.CopyConcurrency != 0 || c.leaseDuration != DefaultLeaseDuration {
+		t.Errorf("defaults not applied: copy_concurrency %d (want 0: no cap), lease %s", c.CopyConcurrency, c.leaseDuration)
 	}
 }
 
@@ -40,7 +40,7 @@ func TestPrepareDefaults(t *testing.T) {
 	if err := c.Prepare(validRaw()); err != nil {
 		t.Fatal(err)
 	}
-	if c.AMIName != DefaultAMIName || c.CopyConcurrency != DefaultCopyConcurrency || c.DestinationCopyLimit != DefaultDestinationCopyLimit ||
+	if c.AMIName != DefaultAMIName || c.CopyConcurrency != 0 || c.DestinationCopyLimit != DefaultDestinationCopyLimit ||
 		c.OnFailure != OnFailureRollback || c.grantPropagation != DefaultGrantPropagationTimeout {
 		t.Errorf("defaults not applied: %+v", c)
 	}
@@ -131,7 +131,7 @@ func TestPrepareRejects(t *testing.T) {
 		{"assume_role external_id", func(r map[string]interface{}) {
 			r["assume_role"] = map[string]interface{}{"role_arn": "arn:aws:iam::111111111111:role/b", "external_id": "a#b"}
 		}, []string{"assume_role.external_id", `"a#b"`}},
-		{"copy_concurrency 0", func(r map[string]interface{}) { r["copy_concurrency"] = 0 }, []string{"copy_concurrency: 0 is not a setting", "remove the field", "default (10)"}},
+		{"copy_concurrency 0", func(r map[string]interface{}) { r["copy_concurrency"] = 0 }, []string{"copy_concurrency: 0 is not a setting", "remove the field for no cap"}},
 		{"destination_copy_limit 0", func(r map[string]interface{}) { r["destination_copy_limit"] = 0.0 }, []string{"destination_copy_limit: 0 is not a setting", "remove the field"}},
 		{"max_retries 0", func(r map[string]interface{}) { r["max_retries"] = 0 }, []string{"max_retries: 0 is not a setting", `not "no retries"`, "remove the field"}},
 		{"aws_polling max_attempts 0", func(r map[string]interface{}) {

@@ -193,12 +193,17 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) (*ec2
 			spec.ClientToken = clientToken(src.ImageID, j.Target.Account, j.Region, j.KeyARN+"|"+r.plan.run, attempt)
 		}
 		var id string
+		started := time.Now()
 		err := r.retry.Retry(ctx, fanout.QuotaFull,
 			func(n int, err error, pause time.Duration) {
 				r.say("%s: the concurrent copy quota is full (%s); trying again in %s", j.Dest(), ebs.ErrorCode(err), pause.Round(time.Millisecond))
 			},
 			func(ctx context.Context) (err error) {
 				id, err = ebs.CopyImageEncrypted(ctx, tc.EC2, spec)
+				// The copy began while CopyImage was on the wire; its answer
+				// is the latest it can have begun, so the pacing, which
+				// measures from here, polls early rather than late.
+				started = time.Now()
 				return err
 			})
 		if err != nil && ctx.Err() != nil {
@@ -229,15 +234,19 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) (*ec2
 			return nil, err
 		}
 		j.ImageID, j.Made, j.State, j.seen = id, true, "pending", false
-		forget := r.ledger.AddDetail(fanout.Rollback, fmt.Sprintf("copy %s in %s", id, j.Dest()),
-			Record{Action: actionRollback, Account: j.Target.Account, Region: j.Region, Resource: id, Run: r.plan.run},
-			func(ctx context.Context) error {
+		forget := r.ledger.AddEntry(fanout.Entry{Kind: fanout.Rollback, What: fmt.Sprintf("copy %s in %s", id, j.Dest()),
+			Detail: Record{Action: actionRollback, Account: j.Target.Account, Region: j.Region, Resource: id, Run: r.plan.run},
+			Batch:  "copies", // each removes its own copy
+			Undo: func(ctx context.Context) error {
 				rm, err := ebs.RemoveImage(ctx, tc.EC2, r.poll, id, j.seen)
 				j.removal = &rm // Unwind runs after every job has returned
 				return goneErr(rm.Gone, err)
-			})
+			}})
 		r.say("%s: copying %s (%s) as %s under %s", j.Dest(), src.Shared, src.Region, id, j.KeyARN)
-		img, err := r.waiter(tc).Wait(ctx, id, r.progress(j))
+		img, err := r.waiter(tc).WaitPaced(ctx, id, ebs.WaitOptions{
+			Progress: r.progress(j), Tick: r.tick(j), TickEvery: r.pacer.AWSTime(progressInterval),
+			Started: started, SizeGiB: src.SizeGiB, Class: copyClass(j),
+		})
 		if err == nil {
 			return img, nil
 		}
@@ -291,18 +300,24 @@ func (r *runner) seen(j *job) func(*ec2types.Image) {
 	return func(*ec2types.Image) { j.seen = true }
 }
 
-// progressInterval is how often a copy whose state has not changed says it
-// is still going: first copies to a new region or key take tens of minutes.
+// progressInterval is how often, in AWS time, a pending copy says how it
+// goes, whether or not a poll saw it: first copies to a new region or key
+// take tens of minutes.
 const progressInterval = time.Minute
 
-// progress reports a copy as the batched poll sees it: a line when its state
-// or the snapshots behind it change, and one a progressInterval while
-// nothing does. DescribeImages carries no snapshot Progress, and a
-// DescribeSnapshots per copy would break the one-call-per-poll batching, so
-// the percentage is not shown. The final state is said by copyOne.
+// copyClass groups the copies that take alike, for the pacing of polls.
+func copyClass(j *job) string {
+	if j.Region != j.Source.Region {
+		return "cross-region"
+	}
+	return "in-region"
+}
+
+// progress records every poll that sees the copy, and says when its state
+// or the snapshots behind it change. The regular lines come from tick.
+// The final state is said by copyOne.
 func (r *runner) progress(j *job) func(*ec2types.Image) {
 	var seen string
-	var said time.Time
 	return func(img *ec2types.Image) {
 		j.seen = true
 		if img.State != ec2types.ImageStatePending {
@@ -310,15 +325,27 @@ func (r *runner) progress(j *job) func(*ec2types.Image) {
 		}
 		snaps := ebs.ImageSnapshotIDs(img)
 		now := string(img.State) + " " + strings.Join(snaps, ",")
-		if now == seen && time.Since(said) < progressInterval {
+		if now == seen {
 			return
 		}
-		seen, said = now, time.Now()
+		seen = now
 		line := fmt.Sprintf("%s: %s %s after %s", j.Dest(), aws.ToString(img.ImageId), img.State, time.Since(j.Started).Round(time.Second))
 		if len(snaps) > 0 {
 			line += ", writing " + strings.Join(snaps, ", ")
 		}
 		r.say("%s", line)
+	}
+}
+
+// tick says how a pending copy goes, every progressInterval, polled or
+// not: its last Progress and when it is looked at next.
+func (r *runner) tick(j *job) func(ebs.WaitStatus) {
+	return func(st ebs.WaitStatus) {
+		line := fmt.Sprintf("%s: %s pending after %s", j.Dest(), orDash(j.ImageID), st.Elapsed.Round(time.Second))
+		if st.Percent >= 0 {
+			line += fmt.Sprintf(", %d%% copied", st.Percent)
+		}
+		r.say("%s; next look in %s", line, max(st.NextPoll, 0).Round(time.Second))
 	}
 }
 

@@ -2,6 +2,7 @@ package copy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -263,6 +264,24 @@ func TestCopyToThreeAccountsAndSourceTwoRegions(t *testing.T) {
 	for _, e := range srv.Emulator().Audit(awsemu.AuditFilter{Action: "DescribeImages", SinceSeq: mark}) {
 		if _, byID := e.Params["ImageId.1"]; byID && strings.Contains(e.Principal, ":assumed-role/") && e.Seq <= runEnd {
 			t.Errorf("DescribeImages of %s in %s/%s by ID: a per-copy describe, not the batched poll", e.Params["ImageId.1"], e.Account, e.Region)
+		}
+	}
+	// kms:DescribeKey: once per key and principal, except a role's reads of
+	// a lent source key, once before the grant (its own IAM policy) and
+	// once after (the grant works).
+	described := map[string]int{}
+	for _, e := range srv.Emulator().Audit(awsemu.AuditFilter{Action: "DescribeKey", SinceSeq: mark}) {
+		if e.Seq <= runEnd {
+			described[e.PrincipalIAM+" "+cmp.Or(e.Notes["KeyArn"], e.Params["KeyId"])]++
+		}
+	}
+	if len(described) < 8 {
+		t.Errorf("kms:DescribeKey: %d (principal, key) pairs in the audit, want at least the 8 target keys: %v", len(described), described)
+	}
+	for who, n := range described {
+		lent := strings.Contains(who, ":key/") && strings.Contains(who, ":"+srcAccount+":key/") && !strings.Contains(who, ":"+srcAccount+":user/")
+		if n > 1 && (!lent || n != 2) {
+			t.Errorf("kms:DescribeKey by %s: %d calls, want one", who, n)
 		}
 	}
 	out := ui.buf.String()

@@ -21,6 +21,9 @@ type source struct {
 	Description string
 	Tags        map[string]string
 	SnapshotIDs []string
+	// SizeGiB is the size of its largest snapshot: what a copy's first
+	// poll is timed by.
+	SizeGiB int32
 	// KeyARNs are the distinct keys of its snapshots; empty when unencrypted.
 	KeyARNs     []string
 	Unencrypted bool

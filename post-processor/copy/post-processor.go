@@ -104,7 +104,7 @@ func (p *PostProcessor) run(ctx context.Context, ui packer.Ui, in input) (*Artif
 	if region == "" {
 		region = in.amis[0].Region
 	}
-	sess, err := newSession(ctx, &p.config.AccessConfig, region)
+	sess, err := newSession(ctx, &p.config.AccessConfig, p.config.PollingConfig, region)
 	if err != nil {
 		return nil, nil, fmt.Errorf("amicrypt-copy: %w", err)
 	}

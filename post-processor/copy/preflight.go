@@ -1,6 +1,7 @@
 package copy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -64,6 +65,16 @@ func (p *plan) lends(src *source) bool {
 	return false
 }
 
+// preflightConcurrency bounds how many target accounts (and, in the key
+// check, target-source pairs) are checked at once. Each check is a handful
+// of calls in a row; the SDK's adaptive retryer paces them under each
+// account-region's request rate.
+const preflightConcurrency = 32
+
+// regionConcurrency bounds how many regions of one target are checked at
+// once.
+const regionConcurrency = 8
+
 // preflight plans every copy and checks everything that can be checked
 // without changing anything, including that every principal may make every
 // call the run will make (DryRun where AWS offers it). It also surveys what
@@ -92,13 +103,18 @@ func (c *Config) preflight(ctx context.Context, sess *session, amis []sourceAMI,
 	p.survey = c.surveySource(ctx, p, say)
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	g.SetLimit(preflightConcurrency)
 	for _, t := range p.targets {
 		g.Go(func() error { return c.checkTarget(gctx, p, t) })
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	// Checks run at once: their findings are put in one order, whatever
+	// order they came in.
+	slices.SortStableFunc(p.problems, func(a, b Problem) int {
+		return cmp.Or(cmp.Compare(a.Target, b.Target), cmp.Compare(a.Check, b.Check), cmp.Compare(a.Problem, b.Problem))
+	})
 	return p, nil
 }
 
@@ -146,6 +162,7 @@ func (c *Config) checkSource(ctx context.Context, p *plan, src *source) {
 				fixOr(err, principal, "ec2:DescribeSnapshots", "*", "check the AMI's snapshots exist"))
 			continue
 		}
+		src.SizeGiB = max(src.SizeGiB, aws.ToInt32(snap.VolumeSize))
 		if !aws.ToBool(snap.Encrypted) {
 			src.Unencrypted = true
 			continue
@@ -430,34 +447,50 @@ func (c *Config) checkTarget(ctx context.Context, p *plan, t *target) error {
 	for _, r := range regions.Regions {
 		optIn[aws.ToString(r.RegionName)] = aws.ToString(r.OptInStatus)
 	}
+	// The regions of a target are checked at once: each check is its own
+	// job's (its key, name and earlier copies).
+	var g errgroup.Group
+	g.SetLimit(regionConcurrency)
 	for _, j := range p.jobs {
 		if j.Target != t {
 			continue
 		}
-		status, known := optIn[j.Region]
-		switch {
-		case !known:
-			p.problem(j.Dest(), "region", fmt.Sprintf("%s is not a region AWS lists for account %s (DescribeRegions, all regions)", j.Region, t.Account),
-				fmt.Sprintf("check the spelling of %q in regions; regions AWS lists: %s", j.Region, strings.Join(slices.Sorted(maps.Keys(optIn)), ", ")))
-			continue
-		case status == "not-opted-in":
-			p.problem(j.Dest(), "region", fmt.Sprintf("%s is an opt-in region not enabled in account %s (opt-in status %q), so it can receive no copy", j.Region, t.Account, status),
-				fmt.Sprintf("enable %s in account %s (Account settings, AWS Regions) or remove it from regions", j.Region, t.Account))
-			continue
-		}
-		if status, ok := optIn[j.Source.Region]; ok && status == "not-opted-in" {
-			p.problem(j.Dest(), "region", fmt.Sprintf("the source region %s is not enabled in account %s, which must copy from it", j.Source.Region, t.Account),
-				fmt.Sprintf("enable %s in account %s", j.Source.Region, t.Account))
-			continue
-		}
-		c.checkJob(ctx, p, j)
-		c.checkInstanceStoreKey(ctx, p, j)
+		g.Go(func() error {
+			c.checkRegion(ctx, p, t, j, optIn)
+			return nil
+		})
 	}
+	_ = g.Wait() // checks report through p.problem
 	c.checkTargetAccess(ctx, p, t)
 	if !t.IsSource {
 		c.checkGrants(ctx, p, t)
 	}
 	return nil
+}
+
+// checkRegion checks that a job's region is one the target account has
+// enabled, then the job itself.
+func (c *Config) checkRegion(ctx context.Context, p *plan, t *target, j *job, optIn map[string]string) {
+	{
+		status, known := optIn[j.Region]
+		switch {
+		case !known:
+			p.problem(j.Dest(), "region", fmt.Sprintf("%s is not a region AWS lists for account %s (DescribeRegions, all regions)", j.Region, t.Account),
+				fmt.Sprintf("check the spelling of %q in regions; regions AWS lists: %s", j.Region, strings.Join(slices.Sorted(maps.Keys(optIn)), ", ")))
+			return
+		case status == "not-opted-in":
+			p.problem(j.Dest(), "region", fmt.Sprintf("%s is an opt-in region not enabled in account %s (opt-in status %q), so it can receive no copy", j.Region, t.Account, status),
+				fmt.Sprintf("enable %s in account %s (Account settings, AWS Regions) or remove it from regions", j.Region, t.Account))
+			return
+		}
+		if status, ok := optIn[j.Source.Region]; ok && status == "not-opted-in" {
+			p.problem(j.Dest(), "region", fmt.Sprintf("the source region %s is not enabled in account %s, which must copy from it", j.Source.Region, t.Account),
+				fmt.Sprintf("enable %s in account %s", j.Source.Region, t.Account))
+			return
+		}
+	}
+	c.checkJob(ctx, p, j)
+	c.checkInstanceStoreKey(ctx, p, j)
 }
 
 // checkJob checks the target key, name and earlier copies of one job.

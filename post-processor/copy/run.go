@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/hashicorp/packer-plugin-sdk/packer"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
@@ -53,6 +54,7 @@ type runner struct {
 	plan   *plan
 	ledger fanout.Ledger
 	poll   *awsauth.PollingConfig
+	pacer  *ebs.Pacer     // times every copy's polls; learns from the run's copies
 	retry  fanout.Backoff // quota and propagation backoff
 	lease  *leaseHolder
 
@@ -69,7 +71,7 @@ type runner struct {
 }
 
 func newRunner(cfg *Config, ui packer.Ui, pl *plan, retry fanout.Backoff) *runner {
-	r := &runner{cfg: cfg, ui: ui, plan: pl, poll: cfg.PollingConfig, retry: retry,
+	r := &runner{cfg: cfg, ui: ui, plan: pl, poll: cfg.PollingConfig, pacer: ebs.NewPacer(cfg.PollingConfig), retry: retry,
 		waiters: map[string]*ebs.ImageWaiter{}, deadKept: map[string][]string{}, unremoved: map[string]bool{}}
 	r.lease = newLeaseHolder(pl.run, pl.template, cfg.leaseDuration, pl.sess.clock, r.say)
 	return r
@@ -100,7 +102,7 @@ func (r *runner) waiter(c *clients) *ebs.ImageWaiter {
 	if w, ok := r.waiters[key]; ok {
 		return w
 	}
-	w := ebs.NewImageWaiter(c.EC2, r.poll)
+	w := ebs.NewPacedImageWaiter(c.EC2, r.poll, r.pacer)
 	r.waiters[key] = w
 	return w
 }
@@ -307,23 +309,37 @@ func (r *runner) markReported(ctx context.Context) []Record {
 	for dest, ids := range r.deadKept {
 		byDest[dest] = append(byDest[dest], ids...)
 	}
-	var failed []Record
-	for _, dest := range slices.Sorted(maps.Keys(byDest)) {
-		ids := byDest[dest]
-		c := clientsOf[dest]
-		if c == nil {
+	for dest := range byDest {
+		if clientsOf[dest] == nil {
 			for _, j := range r.plan.jobs {
 				if j.Dest() == dest {
-					c = r.clientsFor(j)
+					clientsOf[dest] = r.clientsFor(j)
 				}
 			}
 		}
-		sort.Strings(ids)
-		if _, err := ebs.DeleteTags(ctx, c.EC2, ids, []string{TagUnreported}); err != nil {
-			rec := Record{Action: "mark reported", Account: c.Account, Region: c.Region, Resource: strings.Join(ids, ","), Run: r.plan.run, Outcome: outcomeFailed,
-				Error: err.Error() + "; remove the tag " + TagUnreported + " by hand, or a later run of this template may take these copies for a dead run's"}
-			r.record(rec)
-			failed = append(failed, rec)
+	}
+	// Account-regions are independent: all at once.
+	dests := slices.Sorted(maps.Keys(byDest))
+	recs := make([]*Record, len(dests))
+	var g errgroup.Group
+	g.SetLimit(preflightConcurrency)
+	for i, dest := range dests {
+		g.Go(func() error {
+			ids, c := byDest[dest], clientsOf[dest]
+			sort.Strings(ids)
+			if _, err := ebs.DeleteTags(ctx, c.EC2, ids, []string{TagUnreported}); err != nil {
+				recs[i] = &Record{Action: "mark reported", Account: c.Account, Region: c.Region, Resource: strings.Join(ids, ","), Run: r.plan.run, Outcome: outcomeFailed,
+					Error: err.Error() + "; remove the tag " + TagUnreported + " by hand, or a later run of this template may take these copies for a dead run's"}
+			}
+			return nil
+		})
+	}
+	_ = g.Wait() // failures are in recs
+	var failed []Record
+	for _, rec := range recs {
+		if rec != nil {
+			r.record(*rec)
+			failed = append(failed, *rec)
 		}
 	}
 	return failed
@@ -367,7 +383,7 @@ func (r *runner) change(ctx context.Context, lost context.CancelCauseFunc) error
 		return err
 	}
 	var jobs []fanout.Job[*job]
-	for _, j := range r.plan.jobs {
+	for _, j := range longestFirst(r.plan.jobs) {
 		jobs = append(jobs, fanout.Job[*job]{Dest: fanout.Dest{Account: j.Target.Account, Region: j.Region}, Item: j})
 	}
 	results := fanout.Run(ctx, r.cfg.CopyConcurrency, fanout.NewLimiter(r.cfg.DestinationCopyLimit), jobs,
@@ -378,6 +394,26 @@ func (r *runner) change(ctx context.Context, lost context.CancelCauseFunc) error
 		}
 	}
 	return fanout.Errors(results)
+}
+
+// longestFirst orders the jobs so the copies expected to take longest
+// start first: cross-region before in-region, then the larger source
+// before the smaller. The makespan is the last copy's end, so the long
+// ones must not wait behind short ones for a slot. The plan's own order
+// (the report's) is left as it is.
+func longestFirst(jobs []*job) []*job {
+	out := slices.Clone(jobs)
+	slices.SortStableFunc(out, func(a, b *job) int {
+		ca, cb := a.Region != a.Source.Region, b.Region != b.Source.Region
+		switch {
+		case ca != cb && ca:
+			return -1
+		case ca != cb:
+			return 1
+		}
+		return int(b.Source.SizeGiB) - int(a.Source.SizeGiB)
+	})
+	return out
 }
 
 // settleDeadCopies deals with the copies dead runs of this template made

@@ -3,10 +3,14 @@ package copy
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
@@ -34,6 +38,13 @@ type kmsAPI interface {
 	Decrypt(context.Context, *kms.DecryptInput, ...func(*kms.Options)) (*kms.DecryptOutput, error)
 	ReEncrypt(context.Context, *kms.ReEncryptInput, ...func(*kms.Options)) (*kms.ReEncryptOutput, error)
 }
+
+// sdkMaxBackoff is the SDK retryer's longest pause (awsauth.NewRetryer).
+const sdkMaxBackoff = 20 * time.Second
+
+// maxConnsPerHost bounds the connections to one endpoint (a service in a
+// region): calls beyond it wait for a free one.
+const maxConnsPerHost = 64
 
 // clients are the API clients of one account in one region.
 type clients struct {
@@ -64,7 +75,7 @@ type session struct {
 	cache   map[string]*clients   // by account/role/region
 }
 
-func newSession(ctx context.Context, access *awsauth.AccessConfig, region string) (*session, error) {
+func newSession(ctx context.Context, access *awsauth.AccessConfig, poll *awsauth.PollingConfig, region string) (*session, error) {
 	a := *access
 	if a.RawRegion == "" {
 		a.RawRegion = region
@@ -73,8 +84,28 @@ func newSession(ctx context.Context, access *awsauth.AccessConfig, region string
 	if err != nil {
 		return nil, err
 	}
+	if ceiling := ebs.NewPacer(poll).AWSTime(sdkMaxBackoff); ceiling < sdkMaxBackoff {
+		// A clock that runs faster than AWS's (an emulator, told by
+		// AWS_POLL_DELAY_SECONDS below the default delay) gets the SDK's
+		// backoff ceiling on the same scale as the polls: a throttled call
+		// waits what it would wait on AWS, in that clock's time.
+		maxRetries := a.MaxRetries
+		cfg.Retryer = func() aws.Retryer {
+			return retry.AddWithMaxBackoffDelay(awsauth.NewRetryer(maxRetries), ceiling)
+		}
+	}
 	clock := &awsClock{}
 	cfg.APIOptions = append(cfg.APIOptions, clock.middleware)
+	if bc, ok := cfg.HTTPClient.(*awshttp.BuildableClient); ok {
+		// Hundreds of copies poll and start at once: bound the connections
+		// to each endpoint and keep them, rather than dial one per call in
+		// a burst and drop all but a few after it.
+		cfg.HTTPClient = bc.WithTransportOptions(func(tr *http.Transport) {
+			tr.MaxConnsPerHost = maxConnsPerHost
+			tr.MaxIdleConnsPerHost = maxConnsPerHost
+			tr.MaxIdleConns = 4 * maxConnsPerHost
+		})
+	}
 	id, err := awsauth.CallerIdentity(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("source account: %w", err)

@@ -179,28 +179,16 @@ func (r *runner) share(ctx context.Context, src *source) error {
 		}
 	}
 
-	// Grants first: their names record the permissions that follow.
+	// Grants first: their names record the permissions that follow. The
+	// grants of one key are independent: made at once, taken back at once.
 	for _, keyARN := range src.SharedKeys {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(preflightConcurrency)
 		for _, acct := range accounts {
-			name := grantName(r.plan.run, r.plan.template, acct, src.Shared, held[acct])
-			g, err := ebs.CreateGrant(ctx, sc.KMS, ebs.GrantSpec{
-				KeyARN: keyARN, GranteePrincipal: roles[acct], RetiringPrincipal: r.plan.sess.SourcePrincipal,
-				Operations: ebs.CrossAccountCopyOps, Name: name,
-			})
-			if err != nil {
-				return fmt.Errorf("source %s: %w", src.Region, err)
-			}
-			r.ledger.AddDetail(fanout.Cleanup, fmt.Sprintf("grant %s (%s) on %s for %s", g.ID, name, keyARN, roles[acct]),
-				Record{Action: actionGrant, Account: account, Region: src.Region, Resource: g.ID, Key: keyARN, For: []string{roles[acct]}, Run: r.plan.run},
-				func(ctx context.Context) error {
-					r.mu.Lock()
-					keep := r.unremoved[src.Region+"/"+acct]
-					r.mu.Unlock()
-					if keep {
-						return &leftError{why: "a permission it records could not be removed; it stays so that the next run, once this run's lease expires, takes both back"}
-					}
-					return goneErr(ebs.TakeBackGrant(ctx, sc.KMS, g))
-				})
+			g.Go(func() error { return r.lend(gctx, sc, src, keyARN, acct, roles[acct], held[acct]) })
+		}
+		if err := g.Wait(); err != nil {
+			return err
 		}
 		r.say("source %s: granted %s use of %s until the copies are done", src.Region, strings.Join(accounts, ", "), keyARN)
 	}
@@ -237,6 +225,32 @@ func (r *runner) share(ctx context.Context, src *source) error {
 			return fmt.Errorf("source %s: %w", src.Region, err)
 		}
 	}
+	return nil
+}
+
+// lend grants role (of account acct) use of the source key keyARN, and
+// records the grant for the cleanup.
+func (r *runner) lend(ctx context.Context, sc *clients, src *source, keyARN, acct, role string, held shared) error {
+	name := grantName(r.plan.run, r.plan.template, acct, src.Shared, held)
+	g, err := ebs.CreateGrant(ctx, sc.KMS, ebs.GrantSpec{
+		KeyARN: keyARN, GranteePrincipal: role, RetiringPrincipal: r.plan.sess.SourcePrincipal,
+		Operations: ebs.CrossAccountCopyOps, Name: name,
+	})
+	if err != nil {
+		return fmt.Errorf("source %s: %w", src.Region, err)
+	}
+	r.ledger.AddEntry(fanout.Entry{Kind: fanout.Cleanup, What: fmt.Sprintf("grant %s (%s) on %s for %s", g.ID, name, keyARN, role),
+		Detail: Record{Action: actionGrant, Account: r.plan.sess.SourceAccount, Region: src.Region, Resource: g.ID, Key: keyARN, For: []string{role}, Run: r.plan.run},
+		Batch:  "grants on " + keyARN,
+		Undo: func(ctx context.Context) error {
+			r.mu.Lock()
+			keep := r.unremoved[src.Region+"/"+acct]
+			r.mu.Unlock()
+			if keep {
+				return &leftError{why: "a permission it records could not be removed; it stays so that the next run, once this run's lease expires, takes both back"}
+			}
+			return goneErr(ebs.TakeBackGrant(ctx, sc.KMS, g))
+		}})
 	return nil
 }
 
@@ -288,7 +302,7 @@ func (r *runner) checkKeys(ctx context.Context) error {
 	}
 	errs := make([]error, len(pairs))
 	var g errgroup.Group
-	g.SetLimit(max(r.cfg.CopyConcurrency, 1))
+	g.SetLimit(preflightConcurrency)
 	for i, p := range pairs {
 		g.Go(func() error {
 			errs[i] = r.checkKeyUse(ctx, p.t, p.src)

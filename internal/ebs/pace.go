@@ -1,0 +1,142 @@
+package ebs
+
+import (
+	"sync"
+	"time"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
+)
+
+// A copy's first poll, before anything of this run has been seen to
+// finish, comes after priorBase + priorPerGiB × its largest snapshot, in
+// AWS time: well under what AWS takes (minutes for a few GiB, tens of
+// minutes cross-region), so the guess is early rather than late. After
+// that, what the copies of this run took, and the snapshots' Progress,
+// take over.
+const (
+	priorBase   = time.Minute
+	priorPerGiB = 5 * time.Second
+)
+
+// Pacer decides when an ImageWaiter polls each copy: near its expected
+// end rather than at a fixed cadence. The expectation comes from the
+// copy's size and what the copies of this run took before it, then from
+// its snapshots' Progress (one DescribeSnapshots per account-region per
+// poll); each poll comes at the earliest moment the copy may be done,
+// never later than the copy has run so far (so a wrong guess makes it at
+// most twice as late) and never sooner than the poll delay after the
+// last one. A Pacer is shared by the waiters of a run; it is safe for
+// concurrent use.
+//
+// Hand-written: no SDK waiter paces by an estimate.
+type Pacer struct {
+	floor time.Duration // the poll delay: no copy is polled twice within it
+	// scale is how long an AWS second lasts here: 1, unless the poll delay
+	// comes from AWS_POLL_DELAY_SECONDS (tests against an emulator whose
+	// clock runs faster set it to the default delay × their time scale).
+	scale float64
+
+	mu   sync.Mutex
+	rate map[string]float64 // class → fewest seconds per GiB a copy of this run took
+}
+
+// NewPacer returns a Pacer for the polling settings.
+func NewPacer(poll *awsauth.PollingConfig) *Pacer {
+	p := &Pacer{floor: poll.Delay(), scale: 1, rate: map[string]float64{}}
+	if poll == nil || poll.DelaySeconds == 0 {
+		p.scale = float64(poll.Delay()) / float64(awsauth.DefaultPollDelay)
+	}
+	return p
+}
+
+// Floor is the shortest time between two polls of one copy.
+func (p *Pacer) Floor() time.Duration { return p.floor }
+
+// AWSTime is d of AWS time on this Pacer's clock (d for a nil Pacer).
+func (p *Pacer) AWSTime(d time.Duration) time.Duration {
+	if p == nil {
+		return d
+	}
+	return time.Duration(float64(d) * p.scale)
+}
+
+// Observe records that a copy of sizeGiB (its largest snapshot) of class
+// (say, "cross-region") took took.
+func (p *Pacer) Observe(class string, sizeGiB int32, took time.Duration) {
+	if sizeGiB <= 0 || took <= 0 {
+		return
+	}
+	r := took.Seconds() / float64(sizeGiB)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if old, ok := p.rate[class]; !ok || r < old {
+		p.rate[class] = r
+	}
+}
+
+// Expect is how long a copy of sizeGiB of class is expected to take, at
+// the least, and whether a copy of this run taught it. A class never seen
+// borrows from the fastest class seen (a cross-region copy is no faster
+// than one within a region), else the prior.
+func (p *Pacer) Expect(class string, sizeGiB int32) (time.Duration, bool) {
+	size := float64(max(sizeGiB, 1))
+	p.mu.Lock()
+	r, ok := p.rate[class]
+	if !ok {
+		for _, other := range p.rate {
+			if !ok || other < r {
+				r, ok = other, true
+			}
+		}
+	}
+	p.mu.Unlock()
+	if ok {
+		return time.Duration(r * size * float64(time.Second)), true
+	}
+	return p.AWSTime(priorBase + time.Duration(size*float64(priorPerGiB))), false
+}
+
+// First is the time from a copy's start to its first poll.
+func (p *Pacer) First(class string, sizeGiB int32) time.Duration {
+	if sizeGiB <= 0 {
+		return p.floor // nothing known of it: the snapshots come with the first look
+	}
+	d, _ := p.Expect(class, sizeGiB)
+	return max(p.floor, d)
+}
+
+// Next is the time from now to the next poll of a copy still pending
+// after elapsed, whose snapshots are at percent (their lowest Progress;
+// negative when unknown), and whether that poll is expected to find the
+// copy done (then the snapshots' Progress need not be read with it).
+func (p *Pacer) Next(class string, sizeGiB int32, elapsed time.Duration, percent int) (time.Duration, bool) {
+	// A wrong guess makes a poll at most twice late; once a tenth of the
+	// copy is done, its Progress is trusted a little further.
+	limit := max(p.floor, elapsed)
+	if percent >= 10 {
+		limit = max(p.floor, 2*elapsed)
+	}
+	var gap time.Duration
+	done := false
+	switch {
+	case percent >= 100:
+		gap, done = p.floor, true // the snapshots are done; the image follows
+	case percent > 0:
+		// Progress is a whole percent, rounded down: the copy ends between
+		// lo and hi. Poll at lo, or at hi once the two are within a poll
+		// delay of each other.
+		lo := time.Duration(float64(elapsed) * 100 / float64(percent+1))
+		hi := time.Duration(float64(elapsed) * 100 / float64(percent))
+		gap = lo - elapsed
+		if hi-lo <= p.floor {
+			gap, done = hi-elapsed, hi-elapsed <= limit
+		}
+	default:
+		if exp, _ := p.Expect(class, sizeGiB); exp > elapsed {
+			gap = exp - elapsed
+		} else {
+			gap = limit
+		}
+	}
+	return min(max(gap, p.floor), limit), done
+}

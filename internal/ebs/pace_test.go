@@ -1,0 +1,151 @@
+package ebs
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
+)
+
+func TestPacerFirstPoll(t *testing.T) {
+	explicit := &awsauth.PollingConfig{DelaySeconds: 5}
+	explicit.Prepare()
+	cases := []struct {
+		name    string
+		poll    *awsauth.PollingConfig
+		observe map[string]time.Duration // class → what an 8 GiB copy took
+		class   string
+		size    int32
+		want    time.Duration
+	}{
+		// The prior, 1 min + 5 s/GiB of AWS time, at real time.
+		{"prior, real time", awsauth.NewPolling(15*time.Second, 0), nil, "in-region", 8, 100 * time.Second},
+		// AWS_POLL_DELAY_SECONDS = 0.15 tells a clock 100 times faster.
+		{"prior, emulated at 0.01", awsauth.NewPolling(150*time.Millisecond, 0), nil, "in-region", 8, time.Second},
+		// A delay the user set is real time: the prior is not scaled.
+		{"prior, user's delay", explicit, nil, "in-region", 8, 100 * time.Second},
+		{"learnt from the run", awsauth.NewPolling(15*time.Second, 0), map[string]time.Duration{"in-region": 200 * time.Second}, "in-region", 16, 400 * time.Second},
+		{"borrowed from a faster class", awsauth.NewPolling(15*time.Second, 0), map[string]time.Duration{"in-region": 200 * time.Second}, "cross-region", 8, 200 * time.Second},
+		{"own class first", awsauth.NewPolling(15*time.Second, 0), map[string]time.Duration{"in-region": 200 * time.Second, "cross-region": 600 * time.Second}, "cross-region", 8, 600 * time.Second},
+		{"size unknown: one delay", awsauth.NewPolling(15*time.Second, 0), nil, "in-region", 0, 15 * time.Second},
+		{"never under the delay", awsauth.NewPolling(15*time.Second, 0), map[string]time.Duration{"in-region": time.Second}, "in-region", 8, 15 * time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := NewPacer(tc.poll)
+			for class, took := range tc.observe {
+				p.Observe(class, 8, took)
+			}
+			if got := p.First(tc.class, tc.size); got != tc.want {
+				t.Errorf("First(%q, %d) = %s, want %s", tc.class, tc.size, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPacerNext(t *testing.T) {
+	learnt := map[string]time.Duration{"in-region": 200 * time.Second}
+	cases := []struct {
+		name    string
+		elapsed time.Duration
+		percent int
+		observe map[string]time.Duration
+		want    time.Duration
+	}{
+		// 50% at 100 s: the end is between 196 s and 200 s, within one
+		// delay: poll when it is surely done.
+		{"progress narrows the end", 100 * time.Second, 50, nil, 100 * time.Second},
+		// 16% at 100 s: the end is 588 s at the earliest, but a poll never
+		// waits longer than twice what the copy has run once a tenth is
+		// done, once what it has run before.
+		{"never more than twice the elapsed time", 100 * time.Second, 16, nil, 200 * time.Second},
+		{"never more than the elapsed time", 100 * time.Second, 5, nil, 100 * time.Second},
+		// 55% at 600 s: between 1071 s and 1091 s; the earliest is 471 s away.
+		{"the earliest end", 600 * time.Second, 55, nil, 600*time.Second*100/56 - 600*time.Second},
+		{"almost done: the delay", 600 * time.Second, 99, nil, 15 * time.Second},
+		{"snapshots done: the delay", 600 * time.Second, 100, nil, 15 * time.Second},
+		{"no progress: what the run learnt", 150 * time.Second, -1, learnt, 50 * time.Second},
+		{"no progress, far from the estimate: doubling", 60 * time.Second, -1, learnt, 60 * time.Second},
+		{"no progress, past the estimate: back off", 300 * time.Second, 0, learnt, 300 * time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := NewPacer(awsauth.NewPolling(15*time.Second, 0))
+			for class, took := range tc.observe {
+				p.Observe(class, 8, took)
+			}
+			if got, _ := p.Next("in-region", 8, tc.elapsed, tc.percent); got != tc.want {
+				t.Errorf("Next(%s, %d%%) = %s, want %s", tc.elapsed, tc.percent, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestPacedWaiterPollsNearTheEnd: a copy of an 8 GiB snapshot whose
+// Progress grows linearly is first polled no sooner than the prior says
+// (1 min + 5 s/GiB of AWS time), read as available once done, and its
+// duration is learnt; progress ticks come while no poll happens.
+func TestPacedWaiterPollsNearTheEnd(t *testing.T) {
+	delay := 10 * time.Millisecond // AWS time runs 1500 times faster
+	poll := awsauth.NewPolling(delay, 0)
+	start := time.Now()
+	total := 400 * time.Millisecond // the copy's length
+	var mu sync.Mutex
+	var imagePolls []time.Duration
+	client := &fakeEC2{
+		describeImages: func(in *ec2.DescribeImagesInput) (*ec2.DescribeImagesOutput, error) {
+			mu.Lock()
+			imagePolls = append(imagePolls, time.Since(start))
+			mu.Unlock()
+			st := types.ImageStatePending
+			if time.Since(start) >= total {
+				st = types.ImageStateAvailable
+			}
+			return &ec2.DescribeImagesOutput{Images: []types.Image{{ImageId: aws.String("ami-1"), State: st,
+				BlockDeviceMappings: []types.BlockDeviceMapping{{Ebs: &types.EbsBlockDevice{SnapshotId: aws.String("snap-1"), VolumeSize: aws.Int32(8)}}}}}}, nil
+		},
+		describeSnapshots: func(in *ec2.DescribeSnapshotsInput) (*ec2.DescribeSnapshotsOutput, error) {
+			pct := min(int(100*time.Since(start)/total), 99)
+			return &ec2.DescribeSnapshotsOutput{Snapshots: []types.Snapshot{{SnapshotId: aws.String("snap-1"), State: types.SnapshotStatePending,
+				Progress: aws.String(fmt.Sprintf("%d%%", pct))}}}, nil
+		},
+	}
+	pacer := NewPacer(poll)
+	w := NewPacedImageWaiter(client, poll, pacer)
+	var ticks int
+	img, err := w.WaitPaced(context.Background(), "ami-1", WaitOptions{
+		Started: start, SizeGiB: 8, Class: "in-region",
+		Tick: func(WaitStatus) { ticks++ }, TickEvery: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.State != types.ImageStateAvailable {
+		t.Fatalf("state %s", img.State)
+	}
+	prior := pacer.AWSTime(priorBase + 8*priorPerGiB) // 100 s of AWS time
+	mu.Lock()
+	defer mu.Unlock()
+	if imagePolls[0] < prior {
+		t.Errorf("first poll after %s, before the expected %s", imagePolls[0], prior)
+	}
+	if last := imagePolls[len(imagePolls)-1]; last < total {
+		t.Errorf("the last poll, at %s, came before the copy ended (%s)", last, total)
+	}
+	if ticks == 0 {
+		t.Error("no progress tick while the copy was pending")
+	}
+	if client.n("DescribeSnapshots") == 0 {
+		t.Error("the snapshots' Progress was never read")
+	}
+	if got, learnt := pacer.Expect("in-region", 8); !learnt || got < total {
+		t.Errorf("Expect after the copy = %s (learnt %v), want at least %s", got, learnt, total)
+	}
+}
