@@ -7,13 +7,11 @@
 package copy
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -216,9 +214,8 @@ var (
 	roleNamePattern = regexp.MustCompile(`^(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$`)
 	// AWS's characters for sts:AssumeRole's ExternalId (2 to 1224 of them;
 	// RE2 repeats at most 1000, so the length is checked apart).
-	externalIDPattern = regexp.MustCompile(`^[\w+=,.@:/-]+$`)
-	roleARNPattern    = regexp.MustCompile(`^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$`)
-	amiNamePattern    = regexp.MustCompile(`^[a-zA-Z0-9()\[\] ./\-'@_]{3,128}$`)
+	roleARNPattern = regexp.MustCompile(`^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$`)
+	amiNamePattern = regexp.MustCompile(`^[a-zA-Z0-9()\[\] ./\-'@_]{3,128}$`)
 )
 
 // provenanceTagKeys are written by amicrypt on every copy; templates may not
@@ -537,100 +534,25 @@ func (t *TargetConfig) effectiveKeys(c *Config) (keyRef string, regionKeys map[s
 	return keyRef, regionKeys
 }
 
-// validateExternalID checks an external ID against AWS's rule for
-// sts:AssumeRole: 2 to 1224 characters of letters, digits and +=,.@:/-_.
+// validateExternalID checks an external ID as awsauth.ValidateExternalID
+// does, as a list of errors.
 func validateExternalID(field, id string) []error {
-	n := len(id)
-	if id == "" || n >= 2 && n <= 1224 && externalIDPattern.MatchString(id) {
-		return nil
+	if err := awsauth.ValidateExternalID(field, id); err != nil {
+		return []error{err}
 	}
-	if n < 2 || n > 1224 {
-		return []error{fmt.Errorf("%s: %q is %d characters; AWS takes an external ID of 2 to 1224 characters: use the one the role's trust policy names (sts:ExternalId)", field, id, n)}
-	}
-	var bad []string
-	for _, r := range id {
-		if !externalIDPattern.MatchString("ab"+string(r)) && !slices.Contains(bad, string(r)) {
-			bad = append(bad, string(r))
-		}
-	}
-	return []error{fmt.Errorf("%s: %q contains %q, which AWS refuses in an external ID (allowed: letters, digits and +=,.@:/-_); use the one the role's trust policy names (sts:ExternalId)", field, id, strings.Join(bad, ""))}
+	return nil
 }
 
 // explicitZeros refuses counts written as 0: unset, they take their
 // default, and 0 written out would silently mean that default too, not
-// "none" or "no limit".
+// "none" or "no limit". The access configuration's counts are
+// awsauth.ZeroSettings'.
 func explicitZeros(raws []interface{}) []error {
-	fields := []struct {
-		path []string
-		what string
-	}{
-		{[]string{"copy_concurrency"}, "0 copies at once can't copy anything; remove the field for no cap (the default: destination_copy_limit per account-region bounds the copies) or give a positive count"},
-		{[]string{"destination_copy_limit"}, fmt.Sprintf("0 copies per account-region can't copy anything; remove the field for the default (%d) or give a positive count below your concurrent AMI copy quota", DefaultDestinationCopyLimit)},
-		{[]string{"max_retries"}, "0 would mean the default (10 retries), not \"no retries\"; remove the field for the default, or give a positive count"},
-		{[]string{"aws_polling", "max_attempts"}, "0 polls can't wait for anything; remove the field for the default (as many polls as fit in six hours) or give a positive count"},
-		{[]string{"aws_polling", "delay_seconds"}, "0 would mean the default (15 seconds), not \"no delay\"; remove the field or give a positive number of seconds"},
-		{[]string{"assume_role", "duration_seconds"}, "0 would mean the default (900), not an unlimited session; remove the field or give 900 to 43200"},
-	}
-	var errs []error
-	for _, f := range fields {
-		for _, raw := range raws {
-			if v, ok := lookup(raw, f.path); ok && isZero(v) {
-				errs = append(errs, fmt.Errorf("%s: 0 is not a setting: %s", strings.Join(f.path, "."), f.what))
-				break
-			}
-		}
-	}
-	return errs
-}
-
-// lookup finds the value at path in a raw configuration as Packer passes
-// it: maps (JSON templates, HCL2 objects) and lists of maps (HCL2 blocks).
-// Unset attributes of an HCL2 template are present with a nil value.
-func lookup(raw interface{}, path []string) (interface{}, bool) {
-	if len(path) == 0 {
-		return raw, raw != nil
-	}
-	switch m := raw.(type) {
-	case map[string]interface{}:
-		v, ok := m[path[0]]
-		if !ok {
-			return nil, false
-		}
-		return lookup(v, path[1:])
-	case []interface{}:
-		for _, e := range m {
-			if v, ok := lookup(e, path); ok {
-				return v, true
-			}
-		}
-	case []map[string]interface{}:
-		for _, e := range m {
-			if v, ok := lookup(e, path); ok {
-				return v, true
-			}
-		}
-	}
-	return nil, false
-}
-
-// isZero reports whether a raw value is the number 0, however it was
-// decoded.
-func isZero(v interface{}) bool {
-	switch n := v.(type) {
-	case int:
-		return n == 0
-	case int64:
-		return n == 0
-	case float64:
-		return n == 0
-	case json.Number:
-		f, err := n.Float64()
-		return err == nil && f == 0
-	case string:
-		f, err := strconv.ParseFloat(strings.TrimSpace(n), 64)
-		return err == nil && f == 0
-	}
-	return false
+	errs := awsauth.ExplicitZeros(raws,
+		awsauth.ZeroField{Path: []string{"copy_concurrency"}, Why: "0 copies at once can't copy anything; remove the field for no cap (the default: destination_copy_limit per account-region bounds the copies) or give a positive count"},
+		awsauth.ZeroField{Path: []string{"destination_copy_limit"}, Why: fmt.Sprintf("0 copies per account-region can't copy anything; remove the field for the default (%d) or give a positive count below your concurrent AMI copy quota", DefaultDestinationCopyLimit)},
+	)
+	return append(errs, awsauth.ZeroSettings(raws)...)
 }
 
 func orAll(regions []string) string {
