@@ -1,0 +1,501 @@
+package ebs
+
+// The fault suite: a whole amicrypt-ebs build against the emulator under
+// its fault profiles and under changes made while the build runs (the key
+// disabled, Ctrl-C…), each with its expected outcome. After every scenario
+// the invariant checker passes (no leftover instance, key pair, security
+// group or orphan snapshot; never an unencrypted AMI), nothing in any region
+// still carries the build's lease, and a failed build leaves no AMI of its
+// name anywhere.
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsemu/emutest"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
+)
+
+// faultRegions are the regions a scenario looks into for leftovers.
+var faultRegions = []string{"us-east-1", "us-west-2", "eu-west-1", "eu-central-1"}
+
+// buildFaultWant is a scenario's expected outcome.
+type buildFaultWant struct {
+	ok bool
+	// regions: the regions of the AMIs a successful build makes (default:
+	// the build region).
+	regions []string
+	// errHas: what the error of a failed build must say.
+	errHas []string
+	// says: lines the build's output must contain.
+	says []string
+	// calls: the build account's audited calls since the build began,
+	// "Action" (all outcomes) or "Action:outcome" ("CopySnapshot:ok"; "*"
+	// any action, "a|b" either outcome).
+	calls map[string]int
+	// atLeast: as calls, a lower bound (that the fault fired at all).
+	atLeast map[string]int
+	// preflight: the build was refused before it changed anything (only
+	// Describe*, Get* and GetCallerIdentity calls).
+	preflight bool
+}
+
+type buildFaultScenario struct {
+	name  string
+	rules []awsemu.FaultRule
+	opts  func(*awsemu.Options)
+	world func(*awsemu.World)
+	// raw: with(...)'s key-value pairs over the suite's template.
+	raw []interface{}
+	// hookAt is a line of output at which act runs, once, as the build
+	// account's administrator.
+	hookAt string
+	act    func(t *testing.T, srv *emutest.Server)
+	// cancelAt is a line of output at which the build is interrupted
+	// (Ctrl-C: the context Packer hands Run is cancelled).
+	cancelAt string
+	want     buildFaultWant
+}
+
+func TestBuildFaultScenarios(t *testing.T) {
+	threeRegions := []interface{}{"ami_regions", []string{"us-west-2", "eu-west-1", "eu-central-1"}}
+	oneRegion := []interface{}{"ami_regions", []string{"us-west-2"}}
+	scenarios := []buildFaultScenario{
+		{name: "no fault", want: buildFaultWant{ok: true, calls: map[string]int{"RunInstances": 1, "CopySnapshot": 1, "RegisterImage": 1}}},
+
+		// Throttling and transient errors: the SDK's retryer rides them out.
+		// (Every 8th call of every service throttled: the adaptive retryer
+		// slows its clients down, so this one takes seconds.)
+		{name: "throttling on every action", rules: []awsemu.FaultRule{{Kind: awsemu.FaultThrottle, Every: 8}},
+			want: buildFaultWant{ok: true, atLeast: map[string]int{"*:RequestLimitExceeded|ThrottlingException|Throttling": 3}}},
+		{name: "InternalError burst on RunInstances", rules: []awsemu.FaultRule{{Kind: awsemu.FaultInternalError, Action: "RunInstances", Nth: []int{1, 2, 3}}},
+			// One instance: the retries carry the same ClientToken.
+			want: buildFaultWant{ok: true, calls: map[string]int{"RunInstances": 4, "RunInstances:ok": 1, "TerminateInstances:ok": 1}}},
+		{name: "InternalError burst on CreateSnapshot", rules: []awsemu.FaultRule{{Kind: awsemu.FaultInternalError, Action: "CreateSnapshot", Nth: []int{1, 2}}},
+			want: buildFaultWant{ok: true, calls: map[string]int{"CreateSnapshot": 3, "CreateSnapshot:ok": 1}}},
+		{name: "InternalError burst on CopySnapshot", rules: []awsemu.FaultRule{{Kind: awsemu.FaultInternalError, Action: "CopySnapshot", Nth: []int{1, 2}}},
+			want: buildFaultWant{ok: true, calls: map[string]int{"CopySnapshot": 3, "CopySnapshot:ok": 1}}},
+		{name: "InternalError burst on RegisterImage", rules: []awsemu.FaultRule{{Kind: awsemu.FaultInternalError, Action: "RegisterImage", Nth: []int{1, 2}}},
+			want: buildFaultWant{ok: true, calls: map[string]int{"RegisterImage": 3, "RegisterImage:ok": 1}}},
+		{name: "InternalError on every other DescribeSnapshots", rules: []awsemu.FaultRule{{Kind: awsemu.FaultInternalError, Action: "DescribeSnapshots", Every: 2}},
+			want: buildFaultWant{ok: true, atLeast: map[string]int{"DescribeSnapshots:InternalError": 2}}},
+		{name: "CreateSnapshot answers InternalError every time", rules: []awsemu.FaultRule{{Kind: awsemu.FaultInternalError, Action: "CreateSnapshot"}},
+			raw:  []interface{}{"max_retries", 2},
+			want: buildFaultWant{errHas: []string{"InternalError"}, calls: map[string]int{"CreateSnapshot": 3, "CreateSnapshot:ok": 0, "TerminateInstances:ok": 1}}},
+
+		// Eventual consistency: what was just made is not found for a moment.
+		{name: "new resources invisible for a moment", rules: []awsemu.FaultRule{{Kind: awsemu.FaultNotFoundAfterNew}},
+			raw:  threeRegions,
+			want: buildFaultWant{ok: true, regions: []string{"us-east-1", "us-west-2", "eu-west-1", "eu-central-1"}}},
+
+		// Asynchronous copy failures and the copy quota.
+		{name: "CopySnapshot fails asynchronously once", rules: []awsemu.FaultRule{{Kind: awsemu.FaultCopyFails, Action: "CopySnapshot", Max: 1}},
+			want: buildFaultWant{ok: true, says: []string{"Internal error on copy", "starting a fresh copy (attempt 2 of 3)"}, calls: map[string]int{"CopySnapshot:ok": 2}}},
+		{name: "CopySnapshot fails asynchronously every time", rules: []awsemu.FaultRule{{Kind: awsemu.FaultCopyFails, Action: "CopySnapshot"}},
+			want: buildFaultWant{errHas: []string{"failed 3 times", "is error: Internal error on copy"}, calls: map[string]int{"CopySnapshot:ok": 3, "RegisterImage": 0}}},
+		{name: "snapshot copy quota reached, then free", opts: func(o *awsemu.Options) { o.Limits.ConcurrentSnapshotCopies = 1 },
+			raw: []interface{}{"launch_block_device_mappings", []map[string]interface{}{{"device_name": "/dev/xvdb", "volume_size": 2, "delete_on_termination": true}}},
+			want: buildFaultWant{ok: true, says: []string{"(ResourceLimitExceeded); asking again"},
+				atLeast: map[string]int{"CopySnapshot:ResourceLimitExceeded": 1}, calls: map[string]int{"CopySnapshot:ok": 2}}},
+		{name: "one region's copy fails, every region rolled back", rules: []awsemu.FaultRule{{Kind: awsemu.FaultCopyFails, Action: "CopyImage", Region: "eu-west-1"}},
+			raw: threeRegions,
+			want: buildFaultWant{errHas: []string{"eu-west-1", "is failed", "Internal error on copy"},
+				says: []string{"Deregistered AMI"}, calls: map[string]int{"CopyImage:ok": 3}}},
+		{name: "CopyImage InternalError burst in one region", rules: []awsemu.FaultRule{{Kind: awsemu.FaultInternalError, Action: "CopyImage", Region: "eu-central-1", Nth: []int{1, 2}}},
+			raw:  threeRegions,
+			want: buildFaultWant{ok: true, regions: []string{"us-east-1", "us-west-2", "eu-west-1", "eu-central-1"}, calls: map[string]int{"CopyImage:ok": 3}}},
+
+		// The instance.
+		{name: "instance fails to launch (its volume's key disabled)",
+			raw:    []interface{}{"launch_block_device_mappings", []map[string]interface{}{{"device_name": "/dev/xvda", "encrypted": true, "kms_key_id": "alias/amicrypt-build", "volume_size": 8}}},
+			hookAt: "Launching a ", act: func(t *testing.T, srv *emutest.Server) { buildKeyAdmin(t, srv, "disable") },
+			want: buildFaultWant{errHas: []string{"is terminated: ", "Client error on launch"}, calls: map[string]int{"CreateSnapshot": 0}}},
+		{name: "instance never running within the wait",
+			opts: func(o *awsemu.Options) {
+				o.Latency = map[string]awsemu.LatencySpec{awsemu.LatencyInstanceStart: {Base: 24 * time.Hour}}
+			},
+			raw:  []interface{}{"aws_polling", map[string]interface{}{"max_attempts": 5}},
+			want: buildFaultWant{errHas: []string{"gave up after", "to be running", "max_attempts"}, calls: map[string]int{"TerminateInstances:ok": 1, "CreateSnapshot": 0}}},
+
+		// The key.
+		{name: "key disabled mid-build", hookAt: "Snapshotting ", act: func(t *testing.T, srv *emutest.Server) { buildKeyAdmin(t, srv, "disable") },
+			want: buildFaultWant{errHas: []string{keyARNOf("us-east-1"), "not usable"}, calls: map[string]int{"RegisterImage": 0}}},
+		{name: "key pending deletion at start", world: func(w *awsemu.World) {
+			setBuildKey(w, "us-east-1", func(k *awsemu.WorldKey) { k.State = "PendingDeletion" })
+		},
+			want: buildFaultWant{preflight: true, errHas: []string{"kms_key_id:", "pending deletion", "cancel the key's deletion"}}},
+		{name: "build key alias missing", world: func(w *awsemu.World) { setBuildKey(w, "us-east-1", func(k *awsemu.WorldKey) { k.Aliases = nil }) },
+			want: buildFaultWant{preflight: true, errHas: []string{`KMS key "alias/amicrypt-build" in us-east-1: not found`}}},
+		{name: "region key alias missing", world: func(w *awsemu.World) { setBuildKey(w, "eu-west-1", func(k *awsemu.WorldKey) { k.Aliases = nil }) },
+			raw:  threeRegions,
+			want: buildFaultWant{preflight: true, errHas: []string{"eu-west-1", "not found"}}},
+
+		// The account and the template.
+		{name: "AMI name taken", world: func(w *awsemu.World) { addOwnImage(w, "amicrypt-faults", "eu-west-1") },
+			raw:  threeRegions,
+			want: buildFaultWant{preflight: true, errHas: []string{`ami_name: "amicrypt-faults" is already used by`, "in eu-west-1", "force_deregister"}}},
+		{name: "region not enabled", raw: []interface{}{"ami_regions", []string{"us-west-2", "ap-southeast-3"}},
+			want: buildFaultWant{preflight: true, errHas: []string{"ap-southeast-3 is an opt-in region", "hasn't enabled"}}},
+		{name: "build identity denied ec2:CreateSnapshot", world: func(w *awsemu.World) { denyBuildUser(w, "ec2:CreateSnapshot") },
+			want: buildFaultWant{errHas: []string{"UnauthorizedOperation"}, calls: map[string]int{"CreateSnapshot:ok": 0, "TerminateInstances:ok": 1}}},
+		{name: "build identity denied ec2:RegisterImage", world: func(w *awsemu.World) { denyBuildUser(w, "ec2:RegisterImage") },
+			want: buildFaultWant{errHas: []string{"UnauthorizedOperation"}, calls: map[string]int{"RegisterImage:ok": 0, "DeleteSnapshot:ok": 2}}},
+	}
+	// Ctrl-C at each step boundary leaves nothing behind.
+	for _, at := range []struct {
+		line  string
+		calls map[string]int
+	}{
+		{"Launching a ", map[string]int{"RunInstances": 0}},
+		{"is running", map[string]int{"CreateSnapshot": 0, "TerminateInstances:ok": 1}},
+		{"Snapshotting ", map[string]int{"CreateSnapshot": 0, "TerminateInstances:ok": 1}},
+		{": copying snapshot ", map[string]int{"RegisterImage": 0, "TerminateInstances:ok": 1}},
+		{"Registering AMI", map[string]int{"RegisterImage": 0, "DeleteSnapshot:ok": 2}},
+		{"Copying ami-", map[string]int{"CopyImage": 0, "DeregisterImage:ok": 1, "DeleteSnapshot:ok": 2}},
+	} {
+		scenarios = append(scenarios, buildFaultScenario{name: "interrupted at " + strings.TrimSpace(at.line), cancelAt: at.line, raw: oneRegion,
+			want: buildFaultWant{errHas: []string{"cancel"}, calls: at.calls}})
+	}
+	if len(scenarios) < 15 {
+		t.Fatalf("%d scenarios; the suite promises at least 15", len(scenarios))
+	}
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) { runBuildFaultScenario(t, sc) })
+	}
+}
+
+func runBuildFaultScenario(t *testing.T, sc buildFaultScenario) {
+	opts := awsemu.Options{}
+	if sc.world != nil {
+		w, err := awsemu.DefaultWorld()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc.world(w)
+		opts.World = w
+	}
+	if sc.opts != nil {
+		sc.opts(&opts)
+	}
+	if len(sc.rules) > 0 {
+		opts.Faults = &awsemu.FaultProfile{Seed: 7, Rules: sc.rules}
+	}
+	srv := startEmulator(t, opts)
+	raw := with(append([]interface{}{"ami_name", "amicrypt-faults"}, sc.raw...)...)
+	if rs, ok := raw["ami_regions"].([]string); ok {
+		keys := map[string]string{}
+		for _, r := range rs {
+			keys[r] = "alias/amicrypt-build"
+		}
+		raw["region_kms_key_ids"] = keys
+		if slices.Contains(rs, "ap-southeast-3") {
+			delete(raw, "region_kms_key_ids")
+		}
+	}
+
+	var b Builder
+	if _, _, err := b.Prepare(raw); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg, err := b.config.AccessConfig.Config(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The SDK's retryer as the build uses it (same retries, same errors
+	// retried), with its backoff cut to milliseconds, as the emulator's time
+	// scale cuts AWS's latencies.
+	maxRetries := b.config.MaxRetries
+	cfg.Retryer = func() aws.Retryer {
+		return retry.AddWithMaxBackoffDelay(awsauth.NewRetryer(maxRetries), 5*time.Millisecond)
+	}
+	b.clients = newAWSClients(cfg, b.config.EC2Options())
+
+	var once sync.Once
+	out := &hookWriter{hook: func(s string) {
+		if sc.hookAt != "" && strings.Contains(s, sc.hookAt) {
+			once.Do(func() { sc.act(t, srv) })
+		}
+		if sc.cancelAt != "" && strings.Contains(s, sc.cancelAt) {
+			cancel()
+		}
+	}}
+	ui := &packersdk.BasicUi{Reader: strings.NewReader(""), Writer: out, ErrorWriter: out}
+	existing := map[string]bool{}
+	for _, r := range faultRegions {
+		for _, img := range liveImagesNamed(t, checkConfig(srv, r), b.config.AMIName) {
+			existing[aws.ToString(img.ImageId)] = true
+		}
+	}
+	mark := srv.Emulator().CheckMark()
+	start := time.Now()
+	art, err := b.Run(ctx, ui, &packersdk.MockHook{})
+	output := out.String()
+	t.Logf("build: %s", time.Since(start).Round(time.Millisecond))
+	defer func() {
+		if t.Failed() {
+			t.Logf("build output:\n%s", output)
+		}
+	}()
+
+	w := sc.want
+	switch {
+	case w.ok && err != nil:
+		t.Fatalf("want success, got %v", err)
+	case !w.ok && err == nil:
+		t.Fatalf("want a failure saying %q, got success: %v", w.errHas, art)
+	}
+	if sc.cancelAt != "" && ctx.Err() == nil {
+		t.Fatalf("the build never said %q: the interrupt was not delivered", sc.cancelAt)
+	}
+	for _, s := range w.errHas {
+		if err == nil || !strings.Contains(err.Error(), s) {
+			t.Errorf("error lacks %q: %v", s, err)
+		}
+	}
+	for _, s := range w.says {
+		if !strings.Contains(output, s) {
+			t.Errorf("output lacks %q", s)
+		}
+	}
+	entries := srv.Emulator().Audit(awsemu.AuditFilter{Account: buildAccount, SinceSeq: mark})
+	count := func(key string) int {
+		action, outcome, _ := strings.Cut(key, ":")
+		n := 0
+		for _, e := range entries {
+			if (action == "*" || e.Action == action) && (outcome == "" || slices.Contains(strings.Split(outcome, "|"), e.Outcome)) {
+				n++
+			}
+		}
+		return n
+	}
+	for key, n := range w.calls {
+		if got := count(key); got != n {
+			t.Errorf("%s calls = %d, want %d", key, got, n)
+		}
+	}
+	for key, n := range w.atLeast {
+		if got := count(key); got < n {
+			t.Errorf("%s calls = %d, want at least %d (the fault did not fire: the scenario proves nothing)", key, got, n)
+		}
+	}
+	if w.preflight {
+		for _, e := range entries {
+			if !strings.HasPrefix(e.Action, "Describe") && !strings.HasPrefix(e.Action, "Get") && !strings.HasPrefix(e.Action, "List") {
+				t.Errorf("refused at preflight, yet made a %s call (%s)", e.Action, e.Outcome)
+			}
+		}
+	}
+
+	// What the build made and kept.
+	if w.ok {
+		regions := w.regions
+		if regions == nil {
+			regions = []string{"us-east-1"}
+		}
+		got := map[string]string{}
+		if art != nil {
+			got = art.(*Artifact).Amis
+		}
+		if len(got) != len(regions) {
+			t.Errorf("artifact AMIs = %v, want one in each of %v", got, regions)
+		}
+		for _, r := range regions {
+			if got[r] == "" {
+				t.Errorf("no AMI in %s: %v", r, got)
+				continue
+			}
+			assertAMIEncrypted(t, checkConfig(srv, r), got[r])
+		}
+	} else {
+		if art != nil {
+			t.Errorf("a failed build returned an artifact: %v", art)
+		}
+		for _, r := range faultRegions {
+			for _, img := range liveImagesNamed(t, checkConfig(srv, r), b.config.AMIName) {
+				if existing[aws.ToString(img.ImageId)] {
+					continue
+				}
+				t.Errorf("the failed build left AMI %s (%s) in %s", aws.ToString(img.ImageId), img.State, r)
+			}
+		}
+	}
+	// The invariants, and nothing of the build's still under its lease.
+	mustPass(t, srv, mark)
+	for _, r := range faultRegions {
+		leased, err := ebs.FindLeased(context.Background(), ec2.NewFromConfig(checkConfig(srv, r)), tagLease)
+		if err != nil {
+			t.Fatalf("%s: %v", r, err)
+		}
+		for _, l := range leased {
+			t.Errorf("%s: %s %s still carries the build's lease: left behind", r, l.Kind, l.ID)
+		}
+	}
+}
+
+// hookWriter is the build's output, calling hook with every write.
+type hookWriter struct {
+	syncBuffer
+	hook func(string)
+}
+
+func (h *hookWriter) Write(p []byte) (int, error) {
+	n, err := h.syncBuffer.Write(p)
+	h.hook(string(p))
+	return n, err
+}
+
+func keyARNOf(region string) string {
+	return fmt.Sprintf("arn:aws:kms:%s:%s:key/", region, buildAccount)
+}
+
+// buildKeyAdmin disables ("disable") or schedules the deletion ("delete")
+// of the build key in us-east-1, as the build account.
+func buildKeyAdmin(t *testing.T, srv *emutest.Server, what string) {
+	ctx := context.Background()
+	kc := kms.NewFromConfig(srv.Config(ctx, buildAccount, "us-east-1"))
+	var err error
+	switch what {
+	case "disable":
+		_, err = kc.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String("alias/amicrypt-build")})
+	case "delete":
+		_, err = kc.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String("alias/amicrypt-build"), PendingWindowInDays: aws.Int32(7)})
+	}
+	if err != nil {
+		t.Errorf("%s alias/amicrypt-build: %v", what, err)
+	}
+}
+
+func buildAccountOf(w *awsemu.World) *awsemu.WorldAccount {
+	for i := range w.Accounts {
+		if w.Accounts[i].ID == buildAccount {
+			return &w.Accounts[i]
+		}
+	}
+	panic("no build account in the default world")
+}
+
+// setBuildKey changes the build account's alias/amicrypt-build in region.
+func setBuildKey(w *awsemu.World, region string, change func(*awsemu.WorldKey)) {
+	a := buildAccountOf(w)
+	for i := range a.Keys {
+		if a.Keys[i].Region == region && slices.Contains(a.Keys[i].Aliases, "alias/amicrypt-build") {
+			change(&a.Keys[i])
+		}
+	}
+}
+
+// denyBuildUser denies the build's user some actions.
+func denyBuildUser(w *awsemu.World, actions ...string) {
+	a := buildAccountOf(w)
+	for i := range a.Users {
+		a.Users[i].Deny = append(a.Users[i].Deny, actions...)
+	}
+}
+
+// addOwnImage gives the build account an AMI named name in region.
+func addOwnImage(w *awsemu.World, name, region string) {
+	for _, img := range w.Images {
+		if img.Region == region && img.Public {
+			own := img
+			own.ID, own.Name, own.Owner, own.Public = "ami-0f0f0f0f0f0f00001", name, buildAccount, false
+			own.Volumes = append([]awsemu.WorldVolume(nil), img.Volumes...)
+			own.Volumes[0].SnapshotID = "snap-0f0f0f0f0f0f00001"
+			w.Images = append(w.Images, own)
+			return
+		}
+	}
+	panic("no public image in " + region)
+}
+
+// checkConfig is the build account's SDK configuration in region for the
+// suite's own checks, which the scenario's faults hit too: a patient
+// retryer with millisecond pauses.
+func checkConfig(srv *emutest.Server, region string) aws.Config {
+	cfg := srv.Config(context.Background(), buildAccount, region)
+	cfg.Retryer = func() aws.Retryer {
+		return retry.AddWithMaxBackoffDelay(retry.NewStandard(func(o *retry.StandardOptions) {
+			o.MaxAttempts = 100
+			o.RateLimiter = ratelimit.None
+		}), 2*time.Millisecond)
+	}
+	return cfg
+}
+
+// assertAMIEncrypted reads the AMI back as its owner and checks every EBS
+// snapshot behind it is complete and encrypted under the region's
+// alias/amicrypt-build.
+func assertAMIEncrypted(t *testing.T, cfg aws.Config, imageID string) {
+	t.Helper()
+	ctx := context.Background()
+	key, err := kms.NewFromConfig(cfg).DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String("alias/amicrypt-build")})
+	if err != nil {
+		t.Fatalf("%s: DescribeKey: %v", cfg.Region, err)
+	}
+	want := aws.ToString(key.KeyMetadata.Arn)
+	client := ec2.NewFromConfig(cfg)
+	imgs, err := client.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{imageID}})
+	if err != nil || len(imgs.Images) != 1 {
+		t.Fatalf("%s: DescribeImages %s: %v", cfg.Region, imageID, err)
+	}
+	img := imgs.Images[0]
+	if img.State != types.ImageStateAvailable {
+		t.Errorf("%s: AMI %s is %s", cfg.Region, imageID, img.State)
+	}
+	var snaps []string
+	for _, m := range img.BlockDeviceMappings {
+		if m.Ebs == nil {
+			continue
+		}
+		snaps = append(snaps, aws.ToString(m.Ebs.SnapshotId))
+		if !aws.ToBool(m.Ebs.Encrypted) {
+			t.Errorf("%s: AMI %s device %s is not encrypted", cfg.Region, imageID, aws.ToString(m.DeviceName))
+		}
+	}
+	if len(snaps) == 0 {
+		t.Fatalf("%s: AMI %s has no EBS snapshot", cfg.Region, imageID)
+	}
+	out, err := client.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: snaps})
+	if err != nil || len(out.Snapshots) != len(snaps) {
+		t.Fatalf("%s: DescribeSnapshots %v: %v", cfg.Region, snaps, err)
+	}
+	for _, s := range out.Snapshots {
+		if !aws.ToBool(s.Encrypted) || aws.ToString(s.KmsKeyId) != want || s.State != types.SnapshotStateCompleted {
+			t.Errorf("%s: snapshot %s of %s: encrypted=%v key=%s state=%s, want completed under %s",
+				cfg.Region, aws.ToString(s.SnapshotId), imageID, aws.ToBool(s.Encrypted), aws.ToString(s.KmsKeyId), s.State, want)
+		}
+	}
+}
+
+// liveImagesNamed are the build account's AMIs named name in the region
+// that are not deregistered.
+func liveImagesNamed(t *testing.T, cfg aws.Config, name string) []types.Image {
+	t.Helper()
+	imgs, err := ebs.FindImagesByName(context.Background(), ec2.NewFromConfig(cfg), "self", name)
+	if err != nil {
+		t.Fatalf("%s: %v", cfg.Region, err)
+	}
+	var live []types.Image
+	for _, img := range imgs {
+		if img.State != types.ImageStateDeregistered {
+			live = append(live, img)
+		}
+	}
+	return live
+}
