@@ -94,7 +94,7 @@ func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook)
 // steps is the build flow; see docs/builders/ebs.mdx.
 func (b *Builder) steps() []multistep.Step {
 	c := &b.config
-	steps := []multistep.Step{&stepPreflight{}, &stepReap{}, &stepSourceAMIInfo{}}
+	steps := []multistep.Step{&stepPreflight{}, &stepReap{}, &stepSweep{}, &stepSourceAMIInfo{}}
 	if c.SkipLaunch {
 		// No instance: provisioners that need none (shell-local, …) still run.
 		steps = append(steps, &commonsteps.StepProvision{})

@@ -10,7 +10,9 @@ package ebs
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -69,7 +71,11 @@ type buildFaultScenario struct {
 	// cancelAt is a line of output at which the build is interrupted
 	// (Ctrl-C: the context Packer hands Run is cancelled).
 	cancelAt string
-	want     buildFaultWant
+	// holdAndCancel: the build is interrupted while its call of this action
+	// is in flight (held by the emulator); the call then goes through, as
+	// AWS serves a request whose client has gone.
+	holdAndCancel string
+	want          buildFaultWant
 }
 
 func TestBuildFaultScenarios(t *testing.T) {
@@ -171,6 +177,26 @@ func TestBuildFaultScenarios(t *testing.T) {
 		scenarios = append(scenarios, buildFaultScenario{name: "interrupted at " + strings.TrimSpace(at.line), cancelAt: at.line, raw: oneRegion,
 			want: buildFaultWant{errHas: []string{"cancel"}, calls: at.calls}})
 	}
+	// Ctrl-C while a call that creates something is in flight: AWS makes
+	// it, the build never learns its ID.
+	for _, h := range []struct {
+		action string
+		raw    []interface{}
+	}{
+		{"RunInstances", nil}, {"CreateSnapshot", nil}, {"CopySnapshot", nil}, {"RegisterImage", nil}, {"CopyImage", oneRegion},
+		{"CreateKeyPair", []interface{}{"communicator", "ssh", "ssh_username", "ec2-user", "ssh_interface", "private_ip"}},
+		{"CreateSecurityGroup", []interface{}{"communicator", "ssh", "ssh_username", "ec2-user", "ssh_interface", "private_ip"}},
+		{"RunInstances", []interface{}{"communicator", "ssh", "ssh_username", "ec2-user", "ssh_interface", "private_ip"}},
+	} {
+		name := "interrupted during " + h.action
+		if h.raw != nil && h.action == "RunInstances" {
+			name += " (temporary key pair and security group)"
+		}
+		// The held call is served as the build cleans up: before or after
+		// what it needs is removed, so its outcome is not checked.
+		scenarios = append(scenarios, buildFaultScenario{name: name, holdAndCancel: h.action, raw: h.raw,
+			want: buildFaultWant{errHas: []string{"cancel"}, atLeast: map[string]int{h.action: 1}}})
+	}
 	if len(scenarios) < 15 {
 		t.Fatalf("%d scenarios; the suite promises at least 15", len(scenarios))
 	}
@@ -236,6 +262,10 @@ func runBuildFaultScenario(t *testing.T, sc buildFaultScenario) {
 			cancel()
 		}
 	}}
+	released := func() {}
+	if sc.holdAndCancel != "" {
+		released = holdThenCancel(t, srv, sc.holdAndCancel, cancel)
+	}
 	ui := &packersdk.BasicUi{Reader: strings.NewReader(""), Writer: out, ErrorWriter: out}
 	existing := map[string]bool{}
 	for _, r := range faultRegions {
@@ -247,6 +277,7 @@ func runBuildFaultScenario(t *testing.T, sc buildFaultScenario) {
 	start := time.Now()
 	art, err := b.Run(ctx, ui, &packersdk.MockHook{})
 	output := out.String()
+	released()
 	t.Logf("build: %s", time.Since(start).Round(time.Millisecond))
 	defer func() {
 		if t.Failed() {
@@ -261,7 +292,7 @@ func runBuildFaultScenario(t *testing.T, sc buildFaultScenario) {
 	case !w.ok && err == nil:
 		t.Fatalf("want a failure saying %q, got success: %v", w.errHas, art)
 	}
-	if sc.cancelAt != "" && ctx.Err() == nil {
+	if (sc.cancelAt != "" || sc.holdAndCancel != "") && ctx.Err() == nil {
 		t.Fatalf("the build never said %q: the interrupt was not delivered", sc.cancelAt)
 	}
 	for _, s := range w.errHas {
@@ -345,6 +376,67 @@ func runBuildFaultScenario(t *testing.T, sc buildFaultScenario) {
 		}
 		for _, l := range leased {
 			t.Errorf("%s: %s %s still carries the build's lease: left behind", r, l.Kind, l.ID)
+		}
+	}
+}
+
+// holdThenCancel holds the build account's calls of action; once one is
+// waiting it interrupts the build (cancel) and lets the call through. The
+// function it returns waits until the held call has been served.
+func holdThenCancel(t *testing.T, srv *emutest.Server, action string, cancel context.CancelFunc) (served func()) {
+	t.Helper()
+	var hold struct{ ID string }
+	admin(t, srv, http.MethodPost, "/_emu/hold?account="+buildAccount+"&action="+action, &hold)
+	mark := srv.Emulator().CheckMark()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer admin(t, srv, http.MethodPost, "/_emu/release?id="+hold.ID, nil)
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+			var held []struct {
+				ID      string
+				Waiting int
+			}
+			admin(t, srv, http.MethodGet, "/_emu/held", &held)
+			for _, h := range held {
+				if h.ID == hold.ID && h.Waiting > 0 {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return func() {
+		<-done
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if len(srv.Emulator().Audit(awsemu.AuditFilter{Account: buildAccount, Action: action, SinceSeq: mark})) > 0 {
+				return
+			}
+		}
+		t.Errorf("the held %s was never served", action)
+	}
+}
+
+// admin calls the emulator's admin endpoint and decodes its answer into out.
+func admin(t *testing.T, srv *emutest.Server, method, path string, out any) {
+	req, err := http.NewRequest(method, srv.URL()+path, nil)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Errorf("%s %s: %v", method, path, err)
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("%s %s: %s", method, path, resp.Status)
+		return
+	}
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Errorf("%s %s: %v", method, path, err)
 		}
 	}
 }
