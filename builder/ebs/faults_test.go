@@ -140,7 +140,11 @@ func TestBuildFaultScenarios(t *testing.T) {
 
 		// The key.
 		{name: "key disabled mid-build", hookAt: "Snapshotting ", act: func(t *testing.T, srv *emutest.Server) { buildKeyAdmin(t, srv, "disable") },
-			want: buildFaultWant{errHas: []string{keyARNOf("us-east-1"), "not usable"}, calls: map[string]int{"RegisterImage": 0}}},
+			want: buildFaultWant{errHas: []string{keyARNOf("us-east-1"), "not usable", "not retried: the key is the cause", "disabled", "enable the key"},
+				calls: map[string]int{"RegisterImage": 0, "CopySnapshot": 1}}},
+		{name: "key scheduled for deletion mid-build", hookAt: ": copying snapshot ", act: func(t *testing.T, srv *emutest.Server) { buildKeyAdmin(t, srv, "delete") },
+			want: buildFaultWant{errHas: []string{keyARNOf("us-east-1"), "not retried: the key is the cause", "pending deletion"},
+				calls: map[string]int{"RegisterImage": 0, "CopySnapshot": 1}}},
 		{name: "key pending deletion at start", world: func(w *awsemu.World) {
 			setBuildKey(w, "us-east-1", func(k *awsemu.WorldKey) { k.State = "PendingDeletion" })
 		},
