@@ -118,10 +118,14 @@ func TestBuildFaultScenarios(t *testing.T) {
 			raw: []interface{}{"launch_block_device_mappings", []map[string]interface{}{{"device_name": "/dev/xvdb", "volume_size": 2, "delete_on_termination": true}}},
 			want: buildFaultWant{ok: true, says: []string{"(ResourceLimitExceeded); asking again"},
 				atLeast: map[string]int{"CopySnapshot:ResourceLimitExceeded": 1}, calls: map[string]int{"CopySnapshot:ok": 2}}},
-		{name: "one region's copy fails, every region rolled back", rules: []awsemu.FaultRule{{Kind: awsemu.FaultCopyFails, Action: "CopyImage", Region: "eu-west-1"}},
+		{name: "one region's copy fails once, tried afresh", rules: []awsemu.FaultRule{{Kind: awsemu.FaultCopyFails, Action: "CopyImage", Region: "eu-west-1", Max: 1}},
 			raw: threeRegions,
-			want: buildFaultWant{errHas: []string{"eu-west-1", "is failed", "Internal error on copy"},
-				says: []string{"Deregistered AMI"}, calls: map[string]int{"CopyImage:ok": 3}}},
+			want: buildFaultWant{ok: true, regions: []string{"us-east-1", "us-west-2", "eu-west-1", "eu-central-1"},
+				says: []string{"eu-west-1: image ami-", "Internal error on copy; removing it and starting a fresh copy (attempt 2 of 3)"}, calls: map[string]int{"CopyImage:ok": 4}}},
+		{name: "one region's copy keeps failing, every region rolled back", rules: []awsemu.FaultRule{{Kind: awsemu.FaultCopyFails, Action: "CopyImage", Region: "eu-west-1"}},
+			raw: threeRegions,
+			want: buildFaultWant{errHas: []string{"eu-west-1", "the copy failed 3 times", "is failed", "Internal error on copy"},
+				says: []string{"Deregistered AMI", "Removed copy"}, calls: map[string]int{"CopyImage:ok": 5}}},
 		{name: "CopyImage InternalError burst in one region", rules: []awsemu.FaultRule{{Kind: awsemu.FaultInternalError, Action: "CopyImage", Region: "eu-central-1", Nth: []int{1, 2}}},
 			raw:  threeRegions,
 			want: buildFaultWant{ok: true, regions: []string{"us-east-1", "us-west-2", "eu-west-1", "eu-central-1"}, calls: map[string]int{"CopyImage:ok": 3}}},
@@ -145,6 +149,10 @@ func TestBuildFaultScenarios(t *testing.T) {
 		{name: "key scheduled for deletion mid-build", hookAt: ": copying snapshot ", act: func(t *testing.T, srv *emutest.Server) { buildKeyAdmin(t, srv, "delete") },
 			want: buildFaultWant{errHas: []string{keyARNOf("us-east-1"), "not retried: the key is the cause", "pending deletion"},
 				calls: map[string]int{"RegisterImage": 0, "CopySnapshot": 1}}},
+		{name: "a region's key disabled mid-build", raw: threeRegions, hookAt: "Registering AMI",
+			act: func(t *testing.T, srv *emutest.Server) { keyAdmin(t, srv, "eu-central-1", "disable") },
+			want: buildFaultWant{errHas: []string{"eu-central-1", keyARNOf("eu-central-1"), "DisabledException", "not retried: the key is the cause"},
+				says: []string{"Deregistered AMI"}, calls: map[string]int{"CopyImage:ok": 3}}},
 		{name: "key pending deletion at start", world: func(w *awsemu.World) {
 			setBuildKey(w, "us-east-1", func(k *awsemu.WorldKey) { k.State = "PendingDeletion" })
 		},
@@ -154,6 +162,28 @@ func TestBuildFaultScenarios(t *testing.T) {
 		{name: "region key alias missing", world: func(w *awsemu.World) { setBuildKey(w, "eu-west-1", func(k *awsemu.WorldKey) { k.Aliases = nil }) },
 			raw:  threeRegions,
 			want: buildFaultWant{preflight: true, errHas: []string{"eu-west-1", "not found"}}},
+
+		// skip_launch: the source's snapshots copied, or the whole AMI.
+		{name: "skip_launch: CopyImage of the source fails asynchronously", rules: []awsemu.FaultRule{{Kind: awsemu.FaultCopyFails, Action: "CopyImage"}},
+			raw:  []interface{}{"skip_launch", true, "instance_type", nil},
+			want: buildFaultWant{errHas: []string{"is failed", "Internal error on copy"}, calls: map[string]int{"CopyImage:ok": 1, "RunInstances": 0}}},
+		{name: "skip_launch: throttled and invisible new copies", rules: []awsemu.FaultRule{
+			{Kind: awsemu.FaultInternalError, Action: "CopyImage", Nth: []int{1}},
+			{Kind: awsemu.FaultNotFoundAfterNew, Action: "CopyImage"},
+			{Kind: awsemu.FaultThrottle, Action: "DescribeImages", Nth: []int{3, 4, 6}}},
+			raw:  []interface{}{"skip_launch", true, "instance_type", nil, "ami_regions", []string{"eu-west-1"}},
+			want: buildFaultWant{ok: true, regions: []string{"us-east-1", "eu-west-1"}, calls: map[string]int{"CopyImage:ok": 2}}},
+
+		// Spot and sharing.
+		{name: "spot: CreateFleet InternalError burst", rules: []awsemu.FaultRule{{Kind: awsemu.FaultInternalError, Action: "CreateFleet", Nth: []int{1, 2}}},
+			raw:  []interface{}{"instance_type", nil, "spot_price", "auto", "spot_instance_types", []string{"t3.micro"}},
+			want: buildFaultWant{ok: true, calls: map[string]int{"CreateFleet:ok": 1, "DeleteLaunchTemplate:ok": 1}}},
+		{name: "spot: fleet refused every time", rules: []awsemu.FaultRule{{Kind: awsemu.FaultInternalError, Action: "CreateFleet"}},
+			raw:  []interface{}{"instance_type", nil, "spot_price", "auto", "spot_instance_types", []string{"t3.micro"}, "max_retries", 1},
+			want: buildFaultWant{errHas: []string{"InternalError"}, calls: map[string]int{"CreateFleet:ok": 0, "DeleteLaunchTemplate:ok": 1}}},
+		{name: "sharing: ModifyImageAttribute fails every time", rules: []awsemu.FaultRule{{Kind: awsemu.FaultInternalError, Action: "ModifyImageAttribute"}},
+			raw:  []interface{}{"ami_users", []string{"222222222222"}, "max_retries", 1},
+			want: buildFaultWant{errHas: []string{"InternalError"}, calls: map[string]int{"DeregisterImage:ok": 1}}},
 
 		// The account and the template.
 		{name: "AMI name taken", world: func(w *awsemu.World) { addOwnImage(w, "amicrypt-faults", "eu-west-1") },
@@ -464,8 +494,14 @@ func keyARNOf(region string) string {
 // buildKeyAdmin disables ("disable") or schedules the deletion ("delete")
 // of the build key in us-east-1, as the build account.
 func buildKeyAdmin(t *testing.T, srv *emutest.Server, what string) {
+	keyAdmin(t, srv, "us-east-1", what)
+}
+
+// keyAdmin does the same to the build account's alias/amicrypt-build in
+// region.
+func keyAdmin(t *testing.T, srv *emutest.Server, region, what string) {
 	ctx := context.Background()
-	kc := kms.NewFromConfig(srv.Config(ctx, buildAccount, "us-east-1"))
+	kc := kms.NewFromConfig(srv.Config(ctx, buildAccount, region))
 	var err error
 	switch what {
 	case "disable":

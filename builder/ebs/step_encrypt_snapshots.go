@@ -46,7 +46,7 @@ func (s *stepEncryptSnapshots) Run(ctx context.Context, state multistep.StateBag
 				Description: fmt.Sprintf("%s of %s, encrypted by amicrypt", src.Device, c.AMIName), Tags: tags,
 			}, snapshotProgress(ui(state), "encrypted copy for "+src.Device), ebs.CopyRetry{
 				OnRetry: func(msg string) { detail(ui(state), src.Device+": "+msg) },
-				Recheck: b.keyStillUsable,
+				Recheck: func(ctx context.Context, _ error) error { return b.keyStillUsable(ctx, c.RawRegion, b.keyARN) },
 				Started: func(id string) {
 					b.track(c.RawRegion, id)
 					s.mu.Lock()
@@ -95,9 +95,8 @@ func (s *stepEncryptSnapshots) Cleanup(state multistep.StateBag) {
 // a key disabled or scheduled for deletion since the preflight fails every
 // copy, so it ends the retries, naming the key and the fix. Another error
 // reading the key leaves the retry to go ahead.
-func (b *buildState) keyStillUsable(ctx context.Context, _ error) error {
-	region := b.config.RawRegion
-	_, err := ebs.CheckKey(ctx, b.clients.KMS(region), b.keyARN, ebs.KeyRequirements{Region: region, Account: b.account})
+func (b *buildState) keyStillUsable(ctx context.Context, region, keyARN string) error {
+	_, err := ebs.CheckKey(ctx, b.clients.KMS(region), keyARN, ebs.KeyRequirements{Region: region, Account: b.account})
 	var ke *ebs.KeyError
 	if errors.As(err, &ke) {
 		return fmt.Errorf("the key is the cause: %w", err)
