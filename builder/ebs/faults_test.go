@@ -100,6 +100,13 @@ func TestBuildFaultScenarios(t *testing.T) {
 			want: buildFaultWant{ok: true, calls: map[string]int{"RegisterImage": 3, "RegisterImage:ok": 1}}},
 		{name: "InternalError on every other DescribeSnapshots", rules: []awsemu.FaultRule{{Kind: awsemu.FaultInternalError, Action: "DescribeSnapshots", Every: 2}},
 			want: buildFaultWant{ok: true, atLeast: map[string]int{"DescribeSnapshots:InternalError": 2}}},
+		{name: "InternalError bursts on StopInstances and TerminateInstances", rules: []awsemu.FaultRule{
+			{Kind: awsemu.FaultInternalError, Action: "StopInstances", Nth: []int{1, 2}},
+			{Kind: awsemu.FaultInternalError, Action: "TerminateInstances", Nth: []int{1, 2}}},
+			want: buildFaultWant{ok: true, calls: map[string]int{"StopInstances:ok": 1, "TerminateInstances:ok": 1}}},
+		{name: "throttled KMS at preflight", rules: []awsemu.FaultRule{{Kind: awsemu.FaultThrottle, Service: "kms", Nth: []int{1}}},
+			raw:  oneRegion,
+			want: buildFaultWant{ok: true, regions: []string{"us-east-1", "us-west-2"}, atLeast: map[string]int{"DescribeKey:ThrottlingException": 1}}},
 		{name: "CreateSnapshot answers InternalError every time", rules: []awsemu.FaultRule{{Kind: awsemu.FaultInternalError, Action: "CreateSnapshot"}},
 			raw:  []interface{}{"max_retries", 2},
 			want: buildFaultWant{errHas: []string{"InternalError"}, calls: map[string]int{"CreateSnapshot": 3, "CreateSnapshot:ok": 0, "TerminateInstances:ok": 1}}},
@@ -193,6 +200,9 @@ func TestBuildFaultScenarios(t *testing.T) {
 			want: buildFaultWant{preflight: true, errHas: []string{"ap-southeast-3 is an opt-in region", "hasn't enabled"}}},
 		{name: "build identity denied ec2:CreateSnapshot", world: func(w *awsemu.World) { denyBuildUser(w, "ec2:CreateSnapshot") },
 			want: buildFaultWant{errHas: []string{"UnauthorizedOperation"}, calls: map[string]int{"CreateSnapshot:ok": 0, "TerminateInstances:ok": 1}}},
+		{name: "build role denied ec2:CreateSnapshot", world: func(w *awsemu.World) { denyBuildRole(w, "ec2:CreateSnapshot") },
+			raw:  []interface{}{"assume_role", map[string]interface{}{"role_arn": "arn:aws:iam::" + buildAccount + ":role/amicrypt-build"}},
+			want: buildFaultWant{errHas: []string{"UnauthorizedOperation"}, calls: map[string]int{"AssumeRole:ok": 1, "CreateSnapshot:ok": 0, "TerminateInstances:ok": 1}}},
 		{name: "build identity denied ec2:RegisterImage", world: func(w *awsemu.World) { denyBuildUser(w, "ec2:RegisterImage") },
 			want: buildFaultWant{errHas: []string{"UnauthorizedOperation"}, calls: map[string]int{"RegisterImage:ok": 0, "DeleteSnapshot:ok": 2}}},
 	}
@@ -538,6 +548,16 @@ func denyBuildUser(w *awsemu.World, actions ...string) {
 	a := buildAccountOf(w)
 	for i := range a.Users {
 		a.Users[i].Deny = append(a.Users[i].Deny, actions...)
+	}
+}
+
+// denyBuildRole denies the build account's role amicrypt-build some actions.
+func denyBuildRole(w *awsemu.World, actions ...string) {
+	a := buildAccountOf(w)
+	for i := range a.Roles {
+		if a.Roles[i].Name == "amicrypt-build" {
+			a.Roles[i].Deny = append(a.Roles[i].Deny, actions...)
+		}
 	}
 }
 
