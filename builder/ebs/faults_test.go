@@ -81,6 +81,7 @@ type buildFaultScenario struct {
 func TestBuildFaultScenarios(t *testing.T) {
 	threeRegions := []interface{}{"ami_regions", []string{"us-west-2", "eu-west-1", "eu-central-1"}}
 	oneRegion := []interface{}{"ami_regions", []string{"us-west-2"}}
+	spot := []interface{}{"instance_type", nil, "spot_price", "auto", "spot_instance_types", []string{"t3.micro"}}
 	scenarios := []buildFaultScenario{
 		{name: "no fault", want: buildFaultWant{ok: true, calls: map[string]int{"RunInstances": 1, "CopySnapshot": 1, "RegisterImage": 1}}},
 
@@ -183,10 +184,10 @@ func TestBuildFaultScenarios(t *testing.T) {
 
 		// Spot and sharing.
 		{name: "spot: CreateFleet InternalError burst", rules: []awsemu.FaultRule{{Kind: awsemu.FaultInternalError, Action: "CreateFleet", Nth: []int{1, 2}}},
-			raw:  []interface{}{"instance_type", nil, "spot_price", "auto", "spot_instance_types", []string{"t3.micro"}},
+			raw:  spot,
 			want: buildFaultWant{ok: true, calls: map[string]int{"CreateFleet:ok": 1, "DeleteLaunchTemplate:ok": 1}}},
 		{name: "spot: fleet refused every time", rules: []awsemu.FaultRule{{Kind: awsemu.FaultInternalError, Action: "CreateFleet"}},
-			raw:  []interface{}{"instance_type", nil, "spot_price", "auto", "spot_instance_types", []string{"t3.micro"}, "max_retries", 1},
+			raw:  append([]interface{}{"max_retries", 1}, spot...),
 			want: buildFaultWant{errHas: []string{"InternalError"}, calls: map[string]int{"CreateFleet:ok": 0, "DeleteLaunchTemplate:ok": 1}}},
 		{name: "sharing: ModifyImageAttribute fails every time", rules: []awsemu.FaultRule{{Kind: awsemu.FaultInternalError, Action: "ModifyImageAttribute"}},
 			raw:  []interface{}{"ami_users", []string{"222222222222"}, "max_retries", 1},
@@ -231,10 +232,16 @@ func TestBuildFaultScenarios(t *testing.T) {
 		{"CreateKeyPair", []interface{}{"communicator", "ssh", "ssh_username", "ec2-user", "ssh_interface", "private_ip"}},
 		{"CreateSecurityGroup", []interface{}{"communicator", "ssh", "ssh_username", "ec2-user", "ssh_interface", "private_ip"}},
 		{"RunInstances", []interface{}{"communicator", "ssh", "ssh_username", "ec2-user", "ssh_interface", "private_ip"}},
+		{"CreateLaunchTemplate", spot}, {"CreateFleet", spot},
+		{"CopyImage", []interface{}{"skip_launch", true, "instance_type", nil}},
 	} {
 		name := "interrupted during " + h.action
-		if h.raw != nil && h.action == "RunInstances" {
+		switch {
+		case h.raw == nil:
+		case h.action == "RunInstances":
 			name += " (temporary key pair and security group)"
+		case h.raw[0] == "skip_launch":
+			name += " (skip_launch)"
 		}
 		// The held call is served as the build cleans up: before or after
 		// what it needs is removed, so its outcome is not checked.

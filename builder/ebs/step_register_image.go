@@ -180,11 +180,11 @@ func (s *stepRegisterImage) Cleanup(state multistep.StateBag) {
 		// while it holds them.
 		found, err := b.madeByRun(ctx, b.config.RawRegion, ebs.LeasedImage)
 		if err != nil {
-			ui(state).Error(fmt.Sprintf("looking for an AMI registered as the build stopped: %v", err))
+			ui(state).Error(fmt.Sprintf("looking for an AMI made as the build stopped: %v", err))
 		}
 		if len(found) > 0 {
 			s.imageID = found[0].ID
-			detail(ui(state), fmt.Sprintf("AMI %s was registered as the build stopped", s.imageID))
+			detail(ui(state), fmt.Sprintf("AMI %s was made as the build stopped", s.imageID))
 		}
 	}
 	if s.imageID == "" {
