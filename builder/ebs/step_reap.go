@@ -124,6 +124,7 @@ func (s *stepSweep) Cleanup(state multistep.StateBag) {
 		found, err := ebs.FindLeased(ctx, client, tagRun)
 		if err != nil {
 			ui(state).Error(fmt.Sprintf("Looking for what this build left in %s: %v (a later build removes it once its lease expires)", region, err))
+			b.leftover(fmt.Sprintf("whatever is left in %s (looking failed: %v)", region, err))
 			continue
 		}
 		var ours []ebs.Leased
@@ -143,12 +144,21 @@ func (s *stepSweep) Cleanup(state multistep.StateBag) {
 			}
 			if err := l.Remove(ctx, client, c.PollingConfig); err != nil {
 				ui(state).Error(fmt.Sprintf("  %s: %v (remove it by hand)", what, err))
+				b.leftover(what + " in " + region)
 				continue
 			}
 			b.untrack(region, l.ID)
 			detail(ui(state), "  removed "+what)
 		}
 	}
+}
+
+// leftover records something a failed build could not remove, for its
+// error to name.
+func (b *buildState) leftover(what string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.leftovers = append(b.leftovers, what)
 }
 
 // madeByRun lists the resources of a kind in region that carry this run's
