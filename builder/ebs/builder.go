@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/hashicorp/packer-plugin-sdk/communicator"
@@ -63,14 +64,20 @@ func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook)
 	runner := commonsteps.NewRunner(b.steps(), b.config.PackerConfig, ui)
 	runner.Run(ctx, state)
 
+	var failure error
 	if err, ok := state.GetOk("error"); ok {
-		return nil, err.(error)
+		failure = err.(error)
+	} else if _, ok := state.GetOk(multistep.StateCancelled); ok {
+		failure = errors.New("build was cancelled")
+	} else if _, ok := state.GetOk(multistep.StateHalted); ok {
+		failure = errors.New("build was halted")
 	}
-	if _, ok := state.GetOk(multistep.StateCancelled); ok {
-		return nil, errors.New("build was cancelled")
-	}
-	if _, ok := state.GetOk(multistep.StateHalted); ok {
-		return nil, errors.New("build was halted")
+	if failure != nil {
+		if len(build.leftovers) > 0 {
+			failure = fmt.Errorf("%w; cleanup incomplete, still there: %s (remove them by hand; a later build removes them once their lease expires)",
+				failure, strings.Join(build.leftovers, ", "))
+		}
+		return nil, failure
 	}
 	amis := build.amiSnapshot()
 	if len(amis) == 0 {
@@ -94,7 +101,7 @@ func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook)
 // steps is the build flow; see docs/builders/ebs.mdx.
 func (b *Builder) steps() []multistep.Step {
 	c := &b.config
-	steps := []multistep.Step{&stepPreflight{}, &stepReap{}, &stepSourceAMIInfo{}}
+	steps := []multistep.Step{&stepPreflight{}, &stepReap{}, &stepSweep{}, &stepSourceAMIInfo{}}
 	if c.SkipLaunch {
 		// No instance: provisioners that need none (shell-local, …) still run.
 		steps = append(steps, &commonsteps.StepProvision{})

@@ -57,6 +57,9 @@ type buildState struct {
 	amis map[string]string // region → AMI ID
 	// imageSnapshots are the snapshots of the registered AMIs, kept on success.
 	imageSnapshots map[string]bool
+	// leftovers: what a failed build's last cleanup (stepSweep) found of
+	// the run and could not remove.
+	leftovers []string
 }
 
 // sourceSnapshot is one EBS device of the AMI to be: its snapshot before

@@ -2,6 +2,7 @@ package ebs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -45,6 +46,7 @@ func (s *stepEncryptSnapshots) Run(ctx context.Context, state multistep.StateBag
 				Description: fmt.Sprintf("%s of %s, encrypted by amicrypt", src.Device, c.AMIName), Tags: tags,
 			}, snapshotProgress(ui(state), "encrypted copy for "+src.Device), ebs.CopyRetry{
 				OnRetry: func(msg string) { detail(ui(state), src.Device+": "+msg) },
+				Recheck: func(ctx context.Context, _ error) error { return b.keyStillUsable(ctx, c.RawRegion, b.keyARN) },
 				Started: func(id string) {
 					b.track(c.RawRegion, id)
 					s.mu.Lock()
@@ -87,6 +89,19 @@ func (s *stepEncryptSnapshots) Cleanup(state multistep.StateBag) {
 		b.untrack(b.config.RawRegion, id)
 		detail(ui(state), "Deleted encrypted copy "+id)
 	}
+}
+
+// keyStillUsable is asked before a failed encrypted copy is tried afresh:
+// a key disabled or scheduled for deletion since the preflight fails every
+// copy, so it ends the retries, naming the key and the fix. Another error
+// reading the key leaves the retry to go ahead.
+func (b *buildState) keyStillUsable(ctx context.Context, region, keyARN string) error {
+	_, err := ebs.CheckKey(ctx, b.clients.KMS(region), keyARN, ebs.KeyRequirements{Region: region, Account: b.account})
+	var ke *ebs.KeyError
+	if errors.As(err, &ke) {
+		return fmt.Errorf("the key is the cause: %w", err)
+	}
+	return nil
 }
 
 // snapshotTags are the tags of the AMI's snapshots: the run tags (unless

@@ -98,3 +98,82 @@ func (s *stepRelease) Run(ctx context.Context, state multistep.StateBag) multist
 }
 
 func (s *stepRelease) Cleanup(multistep.StateBag) {}
+
+// stepSweep removes, when the build fails or is interrupted, whatever
+// still carries this run's tag once every other step has cleaned up: a
+// resource whose create call was under way at Ctrl-C (AWS made it, the
+// build never learnt its ID) or one a step's cleanup could not remove. It
+// comes early in the build so that its Cleanup runs last. A create answered
+// only after the sweep is left to the lease (stepReap of a later run).
+type stepSweep struct{}
+
+func (s *stepSweep) Run(context.Context, multistep.StateBag) multistep.StepAction {
+	return multistep.ActionContinue
+}
+
+func (s *stepSweep) Cleanup(state multistep.StateBag) {
+	b := getBuild(state)
+	if !failed(state) || b.lease == nil {
+		return
+	}
+	c := b.config
+	ctx, cancel := cleanupContext()
+	defer cancel()
+	for _, region := range append([]string{c.RawRegion}, c.AMIRegions...) {
+		client := b.clients.EC2(region)
+		found, err := ebs.FindLeased(ctx, client, tagRun)
+		if err != nil {
+			ui(state).Error(fmt.Sprintf("Looking for what this build left in %s: %v (a later build removes it once its lease expires)", region, err))
+			b.leftover(fmt.Sprintf("whatever is left in %s (looking failed: %v)", region, err))
+			continue
+		}
+		var ours []ebs.Leased
+		for _, l := range found {
+			if l.Tags[tagRun] == b.runID {
+				ours = append(ours, l)
+			}
+		}
+		if len(ours) == 0 {
+			continue
+		}
+		ui(state).Say(fmt.Sprintf("Removing %d resource(s) in %s that this build made and did not remove (made as it was interrupted, or not removable before):", len(ours), region))
+		for _, l := range ours {
+			what := fmt.Sprintf("%s %s", l.Kind, l.ID)
+			if l.Name != "" && l.Name != l.ID {
+				what += " (" + l.Name + ")"
+			}
+			if err := l.Remove(ctx, client, c.PollingConfig); err != nil {
+				ui(state).Error(fmt.Sprintf("  %s: %v (remove it by hand)", what, err))
+				b.leftover(what + " in " + region)
+				continue
+			}
+			b.untrack(region, l.ID)
+			detail(ui(state), "  removed "+what)
+		}
+	}
+}
+
+// leftover records something a failed build could not remove, for its
+// error to name.
+func (b *buildState) leftover(what string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.leftovers = append(b.leftovers, what)
+}
+
+// madeByRun lists the resources of a kind in region that carry this run's
+// tag: for a cleanup whose create call was under way when the build was
+// interrupted, so it has no ID to go by.
+func (b *buildState) madeByRun(ctx context.Context, region, kind string) ([]ebs.Leased, error) {
+	found, err := ebs.FindLeased(ctx, b.clients.EC2(region), tagRun)
+	if err != nil {
+		return nil, err
+	}
+	var ours []ebs.Leased
+	for _, l := range found {
+		if l.Kind == kind && l.Tags[tagRun] == b.runID {
+			ours = append(ours, l)
+		}
+	}
+	return ours, nil
+}

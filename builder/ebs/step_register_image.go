@@ -21,6 +21,10 @@ import (
 // CopyImage made them), the others being the snapshot steps' to delete.
 type stepRegisterImage struct {
 	imageID string
+	// registering: the AMI was asked for; if the call returned no ID (an
+	// interrupt while it was under way), Cleanup looks for one by the run's
+	// tag.
+	registering bool
 }
 
 func (s *stepRegisterImage) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
@@ -29,6 +33,7 @@ func (s *stepRegisterImage) Run(ctx context.Context, state multistep.StateBag) m
 	client := b.clients.EC2(c.RawRegion)
 	var id string
 	var err error
+	s.registering = true
 	if b.copySourceImage {
 		ui(state).Say(fmt.Sprintf("Copying %s as AMI %q encrypted under %s…", aws.ToString(b.source.ImageId), c.AMIName, b.keyARN))
 		id, err = ebs.CopyImageEncrypted(ctx, client, ebs.CopyImageSpec{
@@ -164,12 +169,27 @@ func amiMapping(bd BlockDevice, existing types.BlockDeviceMapping) types.BlockDe
 }
 
 func (s *stepRegisterImage) Cleanup(state multistep.StateBag) {
-	if s.imageID == "" || !failed(state) {
+	if !failed(state) {
 		return
 	}
 	b := getBuild(state)
 	ctx, cancel := cleanupContext()
 	defer cancel()
+	if s.imageID == "" && s.registering {
+		// Registered as the build stopped? Its snapshots can't be deleted
+		// while it holds them.
+		found, err := b.madeByRun(ctx, b.config.RawRegion, ebs.LeasedImage)
+		if err != nil {
+			ui(state).Error(fmt.Sprintf("looking for an AMI made as the build stopped: %v", err))
+		}
+		if len(found) > 0 {
+			s.imageID = found[0].ID
+			detail(ui(state), fmt.Sprintf("AMI %s was made as the build stopped", s.imageID))
+		}
+	}
+	if s.imageID == "" {
+		return
+	}
 	client := b.clients.EC2(b.config.RawRegion)
 	remove, removed := ebs.DeregisterImageWhenSettled, "Deregistered AMI "+s.imageID
 	if b.copySourceImage {

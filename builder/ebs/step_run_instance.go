@@ -19,6 +19,10 @@ import (
 // to run; stepRunSpotInstance is the spot variant.
 type stepRunInstance struct {
 	instanceID string
+	// launching: RunInstances was called; if it returned no instance (an
+	// interrupt while it was under way), Cleanup looks for one by the run's
+	// tag.
+	launching bool
 }
 
 func (s *stepRunInstance) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
@@ -30,6 +34,7 @@ func (s *stepRunInstance) Run(ctx context.Context, state multistep.StateBag) mul
 		return halt(state, err)
 	}
 	ui(state).Say(fmt.Sprintf("Launching a %s instance of %s…", c.InstanceType, aws.ToString(b.source.ImageId)))
+	s.launching = true
 	inst, err := ebs.RunInstance(ctx, client, in)
 	if err != nil {
 		return halt(state, err)
@@ -239,11 +244,33 @@ func launchMapping(bd BlockDevice) types.BlockDeviceMapping {
 }
 
 func (s *stepRunInstance) Cleanup(state multistep.StateBag) {
+	if s.instanceID == "" && s.launching {
+		s.instanceID = launchedUnseen(state)
+	}
 	if s.instanceID == "" {
 		return
 	}
 	terminateBuildInstance(state, s.instanceID)
 	s.instanceID = ""
+}
+
+// launchedUnseen finds the instance of a RunInstances call the build was
+// interrupted in (AWS may have launched it all the same): the run's
+// instance, by its tag; "" when there is none.
+func launchedUnseen(state multistep.StateBag) string {
+	b := getBuild(state)
+	ctx, cancel := cleanupContext()
+	defer cancel()
+	found, err := b.madeByRun(ctx, b.config.RawRegion, ebs.LeasedInstance)
+	if err != nil {
+		ui(state).Error(fmt.Sprintf("looking for an instance launched as the build stopped: %v", err))
+		return ""
+	}
+	if len(found) == 0 {
+		return ""
+	}
+	detail(ui(state), fmt.Sprintf("Instance %s was launched as the build stopped", found[0].ID))
+	return found[0].ID
 }
 
 // terminateBuildInstance terminates the build instance, waits for it to be

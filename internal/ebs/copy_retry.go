@@ -24,6 +24,10 @@ type CopyRetry struct {
 	OnRetry func(msg string)
 	// Started hears the ID of every copy started, so a cleanup can find it.
 	Started func(id string)
+	// Recheck, when set, is asked before a failed copy is tried afresh; an
+	// error from it ends the retries, as the failure won't pass (the key
+	// was disabled meanwhile, say).
+	Recheck func(ctx context.Context, failure error) error
 }
 
 // CopySnapshotEncryptedRetrying makes an encrypted copy (CopySnapshotEncrypted)
@@ -79,6 +83,11 @@ func CopySnapshotEncryptedRetrying(ctx context.Context, client EC2API, poll *aws
 		lastErr = err
 		if attempt == attempts {
 			break
+		}
+		if r.Recheck != nil {
+			if rerr := r.Recheck(ctx, err); rerr != nil {
+				return nil, fmt.Errorf("%w; not retried: %w", err, rerr)
+			}
 		}
 		say("%v; deleting it and starting a fresh copy (attempt %d of %d)", err, attempt+1, attempts)
 		if derr := DeleteSnapshotWhenSettled(ctx, client, poll, id); derr != nil {
