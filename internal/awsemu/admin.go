@@ -26,7 +26,7 @@ import (
 //	GET  /_emu/check?…          the invariant checker's report
 //	POST /_emu/advance?by=1h    move the emulator clock forward
 //	POST /_emu/save             write the state file now
-//	POST /_emu/hold?action=…    hold matching calls (service, account, region optional) until released
+//	POST /_emu/hold?action=…    hold matching calls (service, account, region, skip_dry_run optional) until released
 //	POST /_emu/release?id=…     let a hold's calls through (all=1: every hold)
 //	GET  /_emu/held             holds and the calls waiting on each
 //	POST /_emu/imds?instance=…  the instance's metadata service on a loopback port: {"url":…}
@@ -119,7 +119,7 @@ func (e *Emulator) adminEndpoints() map[string]adminEndpoint {
 			}
 			return map[string]any{"saved": e.opts.StatePath}, 0, nil
 		}},
-		"hold": {post: true, usage: "hold?action=ACTION[&service=&account=&region=]", serve: func(q url.Values) (any, int, error) {
+		"hold": {post: true, usage: "hold?action=ACTION[&service=&account=&region=&skip_dry_run=1]", serve: func(q url.Values) (any, int, error) {
 			h, err := e.holds.add(q)
 			if err != nil {
 				return nil, bad, err

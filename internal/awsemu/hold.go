@@ -27,6 +27,9 @@ type hold struct {
 	Action  string `json:"action"`
 	Account string `json:"account,omitempty"`
 	Region  string `json:"region,omitempty"`
+	// SkipDryRun lets DryRun calls through: the hold stops only the call
+	// that would change something.
+	SkipDryRun bool `json:"skip_dry_run,omitempty"`
 	// Waiting is how many calls are blocked now; Held how many it has
 	// held in all.
 	Waiting int `json:"waiting"`
@@ -36,7 +39,7 @@ type hold struct {
 }
 
 func (h *hold) matches(c *core.Call) bool {
-	return h.Action == c.Action && (h.Service == "" || h.Service == c.Service) &&
+	return h.Action == c.Action && !(h.SkipDryRun && c.DryRun()) && (h.Service == "" || h.Service == c.Service) &&
 		(h.Account == "" || h.Account == c.Account) && (h.Region == "" || h.Region == c.Region)
 }
 
@@ -53,7 +56,7 @@ func (hs *holds) add(q url.Values) (*hold, error) {
 	}
 	hs.seq++
 	h := &hold{ID: fmt.Sprintf("h%d", hs.seq), Service: q.Get("service"), Action: q.Get("action"),
-		Account: q.Get("account"), Region: q.Get("region"), release: make(chan struct{})}
+		Account: q.Get("account"), Region: q.Get("region"), SkipDryRun: q.Get("skip_dry_run") != "", release: make(chan struct{})}
 	hs.rules[h.ID] = h
 	return h, nil
 }

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"time"
@@ -29,6 +30,19 @@ type Call struct {
 	// Notes are key parameters and outcomes a handler wants in the audit
 	// (resource IDs created, key ARNs used). The platform records them.
 	Notes map[string]string
+}
+
+// DryRun reports whether the call asks only whether it would succeed:
+// DryRun=true in a Query form, "DryRun": true in a JSON body (KMS).
+func (c *Call) DryRun() bool {
+	if c.Params.Get("DryRun") == "true" {
+		return true
+	}
+	if len(c.Body) == 0 {
+		return false
+	}
+	var in struct{ DryRun bool }
+	return json.Unmarshal(c.Body, &in) == nil && in.DryRun
 }
 
 // Note records a key fact about this call in the audit entry.

@@ -58,6 +58,9 @@ type FaultRule struct {
 	Every int `json:"every,omitempty"`
 	// Max caps how many times the rule fires (0: unlimited).
 	Max int `json:"max,omitempty"`
+	// SkipDryRun passes over DryRun calls (they are not consulted, so Nth
+	// and Every count only the calls that would change something).
+	SkipDryRun bool `json:"skip_dry_run,omitempty"`
 }
 
 // LoadFaultProfile reads a fault profile (JSON).
@@ -141,6 +144,9 @@ func (r FaultRule) Matches(kind FaultKind, c *Call, action string) bool {
 	}
 	if c == nil {
 		return r.Service == "" && r.Account == "" && r.Region == ""
+	}
+	if r.SkipDryRun && c.DryRun() {
+		return false
 	}
 	return (r.Service == "" || r.Service == c.Service) &&
 		(r.Account == "" || r.Account == c.Account) &&

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +136,24 @@ func TestRequestRatesOnEmulatedTime(t *testing.T) {
 				t.Errorf("after %v: %d calls allowed, want %d", tc.wait, got, tc.want)
 			}
 		})
+	}
+}
+
+// A rule with SkipDryRun neither fires on nor counts DryRun calls (Query
+// form or KMS JSON body), so Nth aims at the call that changes something.
+func TestFaultSkipDryRun(t *testing.T) {
+	dry := &Call{Service: "ec2", Action: "RunInstances", Params: url.Values{"DryRun": {"true"}}}
+	kmsDry := &Call{Service: "kms", Action: "CreateGrant", Body: []byte(`{"KeyId":"k", "DryRun": true}`)}
+	real := &Call{Service: "ec2", Action: "RunInstances", Params: url.Values{}}
+	if !dry.DryRun() || !kmsDry.DryRun() || real.DryRun() {
+		t.Fatalf("DryRun(): form %v, JSON %v, real %v", dry.DryRun(), kmsDry.DryRun(), real.DryRun())
+	}
+	for _, skip := range []bool{false, true} {
+		fs := NewFaultState(&FaultProfile{Rules: []FaultRule{{Kind: FaultInternalError, Action: "RunInstances", Nth: []int{1}, SkipDryRun: skip}}})
+		onDry := fs.Fires(FaultInternalError, dry, "RunInstances")
+		onReal := fs.Fires(FaultInternalError, real, "RunInstances")
+		if onDry == skip || onReal != skip {
+			t.Errorf("SkipDryRun=%v: fired on the DryRun call %v, on the real call %v", skip, onDry, onReal)
+		}
 	}
 }
