@@ -155,3 +155,22 @@ func setInstanceStoreKey(w *awsemu.World, acct, region, alias, state string) {
 		a.Keys = append(a.Keys, awsemu.WorldKey{Region: region, Aliases: []string{alias}, State: state})
 	}
 }
+
+// A target whose only region is not enabled gets that one problem: the
+// role's calls are not probed in a region that refuses every call (they
+// would each come back AuthFailure and read as a credentials problem).
+func TestPreflightRegionNotEnabledIsTheOnlyProblem(t *testing.T) {
+	srv := emu(t, awsemu.Options{World: defaultWorld(t)})
+	ami := makeSourceAMI(t, srv, "us-east-1", publicAMI, "alias/amicrypt-build")
+	raw := baseConfig(t)
+	raw["target"] = []map[string]interface{}{{"account_id": "222222222222", "regions": []string{"ap-southeast-3"}}}
+	ui := newUI()
+	_, _, _, err := newPP(t, raw).PostProcess(context.Background(), ui, fakeArtifact{"mitchellh.amazonebs", "us-east-1:" + ami})
+	var perr *PreflightError
+	if !errors.As(err, &perr) {
+		t.Fatalf("PostProcess error %v, want a *PreflightError\n%s", err, ui.buf)
+	}
+	if len(perr.Problems) != 1 || perr.Problems[0].Check != "region" || !strings.Contains(perr.Problems[0].Problem, "ap-southeast-3 is an opt-in region not enabled") {
+		t.Errorf("want only the region problem:\n%s", problemTable(perr.Problems))
+	}
+}

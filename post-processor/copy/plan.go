@@ -53,6 +53,10 @@ type target struct {
 
 // job is one copy: a source AMI into one (account, region).
 type job struct {
+	// regionRefused: preflight found the job's region unusable (unknown,
+	// or not enabled in the account), so nothing else is checked there.
+	regionRefused bool
+
 	Target      *target
 	Region      string
 	Source      *source

@@ -477,15 +477,18 @@ func (c *Config) checkRegion(ctx context.Context, p *plan, t *target, j *job, op
 		case !known:
 			p.problem(j.Dest(), "region", fmt.Sprintf("%s is not a region AWS lists for account %s (DescribeRegions, all regions)", j.Region, t.Account),
 				fmt.Sprintf("check the spelling of %q in regions; regions AWS lists: %s", j.Region, strings.Join(slices.Sorted(maps.Keys(optIn)), ", ")))
+			j.regionRefused = true
 			return
 		case status == "not-opted-in":
 			p.problem(j.Dest(), "region", fmt.Sprintf("%s is an opt-in region not enabled in account %s (opt-in status %q), so it can receive no copy", j.Region, t.Account, status),
 				fmt.Sprintf("enable %s in account %s (Account settings, AWS Regions) or remove it from regions", j.Region, t.Account))
+			j.regionRefused = true
 			return
 		}
 		if status, ok := optIn[j.Source.Region]; ok && status == "not-opted-in" {
 			p.problem(j.Dest(), "region", fmt.Sprintf("the source region %s is not enabled in account %s, which must copy from it", j.Source.Region, t.Account),
 				fmt.Sprintf("enable %s in account %s", j.Source.Region, t.Account))
+			j.regionRefused = true
 			return
 		}
 	}
@@ -638,7 +641,7 @@ func (c *Config) checkTargetKeyUse(ctx context.Context, p *plan, j *job, tc *cli
 func (c *Config) checkTargetAccess(ctx context.Context, p *plan, t *target) {
 	var j *job
 	for _, cand := range p.jobs {
-		if cand.Target == t && cand.Source.Name != "" {
+		if cand.Target == t && cand.Source.Name != "" && !cand.regionRefused {
 			j = cand
 			break
 		}
