@@ -515,8 +515,19 @@ func (c *Config) prepareRunning() []error {
 func (c *Config) render(tmpl string, data nameData) (string, error) {
 	ctx := c.ctx
 	ctx.Data = data
-	return interpolate.Render(tmpl, &ctx)
+	out, err := interpolate.Render(tmpl, &ctx)
+	if err != nil {
+		// text/template names the Go type behind the data; say which
+		// variables there are instead.
+		if m := unknownField.FindStringSubmatch(err.Error()); m != nil {
+			return "", fmt.Errorf("{{ .%s }} is not a variable of this template; the variables are .SourceAMIName, .SourceAMI, .Account and .Region", m[1])
+		}
+	}
+	return out, err
 }
+
+// unknownField finds the field text/template could not evaluate.
+var unknownField = regexp.MustCompile(`can't evaluate field (\w+) in type`)
 
 // effectiveKeys is the key of t with top-level defaults applied.
 func (t *TargetConfig) effectiveKeys(c *Config) (keyRef string, regionKeys map[string]string) {

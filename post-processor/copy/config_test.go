@@ -90,6 +90,8 @@ func TestPrepareRejects(t *testing.T) {
 		{"bad org arn", func(r map[string]interface{}) { r["ami_org_arns"] = []string{"o-123"} }, []string{"ami_org_arns", "organization ARN"}},
 		{"bad ou arn", func(r map[string]interface{}) { r["ami_ou_arns"] = []string{"ou-1"} }, []string{"ami_ou_arns", "organizational unit"}},
 		{"bad name template", func(r map[string]interface{}) { r["ami_name"] = "{{ .Nope" }, []string{"ami_name", "template"}},
+		{"unknown template variable", func(r map[string]interface{}) { r["ami_name"] = "{{ .Acount }}-copy" },
+			[]string{`ami_name: "{{ .Acount }}-copy" is not a valid template ({{ .Acount }} is not a variable of this template; the variables are .SourceAMIName, .SourceAMI, .Account and .Region)`}},
 		{"bad name chars", func(r map[string]interface{}) { r["ami_name"] = "x*{{ .Account }}" }, []string{"ami_name", "renders to", "clean_resource_name"}},
 		{"provenance tag", func(r map[string]interface{}) { r["tags"] = map[string]string{"CopiedFromAMI": "x"} }, []string{"tags", "CopiedFromAMI", "provenance"}},
 		{"aws tag", func(r map[string]interface{}) { r["snapshot_tags"] = map[string]string{"aws:x": "y"} }, []string{"snapshot_tags", "aws:"}},

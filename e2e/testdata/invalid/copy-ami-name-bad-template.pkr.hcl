@@ -1,4 +1,4 @@
-# want: ami_name: "{{ .Acount }}-copy" is not a valid template
+# want: ami_name: "{{ .Acount }}-copy" is not a valid template ({{ .Acount }} is not a variable of this template
 # want: use e.g. "{{ .SourceAMIName }}-{{ .Account }}"
 # stage: validate
 
