@@ -492,7 +492,8 @@ func holdThenCancel(t *testing.T, srv *emutest.Server, action string, cancel con
 	return func() {
 		<-done
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			if len(srv.Emulator().Audit(awsemu.AuditFilter{Account: buildAccount, Action: action, SinceSeq: mark})) > 0 {
+			// The held call itself, not preflight's DryRun probe of it.
+			if len(audited(srv, awsemu.AuditFilter{Account: buildAccount, Action: action, SinceSeq: mark})) > 0 {
 				return
 			}
 		}
