@@ -263,8 +263,9 @@ func (b *buildState) regionError(ctx context.Context, region string, err error) 
 	}
 	// Ask another region which regions exist and are enabled: the build
 	// region, or for the build region itself us-east-1, which every
-	// account of the standard partition has (in another partition that
-	// call is refused too, and the generic message stays).
+	// account of the standard partition has enabled (docs/aws-behaviour.md
+	// 9.8; in another partition that call is refused too, and the generic
+	// message stays).
 	asked, field := b.config.RawRegion, "ami_regions"
 	if region == b.config.RawRegion {
 		asked, field = "us-east-1", "region"
