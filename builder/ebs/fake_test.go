@@ -639,47 +639,47 @@ func (d dryRunEC2) EnableImageDeprecation(ctx context.Context, in *ec2.EnableIma
 	if aws.ToBool(in.DryRun) {
 		return nil, dryRunAllowed
 	}
-	return d.fakeEC2.BuildAPI.EnableImageDeprecation(ctx, in, o...)
+	return d.BuildAPI.EnableImageDeprecation(ctx, in, o...)
 }
 
 func (d dryRunEC2) EnableImageDeregistrationProtection(ctx context.Context, in *ec2.EnableImageDeregistrationProtectionInput, o ...func(*ec2.Options)) (*ec2.EnableImageDeregistrationProtectionOutput, error) {
 	if aws.ToBool(in.DryRun) {
 		return nil, dryRunAllowed
 	}
-	return d.fakeEC2.BuildAPI.EnableImageDeregistrationProtection(ctx, in, o...)
+	return d.BuildAPI.EnableImageDeregistrationProtection(ctx, in, o...)
 }
 
 func (d dryRunEC2) CreateLaunchTemplate(ctx context.Context, in *ec2.CreateLaunchTemplateInput, o ...func(*ec2.Options)) (*ec2.CreateLaunchTemplateOutput, error) {
 	if aws.ToBool(in.DryRun) {
 		return nil, dryRunAllowed
 	}
-	return d.fakeEC2.BuildAPI.CreateLaunchTemplate(ctx, in, o...)
+	return d.BuildAPI.CreateLaunchTemplate(ctx, in, o...)
 }
 
 func (d dryRunEC2) CreateFleet(ctx context.Context, in *ec2.CreateFleetInput, o ...func(*ec2.Options)) (*ec2.CreateFleetOutput, error) {
 	if aws.ToBool(in.DryRun) {
 		return nil, dryRunAllowed
 	}
-	return d.fakeEC2.BuildAPI.CreateFleet(ctx, in, o...)
+	return d.BuildAPI.CreateFleet(ctx, in, o...)
 }
 
 func (d dryRunEC2) DeleteLaunchTemplate(ctx context.Context, in *ec2.DeleteLaunchTemplateInput, o ...func(*ec2.Options)) (*ec2.DeleteLaunchTemplateOutput, error) {
 	if aws.ToBool(in.DryRun) {
 		return nil, dryRunAllowed
 	}
-	return d.fakeEC2.BuildAPI.DeleteLaunchTemplate(ctx, in, o...)
+	return d.BuildAPI.DeleteLaunchTemplate(ctx, in, o...)
 }
 
 func (d dryRunEC2) GetPasswordData(ctx context.Context, in *ec2.GetPasswordDataInput, o ...func(*ec2.Options)) (*ec2.GetPasswordDataOutput, error) {
 	if aws.ToBool(in.DryRun) {
 		return nil, dryRunAllowed
 	}
-	return d.fakeEC2.BuildAPI.GetPasswordData(ctx, in, o...)
+	return d.BuildAPI.GetPasswordData(ctx, in, o...)
 }
 
 func (d dryRunEC2) DescribeSubnets(ctx context.Context, in *ec2.DescribeSubnetsInput, o ...func(*ec2.Options)) (*ec2.DescribeSubnetsOutput, error) {
 	if aws.ToBool(in.DryRun) {
 		return nil, dryRunAllowed
 	}
-	return d.fakeEC2.BuildAPI.DescribeSubnets(ctx, in, o...)
+	return d.BuildAPI.DescribeSubnets(ctx, in, o...)
 }

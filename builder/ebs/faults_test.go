@@ -302,7 +302,7 @@ func runBuildFaultScenario(t *testing.T, sc buildFaultScenario) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cfg, err := b.config.AccessConfig.Config(ctx)
+	cfg, err := b.config.Config(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

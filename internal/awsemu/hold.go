@@ -39,7 +39,7 @@ type hold struct {
 }
 
 func (h *hold) matches(c *core.Call) bool {
-	return h.Action == c.Action && !(h.SkipDryRun && c.DryRun()) && (h.Service == "" || h.Service == c.Service) &&
+	return h.Action == c.Action && (!h.SkipDryRun || !c.DryRun()) && (h.Service == "" || h.Service == c.Service) &&
 		(h.Account == "" || h.Account == c.Account) && (h.Region == "" || h.Region == c.Region)
 }
 

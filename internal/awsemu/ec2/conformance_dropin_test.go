@@ -102,7 +102,7 @@ func dropInConformance() []emutest.Case {
 			instID := aws.ToString(run.Instances[0].InstanceId)
 			x.Srv.Emulator().Advance(time.Hour)
 			inst := x.Instance(c, instID)
-			if got := (billing{types.PlatformValues(inst.Platform), aws.ToString(inst.PlatformDetails), aws.ToString(inst.UsageOperation)}); got != windows {
+			if got := (billing{inst.Platform, aws.ToString(inst.PlatformDetails), aws.ToString(inst.UsageOperation)}); got != windows {
 				t.Errorf("Windows instance: %+v, want %+v", got, windows)
 			}
 			winSnap := emutest.Must[*ec2.CreateSnapshotOutput](t, "CreateSnapshot")(c.CreateSnapshot(x.Ctx, &ec2.CreateSnapshotInput{

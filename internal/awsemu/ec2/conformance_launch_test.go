@@ -523,7 +523,7 @@ func checkPPK(file, comment string, pub ssh.PublicKey) error {
 	case ssh.KeyAlgoED25519:
 		var priv struct{ Seed []byte }
 		if err := ssh.Unmarshal(private, &priv); err != nil || len(priv.Seed) != ed25519.SeedSize {
-			return fmt.Errorf("ED25519 private part: %v", err)
+			return fmt.Errorf("ED25519 private part: %w", err)
 		}
 		want := pub.(ssh.CryptoPublicKey).CryptoPublicKey().(ed25519.PublicKey)
 		if !bytes.Equal(ed25519.NewKeyFromSeed(priv.Seed).Public().(ed25519.PublicKey), want) {

@@ -235,7 +235,7 @@ func conformance() []emutest.Case {
 			}
 			raw, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode != 403 || !strings.Contains(string(raw), `<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/">`) ||
+			if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(raw), `<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/">`) ||
 				!strings.Contains(string(raw), "<Code>MissingAuthenticationToken</Code>") {
 				t.Errorf("unsigned: HTTP %d\n%s", resp.StatusCode, raw)
 			}
