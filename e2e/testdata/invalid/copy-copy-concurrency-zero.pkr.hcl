@@ -1,5 +1,5 @@
 # want: copy_concurrency: 0 is not a setting
-# want: remove the field for the default (10)
+# want: remove the field for no cap
 # stage: validate
 
 source "null" "existing" {
