@@ -350,21 +350,38 @@ func (r *runner) tick(j *job) func(ebs.WaitStatus) {
 }
 
 // findInterruptedCopy looks, with a fresh context, for a copy of j that an
-// interrupted CopyImage may have started.
+// interrupted CopyImage may have started. The call may still be under way
+// when the lookup starts, and a new image can be invisible for a moment
+// (EC2 is eventually consistent), so an empty answer is asked again a few
+// times, a poll delay apart, before it is believed.
 func (r *runner) findInterruptedCopy(ctx context.Context, tc *clients, j *job) string {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	imgs, err := ebs.FindImagesByName(fctx, tc.EC2, "self", j.Name)
-	if err != nil {
-		return ""
-	}
-	for _, img := range imgs {
-		if ebs.TagMap(img.Tags)[TagSourceAMI] == j.Source.ImageID && img.State != ec2types.ImageStateDeregistered {
-			return aws.ToString(img.ImageId)
+	for try := range interruptedCopyLookups {
+		if try > 0 {
+			t := time.NewTimer(r.poll.Delay())
+			select {
+			case <-fctx.Done():
+				t.Stop()
+				return ""
+			case <-t.C:
+			}
+		}
+		imgs, err := ebs.FindImagesByName(fctx, tc.EC2, "self", j.Name)
+		if err != nil {
+			continue
+		}
+		for _, img := range imgs {
+			if ebs.TagMap(img.Tags)[TagSourceAMI] == j.Source.ImageID && img.State != ec2types.ImageStateDeregistered {
+				return aws.ToString(img.ImageId)
+			}
 		}
 	}
 	return ""
 }
+
+// interruptedCopyLookups is how many times findInterruptedCopy asks.
+const interruptedCopyLookups = 4
 
 // finish applies what follows a copy in the target account: launch
 // permissions, deprecation, deregistration protection, Auto Scaling grant.
