@@ -353,13 +353,13 @@ func (r *runner) tick(j *job) func(ebs.WaitStatus) {
 // interrupted CopyImage may have started. The call may still be under way
 // when the lookup starts, and a new image can be invisible for a moment
 // (EC2 is eventually consistent), so an empty answer is asked again a few
-// times, a poll delay apart, before it is believed.
+// times, a poll delay apart (5 s at most), before it is believed.
 func (r *runner) findInterruptedCopy(ctx context.Context, tc *clients, j *job) string {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	for try := range interruptedCopyLookups {
 		if try > 0 {
-			t := time.NewTimer(r.poll.Delay())
+			t := time.NewTimer(min(r.poll.Delay(), interruptedCopyPause))
 			select {
 			case <-fctx.Done():
 				t.Stop()
@@ -380,8 +380,13 @@ func (r *runner) findInterruptedCopy(ctx context.Context, tc *clients, j *job) s
 	return ""
 }
 
-// interruptedCopyLookups is how many times findInterruptedCopy asks.
-const interruptedCopyLookups = 4
+// findInterruptedCopy asks interruptedCopyLookups times, at most
+// interruptedCopyPause apart: an interrupted run ends at most 15 s later
+// for it.
+const (
+	interruptedCopyLookups = 4
+	interruptedCopyPause   = 5 * time.Second
+)
 
 // finish applies what follows a copy in the target account: launch
 // permissions, deprecation, deregistration protection, Auto Scaling grant.
