@@ -508,7 +508,7 @@ func (c *Config) checkKeyRef(field, ref, region string, allowAWSManaged bool) []
 
 // maxDescription is AWS's limit on an AMI description (RegisterImage,
 // CopyImage: up to 255 characters).
-const maxDescription = 255
+const maxDescription = ebs.MaxDescription
 
 func (c *Config) prepareAMI() []error {
 	var errs []error

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 )
 
 // known reports whether a template value is known: `packer validate` gives
@@ -158,7 +159,7 @@ func (c *Config) prepareTags() []error {
 
 // maxTags is AWS's limit of tags on one resource (docs/aws-behaviour.md
 // 9.3).
-const maxTags = 50
+const maxTags = ebs.MaxTags
 
 // tagRoom refuses tag maps that, with what amicrypt-ebs adds (the build
 // lease's three tags on everything it makes, the source snapshot's ID on

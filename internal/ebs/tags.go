@@ -56,6 +56,13 @@ func TagSpecs(byType map[types.ResourceType]map[string]string) []types.TagSpecif
 // EC2 may not see yet.
 const tagRetries = 8
 
+// AWS's limits (docs/aws-behaviour.md 9.3; RegisterImage and CopyImage
+// take an AMI description of up to 255 characters).
+const (
+	MaxTags        = 50  // tags on one resource
+	MaxDescription = 255 // characters of an AMI description
+)
+
 // CreateTags tags resources, retrying briefly while a new resource is not
 // visible yet (any *.NotFound code).
 func CreateTags(ctx context.Context, client EC2API, ids []string, tags map[string]string) error {

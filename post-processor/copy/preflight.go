@@ -212,7 +212,7 @@ func (c *Config) checkSource(ctx context.Context, p *plan, src *source) {
 }
 
 // maxTags is AWS's limit of tags on one resource.
-const maxTags = 50
+const maxTags = ebs.MaxTags
 
 // probe is one call preflight makes to learn whether a principal may make
 // it: most with DryRun, which AWS answers with DryRunOperation when the call
@@ -424,7 +424,7 @@ func (c *Config) resolveTargets(p *plan) {
 }
 
 // maxDescription is AWS's limit on an AMI description.
-const maxDescription = 255
+const maxDescription = ebs.MaxDescription
 
 // checkTarget runs every check of one target account: role, regions,
 // keys, names, earlier copies, the calls the run will make as the role, and
