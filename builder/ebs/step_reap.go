@@ -104,7 +104,8 @@ func (s *stepRelease) Cleanup(multistep.StateBag) {}
 // resource whose create call was under way at Ctrl-C (AWS made it, the
 // build never learnt its ID) or one a step's cleanup could not remove. It
 // comes early in the build so that its Cleanup runs last. A create answered
-// only after the sweep is left to the lease (stepReap of a later run).
+// only after the sweep's last lookup is left to the lease (stepReap of a
+// later run).
 type stepSweep struct{}
 
 func (s *stepSweep) Run(context.Context, multistep.StateBag) multistep.StepAction {
@@ -119,9 +120,18 @@ func (s *stepSweep) Cleanup(state multistep.StateBag) {
 	c := b.config
 	ctx, cancel := cleanupContext()
 	defer cancel()
+	// After an interrupt a create call may still be under way, or its
+	// resource not yet visible: a region where nothing of the run shows is
+	// asked again a few times, at most 5 s apart (as amicrypt-copy does
+	// for an interrupted CopyImage).
+	_, interrupted := state.GetOk(multistep.StateCancelled)
 	for _, region := range append([]string{c.RawRegion}, c.AMIRegions...) {
 		client := b.clients.EC2(region)
 		found, err := ebs.FindLeased(ctx, client, tagRun)
+		for try := 1; interrupted && err == nil && !hasRun(found, b.runID) && try < sweepLookups; try++ {
+			time.Sleep(min(c.PollingConfig.Delay(), 5*time.Second))
+			found, err = ebs.FindLeased(ctx, client, tagRun)
+		}
 		if err != nil {
 			ui(state).Error(fmt.Sprintf("Looking for what this build left in %s: %v (a later build removes it once its lease expires)", region, err))
 			b.leftover(fmt.Sprintf("whatever is left in %s (looking failed: %v)", region, err))
@@ -151,6 +161,20 @@ func (s *stepSweep) Cleanup(state multistep.StateBag) {
 			detail(ui(state), "  removed "+what)
 		}
 	}
+}
+
+// sweepLookups is how many times stepSweep asks a region after an
+// interrupt.
+const sweepLookups = 4
+
+// hasRun reports whether any of found carries run's tag.
+func hasRun(found []ebs.Leased, run string) bool {
+	for _, l := range found {
+		if l.Tags[tagRun] == run {
+			return true
+		}
+	}
+	return false
 }
 
 // leftover records something a failed build could not remove, for its
