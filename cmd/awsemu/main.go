@@ -42,6 +42,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	faultsPath := fs.String("faults", "", "fault profile (JSON)")
 	statePath := fs.String("state", "", "state file: loaded at start, saved after changes and on shutdown")
 	grantDelay := fs.Duration("grant-delay", 0, "emulated time a KMS grant takes to take effect (scaled by -time-scale)")
+	callLatency := fs.Duration("call-latency", 0, "emulated time every API call takes before it is answered (scaled by -time-scale; 0: none)")
 	imageCopies := fs.Int("image-copies", 0, "concurrent AMI copies per destination account-region (0: 50)")
 	snapshotCopies := fs.Int("snapshot-copies", 0, "concurrent snapshot copies per destination account-region (0: 20)")
 	describeRate := fs.Float64("describe-rate", 0, "Describe*/List*/Get* requests per second per account-region (0: unlimited)")
@@ -57,10 +58,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if *timeScale <= 0 {
 		return config{}, fmt.Errorf("-time-scale %v: must be positive, e.g. 1 (real time) or 0.01", *timeScale)
 	}
+	if *callLatency < 0 {
+		return config{}, fmt.Errorf("-call-latency %v: must be 0 (none) or positive, e.g. 100ms", *callLatency)
+	}
 	opts := awsemu.Options{
-		TimeScale:  *timeScale,
-		GrantDelay: *grantDelay,
-		StatePath:  *statePath,
+		TimeScale:   *timeScale,
+		GrantDelay:  *grantDelay,
+		CallLatency: *callLatency,
+		StatePath:   *statePath,
 		Limits: awsemu.Limits{
 			ConcurrentImageCopies: *imageCopies, ConcurrentSnapshotCopies: *snapshotCopies,
 			DescribeRate: *describeRate, DescribeBurst: *describeBurst, MutateRate: *mutateRate, MutateBurst: *mutateBurst,

@@ -82,6 +82,7 @@ func TestFlagErrors(t *testing.T) {
 	}{
 		{[]string{"-addr", "0.0.0.0:4566"}, "loopback"},
 		{[]string{"-time-scale", "0"}, "-time-scale"},
+		{[]string{"-call-latency", "-1s"}, "-call-latency -1s: must be 0 (none) or positive"},
 		{[]string{"-world", "/nonexistent/world.json"}, "reading world file"},
 		{[]string{"-faults", "/nonexistent/faults.json"}, "reading fault profile"},
 	}
@@ -113,6 +114,18 @@ func TestRateFlags(t *testing.T) {
 		if !reflect.DeepEqual(cfg.opts.Limits, tc.want) {
 			t.Errorf("%v: limits %+v, want %+v", tc.args, cfg.opts.Limits, tc.want)
 		}
+	}
+}
+
+// -call-latency reaches the emulator's latency model as its api-call
+// time, in emulated time.
+func TestCallLatencyFlag(t *testing.T) {
+	cfg, err := parseFlags([]string{"-call-latency", "100ms", "-time-scale", "0.1"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.opts.CallLatency != 100*time.Millisecond {
+		t.Fatalf("CallLatency = %v, want 100ms", cfg.opts.CallLatency)
 	}
 }
 

@@ -138,9 +138,30 @@ func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	// and the audit, faults and limits have locks of their own. The answer
 	// is encoded whole before it is written, so a slow client holds up
 	// nobody.
+	if !e.callLatency(r) {
+		return // the client went away, or the emulator is closing
+	}
 	rec := &bufferedResponse{header: http.Header{}}
 	e.serve(rec, r, body, auth, authErr, service, action, params)
 	rec.writeTo(w)
+}
+
+// callLatency holds a call for the latency model's api-call time before it
+// is served, and reports whether to serve it.
+func (e *Emulator) callLatency(r *http.Request) bool {
+	d := e.clock.Latency(LatencyAPICall, 0, false)
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+	case <-e.stopped:
+	}
+	return false
 }
 
 // serve authenticates, admits and handles one call.

@@ -28,6 +28,10 @@ type Options struct {
 	// GrantDelay is the emulated time a new KMS grant takes to take effect
 	// (AWS: usually seconds, up to about five minutes). Scaled by TimeScale.
 	GrantDelay time.Duration
+	// CallLatency is the emulated time every AWS API call takes before the
+	// emulator handles it (AWS's calls take tens to hundreds of
+	// milliseconds; see docs/emulator.md). Scaled by TimeScale; 0: none.
+	CallLatency time.Duration
 	// SlowGrantDelay is the grant delay when FaultSlowGrant fires (default 5m).
 	SlowGrantDelay time.Duration
 	// Faults injects failures; nil means none.
@@ -115,6 +119,9 @@ func New(opts Options) (*Emulator, error) {
 	}
 	if opts.GrantDelay > 0 {
 		latency[LatencyGrant] = LatencySpec{Base: opts.GrantDelay}
+	}
+	if opts.CallLatency > 0 {
+		latency[LatencyAPICall] = LatencySpec{Base: opts.CallLatency}
 	}
 	seed := uint64(1)
 	if opts.Faults != nil && opts.Faults.Seed != 0 {

@@ -74,6 +74,7 @@ const (
 	LatencyImageRegister = core.LatencyImageRegister
 	LatencyVolumeCreate  = core.LatencyVolumeCreate
 	LatencyGrant         = core.LatencyGrant
+	LatencyAPICall       = core.LatencyAPICall
 )
 
 // What EC2 asks of KMS (for tests of the KMS side).

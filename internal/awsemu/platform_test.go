@@ -480,3 +480,34 @@ func TestHostileBodies(t *testing.T) {
 		t.Fatalf("short body: %v, answered %q", err, answer)
 	}
 }
+
+// CallLatency holds every API call for its emulated time, scaled, before
+// it is served; the model endpoint reports it. Admin endpoints answer at
+// once.
+func TestCallLatency(t *testing.T) {
+	ctx := context.Background()
+	srv := emutest.Start(t, awsemu.Options{TimeScale: 0.1, CallLatency: 300 * time.Millisecond})
+	if got := srv.Emulator().Model().Latency[awsemu.LatencyAPICall]; got != (awsemu.LatencySpec{Base: 300 * time.Millisecond}) {
+		t.Fatalf("model api-call latency %+v, want base 300ms", got)
+	}
+	c := emutest.KMSClient(ctx, srv, "222222222222", "us-east-1")
+	mark := srv.Mark()
+	start := time.Now()
+	for range 3 {
+		if _, err := c.ListAliases(ctx, &kms.ListAliasesInput{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 3 calls one after the other: at least 3 × 300ms × 0.1 of wall time.
+	if took := time.Since(start); took < 90*time.Millisecond {
+		t.Fatalf("3 calls took %v, want at least 90ms (3 × 30ms)", took)
+	}
+	if n := srv.Calls(awsemu.AuditFilter{Action: "ListAliases", SinceSeq: mark}); n != 3 {
+		t.Fatalf("audit has %d ListAliases, want 3", n)
+	}
+
+	plain := emutest.Start(t, awsemu.Options{TimeScale: 0.1})
+	if got := plain.Emulator().Model().Latency[awsemu.LatencyAPICall]; got != (awsemu.LatencySpec{}) {
+		t.Fatalf("default api-call latency %+v, want none", got)
+	}
+}

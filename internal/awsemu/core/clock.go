@@ -16,6 +16,10 @@ const (
 	LatencyImageRegister = "image-register"
 	LatencyVolumeCreate  = "volume-create"
 	LatencyGrant         = "grant-propagation"
+	// LatencyAPICall is the time every API call takes before it is
+	// answered: the round trip and the service's own work. 0 by default:
+	// calls are answered as fast as the machine serves them.
+	LatencyAPICall = "api-call"
 )
 
 // LatencySpec is the duration model of one operation, in emulated time.
@@ -37,6 +41,7 @@ func DefaultLatency() map[string]LatencySpec {
 		LatencyImageRegister: {Base: 5 * time.Second},
 		LatencyVolumeCreate:  {Base: 10 * time.Second},
 		LatencyGrant:         {},
+		LatencyAPICall:       {},
 	}
 }
 
