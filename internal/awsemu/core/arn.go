@@ -1,6 +1,7 @@
 package core
 
 import (
+	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -121,6 +122,11 @@ func (s Scope) Less(o Scope) bool {
 		return s.Account < o.Account
 	}
 	return s.Region < o.Region
+}
+
+// Compare orders scopes as Less does: -1, 0 or +1.
+func (s Scope) Compare(o Scope) int {
+	return cmp.Or(cmp.Compare(s.Account, o.Account), cmp.Compare(s.Region, o.Region))
 }
 
 func (s Scope) String() string { return s.Account + "/" + s.Region }

@@ -55,8 +55,9 @@ type Service struct {
 	opts     Options
 	aliases  map[string]string // account ID -> alias ("amazon"); read-only
 
-	mu     sync.Mutex // guards the stores map (not the stores)
-	stores map[core.Scope]*store
+	mu       sync.Mutex // guards stores and byRegion (not the stores)
+	stores   map[core.Scope]*store
+	byRegion map[string][]core.Scope // the scopes of stores, by region, sorted
 	index  sync.Map      // resource ID -> indexed
 	seq    atomic.Uint64 // makes resource IDs
 

@@ -195,7 +195,7 @@ func (e *Service) UnmarshalJSON(data []byte) error {
 		return err
 	}
 	e.mu.Lock()
-	e.stores = map[core.Scope]*store{}
+	e.stores, e.byRegion = map[core.Scope]*store{}, nil
 	e.mu.Unlock()
 	e.index.Clear()
 	e.seq.Store(in.Seq)
@@ -205,7 +205,7 @@ func (e *Service) UnmarshalJSON(data []byte) error {
 		}
 		ps.State.ensure()
 		e.mu.Lock()
-		e.stores[core.Scope{Account: ps.Account, Region: ps.Region}] = ps.State
+		e.addStoreLocked(core.Scope{Account: ps.Account, Region: ps.Region}, ps.State)
 		e.mu.Unlock()
 	}
 	// Images last: their index entries name their snapshots' stores.

@@ -132,9 +132,31 @@ func (e *Service) storeFor(sc core.Scope) *store {
 	st, ok := e.stores[sc]
 	if !ok {
 		st = newStore()
-		e.stores[sc] = st
+		e.addStoreLocked(sc, st)
 	}
 	return st
+}
+
+// addStoreLocked adds the store of a scope and files the scope under its
+// region, in order. e.mu is held.
+func (e *Service) addStoreLocked(sc core.Scope, st *store) {
+	if _, ok := e.stores[sc]; !ok {
+		if e.byRegion == nil {
+			e.byRegion = map[string][]core.Scope{}
+		}
+		list := e.byRegion[sc.Region]
+		i, _ := slices.BinarySearchFunc(list, sc, core.Scope.Compare)
+		e.byRegion[sc.Region] = slices.Insert(list, i, sc)
+	}
+	e.stores[sc] = st
+}
+
+// regionScopes lists the scopes of region that have a store, sorted: a
+// region-wide call's locks, without going through every region's.
+func (e *Service) regionScopes(region string) []core.Scope {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.byRegion[region])
 }
 
 // scopes lists the scopes with a store, sorted: the order locks are taken.
@@ -181,10 +203,8 @@ type view struct {
 func (e *Service) lockFor(c *core.Call, p ec2Params) *view {
 	want := map[core.Scope]bool{{Account: c.Account, Region: c.Region}: true}
 	if regionWide(c, p) {
-		for _, sc := range e.scopes() {
-			if sc.Region == c.Region {
-				want[sc] = true
-			}
+		for _, sc := range e.regionScopes(c.Region) {
+			want[sc] = true
 		}
 	}
 	if r := p.str("SourceRegion"); r != "" {
