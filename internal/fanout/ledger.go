@@ -10,7 +10,7 @@ import (
 )
 
 // UnwindConcurrency bounds how many undos of one batch run at once.
-const UnwindConcurrency = 16
+const UnwindConcurrency = 32
 
 // Kind says when an undo runs.
 type Kind int

@@ -67,9 +67,14 @@ func (p *plan) lends(src *source) bool {
 
 // preflightConcurrency bounds how many target accounts (and, in the key
 // check, target-source pairs) are checked at once. Each check is a handful
-// of calls in a row; the SDK's adaptive retryer paces them under each
-// account-region's request rate.
-const preflightConcurrency = 32
+// of calls in a row, mostly in the target's own account-regions, each with
+// its own request-rate buckets; the SDK's adaptive retryer paces them under
+// each one's rate.
+const preflightConcurrency = 64
+
+// reportConcurrency bounds how many account-regions are marked reported
+// at once: one DeleteTags each, each in its own account-region.
+const reportConcurrency = 128
 
 // regionConcurrency bounds how many regions of one target are checked at
 // once.
@@ -99,8 +104,15 @@ func (c *Config) preflight(ctx context.Context, sess *session, amis []sourceAMI,
 	}
 	p.template = templateID(sess.SourceAccount, regions, p.targets, c.AMIName)
 
-	c.checkSourceAccess(ctx, p)
+	// The source principal's own calls are asked about while the survey
+	// looks for what earlier runs left: neither needs the other.
+	var access errgroup.Group
+	access.Go(func() error {
+		c.checkSourceAccess(ctx, p)
+		return nil
+	})
 	p.survey = c.surveySource(ctx, p, say)
+	_ = access.Wait()
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(preflightConcurrency)
@@ -222,20 +234,12 @@ type probe struct {
 	call                        func(context.Context) error
 }
 
-// run reports the probe's problem, if any, under target and check. An
+// check reports the probe's problem, if any, under target and check. An
 // answer that names a missing resource rather than a refusal says nothing
-// about the permission: AWS checks some resources before permissions.
-func (pr probe) run(ctx context.Context, p *plan, target, check string) {
-	pr.check(ctx, p, target, check, false)
-}
-
-// runVia is run for a call that stands for one AWS makes on the
-// principal's behalf (EC2 using a key): only an explicit deny of the direct
-// call proves that one refused (ebs.ExplicitDeny).
-func (pr probe) runVia(ctx context.Context, p *plan, target, check string) {
-	pr.check(ctx, p, target, check, true)
-}
-
+// about the permission: AWS checks some resources before permissions. With
+// viaService, the call stands for one AWS makes on the principal's behalf
+// (EC2 using a key): only an explicit deny of the direct call proves that
+// one refused (ebs.ExplicitDeny).
 func (pr probe) check(ctx context.Context, p *plan, target, check string, viaService bool) {
 	err := pr.call(ctx)
 	switch {
@@ -253,6 +257,19 @@ func (pr probe) check(ctx context.Context, p *plan, target, check string, viaSer
 	}
 	p.problem(target, check, fmt.Sprintf("checking that %s may call %s: %v", pr.principal, pr.action, err),
 		"check "+pr.action+" works for "+pr.principal)
+}
+
+// runProbes runs probes at once: each asks its own question, and their
+// problems are sorted once preflight ends. viaService is check's.
+func runProbes(ctx context.Context, p *plan, target, check string, probes []probe, viaService bool) {
+	var g errgroup.Group
+	for _, pr := range probes {
+		g.Go(func() error {
+			pr.check(ctx, p, target, check, viaService)
+			return nil
+		})
+	}
+	_ = g.Wait() // problems go to p
 }
 
 // probeImage and probeSnapshot are well-formed IDs of nothing, for the
@@ -353,9 +370,7 @@ func (c *Config) checkSourceAccess(ctx context.Context, p *plan) {
 				return err
 			}})
 		}
-		for _, pr := range probes {
-			pr.run(ctx, p, where, "source access")
-		}
+		runProbes(ctx, p, where, "source access", probes, false)
 	}
 }
 
@@ -449,6 +464,15 @@ func (c *Config) checkTarget(ctx context.Context, p *plan, t *target) error {
 	}
 	// The regions of a target are checked at once: each check is its own
 	// job's (its key, name and earlier copies).
+	// The grants on the source keys are asked about meanwhile; the role's
+	// own calls after, as they name a job's key.
+	var grants errgroup.Group
+	if !t.IsSource {
+		grants.Go(func() error {
+			c.checkGrants(ctx, p, t)
+			return nil
+		})
+	}
 	var g errgroup.Group
 	g.SetLimit(regionConcurrency)
 	for _, j := range p.jobs {
@@ -462,9 +486,7 @@ func (c *Config) checkTarget(ctx context.Context, p *plan, t *target) error {
 	}
 	_ = g.Wait() // checks report through p.problem
 	c.checkTargetAccess(ctx, p, t)
-	if !t.IsSource {
-		c.checkGrants(ctx, p, t)
-	}
+	_ = grants.Wait()
 	return nil
 }
 
@@ -496,13 +518,41 @@ func (c *Config) checkRegion(ctx context.Context, p *plan, t *target, j *job, op
 	c.checkInstanceStoreKey(ctx, p, j)
 }
 
-// checkJob checks the target key, name and earlier copies of one job.
+// checkJob checks the target key, name and earlier copies of one job. The
+// lookups that need no key (unreported copies, the name) are made while the
+// key is checked, and the key's use is probed while earlier copies under it
+// are looked for: each region's check is two calls long, not six.
 func (c *Config) checkJob(ctx context.Context, p *plan, j *job) {
 	if j.KeyRef == "" {
 		return
 	}
+	tc := p.sess.Target(j.Target.Account, j.Target.RoleARN, j.Target.ExternalID, j.Region)
+	var unreported, same []ec2types.Image
+	var unreportedErr, sameErr error
+	var g errgroup.Group
+	g.Go(func() error {
+		unreported, unreportedErr = ebs.FindImagesByFilter(ctx, tc.EC2, []string{"self"}, map[string]string{
+			"tag:" + TagTemplate: p.template, "tag:" + TagUnreported: "true",
+		})
+		return nil
+	})
+	g.Go(func() error {
+		same, sameErr = ebs.FindImagesByName(ctx, tc.EC2, "self", j.Name)
+		return nil
+	})
+	keyOK := c.checkTargetKey(ctx, p, j, tc)
+	_ = g.Wait() // the errors are reported below, in the order the checks depend on
+	if !keyOK || !c.checkDeadCopies(p, j, unreported, unreportedErr) {
+		return
+	}
+	c.checkName(p, j, same, sameErr)
+}
+
+// checkTargetKey checks the job's target key as the role and, once it is
+// known, the key's use and the copies earlier runs made under it. It
+// returns false when it reported a problem that ends the job's checks.
+func (c *Config) checkTargetKey(ctx context.Context, p *plan, j *job, tc *clients) bool {
 	role := j.Target.RoleARN
-	tc := p.sess.Target(j.Target.Account, role, j.Target.ExternalID, j.Region)
 	key, err := ebs.CheckKey(ctx, tc.KMS, j.KeyRef, ebs.KeyRequirements{Region: j.Region, Account: j.Target.Account})
 	var ke *ebs.KeyError
 	switch {
@@ -510,6 +560,7 @@ func (c *Config) checkJob(ctx context.Context, p *plan, j *job) {
 		j.KeyARN = key.ARN
 	case errors.As(err, &ke) && ke.Problem == ebs.KeyNotFound && c.CreateMissingKeys:
 		j.CreateKey = true
+		return true
 	case errors.As(err, &ke):
 		fix := ke.Detail
 		switch ke.Problem {
@@ -521,43 +572,50 @@ func (c *Config) checkJob(ctx context.Context, p *plan, j *job) {
 			fix = fixOr(ke.Err, role, "kms:DescribeKey", j.KeyRef, "allow kms:DescribeKey on the key to "+role)
 		}
 		p.problem(j.Dest(), "target key", err.Error(), fix)
-		return
+		return false
 	default:
 		p.problem(j.Dest(), "target key", err.Error(), fixOr(err, role, "kms:DescribeKey", j.KeyRef, "check the role may call kms:DescribeKey in "+j.Region))
-		return
+		return false
 	}
 
-	if j.KeyARN != "" {
-		c.checkTargetKeyUse(ctx, p, j, tc)
-		prior, err := ebs.FindImagesByFilter(ctx, tc.EC2, []string{"self"}, map[string]string{
+	var prior []ec2types.Image
+	var priorErr error
+	var g errgroup.Group
+	g.Go(func() error {
+		prior, priorErr = ebs.FindImagesByFilter(ctx, tc.EC2, []string{"self"}, map[string]string{
 			"tag:" + TagSourceAMI: j.Source.ImageID, "tag:" + TagKMSKeyARN: j.KeyARN,
 		})
-		if err != nil {
-			p.problem(j.Dest(), "earlier copies", err.Error(), fixOr(err, role, "ec2:DescribeImages", "*", "check the role may call ec2:DescribeImages"))
-			return
-		}
-		for _, img := range prior {
-			switch img.State {
-			case ec2types.ImageStateAvailable, ec2types.ImageStatePending:
-				if j.Existing == "" {
-					j.Existing = aws.ToString(img.ImageId)
-				}
-			case ec2types.ImageStateFailed, ec2types.ImageStateError, ec2types.ImageStateInvalid:
-				if aws.ToString(img.Name) == j.Name && j.Failed == "" {
-					j.Failed = aws.ToString(img.ImageId)
-				}
+		return nil
+	})
+	c.checkTargetKeyUse(ctx, p, j, tc)
+	_ = g.Wait()
+	if priorErr != nil {
+		p.problem(j.Dest(), "earlier copies", priorErr.Error(), fixOr(priorErr, role, "ec2:DescribeImages", "*", "check the role may call ec2:DescribeImages"))
+		return false
+	}
+	for _, img := range prior {
+		switch img.State {
+		case ec2types.ImageStateAvailable, ec2types.ImageStatePending:
+			if j.Existing == "" {
+				j.Existing = aws.ToString(img.ImageId)
+			}
+		case ec2types.ImageStateFailed, ec2types.ImageStateError, ec2types.ImageStateInvalid:
+			if aws.ToString(img.Name) == j.Name && j.Failed == "" {
+				j.Failed = aws.ToString(img.ImageId)
 			}
 		}
-		if j.Existing != "" {
-			j.Failed = "" // a usable copy is reused; the failed one is left alone
-		}
 	}
-	if !c.checkDeadCopies(ctx, p, j, tc) {
-		return
+	if j.Existing != "" {
+		j.Failed = "" // a usable copy is reused; the failed one is left alone
 	}
-	same, err := ebs.FindImagesByName(ctx, tc.EC2, "self", j.Name)
+	return true
+}
+
+// checkName reports the images of the target account, other than the ones
+// the job reuses, replaces or removes, that hold the job's AMI name.
+func (c *Config) checkName(p *plan, j *job, same []ec2types.Image, err error) {
 	if err != nil {
-		p.problem(j.Dest(), "AMI name", err.Error(), fixOr(err, role, "ec2:DescribeImages", "*", "check the role may call ec2:DescribeImages"))
+		p.problem(j.Dest(), "AMI name", err.Error(), fixOr(err, j.Target.RoleARN, "ec2:DescribeImages", "*", "check the role may call ec2:DescribeImages"))
 		return
 	}
 	for _, img := range same {
@@ -580,15 +638,12 @@ func (c *Config) checkJob(ctx context.Context, p *plan, j *job) {
 	}
 }
 
-// checkDeadCopies finds the copies runs of this template made and never
+// checkDeadCopies sorts the copies runs of this template made and never
 // reported (tagged amicrypt:unreported), other than the ones this job
 // reuses or replaces. When no run of this template is alive they are dead
 // runs' copies (j.DeadCopies); a live run's are left alone. It returns
 // false when it reported a problem.
-func (c *Config) checkDeadCopies(ctx context.Context, p *plan, j *job, tc *clients) bool {
-	unreported, err := ebs.FindImagesByFilter(ctx, tc.EC2, []string{"self"}, map[string]string{
-		"tag:" + TagTemplate: p.template, "tag:" + TagUnreported: "true",
-	})
+func (c *Config) checkDeadCopies(p *plan, j *job, unreported []ec2types.Image, err error) bool {
 	if err != nil {
 		p.problem(j.Dest(), "earlier copies", err.Error(), fixOr(err, j.Target.RoleARN, "ec2:DescribeImages", "*", "check the role may call ec2:DescribeImages"))
 		return false
@@ -630,9 +685,7 @@ func (c *Config) checkTargetKeyUse(ctx context.Context, p *plan, j *job, tc *cli
 			return err
 		}},
 	}
-	for _, pr := range probes {
-		pr.runVia(ctx, p, j.Dest(), "target key")
-	}
+	runProbes(ctx, p, j.Dest(), "target key", probes, true)
 }
 
 // checkTargetAccess checks that the role may make the EC2 calls the run
@@ -716,9 +769,7 @@ func (c *Config) checkTargetAccess(ctx context.Context, p *plan, t *target) {
 			return err
 		}})
 	}
-	for _, pr := range probes {
-		pr.run(ctx, p, t.Account, "role access")
-	}
+	runProbes(ctx, p, t.Account, "role access", probes, false)
 }
 
 // checkGrants asks KMS, with DryRun, whether the source principal may grant

@@ -322,7 +322,7 @@ func (r *runner) markReported(ctx context.Context) []Record {
 	dests := slices.Sorted(maps.Keys(byDest))
 	recs := make([]*Record, len(dests))
 	var g errgroup.Group
-	g.SetLimit(preflightConcurrency)
+	g.SetLimit(reportConcurrency)
 	for i, dest := range dests {
 		g.Go(func() error {
 			ids, c := byDest[dest], clientsOf[dest]
