@@ -69,6 +69,11 @@ func TestPacerNext(t *testing.T) {
 		{"never more than the elapsed time", 100 * time.Second, 5, nil, 100 * time.Second},
 		// 55% at 600 s: between 1071 s and 1091 s; the earliest is 471 s away.
 		{"the earliest end", 600 * time.Second, 55, nil, 600*time.Second*100/56 - 600*time.Second},
+		// 48% at 300 s: between 612 s and 625 s, 13 s apart; a reading a
+		// poll delay before 612 s narrows that to about 1% of the copy.
+		{"one more reading before the end", 300 * time.Second, 48, nil, 300*time.Second*100/49 - 15*time.Second - 300*time.Second},
+		// 97% at 597 s: between 609 s and 615.5 s, as sharp as it gets.
+		{"a reading near the end: when surely done", 597 * time.Second, 97, nil, 597*time.Second*100/97 - 597*time.Second},
 		{"almost done: the delay", 600 * time.Second, 99, nil, 15 * time.Second},
 		{"snapshots done: the delay", 600 * time.Second, 100, nil, 15 * time.Second},
 		{"no progress: what the run learnt", 150 * time.Second, -1, learnt, 50 * time.Second},
