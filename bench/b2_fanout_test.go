@@ -112,14 +112,14 @@ func runFanout(b *testing.B, s settings, shape Shape, th *throttle) Row {
 	if err := WriteWorld(world, worldPath); err != nil {
 		b.Fatal(err)
 	}
-	var args []string
+	args := []string{"-call-latency", s.fanoutCall.String()}
 	if th != nil {
 		// The buckets refill per wall-clock second: scale the rates so they
 		// hold per emulated second.
-		args = []string{
+		args = append(args,
 			"-describe-rate", strconv.FormatFloat(float64(th.describe)/s.fanoutScale, 'f', -1, 64), "-describe-burst", strconv.Itoa(th.describe),
 			"-mutate-rate", strconv.FormatFloat(float64(th.mutate)/s.fanoutScale, 'f', -1, 64), "-mutate-burst", strconv.Itoa(th.mutate),
-		}
+		)
 	}
 	env := e2e.New(b)
 	emu := env.StartEmulator(b, e2e.EmulatorOptions{World: worldPath, TimeScale: s.fanoutScale, Args: args})
@@ -157,7 +157,7 @@ func runFanout(b *testing.B, s settings, shape Shape, th *throttle) Row {
 	row := Row{
 		Scenario: ScenarioFanout, Tool: toolFanout, Size: shape.String(),
 		Accounts: shape.Accounts, Regions: shape.Regions, Copies: copies,
-		WallS:     res.Duration.Seconds(),
+		WallS: res.Duration.Seconds(), CallLatencyS: s.fanoutCall.Seconds(),
 		MakespanS: Emulated(calls.Span(), s.fanoutScale).Seconds(),
 		Calls:     calls.Total, MutatingCalls: calls.Mutating(), Errors: calls.Errors, ErrorsBy: calls.ErrorsBy, Throttled: calls.Throttled,
 		CallsByAction:        calls.ByAction,

@@ -36,10 +36,14 @@ const (
 	// integer) is 15 s emulated, both plugins' real-time cadence.
 	defaultBuildScale = 1.0 / 15
 	defaultBuildPoll  = 1.0
-	// B2, B3: one emulated second lasts 10 ms; a local API call (about a
-	// millisecond of wall time) then looks like 100 ms, about what AWS
-	// takes, and 500 copies finish in about five minutes of wall time.
-	defaultFanoutScale = 0.01
+	// B2, B3: one emulated second lasts 100 ms, and every API call is
+	// held 100 ms emulated (10 ms of wall time) before it is served, about
+	// what an AWS call takes. The machine's own time per call (about a
+	// millisecond, more when its two cores are busy) is then about a tenth
+	// of that, not the whole of it as at 0.01, where 2 cores' throughput
+	// became all of AWS's. 500 copies take about 70 s of wall time.
+	defaultFanoutScale       = 0.1
+	defaultFanoutCallLatency = 100 * time.Millisecond
 )
 
 // Shape is a fan-out: accounts × regions, one copy per account-region.
@@ -72,7 +76,8 @@ type settings struct {
 	buildSizes  []int
 	buildTools  []string
 	fanoutScale float64
-	fanoutPoll  float64 // wall seconds; 0: the plugin's default × scale
+	fanoutPoll  float64       // wall seconds; 0: the plugin's default × scale
+	fanoutCall  time.Duration // emulated time each API call is held (-call-latency)
 	shapes      []Shape
 	throttled   Shape
 }
@@ -93,6 +98,12 @@ func loadSettings(b *testing.B) settings {
 		buildPoll:   envFloat(b, "AMICRYPT_BENCH_B1_POLL", defaultBuildPoll),
 		fanoutScale: envFloat(b, "AMICRYPT_BENCH_FANOUT_SCALE", defaultFanoutScale),
 		fanoutPoll:  envFloat(b, "AMICRYPT_BENCH_FANOUT_POLL", 0),
+	}
+	call := env("AMICRYPT_BENCH_FANOUT_CALL_LATENCY", defaultFanoutCallLatency.String())
+	if d, err := time.ParseDuration(call); err != nil || d < 0 {
+		b.Fatalf("AMICRYPT_BENCH_FANOUT_CALL_LATENCY=%q: use a duration of emulated time such as 100ms, or 0", call)
+	} else {
+		s.fanoutCall = d
 	}
 	root, err := e2e.RepoRoot()
 	if err != nil {

@@ -41,6 +41,7 @@ type Row struct {
 	PollWallS     float64 `json:"poll_delay_wall_s,omitempty"`
 	PollEmulatedS float64 `json:"poll_delay_emulated_s,omitempty"`
 	CadenceFactor float64 `json:"cadence_factor,omitempty"`
+	CallLatencyS  float64 `json:"call_latency_emulated_s,omitempty"` // each API call held this long (emulator -call-latency)
 
 	WallS              float64 `json:"wall_s,omitempty"`
 	MakespanS          float64 `json:"makespan_emulated_s,omitempty"`
@@ -303,6 +304,9 @@ func conditions(sb *strings.Builder, rows []Row) {
 	var lines []string
 	for _, r := range rows {
 		what := fmt.Sprintf("time scale %.4g, polling every %gs of wall time = %gs emulated (cadence factor %.3g)", r.TimeScale, r.PollWallS, r.PollEmulatedS, r.CadenceFactor)
+		if r.CallLatencyS > 0 {
+			what += fmt.Sprintf(", every API call held %gs emulated before it is served", r.CallLatencyS)
+		}
 		if r.Scenario == ScenarioInstStore {
 			what = "real time: a QEMU guest (TCG, no KVM) as an instance of the in-process emulator, the agent timed from its start to the volume mounted"
 		}
