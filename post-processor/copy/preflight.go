@@ -19,7 +19,6 @@ import (
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/amicrypt/packer-plugin-amicrypt/internal/awsauth"
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 )
 
@@ -447,7 +446,9 @@ const maxDescription = ebs.MaxDescription
 func (c *Config) checkTarget(ctx context.Context, p *plan, t *target) error {
 	home := p.sources[0].Region
 	tc := p.sess.Target(t.Account, t.RoleARN, t.ExternalID, home)
-	if _, err := awsauth.CallerIdentity(ctx, tc.cfg); err != nil {
+	// The role's credentials prove it can be assumed: sts:AssumeRole is
+	// the check, with no call of its own.
+	if _, err := tc.cfg.Credentials.Retrieve(ctx); err != nil {
 		p.problem(t.Account, "assume role", fmt.Sprintf("%s can't assume %s: %v", p.sess.SourcePrincipal, t.RoleARN, err),
 			fmt.Sprintf("trust %s (or account %s) in the trust policy of %s and allow it sts:AssumeRole in its own IAM policy; set external_id if the role requires one", p.sess.SourcePrincipal, p.sess.SourceAccount, t.RoleARN))
 		return nil // nothing else can be checked as this role

@@ -128,6 +128,16 @@ func (r *runner) execute(ctx context.Context) error {
 	// run's lease must keep covering for the run that takes it back.
 	var incomplete []Record
 	lent := false
+	// With nothing to roll back, the copies are marked reported while the
+	// shares and grants are taken back: neither waits for the other.
+	var reported []Record
+	var marking errgroup.Group
+	if err == nil {
+		marking.Go(func() error {
+			reported = r.markReported(cctx)
+			return nil
+		})
+	}
 	if len(r.ledger.Pending(fanout.Cleanup)) > 0 {
 		r.say("cleaning up: taking back this run's shares and grants in the source account")
 	}
@@ -158,7 +168,11 @@ func (r *runner) execute(ctx context.Context) error {
 			}
 		}
 	}
-	incomplete = append(incomplete, r.markReported(cctx)...)
+	if err != nil {
+		reported = r.markReported(cctx) // after the rollback, which some copies may have left
+	}
+	_ = marking.Wait()
+	incomplete = append(incomplete, reported...)
 	r.lease.stopRenewing()
 	switch {
 	case !r.lease.held():

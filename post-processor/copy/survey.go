@@ -10,10 +10,12 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 )
@@ -153,29 +155,37 @@ func (c *Config) surveySource(ctx context.Context, p *plan, say func(string, ...
 		}
 	}
 	principal := p.sess.SourcePrincipal
+	// The regions are looked at all at once; what was found is then read
+	// in their order.
+	finds := make([]regionFinds, len(s.regions))
+	var g errgroup.Group
+	for i, region := range s.regions {
+		g.Go(func() error {
+			finds[i] = c.findInRegion(ctx, p, region)
+			return nil
+		})
+	}
+	_ = g.Wait() // errors are in finds
 	for i, region := range s.regions {
 		where := "source " + region
-		sc := p.sess.Source(region)
-		imgs, err := ebs.FindOwnImagesWithTagKey(ctx, sc.EC2, TagLeasePrefix+"*")
-		if err != nil && i >= sourceRegions {
+		f := finds[i]
+		if f.imgErr != nil && i >= sourceRegions {
 			// Leases are on source AMIs; another region is looked at for
 			// other templates' dead runs, when the source account can.
-			say("could not look for earlier runs' leases in %s (%v); a run whose source AMI is there takes them back", region, err)
+			say("could not look for earlier runs' leases in %s (%v); a run whose source AMI is there takes them back", region, f.imgErr)
 			continue
 		}
-		if err != nil {
-			p.problem(where, "earlier runs", fmt.Sprintf("looking for the leases of earlier runs: %v", err),
-				fixOr(err, principal, "ec2:DescribeImages", "*", "check the source principal may call ec2:DescribeImages"))
+		if f.imgErr != nil {
+			p.problem(where, "earlier runs", fmt.Sprintf("looking for the leases of earlier runs: %v", f.imgErr),
+				fixOr(f.imgErr, principal, "ec2:DescribeImages", "*", "check the source principal may call ec2:DescribeImages"))
 			continue
 		}
-		snaps, err := ebs.FindOwnSnapshotsWithTagKey(ctx, sc.EC2, TagLeasePrefix+"*")
-		if err != nil {
-			p.problem(where, "earlier runs", fmt.Sprintf("looking for the leases of earlier runs: %v", err),
-				fixOr(err, principal, "ec2:DescribeSnapshots", "*", "check the source principal may call ec2:DescribeSnapshots"))
+		if f.snapErr != nil {
+			p.problem(where, "earlier runs", fmt.Sprintf("looking for the leases of earlier runs: %v", f.snapErr),
+				fixOr(f.snapErr, principal, "ec2:DescribeSnapshots", "*", "check the source principal may call ec2:DescribeSnapshots"))
 			continue
 		}
-		keys := map[string]bool{}
-		for _, img := range imgs {
+		for _, img := range f.imgs {
 			for _, tg := range img.Tags {
 				if l, ok := parseLease(aws.ToString(tg.Key), aws.ToString(tg.Value)); ok {
 					t := s.trace(l.Run)
@@ -187,7 +197,7 @@ func (c *Config) surveySource(ctx context.Context, p *plan, say func(string, ...
 				}
 			}
 		}
-		for _, snap := range snaps {
+		for _, snap := range f.snaps {
 			for _, tg := range snap.Tags {
 				if l, ok := parseLease(aws.ToString(tg.Key), aws.ToString(tg.Value)); ok {
 					t := s.trace(l.Run)
@@ -196,35 +206,16 @@ func (c *Config) surveySource(ctx context.Context, p *plan, say func(string, ...
 						t.Expires = l.Expires
 					}
 					t.Snapshots[region] = append(t.Snapshots[region], snap)
-					if k := aws.ToString(snap.KmsKeyId); k != "" {
-						keys[k] = true
-					}
 				}
 			}
 		}
-		managed := map[string]bool{}
-		for _, src := range p.sources {
-			if src.Region != region {
-				continue
-			}
-			for _, k := range append(slices.Clone(src.KeyARNs), src.SharedKeys...) {
-				keys[k] = true
-			}
-			if src.AWSManagedKey != "" {
-				managed[src.AWSManagedKey] = true
-			}
-		}
-		for _, keyARN := range slices.Sorted(maps.Keys(keys)) {
-			if managed[keyARN] {
-				continue // an AWS-managed key can't be lent: no grant of ours on it
-			}
-			grants, err := ebs.ListGrants(ctx, sc.KMS, keyARN)
-			if err != nil {
+		for _, keyARN := range f.keys {
+			if err := f.grantErr[keyARN]; err != nil {
 				p.problem(where, "earlier runs", fmt.Sprintf("looking for grants earlier runs left on %s: %v", keyARN, err),
 					fixOr(err, principal, "kms:ListGrants", keyARN, "check the source principal may call kms:ListGrants on "+keyARN))
 				continue
 			}
-			for _, g := range grants {
+			for _, g := range f.grants[keyARN] {
 				ref, ok := parseGrantName(g.Name)
 				if !ok {
 					continue
@@ -243,6 +234,74 @@ func (c *Config) surveySource(ctx context.Context, p *plan, say func(string, ...
 		}
 	}
 	return s
+}
+
+// regionFinds is what the survey found in one region of the source
+// account: the images and snapshots carrying leases, and the grants on the
+// keys of this run's sources there and of the leased snapshots.
+type regionFinds struct {
+	imgs     []ec2types.Image
+	imgErr   error
+	snaps    []ec2types.Snapshot
+	snapErr  error
+	keys     []string // listed, sorted
+	grants   map[string][]ebs.ListedGrant
+	grantErr map[string]error
+}
+
+// findInRegion makes the survey's calls in one region: the leased images
+// and snapshots at once, then the grants of every key concerned at once.
+func (c *Config) findInRegion(ctx context.Context, p *plan, region string) regionFinds {
+	var f regionFinds
+	sc := p.sess.Source(region)
+	var g errgroup.Group
+	g.Go(func() error {
+		f.imgs, f.imgErr = ebs.FindOwnImagesWithTagKey(ctx, sc.EC2, TagLeasePrefix+"*")
+		return nil
+	})
+	f.snaps, f.snapErr = ebs.FindOwnSnapshotsWithTagKey(ctx, sc.EC2, TagLeasePrefix+"*")
+	_ = g.Wait()
+	if f.imgErr != nil || f.snapErr != nil {
+		return f
+	}
+	keys := map[string]bool{}
+	for _, snap := range f.snaps {
+		for _, tg := range snap.Tags {
+			if _, ok := parseLease(aws.ToString(tg.Key), aws.ToString(tg.Value)); ok && aws.ToString(snap.KmsKeyId) != "" {
+				keys[aws.ToString(snap.KmsKeyId)] = true
+			}
+		}
+	}
+	managed := map[string]bool{}
+	for _, src := range p.sources {
+		if src.Region != region {
+			continue
+		}
+		for _, k := range append(slices.Clone(src.KeyARNs), src.SharedKeys...) {
+			keys[k] = true
+		}
+		if src.AWSManagedKey != "" {
+			managed[src.AWSManagedKey] = true
+		}
+	}
+	for k := range managed {
+		delete(keys, k) // an AWS-managed key can't be lent: no grant of ours on it
+	}
+	f.keys = slices.Sorted(maps.Keys(keys))
+	f.grants, f.grantErr = map[string][]ebs.ListedGrant{}, map[string]error{}
+	var mu sync.Mutex
+	var kg errgroup.Group
+	for _, keyARN := range f.keys {
+		kg.Go(func() error {
+			grants, err := ebs.ListGrants(ctx, sc.KMS, keyARN)
+			mu.Lock()
+			defer mu.Unlock()
+			f.grants[keyARN], f.grantErr[keyARN] = grants, err
+			return nil
+		})
+	}
+	_ = kg.Wait()
+	return f
 }
 
 // reclaim takes back what dead runs lent, whatever this run does next:
