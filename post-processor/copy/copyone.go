@@ -19,9 +19,17 @@ import (
 // copyOne makes (or finds) the copy of one job, reads it back and finishes it.
 func (r *runner) copyOne(ctx context.Context, j *job) error {
 	if j.State == "failed" {
+		r.stand(j, copyStanding{state: standFailed})
 		return fmt.Errorf("%s: %s", j.Dest(), j.Reason) // settleDeadCopies could not free its name
 	}
-	return r.copyWith(ctx, r.clientsFor(j), j)
+	r.stand(j, copyStanding{state: standPending, percent: -1})
+	err := r.copyWith(ctx, r.clientsFor(j), j)
+	st := copyStanding{state: standAvailable}
+	if err != nil {
+		st.state = standFailed
+	}
+	r.stand(j, st)
+	return err
 }
 
 // stateUnverified is the state of a copy that exists but did not read back
@@ -320,7 +328,7 @@ func (r *runner) progress(j *job) func(*ec2types.Image) {
 	var seen string
 	return func(img *ec2types.Image) {
 		j.seen = true
-		if img.State != ec2types.ImageStatePending {
+		if img.State != ec2types.ImageStatePending || r.many() {
 			return
 		}
 		snaps := ebs.ImageSnapshotIDs(img)
@@ -341,6 +349,10 @@ func (r *runner) progress(j *job) func(*ec2types.Image) {
 // not: its last Progress and when it is looked at next.
 func (r *runner) tick(j *job) func(ebs.WaitStatus) {
 	return func(st ebs.WaitStatus) {
+		if r.many() {
+			r.stand(j, copyStanding{state: standPending, percent: st.Percent})
+			return
+		}
 		line := fmt.Sprintf("%s: %s pending after %s", j.Dest(), orDash(j.ImageID), st.Elapsed.Round(time.Second))
 		if st.Percent >= 0 {
 			line += fmt.Sprintf(", %d%% copied", st.Percent)
@@ -432,4 +444,95 @@ func (r *runner) grantAutoscaling(ctx context.Context, tc *clients, j *job) erro
 	}
 	_, err := ebs.CreateGrant(ctx, tc.KMS, ebs.GrantSpec{KeyARN: j.KeyARN, GranteePrincipal: grantee, Operations: autoscalingOps, Name: autoscalingGrantName})
 	return err
+}
+
+// perCopyLines is the largest fan-out whose pending copies each say how
+// they go every progressInterval. A larger one says it in one line for all
+// (summarize): 500 copies would otherwise print 500 lines a minute.
+const perCopyLines = 20
+
+// many reports whether the run has more copies than perCopyLines.
+func (r *runner) many() bool { return r.plan != nil && len(r.plan.jobs) > perCopyLines }
+
+// Where a copy stands, for the summary line.
+const (
+	standPending = iota + 1
+	standAvailable
+	standFailed
+)
+
+// copyStanding is where one copy stands: pending (with its last Progress,
+// negative when unknown), available or failed. A job without one has not
+// started.
+type copyStanding struct {
+	state   int
+	percent int
+}
+
+// stand records where j stands.
+func (r *runner) stand(j *job, st copyStanding) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.standing[j] = st
+}
+
+// summarize says, every progressInterval while the copies run, how a large
+// fan-out stands, in one line. It returns the function that stops it.
+func (r *runner) summarize() (stop func()) {
+	if !r.many() {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(r.pacer.AWSTime(progressInterval))
+		defer t.Stop()
+		start := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				r.say("%s after %s", r.summary(), time.Since(start).Round(time.Second))
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+// summary is the one line of a large fan-out: how many copies are pending
+// (and how far their snapshots are), available, failed or not started.
+func (r *runner) summary() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var pending, available, failed, progressed int
+	lo, hi := 100, 0
+	for _, st := range r.standing {
+		switch st.state {
+		case standPending:
+			pending++
+			if st.percent >= 0 {
+				progressed++
+				lo, hi = min(lo, st.percent), max(hi, st.percent)
+			}
+		case standAvailable:
+			available++
+		case standFailed:
+			failed++
+		}
+	}
+	total := len(r.plan.jobs)
+	line := fmt.Sprintf("%d of %d copies pending", pending, total)
+	if progressed > 0 {
+		line += fmt.Sprintf(" (%d%% to %d%% copied)", lo, hi)
+	}
+	line += fmt.Sprintf(", %d available, %d failed", available, failed)
+	if waiting := total - pending - available - failed; waiting > 0 {
+		line += fmt.Sprintf(", %d not started", waiting)
+	}
+	return line
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amicrypt/packer-plugin-amicrypt/internal/ebs"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 )
@@ -59,5 +60,31 @@ func TestProgressLines(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLargeFanoutSaysOneLine: with more copies than perCopyLines, a
+// copy's polls and ticks say nothing of their own; the summary counts the
+// copies by where they stand, with the spread of their Progress.
+func TestLargeFanoutSaysOneLine(t *testing.T) {
+	ui := newUI()
+	p := &plan{}
+	for range perCopyLines + 5 {
+		p.jobs = append(p.jobs, &job{Target: &target{Account: "222222222222"}, Region: "eu-west-1"})
+	}
+	r := &runner{ui: ui, plan: p, standing: map[*job]copyStanding{}}
+	j := p.jobs[0]
+	r.progress(j)(&ec2types.Image{ImageId: aws.String("ami-0copy"), State: ec2types.ImageStatePending})
+	r.tick(j)(ebs.WaitStatus{Percent: 40})
+	r.tick(p.jobs[1])(ebs.WaitStatus{Percent: 12})
+	r.stand(p.jobs[2], copyStanding{state: standPending, percent: -1})
+	r.stand(p.jobs[3], copyStanding{state: standAvailable})
+	r.stand(p.jobs[4], copyStanding{state: standFailed})
+	if ui.buf.Len() != 0 {
+		t.Fatalf("a large fan-out's copies said lines of their own:\n%s", ui.buf)
+	}
+	want := "3 of 25 copies pending (12% to 40% copied), 1 available, 1 failed, 20 not started"
+	if got := r.summary(); got != want {
+		t.Fatalf("summary %q, want %q", got, want)
 	}
 }

@@ -68,11 +68,15 @@ type runner struct {
 	// unremoved are the source region/account pairs whose permission this
 	// run failed to remove: their grants stay too (leftError).
 	unremoved map[string]bool
+	// standing is how each copy stands, for the one progress line of a
+	// large fan-out (summarize).
+	standing map[*job]copyStanding
 }
 
 func newRunner(cfg *Config, ui packer.Ui, pl *plan, retry fanout.Backoff) *runner {
 	r := &runner{cfg: cfg, ui: ui, plan: pl, poll: cfg.PollingConfig, pacer: ebs.NewPacer(cfg.PollingConfig), retry: retry,
-		waiters: map[string]*ebs.ImageWaiter{}, deadKept: map[string][]string{}, unremoved: map[string]bool{}}
+		waiters: map[string]*ebs.ImageWaiter{}, deadKept: map[string][]string{}, unremoved: map[string]bool{},
+		standing: map[*job]copyStanding{}}
 	r.lease = newLeaseHolder(pl.run, pl.template, cfg.leaseDuration, pl.sess.clock, r.say)
 	return r
 }
@@ -400,8 +404,10 @@ func (r *runner) change(ctx context.Context, lost context.CancelCauseFunc) error
 	for _, j := range longestFirst(r.plan.jobs) {
 		jobs = append(jobs, fanout.Job[*job]{Dest: fanout.Dest{Account: j.Target.Account, Region: j.Region}, Item: j})
 	}
+	stop := r.summarize()
 	results := fanout.Run(ctx, r.cfg.CopyConcurrency, fanout.NewLimiter(r.cfg.DestinationCopyLimit), jobs,
 		func(ctx context.Context, fj fanout.Job[*job]) error { return r.copyOne(ctx, fj.Item) })
+	stop()
 	for _, res := range results {
 		if res.Err != nil && res.Item.Reason == "" {
 			res.Item.Reason = res.Err.Error()
