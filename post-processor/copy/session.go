@@ -43,8 +43,12 @@ type kmsAPI interface {
 const sdkMaxBackoff = 20 * time.Second
 
 // maxConnsPerHost bounds the connections to one endpoint (a service in a
-// region): calls beyond it wait for a free one.
-const maxConnsPerHost = 64
+// region): calls beyond it wait for a free one. Preflight asks hundreds of
+// questions at once in a region (64 targets, a few calls each), and 500
+// copies start together: at 64, calls queued for a connection (100
+// accounts x 5 regions took 4 s of AWS time to start their copies, 1 s
+// at 256). A connection costs about 10 KiB while open.
+const maxConnsPerHost = 256
 
 // clients are the API clients of one account in one region.
 type clients struct {
