@@ -48,6 +48,7 @@ type imageWait struct {
 	last     string
 	lastImg  *types.Image
 	percent  int
+	window   EndWindow // what the Progress readings say of the end
 	// atEnd is set when the next poll is expected to find the image
 	// available: its snapshots' Progress is not read then, and while it
 	// is still pending after, it is polled every poll delay.
@@ -333,6 +334,7 @@ func (w *ImageWaiter) settle(id string, req *imageWait, img *types.Image, percen
 		}
 		if pct, ok := percents[id]; ok {
 			req.percent = pct
+			req.window.Narrow(elapsed, pct)
 		}
 		if req.progress != nil {
 			req.progress(img)
@@ -360,7 +362,7 @@ func (w *ImageWaiter) settle(id string, req *imageWait, img *types.Image, percen
 	case req.atEnd:
 		req.due = now.Add(w.pacer.Floor()) // late: every poll delay till done
 	default:
-		gap, atEnd := w.pacer.Next(req.opts.Class, req.size, elapsed, req.percent)
+		gap, atEnd := w.pacer.NextIn(req.opts.Class, req.size, elapsed, req.percent, req.window)
 		req.due, req.atEnd = now.Add(gap), atEnd
 	}
 	return imageWaitResult{}, false

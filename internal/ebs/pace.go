@@ -110,6 +110,37 @@ func (p *Pacer) First(class string, sizeGiB int32) time.Duration {
 // negative when unknown), and whether that poll is expected to find the
 // copy done (then the snapshots' Progress need not be read with it).
 func (p *Pacer) Next(class string, sizeGiB int32, elapsed time.Duration, percent int) (time.Duration, bool) {
+	var win EndWindow
+	win.Narrow(elapsed, percent)
+	return p.NextIn(class, sizeGiB, elapsed, percent, win)
+}
+
+// EndWindow is what a copy's Progress readings say of its end, as time
+// since its start: after Lo, by Hi (zero: nothing read yet).
+type EndWindow struct{ Lo, Hi time.Duration }
+
+// Narrow adds a reading of percent (Progress, a whole percent rounded
+// down) taken after elapsed. Each reading places the end, if Progress
+// grows evenly, between elapsed × 100/(percent+1) and elapsed ×
+// 100/percent; the window keeps what every reading agrees on. A reading
+// that agrees with none of it (Progress is not always even) replaces it.
+func (w *EndWindow) Narrow(elapsed time.Duration, percent int) {
+	if percent <= 0 || percent >= 100 {
+		return
+	}
+	lo := time.Duration(float64(elapsed) * 100 / float64(percent+1))
+	hi := time.Duration(float64(elapsed) * 100 / float64(percent))
+	if w.Hi > 0 {
+		if nlo, nhi := max(lo, w.Lo), min(hi, w.Hi); nlo < nhi {
+			lo, hi = nlo, nhi
+		}
+	}
+	w.Lo, w.Hi = lo, hi
+}
+
+// NextIn is Next with the copy's end window, narrowed by every reading so
+// far (the last being percent at elapsed).
+func (p *Pacer) NextIn(class string, sizeGiB int32, elapsed time.Duration, percent int, win EndWindow) (time.Duration, bool) {
 	// A wrong guess makes a poll at most twice late; once a tenth of the
 	// copy is done, its Progress is trusted a little further.
 	limit := max(p.floor, elapsed)
@@ -128,8 +159,11 @@ func (p *Pacer) Next(class string, sizeGiB int32, elapsed time.Duration, percent
 		// unless a reading a poll delay before lo would narrow them a good
 		// deal (one taken near the end is about 1% of the copy wide): a
 		// reading at 48% of a 615 s copy leaves 13 s, one at 97% 6 s.
-		lo := time.Duration(float64(elapsed) * 100 / float64(percent+1))
-		hi := time.Duration(float64(elapsed) * 100 / float64(percent))
+		lo, hi := win.Lo, win.Hi
+		if hi <= 0 {
+			win.Narrow(elapsed, percent)
+			lo, hi = win.Lo, win.Hi
+		}
 		gap = lo - elapsed
 		sharp := max(p.floor/3, lo*3/200)
 		switch {

@@ -154,3 +154,26 @@ func TestPacedWaiterPollsNearTheEnd(t *testing.T) {
 		t.Errorf("Expect after the copy = %s (learnt %v), want at least %s", got, learnt, total)
 	}
 }
+
+// TestEndWindowNarrows: two readings of an evenly growing copy keep what
+// both say of its end (48% at 300 s: 612.2 s to 625 s; 97% at 597 s:
+// 609.2 s to 615.5 s; together 612.2 s to 615.5 s), the done poll comes
+// at the end of that, and a reading that agrees with none of it replaces it.
+func TestEndWindowNarrows(t *testing.T) {
+	var w EndWindow
+	w.Narrow(300*time.Second, 48)
+	w.Narrow(597*time.Second, 97)
+	lo, hi := 300*time.Second*100/49, 597*time.Second*100/97
+	if w.Lo != lo || w.Hi != hi {
+		t.Fatalf("window %s..%s, want %s..%s", w.Lo, w.Hi, lo, hi)
+	}
+	p := NewPacer(awsauth.NewPolling(15*time.Second, 0))
+	gap, done := p.NextIn("cross-region", 8, 597*time.Second, 97, w)
+	if gap != hi-597*time.Second || !done {
+		t.Fatalf("NextIn = %s, %v; want %s, true (when surely done)", gap, done, hi-597*time.Second)
+	}
+	w.Narrow(700*time.Second, 50) // slower than every earlier reading said
+	if w.Lo != 700*time.Second*100/51 || w.Hi != 1400*time.Second {
+		t.Fatalf("a contradicting reading: window %s..%s, want it alone", w.Lo, w.Hi)
+	}
+}
