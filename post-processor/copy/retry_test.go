@@ -138,9 +138,8 @@ func fakeRunner(t *testing.T, f *fakeEC2, k *fakeKMS) (*runner, *job, *clients) 
 	src := &source{Region: "us-east-1", ImageID: "ami-source", Shared: "ami-source", SharedKeys: []string{"arn:k"}}
 	tgt := &target{Account: "222222222222", RoleARN: "arn:aws:iam::222222222222:role/amicrypt-copy"}
 	j := &job{Target: tgt, Region: "us-east-1", Source: src, KeyARN: "arn:aws:kms:us-east-1:222222222222:key/t", Name: "copy", State: "planned", Started: time.Now()}
-	sess := &session{SourceAccount: "111111111111", clock: &awsClock{}, cache: map[string]*clients{
-		"111111111111//us-east-1": {Account: "111111111111", Region: "us-east-1", KMS: &fakeKMS{}},
-	}}
+	sess := &session{SourceAccount: "111111111111", clock: &awsClock{}}
+	sess.cache.Store("111111111111//us-east-1", &clients{Account: "111111111111", Region: "us-east-1", KMS: &fakeKMS{}})
 	r := &runner{
 		cfg: cfg, ui: newUI(), plan: &plan{sess: sess, jobs: []*job{j}, run: "testrun", template: "tpl"},
 		poll:    awsauth.NewPolling(time.Millisecond, 50),

@@ -74,9 +74,12 @@ type session struct {
 	// measure of leases.
 	clock *awsClock
 
-	mu      sync.Mutex
-	targets map[string]aws.Config // by account
-	cache   map[string]*clients   // by account/role/region
+	// Hundreds of goroutines ask for clients at once when preflight starts:
+	// a mutex around these made them queue behind each other's turns on
+	// the CPU for seconds. Lookups take no lock; each account's role
+	// config is made once.
+	targets sync.Map // account → func() aws.Config (sync.OnceValue)
+	cache   sync.Map // account/role/region → *clients
 }
 
 func newSession(ctx context.Context, access *awsauth.AccessConfig, poll *awsauth.PollingConfig, region string) (*session, error) {
@@ -127,7 +130,6 @@ func newSession(ctx context.Context, access *awsauth.AccessConfig, poll *awsauth
 	return &session{
 		access: &a, base: cfg, clock: clock,
 		SourceAccount: id.Account, SourcePrincipal: iamPrincipal(id.ARN),
-		targets: map[string]aws.Config{}, cache: map[string]*clients{},
 	}, nil
 }
 
@@ -149,24 +151,21 @@ func (s *session) Source(region string) *clients {
 
 // Target returns clients for account in region, as the role.
 func (s *session) Target(account, roleARN, externalID, region string) *clients {
-	s.mu.Lock()
-	cfg, ok := s.targets[account]
+	f, ok := s.targets.Load(account)
 	if !ok {
-		cfg = awsauth.AssumeRole(s.base, awsauth.RoleOptions{RoleARN: roleARN, ExternalID: externalID, SessionName: "amicrypt-copy"})
-		s.targets[account] = cfg
+		f, _ = s.targets.LoadOrStore(account, sync.OnceValue(func() aws.Config {
+			return awsauth.AssumeRole(s.base, awsauth.RoleOptions{RoleARN: roleARN, ExternalID: externalID, SessionName: "amicrypt-copy"})
+		}))
 	}
-	s.mu.Unlock()
-	return s.clients(account, roleARN, region, cfg)
+	return s.clients(account, roleARN, region, f.(func() aws.Config)())
 }
 
 // clients caches by account, role and region: the source account may also be
 // a target, reached through a role of its own.
 func (s *session) clients(account, roleARN, region string, base aws.Config) *clients {
 	key := account + "/" + roleARN + "/" + region
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c, ok := s.cache[key]; ok {
-		return c
+	if c, ok := s.cache.Load(key); ok {
+		return c.(*clients)
 	}
 	cfg := base.Copy()
 	cfg.Region = region
@@ -175,6 +174,7 @@ func (s *session) clients(account, roleARN, region string, base aws.Config) *cli
 		EC2: ec2.NewFromConfig(cfg, s.access.EC2Options()),
 		KMS: kms.NewFromConfig(cfg),
 	}
-	s.cache[key] = c
-	return c
+	// Two callers may make the same clients at once: one set is kept.
+	kept, _ := s.cache.LoadOrStore(key, c)
+	return kept.(*clients)
 }
