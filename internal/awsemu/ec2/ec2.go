@@ -58,8 +58,8 @@ type Service struct {
 	mu       sync.Mutex // guards stores and byRegion (not the stores)
 	stores   map[core.Scope]*store
 	byRegion map[string][]core.Scope // the scopes of stores, by region, sorted
-	index  sync.Map      // resource ID -> indexed
-	seq    atomic.Uint64 // makes resource IDs
+	index    sync.Map                // resource ID -> indexed
+	seq      atomic.Uint64           // makes resource IDs
 
 	imds imdsState // the metadata services' tokens and credentials
 }
