@@ -70,6 +70,10 @@ type WaitOptions struct {
 	TickEvery time.Duration
 	// Started is when the operation began (before CopyImage); default now.
 	Started time.Time
+	// Slack is how much earlier than Started it may have begun (the time
+	// its call was on the wire): the poll expected to find it done allows
+	// for it.
+	Slack time.Duration
 	// SizeGiB is the size of the largest snapshot, when known beforehand:
 	// the first poll is timed by it.
 	SizeGiB int32
@@ -334,7 +338,7 @@ func (w *ImageWaiter) settle(id string, req *imageWait, img *types.Image, percen
 		}
 		if pct, ok := percents[id]; ok {
 			req.percent = pct
-			req.window.Narrow(elapsed, pct)
+			req.window.Narrow(elapsed, pct, req.opts.Slack)
 		}
 		if req.progress != nil {
 			req.progress(img)

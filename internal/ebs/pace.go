@@ -111,7 +111,7 @@ func (p *Pacer) First(class string, sizeGiB int32) time.Duration {
 // copy done (then the snapshots' Progress need not be read with it).
 func (p *Pacer) Next(class string, sizeGiB int32, elapsed time.Duration, percent int) (time.Duration, bool) {
 	var win EndWindow
-	win.Narrow(elapsed, percent)
+	win.Narrow(elapsed, percent, 0)
 	return p.NextIn(class, sizeGiB, elapsed, percent, win)
 }
 
@@ -124,12 +124,16 @@ type EndWindow struct{ Lo, Hi time.Duration }
 // grows evenly, between elapsed × 100/(percent+1) and elapsed ×
 // 100/percent; the window keeps what every reading agrees on. A reading
 // that agrees with none of it (Progress is not always even) replaces it.
-func (w *EndWindow) Narrow(elapsed time.Duration, percent int) {
+// The copy may have begun up to slack before the start elapsed counts
+// from: the latest end is reckoned from the earliest start (a copy that
+// began earlier is further along than its Progress says of the later
+// start), so the poll at it finds the copy done.
+func (w *EndWindow) Narrow(elapsed time.Duration, percent int, slack time.Duration) {
 	if percent <= 0 || percent >= 100 {
 		return
 	}
 	lo := time.Duration(float64(elapsed) * 100 / float64(percent+1))
-	hi := time.Duration(float64(elapsed) * 100 / float64(percent))
+	hi := time.Duration(float64(elapsed+slack)*100/float64(percent)) - slack
 	if w.Hi > 0 {
 		if nlo, nhi := max(lo, w.Lo), min(hi, w.Hi); nlo < nhi {
 			lo, hi = nlo, nhi
@@ -161,7 +165,7 @@ func (p *Pacer) NextIn(class string, sizeGiB int32, elapsed time.Duration, perce
 		// reading at 48% of a 615 s copy leaves 13 s, one at 97% 6 s.
 		lo, hi := win.Lo, win.Hi
 		if hi <= 0 {
-			win.Narrow(elapsed, percent)
+			win.Narrow(elapsed, percent, 0)
 			lo, hi = win.Lo, win.Hi
 		}
 		gap = lo - elapsed

@@ -161,8 +161,8 @@ func TestPacedWaiterPollsNearTheEnd(t *testing.T) {
 // at the end of that, and a reading that agrees with none of it replaces it.
 func TestEndWindowNarrows(t *testing.T) {
 	var w EndWindow
-	w.Narrow(300*time.Second, 48)
-	w.Narrow(597*time.Second, 97)
+	w.Narrow(300*time.Second, 48, 0)
+	w.Narrow(597*time.Second, 97, 0)
 	lo, hi := 300*time.Second*100/49, 597*time.Second*100/97
 	if w.Lo != lo || w.Hi != hi {
 		t.Fatalf("window %s..%s, want %s..%s", w.Lo, w.Hi, lo, hi)
@@ -172,8 +172,22 @@ func TestEndWindowNarrows(t *testing.T) {
 	if gap != hi-597*time.Second || !done {
 		t.Fatalf("NextIn = %s, %v; want %s, true (when surely done)", gap, done, hi-597*time.Second)
 	}
-	w.Narrow(700*time.Second, 50) // slower than every earlier reading said
+	w.Narrow(700*time.Second, 50, 0) // slower than every earlier reading said
 	if w.Lo != 700*time.Second*100/51 || w.Hi != 1400*time.Second {
 		t.Fatalf("a contradicting reading: window %s..%s, want it alone", w.Lo, w.Hi)
+	}
+}
+
+// TestEndWindowSlack: a copy that began up to 2 s before the start its
+// elapsed time counts from ends, at the latest, 2 s × (100/97 − 1) later
+// than the reading says of that start.
+func TestEndWindowSlack(t *testing.T) {
+	var w EndWindow
+	w.Narrow(597*time.Second, 97, 2*time.Second)
+	if want := 599*time.Second*100/97 - 2*time.Second; w.Hi != want {
+		t.Fatalf("latest end %s, want %s", w.Hi, want)
+	}
+	if want := 597 * time.Second * 100 / 98; w.Lo != want {
+		t.Fatalf("earliest end %s, want %s", w.Lo, want)
 	}
 }

@@ -201,12 +201,13 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) (*ec2
 			spec.ClientToken = clientToken(src.ImageID, j.Target.Account, j.Region, j.KeyARN+"|"+r.plan.run, attempt)
 		}
 		var id string
-		started := time.Now()
+		sent, started := time.Now(), time.Now()
 		err := r.retry.Retry(ctx, fanout.QuotaFull,
 			func(n int, err error, pause time.Duration) {
 				r.say("%s: the concurrent copy quota is full (%s); trying again in %s", j.Dest(), ebs.ErrorCode(err), pause.Round(time.Millisecond))
 			},
 			func(ctx context.Context) (err error) {
+				sent = time.Now()
 				id, err = ebs.CopyImageEncrypted(ctx, tc.EC2, spec)
 				// The copy began while CopyImage was on the wire; its answer
 				// is the latest it can have begun, so the pacing, which
@@ -253,7 +254,7 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) (*ec2
 		r.say("%s: copying %s (%s) as %s under %s", j.Dest(), src.Shared, src.Region, id, j.KeyARN)
 		img, err := r.waiter(tc).WaitPaced(ctx, id, ebs.WaitOptions{
 			Progress: r.progress(j), Tick: r.tick(j), TickEvery: r.pacer.AWSTime(progressInterval),
-			Started: started, SizeGiB: src.SizeGiB, Class: copyClass(j),
+			Started: started, Slack: started.Sub(sent), SizeGiB: src.SizeGiB, Class: copyClass(j),
 		})
 		if err == nil {
 			return img, nil
@@ -473,6 +474,9 @@ type copyStanding struct {
 func (r *runner) stand(j *job, st copyStanding) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.standing == nil {
+		r.standing = map[*job]copyStanding{}
+	}
 	r.standing[j] = st
 }
 

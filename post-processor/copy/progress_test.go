@@ -72,7 +72,7 @@ func TestLargeFanoutSaysOneLine(t *testing.T) {
 	for range perCopyLines + 5 {
 		p.jobs = append(p.jobs, &job{Target: &target{Account: "222222222222"}, Region: "eu-west-1"})
 	}
-	r := &runner{ui: ui, plan: p, standing: map[*job]copyStanding{}}
+	r := &runner{ui: ui, plan: p}
 	j := p.jobs[0]
 	r.progress(j)(&ec2types.Image{ImageId: aws.String("ami-0copy"), State: ec2types.ImageStatePending})
 	r.tick(j)(ebs.WaitStatus{Percent: 40})

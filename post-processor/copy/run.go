@@ -75,8 +75,7 @@ type runner struct {
 
 func newRunner(cfg *Config, ui packer.Ui, pl *plan, retry fanout.Backoff) *runner {
 	r := &runner{cfg: cfg, ui: ui, plan: pl, poll: cfg.PollingConfig, pacer: ebs.NewPacer(cfg.PollingConfig), retry: retry,
-		waiters: map[string]*ebs.ImageWaiter{}, deadKept: map[string][]string{}, unremoved: map[string]bool{},
-		standing: map[*job]copyStanding{}}
+		waiters: map[string]*ebs.ImageWaiter{}, deadKept: map[string][]string{}, unremoved: map[string]bool{}}
 	r.lease = newLeaseHolder(pl.run, pl.template, cfg.leaseDuration, pl.sess.clock, r.say)
 	return r
 }
