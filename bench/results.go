@@ -343,11 +343,13 @@ func dur(s float64) string {
 	}
 }
 
+// ratio shows three decimals: the fan-out target is 1.05×, and 1.054
+// is not within it.
 func ratio(x float64) string {
 	if x == 0 {
 		return "–"
 	}
-	return fmt.Sprintf("%.2f×", x)
+	return fmt.Sprintf("%.3f×", x)
 }
 
 func num(x float64) string {

@@ -62,7 +62,7 @@ func TestResultsMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"### B1", "| amazon-ebs | 8 GiB | 30s | 7m30s | 3m20s (2 waits) | 4m10s | 8 | 1 | **yes**, 1 (6m40s) |",
 		"`ec2:CreateImage` | 1 |",
-		"### B2", "| 5x2 | 10 |", "| 1.14× |", "| 12.35 | 7.5s |", "| 64 MiB |", "`kms:ListGrants` | 0.004 |",
+		"### B2", "| 5x2 | 10 |", "| 1.138× |", "| 12.35 | 7.5s |", "| 64 MiB |", "`kms:ListGrants` | 0.004 |",
 		"- B1: time scale 0.06667, polling every 1s of wall time = 15s emulated (cadence factor 1)",
 		"- B2: time scale 0.01, polling every 0.15s of wall time = 15s emulated (cadence factor 1)",
 	} {
