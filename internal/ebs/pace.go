@@ -110,9 +110,7 @@ func (p *Pacer) First(class string, sizeGiB int32) time.Duration {
 // negative when unknown), and whether that poll is expected to find the
 // copy done (then the snapshots' Progress need not be read with it).
 func (p *Pacer) Next(class string, sizeGiB int32, elapsed time.Duration, percent int) (time.Duration, bool) {
-	var win EndWindow
-	win.Narrow(elapsed, percent, 0)
-	return p.NextIn(class, sizeGiB, elapsed, percent, win)
+	return p.NextIn(class, sizeGiB, elapsed, percent, EndWindow{})
 }
 
 // EndWindow is what a copy's Progress readings say of its end, as time
@@ -143,7 +141,8 @@ func (w *EndWindow) Narrow(elapsed time.Duration, percent int, slack time.Durati
 }
 
 // NextIn is Next with the copy's end window, narrowed by every reading so
-// far (the last being percent at elapsed).
+// far (the last being percent at elapsed); an empty one is made from that
+// reading alone.
 func (p *Pacer) NextIn(class string, sizeGiB int32, elapsed time.Duration, percent int, win EndWindow) (time.Duration, bool) {
 	// A wrong guess makes a poll at most twice late; once a tenth of the
 	// copy is done, its Progress is trusted a little further.

@@ -201,7 +201,8 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) (*ec2
 			spec.ClientToken = clientToken(src.ImageID, j.Target.Account, j.Region, j.KeyARN+"|"+r.plan.run, attempt)
 		}
 		var id string
-		sent, started := time.Now(), time.Now()
+		sent := time.Now()
+		started := sent
 		err := r.retry.Retry(ctx, fanout.QuotaFull,
 			func(n int, err error, pause time.Duration) {
 				r.say("%s: the concurrent copy quota is full (%s); trying again in %s", j.Dest(), ebs.ErrorCode(err), pause.Round(time.Millisecond))
@@ -209,9 +210,10 @@ func (r *runner) copyWithRetries(ctx context.Context, tc *clients, j *job) (*ec2
 			func(ctx context.Context) (err error) {
 				sent = time.Now()
 				id, err = ebs.CopyImageEncrypted(ctx, tc.EC2, spec)
-				// The copy began while CopyImage was on the wire; its answer
-				// is the latest it can have begun, so the pacing, which
-				// measures from here, polls early rather than late.
+				// The copy began while CopyImage was on the wire, between
+				// sent and its answer: the pacing measures from the answer
+				// (polls early rather than late) and allows for the time on
+				// the wire (Slack) when it expects the copy done.
 				started = time.Now()
 				return err
 			})

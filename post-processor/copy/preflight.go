@@ -463,10 +463,8 @@ func (c *Config) checkTarget(ctx context.Context, p *plan, t *target) error {
 	for _, r := range regions.Regions {
 		optIn[aws.ToString(r.RegionName)] = aws.ToString(r.OptInStatus)
 	}
-	// The regions of a target are checked at once: each check is its own
-	// job's (its key, name and earlier copies).
-	// The grants on the source keys are asked about meanwhile; the role's
-	// own calls after, as they name a job's key.
+	// The grants on the source keys are asked about while the regions are
+	// checked; the role's own calls after, as they name a job's key.
 	var grants errgroup.Group
 	if !t.IsSource {
 		grants.Go(func() error {
@@ -474,6 +472,8 @@ func (c *Config) checkTarget(ctx context.Context, p *plan, t *target) error {
 			return nil
 		})
 	}
+	// The regions of a target are checked at once: each check is its own
+	// job's (its key, name and earlier copies).
 	var g errgroup.Group
 	g.SetLimit(regionConcurrency)
 	for _, j := range p.jobs {
