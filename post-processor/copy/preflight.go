@@ -258,9 +258,17 @@ func (pr probe) check(ctx context.Context, p *plan, target, check string, viaSer
 		"check "+pr.action+" works for "+pr.principal)
 }
 
-// runProbes runs probes at once: each asks its own question, and their
-// problems are sorted once preflight ends. viaService is check's.
+// runProbes runs probes, each asking its own question; their problems are
+// sorted once preflight ends. viaService is check's. A job's key probes
+// run in a row on the job's goroutine (see checkJob); a role's access
+// probes, one set per account, at once.
 func runProbes(ctx context.Context, p *plan, target, check string, probes []probe, viaService bool) {
+	if viaService {
+		for _, pr := range probes {
+			pr.check(ctx, p, target, check, viaService)
+		}
+		return
+	}
 	var g errgroup.Group
 	for _, pr := range probes {
 		g.Go(func() error {
@@ -519,10 +527,13 @@ func (c *Config) checkRegion(ctx context.Context, p *plan, t *target, j *job, op
 	c.checkInstanceStoreKey(ctx, p, j)
 }
 
-// checkJob checks the target key, name and earlier copies of one job. The
-// lookups that need no key (unreported copies, the name) are made while the
-// key is checked, and the key's use is probed while earlier copies under it
-// are looked for: each region's check is two calls long, not six.
+// checkJob checks the target key, name and earlier copies of one job, one
+// call after another: the regions of a target, and 64 targets, are checked
+// at once, which keeps hundreds of calls in flight. A goroutine per call
+// instead made each grow its stack anew through the SDK's deep call chain:
+// at 100 accounts x 5 regions, a quarter of the plugin's CPU in the first
+// half-second of preflight; the first copy began
+// 2 s later (bench/README.md, B2).
 func (c *Config) checkJob(ctx context.Context, p *plan, j *job) {
 	if j.KeyRef == "" {
 		return
@@ -530,19 +541,13 @@ func (c *Config) checkJob(ctx context.Context, p *plan, j *job) {
 	tc := p.sess.Target(j.Target.Account, j.Target.RoleARN, j.Target.ExternalID, j.Region)
 	var unreported, same []ec2types.Image
 	var unreportedErr, sameErr error
-	var g errgroup.Group
-	g.Go(func() error {
-		unreported, unreportedErr = ebs.FindImagesByFilter(ctx, tc.EC2, []string{"self"}, map[string]string{
-			"tag:" + TagTemplate: p.template, "tag:" + TagUnreported: "true",
-		})
-		return nil
+	unreported, unreportedErr = ebs.FindImagesByFilter(ctx, tc.EC2, []string{"self"}, map[string]string{
+		"tag:" + TagTemplate: p.template, "tag:" + TagUnreported: "true",
 	})
-	g.Go(func() error {
-		same, sameErr = ebs.FindImagesByName(ctx, tc.EC2, "self", j.Name)
-		return nil
-	})
+	same, sameErr = ebs.FindImagesByName(ctx, tc.EC2, "self", j.Name)
+	// The lookups' errors are reported below, in the order the checks
+	// depend on.
 	keyOK := c.checkTargetKey(ctx, p, j, tc)
-	_ = g.Wait() // the errors are reported below, in the order the checks depend on
 	if !keyOK || !c.checkDeadCopies(p, j, unreported, unreportedErr) {
 		return
 	}
@@ -581,15 +586,10 @@ func (c *Config) checkTargetKey(ctx context.Context, p *plan, j *job, tc *client
 
 	var prior []ec2types.Image
 	var priorErr error
-	var g errgroup.Group
-	g.Go(func() error {
-		prior, priorErr = ebs.FindImagesByFilter(ctx, tc.EC2, []string{"self"}, map[string]string{
-			"tag:" + TagSourceAMI: j.Source.ImageID, "tag:" + TagKMSKeyARN: j.KeyARN,
-		})
-		return nil
+	prior, priorErr = ebs.FindImagesByFilter(ctx, tc.EC2, []string{"self"}, map[string]string{
+		"tag:" + TagSourceAMI: j.Source.ImageID, "tag:" + TagKMSKeyARN: j.KeyARN,
 	})
 	c.checkTargetKeyUse(ctx, p, j, tc)
-	_ = g.Wait()
 	if priorErr != nil {
 		p.problem(j.Dest(), "earlier copies", priorErr.Error(), fixOr(priorErr, role, "ec2:DescribeImages", "*", "check the role may call ec2:DescribeImages"))
 		return false
