@@ -211,6 +211,10 @@ func (w *ImageWaiter) loop() {
 
 		found, err := w.describe(ids)
 		var percents map[string]int
+		// AWS reads the Progress after read (DescribeSnapshots is sent
+		// below) and before now: the earliest end is reckoned from read,
+		// the latest from now. Under load now can be well after the read.
+		read := time.Now()
 		if err == nil && w.pacer != nil {
 			w.mu.Lock()
 			wanted := map[string]*types.Image{}
@@ -228,7 +232,7 @@ func (w *ImageWaiter) loop() {
 		w.mu.Lock()
 		for _, id := range ids {
 			for _, req := range w.waiting[id] {
-				if r, done := w.settle(id, req, found[id], percents, err, now); done {
+				if r, done := w.settle(id, req, found[id], percents, err, read, now); done {
 					req.done <- r
 					w.removeLocked(id, req)
 				}
@@ -315,7 +319,8 @@ func (w *ImageWaiter) removeLocked(id string, req *imageWait) {
 }
 
 // settle decides one waiter's fate after a poll, and when it is polled next.
-func (w *ImageWaiter) settle(id string, req *imageWait, img *types.Image, percents map[string]int, pollErr error, now time.Time) (imageWaitResult, bool) {
+// The snapshots' Progress (percents) was read between read and now.
+func (w *ImageWaiter) settle(id string, req *imageWait, img *types.Image, percents map[string]int, pollErr error, read, now time.Time) (imageWaitResult, bool) {
 	due := !now.Before(req.due)
 	if due {
 		req.polls++ // a poll this image was due for; others' polls are free
@@ -338,7 +343,7 @@ func (w *ImageWaiter) settle(id string, req *imageWait, img *types.Image, percen
 		}
 		if pct, ok := percents[id]; ok {
 			req.percent = pct
-			req.window.Narrow(elapsed, pct, req.opts.Slack)
+			req.window.Narrow(read.Sub(req.start), elapsed, pct, req.opts.Slack)
 		}
 		if req.progress != nil {
 			req.progress(img)

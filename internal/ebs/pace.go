@@ -118,20 +118,21 @@ func (p *Pacer) Next(class string, sizeGiB int32, elapsed time.Duration, percent
 type EndWindow struct{ Lo, Hi time.Duration }
 
 // Narrow adds a reading of percent (Progress, a whole percent rounded
-// down) taken after elapsed. Each reading places the end, if Progress
-// grows evenly, between elapsed × 100/(percent+1) and elapsed ×
-// 100/percent; the window keeps what every reading agrees on. A reading
-// that agrees with none of it (Progress is not always even) replaces it.
-// The copy may have begun up to slack before the start elapsed counts
-// from: the latest end is reckoned from the earliest start (a copy that
-// began earlier is further along than its Progress says of the later
-// start), so the poll at it finds the copy done.
-func (w *EndWindow) Narrow(elapsed time.Duration, percent int, slack time.Duration) {
+// down) taken between from and to after the start (the call that read
+// it was on the wire then). Each reading places the end, if Progress
+// grows evenly, between from × 100/(percent+1) and to × 100/percent; the
+// window keeps what every reading agrees on. A reading that agrees with
+// none of it (Progress is not always even) replaces it. The copy may
+// have begun up to slack before the start: the latest end is reckoned
+// from the earliest start (a copy that began earlier is further along
+// than its Progress says of the later start), so the poll at it finds
+// the copy done.
+func (w *EndWindow) Narrow(from, to time.Duration, percent int, slack time.Duration) {
 	if percent <= 0 || percent >= 100 {
 		return
 	}
-	lo := time.Duration(float64(elapsed) * 100 / float64(percent+1))
-	hi := time.Duration(float64(elapsed+slack)*100/float64(percent)) - slack
+	lo := time.Duration(float64(from) * 100 / float64(percent+1))
+	hi := time.Duration(float64(to+slack)*100/float64(percent)) - slack
 	if w.Hi > 0 {
 		if nlo, nhi := max(lo, w.Lo), min(hi, w.Hi); nlo < nhi {
 			lo, hi = nlo, nhi
@@ -157,24 +158,27 @@ func (p *Pacer) NextIn(class string, sizeGiB int32, elapsed time.Duration, perce
 		gap, done = p.floor, true // the snapshots are done; the image follows
 	case percent > 0:
 		// Progress is a whole percent, rounded down: the copy ends between
-		// lo and hi. Poll at lo while they are more than a poll delay
-		// apart. Within one, poll at hi, when the copy is surely done,
-		// unless a reading a poll delay before lo would narrow them a good
-		// deal (one taken near the end is about 1% of the copy wide): a
-		// reading at 48% of a 615 s copy leaves 13 s, one at 97% 6 s.
+		// lo and hi. While there is room, the last reading is taken a poll
+		// delay before lo (one taken near the end is about 1% of the copy
+		// wide: at 97% of a 615 s copy, 6 s), and the poll after it at hi,
+		// when the copy is surely done. A reading any later may find the
+		// copy a moment from done yet a poll delay from the next look: a
+		// reading at lo of a 16 s window read 99%, and the copy was seen
+		// done 12 s after it ended.
 		lo, hi := win.Lo, win.Hi
 		if hi <= 0 {
-			win.Narrow(elapsed, percent, 0)
+			win.Narrow(elapsed, elapsed, percent, 0)
 			lo, hi = win.Lo, win.Hi
 		}
 		gap = lo - elapsed
 		sharp := max(p.floor/3, lo*3/200)
 		switch {
-		case hi-lo > p.floor:
-		case hi-lo <= sharp || lo-p.floor <= elapsed+p.floor:
+		case hi-lo <= sharp:
 			gap, done = hi-elapsed, hi-elapsed <= limit
-		default:
+		case lo-p.floor >= elapsed+p.floor:
 			gap = lo - p.floor - elapsed
+		case hi-lo <= p.floor:
+			gap, done = hi-elapsed, hi-elapsed <= limit
 		}
 	default:
 		if exp, _ := p.Expect(class, sizeGiB); exp > elapsed {

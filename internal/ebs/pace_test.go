@@ -3,6 +3,7 @@ package ebs
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,8 +68,9 @@ func TestPacerNext(t *testing.T) {
 		// done, once what it has run before.
 		{"never more than twice the elapsed time", 100 * time.Second, 16, nil, 200 * time.Second},
 		{"never more than the elapsed time", 100 * time.Second, 5, nil, 100 * time.Second},
-		// 55% at 600 s: between 1071 s and 1091 s; the earliest is 471 s away.
-		{"the earliest end", 600 * time.Second, 55, nil, 600*time.Second*100/56 - 600*time.Second},
+		// 55% at 600 s: between 1071 s and 1091 s; one more reading a poll
+		// delay before the earliest, 456 s away.
+		{"a reading before the earliest end", 600 * time.Second, 55, nil, 600*time.Second*100/56 - 15*time.Second - 600*time.Second},
 		// 48% at 300 s: between 612 s and 625 s, 13 s apart; a reading a
 		// poll delay before 612 s narrows that to about 1% of the copy.
 		{"one more reading before the end", 300 * time.Second, 48, nil, 300*time.Second*100/49 - 15*time.Second - 300*time.Second},
@@ -161,8 +163,8 @@ func TestPacedWaiterPollsNearTheEnd(t *testing.T) {
 // at the end of that, and a reading that agrees with none of it replaces it.
 func TestEndWindowNarrows(t *testing.T) {
 	var w EndWindow
-	w.Narrow(300*time.Second, 48, 0)
-	w.Narrow(597*time.Second, 97, 0)
+	w.Narrow(300*time.Second, 300*time.Second, 48, 0)
+	w.Narrow(597*time.Second, 597*time.Second, 97, 0)
 	lo, hi := 300*time.Second*100/49, 597*time.Second*100/97
 	if w.Lo != lo || w.Hi != hi {
 		t.Fatalf("window %s..%s, want %s..%s", w.Lo, w.Hi, lo, hi)
@@ -172,7 +174,7 @@ func TestEndWindowNarrows(t *testing.T) {
 	if gap != hi-597*time.Second || !done {
 		t.Fatalf("NextIn = %s, %v; want %s, true (when surely done)", gap, done, hi-597*time.Second)
 	}
-	w.Narrow(700*time.Second, 50, 0) // slower than every earlier reading said
+	w.Narrow(700*time.Second, 700*time.Second, 50, 0) // slower than every earlier reading said
 	if w.Lo != 700*time.Second*100/51 || w.Hi != 1400*time.Second {
 		t.Fatalf("a contradicting reading: window %s..%s, want it alone", w.Lo, w.Hi)
 	}
@@ -183,11 +185,56 @@ func TestEndWindowNarrows(t *testing.T) {
 // than the reading says of that start.
 func TestEndWindowSlack(t *testing.T) {
 	var w EndWindow
-	w.Narrow(597*time.Second, 97, 2*time.Second)
+	w.Narrow(597*time.Second, 597*time.Second, 97, 2*time.Second)
 	if want := 599*time.Second*100/97 - 2*time.Second; w.Hi != want {
 		t.Fatalf("latest end %s, want %s", w.Hi, want)
 	}
 	if want := 597 * time.Second * 100 / 98; w.Lo != want {
 		t.Fatalf("earliest end %s, want %s", w.Lo, want)
+	}
+}
+
+// TestPacedCopySeenDoneSoonAfterItsEnd follows the polls the Pacer asks
+// for of a 615 s copy (8 GiB across regions in the emulator's model) whose
+// Progress grows evenly. The copy began up to d before the CopyImage answer
+// the waiter counts from (the call was on the wire d), and each poll's
+// answer is seen lag after its Progress was read (a busy CPU). The poll
+// that finds it done comes within one Progress step (1% of the copy) plus
+// d of its end: no reading lands so near the end that the poll delay
+// holds the next look back (a reading at 99% once meant seeing the copy
+// done 12 s after it ended).
+func TestPacedCopySeenDoneSoonAfterItsEnd(t *testing.T) {
+	const took = 615 * time.Second
+	for _, d := range []time.Duration{0, 500 * time.Millisecond, 1500 * time.Millisecond, 3 * time.Second} {
+		for _, lag := range []time.Duration{0, 300 * time.Millisecond, time.Second} {
+			p := NewPacer(awsauth.NewPolling(15*time.Second, 0))
+			var win EndWindow
+			at := p.First("cross-region", 8) // since the CopyImage answer
+			atEnd := false
+			var polls []string
+			for range 20 {
+				if at+d >= took {
+					break
+				}
+				if atEnd { // expected done, but pending
+					polls = append(polls, fmt.Sprintf("pending at %s", at))
+					at += p.Floor()
+					continue
+				}
+				pct := int(100 * (at + d) / took)
+				polls = append(polls, fmt.Sprintf("%d%% at %s", pct, at))
+				seen := at + lag
+				win.Narrow(at, seen, pct, d)
+				var gap time.Duration
+				gap, atEnd = p.NextIn("cross-region", 8, seen, pct, win)
+				if gap < p.Floor() {
+					t.Fatalf("d=%s lag=%s: a poll %s after the last, under the poll delay", d, lag, gap)
+				}
+				at = seen + gap
+			}
+			if late := at + d - took; late < 0 || late > took/100+d {
+				t.Errorf("d=%s lag=%s: seen done %s after the end, want within %s; polls: %s", d, lag, late, took/100+d, strings.Join(polls, ", "))
+			}
+		}
 	}
 }
