@@ -532,8 +532,8 @@ func (c *Config) checkRegion(ctx context.Context, p *plan, t *target, j *job, op
 // at once, which keeps hundreds of calls in flight. A goroutine per call
 // instead made each grow its stack anew through the SDK's deep call chain:
 // at 100 accounts x 5 regions, a quarter of the plugin's CPU in the first
-// half-second of preflight; the first copy began
-// 2 s later (bench/README.md, B2).
+// half-second of preflight; the first copy began 2 s later (bench/README.md,
+// B2).
 func (c *Config) checkJob(ctx context.Context, p *plan, j *job) {
 	if j.KeyRef == "" {
 		return
