@@ -285,7 +285,7 @@ func TestCopyToThreeAccountsAndSourceTwoRegions(t *testing.T) {
 		}
 	}
 	out := ui.buf.String()
-	for _, want := range []string{"ACCOUNT", "REGION", "AMI", "KEY", "STATE", "READ BACK", "DURATION", "444444444444", " read back: snap-"} {
+	for _, want := range []string{"ACCOUNT", "REGION", "AMI", "KEY", "STATE", "READ BACK", "DURATION", "444444444444", " read back: snap-", "; available after "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("UI output lacks %q:\n%s", want, out)
 		}
