@@ -115,7 +115,7 @@ func runBuild(b *testing.B, s settings, tool string, sizeGiB int) Row {
 		WallS:     res.Duration.Seconds(),
 		MakespanS: Emulated(calls.Span(), s.buildScale).Seconds(),
 		PollLagS:  lag.Total.Seconds(), PollWaits: lag.Waits,
-		Calls: calls.Total, MutatingCalls: calls.Mutating(), Errors: calls.Errors, ErrorsBy: calls.ErrorsBy, Throttled: calls.Throttled,
+		Calls: calls.Total, MutatingCalls: calls.Mutating(), Errors: calls.Errors, ErrorsBy: calls.ErrorsBy, DryRunProbes: calls.DryRun, DryRunBy: calls.DryRunBy, Throttled: calls.Throttled,
 		CallsByAction: calls.ByAction,
 		GiBCopied:     copied.GiB, FullCopies: copied.FullCopies, UnknownCopies: copied.Unknown,
 		UnencryptedAMIs: len(unencrypted), Findings: other,

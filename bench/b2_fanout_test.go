@@ -159,7 +159,7 @@ func runFanout(b *testing.B, s settings, shape Shape, th *throttle) Row {
 		Accounts: shape.Accounts, Regions: shape.Regions, Copies: copies,
 		WallS: res.Duration.Seconds(), CallLatencyS: s.fanoutCall.Seconds(),
 		MakespanS: Emulated(calls.Span(), s.fanoutScale).Seconds(),
-		Calls:     calls.Total, MutatingCalls: calls.Mutating(), Errors: calls.Errors, ErrorsBy: calls.ErrorsBy, Throttled: calls.Throttled,
+		Calls:     calls.Total, MutatingCalls: calls.Mutating(), Errors: calls.Errors, ErrorsBy: calls.ErrorsBy, DryRunProbes: calls.DryRun, DryRunBy: calls.DryRunBy, Throttled: calls.Throttled,
 		CallsByAction:        calls.ByAction,
 		CallsPerCopy:         float64(calls.Total) / float64(copies),
 		CallsPerCopyRealTime: cadence.RealTimeCalls(calls.ByAction) / float64(copies),

@@ -14,8 +14,10 @@ import (
 type CallStats struct {
 	Total     int
 	ByAction  map[string]int // "service:Action"
-	Errors    int            // calls answered with any error
+	Errors    int            // calls answered with an error other than a DryRun answer
 	ErrorsBy  map[string]int // "service:Action code"
+	DryRun    int            // DryRun probes: calls answered DryRunOperation (EC2) or DryRunOperationException (KMS)
+	DryRunBy  map[string]int // "service:Action"
 	Throttled int            // answered with a throttling error
 	First     time.Time      // emulator clock of the first and last call
 	Last      time.Time
@@ -30,13 +32,23 @@ func isThrottle(code string) bool {
 	return false
 }
 
+// isDryRunAnswer reports the answers of a call made with DryRun: the call
+// would have been allowed, and nothing was done (docs/aws-behaviour.md 1.5).
+func isDryRunAnswer(code string) bool {
+	return code == "DryRunOperation" || code == "DryRunOperationException"
+}
+
 // Calls summarises entries.
 func Calls(entries []awsemu.AuditEntry) CallStats {
-	s := CallStats{ByAction: map[string]int{}, ErrorsBy: map[string]int{}}
+	s := CallStats{ByAction: map[string]int{}, ErrorsBy: map[string]int{}, DryRunBy: map[string]int{}}
 	for i, e := range entries {
 		s.Total++
 		s.ByAction[e.Service+":"+e.Action]++
-		if e.Outcome != "ok" {
+		switch {
+		case isDryRunAnswer(e.Outcome):
+			s.DryRun++
+			s.DryRunBy[e.Service+":"+e.Action]++
+		case e.Outcome != "ok":
 			s.Errors++
 			s.ErrorsBy[e.Service+":"+e.Action+" "+e.Outcome]++
 		}
@@ -61,14 +73,15 @@ func (s CallStats) Span() time.Duration {
 	return s.Last.Sub(s.First)
 }
 
-// Mutating counts the calls that are not Describe*, Get* or List*: their
-// number does not depend on polling.
+// Mutating counts the calls that are not Describe*, Get* or List* and not
+// DryRun probes: the calls that may change something. Their number does not
+// depend on polling.
 func (s CallStats) Mutating() int {
 	n := 0
 	for k, c := range s.ByAction {
 		_, action, _ := strings.Cut(k, ":")
 		if !awsemu.IsDescribe(action) {
-			n += c
+			n += c - s.DryRunBy[k]
 		}
 	}
 	return n

@@ -23,16 +23,23 @@ func TestCalls(t *testing.T) {
 		{Service: "kms", Action: "CreateGrant", Outcome: "ThrottlingException", Time: t0.Add(3 * time.Second)},
 		{Service: "sts", Action: "AssumeRole", Outcome: "AccessDenied", Time: t0.Add(2 * time.Second)},
 		{Service: "ec2", Action: "DescribeImages", Outcome: "ok", Time: t0.Add(2 * time.Second)},
+		// DryRun probes: counted as calls, not as errors nor as mutating.
+		{Service: "ec2", Action: "CopyImage", Outcome: "DryRunOperation", Time: t0.Add(time.Second)},
+		{Service: "kms", Action: "CreateGrant", Outcome: "DryRunOperationException", Time: t0.Add(time.Second)},
+		{Service: "ec2", Action: "DescribeImages", Outcome: "DryRunOperation", Time: t0.Add(time.Second)},
 	}
 	s := Calls(entries)
-	if s.Total != 5 || s.Errors != 3 || s.Throttled != 2 {
-		t.Errorf("total, errors, throttled = %d, %d, %d; want 5, 3, 2", s.Total, s.Errors, s.Throttled)
+	if s.Total != 8 || s.Errors != 3 || s.Throttled != 2 || s.DryRun != 3 {
+		t.Errorf("total, errors, throttled, dry run = %d, %d, %d, %d; want 8, 3, 2, 3", s.Total, s.Errors, s.Throttled, s.DryRun)
 	}
 	if s.ErrorsBy["sts:AssumeRole AccessDenied"] != 1 || len(s.ErrorsBy) != 3 {
 		t.Errorf("errors by action and code: %v", s.ErrorsBy)
 	}
-	if s.ByAction["ec2:DescribeImages"] != 2 || s.Mutating() != 3 {
-		t.Errorf("by action %v, mutating %d", s.ByAction, s.Mutating())
+	if s.DryRunBy["kms:CreateGrant"] != 1 || s.DryRunBy["ec2:CopyImage"] != 1 || len(s.DryRunBy) != 3 {
+		t.Errorf("dry run by action: %v", s.DryRunBy)
+	}
+	if s.ByAction["ec2:DescribeImages"] != 3 || s.ByAction["ec2:CopyImage"] != 2 || s.Mutating() != 3 {
+		t.Errorf("by action %v, mutating %d (want 3: CopyImage, CreateGrant, AssumeRole)", s.ByAction, s.Mutating())
 	}
 	if s.Span() != 3*time.Second {
 		t.Errorf("span %s, want 3s (out-of-order entries)", s.Span())

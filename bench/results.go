@@ -58,8 +58,10 @@ type Row struct {
 
 	Calls                int                `json:"calls,omitempty"`
 	MutatingCalls        int                `json:"mutating_calls,omitempty"`
-	Errors               int                `json:"errors"`
+	Errors               int                `json:"errors"` // not counting DryRun answers
 	ErrorsBy             map[string]int     `json:"errors_by_action_and_code,omitempty"`
+	DryRunProbes         int                `json:"dry_run_probes"`
+	DryRunBy             map[string]int     `json:"dry_run_probes_by_action,omitempty"`
 	Throttled            int                `json:"throttled"`
 	CallsByAction        map[string]int     `json:"calls_by_action,omitempty"`
 	CallsPerCopy         float64            `json:"calls_per_copy,omitempty"`
@@ -218,10 +220,10 @@ func buildTable(sb *strings.Builder, rows []Row) {
 		lines = append(lines, []string{
 			r.Tool, r.Size, dur(r.WallS), dur(r.MakespanS), fmt.Sprintf("%s (%d waits)", dur(r.PollLagS), r.PollWaits), dur(r.MakespanS - r.PollLagS),
 			strconv.Itoa(r.GiBCopied), strconv.Itoa(r.FullCopies),
-			unenc, strconv.Itoa(r.Calls), strconv.Itoa(r.MutatingCalls), strconv.Itoa(r.Errors),
+			unenc, strconv.Itoa(r.Calls), strconv.Itoa(r.MutatingCalls), strconv.Itoa(r.DryRunProbes), strconv.Itoa(r.Errors),
 		})
 	}
-	table(sb, []string{"tool", "volume", "wall", "emulated makespan", "poll lag", "makespan − poll lag", "GiB copied", "full-data copies", "unencrypted AMI ever existed (emulated lifetime)", "calls", "mutating calls", "errors"}, "llrrrrrrlrrr", lines)
+	table(sb, []string{"tool", "volume", "wall", "emulated makespan", "poll lag", "makespan − poll lag", "GiB copied", "full-data copies", "unencrypted AMI ever existed (emulated lifetime)", "calls", "mutating calls", "DryRun probes", "errors"}, "llrrrrrrlrrrr", lines)
 	sb.WriteString("Calls by action:\n\n")
 	byAction(sb, rows, func(r Row) string { return r.Tool + ", " + r.Size }, func(r Row, k string) string {
 		if n := r.CallsByAction[k]; n > 0 {
@@ -237,10 +239,10 @@ func fanoutTable(sb *strings.Builder, rows []Row) {
 		lines = append(lines, []string{
 			r.Size, strconv.Itoa(r.Copies), dur(r.WallS), dur(r.MakespanS), dur(r.LowerBoundS), ratio(r.RatioToBound),
 			num(r.CallsPerCopyRealTime), dur(r.FirstCopyCallS), dur(r.FirstCopyS), mib(r.PluginPeakRSSBytes), secs(r.PluginCPUS), secs(r.EmulatorCPUS),
-			strconv.Itoa(r.Errors), strconv.Itoa(r.Throttled),
+			strconv.Itoa(r.DryRunProbes), strconv.Itoa(r.Errors), strconv.Itoa(r.Throttled),
 		})
 	}
-	table(sb, []string{"accounts × regions", "copies", "wall", "emulated makespan", "lower bound", "makespan ÷ bound", "calls per copy (real-time cadence)", "first CopyImage after", "time to first copy", "plugin peak RSS", "plugin CPU", "emulator CPU", "errors", "throttled"}, "lrrrrrrrrrrrrr", lines)
+	table(sb, []string{"accounts × regions", "copies", "wall", "emulated makespan", "lower bound", "makespan ÷ bound", "calls per copy (real-time cadence)", "first CopyImage after", "time to first copy", "plugin peak RSS", "plugin CPU", "emulator CPU", "DryRun probes", "errors", "throttled"}, "lrrrrrrrrrrrrrr", lines)
 	sb.WriteString("Calls per copy by action:\n\n")
 	byAction(sb, rows, func(r Row) string { return r.Size }, func(r Row, k string) string {
 		if v := r.CallsPerCopyByAction[k]; v > 0 {
@@ -255,10 +257,10 @@ func throttledTable(sb *strings.Builder, rows []Row) {
 	for _, r := range rows {
 		lines = append(lines, []string{
 			r.Size, r.Throttle, dur(r.WallS), dur(r.MakespanS), dur(r.ReferenceMakespanS), ratio(r.RatioToReference),
-			ratio(r.RatioToBound), strconv.Itoa(r.Throttled), strconv.Itoa(r.Errors), num(r.CallsPerCopyRealTime),
+			ratio(r.RatioToBound), strconv.Itoa(r.Throttled), strconv.Itoa(r.DryRunProbes), strconv.Itoa(r.Errors), num(r.CallsPerCopyRealTime),
 		})
 	}
-	table(sb, []string{"accounts × regions", "limits per account-region", "wall", "emulated makespan", "unthrottled makespan", "ratio to unthrottled", "makespan ÷ bound", "calls throttled", "errors", "calls per copy (real-time cadence)"}, "llrrrrrrrr", lines)
+	table(sb, []string{"accounts × regions", "limits per account-region", "wall", "emulated makespan", "unthrottled makespan", "ratio to unthrottled", "makespan ÷ bound", "calls throttled", "DryRun probes", "errors", "calls per copy (real-time cadence)"}, "llrrrrrrrrr", lines)
 }
 
 func instanceStoreTable(sb *strings.Builder, rows []Row) {
